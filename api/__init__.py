@@ -1,0 +1,1 @@
+"""The Litestar REST API: thin handlers that parse, call `core` and serialise."""

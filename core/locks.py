@@ -1,0 +1,84 @@
+"""Advisory locks with namespaced 64-bit keys.
+
+A key is the first 8 bytes of BLAKE2b over `namespace:identifier`, read as a signed 64-bit integer (the
+type Postgres advisory locks take), so keys from different namespaces cannot collide by construction
+of the input. When a transaction needs several locks it must take them in `LockKey` order — namespace
+rank first (quota before host), then identifier — so two transactions never wait on each other in a
+cycle. `xact_lock_all` does the sorting.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection, text
+from sqlalchemy.orm import Session
+
+
+class LockNamespace(enum.IntEnum):
+    """What a lock protects; the value is the rank in the global lock order (lower first)."""
+
+    LEADER = 0
+    QUOTA_WORKSPACE = 10
+    QUOTA_USER = 20
+    HOST = 30
+
+
+@dataclass(frozen=True, order=True)
+class LockKey:
+    """One advisory lock: ordering follows the global lock order."""
+
+    namespace: LockNamespace
+    identifier: str
+    value: int = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        digest = hashlib.blake2b(f"{self.namespace.name}:{self.identifier}".encode(), digest_size=8).digest()
+        object.__setattr__(self, "value", int.from_bytes(digest, "big", signed=True))
+
+
+def lock_key(namespace: LockNamespace, identifier: object) -> LockKey:
+    """Return the key for `identifier` (a UUID, a shard number…) in `namespace`."""
+    return LockKey(namespace, str(identifier))
+
+
+Executor = Session | Connection
+
+
+def xact_lock(executor: Executor, key: LockKey) -> None:
+    """Block until the transaction holds `key`; Postgres releases it at commit or rollback."""
+    executor.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key.value})
+
+
+def xact_lock_all(executor: Executor, keys: Iterable[LockKey]) -> list[LockKey]:
+    """Take every key in the global lock order (deduplicated) and return them in the order taken."""
+    ordered = sorted(set(keys))
+    for key in ordered:
+        xact_lock(executor, key)
+    return ordered
+
+
+def try_xact_lock(executor: Executor, key: LockKey) -> bool:
+    """Take `key` for the transaction if nobody holds it; never waits."""
+    return bool(
+        executor.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": key.value}).scalar_one()
+    )
+
+
+def try_session_lock(connection: Connection, key: LockKey) -> bool:
+    """Take `key` for the connection's whole session if nobody holds it; never waits.
+
+    Session locks stack: a second successful call needs a second unlock. Callers that keep a lock
+    (leader election) must remember they hold it instead of taking it again.
+    """
+    return bool(
+        connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key.value}).scalar_one()
+    )
+
+
+def session_unlock(connection: Connection, key: LockKey) -> bool:
+    """Release one hold of a session lock; False when this session did not hold it."""
+    return bool(connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key.value}).scalar_one())

@@ -1,0 +1,36 @@
+"""SQLAlchemy models of the whole domain; importing this package registers every table on `Base.metadata`."""
+
+from remotegpu.core.models.access import AccessEndpoint
+from remotegpu.core.models.base import Base
+from remotegpu.core.models.billing import BillingInterval, Invoice, InvoiceLine
+from remotegpu.core.models.claims import ClaimHistory, GpuClaim, PortMapping
+from remotegpu.core.models.environments import Environment
+from remotegpu.core.models.events import Event
+from remotegpu.core.models.identity import ApiToken, User
+from remotegpu.core.models.images import Image
+from remotegpu.core.models.inventory import Gpu, Host
+from remotegpu.core.models.leadership import ShardLeader
+from remotegpu.core.models.workspaces import GpuModelQuota, ResourceQuota, Workspace, WorkspaceMember
+
+__all__ = [
+    "AccessEndpoint",
+    "ApiToken",
+    "Base",
+    "BillingInterval",
+    "ClaimHistory",
+    "Environment",
+    "Event",
+    "Gpu",
+    "GpuClaim",
+    "GpuModelQuota",
+    "Host",
+    "Image",
+    "Invoice",
+    "InvoiceLine",
+    "PortMapping",
+    "ResourceQuota",
+    "ShardLeader",
+    "User",
+    "Workspace",
+    "WorkspaceMember",
+]

@@ -1,0 +1,112 @@
+"""Claims on GPUs and host ports, and the append-only history of every claim and release.
+
+A claim is active while `released_at` is NULL. Partial unique indexes are the last line of defence
+behind the advisory locks: no GPU can hold two active claims, and no (host, host port, protocol) can be
+mapped twice. `ClaimHistory` lets tests check the invariants over time, not only in the final state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Identity, Index, String, func, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from remotegpu.core.models.base import Base, UuidPk, enum_type
+from remotegpu.core.states import ClaimAction, ClaimKind, PortPurpose, Protocol
+
+_PORT_RANGE = "BETWEEN 1 AND 65535"
+
+
+class GpuClaim(Base):
+    """One GPU held by one environment."""
+
+    __tablename__ = "gpu_claims"
+    __table_args__ = (
+        Index(
+            "uq_gpu_claims_gpu_id_active", "gpu_id", unique=True, postgresql_where=text("released_at IS NULL")
+        ),
+        CheckConstraint("released_at IS NULL OR released_at >= claimed_at", name="release_after_claim"),
+    )
+
+    id: Mapped[UuidPk]
+    gpu_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("gpus.id", ondelete="RESTRICT"))
+    environment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("environments.id", ondelete="RESTRICT"), index=True
+    )
+    host_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("hosts.id", ondelete="RESTRICT"), index=True)
+    claimed_at: Mapped[dt.datetime] = mapped_column(server_default=func.clock_timestamp())
+    released_at: Mapped[dt.datetime | None]
+
+
+class PortMapping(Base):
+    """A host port claimed for one container port of an environment."""
+
+    __tablename__ = "port_mappings"
+    __table_args__ = (
+        Index(
+            "uq_port_mappings_host_port_active",
+            "host_id",
+            "host_port",
+            "protocol",
+            unique=True,
+            postgresql_where=text("released_at IS NULL"),
+        ),
+        Index(
+            "uq_port_mappings_container_port_active",
+            "environment_id",
+            "container_port",
+            "protocol",
+            unique=True,
+            postgresql_where=text("released_at IS NULL"),
+        ),
+        CheckConstraint(f"container_port {_PORT_RANGE} AND host_port {_PORT_RANGE}", name="ports_valid"),
+        CheckConstraint("released_at IS NULL OR released_at >= claimed_at", name="release_after_claim"),
+    )
+
+    id: Mapped[UuidPk]
+    environment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("environments.id", ondelete="RESTRICT"), index=True
+    )
+    host_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("hosts.id", ondelete="RESTRICT"))
+    container_port: Mapped[int]
+    host_port: Mapped[int]
+    protocol: Mapped[Protocol] = mapped_column(
+        enum_type(Protocol, "protocol"), default=Protocol.TCP, server_default=Protocol.TCP.value
+    )
+    purpose: Mapped[PortPurpose] = mapped_column(enum_type(PortPurpose, "purpose"))
+    name: Mapped[str | None] = mapped_column(String(63))
+    claimed_at: Mapped[dt.datetime] = mapped_column(server_default=func.clock_timestamp())
+    released_at: Mapped[dt.datetime | None]
+
+
+class ClaimHistory(Base):
+    """Append-only log of every claim and release (a trigger refuses UPDATE and DELETE).
+
+    `at` is the wall clock inside the writing transaction and `seq` the insertion order; together with
+    the advisory locks they let a checker replay who held what, and when.
+    """
+
+    __tablename__ = "claim_history"
+    __table_args__ = (
+        CheckConstraint(
+            "(kind = 'gpu' AND gpu_id IS NOT NULL AND host_port IS NULL AND protocol IS NULL)"
+            " OR (kind = 'port' AND gpu_id IS NULL AND host_port IS NOT NULL AND protocol IS NOT NULL)",
+            name="kind_fields",
+        ),
+    )
+
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    kind: Mapped[ClaimKind] = mapped_column(enum_type(ClaimKind, "kind"))
+    action: Mapped[ClaimAction] = mapped_column(enum_type(ClaimAction, "action"))
+    environment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("environments.id", ondelete="RESTRICT"), index=True
+    )
+    host_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("hosts.id", ondelete="RESTRICT"))
+    gpu_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("gpus.id", ondelete="RESTRICT"))
+    host_port: Mapped[int | None]
+    protocol: Mapped[Protocol | None] = mapped_column(enum_type(Protocol, "protocol"))
+    at: Mapped[dt.datetime] = mapped_column(server_default=func.clock_timestamp())
+    txid: Mapped[int] = mapped_column(BigInteger, server_default=func.txid_current())
+    """Transaction that wrote the row; claims committed together share it."""

@@ -1,0 +1,107 @@
+"""Environments: the desired spec and what the reconciler observed, in one row.
+
+The API and CLI write only the desired side (spec, generation, desired_state, the requested resources
+copied from the spec); only the reconciler writes the observed side (phase onwards) and the lease.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from remotegpu.core.models.base import (
+    DNS_LABEL_SQL,
+    Base,
+    Bytes,
+    CreatedAt,
+    Millis,
+    Name,
+    UpdatedAt,
+    UuidPk,
+    enum_type,
+)
+from remotegpu.core.states import DesiredState, Phase
+
+
+class Environment(Base):
+    """A rented GPU environment."""
+
+    __tablename__ = "environments"
+    __table_args__ = (
+        CheckConstraint(f"name {DNS_LABEL_SQL}", name="name_dns_label"),
+        CheckConstraint("generation >= 1 AND observed_generation >= 0", name="generation_valid"),
+        CheckConstraint(
+            "gpu_count >= 0 AND cpu_millis >= 0 AND memory_bytes >= 0 AND storage_bytes >= 0",
+            name="requests_not_negative",
+        ),
+        CheckConstraint("retry_count >= 0 AND shard >= 0", name="counters_not_negative"),
+        CheckConstraint("(lock_token IS NULL) = (lock_expires_at IS NULL)", name="lease_complete"),
+        Index(
+            "uq_environments_workspace_id_name_live",
+            "workspace_id",
+            "name",
+            unique=True,
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+        Index("ix_environments_shard_next_attempt_at", "shard", "next_attempt_at"),
+    )
+
+    id: Mapped[UuidPk]
+    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="RESTRICT"))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    """The user who created it and whose user quota it counts against."""
+    name: Mapped[Name]
+
+    # Desired side.
+    spec: Mapped[dict[str, Any]]
+    """The spec as the user wrote it, validated and normalised."""
+    generation: Mapped[int] = mapped_column(BigInteger, default=1, server_default="1")
+    """Bumped on every spec change."""
+    desired_state: Mapped[DesiredState] = mapped_column(
+        enum_type(DesiredState, "desired_state"),
+        default=DesiredState.RUNNING,
+        server_default=DesiredState.RUNNING.value,
+    )
+    priority: Mapped[int] = mapped_column(default=0, server_default="0")
+    submitted_at: Mapped[CreatedAt]
+    """When it last asked to run; orders the capacity queue after priority."""
+    gpu_count: Mapped[int] = mapped_column(default=0, server_default="0")
+    gpu_model: Mapped[str | None] = mapped_column(String(64))
+    """Requested GPU model; NULL means any model."""
+    cpu_millis: Mapped[Millis] = mapped_column(default=0, server_default="0")
+    memory_bytes: Mapped[Bytes] = mapped_column(default=0, server_default="0")
+    storage_bytes: Mapped[Bytes] = mapped_column(default=0, server_default="0")
+
+    # Observed side.
+    phase: Mapped[Phase] = mapped_column(
+        enum_type(Phase, "phase"), default=Phase.PENDING, server_default=Phase.PENDING.value, index=True
+    )
+    observed_generation: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    conditions: Mapped[list[dict[str, Any]]] = mapped_column(default=list, server_default="[]")
+    reason: Mapped[str | None] = mapped_column(String(64))
+    """Machine-readable reason of the current phase (e.g. `ImagePullBackOff`)."""
+    last_error: Mapped[str | None] = mapped_column(Text)
+    retry_count: Mapped[int] = mapped_column(default=0, server_default="0")
+    next_attempt_at: Mapped[dt.datetime | None]
+    phase_entered_at: Mapped[CreatedAt]
+    host_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("hosts.id", ondelete="RESTRICT"), index=True)
+    """The host holding the environment's claims, while it holds any."""
+    allocated_at: Mapped[dt.datetime | None]
+    queue_position: Mapped[int | None]
+    """1-based position in the capacity queue while waiting; NULL otherwise."""
+    queue_reason: Mapped[str | None] = mapped_column(Text)
+    """Why it waits, in words (`waiting for 2×H100`)."""
+
+    # Lease held by a reconciler worker.
+    shard: Mapped[int] = mapped_column(default=0, server_default="0")
+    lock_token: Mapped[uuid.UUID | None]
+    lock_expires_at: Mapped[dt.datetime | None]
+    lock_owner: Mapped[str | None] = mapped_column(String(128))
+
+    created_at: Mapped[CreatedAt]
+    updated_at: Mapped[UpdatedAt]
+    deleted_at: Mapped[dt.datetime | None]

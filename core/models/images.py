@@ -1,0 +1,47 @@
+"""The image catalog, synced from Harbor or any OCI registry, or added by hand."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from remotegpu.core.models.base import Base, CreatedAt, UpdatedAt, UuidPk, enum_type
+from remotegpu.core.states import ImageVisibility
+
+
+class Image(Base):
+    """A catalog entry; an environment may only use an image its workspace can see."""
+
+    __tablename__ = "images"
+    __table_args__ = (
+        UniqueConstraint("registry_host", "repository", "tag"),
+        CheckConstraint("visibility = 'public' OR owner_workspace_id IS NOT NULL", name="private_has_owner"),
+        CheckConstraint("digest IS NULL OR digest ~ '^[a-z0-9]+:[a-f0-9]{32,}$'", name="digest_format"),
+        CheckConstraint("coalesce(size_bytes, 0) >= 0", name="size_not_negative"),
+    )
+
+    id: Mapped[UuidPk]
+    name: Mapped[str] = mapped_column(String(128), index=True)
+    """Short catalog name users may write in a spec instead of the full reference."""
+    registry_host: Mapped[str] = mapped_column(String(253))
+    """Registry host, e.g. `harbor.example.org`."""
+    repository: Mapped[str] = mapped_column(String(255))
+    tag: Mapped[str] = mapped_column(String(128))
+    digest: Mapped[str | None] = mapped_column(String(80))
+    framework: Mapped[str | None] = mapped_column(String(64))
+    cuda_version: Mapped[str | None] = mapped_column(String(16))
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    visibility: Mapped[ImageVisibility] = mapped_column(
+        enum_type(ImageVisibility, "visibility"),
+        default=ImageVisibility.PUBLIC,
+        server_default=ImageVisibility.PUBLIC.value,
+    )
+    owner_workspace_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="RESTRICT"), index=True
+    )
+    source: Mapped[str] = mapped_column(String(32), default="manual", server_default="manual")
+    """Where the entry came from: `manual`, `harbor` or `oci`."""
+    created_at: Mapped[CreatedAt]
+    updated_at: Mapped[UpdatedAt]

@@ -1,0 +1,152 @@
+"""Settings in one place: defaults, then an optional TOML file, then `REMOTEGPU_*` environment variables.
+
+`DATABASE_URL` is honoured as the conventional name for `REMOTEGPU_DATABASE_URL`. Unknown keys and
+unknown `REMOTEGPU_*` variables are errors, so a typo never silently falls back to a default. Secrets
+(the database password, the JWT key) never appear in `repr()` or in `describe()`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from remotegpu.core.errors import SettingsError
+
+ENV_PREFIX = "REMOTEGPU_"
+CONFIG_FILE_VARIABLE = "REMOTEGPU_CONFIG"
+_SECRET_FIELDS = frozenset({"jwt_secret"})
+_REDACTED = "**********"
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Every tunable of a RemoteGPU process."""
+
+    database_url: str | None = None
+    """SQLAlchemy URL of the Postgres to use; None starts an embedded one (development and tests)."""
+    data_dir: Path = Path(".remotegpu")
+    """Where `remotegpu dev` keeps its embedded Postgres data and other local state."""
+    api_host: str = "127.0.0.1"
+    """Interface the API listens on."""
+    api_port: int = 8080
+    """Port the API listens on."""
+    jwt_secret: str | None = None
+    """Key that signs access tokens; `remotegpu dev` generates one when unset."""
+    log_level: LogLevel = "info"
+    """Verbosity of the process log."""
+    db_pool_size: int = 10
+    """Connections each process keeps open to Postgres."""
+
+    def __post_init__(self) -> None:
+        if self.database_url is not None:
+            try:
+                make_url(self.database_url)
+            except ArgumentError:
+                raise SettingsError(
+                    "database_url: not a valid database URL; expected postgresql://USER@HOST:PORT/DBNAME"
+                ) from None
+        if not 1 <= self.api_port <= 65535:
+            raise SettingsError(f"api_port: {self.api_port} is outside 1-65535; choose a free TCP port")
+        if self.db_pool_size < 1:
+            raise SettingsError("db_pool_size: must be at least 1")
+
+    def __repr__(self) -> str:
+        return f"Settings({', '.join(f'{k}={v!r}' for k, v in self.describe().items())})"
+
+    def describe(self) -> dict[str, str | int | None]:
+        """Return the settings as printable values, with every secret redacted."""
+        shown: dict[str, str | int | None] = {}
+        for field in self.__struct_fields__:
+            value = getattr(self, field)
+            if field in _SECRET_FIELDS and value is not None:
+                value = _REDACTED
+            elif field == "database_url" and value is not None:
+                value = redact_url(value)
+            elif isinstance(value, Path):
+                value = str(value)
+            shown[field] = value
+        return shown
+
+
+def redact_url(url: str) -> str:
+    """Return `url` with any password replaced, safe to print or log."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return _REDACTED
+
+
+def load_settings(environ: Mapping[str, str] | None = None, config_file: Path | None = None) -> Settings:
+    """Build settings from defaults, the config file (argument or `REMOTEGPU_CONFIG`) and the environment.
+
+    Raises `SettingsError` naming the variable or file key at fault.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    fields = set(Settings.__struct_fields__)
+
+    path = config_file or (Path(env[CONFIG_FILE_VARIABLE]) if env.get(CONFIG_FILE_VARIABLE) else None)
+    if path is not None:
+        for key, value in _read_config_file(path).items():
+            if key not in fields:
+                raise SettingsError(
+                    f"{path}: unknown setting {key!r}; known settings: {', '.join(sorted(fields))}"
+                )
+            values[key] = value
+            origin[key] = f"{path}: {key}"
+
+    if env.get("DATABASE_URL"):
+        values["database_url"] = env["DATABASE_URL"]
+        origin["database_url"] = "DATABASE_URL"
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_FILE_VARIABLE:
+            continue
+        key = name.removeprefix(ENV_PREFIX).lower()
+        if key not in fields:
+            raise SettingsError(
+                f"{name}: unknown setting; known variables: "
+                + ", ".join(ENV_PREFIX + f.upper() for f in sorted(fields))
+            )
+        values[key] = value
+        origin[key] = name
+
+    try:
+        return msgspec.convert(values, Settings, strict=False, dec_hook=_decode_path)
+    except msgspec.ValidationError as error:
+        raise SettingsError(_name_the_source(str(error), origin)) from None
+
+
+def _decode_path(kind: type, value: Any) -> Any:
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    raise NotImplementedError(f"cannot decode {kind}")
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise SettingsError(
+            f"{path}: config file not found; fix {CONFIG_FILE_VARIABLE} or create it"
+        ) from None
+    except tomllib.TOMLDecodeError as error:
+        raise SettingsError(f"{path}: not valid TOML ({error})") from None
+
+
+def _name_the_source(message: str, origin: Mapping[str, str]) -> str:
+    """Rewrite msgspec's `... - at $.field` so the message names the variable or file key instead."""
+    text, _, where = message.partition(" - at `$.")
+    field = where.rstrip("`")
+    if field in origin:
+        return f"{origin[field]}: {text}"
+    return message

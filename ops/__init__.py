@@ -1,0 +1,1 @@
+"""Operator tools: the `remotegpu` CLI, the embedded development stack and benchmarks."""

@@ -1,0 +1,122 @@
+"""The `remotegpu` command line.
+
+Expected failures (`RemoteGPUError`) print one readable line on stderr and exit with status 1; anything
+else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from remotegpu.core.errors import RemoteGPUError
+from remotegpu.core.settings import Settings, load_settings
+from remotegpu.ops import migrate
+from remotegpu.ops.devstack import running_dev_stack, wait_until
+from remotegpu.ops.postgres import ensure_database
+
+app = typer.Typer(
+    name="remotegpu",
+    help="RemoteGPU: a self-hosted GPU cloud on your own Kubernetes cluster.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema: migrate and inspect.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML settings file (else $REMOTEGPU_CONFIG).")
+]
+
+
+def _settings(config: Path | None) -> Settings:
+    settings = load_settings(config_file=config)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False)],
+    )
+    # Third-party chatter (pgserver's command lines, Alembic's context lines) only at debug level.
+    for noisy in ("pgserver", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if settings.log_level == "debug" else logging.WARNING)
+    return settings
+
+
+@app.command()
+def version() -> None:
+    """Print the installed RemoteGPU version."""
+    console.print(f"remotegpu {package_version('remotegpu')}")
+
+
+@app.command()
+def dev(config: ConfigOption = None) -> None:
+    """Run RemoteGPU on this machine: Postgres (embedded unless DATABASE_URL is set), migrated schema."""
+    settings = _settings(config)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    with running_dev_stack(settings) as stack:
+        table = Table(title="RemoteGPU dev stack", show_header=True)
+        table.add_column("component")
+        table.add_column("where", overflow="fold")
+        for component, where in stack.describe():
+            table.add_row(component, where)
+        console.print(table)
+        console.print("Ready. Press Ctrl-C to stop.", highlight=False)
+        wait_until(stop)
+        console.print("Stopping…")
+    console.print("Stopped.")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    config: ConfigOption = None,
+) -> None:
+    """Migrate the configured database (DATABASE_URL) to the latest schema."""
+    url = _required_database_url(_settings(config))
+    migrate.upgrade(url, revision)
+    console.print(f"Database at revision {migrate.current_revision(url)}.")
+
+
+@db_app.command("current")
+def db_current(config: ConfigOption = None) -> None:
+    """Print the schema revision of the configured database."""
+    url = _required_database_url(_settings(config))
+    console.print(migrate.current_revision(url) or "empty (never migrated)")
+
+
+def _required_database_url(settings: Settings) -> str:
+    if not settings.database_url:
+        raise RemoteGPUError(
+            "database_url is not set: export DATABASE_URL=postgresql://USER@HOST:PORT/DBNAME"
+        )
+    ensure_database(settings.database_url)
+    return settings.database_url
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except RemoteGPUError as error:
+        err_console.print(f"error: {error}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

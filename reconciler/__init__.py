@@ -1,0 +1,1 @@
+"""The leader-elected reconciler that turns desired environment state into claims and cluster objects."""

@@ -1,0 +1,1 @@
+"""RemoteGPU's test suite; every database test runs against a real Postgres."""

@@ -1,0 +1,67 @@
+"""Migrations create exactly the schema the models describe, and round-trip down to nothing and back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+from sqlalchemy.engine import URL
+
+from remotegpu.core.db import make_engine
+from remotegpu.core.models import Base
+from remotegpu.ops.migrate import current_revision, downgrade, upgrade
+from remotegpu.ops.postgres import create_fresh_database, drop_database
+
+
+@pytest.fixture
+def empty_database(postgres_server_url: URL) -> Iterator[URL]:
+    url = create_fresh_database(postgres_server_url, "remotegpu_migrations")
+    yield url
+    drop_database(url)
+
+
+def _schema_differences(url: URL) -> list[object]:
+    engine = make_engine(url, pool_size=1)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(
+                connection, opts={"compare_type": True, "compare_server_default": True}
+            )
+            return list(compare_metadata(context, Base.metadata))
+    finally:
+        engine.dispose()
+
+
+def _tables(url: URL) -> set[str]:
+    engine = make_engine(url, pool_size=1)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_head_on_an_empty_database_matches_the_models(empty_database: URL) -> None:
+    assert current_revision(empty_database) is None
+    upgrade(empty_database)
+    assert current_revision(empty_database) is not None
+    assert _schema_differences(empty_database) == []
+    assert set(Base.metadata.tables) <= _tables(empty_database)
+
+
+def test_downgrade_base_removes_everything_and_upgrade_again_works(empty_database: URL) -> None:
+    upgrade(empty_database)
+    downgrade(empty_database, "base")
+    assert _tables(empty_database) <= {"alembic_version"}
+    assert current_revision(empty_database) is None
+    upgrade(empty_database)
+    assert _schema_differences(empty_database) == []
+
+
+def test_upgrade_is_idempotent(empty_database: URL) -> None:
+    upgrade(empty_database)
+    revision = current_revision(empty_database)
+    upgrade(empty_database)
+    assert current_revision(empty_database) == revision

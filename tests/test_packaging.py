@@ -1,0 +1,62 @@
+"""One import namespace: every top-level folder installs as `remotegpu.<folder>`, in a wheel and editable."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import remotegpu.core
+
+ROOT = Path(__file__).resolve().parent.parent
+FOLDERS = ("core", "policies", "reconciler", "api", "ops", "migrations", "tests")
+
+
+def test_editable_install_maps_the_namespace_onto_the_top_level_folders() -> None:
+    assert Path(remotegpu.core.__file__).resolve() == ROOT / "core" / "__init__.py"
+
+
+def test_wheel_holds_only_the_remotegpu_namespace_and_imports_from_it(tmp_path: Path) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=180,
+    )
+    (wheel,) = tmp_path.glob("remotegpu-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {name.split("/", 1)[0] for name in names}
+    (metadata,) = tops - {"remotegpu"}
+    assert metadata.endswith(".dist-info"), f"unexpected top-level entry {metadata!r} in the wheel"
+    for folder in FOLDERS:
+        assert f"remotegpu/{folder}/__init__.py" in names
+    assert "remotegpu/migrations/script.py.mako" in names
+    assert any(name.startswith("remotegpu/migrations/versions/0001") for name in names)
+
+    unpacked = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(unpacked)
+    probe = (
+        "import remotegpu.core.models, remotegpu.ops.cli, remotegpu.migrations, pathlib;"
+        "print(pathlib.Path(remotegpu.core.models.__file__).resolve())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(unpacked), "PATH": "/usr/bin:/bin"},
+        cwd=tmp_path,
+        check=True,
+    )
+    assert result.stdout.strip().startswith(str(unpacked.resolve()))
