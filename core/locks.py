@@ -54,10 +54,14 @@ def xact_lock(executor: Executor, key: LockKey) -> None:
 
 
 def xact_lock_all(executor: Executor, keys: Iterable[LockKey]) -> list[LockKey]:
-    """Take every key in the global lock order (deduplicated) and return them in the order taken."""
+    """Take every key in the global lock order (deduplicated) and return them in the order taken.
+
+    One statement, one round trip: Postgres evaluates a select list left to right.
+    """
     ordered = sorted(set(keys))
-    for key in ordered:
-        xact_lock(executor, key)
+    if ordered:
+        calls = ", ".join(f"pg_advisory_xact_lock(:k{i})" for i in range(len(ordered)))
+        executor.execute(text(f"SELECT {calls}"), {f"k{i}": key.value for i, key in enumerate(ordered)})
     return ordered
 
 

@@ -3,17 +3,18 @@
 from remotegpu.core.models.access import AccessEndpoint
 from remotegpu.core.models.base import Base
 from remotegpu.core.models.billing import BillingInterval, Invoice, InvoiceLine
-from remotegpu.core.models.claims import ClaimHistory, GpuClaim, PortMapping
+from remotegpu.core.models.claims import Allocation, ClaimHistory, GpuClaim, PortMapping
 from remotegpu.core.models.environments import Environment
 from remotegpu.core.models.events import Event
 from remotegpu.core.models.identity import ApiToken, User
 from remotegpu.core.models.images import Image
-from remotegpu.core.models.inventory import Gpu, Host
+from remotegpu.core.models.inventory import Gpu, GpuPool, Host
 from remotegpu.core.models.leadership import ShardLeader
 from remotegpu.core.models.workspaces import GpuModelQuota, ResourceQuota, Workspace, WorkspaceMember
 
 __all__ = [
     "AccessEndpoint",
+    "Allocation",
     "ApiToken",
     "Base",
     "BillingInterval",
@@ -23,6 +24,7 @@ __all__ = [
     "Gpu",
     "GpuClaim",
     "GpuModelQuota",
+    "GpuPool",
     "Host",
     "Image",
     "Invoice",

@@ -19,6 +19,43 @@ from remotegpu.core.states import ClaimAction, ClaimKind, PortPurpose, Protocol
 _PORT_RANGE = "BETWEEN 1 AND 65535"
 
 
+class Allocation(Base):
+    """What one allocation charged: the host, the GPUs' model and count, CPU, memory, storage.
+
+    Release subtracts exactly these amounts from the host and quota counters, whatever the spec says
+    by then. An environment has at most one active allocation.
+    """
+
+    __tablename__ = "allocations"
+    __table_args__ = (
+        Index(
+            "uq_allocations_environment_id_active",
+            "environment_id",
+            unique=True,
+            postgresql_where=text("released_at IS NULL"),
+        ),
+        CheckConstraint(
+            "gpu_count >= 0 AND cpu_millis >= 0 AND memory_bytes >= 0 AND storage_bytes >= 0",
+            name="not_negative",
+        ),
+    )
+
+    id: Mapped[UuidPk]
+    environment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("environments.id", ondelete="RESTRICT"))
+    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="RESTRICT"))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    host_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("hosts.id", ondelete="RESTRICT"), index=True)
+    generation: Mapped[int] = mapped_column(BigInteger)
+    """The environment generation this allocation was made for."""
+    gpu_model: Mapped[str | None] = mapped_column(String(64))
+    gpu_count: Mapped[int]
+    cpu_millis: Mapped[int] = mapped_column(BigInteger)
+    memory_bytes: Mapped[int] = mapped_column(BigInteger)
+    storage_bytes: Mapped[int] = mapped_column(BigInteger)
+    allocated_at: Mapped[dt.datetime] = mapped_column(server_default=func.clock_timestamp())
+    released_at: Mapped[dt.datetime | None]
+
+
 class GpuClaim(Base):
     """One GPU held by one environment."""
 
@@ -91,7 +128,8 @@ class ClaimHistory(Base):
     __tablename__ = "claim_history"
     __table_args__ = (
         CheckConstraint(
-            "(kind = 'gpu' AND gpu_id IS NOT NULL AND host_port IS NULL AND protocol IS NULL)"
+            "(kind = 'gpu' AND gpu_id IS NOT NULL AND gpu_model IS NOT NULL"
+            " AND host_port IS NULL AND protocol IS NULL)"
             " OR (kind = 'port' AND gpu_id IS NULL AND host_port IS NOT NULL AND protocol IS NOT NULL)",
             name="kind_fields",
         ),
@@ -103,8 +141,11 @@ class ClaimHistory(Base):
     environment_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("environments.id", ondelete="RESTRICT"), index=True
     )
+    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="RESTRICT"))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     host_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("hosts.id", ondelete="RESTRICT"))
     gpu_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("gpus.id", ondelete="RESTRICT"))
+    gpu_model: Mapped[str | None] = mapped_column(String(64))
     host_port: Mapped[int | None]
     protocol: Mapped[Protocol | None] = mapped_column(enum_type(Protocol, "protocol"))
     at: Mapped[dt.datetime] = mapped_column(server_default=func.clock_timestamp())

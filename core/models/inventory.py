@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from remotegpu.core.models.base import Base, Bytes, CreatedAt, GpuModel, Millis, UpdatedAt, UuidPk, enum_type
@@ -31,7 +31,8 @@ class Host(Base):
         CheckConstraint(
             "cpu_millis_allocatable >= 0 AND memory_bytes_allocatable >= 0"
             " AND cpu_millis_foreign >= 0 AND memory_bytes_foreign >= 0"
-            " AND cpu_millis_claimed >= 0 AND memory_bytes_claimed >= 0 AND gpus_claimed >= 0",
+            " AND cpu_millis_claimed >= 0 AND memory_bytes_claimed >= 0 AND gpus_claimed >= 0"
+            " AND ports_claimed >= 0",
             name="capacity_not_negative",
         ),
     )
@@ -47,6 +48,8 @@ class Host(Base):
     cpu_millis_claimed: Mapped[Millis] = mapped_column(default=0, server_default="0")
     memory_bytes_claimed: Mapped[Bytes] = mapped_column(default=0, server_default="0")
     gpus_claimed: Mapped[int] = mapped_column(default=0, server_default="0")
+    ports_claimed: Mapped[int] = mapped_column(default=0, server_default="0")
+    """Active port mappings on this host (all protocols)."""
     port_range_start: Mapped[int] = mapped_column(default=30000, server_default="30000")
     port_range_end: Mapped[int] = mapped_column(default=32767, server_default="32767")
     cordoned: Mapped[bool] = mapped_column(default=False, server_default="false")
@@ -87,3 +90,25 @@ class Gpu(Base):
     """Used by a pod that is not ours; never allocated while set."""
     created_at: Mapped[CreatedAt]
     updated_at: Mapped[UpdatedAt]
+
+
+class GpuPool(Base):
+    """How many GPUs of one model on one host are free to allocate, kept up to date under the host lock.
+
+    `free` counts healthy GPUs not used by foreign pods and without an active claim; placement reads it
+    instead of counting claims on every request.
+    """
+
+    __tablename__ = "gpu_pools"
+    __table_args__ = (
+        UniqueConstraint("host_id", "model"),
+        CheckConstraint("free >= 0 AND free <= total", name="free_within_total"),
+        Index("ix_gpu_pools_model_free", "model", "free"),
+    )
+
+    id: Mapped[UuidPk]
+    host_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("hosts.id", ondelete="RESTRICT"))
+    model: Mapped[GpuModel]
+    total: Mapped[int] = mapped_column(default=0, server_default="0")
+    """Healthy GPUs of this model not used by foreign pods."""
+    free: Mapped[int] = mapped_column(default=0, server_default="0")

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-24 10:23:54.164017
+Create Date: 2026-11-24 10:34:19.727054
 
 """
 
@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("cpu_millis_claimed", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("memory_bytes_claimed", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("gpus_claimed", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("ports_claimed", sa.Integer(), server_default="0", nullable=False),
         sa.Column("port_range_start", sa.Integer(), server_default="30000", nullable=False),
         sa.Column("port_range_end", sa.Integer(), server_default="32767", nullable=False),
         sa.Column("cordoned", sa.Boolean(), server_default="false", nullable=False),
@@ -57,7 +58,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.CheckConstraint(
-            "cpu_millis_allocatable >= 0 AND memory_bytes_allocatable >= 0 AND cpu_millis_foreign >= 0 AND memory_bytes_foreign >= 0 AND cpu_millis_claimed >= 0 AND memory_bytes_claimed >= 0 AND gpus_claimed >= 0",
+            "cpu_millis_allocatable >= 0 AND memory_bytes_allocatable >= 0 AND cpu_millis_foreign >= 0 AND memory_bytes_foreign >= 0 AND cpu_millis_claimed >= 0 AND memory_bytes_claimed >= 0 AND gpus_claimed >= 0 AND ports_claimed >= 0",
             name=op.f("ck_hosts_capacity_not_negative"),
         ),
         sa.CheckConstraint(
@@ -119,6 +120,21 @@ def upgrade() -> None:
         sa.UniqueConstraint("token_hash", name=op.f("uq_api_tokens_token_hash")),
     )
     op.create_index(op.f("ix_api_tokens_user_id"), "api_tokens", ["user_id"], unique=False)
+    op.create_table(
+        "gpu_pools",
+        sa.Column("id", sa.Uuid(), server_default=sa.text("gen_random_uuid()"), nullable=False),
+        sa.Column("host_id", sa.Uuid(), nullable=False),
+        sa.Column("model", sa.String(length=64), nullable=False),
+        sa.Column("total", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("free", sa.Integer(), server_default="0", nullable=False),
+        sa.CheckConstraint("free >= 0 AND free <= total", name=op.f("ck_gpu_pools_free_within_total")),
+        sa.ForeignKeyConstraint(
+            ["host_id"], ["hosts.id"], name=op.f("fk_gpu_pools_host_id_hosts"), ondelete="RESTRICT"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_gpu_pools")),
+        sa.UniqueConstraint("host_id", "model", name=op.f("uq_gpu_pools_host_id_model")),
+    )
+    op.create_index("ix_gpu_pools_model_free", "gpu_pools", ["model", "free"], unique=False)
     op.create_table(
         "gpus",
         sa.Column("id", sa.Uuid(), server_default=sa.text("gen_random_uuid()"), nullable=False),
@@ -446,6 +462,58 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_workspace_members_user_id"), "workspace_members", ["user_id"], unique=False)
     op.create_table(
+        "allocations",
+        sa.Column("id", sa.Uuid(), server_default=sa.text("gen_random_uuid()"), nullable=False),
+        sa.Column("environment_id", sa.Uuid(), nullable=False),
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("user_id", sa.Uuid(), nullable=False),
+        sa.Column("host_id", sa.Uuid(), nullable=False),
+        sa.Column("generation", sa.BigInteger(), nullable=False),
+        sa.Column("gpu_model", sa.String(length=64), nullable=True),
+        sa.Column("gpu_count", sa.Integer(), nullable=False),
+        sa.Column("cpu_millis", sa.BigInteger(), nullable=False),
+        sa.Column("memory_bytes", sa.BigInteger(), nullable=False),
+        sa.Column("storage_bytes", sa.BigInteger(), nullable=False),
+        sa.Column(
+            "allocated_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("clock_timestamp()"),
+            nullable=False,
+        ),
+        sa.Column("released_at", sa.DateTime(timezone=True), nullable=True),
+        sa.CheckConstraint(
+            "gpu_count >= 0 AND cpu_millis >= 0 AND memory_bytes >= 0 AND storage_bytes >= 0",
+            name=op.f("ck_allocations_not_negative"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["environment_id"],
+            ["environments.id"],
+            name=op.f("fk_allocations_environment_id_environments"),
+            ondelete="RESTRICT",
+        ),
+        sa.ForeignKeyConstraint(
+            ["host_id"], ["hosts.id"], name=op.f("fk_allocations_host_id_hosts"), ondelete="RESTRICT"
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_allocations_user_id_users"), ondelete="RESTRICT"
+        ),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_allocations_workspace_id_workspaces"),
+            ondelete="RESTRICT",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_allocations")),
+    )
+    op.create_index(op.f("ix_allocations_host_id"), "allocations", ["host_id"], unique=False)
+    op.create_index(
+        "uq_allocations_environment_id_active",
+        "allocations",
+        ["environment_id"],
+        unique=True,
+        postgresql_where=sa.text("released_at IS NULL"),
+    )
+    op.create_table(
         "billing_intervals",
         sa.Column("id", sa.Uuid(), server_default=sa.text("gen_random_uuid()"), nullable=False),
         sa.Column("environment_id", sa.Uuid(), nullable=False),
@@ -512,8 +580,11 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("environment_id", sa.Uuid(), nullable=False),
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("user_id", sa.Uuid(), nullable=False),
         sa.Column("host_id", sa.Uuid(), nullable=False),
         sa.Column("gpu_id", sa.Uuid(), nullable=True),
+        sa.Column("gpu_model", sa.String(length=64), nullable=True),
         sa.Column("host_port", sa.Integer(), nullable=True),
         sa.Column(
             "protocol",
@@ -525,7 +596,7 @@ def upgrade() -> None:
         ),
         sa.Column("txid", sa.BigInteger(), server_default=sa.text("txid_current()"), nullable=False),
         sa.CheckConstraint(
-            "(kind = 'gpu' AND gpu_id IS NOT NULL AND host_port IS NULL AND protocol IS NULL) OR (kind = 'port' AND gpu_id IS NULL AND host_port IS NOT NULL AND protocol IS NOT NULL)",
+            "(kind = 'gpu' AND gpu_id IS NOT NULL AND gpu_model IS NOT NULL AND host_port IS NULL AND protocol IS NULL) OR (kind = 'port' AND gpu_id IS NULL AND host_port IS NOT NULL AND protocol IS NOT NULL)",
             name=op.f("ck_claim_history_kind_fields"),
         ),
         sa.ForeignKeyConstraint(
@@ -539,6 +610,15 @@ def upgrade() -> None:
         ),
         sa.ForeignKeyConstraint(
             ["host_id"], ["hosts.id"], name=op.f("fk_claim_history_host_id_hosts"), ondelete="RESTRICT"
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_claim_history_user_id_users"), ondelete="RESTRICT"
+        ),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_claim_history_workspace_id_workspaces"),
+            ondelete="RESTRICT",
         ),
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_claim_history")),
     )
@@ -837,6 +917,13 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_billing_intervals_user_id"), table_name="billing_intervals")
     op.drop_index(op.f("ix_billing_intervals_invoice_id"), table_name="billing_intervals")
     op.drop_table("billing_intervals")
+    op.drop_index(
+        "uq_allocations_environment_id_active",
+        table_name="allocations",
+        postgresql_where=sa.text("released_at IS NULL"),
+    )
+    op.drop_index(op.f("ix_allocations_host_id"), table_name="allocations")
+    op.drop_table("allocations")
     op.drop_index(op.f("ix_workspace_members_user_id"), table_name="workspace_members")
     op.drop_table("workspace_members")
     op.drop_table("resource_quotas")
@@ -860,6 +947,8 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_workspaces_owner_id"), table_name="workspaces")
     op.drop_table("workspaces")
     op.drop_table("gpus")
+    op.drop_index("ix_gpu_pools_model_free", table_name="gpu_pools")
+    op.drop_table("gpu_pools")
     op.drop_index(op.f("ix_api_tokens_user_id"), table_name="api_tokens")
     op.drop_table("api_tokens")
     op.drop_table("users")

@@ -172,8 +172,11 @@ def test_claim_history_is_append_only(sessions: Sessions) -> None:
                 kind=ClaimKind.GPU,
                 action=ClaimAction.CLAIM,
                 environment_id=first.id,
+                workspace_id=first.workspace_id,
+                user_id=first.user_id,
                 host_id=node.id,
                 gpu_id=gpu.id,
+                gpu_model=gpu.model,
             )
         )
     _refused(sessions, lambda s: s.execute(update(ClaimHistory).values(host_port=1)), "append-only")
