@@ -18,18 +18,20 @@ GIB = 1 << 30
 def make_user(connection: Connection, name: str | None = None) -> uuid.UUID:
     """A user row; returns its id."""
     name = name or f"user{next(_names)}"
-    return connection.execute(
+    user_id: uuid.UUID = connection.execute(
         text("INSERT INTO users (email, username, password_hash) VALUES (:e, :u, 'x') RETURNING id"),
         {"e": f"{name}@example.org", "u": name},
     ).scalar_one()
+    return user_id
 
 
 def make_workspace(connection: Connection, owner: uuid.UUID, name: str | None = None) -> uuid.UUID:
     """A live workspace; returns its id."""
-    return connection.execute(
+    workspace_id: uuid.UUID = connection.execute(
         text("INSERT INTO workspaces (name, owner_id) VALUES (:n, :o) RETURNING id"),
         {"n": name or f"ws{next(_names)}", "o": owner},
     ).scalar_one()
+    return workspace_id
 
 
 def make_host(
