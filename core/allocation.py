@@ -170,6 +170,7 @@ _ENVIRONMENT_STATE_SQL = text(
 )
 
 _HOST_HEADROOM = """
+    h.port_range_start, h.port_range_end,
     h.cpu_millis_allocatable - h.cpu_millis_foreign - h.cpu_millis_claimed AS cpu_free,
     h.memory_bytes_allocatable - h.memory_bytes_foreign - h.memory_bytes_claimed AS memory_free,
     h.port_range_end - h.port_range_start + 1 - h.ports_claimed AS ports_free
@@ -223,7 +224,7 @@ _CHOOSE_GPUS_SQL = text(
 
 _HOST_STILL_FITS_SQL = text(
     f"""
-    SELECT h.port_range_start, h.port_range_end
+    SELECT h.id
       FROM hosts h
      WHERE h.id = :host_id AND {_SCHEDULABLE}
        AND h.cpu_millis_allocatable - h.cpu_millis_foreign - h.cpu_millis_claimed >= :cpu_millis
@@ -354,7 +355,7 @@ def allocate(
         )
 
     busy = 0
-    for placement in placements:
+    for placement, port_range in placements:
         host_id = placement.host_key
         assert isinstance(host_id, uuid.UUID)
         if not options.unsafe_skip_host_lock and not try_xact_lock(
@@ -363,7 +364,7 @@ def allocate(
             busy += 1
             continue
         options.pause("host-locked")
-        chosen = _choose_on_host(connection, request, host_id, placement.gpu_model)
+        chosen = _choose_on_host(connection, request, host_id, placement.gpu_model, port_range)
         if chosen is None:
             continue
         gpu_ids, ports = chosen
@@ -423,7 +424,8 @@ def _violations(
 
 def _ranked_candidates(
     connection: Connection, request: AllocationRequest, quota_states: list[Any], options: AllocationOptions
-) -> list[Placement]:
+) -> list[tuple[Placement, tuple[int, int]]]:
+    """Placements best first, each with its host's port range (for choosing ports under the lock)."""
     excluded = models_without_headroom(quota_states, request.gpu_count)
     parameters = {
         "gpu_count": request.gpu_count,
@@ -437,7 +439,9 @@ def _ranked_candidates(
     }
     sql = _GPU_CANDIDATES_SQL if request.gpu_count else _CPU_CANDIDATES_SQL
     hosts: dict[Hashable, HostSnapshot] = {}
+    port_ranges: dict[Hashable, tuple[int, int]] = {}
     for row in connection.execute(sql, parameters):
+        port_ranges[row.id] = (row.port_range_start, row.port_range_end)
         pools = hosts[row.id].pools if row.id in hosts else ()
         if row.model is not None:
             pools = (*pools, GpuPoolSnapshot(row.model, row.free))
@@ -453,13 +457,21 @@ def _ranked_candidates(
     ranked = rank_placements(hosts.values(), request.placement_request(excluded), options.strategy)
     if options.preferred_host is not None:
         ranked.sort(key=lambda placement: placement.host_key != options.preferred_host)
-    return ranked
+    return [(placement, port_ranges[placement.host_key]) for placement in ranked]
 
 
 def _choose_on_host(
-    connection: Connection, request: AllocationRequest, host_id: uuid.UUID, gpu_model: str | None
+    connection: Connection,
+    request: AllocationRequest,
+    host_id: uuid.UUID,
+    gpu_model: str | None,
+    port_range: tuple[int, int],
 ) -> tuple[list[uuid.UUID], list[ClaimedPort]] | None:
-    """Under the host lock: concrete free GPUs and host ports, or None when the host no longer fits."""
+    """Under the host lock: concrete free GPUs and host ports, or None when the host no longer fits.
+
+    The GPU query re-checks the host (schedulable, CPU and memory) in the same statement; a CPU-only
+    request re-checks it on its own. The port range never changes while claims exist.
+    """
     fit = {"host_id": host_id, "cpu_millis": request.cpu_millis, "memory_bytes": request.memory_bytes}
     gpu_ids: list[uuid.UUID] = []
     if request.gpu_count:
@@ -470,17 +482,15 @@ def _choose_on_host(
         )
         if len(gpu_ids) < request.gpu_count:
             return None
+    elif connection.execute(_HOST_STILL_FITS_SQL, fit).first() is None:
+        return None
     ports: list[ClaimedPort] = []
-    if request.ports or not request.gpu_count:
-        host = connection.execute(_HOST_STILL_FITS_SQL, fit).first()
-        if host is None:
+    if request.ports:
+        in_use = {(row.host_port, row.protocol) for row in connection.execute(_PORTS_IN_USE_SQL, fit)}
+        chosen = choose_host_ports(request.ports, port_range[0], port_range[1], in_use)
+        if chosen is None:
             return None
-        if request.ports:
-            in_use = {(row.host_port, row.protocol) for row in connection.execute(_PORTS_IN_USE_SQL, fit)}
-            chosen = choose_host_ports(request.ports, host.port_range_start, host.port_range_end, in_use)
-            if chosen is None:
-                return None
-            ports = chosen
+        ports = chosen
     return gpu_ids, ports
 
 
@@ -611,6 +621,9 @@ _RELEASE_SQL = text(
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM gpu_release) AS gpus, (SELECT count(*) FROM port_release) AS ports,
+           -- claims on hosts we did not lock (an allocation committed after we listed the hosts)
+           EXISTS (SELECT 1 FROM allocations WHERE environment_id = :env AND released_at IS NULL
+                      AND NOT host_id = ANY(CAST(:hosts AS uuid[]))) AS elsewhere,
            (SELECT count(*) FROM history), (SELECT count(*) FROM pool), (SELECT count(*) FROM host),
            (SELECT count(*) FROM quota), (SELECT count(*) FROM model_quota), (SELECT count(*) FROM environment)
     """
@@ -632,4 +645,6 @@ def release(connection: Connection, environment_id: uuid.UUID) -> ReleaseResult:
         gpus += row.gpus
         ports += row.ports
         released_hosts.update(hosts)
+        if not row.elsewhere:
+            break
     return ReleaseResult(gpus=gpus, ports=ports, host_ids=tuple(sorted(released_hosts)))

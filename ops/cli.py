@@ -82,6 +82,20 @@ def dev(config: ConfigOption = None) -> None:
     console.print("Stopped.")
 
 
+@app.command()
+def bench(
+    name: Annotated[str, typer.Argument(help="Benchmark to run: allocation.")],
+    quick: Annotated[bool, typer.Option("--quick", help="A short run (under 30 s).")] = False,
+) -> None:
+    """Run a benchmark: a table, then one JSON line of figures."""
+    benchmarks = {"allocation": "remotegpu.ops.bench.allocation"}
+    if name not in benchmarks:
+        raise RemoteGPUError(f"unknown benchmark {name!r}; choose one of: {', '.join(sorted(benchmarks))}")
+    import importlib
+
+    importlib.import_module(benchmarks[name]).main(quick)
+
+
 @db_app.command("upgrade")
 def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",

@@ -1,0 +1,1 @@
+"""Benchmarks run by `remotegpu bench NAME [--quick]`: each prints a table, then one JSON line of figures."""

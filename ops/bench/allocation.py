@@ -1,0 +1,250 @@
+"""`remotegpu bench allocation`: worker processes contend for a seeded GPU inventory.
+
+Each worker owns a set of environments (a fixed mix of 1, 2, 4 and 8 GPU requests, half with SSH and
+Jupyter ports) and loops: allocate the next one in its own transaction; when the worker holds its share
+of the cluster (or the cluster is full), release one of its holdings first. Allocation latency is the
+whole transaction, commit included. Afterwards the claim history and the counters are audited; every
+finding counts as a violation.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import random
+import statistics
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import text
+from sqlalchemy.engine import URL
+
+from remotegpu.core.allocation import AllocationOutcome, AllocationRequest, PortRequest, allocate, release
+from remotegpu.core.claim_audit import audit
+from remotegpu.core.db import make_engine
+from remotegpu.core.inventory import GpuDevice, register_host
+from remotegpu.core.quotas import QuotaLimits, set_quota
+from remotegpu.core.states import PortPurpose
+from remotegpu.ops.bench.database import bench_database
+
+GIB = 1 << 30
+SIZES = (1, 1, 1, 1, 2, 2, 4, 8)
+"""The request mix: mostly small, a few whole hosts."""
+ACCESS_PORTS = (PortRequest(22, purpose=PortPurpose.SSH), PortRequest(8888, purpose=PortPurpose.JUPYTER))
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Size and length of one run."""
+
+    hosts: int = 200
+    gpus_per_host: int = 8
+    workers: int = 4
+    seconds: float = 20.0
+    workspaces: int = 20
+    environments_per_worker: int = 600
+    target_utilisation: float = 0.75
+    seed: int = 7
+
+
+QUICK = BenchConfig(hosts=200, workers=4, seconds=6.0, environments_per_worker=300)
+
+
+def _seed(url: URL, config: BenchConfig) -> list[list[dict[str, Any]]]:
+    """Hosts, tenants with quotas, and each worker's environments; returns requests per worker."""
+    rng = random.Random(config.seed)
+    engine = make_engine(url, pool_size=1)
+    with engine.begin() as connection:
+        for index in range(config.hosts):
+            model = "H100" if index % 4 else "A100"
+            register_host(
+                connection,
+                f"node-{index:04d}",
+                [GpuDevice(model, 80 * GIB) for _ in range(config.gpus_per_host)],
+                cpu_millis=256_000,
+                memory_bytes=2048 * GIB,
+                port_range=(30000, 30099),
+            )
+        tenants = []
+        for index in range(config.workspaces):
+            user = connection.execute(
+                text("INSERT INTO users (email, username, password_hash) VALUES (:e, :u, 'x') RETURNING id"),
+                {"e": f"bench{index}@example.org", "u": f"bench{index}"},
+            ).scalar_one()
+            workspace = connection.execute(
+                text("INSERT INTO workspaces (name, owner_id) VALUES (:n, :o) RETURNING id"),
+                {"n": f"bench-{index}", "o": user},
+            ).scalar_one()
+            set_quota(
+                connection, "workspace", workspace, QuotaLimits(max_gpus=config.hosts * config.gpus_per_host)
+            )
+            tenants.append((workspace, user))
+        per_worker: list[list[dict[str, Any]]] = []
+        for worker in range(config.workers):
+            requests = []
+            for index in range(config.environments_per_worker):
+                workspace, user = tenants[rng.randrange(len(tenants))]
+                gpus = SIZES[rng.randrange(len(SIZES))]
+                with_ports = index % 2 == 0
+                environment = connection.execute(
+                    text(
+                        "INSERT INTO environments (workspace_id, user_id, name, spec, gpu_count, cpu_millis,"
+                        " memory_bytes, phase) VALUES (:w, :u, :n, '{}', :g, :c, :m, 'admitted') RETURNING id"
+                    ),
+                    {
+                        "w": workspace,
+                        "u": user,
+                        "n": f"w{worker}-e{index}",
+                        "g": gpus,
+                        "c": 4000 * gpus,
+                        "m": 32 * GIB * gpus,
+                    },
+                ).scalar_one()
+                requests.append(
+                    {
+                        "environment_id": str(environment),
+                        "workspace_id": str(workspace),
+                        "user_id": str(user),
+                        "gpu_count": gpus,
+                        "cpu_millis": 4000 * gpus,
+                        "memory_bytes": 32 * GIB * gpus,
+                        "ports": with_ports,
+                    }
+                )
+            per_worker.append(requests)
+    engine.dispose()
+    return per_worker
+
+
+def _request(data: dict[str, Any]) -> AllocationRequest:
+    return AllocationRequest(
+        environment_id=uuid.UUID(data["environment_id"]),
+        workspace_id=uuid.UUID(data["workspace_id"]),
+        user_id=uuid.UUID(data["user_id"]),
+        generation=1,
+        gpu_count=data["gpu_count"],
+        cpu_millis=data["cpu_millis"],
+        memory_bytes=data["memory_bytes"],
+        ports=ACCESS_PORTS if data["ports"] else (),
+    )
+
+
+def _worker(url: str, requests: list[dict[str, Any]], share: int, deadline: float, out: Any) -> None:
+    """One contending process; puts its figures on `out`."""
+    engine = make_engine(url, pool_size=1, application_name="remotegpu-bench")
+    rng = random.Random(hash(url) ^ len(requests))
+    pending = [_request(data) for data in requests]
+    held: list[AllocationRequest] = []
+    held_gpus = 0
+    latencies: list[float] = []
+    outcomes: dict[str, int] = {}
+    releases = 0
+    gpus_claimed = 0
+    cursor = 0
+    while time.monotonic() < deadline and pending:
+        if held and (held_gpus >= share or outcomes.get("no-capacity", 0) > releases):
+            victim = held.pop(rng.randrange(len(held)))
+            with engine.begin() as connection:
+                release(connection, victim.environment_id)
+            held_gpus -= victim.gpu_count
+            releases += 1
+            pending.append(victim)
+            continue
+        request = pending[cursor % len(pending)]
+        started = time.perf_counter()
+        with engine.begin() as connection:
+            result = allocate(connection, request)
+        elapsed = time.perf_counter() - started
+        outcomes[result.outcome.value] = outcomes.get(result.outcome.value, 0) + 1
+        if result.outcome is AllocationOutcome.ALLOCATED:
+            latencies.append(elapsed)
+            gpus_claimed += request.gpu_count
+            pending.remove(request)
+            held.append(request)
+            held_gpus += request.gpu_count
+        else:
+            cursor += 1
+    engine.dispose()
+    out.put({"latencies": latencies, "outcomes": outcomes, "releases": releases, "gpus": gpus_claimed})
+
+
+def run(quick: bool = False, console: Console | None = None) -> dict[str, Any]:
+    """Run the benchmark, print its table, and return its figures."""
+    console = console or Console()
+    config = QUICK if quick else BenchConfig()
+    with bench_database("remotegpu_bench_alloc") as url:
+        per_worker = _seed(url, config)
+        share = int(config.hosts * config.gpus_per_host * config.target_utilisation / config.workers)
+        context = multiprocessing.get_context("fork")
+        out = context.Queue()
+        rendered = url.render_as_string(hide_password=False)
+        started = time.monotonic()
+        deadline = started + config.seconds
+        processes = [
+            context.Process(target=_worker, args=(rendered, requests, share, deadline, out))
+            for requests in per_worker
+        ]
+        for process in processes:
+            process.start()
+        results = [out.get(timeout=config.seconds + 120) for _ in processes]
+        for process in processes:
+            process.join()
+        wall = time.monotonic() - started
+        engine = make_engine(url, pool_size=1)
+        with engine.connect() as connection:
+            violations = audit(connection)
+            history_rows = connection.execute(text("SELECT count(*) FROM claim_history")).scalar_one()
+        engine.dispose()
+
+    latencies = sorted(latency for result in results for latency in result["latencies"])
+    outcomes: dict[str, int] = {}
+    for result in results:
+        for outcome, count in result["outcomes"].items():
+            outcomes[outcome] = outcomes.get(outcome, 0) + count
+    claims = len(latencies)
+    gpus = sum(result["gpus"] for result in results)
+    figures = {
+        "benchmark": "allocation",
+        "quick": quick,
+        "hosts": config.hosts,
+        "gpus": config.hosts * config.gpus_per_host,
+        "workers": config.workers,
+        "seconds": round(wall, 2),
+        "claims": claims,
+        "claims_per_s": round(claims / wall, 1),
+        "gpus_per_s": round(gpus / wall, 1),
+        "p50_ms": round(_percentile(latencies, 0.50) * 1000, 2),
+        "p99_ms": round(_percentile(latencies, 0.99) * 1000, 2),
+        "releases": sum(result["releases"] for result in results),
+        "retries": outcomes.get("contended", 0),
+        "no_capacity": outcomes.get("no-capacity", 0),
+        "history_rows": history_rows,
+        "violations": len(violations),
+    }
+    table = Table(title="remotegpu bench allocation")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, value in figures.items():
+        table.add_row(key, str(value))
+    console.print(table)
+    for violation in violations[:10]:
+        console.print(f"violation: {violation}", highlight=False)
+    return figures
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return 0.0
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=1000, method="inclusive")[max(0, int(fraction * 1000) - 1)]
+
+
+def main(quick: bool) -> None:
+    """Entry point for the CLI: table, then the figures as the last line."""
+    figures = run(quick)
+    print(json.dumps(figures))
