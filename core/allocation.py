@@ -15,6 +15,10 @@ Release is the mirror: it takes the host lock of every host the environment hold
 it holds no other advisory lock, so it cannot close a cycle), then frees everything in one statement.
 It is idempotent: a second release finds nothing active and changes nothing.
 
+Lock order, everywhere: quota advisory locks, then host advisory locks (sorted), then row locks. A
+caller must not hold row locks (an updated environment row, say) when it calls `allocate` or
+`release`, or a release waiting on its host lock could close a cycle with it.
+
 The partial unique indexes on active claims stay the last line of defence: a violation raises
 `IntegrityError` and the caller's transaction rolls back.
 """
@@ -137,7 +141,8 @@ class AllocationOptions:
     candidate_limit: int = 8
     preferred_host: uuid.UUID | None = None
     pause: Callable[[str], None] = _no_pause
-    """Called at named points (`quota-locked`, `host-locked`, `gpus-chosen`) to force interleavings."""
+    """Called at named points (`quota-locked`, `quota-checked`, `host-locked`, `gpus-chosen`), so tests
+    can force interleavings."""
     unsafe_skip_quota_lock: bool = False
     unsafe_skip_host_lock: bool = False
 

@@ -17,21 +17,33 @@ def delete_workspace(connection: Connection, workspace_id: uuid.UUID) -> list[uu
     Runs under the workspace quota lock, the lock every allocation for the workspace holds, so an
     allocation either commits before (and is released here) or sees the workspace deleted and refuses.
     Billing and audit rows stay. Returns the affected environments.
+
+    Lock order as everywhere: the quota lock, then every host lock at once (sorted), then row locks.
+    Under the quota lock no new claim can appear for this workspace, so the host list is complete.
     """
     xact_lock_all(connection, [lock_key(LockNamespace.QUOTA_WORKSPACE, workspace_id)])
+    hosts = connection.execute(
+        text(
+            "SELECT DISTINCT a.host_id FROM allocations a JOIN environments e ON e.id = a.environment_id"
+            " WHERE e.workspace_id = :id AND a.released_at IS NULL"
+        ),
+        {"id": workspace_id},
+    ).scalars()
+    xact_lock_all(connection, [lock_key(LockNamespace.HOST, host) for host in hosts])
+    environments = sorted(
+        connection.execute(
+            text("SELECT id FROM environments WHERE workspace_id = :id AND deleted_at IS NULL"),
+            {"id": workspace_id},
+        ).scalars()
+    )
+    for environment_id in environments:
+        release(connection, environment_id)
     connection.execute(
         text("UPDATE workspaces SET deleted_at = now() WHERE id = :id AND deleted_at IS NULL"),
         {"id": workspace_id},
     )
-    environments = list(
-        connection.execute(
-            text(
-                "UPDATE environments SET desired_state = :deleted, updated_at = now()"
-                " WHERE workspace_id = :id AND deleted_at IS NULL RETURNING id"
-            ),
-            {"id": workspace_id, "deleted": DesiredState.DELETED.value},
-        ).scalars()
+    connection.execute(
+        text("UPDATE environments SET desired_state = :deleted, updated_at = now() WHERE id = ANY(:ids)"),
+        {"ids": environments, "deleted": DesiredState.DELETED.value},
     )
-    for environment_id in sorted(environments):
-        release(connection, environment_id)
     return environments
