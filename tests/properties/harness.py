@@ -96,13 +96,18 @@ def run_operation(
     unsafe: dict[str, bool],
 ) -> str:
     """Run one operation in the caller's transaction; returns its outcome in words."""
-    kind = operation[0]
+    kind = str(operation[0])
+    options = AllocationOptions(
+        pause=pause,
+        unsafe_skip_quota_lock=unsafe.get("unsafe_skip_quota_lock", False),
+        unsafe_skip_host_lock=unsafe.get("unsafe_skip_host_lock", False),
+    )
     if kind == "allocate":
         request = world.requests[operation[1]]
-        return allocate(connection, request, AllocationOptions(pause=pause, **unsafe)).outcome.value
+        return allocate(connection, request, options).outcome.value
     if kind == "retry-allocate":
-        # CONTENDED (every fitting host busy) is requeued, as the reconciler does; no pause on retries
-        return allocate(connection, world.requests[operation[1]], AllocationOptions(**unsafe)).outcome.value
+        # CONTENDED (every fitting host busy) is requeued, as the reconciler does
+        return allocate(connection, world.requests[operation[1]], options).outcome.value
     if kind == "release":
         return f"released {release(connection, world.requests[operation[1]].environment_id).gpus}"
     if kind == "cordon":

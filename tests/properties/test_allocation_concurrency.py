@@ -185,7 +185,10 @@ def test_without_host_lock_and_unique_index_the_audit_catches_a_double_allocatio
     try:
         world = seed(engine)
         # environments 0 and 5 belong to different workspaces, so no quota lock orders them
-        racers = [[("allocate", 0, "gpus-chosen", "barrier")], [("allocate", 5, "gpus-chosen", "barrier")]]
+        racers: list[list[Operation]] = [
+            [("allocate", 0, "gpus-chosen", "barrier")],
+            [("allocate", 5, "gpus-chosen", "barrier")],
+        ]
         outcomes = workers.run(world, racers, unsafe={"unsafe_skip_host_lock": True})
         assert outcomes == [["allocated"], ["allocated"]]
         with engine.connect() as connection:
