@@ -147,7 +147,7 @@ def _worker_main(
                     time.sleep(0.005)
                     with engine.begin() as connection:
                         outcome = run_operation(
-                            connection, world, ("retry-allocate", operation[1]), pause, unsafe
+                            connection, world, ("retry-allocate", operation[1]), _no_pause, unsafe
                         )
                 outcomes.append(outcome)
             results.put((index, "ok", outcomes))
@@ -158,9 +158,13 @@ def _worker_main(
     engine.dispose()
 
 
+def _no_pause(_point: str) -> None:
+    return None
+
+
 def _pause_for(operation: Operation, point_barrier: Any) -> Callable[[str], None]:
     if operation[0] != "allocate" or len(operation) < 4 or operation[2] is None:
-        return lambda _point: None
+        return _no_pause
     point, milliseconds = operation[2], operation[3]
 
     def pause(reached: str) -> None:

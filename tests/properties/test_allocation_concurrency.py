@@ -156,7 +156,11 @@ def test_without_the_quota_lock_the_audit_catches_a_quota_overrun(engine: Engine
 
 def test_with_the_quota_lock_the_same_race_is_refused(engine: Engine, pool: WorkerPool) -> None:
     world = seed(engine, workspace_gpu_limit=2)
-    racers = [[("allocate", 1, "quota-checked", 20)], [("allocate", 5, "quota-checked", 20)], [("noop",)]]
+    racers: list[list[Operation]] = [
+        [("allocate", 1, "quota-checked", 20)],
+        [("allocate", 5, "quota-checked", 20)],
+        [("noop",)],
+    ]
     outcomes = pool.run(world, racers)
     assert sorted(outcome for (outcome,) in outcomes[:2]) == ["allocated", "over-quota"]
     with engine.connect() as connection:
