@@ -15,6 +15,7 @@ import dataclasses
 from collections import defaultdict, deque
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from remotegpu.policies.placement import (
     GpuPoolSnapshot,
@@ -58,7 +59,7 @@ class QueuePlan:
 
 
 def order_queue(
-    items: Iterable[QueuedRequest], running_gpus_by_workspace: Mapping[Hashable, int]
+    items: Iterable[QueuedRequest], running_gpus_by_workspace: Mapping[Any, int]
 ) -> list[QueuedRequest]:
     """Queue order: priority, then fair share between workspaces, then submit time."""
     by_priority: dict[int, list[QueuedRequest]] = defaultdict(list)
@@ -83,8 +84,8 @@ def order_queue(
 def plan_queue(
     items: Iterable[QueuedRequest],
     hosts: Iterable[HostSnapshot],
-    total_gpus_by_host: Mapping[Hashable, Mapping[str, int]],
-    running_gpus_by_workspace: Mapping[Hashable, int],
+    total_gpus_by_host: Mapping[Any, Mapping[str, int]],
+    running_gpus_by_workspace: Mapping[Any, int],
     strategy: Strategy = Strategy.BIN_PACK,
 ) -> QueuePlan:
     """Decide which waiting requests to place now, where, and the position and reason of the rest."""
