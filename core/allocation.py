@@ -211,34 +211,26 @@ _CPU_CANDIDATES_SQL = text(
     """
 )
 
-# Re-checked under the host lock: the host is still schedulable and fits, and these GPUs are free.
-_CHOOSE_GPUS_SQL = text(
+# Everything read under the host lock, in one statement: whether the host is still schedulable and
+# fits, the free GPUs to take (only when it fits), and the host ports in use per protocol.
+_UNDER_HOST_LOCK_SQL = text(
     f"""
-    SELECT g.id
-      FROM gpus g JOIN hosts h ON h.id = g.host_id
-     WHERE g.host_id = :host_id AND g.model = :gpu_model
-       AND g.health = 'healthy' AND NOT g.foreign_use
-       AND NOT EXISTS (SELECT 1 FROM gpu_claims c WHERE c.gpu_id = g.id AND c.released_at IS NULL)
-       AND {_SCHEDULABLE}
-       AND h.cpu_millis_allocatable - h.cpu_millis_foreign - h.cpu_millis_claimed >= :cpu_millis
-       AND h.memory_bytes_allocatable - h.memory_bytes_foreign - h.memory_bytes_claimed >= :memory_bytes
-     ORDER BY g.index
-     LIMIT :gpu_count
+    WITH host AS (
+        SELECT h.id FROM hosts h
+         WHERE h.id = :host_id AND {_SCHEDULABLE}
+           AND h.cpu_millis_allocatable - h.cpu_millis_foreign - h.cpu_millis_claimed >= :cpu_millis
+           AND h.memory_bytes_allocatable - h.memory_bytes_foreign - h.memory_bytes_claimed >= :memory_bytes
+    )
+    SELECT EXISTS (SELECT 1 FROM host) AS fits,
+           ARRAY(SELECT g.id FROM gpus g JOIN host ON host.id = g.host_id
+                  WHERE g.model = :gpu_model AND g.health = 'healthy' AND NOT g.foreign_use
+                    AND NOT EXISTS (SELECT 1 FROM gpu_claims c WHERE c.gpu_id = g.id AND c.released_at IS NULL)
+                  ORDER BY g.index LIMIT :gpu_count) AS gpu_ids,
+           ARRAY(SELECT m.host_port FROM port_mappings m
+                  WHERE m.host_id = :host_id AND m.released_at IS NULL AND m.protocol = 'tcp') AS tcp_in_use,
+           ARRAY(SELECT m.host_port FROM port_mappings m
+                  WHERE m.host_id = :host_id AND m.released_at IS NULL AND m.protocol = 'udp') AS udp_in_use
     """
-)
-
-_HOST_STILL_FITS_SQL = text(
-    f"""
-    SELECT h.id
-      FROM hosts h
-     WHERE h.id = :host_id AND {_SCHEDULABLE}
-       AND h.cpu_millis_allocatable - h.cpu_millis_foreign - h.cpu_millis_claimed >= :cpu_millis
-       AND h.memory_bytes_allocatable - h.memory_bytes_foreign - h.memory_bytes_claimed >= :memory_bytes
-    """
-)
-
-_PORTS_IN_USE_SQL = text(
-    "SELECT host_port, protocol FROM port_mappings WHERE host_id = :host_id AND released_at IS NULL"
 )
 
 _WRITE_ALLOCATION_SQL = text(
@@ -474,29 +466,28 @@ def _choose_on_host(
 ) -> tuple[list[uuid.UUID], list[ClaimedPort]] | None:
     """Under the host lock: concrete free GPUs and host ports, or None when the host no longer fits.
 
-    The GPU query re-checks the host (schedulable, CPU and memory) in the same statement; a CPU-only
-    request re-checks it on its own. The port range never changes while claims exist.
+    The port range never changes while claims exist, so the candidate's range is used as read.
     """
-    fit = {"host_id": host_id, "cpu_millis": request.cpu_millis, "memory_bytes": request.memory_bytes}
-    gpu_ids: list[uuid.UUID] = []
-    if request.gpu_count:
-        gpu_ids = list(
-            connection.execute(
-                _CHOOSE_GPUS_SQL, {**fit, "gpu_model": gpu_model, "gpu_count": request.gpu_count}
-            ).scalars()
-        )
-        if len(gpu_ids) < request.gpu_count:
-            return None
-    elif connection.execute(_HOST_STILL_FITS_SQL, fit).first() is None:
+    row = connection.execute(
+        _UNDER_HOST_LOCK_SQL,
+        {
+            "host_id": host_id,
+            "cpu_millis": request.cpu_millis,
+            "memory_bytes": request.memory_bytes,
+            "gpu_model": gpu_model,
+            "gpu_count": request.gpu_count,
+        },
+    ).one()
+    if not row.fits or len(row.gpu_ids) < request.gpu_count:
         return None
     ports: list[ClaimedPort] = []
     if request.ports:
-        in_use = {(row.host_port, row.protocol) for row in connection.execute(_PORTS_IN_USE_SQL, fit)}
+        in_use = {(port, "tcp") for port in row.tcp_in_use} | {(port, "udp") for port in row.udp_in_use}
         chosen = choose_host_ports(request.ports, port_range[0], port_range[1], in_use)
         if chosen is None:
             return None
         ports = chosen
-    return gpu_ids, ports
+    return list(row.gpu_ids), ports
 
 
 def choose_host_ports(

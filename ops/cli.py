@@ -86,6 +86,7 @@ def dev(config: ConfigOption = None) -> None:
 def bench(
     name: Annotated[str, typer.Argument(help="Benchmark to run: allocation.")],
     quick: Annotated[bool, typer.Option("--quick", help="A short run (under 30 s).")] = False,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Contending processes.")] = None,
 ) -> None:
     """Run a benchmark: a table, then one JSON line of figures."""
     benchmarks = {"allocation": "remotegpu.ops.bench.allocation"}
@@ -93,7 +94,7 @@ def bench(
         raise RemoteGPUError(f"unknown benchmark {name!r}; choose one of: {', '.join(sorted(benchmarks))}")
     import importlib
 
-    importlib.import_module(benchmarks[name]).main(quick)
+    importlib.import_module(benchmarks[name]).main(quick, workers)
 
 
 @db_app.command("upgrade")

@@ -9,6 +9,7 @@ finding counts as a violation.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import random
@@ -116,6 +117,10 @@ def _seed(url: URL, config: BenchConfig) -> list[list[dict[str, Any]]]:
                     }
                 )
             per_worker.append(requests)
+    with engine.connect() as connection:
+        # fresh tables have no statistics yet; autovacuum would gather them within a minute in production
+        connection.execute(text("ANALYZE"))
+        connection.commit()
     engine.dispose()
     return per_worker
 
@@ -172,10 +177,17 @@ def _worker(url: str, requests: list[dict[str, Any]], share: int, deadline: floa
     out.put({"latencies": latencies, "outcomes": outcomes, "releases": releases, "gpus": gpus_claimed})
 
 
-def run(quick: bool = False, console: Console | None = None) -> dict[str, Any]:
+def run(
+    quick: bool = False,
+    workers: int | None = None,
+    console: Console | None = None,
+    config: BenchConfig | None = None,
+) -> dict[str, Any]:
     """Run the benchmark, print its table, and return its figures."""
     console = console or Console()
-    config = QUICK if quick else BenchConfig()
+    config = config or (QUICK if quick else BenchConfig())
+    if workers is not None:
+        config = dataclasses.replace(config, workers=workers)
     with bench_database("remotegpu_bench_alloc") as url:
         per_worker = _seed(url, config)
         share = int(config.hosts * config.gpus_per_host * config.target_utilisation / config.workers)
@@ -244,7 +256,7 @@ def _percentile(values: list[float], fraction: float) -> float:
     return statistics.quantiles(values, n=1000, method="inclusive")[max(0, int(fraction * 1000) - 1)]
 
 
-def main(quick: bool) -> None:
+def main(quick: bool, workers: int | None = None) -> None:
     """Entry point for the CLI: table, then the figures as the last line."""
-    figures = run(quick)
+    figures = run(quick, workers)
     print(json.dumps(figures))

@@ -121,6 +121,7 @@ def run_machine(engine: Engine) -> None:
                 assert result.outcome is AllocationOutcome.NO_CAPACITY, result
                 return
             assert result.outcome is AllocationOutcome.ALLOCATED, result
+            assert result.host_id is not None
             host = self.hosts.index(result.host_id)
             assert host not in self.model.cordoned
             by_id = {gpu.id: gpu for gpu in self.model.gpus}

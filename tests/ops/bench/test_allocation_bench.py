@@ -1,0 +1,36 @@
+"""The allocation benchmark runs end to end on a small inventory and audits clean."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from rich.console import Console
+
+from remotegpu.ops.bench.allocation import BenchConfig, run
+from remotegpu.tests.ops.test_cli import _run
+
+EXPECTED = {"claims_per_s", "gpus_per_s", "p50_ms", "p99_ms", "retries", "violations"}
+
+
+def test_small_run_reports_every_figure_and_no_violation() -> None:
+    output = io.StringIO()
+    figures = run(
+        console=Console(file=output, width=120),
+        config=BenchConfig(
+            hosts=10, gpus_per_host=8, workers=2, seconds=1.5, workspaces=3, environments_per_worker=40
+        ),
+    )
+    assert set(figures) >= EXPECTED
+    assert figures["violations"] == 0
+    assert figures["claims"] > 0
+    assert figures["releases"] > 0, "the mix must release as well as allocate"
+    assert figures["p99_ms"] >= figures["p50_ms"] > 0
+    assert "claims_per_s" in output.getvalue()
+    json.dumps(figures)
+
+
+def test_unknown_benchmark_is_a_one_line_error() -> None:
+    result = _run("bench", "teleport")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: unknown benchmark 'teleport'; choose one of: allocation"
