@@ -44,6 +44,24 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Verbosity of the process log."""
     db_pool_size: int = 10
     """Connections each process keeps open to Postgres."""
+    reconcile_workers: int = 4
+    """Environments one reconciler processes at once."""
+    lease_seconds: float = 30.0
+    """How long a worker owns an environment; a crashed worker's lease expires after this."""
+    resync_seconds: float = 10.0
+    """Every environment is looked at again at least this often, even if every notification is lost."""
+    heartbeat_seconds: float = 1.0
+    """How often the leader pings its lock connection (and followers retry to take over)."""
+    host_down_after_seconds: float = 40.0
+    """A host whose last heartbeat is older than this is marked down."""
+    provisioning_deadline_seconds: float = 600.0
+    """An environment failing to provision for this long, for the same reason, fails."""
+    stopping_deadline_seconds: float = 300.0
+    """An environment failing to stop for this long, for the same reason, fails."""
+    backoff_base_seconds: float = 1.0
+    """First retry delay of a temporary error; doubles per attempt, with jitter."""
+    backoff_cap_seconds: float = 60.0
+    """Longest retry delay."""
 
     def __post_init__(self) -> None:
         if self.database_url is not None:
@@ -57,13 +75,18 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             raise SettingsError(f"api_port: {self.api_port} is outside 1-65535; choose a free TCP port")
         if self.db_pool_size < 1:
             raise SettingsError("db_pool_size: must be at least 1")
+        if self.reconcile_workers < 1:
+            raise SettingsError("reconcile_workers: must be at least 1")
+        for name in ("lease_seconds", "resync_seconds", "heartbeat_seconds", "backoff_base_seconds"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{name}: must be more than 0 seconds")
 
     def __repr__(self) -> str:
         return f"Settings({', '.join(f'{k}={v!r}' for k, v in self.describe().items())})"
 
-    def describe(self) -> dict[str, str | int | None]:
+    def describe(self) -> dict[str, str | int | float | None]:
         """Return the settings as printable values, with every secret redacted."""
-        shown: dict[str, str | int | None] = {}
+        shown: dict[str, str | int | float | None] = {}
         for field in self.__struct_fields__:
             value = getattr(self, field)
             if field in _SECRET_FIELDS and value is not None:

@@ -1,0 +1,94 @@
+"""The cluster driver interface: what the reconciler (and, for logs, the API) needs from Kubernetes.
+
+Every call is idempotent by name: objects are named after the environment, so a repeated create finds
+the existing object instead of making a second one. Implementations: `InMemoryCluster` (tests,
+benchmarks, `remotegpu dev` until the simulated cluster lands) and the Kubernetes driver.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from remotegpu.core.allocation import ClaimedPort
+
+
+def workload_name(environment_id: uuid.UUID) -> str:
+    """Deterministic object name of an environment's pod (and service, volumes' prefix)."""
+    return f"env-{environment_id}"
+
+
+@dataclass(frozen=True)
+class VolumeSpec:
+    """A persistent volume of an environment; kept on stop, removed on delete."""
+
+    name: str
+    size_bytes: int
+    mount: str
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    """Everything needed to create an environment's objects on its node."""
+
+    environment_id: uuid.UUID
+    workspace_id: uuid.UUID
+    generation: int
+    node: str
+    image: str
+    command: tuple[str, ...] = ()
+    gpu_count: int = 0
+    cpu_millis: int = 0
+    memory_bytes: int = 0
+    ports: tuple[ClaimedPort, ...] = ()
+    volumes: tuple[VolumeSpec, ...] = ()
+    env: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    @property
+    def name(self) -> str:
+        """The pod's name."""
+        return workload_name(self.environment_id)
+
+
+class PodState(enum.StrEnum):
+    """What the cluster says of an environment's pod."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    FAILED = "failed"
+    MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class PodObservation:
+    """One look at the pod: its state, why, where, and for which generation it was made."""
+
+    state: PodState
+    reason: str | None = None
+    message: str = ""
+    node: str | None = None
+    generation: int | None = None
+    retryable: bool = True
+    """False for failures a retry cannot fix (e.g. an image that does not exist)."""
+
+
+class ClusterUnavailableError(Exception):
+    """The cluster could not be reached or answered 5xx; a temporary error, retried with backoff."""
+
+
+class ClusterDriver(Protocol):
+    """Kubernetes, as RemoteGPU uses it."""
+
+    def ensure_workload(self, spec: WorkloadSpec) -> bool:
+        """Create the environment's objects unless they exist; True when something was created."""
+
+    def observe_workload(self, environment_id: uuid.UUID) -> PodObservation:
+        """The environment's pod as the cluster reports it now."""
+
+    def delete_workload(self, environment_id: uuid.UUID, *, keep_volumes: bool) -> bool:
+        """Delete the pod and service (and the volumes unless `keep_volumes`); True when something went."""
+
+    def node_ready(self, node: str) -> bool:
+        """Whether the node exists and reports Ready."""
