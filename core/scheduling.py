@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine, text
 
 from remotegpu.core.allocation import (
     AllocationOptions,
+    AllocationOutcome,
     AllocationRequest,
     AllocationResult,
     PortRequest,
@@ -103,6 +104,11 @@ class SchedulingReport:
 
 
 OnAllocated = Callable[[Connection, AllocationRequest, AllocationResult], None]
+"""Runs inside the allocation's transaction; raising `AllocationVetoedError` rolls the allocation back."""
+
+
+class AllocationVetoedError(Exception):
+    """Raised by an `on_allocated` callback to undo the allocation (e.g. the row changed meanwhile)."""
 
 
 def schedule_waiting(
@@ -141,10 +147,13 @@ def schedule_waiting(
         assert isinstance(placement.host_key, uuid.UUID)
         request = requests[item.key]
         options = AllocationOptions(strategy=strategy, preferred_host=placement.host_key)
-        with engine.begin() as connection:
-            result = allocate(connection, request, options)
-            if result.outcome.value == "allocated" and on_allocated is not None:
-                on_allocated(connection, request, result)
+        try:
+            with engine.begin() as connection:
+                result = allocate(connection, request, options)
+                if result.outcome is AllocationOutcome.ALLOCATED and on_allocated is not None:
+                    on_allocated(connection, request, result)
+        except AllocationVetoedError as veto:  # the transaction rolled back: nothing was claimed
+            result = AllocationResult(AllocationOutcome.NOT_ALLOCATABLE, reason=str(veto))
         target = report.allocated if result.holds_claims else report.not_allocated
         target[request.environment_id] = result
     report.waiting = {

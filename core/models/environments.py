@@ -66,6 +66,8 @@ class Environment(Base):
         default=DesiredState.RUNNING,
         server_default=DesiredState.RUNNING.value,
     )
+    desired_version: Mapped[int] = mapped_column(BigInteger, default=1, server_default="1")
+    """Bumped on every desired-side write (spec or state): the reconciler's "look at me now" signal."""
     priority: Mapped[int] = mapped_column(default=0, server_default="0")
     submitted_at: Mapped[CreatedAt]
     """When it last asked to run; orders the capacity queue after priority."""
@@ -81,6 +83,8 @@ class Environment(Base):
         enum_type(Phase, "phase"), default=Phase.PENDING, server_default=Phase.PENDING.value, index=True
     )
     observed_generation: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    seen_desired_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """The `desired_version` the reconciler last acted on; a difference makes the row due at once."""
     conditions: Mapped[list[dict[str, Any]]] = mapped_column(default=list, server_default="[]")
     reason: Mapped[str | None] = mapped_column(String(64))
     """Machine-readable reason of the current phase (e.g. `ImagePullBackOff`)."""

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-24 10:34:19.727054
+Create Date: 2026-11-24 11:07:08.475763
 
 """
 
@@ -210,6 +210,7 @@ def upgrade() -> None:
             server_default="running",
             nullable=False,
         ),
+        sa.Column("desired_version", sa.BigInteger(), server_default="1", nullable=False),
         sa.Column("priority", sa.Integer(), server_default="0", nullable=False),
         sa.Column(
             "submitted_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
@@ -241,6 +242,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("observed_generation", sa.BigInteger(), server_default="0", nullable=False),
+        sa.Column("seen_desired_version", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("conditions", postgresql.JSONB(astext_type=sa.Text()), server_default="[]", nullable=False),
         sa.Column("reason", sa.String(length=64), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),

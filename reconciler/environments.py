@@ -1,0 +1,462 @@
+"""The environment pipeline: lease due environments, then load → process → apply, one step at a time.
+
+- `fetch_leases` claims due rows with `FOR UPDATE SKIP LOCKED` into short leases and commits.
+- `load` reads one leased row (and what it holds) in a short transaction; None when the lease is gone.
+- `process` observes the cluster, decides with the lifecycle machine's vocabulary, acts at most once on
+  the cluster (idempotently, by name) and returns a `StepResult`. No database session is open here.
+- `apply` records the result in one transaction: claims released first (advisory host locks precede
+  row locks), then the lease-guarded row update and the event, then the fencing check, last.
+
+Every step is safe to kill at any line: a repeated create finds the pod by name, a repeated delete or
+release finds nothing left, and an allocation commits together with its phase change.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from remotegpu.core import clock
+from remotegpu.core.allocation import ClaimedPort, release
+from remotegpu.core.cluster import ClusterUnavailableError, PodObservation, PodState, VolumeSpec, WorkloadSpec
+from remotegpu.core.lifecycle import IllegalTransitionError, next_phase
+from remotegpu.core.quantities import parse_bytes
+from remotegpu.core.states import DesiredState, Phase, Protocol
+from remotegpu.reconciler.context import ReconcilerContext
+from remotegpu.reconciler.leader import fence
+
+log = logging.getLogger(__name__)
+
+MAX_STEPS_PER_LEASE = 8
+"""Steps one worker may run back to back on one lease when each leads straight to the next."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A worker's claim on one environment row."""
+
+    environment_id: uuid.UUID
+    token: uuid.UUID
+
+
+@dataclass(frozen=True)
+class EnvironmentState:
+    """One environment as loaded under its lease."""
+
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    name: str
+    spec: dict[str, Any]
+    generation: int
+    observed_generation: int
+    desired_state: DesiredState
+    desired_version: int
+    phase: Phase
+    reason: str | None
+    retry_count: int
+    phase_entered_at: dt.datetime
+    gpu_count: int
+    cpu_millis: int
+    memory_bytes: int
+    host_id: uuid.UUID | None
+    host_name: str | None
+    host_health: str | None
+    ports: tuple[ClaimedPort, ...]
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What a step decided. At most one of trigger / retry / requeue matters; see the constructors."""
+
+    trigger: str | None = None
+    retry_reason: str | None = None
+    message: str = ""
+    requeue_after: dt.timedelta | None = None
+    release_claims: bool = False
+    observed_generation: int | None = None
+    mark_deleted: bool = False
+    event_reason: str | None = None
+
+    def continues(self, desired: DesiredState) -> bool:
+        """True when the next step should run right away: a phase moved and there is more to do."""
+        if self.trigger in {None, "fail", "finish_delete"}:
+            return False
+        return not (self.trigger in {"finish_stop", "stop_unplaced"} and desired is not DesiredState.RUNNING)
+
+
+def advance(trigger: str, reason: str | None = None, message: str = "", **changes: Any) -> StepResult:
+    """Move the phase with `trigger`."""
+    return StepResult(trigger=trigger, event_reason=reason or trigger, message=message, **changes)
+
+
+def requeue(after: dt.timedelta, **changes: Any) -> StepResult:
+    """Nothing to do now; look again after `after`."""
+    return StepResult(requeue_after=after, **changes)
+
+
+def retry(reason: str, message: str = "") -> StepResult:
+    """A temporary error: same phase, attempt counter + 1, exponential backoff."""
+    return StepResult(retry_reason=reason, message=message, event_reason=reason)
+
+
+def fail(reason: str, message: str = "") -> StepResult:
+    """Terminal for this generation: claims are released and the reason kept."""
+    return StepResult(trigger="fail", release_claims=True, event_reason=reason, message=message)
+
+
+# -- fetch ---------------------------------------------------------------------------------------
+
+_FETCH_SQL = text(
+    """
+    WITH due AS (
+        SELECT id FROM environments
+         WHERE shard = :shard
+           -- due by time, or at once when a user changed the desired side (a stop wins over a backoff)
+           AND (next_attempt_at IS NULL OR next_attempt_at <= :now OR desired_version <> seen_desired_version)
+           AND (lock_expires_at IS NULL OR lock_expires_at < :now)
+           AND phase <> 'deleted'
+           AND NOT (phase = 'stopped' AND desired_state = 'stopped')
+           AND NOT (phase = 'failed' AND desired_state <> 'deleted' AND generation = observed_generation)
+           -- waiting environments belong to the scheduling pass until a user changes them
+           AND NOT (phase = 'admitted' AND desired_state = 'running' AND generation = observed_generation
+                    AND desired_version = seen_desired_version)
+         ORDER BY next_attempt_at NULLS FIRST, id
+         LIMIT :limit
+         FOR UPDATE SKIP LOCKED
+    )
+    UPDATE environments e
+       SET lock_token = gen_random_uuid(), lock_expires_at = :expires, lock_owner = :owner
+      FROM due WHERE e.id = due.id
+    RETURNING e.id, e.lock_token
+    """
+)
+
+
+def fetch_leases(ctx: ReconcilerContext, limit: int, exclude: set[uuid.UUID] | None = None) -> list[Lease]:
+    """Lease up to `limit` due environments (skipping rows other workers hold) and commit."""
+    if limit <= 0:
+        return []
+    now = clock.now()
+    with ctx.engine.begin() as connection:
+        rows = connection.execute(
+            _FETCH_SQL,
+            {
+                "shard": ctx.shard,
+                "now": now,
+                "limit": limit,
+                "expires": now + ctx.lease,
+                "owner": ctx.identity,
+            },
+        ).all()
+        fence(connection, ctx.shard, ctx.epoch)
+    return [Lease(row.id, row.lock_token) for row in rows if not exclude or row.id not in exclude]
+
+
+# -- load ----------------------------------------------------------------------------------------
+
+_LOAD_SQL = text(
+    """
+    SELECT e.id, e.workspace_id, e.name, e.spec, e.generation, e.observed_generation, e.desired_state,
+           e.desired_version,
+           e.phase, e.reason, e.retry_count, e.phase_entered_at, e.gpu_count, e.cpu_millis, e.memory_bytes,
+           a.host_id, h.name AS host_name, h.health AS host_health,
+           coalesce((SELECT json_agg(json_build_array(m.container_port, m.host_port, m.protocol)
+                                     ORDER BY m.container_port)
+                       FROM port_mappings m WHERE m.environment_id = e.id AND m.released_at IS NULL), '[]') AS ports
+      FROM environments e
+      LEFT JOIN allocations a ON a.environment_id = e.id AND a.released_at IS NULL
+      LEFT JOIN hosts h ON h.id = a.host_id
+     WHERE e.id = :id AND e.lock_token = :token
+    """
+)
+
+
+def load(ctx: ReconcilerContext, lease: Lease) -> EnvironmentState | None:
+    """The leased row and what it holds; None when the lease was lost."""
+    with ctx.engine.begin() as connection:
+        row = connection.execute(_LOAD_SQL, {"id": lease.environment_id, "token": lease.token}).first()
+    if row is None:
+        return None
+    return EnvironmentState(
+        id=row.id,
+        workspace_id=row.workspace_id,
+        name=row.name,
+        spec=row.spec,
+        generation=row.generation,
+        observed_generation=row.observed_generation,
+        desired_state=DesiredState(row.desired_state),
+        desired_version=row.desired_version,
+        phase=Phase(row.phase),
+        reason=row.reason,
+        retry_count=row.retry_count,
+        phase_entered_at=row.phase_entered_at,
+        gpu_count=row.gpu_count,
+        cpu_millis=row.cpu_millis,
+        memory_bytes=row.memory_bytes,
+        host_id=row.host_id,
+        host_name=row.host_name,
+        host_health=row.host_health,
+        ports=tuple(ClaimedPort(c, h, Protocol(p)) for c, h, p in row.ports),
+    )
+
+
+# -- process -------------------------------------------------------------------------------------
+
+
+def process(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
+    """Decide and act once; never raises for expected outcomes (a cluster outage is a retry)."""
+    try:
+        return _apply_deadline(ctx, env, _decide(ctx, env))
+    except ClusterUnavailableError as error:
+        return retry("ClusterUnavailable", str(error))
+
+
+def _decide(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
+    # A user's delete or stop wins over in-flight work in any phase.
+    if env.desired_state is DesiredState.DELETED:
+        return _towards_deleted(ctx, env)
+    if env.desired_state is DesiredState.STOPPED:
+        return _towards_stopped(ctx, env)
+    return _towards_running(ctx, env)
+
+
+def _towards_deleted(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
+    if env.phase is not Phase.DELETING:
+        return advance("delete", "Deleting")
+    ctx.cluster.delete_workload(env.id, keep_volumes=False)
+    ctx.kill_point("after-pod-deleted")
+    return advance("finish_delete", "Deleted", release_claims=True, mark_deleted=True)
+
+
+def _towards_stopped(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
+    if env.phase in {Phase.PENDING, Phase.ADMITTED}:
+        return advance("stop_unplaced", "Stopped", release_claims=True)
+    if env.phase in {Phase.SCHEDULED, Phase.PROVISIONING, Phase.RUNNING}:
+        return advance("stop", "Stopping")
+    if env.phase is Phase.STOPPING:
+        ctx.cluster.delete_workload(env.id, keep_volumes=True)  # persistent volumes stay
+        ctx.kill_point("after-pod-deleted")
+        return advance("finish_stop", "Stopped", release_claims=True)
+    return requeue(ctx.resync)
+
+
+def _towards_running(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
+    spec_changed = env.generation != env.observed_generation
+    phase = env.phase
+    if phase is Phase.STOPPING:
+        return _towards_stopped(ctx, env)
+    if phase in {Phase.STOPPED, Phase.FAILED}:
+        if phase is Phase.FAILED and not spec_changed:
+            return requeue(ctx.resync)
+        return advance("start", "Starting")
+    if spec_changed and phase in {Phase.SCHEDULED, Phase.PROVISIONING, Phase.RUNNING}:
+        return advance("stop", "Restarting", message=f"spec changed to generation {env.generation}")
+    if phase is Phase.PENDING:
+        return advance("admit", "Admitted", observed_generation=env.generation)
+    if phase is Phase.ADMITTED:
+        return requeue(ctx.resync, observed_generation=env.generation)
+    if env.host_health == "down":
+        ctx.cluster.delete_workload(env.id, keep_volumes=True)
+        return advance("reschedule", "HostLost", f"host {env.host_name} is down", release_claims=True)
+    if phase is Phase.SCHEDULED:
+        ctx.cluster.ensure_workload(_workload(env))
+        ctx.kill_point("after-pod-created")
+        return advance("provision", "Provisioning")
+    return _observe(ctx, env, ctx.cluster.observe_workload(env.id))
+
+
+def _observe(ctx: ReconcilerContext, env: EnvironmentState, pod: PodObservation) -> StepResult:
+    if pod.state is PodState.RUNNING:
+        if env.phase is Phase.PROVISIONING:
+            return advance("become_running", "Running", f"on {pod.node}")
+        return requeue(ctx.resync)
+    if pod.state is PodState.PENDING:
+        return requeue(dt.timedelta(milliseconds=200))
+    if pod.state is PodState.FAILED:
+        reason = pod.reason or "PodFailed"
+        if not pod.retryable:
+            ctx.cluster.delete_workload(env.id, keep_volumes=True)
+            return fail(reason, pod.message)
+        # Kubernetes keeps retrying the pod itself (image pulls, crash loops); we look again with backoff
+        # and give up at the phase deadline.
+        return retry(reason, pod.message)
+    # The pod is gone while its host is healthy: create it again, on the same host with the same claims.
+    ctx.cluster.ensure_workload(_workload(env))
+    ctx.kill_point("after-pod-created")
+    if env.phase is Phase.RUNNING:
+        return advance("recreate", "PodLost", "pod vanished; re-created on the same host")
+    return requeue(dt.timedelta(milliseconds=200))
+
+
+def _apply_deadline(ctx: ReconcilerContext, env: EnvironmentState, result: StepResult) -> StepResult:
+    """Past its phase's deadline with the same failing reason, an environment fails with that reason."""
+    deadlines = {
+        Phase.PROVISIONING: ctx.settings.provisioning_deadline_seconds,
+        Phase.SCHEDULED: ctx.settings.provisioning_deadline_seconds,
+        Phase.STOPPING: ctx.settings.stopping_deadline_seconds,
+    }
+    limit = deadlines.get(env.phase)
+    if result.retry_reason is None or limit is None or result.retry_reason != env.reason:
+        return result
+    if clock.now() - env.phase_entered_at < dt.timedelta(seconds=limit):
+        return result
+    message = f"{result.retry_reason} for longer than the {env.phase.value} deadline ({int(limit)} s)"
+    ctx.cluster.delete_workload(env.id, keep_volumes=True)  # failed holds nothing: the pod goes too
+    return fail(result.retry_reason, message)
+
+
+def _workload(env: EnvironmentState) -> WorkloadSpec:
+    spec = env.spec
+    assert env.host_name is not None, "a placed environment has a host"
+    return WorkloadSpec(
+        environment_id=env.id,
+        workspace_id=env.workspace_id,
+        generation=env.generation,
+        node=env.host_name,
+        image=str(spec.get("image", "")),
+        command=tuple(spec.get("command", ())),
+        gpu_count=env.gpu_count,
+        cpu_millis=env.cpu_millis,
+        memory_bytes=env.memory_bytes,
+        ports=env.ports,
+        volumes=tuple(
+            VolumeSpec(v["name"], parse_bytes(v.get("size", 0)), v.get("mount", f"/{v['name']}"))
+            for v in spec.get("volumes", ())
+        ),
+        env=tuple(sorted((str(k), str(v)) for k, v in spec.get("env", {}).items())),
+    )
+
+
+# -- apply ---------------------------------------------------------------------------------------
+
+_UPDATE_SQL = text(
+    """
+    UPDATE environments SET
+        phase = :phase,
+        phase_entered_at = CASE WHEN :moved THEN :now ELSE phase_entered_at END,
+        reason = :reason, last_error = :last_error, retry_count = :retry_count,
+        next_attempt_at = :next_attempt_at,
+        observed_generation = coalesce(:observed_generation, observed_generation),
+        seen_desired_version = :desired_version,
+        deleted_at = CASE WHEN :mark_deleted THEN :now ELSE deleted_at END,
+        queue_position = NULL, queue_reason = NULL,
+        lock_token = CASE WHEN :keep_lease THEN lock_token END,
+        lock_expires_at = CASE WHEN :keep_lease THEN CAST(:lease_expires AS timestamptz) END,
+        lock_owner = CASE WHEN :keep_lease THEN lock_owner END,
+        updated_at = :now
+     WHERE id = :id AND lock_token = :token
+    """
+)
+
+_EVENT_SQL = text(
+    """
+    INSERT INTO events (actor_kind, workspace_id, environment_id, kind, reason, message, data)
+    VALUES ('reconciler', :workspace_id, :environment_id, :kind, :reason, :message, CAST(:data AS jsonb))
+    """
+)
+
+
+class LeaseLostError(Exception):
+    """The guarded update matched no row: another worker owns the environment now."""
+
+
+def apply(
+    ctx: ReconcilerContext, lease: Lease, env: EnvironmentState, result: StepResult, *, keep_lease: bool
+) -> Phase:
+    """Record `result` in one transaction, guarded by the lease token and the fencing epoch."""
+    now = clock.now()
+    new_phase = env.phase
+    if result.trigger is not None:
+        try:
+            new_phase = next_phase(env.phase, result.trigger)
+        except IllegalTransitionError:
+            log.exception("Step result discarded", extra={"env": str(env.id), "trigger": result.trigger})
+            result = requeue(ctx.resync)
+    moved = new_phase is not env.phase
+    reason: str | None
+    last_error: str | None
+    if result.retry_reason is not None:
+        retry_count, reason = env.retry_count + 1, result.retry_reason
+        next_attempt = now + ctx.backoff(env.retry_count)
+        last_error = result.message or result.retry_reason
+    else:
+        retry_count = 0
+        reason = result.event_reason if new_phase is Phase.FAILED else None
+        last_error = result.message if new_phase is Phase.FAILED else None
+        next_attempt = now + (result.requeue_after or dt.timedelta(0))
+        if new_phase in {Phase.STOPPED, Phase.DELETED, Phase.FAILED} and not keep_lease:
+            next_attempt = now + ctx.resync
+    with ctx.engine.begin() as connection:
+        if result.release_claims:
+            release(connection, env.id)  # host advisory locks first, then row locks
+        ctx.kill_point("mid-apply")
+        updated = connection.execute(
+            _UPDATE_SQL,
+            {
+                "id": env.id,
+                "token": lease.token,
+                "phase": new_phase.value,
+                "moved": moved,
+                "now": now,
+                "reason": reason,
+                "last_error": last_error,
+                "retry_count": retry_count,
+                "next_attempt_at": next_attempt,
+                "observed_generation": result.observed_generation,
+                "desired_version": env.desired_version,
+                "mark_deleted": result.mark_deleted,
+                "keep_lease": keep_lease,
+                "lease_expires": now + ctx.lease,
+            },
+        ).rowcount
+        if updated != 1:
+            raise LeaseLostError(f"lease on {env.id} lost before apply")
+        if moved or result.retry_reason is not None:
+            _record_event(connection, env, result, new_phase)
+        fence(connection, ctx.shard, ctx.epoch)
+    return new_phase
+
+
+def _record_event(
+    connection: Connection, env: EnvironmentState, result: StepResult, new_phase: Phase
+) -> None:
+    connection.execute(
+        _EVENT_SQL,
+        {
+            "workspace_id": env.workspace_id,
+            "environment_id": env.id,
+            "kind": "transition" if new_phase is not env.phase else "retry",
+            "reason": result.event_reason or result.trigger or "Retry",
+            "message": result.message,
+            "data": json.dumps(
+                {"from": env.phase.value, "to": new_phase.value, "generation": env.generation}
+            ),
+        },
+    )
+
+
+# -- one lease, start to finish ------------------------------------------------------------------
+
+
+def reconcile(ctx: ReconcilerContext, lease: Lease) -> None:
+    """Run steps on one leased environment until it waits, settles or loses the lease."""
+    for step in range(MAX_STEPS_PER_LEASE):
+        env = load(ctx, lease)
+        if env is None:
+            log.info("Lease lost before load; result not needed", extra={"env": str(lease.environment_id)})
+            return
+        result = process(ctx, env)
+        keep = result.continues(env.desired_state) and step + 1 < MAX_STEPS_PER_LEASE
+        try:
+            apply(ctx, lease, env, result, keep_lease=keep)
+        except LeaseLostError:
+            log.warning("Apply skipped: lease token changed", extra={"env": str(env.id)})
+            return
+        if not keep:
+            return

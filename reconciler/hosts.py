@@ -1,0 +1,40 @@
+"""Host heartbeats: ask the cluster which nodes are Ready, and mark hosts down when heartbeats stop.
+
+`health` is observed state only; an admin's cordon is never touched here, so a recovered host keeps it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import text
+
+from remotegpu.core import clock
+from remotegpu.core.cluster import ClusterUnavailableError
+from remotegpu.reconciler.context import ReconcilerContext
+from remotegpu.reconciler.leader import fence
+
+
+def sync_host_health(ctx: ReconcilerContext) -> None:
+    """Record a heartbeat for every Ready node, then mark hosts with stale heartbeats down."""
+    with ctx.engine.connect() as connection:
+        hosts = connection.execute(text("SELECT id, name FROM hosts WHERE removed_at IS NULL")).all()
+    try:
+        ready = [host.id for host in hosts if ctx.cluster.node_ready(host.name)]  # no session open here
+    except ClusterUnavailableError:
+        ready = []  # an API outage is not a node outage: let heartbeats age, the threshold decides
+    now = clock.now()
+    stale_before = now - dt.timedelta(seconds=ctx.settings.host_down_after_seconds)
+    with ctx.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE hosts SET health = 'ready', last_heartbeat_at = :now WHERE id = ANY(:ids)"),
+            {"now": now, "ids": ready},
+        )
+        connection.execute(
+            text(
+                "UPDATE hosts SET health = 'down' WHERE health <> 'down' AND removed_at IS NULL"
+                " AND (last_heartbeat_at IS NULL OR last_heartbeat_at < :stale_before)"
+            ),
+            {"stale_before": stale_before},
+        )
+        fence(connection, ctx.shard, ctx.epoch)

@@ -1,0 +1,225 @@
+"""The reconciler process: campaign for leadership, and while leading, reconcile.
+
+Followers are hot standbys that campaign every `heartbeat_seconds`. The leader, on every tick: pings its
+lock connection (at most once per heartbeat interval; any failure ends leadership before anything else
+runs), runs the scheduling pass, leases due environments for its free workers and hands them over. A
+tick happens when a NOTIFY arrives, when a worker requeues work for right now, and at least every
+`POLL_SECONDS`, so every environment whose `next_attempt_at` has passed is picked up even when every
+notification is lost (level-triggered). Singleton jobs (host heartbeats, and the hooks later features
+register: meter tick, registry sync, garbage collection) run under APScheduler only while leading.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import psycopg
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy.engine import URL, make_url
+
+from remotegpu.core.cluster import ClusterDriver
+from remotegpu.core.db import make_engine, normalise_url
+from remotegpu.core.notify import CHANNEL
+from remotegpu.core.settings import Settings
+from remotegpu.reconciler.context import ReconcilerContext, SimulatedCrashError
+from remotegpu.reconciler.environments import Lease, fetch_leases, reconcile
+from remotegpu.reconciler.hosts import sync_host_health
+from remotegpu.reconciler.leader import FencedOutError, LeaderElector, default_identity
+from remotegpu.reconciler.scheduler import schedule_pass
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.1
+"""Longest sleep between ticks while leading."""
+
+
+class Reconciler:
+    """One reconciler replica (leader or standby) for one shard."""
+
+    def __init__(
+        self,
+        url: URL | str,
+        cluster: ClusterDriver,
+        settings: Settings,
+        *,
+        identity: str | None = None,
+        shard: int = 0,
+        kill_point: Callable[[str], None] | None = None,
+        listen: bool = True,
+    ) -> None:
+        self.url = normalise_url(make_url(url) if isinstance(url, str) else url)
+        self.identity = identity or default_identity()
+        self.elector = LeaderElector(self.url, shard=shard, identity=self.identity)
+        engine = make_engine(
+            self.url,
+            pool_size=settings.reconcile_workers + 2,
+            application_name=f"remotegpu-reconciler-{shard}",
+        )
+        self.ctx = ReconcilerContext(engine, cluster, settings, self.identity, shard, wake=self._wake_now)
+        if kill_point is not None:
+            self.ctx.kill_point = kill_point
+        self._listen = listen
+        self._wake = threading.Event()
+        self._workers = ThreadPoolExecutor(settings.reconcile_workers, thread_name_prefix="reconcile")
+        self._in_flight: dict[uuid.UUID, Future[None]] = {}
+        self._jobs: BackgroundScheduler | None = None
+        self._job_specs: list[tuple[Callable[[ReconcilerContext], None], float, str]] = [
+            (sync_host_health, max(settings.heartbeat_seconds, 1.0), "host-heartbeats")
+        ]
+        self._last_heartbeat = 0.0
+        self.steps_failed = 0
+
+    # -- public ---------------------------------------------------------------------------------
+    def add_job(self, job: Callable[[ReconcilerContext], None], every_seconds: float, name: str) -> None:
+        """Register a singleton job that runs only on the leader (meter tick, registry sync, gc…)."""
+        self._job_specs.append((job, every_seconds, name))
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this replica leads its shard right now."""
+        return self.elector.is_leader
+
+    def run(self, stop: threading.Event) -> None:
+        """Campaign and reconcile until `stop` is set; then resign and clean up."""
+        listener = threading.Thread(target=self._listen_loop, args=(stop,), daemon=True, name="notify")
+        if self._listen:
+            listener.start()
+        try:
+            while not stop.is_set():
+                if not self._ensure_leadership():
+                    stop.wait(self.ctx.settings.heartbeat_seconds)
+                    continue
+                self.tick()
+                self._wake.wait(POLL_SECONDS)
+                self._wake.clear()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Resign (if leading), wait for workers, and close every connection."""
+        self._lose_leadership("shutting down")
+        self.elector.close()
+        self._workers.shutdown(wait=True, cancel_futures=True)
+        self.ctx.engine.dispose()
+
+    def tick(self) -> None:
+        """One round of leader work: scheduling pass, then hand due environments to free workers."""
+        self._reap()
+        try:
+            schedule_pass(self.ctx)
+        except FencedOutError:
+            self._lose_leadership("fenced out during scheduling")
+            return
+        except SimulatedCrashError:
+            log.warning("Scheduling pass killed at a kill point")
+        free = self.ctx.settings.reconcile_workers - len(self._in_flight)
+        try:
+            leases = fetch_leases(self.ctx, free, exclude=set(self._in_flight))
+        except FencedOutError:
+            self._lose_leadership("fenced out while leasing")
+            return
+        for lease in leases:
+            self._in_flight[lease.environment_id] = self._workers.submit(self._reconcile, lease)
+
+    def run_until_idle(self, max_rounds: int = 100) -> int:
+        """Synchronously reconcile until nothing is due (tests; needs leadership). Returns steps run."""
+        if not self._ensure_leadership():
+            raise RuntimeError("run_until_idle needs this replica to lead")
+        steps = 0
+        for _ in range(max_rounds):
+            schedule_pass(self.ctx)
+            leases = fetch_leases(self.ctx, 1000)
+            if not leases:
+                return steps
+            for lease in leases:
+                self._reconcile(lease)
+                steps += 1
+        return steps
+
+    # -- leadership -----------------------------------------------------------------------------
+    def _ensure_leadership(self) -> bool:
+        if self.elector.is_leader:
+            if time.monotonic() - self._last_heartbeat < self.ctx.settings.heartbeat_seconds:
+                return True
+            self._last_heartbeat = time.monotonic()
+            if self.elector.heartbeat():
+                return True
+            self._lose_leadership("heartbeat failed")
+            return False
+        if not self.elector.campaign():
+            return False
+        assert self.elector.epoch is not None
+        self.ctx.epoch = self.elector.epoch
+        self._last_heartbeat = time.monotonic()
+        self._start_jobs()
+        return True
+
+    def _lose_leadership(self, reason: str) -> None:
+        if self._jobs is not None:
+            self._jobs.shutdown(wait=False)
+            self._jobs = None
+        if self.elector.is_leader:
+            self.elector.step_down(reason)
+
+    def _start_jobs(self) -> None:
+        jobs = BackgroundScheduler(daemon=True)
+        for job, every, name in self._job_specs:
+            jobs.add_job(
+                self._guarded(job, name), "interval", seconds=every, id=name, max_instances=1, coalesce=True
+            )
+        jobs.start()
+        self._jobs = jobs
+
+    def _guarded(self, job: Callable[[ReconcilerContext], None], name: str) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                job(self.ctx)
+            except FencedOutError:
+                log.warning("Singleton job fenced out", extra={"job": name})
+            except Exception:
+                log.exception("Singleton job failed", extra={"job": name})
+
+        return run
+
+    # -- workers --------------------------------------------------------------------------------
+    def _reconcile(self, lease: Lease) -> None:
+        try:
+            reconcile(self.ctx, lease)
+        except SimulatedCrashError:
+            log.warning("Step killed at a kill point; its lease will expire", extra={"lease": str(lease)})
+        except FencedOutError:
+            log.warning("Step fenced out: another replica leads now")
+        except Exception:
+            self.steps_failed += 1
+            log.exception("Step failed; the lease will expire and the step be retried")
+        finally:
+            self._wake_now()
+
+    def _reap(self) -> None:
+        for environment_id, future in list(self._in_flight.items()):
+            if future.done():
+                del self._in_flight[environment_id]
+
+    def _wake_now(self) -> None:
+        self._wake.set()
+
+    def _listen_loop(self, stop: threading.Event) -> None:
+        """LISTEN on the environments channel and wake the loop; reconnects after errors."""
+        dsn = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        while not stop.is_set():
+            try:
+                with psycopg.connect(dsn, autocommit=True) as connection:
+                    connection.execute(f"LISTEN {CHANNEL}")
+                    while not stop.is_set():
+                        for _ in connection.notifies(timeout=0.5, stop_after=1):
+                            self._wake_now()
+            except Exception as error:
+                log.warning("Notification listener reconnecting", extra={"error": repr(error)})
+                with contextlib.suppress(Exception):
+                    stop.wait(1.0)

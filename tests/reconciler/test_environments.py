@@ -1,0 +1,184 @@
+"""The environment pipeline end to end: real Postgres, in-memory cluster, injected clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import URL
+
+from remotegpu.core import clock
+from remotegpu.core.claim_audit import audit
+from remotegpu.core.environments import update_spec
+from remotegpu.core.settings import Settings
+from remotegpu.core.states import DesiredState
+from remotegpu.tests.reconciler.world import SPEC, World, build_world
+
+START = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def world(engine: Engine, database_url: URL, sessions: object) -> Iterator[World]:
+    with clock.frozen_at(START):
+        made = build_world(engine, database_url, hosts=2)
+        yield made
+        made.reconciler.close()
+    with engine.connect() as connection:
+        assert audit(connection) == []
+
+
+def test_submitted_environment_runs_stops_starts_and_is_deleted(world: World) -> None:
+    env = world.submit("train")
+    world.reconciler.run_until_idle()
+    assert world.phase(env) == "running"
+    assert world.cluster.live_pods() == [f"env-{env}"]
+    assert world.active_gpu_claims() == 2
+    assert world.row(env).observed_generation == 1
+
+    world.desire(env, DesiredState.STOPPED)
+    world.reconciler.run_until_idle()
+    assert world.phase(env) == "stopped"
+    assert world.cluster.live_pods() == []
+    assert world.cluster.volumes[f"env-{env}"] == {"data"}, "stop keeps persistent volumes"
+    assert world.active_gpu_claims() == 0
+
+    world.desire(env, DesiredState.RUNNING)
+    world.reconciler.run_until_idle()
+    assert world.phase(env) == "running"
+
+    world.desire(env, DesiredState.DELETED)
+    world.reconciler.run_until_idle()
+    row = world.row(env)
+    assert (row.phase, row.deleted_at is not None) == ("deleted", True)
+    assert world.cluster.volumes == {}, "delete removes the volumes too"
+    assert world.active_gpu_claims() == 0
+
+
+def test_every_transition_is_recorded_as_an_event(world: World) -> None:
+    env = world.submit("train")
+    world.reconciler.run_until_idle()
+    with world.engine.connect() as connection:
+        reasons = (
+            connection.execute(
+                text("SELECT reason FROM events WHERE environment_id = :e ORDER BY seq"), {"e": env}
+            )
+            .scalars()
+            .all()
+        )
+    assert reasons == ["Admitted", "Scheduled", "Provisioning", "Running"]
+
+
+def test_waiting_for_capacity_is_not_failure_and_proceeds_when_capacity_frees(world: World) -> None:
+    big = {**SPEC, "resources": {"gpus": {"count": 8, "model": "H100"}}}
+    first, second, third = world.submit("a", big), world.submit("b", big), world.submit("c", big)
+    world.reconciler.run_until_idle()
+    assert sorted(world.phase(e) for e in (first, second, third)) == ["admitted", "running", "running"]
+    waiting = next(e for e in (first, second, third) if world.phase(e) == "admitted")
+    assert (world.row(waiting).queue_position, world.row(waiting).queue_reason) == (1, "waiting for 8×H100")
+    running = next(e for e in (first, second, third) if world.phase(e) == "running")
+    world.desire(running, DesiredState.STOPPED)
+    world.reconciler.run_until_idle()
+    assert world.phase(waiting) == "running"
+    assert world.row(waiting).queue_position is None
+
+
+def test_a_stop_wins_over_in_flight_provisioning(world: World) -> None:
+    world.cluster.start_delay = dt.timedelta(minutes=5)
+    env = world.submit("slow")
+    world.reconciler.run_until_idle()
+    assert world.phase(env) == "provisioning"
+    world.desire(env, DesiredState.STOPPED)
+    with clock.frozen_at(START + dt.timedelta(seconds=1)):
+        world.reconciler.run_until_idle()
+    assert world.phase(env) == "stopped"
+    assert world.cluster.live_pods() == []
+
+
+def test_a_vanished_pod_on_a_healthy_host_is_recreated_with_the_same_claims(world: World) -> None:
+    env = world.submit("train")
+    world.reconciler.run_until_idle()
+    host_before = world.row(env).host_id
+    world.cluster.vanish(env)
+    with clock.frozen_at(START + dt.timedelta(seconds=11)):  # past the resync period
+        world.reconciler.run_until_idle()
+    assert world.phase(env) == "running"
+    assert world.row(env).host_id == host_before
+    assert world.cluster.creates[f"env-{env}"] == 2
+    assert world.active_gpu_claims() == 2
+
+
+def test_a_lost_host_releases_the_claims_and_the_environment_moves_elsewhere(world: World) -> None:
+    env = world.submit("train")
+    world.reconciler.run_until_idle()
+    lost = world.row(env).host_id
+    with world.engine.begin() as connection:
+        connection.execute(text("UPDATE hosts SET health = 'down' WHERE id = :h"), {"h": lost})
+    with clock.frozen_at(START + dt.timedelta(seconds=11)):
+        world.reconciler.run_until_idle()
+    row = world.row(env)
+    assert row.phase == "running"
+    assert row.host_id not in (None, lost)
+    assert world.active_gpu_claims() == 2
+
+
+def test_a_spec_change_while_running_restarts_with_the_new_spec(world: World) -> None:
+    env = world.submit("train")
+    world.reconciler.run_until_idle()
+    with world.engine.begin() as connection:
+        update_spec(connection, env, {**SPEC, "resources": {"gpus": {"count": 4, "model": "H100"}}})
+    world.reconciler.run_until_idle()
+    row = world.row(env)
+    assert (row.phase, row.observed_generation, row.generation) == ("running", 2, 2)
+    assert world.active_gpu_claims() == 4
+
+
+def test_temporary_errors_back_off_exponentially_then_fail_past_the_deadline(
+    engine: Engine, database_url: URL, sessions: object
+) -> None:
+    settings = Settings(backoff_base_seconds=2, backoff_cap_seconds=60, provisioning_deadline_seconds=120)
+    with clock.frozen_at(START) as advance:
+        world = build_world(engine, database_url, settings=settings)
+        try:
+            world.cluster.fail_image(SPEC["image"], "ImagePullBackOff")
+            env = world.submit("bad-image")
+            world.reconciler.run_until_idle()
+            delays = []
+            for attempt in range(1, 5):
+                row = world.row(env)
+                assert (row.phase, row.reason, row.retry_count) == (
+                    "provisioning",
+                    "ImagePullBackOff",
+                    attempt,
+                )
+                delay = (row.next_attempt_at - clock.now()).total_seconds()
+                delays.append(delay)
+                assert 2 * 2 ** (attempt - 1) * 0.5 <= delay <= 2 * 2 ** (attempt - 1)
+                advance(dt.timedelta(seconds=delay - 0.001))
+                assert world.reconciler.run_until_idle() == 0, "no retry before its time"
+                advance(dt.timedelta(seconds=0.002))
+                world.reconciler.run_until_idle()
+            advance(dt.timedelta(seconds=120))
+            world.reconciler.run_until_idle()
+            row = world.row(env)
+            assert (row.phase, row.reason) == ("failed", "ImagePullBackOff")
+            assert "deadline" in row.last_error
+            assert world.active_gpu_claims() == 0, "failed releases its claims"
+            assert world.cluster.live_pods() == []
+            world.desire(env, DesiredState.RUNNING)  # an explicit start leaves failed
+            world.cluster._failing_images.clear()
+            world.reconciler.run_until_idle()
+            assert world.phase(env) == "running"
+        finally:
+            world.reconciler.close()
+
+
+def test_a_permanent_pod_failure_fails_at_once_and_stays_failed(world: World) -> None:
+    world.cluster.fail_image(SPEC["image"], "ErrImageNeverPull", retryable=False)
+    env = world.submit("never")
+    world.reconciler.run_until_idle()
+    row = world.row(env)
+    assert (row.phase, row.reason) == ("failed", "ErrImageNeverPull")
+    with clock.frozen_at(START + dt.timedelta(minutes=5)):
+        assert world.reconciler.run_until_idle() == 0, "failed is terminal for its generation"
