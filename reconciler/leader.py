@@ -91,7 +91,13 @@ class LeaderElector:
     """The acquiring statement; tests replace it to simulate a slow server."""
 
     def __init__(
-        self, url: URL | str, *, shard: int = 0, identity: str | None = None, acquire_timeout_s: float = 5.0
+        self,
+        url: URL | str,
+        *,
+        shard: int = 0,
+        identity: str | None = None,
+        acquire_timeout_s: float = 5.0,
+        idle_timeout_s: float = 5.0,
     ) -> None:
         check_direct_connection(url)
         self.shard = shard
@@ -100,6 +106,7 @@ class LeaderElector:
         self.since: dt.datetime | None = None
         self._key = lock_key(LockNamespace.LEADER, shard)
         self._timeout_ms = int(acquire_timeout_s * 1000)
+        self._idle_timeout_ms = int(idle_timeout_s * 1000)
         self._engine: Engine = create_engine(
             normalise_url(url),
             poolclass=NullPool,
@@ -123,6 +130,9 @@ class LeaderElector:
         try:
             connection = self._connect()
             connection.execute(text(f"SET statement_timeout = {self._timeout_ms}"))
+            # A paused leader (SIGSTOP, a stalled VM) keeps its TCP session and so its lock; the server
+            # ends a session idle this long, which a healthy leader's heartbeats never let happen.
+            connection.execute(text(f"SET idle_session_timeout = {self._idle_timeout_ms}"))
             if not connection.execute(self.lock_sql, {"key": self._key.value}).scalar_one():
                 return False
             row = connection.execute(_TAKE_OVER_SQL, {"shard": self.shard, "identity": self.identity}).one()

@@ -73,6 +73,7 @@ class Reconciler:
             (sync_host_health, max(settings.heartbeat_seconds, 1.0), "host-heartbeats")
         ]
         self._last_heartbeat = 0.0
+        self.steps_done = 0
         self.steps_failed = 0
 
     # -- public ---------------------------------------------------------------------------------
@@ -133,7 +134,10 @@ class Reconciler:
             raise RuntimeError("run_until_idle needs this replica to lead")
         steps = 0
         for _ in range(max_rounds):
-            schedule_pass(self.ctx)
+            try:
+                schedule_pass(self.ctx)
+            except SimulatedCrashError:
+                log.warning("Scheduling pass killed at a kill point")
             leases = fetch_leases(self.ctx, 1000)
             if not leases:
                 return steps
@@ -189,6 +193,7 @@ class Reconciler:
 
     # -- workers --------------------------------------------------------------------------------
     def _reconcile(self, lease: Lease) -> None:
+        self.steps_done += 1
         try:
             reconcile(self.ctx, lease)
         except SimulatedCrashError:

@@ -1,0 +1,197 @@
+"""Several reconcilers at once, leaders killed, terminated and paused: one acts, another takes over, the
+old one's writes are refused by fencing, and work converges even with every notification lost."""
+
+from __future__ import annotations
+
+import queue
+import uuid
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import URL
+
+from remotegpu.core.claim_audit import audit
+from remotegpu.core.settings import Settings
+from remotegpu.reconciler.leader import FencedOutError, LeaderElector, fence
+from remotegpu.reconciler.loop import Reconciler
+from remotegpu.tests.reconciler.world import World, build_world
+
+FAST = Settings(heartbeat_seconds=0.2, resync_seconds=1.0, lease_seconds=5.0)
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+class Replicas:
+    """Reconcilers running in threads against one database and one in-memory cluster."""
+
+    def __init__(self, world: World, count: int, *, listen: bool = True, settings: Settings = FAST) -> None:
+        self.world = world
+        self.stop = threading.Event()
+        self.members = [
+            Reconciler(world.url, world.cluster, settings, identity=f"replica-{i}", listen=listen)
+            for i in range(count)
+        ]
+        self.threads = [threading.Thread(target=r.run, args=(self.stop,), daemon=True) for r in self.members]
+        for thread in self.threads:
+            thread.start()
+
+    def leaders(self) -> list[Reconciler]:
+        return [member for member in self.members if member.is_leader]
+
+    def close(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=15)
+
+
+@pytest.fixture
+def world(engine: Engine, database_url: URL, sessions: object) -> Iterator[World]:
+    made = build_world(engine, database_url, hosts=2)
+    made.reconciler.close()  # these tests run their own replicas
+    yield made
+    with engine.connect() as connection:
+        assert audit(connection) == []
+
+
+def _all_running(world: World, envs: list[uuid.UUID]) -> Callable[[], bool]:
+    return lambda: all(world.phase(env) == "running" for env in envs)
+
+
+def test_with_three_replicas_exactly_one_acts(world: World) -> None:
+    replicas = Replicas(world, 3)
+    try:
+        wait_for(lambda: len(replicas.leaders()) == 1, what="a leader")
+        envs = [world.submit(f"env-{i}") for i in range(5)]
+        samples = []
+        deadline = time.monotonic() + 20
+        while not _all_running(world, envs)() and time.monotonic() < deadline:
+            samples.append(len(replicas.leaders()))
+            time.sleep(0.02)
+        assert _all_running(world, envs)()
+        assert set(samples) == {1}, "never zero or two leaders while work was done"
+        (leader,) = replicas.leaders()
+        assert leader.steps_done > 0
+        assert [m.steps_done for m in replicas.members if m is not leader] == [0, 0]
+    finally:
+        replicas.close()
+
+
+def test_a_terminated_leader_is_replaced_and_its_epoch_fenced(world: World, engine: Engine) -> None:
+    replicas = Replicas(world, 2)
+    try:
+        wait_for(lambda: len(replicas.leaders()) == 1, what="a leader")
+        (old,) = replicas.leaders()
+        old_epoch = old.elector.epoch
+        assert old_epoch is not None
+        with engine.connect() as admin:
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": old.elector.backend_pid()})
+        wait_for(lambda: any(m.is_leader and m is not old for m in replicas.members), what="a new leader")
+        with pytest.raises(FencedOutError), engine.begin() as connection:
+            fence(connection, 0, old_epoch)
+        env = world.submit("after-failover")
+        wait_for(_all_running(world, [env]), what="work after the failover")
+    finally:
+        replicas.close()
+
+
+def test_every_environment_converges_with_every_notification_lost(world: World) -> None:
+    replicas = Replicas(world, 1, listen=False, settings=FAST)
+    try:
+        envs = [world.submit(f"quiet-{i}") for i in range(4)]
+        wait_for(_all_running(world, envs), timeout_s=3 * FAST.resync_seconds + 5, what="convergence")
+    finally:
+        replicas.close()
+
+
+def _child(database_url: URL) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
+    rendered = database_url.render_as_string(hide_password=False)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"from remotegpu.tests.reconciler.leader_child import main; main({rendered!r})",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line.strip())
+
+    threading.Thread(target=pump, daemon=True).start()
+    return process, lines
+
+
+def _expect(lines: queue.Queue[str], prefix: str, timeout_s: float = 20) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        if line.startswith(prefix):
+            return line
+    pytest.fail(f"the child never printed {prefix!r}")
+
+
+def _campaign_until_leading(elector: LeaderElector, timeout_s: float = 20) -> float:
+    started = time.monotonic()
+    wait_for(elector.campaign, timeout_s, what="the takeover")
+    return time.monotonic() - started
+
+
+def test_a_killed_leader_process_is_replaced(database_url: URL, sessions: object) -> None:
+    process, lines = _child(database_url)
+    successor = LeaderElector(database_url, identity="successor")
+    try:
+        _expect(lines, "leading")
+        assert not successor.campaign()
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        _campaign_until_leading(successor)
+        assert successor.epoch == 2
+    finally:
+        process.kill()
+        successor.close()
+
+
+def test_a_paused_leader_is_replaced_and_its_writes_are_fenced_when_it_resumes(
+    database_url: URL, engine: Engine, sessions: object
+) -> None:
+    process, lines = _child(database_url)
+    successor = LeaderElector(database_url, identity="successor")
+    try:
+        _expect(lines, "leading")
+        _expect(lines, "write ok")
+        process.send_signal(signal.SIGSTOP)
+        _campaign_until_leading(successor)  # the server ends the paused leader's idle session
+        with engine.connect() as connection:
+            writes_at_takeover = connection.execute(
+                text("SELECT count(*) FROM events WHERE reason = 'ChildWrite'")
+            ).scalar_one()
+        process.send_signal(signal.SIGCONT)
+        _expect(lines, "write fenced")
+        with engine.connect() as connection:
+            writes_after = connection.execute(
+                text("SELECT count(*) FROM events WHERE reason = 'ChildWrite'")
+            ).scalar_one()
+        assert writes_after == writes_at_takeover, "no write of the old leader may commit after the takeover"
+    finally:
+        process.kill()
+        successor.close()
