@@ -4,12 +4,12 @@ old one's writes are refused by fencing, and work converges even with every noti
 from __future__ import annotations
 
 import queue
-import uuid
 import signal
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
