@@ -24,6 +24,7 @@ from remotegpu.core.settings import Settings, load_settings
 from remotegpu.ops import migrate
 from remotegpu.ops.devstack import running_dev_stack, wait_until
 from remotegpu.ops.postgres import ensure_database
+from remotegpu.ops.reconciler_runner import running_reconciler
 
 app = typer.Typer(
     name="remotegpu",
@@ -51,7 +52,7 @@ def _settings(config: Path | None) -> Settings:
         handlers=[RichHandler(console=err_console, show_path=False)],
     )
     # Third-party chatter (pgserver's command lines, Alembic's context lines) only at debug level.
-    for noisy in ("pgserver", "alembic"):
+    for noisy in ("pgserver", "alembic", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if settings.log_level == "debug" else logging.WARNING)
     return settings
 
@@ -79,6 +80,25 @@ def dev(config: ConfigOption = None) -> None:
         console.print("Ready. Press Ctrl-C to stop.", highlight=False)
         wait_until(stop)
         console.print("Stopping…")
+    console.print("Stopped.")
+
+
+@app.command()
+def reconciler(
+    config: ConfigOption = None,
+    identity: Annotated[str | None, typer.Option(help="Name of this replica (default: host-random).")] = None,
+) -> None:
+    """Run one reconciler replica (leader or hot standby) until Ctrl-C."""
+    settings = _settings(config)
+    url = _required_database_url(settings)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    from sqlalchemy.engine import make_url
+
+    with running_reconciler(make_url(url), settings, identity=identity) as replica:
+        console.print(f"Reconciler {replica.identity} running (in-memory cluster). Press Ctrl-C to stop.")
+        wait_until(stop)
     console.print("Stopped.")
 
 

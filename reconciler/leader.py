@@ -164,7 +164,10 @@ class LeaderElector:
     def step_down(self, reason: str) -> None:
         """Stop leading now: forget the epoch and end the lock session."""
         if self.epoch is not None:
-            log.warning("Leadership lost", extra={"shard": self.shard, "epoch": self.epoch, "reason": reason})
+            level = logging.INFO if reason == "resigned" else logging.WARNING
+            log.log(
+                level, "Leadership lost", extra={"shard": self.shard, "epoch": self.epoch, "reason": reason}
+            )
         self.epoch = None
         self.since = None
         self._drop_connection()

@@ -100,11 +100,16 @@ class Reconciler:
                 self._wake.wait(POLL_SECONDS)
                 self._wake.clear()
         finally:
+            if listener.is_alive():
+                listener.join(timeout=5)
             self.close()
 
     def close(self) -> None:
         """Resign (if leading), wait for workers, and close every connection."""
-        self._lose_leadership("shutting down")
+        if self._jobs is not None:
+            self._jobs.shutdown(wait=False)
+            self._jobs = None
+        self.elector.resign()
         self.elector.close()
         self._workers.shutdown(wait=True, cancel_futures=True)
         self.ctx.engine.dispose()

@@ -8,14 +8,19 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import URL
 
+from remotegpu.core.db import make_engine
+from remotegpu.core.environments import submit_environment
 from remotegpu.ops.migrate import current_revision
 from remotegpu.ops.postgres import create_fresh_database, drop_database, server_answers
+from remotegpu.tests.allocation_world import make_user, make_workspace
 
 EXECUTABLE = shutil.which("remotegpu") or str(Path(sys.executable).with_name("remotegpu"))
 
@@ -77,8 +82,45 @@ def test_dev_with_database_url_migrates_it_and_stops_on_ctrl_c(fresh_database: U
     process, output = _start_dev(_env(DATABASE_URL=rendered), tmp_path)
     assert "Postgres" in output
     assert "migrated to revision" in output
+    assert "leader of shard 0" in output
     assert current_revision(fresh_database) is not None
-    assert "Stopped." in _stop(process)
+    try:
+        environment = _submit_through_the_database(fresh_database)
+        _wait_for_phase(fresh_database, environment, "running")
+    finally:
+        assert "Stopped." in _stop(process)
+
+
+def _submit_through_the_database(url: URL) -> uuid.UUID:
+    engine = make_engine(url, pool_size=1)
+    try:
+        with engine.begin() as connection:
+            user = make_user(connection)
+            workspace = make_workspace(connection, user)
+            spec = {"image": "pytorch:24.05", "resources": {"gpus": {"count": 1}}}
+            return submit_environment(
+                connection, workspace_id=workspace, user_id=user, name="demo", spec=spec
+            )
+    finally:
+        engine.dispose()
+
+
+def _wait_for_phase(url: URL, environment: uuid.UUID, phase: str) -> None:
+    engine = make_engine(url, pool_size=1)
+    try:
+        deadline = time.monotonic() + 30
+        seen = None
+        while time.monotonic() < deadline:
+            with engine.connect() as connection:
+                seen = connection.execute(
+                    text("SELECT phase FROM environments WHERE id = :id"), {"id": environment}
+                ).scalar_one()
+            if seen == phase:
+                return
+            time.sleep(0.1)
+        pytest.fail(f"environment stayed {seen}, never {phase}")
+    finally:
+        engine.dispose()
 
 
 def test_dev_without_database_url_runs_an_embedded_postgres_and_stops_it(tmp_path: Path) -> None:
