@@ -23,8 +23,9 @@ from remotegpu.core.allocation import (
     PortRequest,
     allocate,
 )
+from remotegpu.core.locks import LockNamespace, lock_key, xact_lock_all
 from remotegpu.core.states import PortPurpose, Protocol
-from remotegpu.policies.placement import GpuPoolSnapshot, HostSnapshot, PlacementRequest, Strategy
+from remotegpu.policies.placement import GpuPoolSnapshot, HostSnapshot, Placement, PlacementRequest, Strategy
 from remotegpu.policies.queue import QueuedRequest, plan_queue
 
 ACCESS_PORTS = {
@@ -100,7 +101,7 @@ class SchedulingReport:
 
     allocated: dict[uuid.UUID, AllocationResult] = field(default_factory=dict)
     not_allocated: dict[uuid.UUID, AllocationResult] = field(default_factory=dict)
-    waiting: dict[uuid.UUID, tuple[int, str]] = field(default_factory=dict)
+    waiting: dict[uuid.UUID, tuple[int | None, str]] = field(default_factory=dict)
 
 
 OnAllocated = Callable[[Connection, AllocationRequest, AllocationResult], None]
@@ -116,9 +117,17 @@ def schedule_waiting(
     *,
     strategy: Strategy = Strategy.BIN_PACK,
     on_allocated: OnAllocated | None = None,
+    before_commit: Callable[[Connection], None] | None = None,
+    batch_size: int = 32,
 ) -> SchedulingReport:
-    """One pass over the capacity queue. `on_allocated` runs inside each allocation's transaction (the
-    reconciler moves the phase there, so claim and phase change commit together)."""
+    """One pass over the capacity queue.
+
+    Placements are allocated in batches, one transaction per batch: `on_allocated` runs for each
+    allocation inside it (the reconciler moves the phase there, so claim and phase change commit
+    together; a veto undoes that one allocation through its savepoint), and `before_commit` runs last
+    (the reconciler's fencing check). The batch takes every quota lock it needs up front, in the global
+    order, so it never waits on a quota lock while holding a host lock.
+    """
     with engine.begin() as connection:
         rows = connection.execute(_WAITING_SQL).all()
         hosts, totals = _host_snapshots(connection)
@@ -142,23 +151,17 @@ def schedule_waiting(
     ]
     plan = plan_queue(queued, hosts, totals, running, strategy)
     report = SchedulingReport()
-    for item, placement in plan.placements:
-        assert isinstance(item.key, uuid.UUID)
-        assert isinstance(placement.host_key, uuid.UUID)
-        request = requests[item.key]
-        options = AllocationOptions(strategy=strategy, preferred_host=placement.host_key)
-        try:
-            with engine.begin() as connection:
-                result = allocate(connection, request, options)
-                if result.outcome is AllocationOutcome.ALLOCATED and on_allocated is not None:
-                    on_allocated(connection, request, result)
-        except AllocationVetoedError as veto:  # the transaction rolled back: nothing was claimed
-            result = AllocationResult(AllocationOutcome.NOT_ALLOCATABLE, reason=str(veto))
-        target = report.allocated if result.holds_claims else report.not_allocated
-        target[request.environment_id] = result
+    placements = [(requests[item.key], placement) for item, placement in plan.placements]
+    for start in range(0, len(placements), batch_size):
+        _allocate_batch(
+            engine, placements[start : start + batch_size], strategy, on_allocated, before_commit, report
+        )
     report.waiting = {
         key: (w.position, w.reason) for key, w in plan.waiting.items() if isinstance(key, uuid.UUID)
     }
+    for environment_id, result in report.not_allocated.items():
+        if result.outcome is AllocationOutcome.OVER_QUOTA:  # waits for quota, and says which limit
+            report.waiting[environment_id] = (None, result.reason)
     with engine.begin() as connection:
         ids = list(report.waiting)
         connection.execute(
@@ -171,6 +174,39 @@ def schedule_waiting(
         )
         connection.execute(_CLEAR_WAITING_SQL, {"ids": ids})
     return report
+
+
+def _allocate_batch(
+    engine: Engine,
+    batch: list[tuple[AllocationRequest, Placement]],
+    strategy: Strategy,
+    on_allocated: OnAllocated | None,
+    before_commit: Callable[[Connection], None] | None,
+    report: SchedulingReport,
+) -> None:
+    results: dict[uuid.UUID, AllocationResult] = {}
+    with engine.begin() as connection:
+        xact_lock_all(
+            connection,
+            [lock_key(LockNamespace.QUOTA_WORKSPACE, request.workspace_id) for request, _ in batch]
+            + [lock_key(LockNamespace.QUOTA_USER, request.user_id) for request, _ in batch],
+        )
+        for request, placement in batch:
+            assert isinstance(placement.host_key, uuid.UUID)
+            options = AllocationOptions(strategy=strategy, preferred_host=placement.host_key)
+            try:
+                with connection.begin_nested():
+                    result = allocate(connection, request, options)
+                    if result.outcome is AllocationOutcome.ALLOCATED and on_allocated is not None:
+                        on_allocated(connection, request, result)
+            except AllocationVetoedError as veto:  # rolled back to the savepoint: nothing claimed
+                result = AllocationResult(AllocationOutcome.NOT_ALLOCATABLE, reason=str(veto))
+            results[request.environment_id] = result
+        if before_commit is not None:
+            before_commit(connection)
+    for environment_id, result in results.items():
+        target = report.allocated if result.holds_claims else report.not_allocated
+        target[environment_id] = result
 
 
 def _request(row: Any) -> AllocationRequest:

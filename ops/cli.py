@@ -106,15 +106,24 @@ def reconciler(
 def bench(
     name: Annotated[str, typer.Argument(help="Benchmark to run: allocation.")],
     quick: Annotated[bool, typer.Option("--quick", help="A short run (under 30 s).")] = False,
-    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Contending processes.")] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="allocation: contending processes.")
+    ] = None,
+    envs: Annotated[
+        int | None, typer.Option("--envs", min=1, help="reconcile: environments to submit.")
+    ] = None,
 ) -> None:
     """Run a benchmark: a table, then one JSON line of figures."""
-    benchmarks = {"allocation": "remotegpu.ops.bench.allocation"}
-    if name not in benchmarks:
-        raise RemoteGPUError(f"unknown benchmark {name!r}; choose one of: {', '.join(sorted(benchmarks))}")
-    import importlib
+    if name == "allocation":
+        from remotegpu.ops.bench import allocation
 
-    importlib.import_module(benchmarks[name]).main(quick, workers)
+        allocation.main(quick, workers)
+    elif name == "reconcile":
+        from remotegpu.ops.bench import reconcile
+
+        reconcile.main(quick, envs)
+    else:
+        raise RemoteGPUError(f"unknown benchmark {name!r}; choose one of: allocation, reconcile")
 
 
 @db_app.command("upgrade")

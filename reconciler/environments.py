@@ -84,8 +84,11 @@ class StepResult:
     event_reason: str | None = None
 
     def continues(self, desired: DesiredState) -> bool:
-        """True when the next step should run right away: a phase moved and there is more to do."""
-        if self.trigger in {None, "fail", "finish_delete"}:
+        """True when the next step should run right away: a phase moved and there is more to do.
+
+        Not after `admit` (the scheduling pass takes over) nor `become_running` (nothing left to do).
+        """
+        if self.trigger in {None, "fail", "finish_delete", "admit", "become_running"}:
             return False
         return not (self.trigger in {"finish_stop", "stop_unplaced"} and desired is not DesiredState.RUNNING)
 
@@ -123,7 +126,9 @@ _FETCH_SQL = text(
            AND phase <> 'deleted'
            AND NOT (phase = 'stopped' AND desired_state = 'stopped')
            AND NOT (phase = 'failed' AND desired_state <> 'deleted' AND generation = observed_generation)
-           -- waiting environments belong to the scheduling pass until a user changes them
+           -- pending and waiting environments that want to run belong to the scheduling pass, which
+           -- admits and places them in bulk; a user's stop or delete makes them the pipeline's again
+           AND NOT (phase = 'pending' AND desired_state = 'running')
            AND NOT (phase = 'admitted' AND desired_state = 'running' AND generation = observed_generation
                     AND desired_version = seen_desired_version)
          ORDER BY next_attempt_at NULLS FIRST, id
@@ -160,8 +165,7 @@ def fetch_leases(ctx: ReconcilerContext, limit: int, exclude: set[uuid.UUID] | N
 
 # -- load ----------------------------------------------------------------------------------------
 
-_LOAD_SQL = text(
-    """
+_STATE_COLUMNS = """
     SELECT e.id, e.workspace_id, e.name, e.spec, e.generation, e.observed_generation, e.desired_state,
            e.desired_version,
            e.phase, e.reason, e.retry_count, e.phase_entered_at, e.gpu_count, e.cpu_millis, e.memory_bytes,
@@ -172,17 +176,18 @@ _LOAD_SQL = text(
       FROM environments e
       LEFT JOIN allocations a ON a.environment_id = e.id AND a.released_at IS NULL
       LEFT JOIN hosts h ON h.id = a.host_id
-     WHERE e.id = :id AND e.lock_token = :token
-    """
-)
+"""
+_LOAD_SQL = text(_STATE_COLUMNS + " WHERE e.id = :id AND e.lock_token = :token")
 
 
 def load(ctx: ReconcilerContext, lease: Lease) -> EnvironmentState | None:
     """The leased row and what it holds; None when the lease was lost."""
     with ctx.engine.begin() as connection:
         row = connection.execute(_LOAD_SQL, {"id": lease.environment_id, "token": lease.token}).first()
-    if row is None:
-        return None
+    return None if row is None else _state(row)
+
+
+def _state(row: Any) -> EnvironmentState:
     return EnvironmentState(
         id=row.id,
         workspace_id=row.workspace_id,
@@ -337,6 +342,7 @@ def _workload(env: EnvironmentState) -> WorkloadSpec:
 
 _UPDATE_SQL = text(
     """
+    WITH updated AS (
     UPDATE environments SET
         phase = :phase,
         phase_entered_at = CASE WHEN :moved THEN :now ELSE phase_entered_at END,
@@ -351,7 +357,10 @@ _UPDATE_SQL = text(
         lock_owner = CASE WHEN :keep_lease THEN lock_owner END,
         updated_at = :now
      WHERE id = :id AND lock_token = :token
+    RETURNING *
+    )
     """
+    + _STATE_COLUMNS.replace("FROM environments e", "FROM updated e")
 )
 
 _EVENT_SQL = text(
@@ -368,8 +377,12 @@ class LeaseLostError(Exception):
 
 def apply(
     ctx: ReconcilerContext, lease: Lease, env: EnvironmentState, result: StepResult, *, keep_lease: bool
-) -> Phase:
-    """Record `result` in one transaction, guarded by the lease token and the fencing epoch."""
+) -> EnvironmentState:
+    """Record `result` in one transaction, guarded by the lease token and the fencing epoch.
+
+    Returns the environment as it now is (the update's RETURNING, joined with what it holds after any
+    release made earlier in the transaction): the next step on the same lease starts from it.
+    """
     now = clock.now()
     new_phase = env.phase
     if result.trigger is not None:
@@ -389,14 +402,17 @@ def apply(
         retry_count = 0
         reason = result.event_reason if new_phase is Phase.FAILED else None
         last_error = result.message if new_phase is Phase.FAILED else None
-        next_attempt = now + (result.requeue_after or dt.timedelta(0))
-        if new_phase in {Phase.STOPPED, Phase.DELETED, Phase.FAILED} and not keep_lease:
+        if keep_lease:
+            next_attempt = now
+        elif result.requeue_after is not None:
+            next_attempt = now + result.requeue_after
+        else:  # the phase moved and nothing more is due now: look again at the resync
             next_attempt = now + ctx.resync
     with ctx.engine.begin() as connection:
         if result.release_claims:
             release(connection, env.id)  # host advisory locks first, then row locks
         ctx.kill_point("mid-apply")
-        updated = connection.execute(
+        row = connection.execute(
             _UPDATE_SQL,
             {
                 "id": env.id,
@@ -414,13 +430,13 @@ def apply(
                 "keep_lease": keep_lease,
                 "lease_expires": now + ctx.lease,
             },
-        ).rowcount
-        if updated != 1:
+        ).first()
+        if row is None:
             raise LeaseLostError(f"lease on {env.id} lost before apply")
         if moved or result.retry_reason is not None:
             _record_event(connection, env, result, new_phase)
         fence(connection, ctx.shard, ctx.epoch)
-    return new_phase
+    return _state(row)
 
 
 def _record_event(
@@ -446,17 +462,18 @@ def _record_event(
 
 def reconcile(ctx: ReconcilerContext, lease: Lease) -> None:
     """Run steps on one leased environment until it waits, settles or loses the lease."""
+    env = load(ctx, lease)
     for step in range(MAX_STEPS_PER_LEASE):
-        env = load(ctx, lease)
         if env is None:
             log.info("Lease lost before load; result not needed", extra={"env": str(lease.environment_id)})
             return
         result = process(ctx, env)
         keep = result.continues(env.desired_state) and step + 1 < MAX_STEPS_PER_LEASE
         try:
-            apply(ctx, lease, env, result, keep_lease=keep)
+            applied = apply(ctx, lease, env, result, keep_lease=keep)
         except LeaseLostError:
             log.warning("Apply skipped: lease token changed", extra={"env": str(env.id)})
             return
         if not keep:
             return
+        env = applied

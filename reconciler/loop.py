@@ -6,7 +6,8 @@ runs), runs the scheduling pass, leases due environments for its free workers an
 tick happens when a NOTIFY arrives, when a worker requeues work for right now, and at least every
 `POLL_SECONDS`, so every environment whose `next_attempt_at` has passed is picked up even when every
 notification is lost (level-triggered). Singleton jobs (host heartbeats, and the hooks later features
-register: meter tick, registry sync, garbage collection) run under APScheduler only while leading.
+register: meter tick, registry sync, garbage collection) run under APScheduler only while leading. The
+scheduling pass runs on a thread of its own, woken with the loop, so leasing never waits for it.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ class Reconciler:
             self.ctx.kill_point = kill_point
         self._listen = listen
         self._wake = threading.Event()
+        self._schedule_wake = threading.Event()
+        self._fenced = threading.Event()
         self._workers = ThreadPoolExecutor(settings.reconcile_workers, thread_name_prefix="reconcile")
         self._in_flight: dict[uuid.UUID, Future[None]] = {}
         self._jobs: BackgroundScheduler | None = None
@@ -89,10 +92,17 @@ class Reconciler:
     def run(self, stop: threading.Event) -> None:
         """Campaign and reconcile until `stop` is set; then resign and clean up."""
         listener = threading.Thread(target=self._listen_loop, args=(stop,), daemon=True, name="notify")
+        scheduling = threading.Thread(
+            target=self._scheduling_loop, args=(stop,), daemon=True, name="schedule"
+        )
         if self._listen:
             listener.start()
+        scheduling.start()
         try:
             while not stop.is_set():
+                if self._fenced.is_set():
+                    self._fenced.clear()
+                    self._lose_leadership("fenced out")
                 if not self._ensure_leadership():
                     stop.wait(self.ctx.settings.heartbeat_seconds)
                     continue
@@ -100,8 +110,10 @@ class Reconciler:
                 self._wake.wait(POLL_SECONDS)
                 self._wake.clear()
         finally:
-            if listener.is_alive():
-                listener.join(timeout=5)
+            self._wake_now()
+            for thread in (listener, scheduling):
+                if thread.is_alive():
+                    thread.join(timeout=5)
             self.close()
 
     def close(self) -> None:
@@ -115,15 +127,8 @@ class Reconciler:
         self.ctx.engine.dispose()
 
     def tick(self) -> None:
-        """One round of leader work: scheduling pass, then hand due environments to free workers."""
+        """One round of leader work: hand due environments to free workers."""
         self._reap()
-        try:
-            schedule_pass(self.ctx)
-        except FencedOutError:
-            self._lose_leadership("fenced out during scheduling")
-            return
-        except SimulatedCrashError:
-            log.warning("Scheduling pass killed at a kill point")
         free = self.ctx.settings.reconcile_workers - len(self._in_flight)
         try:
             leases = fetch_leases(self.ctx, free, exclude=set(self._in_flight))
@@ -218,6 +223,23 @@ class Reconciler:
 
     def _wake_now(self) -> None:
         self._wake.set()
+        self._schedule_wake.set()
+
+    def _scheduling_loop(self, stop: threading.Event) -> None:
+        """While leading, run the scheduling pass whenever work may have changed (and every poll)."""
+        while not stop.is_set():
+            self._schedule_wake.wait(POLL_SECONDS)
+            self._schedule_wake.clear()
+            if not self.elector.is_leader or stop.is_set():
+                continue
+            try:
+                schedule_pass(self.ctx)
+            except FencedOutError:
+                self._fenced.set()
+            except SimulatedCrashError:
+                log.warning("Scheduling pass killed at a kill point")
+            except Exception:
+                log.exception("Scheduling pass failed; it runs again at the next wake-up")
 
     def _listen_loop(self, stop: threading.Event) -> None:
         """LISTEN on the environments channel and wake the loop; reconnects after errors."""

@@ -1,4 +1,5 @@
-"""The scheduling pass: admitted environments get their claims, in queue order, and move to `scheduled`.
+"""The scheduling pass: pending environments are admitted in bulk, then admitted ones get their claims,
+in queue order, and move to `scheduled`.
 
 Allocation and the phase change commit together (the `on_allocated` callback runs in the allocation's
 transaction, ends with the fencing check, and vetoes the allocation when the row is leased by a worker
@@ -39,9 +40,43 @@ _HAS_WAITING_SQL = text(
     " AND deleted_at IS NULL)"
 )
 
+# Admission in bulk: every pending environment that wants to run and is not leased by a worker. Quota
+# is checked at submit (fast) and under the locks at allocation; an environment over quota waits with
+# the limit as its reason, so admission itself only records that the reconciler has seen this generation.
+_ADMIT_SQL = text(
+    """
+    WITH admitted AS (
+        UPDATE environments
+           SET phase = 'admitted', phase_entered_at = :now, observed_generation = generation,
+               seen_desired_version = desired_version, reason = NULL, last_error = NULL, retry_count = 0,
+               next_attempt_at = :later, updated_at = :now
+         WHERE phase = 'pending' AND desired_state = 'running' AND deleted_at IS NULL AND shard = :shard
+           AND (lock_token IS NULL OR lock_expires_at < :now)
+        RETURNING id, workspace_id, generation
+    )
+    INSERT INTO events (actor_kind, workspace_id, environment_id, kind, reason, message, data)
+    SELECT 'reconciler', workspace_id, id, 'transition', 'Admitted', '',
+           jsonb_build_object('from', 'pending', 'to', 'admitted', 'generation', generation)
+      FROM admitted
+    RETURNING 1
+    """
+)
+
+
+def admit_pending(ctx: ReconcilerContext) -> int:
+    """Admit every pending environment that wants to run, in one transaction; returns how many."""
+    now = clock.now()
+    with ctx.engine.begin() as connection:
+        admitted = len(
+            connection.execute(_ADMIT_SQL, {"now": now, "later": now + ctx.resync, "shard": ctx.shard}).all()
+        )
+        fence(connection, ctx.shard, ctx.epoch)
+    return admitted
+
 
 def schedule_pass(ctx: ReconcilerContext) -> SchedulingReport | None:
-    """Run one pass if anything waits; None when nothing does."""
+    """Admit what is pending, then run one scheduling pass if anything waits; None when nothing does."""
+    admit_pending(ctx)
     with ctx.engine.connect() as connection:
         if not connection.execute(_HAS_WAITING_SQL).scalar_one():
             return None
@@ -67,9 +102,11 @@ def schedule_pass(ctx: ReconcilerContext) -> SchedulingReport | None:
                 ),
             },
         )
+
+    def fenced(connection: Connection) -> None:
         fence(connection, ctx.shard, ctx.epoch)
 
-    report = schedule_waiting(ctx.engine, on_allocated=move_to_scheduled)
+    report = schedule_waiting(ctx.engine, on_allocated=move_to_scheduled, before_commit=fenced)
     if report.allocated:
         ctx.kill_point("after-allocation")
         ctx.wake()

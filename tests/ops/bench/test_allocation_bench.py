@@ -33,4 +33,6 @@ def test_small_run_reports_every_figure_and_no_violation() -> None:
 def test_unknown_benchmark_is_a_one_line_error() -> None:
     result = _run("bench", "teleport")
     assert result.returncode == 1
-    assert result.stderr.strip() == "error: unknown benchmark 'teleport'; choose one of: allocation"
+    assert (
+        result.stderr.strip() == "error: unknown benchmark 'teleport'; choose one of: allocation, reconcile"
+    )

@@ -1,0 +1,266 @@
+"""`remotegpu bench reconcile`: submit environments and time them to `running`; then fail the leader over.
+
+Two reconciler replicas (leader and hot standby) run in this process against a fresh database and one
+in-memory cluster (pods start at once). The benchmark measures, in order:
+
+1. idle latency: one environment at a time on an idle system, submit to running (10 samples);
+2. throughput: N environments submitted at once (1 GPU each), until every one is running;
+3. failover: the leader's lock session is terminated (what Postgres sees when its process dies); the
+   time until the standby leads, and until a new environment submitted then is running.
+
+Submit-to-running is measured in the database: the environment's `submitted_at` to its `Running`
+event. Violations: claim-history and counter findings, duplicate pods, environments not running.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import URL
+
+from remotegpu.core.claim_audit import audit
+from remotegpu.core.db import make_engine
+from remotegpu.core.environments import submit_environment
+from remotegpu.core.inventory import GpuDevice, register_host
+from remotegpu.core.memory_cluster import InMemoryCluster
+from remotegpu.core.settings import Settings
+from remotegpu.ops.bench.database import bench_database
+from remotegpu.reconciler.loop import Reconciler
+
+GIB = 1 << 30
+SPEC = {
+    "image": "pytorch:24.05",
+    "resources": {"gpus": {"count": 1, "model": "H100"}, "cpu": 1, "memory": "8Gi"},
+}
+
+
+@dataclass(frozen=True)
+class ReconcileBenchConfig:
+    """Size of one run."""
+
+    envs: int = 1000
+    workers: int = 8
+    idle_samples: int = 10
+    timeout_s: float = 300.0
+
+
+def _seed(engine: Engine, envs: int) -> tuple[uuid.UUID, uuid.UUID, set[str]]:
+    hosts = envs // 8 + 4
+    names = set()
+    with engine.begin() as connection:
+        for index in range(hosts):
+            name = f"node-{index:04d}"
+            register_host(
+                connection,
+                name,
+                [GpuDevice("H100", 80 * GIB) for _ in range(8)],
+                cpu_millis=256_000,
+                memory_bytes=2048 * GIB,
+            )
+            names.add(name)
+        user = connection.execute(
+            text(
+                "INSERT INTO users (email, username, password_hash) VALUES ('b@example.org', 'bench', 'x') RETURNING id"
+            )
+        ).scalar_one()
+        workspace = connection.execute(
+            text("INSERT INTO workspaces (name, owner_id) VALUES ('bench', :u) RETURNING id"), {"u": user}
+        ).scalar_one()
+    with engine.connect() as connection:
+        connection.execute(text("ANALYZE"))
+        connection.commit()
+    return workspace, user, names
+
+
+def _submit(engine: Engine, workspace: uuid.UUID, user: uuid.UUID, names: list[str]) -> list[uuid.UUID]:
+    with engine.begin() as connection:
+        return [
+            submit_environment(connection, workspace_id=workspace, user_id=user, name=name, spec=SPEC)
+            for name in names
+        ]
+
+
+def _running_count(engine: Engine, envs: list[uuid.UUID]) -> int:
+    with engine.connect() as connection:
+        return int(
+            connection.execute(
+                text("SELECT count(*) FROM environments WHERE id = ANY(:ids) AND phase = 'running'"),
+                {"ids": envs},
+            ).scalar_one()
+        )
+
+
+def _wait_running(engine: Engine, envs: list[uuid.UUID], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if _running_count(engine, envs) == len(envs):
+            return True
+        time.sleep(0.005 if len(envs) == 1 else 0.05)
+    return False
+
+
+def _latencies_ms(engine: Engine, envs: list[uuid.UUID]) -> list[float]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT extract(epoch FROM (ev.created_at - e.submitted_at)) * 1000"
+                "  FROM environments e JOIN events ev ON ev.environment_id = e.id AND ev.reason = 'Running'"
+                " WHERE e.id = ANY(:ids)"
+            ),
+            {"ids": envs},
+        ).scalars()
+        return sorted(float(value) for value in rows)
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return 0.0
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[max(0, int(fraction * 100) - 1)]
+
+
+def run(
+    quick: bool = False,
+    envs: int | None = None,
+    console: Console | None = None,
+    config: ReconcileBenchConfig | None = None,
+) -> dict[str, Any]:
+    """Run the benchmark, print its table, and return its figures."""
+    console = console or Console()
+    config = config or ReconcileBenchConfig(envs=200 if quick else 1000)
+    if envs is not None:
+        config = dataclasses.replace(config, envs=envs)
+    settings = Settings(reconcile_workers=config.workers)
+    figures: dict[str, Any] = {
+        "benchmark": "reconcile",
+        "quick": quick,
+        "envs": config.envs,
+        "workers": config.workers,
+    }
+    with bench_database("remotegpu_bench_reconcile") as url:
+        engine = make_engine(url, pool_size=4)
+        workspace, user, names = _seed(engine, config.envs + config.idle_samples + 1)
+        cluster = InMemoryCluster(nodes=names)
+        replicas, stop = _start_replicas(url, cluster, settings)
+        try:
+            leader = _wait_leader(replicas)
+            idle = []
+            for index in range(config.idle_samples):
+                (probe,) = _submit(engine, workspace, user, [f"idle-{index}"])
+                _wait_running(engine, [probe], 30)
+                idle += _latencies_ms(engine, [probe])
+            figures["idle_submit_to_running_p50_ms"] = round(_percentile(idle, 0.5), 1)
+
+            started = time.monotonic()
+            flood = _submit(engine, workspace, user, [f"env-{i}" for i in range(config.envs)])
+            all_running = _wait_running(engine, flood, config.timeout_s)
+            elapsed = time.monotonic() - started
+            latencies = _latencies_ms(engine, flood)
+            figures.update(
+                {
+                    "seconds": round(elapsed, 2),
+                    "envs_per_s": round(config.envs / elapsed, 1),
+                    "submit_to_running_p50_ms": round(_percentile(latencies, 0.5), 1),
+                    "submit_to_running_p99_ms": round(_percentile(latencies, 0.99), 1),
+                }
+            )
+            figures["failover_s"], figures["failover_to_running_s"] = _fail_over(
+                engine, leader, replicas, workspace, user
+            )
+            violations = _violations(engine, cluster, flood, all_running)
+        finally:
+            stop.set()
+            for _replica, thread in replicas:
+                thread.join(timeout=30)
+            engine.dispose()
+    figures["violations"] = len(violations)
+    _print(console, figures, violations)
+    return figures
+
+
+def _start_replicas(
+    url: URL, cluster: InMemoryCluster, settings: Settings
+) -> tuple[list[tuple[Reconciler, threading.Thread]], threading.Event]:
+    stop = threading.Event()
+    replicas = []
+    for index in range(2):
+        replica = Reconciler(url, cluster, settings, identity=f"bench-{index}")
+        thread = threading.Thread(target=replica.run, args=(stop,), daemon=True)
+        thread.start()
+        replicas.append((replica, thread))
+        if index == 0:
+            _wait_leader(replicas)
+    return replicas, stop
+
+
+def _wait_leader(replicas: list[tuple[Reconciler, threading.Thread]], timeout_s: float = 30) -> Reconciler:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for replica, _ in replicas:
+            if replica.is_leader:
+                return replica
+        time.sleep(0.01)
+    raise RuntimeError("no reconciler became leader")
+
+
+def _fail_over(
+    engine: Engine,
+    leader: Reconciler,
+    replicas: list[tuple[Reconciler, threading.Thread]],
+    workspace: uuid.UUID,
+    user: uuid.UUID,
+) -> tuple[float, float]:
+    """Terminate the leader's lock session; seconds until the standby leads, and until new work runs."""
+    pid = leader.elector.backend_pid()
+    started = time.monotonic()
+    with engine.connect() as connection:
+        connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    standby = [replica for replica, _ in replicas if replica is not leader]
+    while not any(replica.is_leader for replica in standby):
+        if time.monotonic() - started > 60:
+            raise RuntimeError("the standby never took over")
+        time.sleep(0.01)
+    took_over = time.monotonic() - started
+    (probe,) = _submit(engine, workspace, user, ["after-failover"])
+    _wait_running(engine, [probe], 30)
+    return round(took_over, 2), round(time.monotonic() - started, 2)
+
+
+def _violations(
+    engine: Engine, cluster: InMemoryCluster, flood: list[uuid.UUID], all_running: bool
+) -> list[str]:
+    with engine.connect() as connection:
+        problems = audit(connection)
+    duplicates = [name for name, count in cluster.creates.items() if count > 1]
+    if duplicates:
+        problems.append(f"pods created more than once: {duplicates[:5]}")
+    if not all_running:
+        problems.append(f"{len(flood) - _running_count(engine, flood)} environments never reached running")
+    return problems
+
+
+def _print(console: Console, figures: dict[str, Any], violations: list[str]) -> None:
+    table = Table(title="remotegpu bench reconcile")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, value in figures.items():
+        table.add_row(key, str(value))
+    console.print(table)
+    for violation in violations[:10]:
+        console.print(f"violation: {violation}", highlight=False)
+
+
+def main(quick: bool, envs: int | None = None) -> None:
+    """Entry point for the CLI: table, then the figures as the last line."""
+    print(json.dumps(run(quick, envs)))
