@@ -18,6 +18,7 @@ from sqlalchemy.engine import URL
 
 from remotegpu.core.claim_audit import audit
 from remotegpu.core.settings import Settings
+from remotegpu.reconciler.context import ReconcilerContext
 from remotegpu.reconciler.leader import FencedOutError, LeaderElector, fence
 from remotegpu.reconciler.loop import Reconciler
 from remotegpu.tests.reconciler.world import World, build_world
@@ -87,6 +88,31 @@ def test_with_three_replicas_exactly_one_acts(world: World) -> None:
         assert [m.steps_done for m in replicas.members if m is not leader] == [0, 0]
     finally:
         replicas.close()
+
+
+def test_singleton_jobs_run_only_on_the_leader(world: World) -> None:
+    ran: dict[str, int] = {}
+
+    def job(ctx: ReconcilerContext) -> None:
+        ran[ctx.identity] = ran.get(ctx.identity, 0) + 1
+
+    stop = threading.Event()
+    members = [
+        Reconciler(world.url, world.cluster, FAST, identity=f"jobs-{i}", listen=False) for i in range(2)
+    ]
+    for member in members:
+        member.add_job(job, 0.1, "count")
+    threads = [threading.Thread(target=m.run, args=(stop,), daemon=True) for m in members]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: sum(ran.values()) >= 3, what="the job to run")
+        (leader,) = [m for m in members if m.is_leader]
+        assert set(ran) == {leader.identity}
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=15)
 
 
 def test_a_terminated_leader_is_replaced_and_its_epoch_fenced(world: World, engine: Engine) -> None:
