@@ -103,6 +103,35 @@ def reconciler(
 
 
 @app.command()
+def simcluster(
+    nodes: Annotated[int, typer.Option(min=1, help="Number of GPU nodes.")] = 8,
+    gpus_per_node: Annotated[int, typer.Option(min=0, help="GPUs on each node.")] = 8,
+    model: Annotated[str, typer.Option(help="GPU model (nvidia.com/gpu.product).")] = "H100",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free).")] = 0,
+    start_delay: Annotated[float, typer.Option(min=0, help="Seconds from pod admission to Running.")] = 1.0,
+    kubeconfig: Annotated[Path, typer.Option(help="Where to write the kubeconfig.")] = Path(
+        ".remotegpu/simcluster.kubeconfig"
+    ),
+) -> None:
+    """Run a simulated Kubernetes cluster with GPU nodes until Ctrl-C; prints its kubeconfig path."""
+    import datetime as dt
+
+    from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    template = NodeTemplate(count=nodes, gpus=gpus_per_node, model=model)
+    with SimulatedCluster(template, start_delay=dt.timedelta(seconds=start_delay), port=port) as cluster:
+        path = cluster.write_kubeconfig(kubeconfig).resolve()
+        console.print(f"Simulated cluster at {cluster.url}: {nodes} nodes × {gpus_per_node} {model}")
+        console.print(f"kubeconfig: {path}", highlight=False, soft_wrap=True)
+        console.print(f"Try: kubectl --kubeconfig {path} get nodes", highlight=False, soft_wrap=True)
+        wait_until(stop)
+    console.print("Stopped.")
+
+
+@app.command()
 def bench(
     name: Annotated[str, typer.Argument(help="Benchmark to run: allocation.")],
     quick: Annotated[bool, typer.Option("--quick", help="A short run (under 30 s).")] = False,

@@ -1,0 +1,165 @@
+"""`SimulatedCluster`: nodes, the API server and the kubelets together, with a kubeconfig for clients."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from remotegpu.ops.simcluster.kubelets import NODES, Faults, Kubelets, device_uuid
+from remotegpu.ops.simcluster.server import SimulatedApiServer
+from remotegpu.ops.simcluster.store import BY_PATH, Store, now_iso
+
+
+@dataclass(frozen=True)
+class NodeTemplate:
+    """How many nodes of which shape."""
+
+    count: int = 8
+    gpus: int = 8
+    model: str = "H100"
+    gpu_memory_mib: int = 81920
+    cpu: int = 128
+    memory_gib: int = 1024
+    prefix: str = "gpu-node"
+
+
+def node_object(name: str, template: NodeTemplate) -> dict[str, object]:
+    """A Node as a GPU node with the NVIDIA device plugin and GPU feature discovery reports it."""
+    capacity = {
+        "cpu": str(template.cpu),
+        "memory": f"{template.memory_gib}Gi",
+        "nvidia.com/gpu": str(template.gpus),
+        "pods": "110",
+    }
+    return {
+        "metadata": {
+            "name": name,
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "nvidia.com/gpu.product": template.model,
+                "nvidia.com/gpu.memory": str(template.gpu_memory_mib),
+                "nvidia.com/gpu.count": str(template.gpus),
+            },
+            "annotations": {
+                "remotegpu.io/gpu-uuids": ",".join(device_uuid(name, i) for i in range(template.gpus))
+            },
+        },
+        "status": {
+            "capacity": capacity,
+            "allocatable": dict(capacity),
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "KubeletReady",
+                    "lastHeartbeatTime": now_iso(),
+                    "lastTransitionTime": now_iso(),
+                }
+            ],
+            "addresses": [
+                {"type": "Hostname", "address": name},
+                {"type": "InternalIP", "address": "10.0.0.1"},
+            ],
+            "nodeInfo": {
+                "architecture": "amd64",
+                "bootID": device_uuid(name, 9999)[4:],
+                "containerRuntimeVersion": "sim://1",
+                "kernelVersion": "6.1.0-sim",
+                "kubeProxyVersion": "v1.31.0",
+                "kubeletVersion": "v1.31.0-remotegpu-sim",
+                "machineID": device_uuid(name, 9998)[4:].replace("-", ""),
+                "operatingSystem": "linux",
+                "osImage": "RemoteGPU simulated node",
+                "systemUUID": device_uuid(name, 9997)[4:],
+            },
+        },
+    }
+
+
+class SimulatedCluster:
+    """A whole simulated cluster; `start()` serves it on 127.0.0.1, `stop()` shuts it down."""
+
+    def __init__(
+        self,
+        nodes: NodeTemplate | list[NodeTemplate] = NodeTemplate(),
+        *,
+        start_delay: dt.timedelta = dt.timedelta(seconds=1),
+        port: int = 0,
+    ) -> None:
+        self.store = Store()
+        self.faults = Faults()
+        self.kubelets = Kubelets(self.store, self.faults, start_delay)
+        self.server = SimulatedApiServer(("127.0.0.1", port), self.store, self.kubelets, self.faults)
+        self._thread: threading.Thread | None = None
+        templates = nodes if isinstance(nodes, list) else [nodes]
+        for template in templates:
+            for index in range(template.count):
+                self.store.create(NODES, None, node_object(f"{template.prefix}-{index}", template))
+        self.store.create(BY_PATH[("", "v1", "namespaces")], None, {"metadata": {"name": "default"}})
+
+    @property
+    def url(self) -> str:
+        """The API server's base URL."""
+        host, port = self.server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> SimulatedCluster:
+        """Serve the API and run the kubelets in background threads."""
+        self.kubelets.start()
+        self._thread = threading.Thread(target=self.server.serve_forever, name="sim-apiserver", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving (open watches end) and stop the kubelets."""
+        self.server.closing.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self.kubelets.stop()
+
+    def __enter__(self) -> SimulatedCluster:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def write_kubeconfig(self, path: Path) -> Path:
+        """Write a kubeconfig that points `kubectl` and the Python client at this cluster."""
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "remotegpu-sim", "cluster": {"server": self.url}}],
+            "users": [{"name": "remotegpu-sim", "user": {"token": "simulated"}}],
+            "contexts": [
+                {"name": "remotegpu-sim", "context": {"cluster": "remotegpu-sim", "user": "remotegpu-sim"}}
+            ],
+            "current-context": "remotegpu-sim",
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    # -- faults -------------------------------------------------------------------------------------
+    def fail_image_pulls(self, image: str) -> None:
+        """Pods of `image` never pull it (ErrImagePull, then ImagePullBackOff)."""
+        self.faults.image_pull.add(image)
+
+    def crash(self, image: str, *, oom: bool = False) -> None:
+        """Pods of `image` crash loop (OOMKilled when `oom`)."""
+        (self.faults.oom if oom else self.faults.crash).add(image)
+
+    def set_node_ready(self, node: str, ready: bool) -> None:
+        """Mark a node Ready or NotReady."""
+        self.kubelets.set_node_ready(node, ready)
+
+    def fail_requests(self, count: int = 0, rate: float = 0.0) -> None:
+        """Answer the next `count` requests with 503, and a `rate` share of all requests with 500."""
+        self.faults.next_5xx, self.faults.error_rate_5xx = count, rate
+
+    def slow_down(self, milliseconds: int) -> None:
+        """Delay every response."""
+        self.faults.slow_ms = milliseconds

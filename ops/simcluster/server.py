@@ -1,0 +1,329 @@
+"""The simulated cluster's HTTP front: the Kubernetes REST API over `ThreadingHTTPServer`.
+
+Paths: discovery (`/version`, `/api`, `/api/v1`, `/apis`, `/apis/<group>/<version>`), core v1 and
+networking.k8s.io/v1 resources (cluster-wide and per namespace), `status` subresources, pod `log`,
+`?watch=1` streams (newline-delimited JSON over chunked encoding), label and field selectors, and
+errors as `Status` bodies. Faults: a share of requests answered 500/503, and slow responses.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import random
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from remotegpu.ops.simcluster.kubelets import Faults, Kubelets
+from remotegpu.ops.simcluster.selectors import field_selector, label_selector
+from remotegpu.ops.simcluster.store import BY_PATH, RESOURCES, ApiError, Obj, Resource, Store
+from remotegpu.ops.simcluster.tables import table
+
+_PATH = re.compile(
+    r"^/(?:api/(?P<core>v1)|apis/(?P<group>[a-z0-9.-]+)/(?P<version>v[0-9a-z]+))"
+    r"(?:/namespaces/(?P<namespace>[^/]+))?"
+    r"/(?P<plural>[a-z]+)(?:/(?P<name>[^/]+)(?:/(?P<sub>status|log))?)?$"
+)
+_NAMESPACE_ITEM = re.compile(r"^/api/v1/namespaces/(?P<name>[^/]+)(?:/(?P<sub>status))?$")
+
+VERSION = {
+    "major": "1",
+    "minor": "31",
+    "gitVersion": "v1.31.0-remotegpu-sim",
+    "platform": "linux/amd64",
+    "goVersion": "go1.22",
+    "compiler": "gc",
+    "buildDate": "2026-11-24T00:00:00Z",
+    "gitCommit": "0000000",
+    "gitTreeState": "clean",
+}
+
+
+def _resource_list(group_version: str) -> Obj:
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": group_version,
+        "resources": [
+            {
+                "name": r.plural,
+                "singularName": r.kind.lower(),
+                "namespaced": r.namespaced,
+                "kind": r.kind,
+                "verbs": list(r.verbs),
+                "shortNames": list(r.short_names),
+            }
+            for r in RESOURCES
+            if r.api_version == group_version
+        ]
+        + [
+            {
+                "name": f"{r.plural}/status",
+                "singularName": "",
+                "namespaced": r.namespaced,
+                "kind": r.kind,
+                "verbs": ["get", "patch", "update"],
+            }
+            for r in RESOURCES
+            if r.api_version == group_version and r.plural in {"pods", "nodes"}
+        ],
+    }
+
+
+_GROUPS = {
+    "kind": "APIGroupList",
+    "apiVersion": "v1",
+    "groups": [
+        {
+            "name": "networking.k8s.io",
+            "versions": [{"groupVersion": "networking.k8s.io/v1", "version": "v1"}],
+            "preferredVersion": {"groupVersion": "networking.k8s.io/v1", "version": "v1"},
+        }
+    ],
+}
+
+
+class SimulatedApiServer(ThreadingHTTPServer):
+    """The HTTP server, holding the store, the kubelets and the faults."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], store: Store, kubelets: Kubelets, faults: Faults) -> None:
+        super().__init__(address, _Handler)
+        self.store, self.kubelets, self.faults = store, kubelets, faults
+        self.closing = threading.Event()
+        self.rng = random.Random(7)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: SimulatedApiServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    # -- routing ----------------------------------------------------------------------------------
+    def _dispatch(self, method: str) -> None:
+        url = urlparse(self.path)
+        query = {key: values[-1] for key, values in parse_qs(url.query).items()}
+        body = self._body()
+        try:
+            self._inject_faults()
+            self._route(method, url.path.rstrip("/") or "/", query, body)
+        except ApiError as error:
+            self._json(error.code, error.status())
+        except ValueError as error:
+            self._json(400, ApiError(400, "BadRequest", str(error)).status())
+        except (BrokenPipeError, ConnectionResetError):
+            return
+
+    def _route(self, method: str, path: str, query: dict[str, str], body: Any) -> None:
+        static = {
+            "/version": VERSION,
+            "/api": {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []},
+            "/api/v1": _resource_list("v1"),
+            "/apis": _GROUPS,
+            "/apis/networking.k8s.io/v1": _resource_list("networking.k8s.io/v1"),
+            "/healthz": "ok",
+            "/readyz": "ok",
+            "/livez": "ok",
+        }
+        if method == "GET" and path in static:
+            content = static[path]
+            if isinstance(content, str):
+                self._text(200, content)
+            else:
+                self._json(200, content)
+            return
+        if method == "GET" and path.startswith("/openapi"):
+            raise ApiError(404, "NotFound", "the simulated cluster serves no OpenAPI document")
+        if match := _NAMESPACE_ITEM.match(path):
+            self._item(
+                method, BY_PATH[("", "v1", "namespaces")], None, match["name"], match["sub"], query, body
+            )
+            return
+        match = _PATH.match(path)
+        if match is None:
+            raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
+        group, version = ("", "v1") if match["core"] else (match["group"], match["version"])
+        resource = BY_PATH.get((group, version, match["plural"]))
+        if resource is None:
+            raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
+        namespace = match["namespace"]
+        if resource.namespaced is False and namespace:
+            raise ApiError(404, "NotFound", f"{resource.plural} are not namespaced")
+        if match["name"] is None:
+            self._collection(method, resource, namespace, query, body)
+        else:
+            self._item(method, resource, namespace, match["name"], match["sub"], query, body)
+
+    def _collection(
+        self, method: str, resource: Resource, namespace: str | None, query: dict[str, str], body: Any
+    ) -> None:
+        store = self.server.store
+        if method == "POST":
+            if not isinstance(body, dict):
+                raise ApiError(400, "BadRequest", "the request body must be a JSON object")
+            if query.get("dryRun") == "All":
+                self._json(201, body)
+                return
+            self._json(
+                201,
+                store.create(
+                    resource, namespace or body.get("metadata", {}).get("namespace") or "default", body
+                ),
+            )
+            return
+        if method != "GET":
+            raise ApiError(405, "MethodNotAllowed", f"{method} is not supported on a collection")
+        labels, fields = (
+            label_selector(query.get("labelSelector")),
+            field_selector(query.get("fieldSelector")),
+        )
+        matches = lambda obj: labels(obj) and fields(obj)  # noqa: E731 - a tiny closure reads best here
+        if query.get("watch") in {"1", "true"}:
+            since = (
+                int(query["resourceVersion"]) if query.get("resourceVersion") not in (None, "", "0") else None
+            )
+            self._watch(resource, namespace, matches, since, float(query.get("timeoutSeconds", "300")))
+            return
+        items, version = store.list(resource, namespace, matches)
+        if "as=Table" in (self.headers.get("Accept") or ""):
+            self._json(200, table(resource, items, version))
+            return
+        self._json(
+            200,
+            {
+                "kind": f"{resource.kind}List",
+                "apiVersion": resource.api_version,
+                "metadata": {"resourceVersion": str(version)},
+                "items": items,
+            },
+        )
+
+    def _item(
+        self,
+        method: str,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        sub: str | None,
+        query: dict[str, str],
+        body: Any,
+    ) -> None:
+        store = self.server.store
+        if sub == "log":
+            store.get(resource, namespace, name)
+            lines = self.server.kubelets.logs.get((namespace or "", name), [])
+            tail = int(query["tailLines"]) if query.get("tailLines") else None
+            self._text(200, "".join(f"{line}\n" for line in (lines[-tail:] if tail else lines)))
+            return
+        if method == "GET":
+            found = store.get(resource, namespace, name)
+            if "as=Table" in (self.headers.get("Accept") or ""):
+                self._json(200, table(resource, [found], store.resource_version))
+                return
+            self._json(200, found)
+        elif method == "PUT":
+            self._json(200, store.replace(resource, namespace, name, body))
+        elif method == "PATCH":
+            if isinstance(body, list):
+                raise ApiError(415, "UnsupportedMediaType", "JSON patch is not supported; use a merge patch")
+            self._json(200, store.patch(resource, namespace, name, body))
+        elif method == "DELETE":
+            deleted = store.delete(resource, namespace, name)
+            self._json(200, deleted)
+        else:
+            raise ApiError(405, "MethodNotAllowed", f"{method} is not supported")
+
+    # -- watch ------------------------------------------------------------------------------------
+    def _watch(
+        self, resource: Resource, namespace: str | None, matches: Any, since: int | None, timeout_s: float
+    ) -> None:
+        store = self.server.store
+        subscription = store.watch(resource, namespace, matches, since)
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline and not self.server.closing.is_set():
+                try:
+                    event = subscription.events.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                if event is None:
+                    break
+                self._chunk((json.dumps(event) + "\n").encode())
+            self._chunk(b"")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        finally:
+            store.unwatch(subscription)
+            self.close_connection = True
+
+    # -- I/O --------------------------------------------------------------------------------------
+    def _inject_faults(self) -> None:
+        faults = self.server.faults
+        if faults.slow_ms:
+            time.sleep(faults.slow_ms / 1000)
+        if faults.next_5xx > 0:
+            faults.next_5xx -= 1
+            raise ApiError(
+                503, "ServiceUnavailable", "the server is currently unable to handle the request (injected)"
+            )
+        if faults.error_rate_5xx and self.server.rng.random() < faults.error_rate_5xx:
+            raise ApiError(
+                500, "InternalError", "an error on the server has prevented the request (injected)"
+            )
+
+    def _body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        if not length:
+            return None
+        raw = self.rfile.read(length)
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            return None
+
+    def _json(self, code: int, payload: Any) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _text(self, code: int, payload: str) -> None:
+        data = payload.encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()

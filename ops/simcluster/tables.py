@@ -1,0 +1,94 @@
+"""Server-side printing (`meta.k8s.io/v1` Table), so `kubectl get` shows the usual columns."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from remotegpu.ops.simcluster.store import Obj, Resource
+
+
+def _age(obj: Obj) -> str:
+    created = obj.get("metadata", {}).get("creationTimestamp")
+    if not created:
+        return "<unknown>"
+    seconds = int(
+        (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(created.replace("Z", "+00:00"))).total_seconds()
+    )
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
+
+
+def _pod_row(pod: Obj) -> list[Any]:
+    status = pod.get("status", {})
+    containers = status.get("containerStatuses", [])
+    ready = sum(1 for c in containers if c.get("ready"))
+    shown = status.get("phase", "Pending")
+    for container in containers:
+        waiting = container.get("state", {}).get("waiting")
+        if waiting and waiting.get("reason") != "ContainerCreating":
+            shown = waiting["reason"]
+    restarts = sum(int(c.get("restartCount", 0)) for c in containers)
+    total = len(pod.get("spec", {}).get("containers", []))
+    return [
+        pod["metadata"]["name"],
+        f"{ready}/{total}",
+        shown,
+        restarts,
+        _age(pod),
+        status.get("podIP", "<none>"),
+        pod.get("spec", {}).get("nodeName", "<none>"),
+    ]
+
+
+def _node_row(node: Obj) -> list[Any]:
+    conditions = node.get("status", {}).get("conditions", [])
+    ready: dict[str, Any] = next((c for c in conditions if c.get("type") == "Ready"), {})
+    gpus = node.get("status", {}).get("capacity", {}).get("nvidia.com/gpu", "0")
+    model = node.get("metadata", {}).get("labels", {}).get("nvidia.com/gpu.product", "")
+    return [
+        node["metadata"]["name"],
+        "Ready" if ready.get("status") == "True" else "NotReady",
+        "<none>",
+        _age(node),
+        f"{gpus}×{model}",
+    ]
+
+
+_COLUMNS = {
+    "pods": (["Name", "Ready", "Status", "Restarts", "Age", "IP", "Node"], _pod_row),
+    "nodes": (["Name", "Status", "Roles", "Age", "GPUs"], _node_row),
+}
+
+
+def table(resource: Resource, items: list[Obj], version: int) -> Obj:
+    """A `Table` of `items` with the columns `kubectl get` shows for this kind."""
+    names, row = _COLUMNS.get(resource.plural, (["Name", "Age"], lambda o: [o["metadata"]["name"], _age(o)]))
+    return {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": str(version)},
+        "columnDefinitions": [
+            {
+                "name": name,
+                "type": "string",
+                "format": "name" if name == "Name" else "",
+                "description": "",
+                "priority": 0,
+            }
+            for name in names
+        ],
+        "rows": [
+            {
+                "cells": row(item),
+                "object": {
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": item["metadata"],
+                },
+            }
+            for item in items
+        ],
+    }

@@ -1,0 +1,216 @@
+"""The simulated cluster, driven by the unmodified `kubernetes` client and by `kubectl`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config, watch
+
+from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
+from remotegpu.ops.simcluster.kubelets import ALLOCATED_GPUS
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[tuple[SimulatedCluster, client.CoreV1Api, Path]]:
+    with SimulatedCluster(
+        NodeTemplate(count=2, gpus=4, model="H100"), start_delay=dt.timedelta(seconds=0.1)
+    ) as cluster:
+        kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig")
+        api = client.CoreV1Api(config.new_client_from_config(str(kubeconfig)))
+        yield cluster, api, kubeconfig
+
+
+def pod(
+    name: str,
+    *,
+    gpus: int = 1,
+    image: str = "pytorch:24.05",
+    node: str | None = None,
+    labels: dict[str, str] | None = None,
+) -> client.V1Pod:
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(name=name, labels=labels or {"app": "train"}),
+        spec=client.V1PodSpec(
+            node_name=node,
+            containers=[
+                client.V1Container(
+                    name="main",
+                    image=image,
+                    command=["sleep", "infinity"],
+                    resources=client.V1ResourceRequirements(limits={"nvidia.com/gpu": str(gpus)}),
+                )
+            ],
+        ),
+    )
+
+
+def eventually(check: Callable[[], bool], timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.02)
+    pytest.fail("condition never held")
+
+
+def phase(api: client.CoreV1Api, name: str) -> str:
+    return str(api.read_namespaced_pod(name, "default").status.phase)
+
+
+def waiting_reason(api: client.CoreV1Api, name: str) -> str | None:
+    statuses = api.read_namespaced_pod(name, "default").status.container_statuses or []
+    return next((s.state.waiting.reason for s in statuses if s.state and s.state.waiting), None)
+
+
+def test_discovery_and_nodes_with_gpu_capacity_and_labels(
+    sim: tuple[SimulatedCluster, client.CoreV1Api, Path],
+) -> None:
+    _, api, kubeconfig = sim
+    version = client.VersionApi(config.new_client_from_config(str(kubeconfig))).get_code()
+    assert version.major == "1"
+    nodes = api.list_node().items
+    assert [n.metadata.name for n in nodes] == ["gpu-node-0", "gpu-node-1"]
+    assert nodes[0].status.capacity["nvidia.com/gpu"] == "4"
+    assert nodes[0].metadata.labels["nvidia.com/gpu.product"] == "H100"
+
+
+def test_a_pod_is_scheduled_started_given_devices_and_logs(
+    sim: tuple[SimulatedCluster, client.CoreV1Api, Path],
+) -> None:
+    _, api, _ = sim
+    api.create_namespaced_pod("default", pod("train", gpus=2))
+    eventually(lambda: phase(api, "train") == "Running")
+    created = api.read_namespaced_pod("train", "default")
+    assert created.spec.node_name == "gpu-node-0"
+    assert len(created.metadata.annotations[ALLOCATED_GPUS].split(",")) == 2
+    assert "Started container main" in api.read_namespaced_pod_log("train", "default")
+
+
+def test_second_create_is_a_409_and_a_missing_object_a_404(
+    sim: tuple[SimulatedCluster, client.CoreV1Api, Path],
+) -> None:
+    _, api, _ = sim
+    api.create_namespaced_pod("default", pod("once"))
+    with pytest.raises(client.ApiException) as conflict:
+        api.create_namespaced_pod("default", pod("once"))
+    assert (conflict.value.status, conflict.value.reason) == (409, "Conflict")
+    assert '"reason": "AlreadyExists"' in conflict.value.body
+    with pytest.raises(client.ApiException) as missing:
+        api.read_namespaced_pod("nobody", "default")
+    assert missing.value.status == 404
+    with pytest.raises(client.ApiException) as invalid:
+        api.create_namespaced_pod("default", pod("Not_A_Name"))
+    assert invalid.value.status == 422
+
+
+def test_selectors_filter_lists(sim: tuple[SimulatedCluster, client.CoreV1Api, Path]) -> None:
+    _, api, _ = sim
+    api.create_namespaced_pod("default", pod("a", labels={"team": "x", "tier": "gpu"}))
+    api.create_namespaced_pod("default", pod("b", labels={"team": "y"}))
+    names = lambda **kw: [p.metadata.name for p in api.list_namespaced_pod("default", **kw).items]  # noqa: E731
+    assert names(label_selector="team=x") == ["a"]
+    assert names(label_selector="team in (x,y),!tier") == ["b"]
+    assert names(field_selector="metadata.name=b") == ["b"]
+    eventually(lambda: names(field_selector="spec.nodeName=gpu-node-0") == ["a", "b"])
+
+
+def test_watch_replays_and_streams_changes(sim: tuple[SimulatedCluster, client.CoreV1Api, Path]) -> None:
+    _, api, _ = sim
+    api.create_namespaced_pod("default", pod("watched"))
+    seen = []
+    for event in watch.Watch().stream(api.list_namespaced_pod, "default", timeout_seconds=5):
+        seen.append((event["type"], event["object"].metadata.name, event["object"].status.phase))
+        if event["object"].status.phase == "Running" and ("deleted-by-test", "", "") not in seen:
+            api.delete_namespaced_pod("watched", "default")
+            seen.append(("deleted-by-test", "", ""))
+        if event["type"] == "DELETED":
+            break
+    assert seen[0][:2] == ("ADDED", "watched")
+    assert ("MODIFIED", "watched", "Running") in seen
+    assert seen[-1][0] == "DELETED"
+
+
+def test_a_pod_that_fits_nowhere_stays_pending_with_failed_scheduling(
+    sim: tuple[SimulatedCluster, client.CoreV1Api, Path],
+) -> None:
+    _, api, _ = sim
+    api.create_namespaced_pod("default", pod("huge", gpus=16))
+
+    def failed_scheduling() -> bool:
+        events = api.list_namespaced_event("default", field_selector="involvedObject.name=huge").items
+        return any(e.reason == "FailedScheduling" for e in events)
+
+    eventually(failed_scheduling)
+    assert phase(api, "huge") == "Pending"
+
+
+def test_gpu_capacity_is_enforced_on_pinned_pods(
+    sim: tuple[SimulatedCluster, client.CoreV1Api, Path],
+) -> None:
+    _, api, _ = sim
+    api.create_namespaced_pod("default", pod("first", gpus=3, node="gpu-node-1"))
+    eventually(lambda: phase(api, "first") == "Running")
+    api.create_namespaced_pod("default", pod("second", gpus=2, node="gpu-node-1"))
+    eventually(lambda: phase(api, "second") == "Failed")
+    assert api.read_namespaced_pod("second", "default").status.reason == "OutOfnvidia.com/gpu"
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [("image", "ImagePullBackOff"), ("crash", "CrashLoopBackOff"), ("oom", "CrashLoopBackOff")],
+)
+def test_injected_pod_faults_show_as_kubernetes_reports_them(
+    sim: tuple[SimulatedCluster, client.CoreV1Api, Path], fault: str, reason: str
+) -> None:
+    cluster, api, _ = sim
+    image = f"broken-{fault}:1"
+    {
+        "image": lambda: cluster.fail_image_pulls(image),
+        "crash": lambda: cluster.crash(image),
+        "oom": lambda: cluster.crash(image, oom=True),
+    }[fault]()
+    api.create_namespaced_pod("default", pod("faulty", image=image))
+    eventually(lambda: waiting_reason(api, "faulty") == reason)
+    if fault == "oom":
+        statuses = api.read_namespaced_pod("faulty", "default").status.container_statuses
+        assert statuses[0].last_state.terminated.reason == "OOMKilled"
+
+
+def test_node_not_ready_and_api_faults(sim: tuple[SimulatedCluster, client.CoreV1Api, Path]) -> None:
+    cluster, api, _ = sim
+    cluster.set_node_ready("gpu-node-0", False)
+    ready = next(c for c in api.read_node("gpu-node-0").status.conditions if c.type == "Ready")
+    assert ready.status == "False"
+    cluster.fail_requests(count=1)
+    with pytest.raises(client.ApiException) as unavailable:
+        api.list_node()
+    assert unavailable.value.status == 503
+    assert len(api.list_node().items) == 2
+
+
+def test_kubectl_lists_nodes_and_pods(sim: tuple[SimulatedCluster, client.CoreV1Api, Path]) -> None:
+    _, api, kubeconfig = sim
+    api.create_namespaced_pod("default", pod("shown"))
+    eventually(lambda: phase(api, "shown") == "Running")
+    def run(*args):
+        return (
+            subprocess.run(
+                ["kubectl", "--kubeconfig", str(kubeconfig), *args],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            ).stdout
+        )
+    assert "8×H100" not in run("get", "nodes")
+    assert "4×H100" in run("get", "nodes")
+    pods = run("get", "pods", "-o", "wide")
+    assert "shown" in pods
+    assert "Running" in pods
+    assert "gpu-node-0" in pods
+    assert '"nvidia.com/gpu": "1"' in run("get", "pod", "shown", "-o", "json")
