@@ -197,16 +197,16 @@ def test_kubectl_lists_nodes_and_pods(sim: tuple[SimulatedCluster, client.CoreV1
     _, api, kubeconfig = sim
     api.create_namespaced_pod("default", pod("shown"))
     eventually(lambda: phase(api, "shown") == "Running")
-    def run(*args):
-        return (
-            subprocess.run(
-                ["kubectl", "--kubeconfig", str(kubeconfig), *args],
-                capture_output=True,
-                text=True,
-                timeout=30,
-                check=True,
-            ).stdout
-        )
+
+    def run(*args: str) -> str:
+        return subprocess.run(
+            ["kubectl", "--kubeconfig", str(kubeconfig), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+
     assert "8×H100" not in run("get", "nodes")
     assert "4×H100" in run("get", "nodes")
     pods = run("get", "pods", "-o", "wide")
