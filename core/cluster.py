@@ -10,9 +10,10 @@ from __future__ import annotations
 import enum
 import uuid
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from remotegpu.core.allocation import ClaimedPort
+from remotegpu.core.inventory import ObservedNode
 
 
 def workload_name(environment_id: uuid.UUID) -> str:
@@ -92,3 +93,11 @@ class ClusterDriver(Protocol):
 
     def node_ready(self, node: str) -> bool:
         """Whether the node exists and reports Ready."""
+
+
+@runtime_checkable
+class InventorySource(Protocol):
+    """A driver that can list its nodes, so hosts and GPUs are synced from the cluster."""
+
+    def list_nodes(self) -> list[ObservedNode]:
+        """Every node with its GPU capacity, labels and Ready condition."""

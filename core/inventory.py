@@ -93,3 +93,80 @@ def register_host(
             {"host_id": host_id, "models": list(counts), "counts": list(counts.values())},
         )
     return host_id
+
+
+_UPDATE_HOST_SQL = text(
+    """
+    UPDATE hosts SET health = :health, cpu_millis_allocatable = :cpu, memory_bytes_allocatable = :memory,
+                     labels = CAST(:labels AS jsonb),
+                     last_heartbeat_at = CASE WHEN :ready THEN :now ELSE last_heartbeat_at END,
+                     removed_at = NULL, updated_at = now()
+     WHERE name = :name
+    RETURNING id
+    """
+)
+
+
+@dataclass(frozen=True)
+class ObservedNode:
+    """A node as the cluster reports it (see `KubernetesCluster.list_nodes`)."""
+
+    name: str
+    ready: bool
+    gpu_count: int
+    gpu_model: str
+    gpu_memory_bytes: int | None
+    gpu_uuids: tuple[str, ...]
+    cpu_millis: int
+    memory_bytes: int
+    labels: dict[str, str]
+
+
+def sync_inventory(connection: Connection, nodes: Sequence[ObservedNode]) -> list[uuid.UUID]:
+    """Register nodes not seen before (with their GPUs) and refresh the others; returns new host ids.
+
+    Health follows the node's Ready condition; an admin's cordon is never touched. A node that left
+    the cluster is marked removed (its row stays for history).
+    """
+    import json
+
+    added = []
+    now = clock.now()
+    for node in nodes:
+        updated = connection.execute(
+            _UPDATE_HOST_SQL,
+            {
+                "name": node.name,
+                "health": (HostHealth.READY if node.ready else HostHealth.DOWN).value,
+                "ready": node.ready,
+                "cpu": node.cpu_millis,
+                "memory": node.memory_bytes,
+                "labels": json.dumps(node.labels),
+                "now": now,
+            },
+        ).first()
+        if updated is None:
+            devices = [
+                GpuDevice(
+                    node.gpu_model,
+                    node.gpu_memory_bytes,
+                    node.gpu_uuids[i] if i < len(node.gpu_uuids) else None,
+                )
+                for i in range(node.gpu_count)
+            ]
+            added.append(
+                register_host(
+                    connection,
+                    node.name,
+                    devices,
+                    cpu_millis=node.cpu_millis,
+                    memory_bytes=node.memory_bytes,
+                    health=HostHealth.READY if node.ready else HostHealth.DOWN,
+                    labels=node.labels,
+                )
+            )
+    connection.execute(
+        text("UPDATE hosts SET removed_at = :now WHERE removed_at IS NULL AND NOT (name = ANY(:names))"),
+        {"now": now, "names": [node.name for node in nodes]},
+    )
+    return added

@@ -10,13 +10,27 @@ import datetime as dt
 from sqlalchemy import text
 
 from remotegpu.core import clock
-from remotegpu.core.cluster import ClusterUnavailableError
+from remotegpu.core.cluster import ClusterUnavailableError, InventorySource
+from remotegpu.core.inventory import sync_inventory
 from remotegpu.reconciler.context import ReconcilerContext
 from remotegpu.reconciler.leader import fence
 
 
 def sync_host_health(ctx: ReconcilerContext) -> None:
-    """Record a heartbeat for every Ready node, then mark hosts with stale heartbeats down."""
+    """Record a heartbeat for every Ready node, then mark hosts with stale heartbeats down.
+
+    A driver that lists its nodes (Kubernetes) also keeps the inventory in sync: new nodes become hosts
+    with their GPUs, vanished ones are marked removed.
+    """
+    if isinstance(ctx.cluster, InventorySource):
+        try:
+            nodes = ctx.cluster.list_nodes()  # no session open here
+        except ClusterUnavailableError:
+            nodes = None
+        if nodes is not None:
+            with ctx.engine.begin() as connection:
+                sync_inventory(connection, nodes)
+                fence(connection, ctx.shard, ctx.epoch)
     with ctx.engine.connect() as connection:
         hosts = connection.execute(text("SELECT id, name FROM hosts WHERE removed_at IS NULL")).all()
     try:

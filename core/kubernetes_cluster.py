@@ -1,0 +1,266 @@
+"""The cluster driver on the official `kubernetes` client.
+
+Every create is create-or-get: a 409 means the object exists (it has a deterministic name), which is
+what a repeated step after a crash must find. Deletes ignore 404. Responses are read as plain JSON
+(`_preload_content=False`), which keeps the driver independent of the client's model classes. 5xx
+answers and connection errors become `ClusterUnavailableError`, a temporary error the reconciler retries.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import urllib3
+from kubernetes import client, config  # type: ignore[import-untyped,unused-ignore]
+
+from remotegpu.core.cluster import (
+    ClusterUnavailableError,
+    PodObservation,
+    PodState,
+    WorkloadSpec,
+    workload_name,
+)
+from remotegpu.core.inventory import ObservedNode
+from remotegpu.core.manifests import (
+    ALLOCATED_GPUS_ANNOTATION,
+    GPU_RESOURCE,
+    network_policy_manifest,
+    pod_manifest,
+    service_manifest,
+    volume_claim_manifest,
+    volume_claim_name,
+)
+
+T = TypeVar("T")
+
+# Waiting reasons Kubernetes itself keeps retrying: we report them and retry with backoff.
+RETRYABLE_REASONS = frozenset(
+    {"ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff", "CreateContainerError"}
+)
+# Reasons no retry of the same spec can fix.
+PERMANENT_REASONS = frozenset({"InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError"})
+
+
+class KubernetesCluster:
+    """`ClusterDriver` for a real (or simulated) Kubernetes cluster, one namespace for everything."""
+
+    def __init__(
+        self,
+        api_client: Any,
+        *,
+        namespace: str = "default",
+        storage_class: str | None = None,
+    ) -> None:
+        self.namespace = namespace
+        self.storage_class = storage_class
+        self._core = client.CoreV1Api(api_client)
+        self._networking = client.NetworkingV1Api(api_client)
+        self._policies: set[uuid.UUID] = set()
+
+    @classmethod
+    def from_kubeconfig(cls, path: str | None = None, **options: Any) -> KubernetesCluster:
+        """Load a kubeconfig file (or the in-cluster service account when `path` is None and it exists)."""
+        if path is None:
+            try:
+                config.load_incluster_config()  # type: ignore[no-untyped-call,unused-ignore]
+                return cls(client.ApiClient(), **options)
+            except config.ConfigException:
+                pass
+        return cls(config.new_client_from_config(path), **options)  # type: ignore[no-untyped-call,unused-ignore]
+
+    # -- the driver protocol ----------------------------------------------------------------------
+    def ensure_workload(self, spec: WorkloadSpec) -> bool:
+        """Create the workspace policy, the volume claims, the service and the pod unless they exist."""
+        if spec.workspace_id not in self._policies:
+            self._create(
+                self._networking.create_namespaced_network_policy, network_policy_manifest(spec.workspace_id)
+            )
+            self._policies.add(spec.workspace_id)
+        for volume in spec.volumes:
+            self._create(
+                self._core.create_namespaced_persistent_volume_claim,
+                volume_claim_manifest(spec, volume, self.storage_class),
+            )
+        self._create(self._core.create_namespaced_service, service_manifest(spec))
+        return self._create(self._core.create_namespaced_pod, pod_manifest(spec))
+
+    def observe_workload(self, environment_id: uuid.UUID) -> PodObservation:
+        """Map the pod's status to what the reconciler acts on."""
+        pod = self._read(
+            lambda: self._core.read_namespaced_pod(
+                workload_name(environment_id), self.namespace, _preload_content=False
+            )
+        )
+        if pod is None:
+            return PodObservation(PodState.MISSING)
+        return observation_from_pod(pod)
+
+    def delete_workload(self, environment_id: uuid.UUID, *, keep_volumes: bool) -> bool:
+        """Delete pod and service, and the volume claims unless kept; what is gone already is fine."""
+        name = workload_name(environment_id)
+        removed = self._delete(
+            lambda: self._core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=0)
+        )
+        removed |= self._delete(lambda: self._core.delete_namespaced_service(name, self.namespace))
+        if not keep_volumes:
+            for claim in self.volume_claims(environment_id):
+                removed |= self._delete(self._claim_deleter(claim))
+        return removed
+
+    def _claim_deleter(self, claim: str) -> Callable[[], Any]:
+        return lambda: self._core.delete_namespaced_persistent_volume_claim(claim, self.namespace)
+
+    def node_ready(self, node: str) -> bool:
+        """The node's Ready condition; False when the node does not exist."""
+        found = self._read(lambda: self._core.read_node(node, _preload_content=False))
+        return found is not None and _is_ready(found)
+
+    # -- more than the protocol -------------------------------------------------------------------
+    def volume_claims(self, environment_id: uuid.UUID) -> list[str]:
+        """Names of the environment's PVCs that exist."""
+        selector = f"remotegpu.io/environment={environment_id}"
+        listed = self._call(
+            lambda: self._core.list_namespaced_persistent_volume_claim(
+                self.namespace, label_selector=selector, _preload_content=False
+            )
+        )
+        return [item["metadata"]["name"] for item in _json(listed).get("items", [])]
+
+    def read_logs(self, environment_id: uuid.UUID, tail_lines: int | None = None) -> str:
+        """The main container's log."""
+        response: Any = self._call(
+            lambda: self._core.read_namespaced_pod_log(
+                workload_name(environment_id), self.namespace, tail_lines=tail_lines, _preload_content=False
+            )
+        )
+        return str(response.data.decode())
+
+    def list_nodes(self) -> list[ObservedNode]:
+        """Every node, as inventory sync reads it."""
+        listed = _json(self._call(lambda: self._core.list_node(_preload_content=False)))
+        return [node_info(item) for item in listed.get("items", [])]
+
+    def volume_claim_exists(self, environment_id: uuid.UUID, volume: str) -> bool:
+        """Whether one named PVC of the environment exists."""
+        claim = volume_claim_name(environment_id, volume)
+        return (
+            self._read(
+                lambda: self._core.read_namespaced_persistent_volume_claim(
+                    claim, self.namespace, _preload_content=False
+                )
+            )
+            is not None
+        )
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    def _create(self, create: Callable[..., Any], manifest: dict[str, Any]) -> bool:
+        try:
+            self._call(lambda: create(self.namespace, manifest, _preload_content=False))
+        except client.ApiException as error:
+            if error.status == 409:
+                return False  # it exists: deterministic names make this the idempotent path
+            raise
+        return True
+
+    def _read(self, read: Callable[[], Any]) -> dict[str, Any] | None:
+        try:
+            return _json(self._call(read))
+        except client.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def _delete(self, delete: Callable[[], Any]) -> bool:
+        try:
+            self._call(delete)
+        except client.ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    @staticmethod
+    def _call(call: Callable[[], T]) -> T:
+        try:
+            return call()
+        except client.ApiException as error:
+            if error.status is not None and error.status >= 500:
+                raise ClusterUnavailableError(
+                    f"Kubernetes API answered {error.status}: {error.reason}"
+                ) from None
+            raise
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise ClusterUnavailableError(f"Kubernetes API unreachable: {error.__class__.__name__}") from None
+
+
+def _json(response: Any) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(response.data)
+    return data
+
+
+def _is_ready(node: dict[str, Any]) -> bool:
+    conditions = node.get("status", {}).get("conditions", [])
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def observation_from_pod(pod: dict[str, Any]) -> PodObservation:
+    """Pod status → (state, reason): Running+Ready is running; waiting and termination reasons are named."""
+    status = pod.get("status", {})
+    spec = pod.get("spec", {})
+    labels = pod.get("metadata", {}).get("labels", {})
+    generation = int(labels.get("remotegpu.io/generation", 0)) or None
+    node = spec.get("nodeName")
+    phase = status.get("phase", "Pending")
+    devices = pod.get("metadata", {}).get("annotations", {}).get(ALLOCATED_GPUS_ANNOTATION, "")
+    message = f"devices {devices}" if devices else ""
+    if phase == "Failed":
+        reason = status.get("reason") or "PodFailed"
+        return PodObservation(
+            PodState.FAILED, reason, status.get("message", ""), node, generation, retryable=False
+        )
+    for container in status.get("containerStatuses", []):
+        waiting = container.get("state", {}).get("waiting") or {}
+        reason = waiting.get("reason")
+        terminated = (container.get("lastState") or {}).get("terminated") or {}
+        if terminated.get("reason") == "OOMKilled":
+            return PodObservation(
+                PodState.FAILED, "OOMKilled", "the container ran out of memory", node, generation
+            )
+        if reason in RETRYABLE_REASONS or reason in PERMANENT_REASONS:
+            return PodObservation(
+                PodState.FAILED,
+                reason,
+                waiting.get("message", ""),
+                node,
+                generation,
+                retryable=reason in RETRYABLE_REASONS,
+            )
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", []))
+    if phase == "Running" and ready:
+        return PodObservation(PodState.RUNNING, None, message, node, generation)
+    return PodObservation(PodState.PENDING, "ContainerCreating", message, node, generation)
+
+
+def node_info(node: dict[str, Any]) -> ObservedNode:
+    """A node as the NVIDIA device plugin and GPU feature discovery describe it."""
+    from remotegpu.core.quantities import parse_bytes, parse_cpu_millis
+
+    metadata, status = node.get("metadata", {}), node.get("status", {})
+    labels = metadata.get("labels", {})
+    allocatable = status.get("allocatable", {})
+    memory_mib = labels.get("nvidia.com/gpu.memory")
+    uuids = metadata.get("annotations", {}).get("remotegpu.io/gpu-uuids", "")
+    return ObservedNode(
+        name=metadata["name"],
+        ready=_is_ready(node),
+        gpu_count=int(allocatable.get(GPU_RESOURCE, 0)),
+        gpu_model=labels.get("nvidia.com/gpu.product", "unknown"),
+        gpu_memory_bytes=int(memory_mib) << 20 if memory_mib else None,
+        gpu_uuids=tuple(u for u in uuids.split(",") if u),
+        cpu_millis=parse_cpu_millis(allocatable.get("cpu", 0)),
+        memory_bytes=parse_bytes(allocatable.get("memory", 0)),
+        labels=dict(labels),
+    )

@@ -1,0 +1,167 @@
+"""Kubernetes manifests for an environment: pod, service, volumes' claims, and the workspace's network policy.
+
+Names are deterministic (`env-<id>`, `env-<id>-<volume>`, `ws-<id>-isolation`) so a repeated create
+finds the existing object. Every object carries the owner labels RemoteGPU's garbage collector and
+selectors use. The pod is pinned to the chosen node, asks for its GPUs as `nvidia.com/gpu` (the device
+plugin picks the devices; RemoteGPU reads back which), maps its claimed host ports, mounts a
+memory-backed `/dev/shm` sized to the spec (PyTorch data loaders fail at the 64 MiB default), and runs
+with a restrictive security context.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from remotegpu.core.cluster import VolumeSpec, WorkloadSpec, workload_name
+
+ENVIRONMENT_LABEL = "remotegpu.io/environment"
+WORKSPACE_LABEL = "remotegpu.io/workspace"
+GENERATION_LABEL = "remotegpu.io/generation"
+MANAGED_LABEL = "app.kubernetes.io/managed-by"
+MANAGER = "remotegpu"
+GPU_RESOURCE = "nvidia.com/gpu"
+ALLOCATED_GPUS_ANNOTATION = "remotegpu.io/allocated-gpus"
+
+Manifest = dict[str, Any]
+
+
+def labels_for(spec: WorkloadSpec) -> dict[str, str]:
+    """The owner labels every object of an environment carries."""
+    return {
+        MANAGED_LABEL: MANAGER,
+        ENVIRONMENT_LABEL: str(spec.environment_id),
+        WORKSPACE_LABEL: str(spec.workspace_id),
+        GENERATION_LABEL: str(spec.generation),
+    }
+
+
+def volume_claim_name(environment_id: uuid.UUID, volume: str) -> str:
+    """Deterministic PVC name of one volume of an environment."""
+    return f"{workload_name(environment_id)}-{volume}"
+
+
+def _memory_quantity(size_bytes: int) -> str:
+    return f"{max(size_bytes // (1 << 20), 1)}Mi"
+
+
+def pod_manifest(spec: WorkloadSpec, *, shm_fraction: float = 0.5) -> Manifest:
+    """The environment's pod, pinned to `spec.node`."""
+    limits: dict[str, str] = {}
+    requests: dict[str, str] = {}
+    if spec.gpu_count:
+        limits[GPU_RESOURCE] = str(spec.gpu_count)
+    if spec.cpu_millis:
+        requests["cpu"] = limits["cpu"] = f"{spec.cpu_millis}m"
+    if spec.memory_bytes:
+        requests["memory"] = limits["memory"] = _memory_quantity(spec.memory_bytes)
+    shm_bytes = int(spec.memory_bytes * shm_fraction) if spec.memory_bytes else 1 << 30
+    volume_mounts: list[Manifest] = [{"name": "dshm", "mountPath": "/dev/shm"}]  # noqa: S108 - the container's shm
+    volumes: list[Manifest] = [
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": _memory_quantity(shm_bytes)}}
+    ]
+    for volume in spec.volumes:
+        volume_mounts.append({"name": f"vol-{volume.name}", "mountPath": volume.mount})
+        volumes.append(
+            {
+                "name": f"vol-{volume.name}",
+                "persistentVolumeClaim": {"claimName": volume_claim_name(spec.environment_id, volume.name)},
+            }
+        )
+    container: Manifest = {
+        "name": "main",
+        "image": spec.image,
+        "imagePullPolicy": "IfNotPresent",
+        "resources": {"limits": limits, "requests": requests},
+        "ports": [
+            {
+                "name": f"p{port.container_port}-{port.protocol.value}"[:15],
+                "containerPort": port.container_port,
+                "hostPort": port.host_port,
+                "protocol": port.protocol.value.upper(),
+            }
+            for port in spec.ports
+        ],
+        "env": [{"name": key, "value": value} for key, value in spec.env],
+        "volumeMounts": volume_mounts,
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "SETUID", "SETGID", "NET_BIND_SERVICE"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    if spec.command:
+        container["command"] = list(spec.command)
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": spec.name, "labels": labels_for(spec)},
+        "spec": {
+            "nodeName": spec.node,
+            "restartPolicy": "Always",
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "containers": [container],
+            "volumes": volumes,
+        },
+    }
+
+
+def service_manifest(spec: WorkloadSpec) -> Manifest:
+    """A ClusterIP service in front of the pod's ports (or a headless one when it has none)."""
+    ports = [
+        {
+            "name": f"p{port.container_port}-{port.protocol.value}"[:15],
+            "port": port.container_port,
+            "targetPort": port.container_port,
+            "protocol": port.protocol.value.upper(),
+        }
+        for port in spec.ports
+    ]
+    service_spec: Manifest = {"type": "ClusterIP", "selector": {ENVIRONMENT_LABEL: str(spec.environment_id)}}
+    if ports:
+        service_spec["ports"] = ports
+    else:
+        service_spec["clusterIP"] = "None"
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": spec.name, "labels": labels_for(spec)},
+        "spec": service_spec,
+    }
+
+
+def volume_claim_manifest(spec: WorkloadSpec, volume: VolumeSpec, storage_class: str | None) -> Manifest:
+    """A PVC for one persistent volume; kept on stop, deleted with the environment."""
+    claim_spec: Manifest = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": _memory_quantity(volume.size_bytes or (1 << 30))}},
+    }
+    if storage_class:
+        claim_spec["storageClassName"] = storage_class
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": volume_claim_name(spec.environment_id, volume.name), "labels": labels_for(spec)},
+        "spec": claim_spec,
+    }
+
+
+def network_policy_manifest(workspace_id: uuid.UUID) -> Manifest:
+    """Isolate a workspace: its pods accept traffic from each other and from outside the cluster (host
+    ports, gateways), never from another workspace's pods."""
+    name = f"ws-{workspace_id}-isolation"
+    selector = {"matchLabels": {WORKSPACE_LABEL: str(workspace_id)}}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "labels": {MANAGED_LABEL: MANAGER, WORKSPACE_LABEL: str(workspace_id)}},
+        "spec": {
+            "podSelector": selector,
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {"from": [{"podSelector": selector}]},
+                {"from": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8"]}}]},
+            ],
+        },
+    }

@@ -1,0 +1,122 @@
+"""Every manifest RemoteGPU generates is valid against the official Kubernetes schemas."""
+
+from __future__ import annotations
+
+import uuid
+
+import kubernetes_validate
+import pytest
+
+from remotegpu.core.allocation import ClaimedPort
+from remotegpu.core.cluster import PodState, VolumeSpec, WorkloadSpec
+from remotegpu.core.kubernetes_cluster import observation_from_pod
+from remotegpu.core.manifests import (
+    network_policy_manifest,
+    pod_manifest,
+    service_manifest,
+    volume_claim_manifest,
+)
+from remotegpu.core.states import Protocol
+
+SPEC = WorkloadSpec(
+    environment_id=uuid.UUID("00000000-0000-0000-0000-000000000001"),
+    workspace_id=uuid.UUID("00000000-0000-0000-0000-000000000002"),
+    generation=3,
+    node="gpu-node-7",
+    image="harbor.example.org/ml/pytorch:24.05-cuda12",
+    command=("sleep", "infinity"),
+    gpu_count=2,
+    cpu_millis=16000,
+    memory_bytes=128 << 30,
+    ports=(
+        ClaimedPort(22, 30022, Protocol.TCP),
+        ClaimedPort(8888, 30023, Protocol.TCP),
+        ClaimedPort(6006, 30024, Protocol.UDP),
+    ),
+    volumes=(VolumeSpec("data", 500 << 30, "/workspace"),),
+    env=(("WANDB_MODE", "offline"),),
+)
+VERSION = "1.31"
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        pod_manifest(SPEC),
+        service_manifest(SPEC),
+        service_manifest(WorkloadSpec(SPEC.environment_id, SPEC.workspace_id, 1, "n", "img")),
+        volume_claim_manifest(SPEC, SPEC.volumes[0], "fast-ssd"),
+        network_policy_manifest(SPEC.workspace_id),
+    ],
+    ids=["pod", "service", "headless-service", "pvc", "network-policy"],
+)
+def test_manifest_is_valid_against_the_official_schema(manifest: dict[str, object]) -> None:
+    kubernetes_validate.validate(manifest, VERSION, strict=True)
+
+
+def test_pod_is_pinned_with_gpus_host_ports_shm_and_a_restrictive_security_context() -> None:
+    pod = pod_manifest(SPEC)
+    spec = pod["spec"]
+    container = spec["containers"][0]
+    assert spec["nodeName"] == "gpu-node-7"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert [(p["containerPort"], p["hostPort"], p["protocol"]) for p in container["ports"]] == [
+        (22, 30022, "TCP"),
+        (8888, 30023, "TCP"),
+        (6006, 30024, "UDP"),
+    ]
+    shm = next(v for v in spec["volumes"] if v["name"] == "dshm")
+    assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": "65536Mi"}
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert pod["metadata"]["labels"]["remotegpu.io/generation"] == "3"
+    assert spec["automountServiceAccountToken"] is False
+
+
+def _pod(
+    phase: str,
+    *,
+    waiting: str | None = None,
+    oom: bool = False,
+    ready: bool = False,
+    reason: str | None = None,
+) -> dict[str, object]:
+    container: dict[str, object] = {
+        "name": "main",
+        "state": {"waiting": {"reason": waiting}} if waiting else {},
+    }
+    if oom:
+        container["lastState"] = {"terminated": {"reason": "OOMKilled"}}
+    status: dict[str, object] = {
+        "phase": phase,
+        "containerStatuses": [container],
+        "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+    }
+    if reason:
+        status["reason"] = reason
+    return {
+        "metadata": {"labels": {"remotegpu.io/generation": "2"}},
+        "spec": {"nodeName": "n1"},
+        "status": status,
+    }
+
+
+@pytest.mark.parametrize(
+    ("pod", "state", "reason", "retryable"),
+    [
+        (_pod("Pending", waiting="ContainerCreating"), PodState.PENDING, "ContainerCreating", True),
+        (_pod("Running", ready=True), PodState.RUNNING, None, True),
+        (_pod("Pending", waiting="ImagePullBackOff"), PodState.FAILED, "ImagePullBackOff", True),
+        (_pod("Pending", waiting="ErrImagePull"), PodState.FAILED, "ErrImagePull", True),
+        (_pod("Running", waiting="CrashLoopBackOff"), PodState.FAILED, "CrashLoopBackOff", True),
+        (_pod("Running", waiting="CrashLoopBackOff", oom=True), PodState.FAILED, "OOMKilled", True),
+        (_pod("Pending", waiting="InvalidImageName"), PodState.FAILED, "InvalidImageName", False),
+        (_pod("Failed", reason="OutOfnvidia.com/gpu"), PodState.FAILED, "OutOfnvidia.com/gpu", False),
+    ],
+)
+def test_pod_status_maps_to_a_state_and_a_readable_reason(
+    pod: dict[str, object], state: PodState, reason: str | None, retryable: bool
+) -> None:
+    observed = observation_from_pod(pod)
+    assert (observed.state, observed.reason, observed.retryable) == (state, reason, retryable)
+    assert (observed.node, observed.generation) == ("n1", 2)

@@ -1,0 +1,189 @@
+"""End to end over HTTP: reconciler → Kubernetes driver (official client) → simulated cluster."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import URL
+
+from remotegpu.core.claim_audit import audit
+from remotegpu.core.environments import set_desired_state, submit_environment
+from remotegpu.core.inventory import sync_inventory
+from remotegpu.core.kubernetes_cluster import KubernetesCluster
+from remotegpu.core.settings import Settings
+from remotegpu.core.states import DesiredState
+from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
+from remotegpu.reconciler.hosts import sync_host_health
+from remotegpu.reconciler.loop import Reconciler
+from remotegpu.tests.allocation_world import make_user, make_workspace
+
+SPEC: dict[str, Any] = {
+    "image": "harbor.example.org/ml/pytorch:24.05-cuda12",
+    "command": ["sleep", "infinity"],
+    "resources": {"gpus": {"count": 2, "model": "H100"}, "cpu": 8, "memory": "64Gi"},
+    "access": ["ssh", "jupyter"],
+    "volumes": [{"name": "data", "size": "100Gi", "mount": "/workspace"}],
+}
+
+
+@dataclass
+class Stack:
+    engine: Engine
+    sim: SimulatedCluster
+    driver: KubernetesCluster
+    api: client.CoreV1Api
+    reconciler: Reconciler
+    workspace: uuid.UUID
+    user: uuid.UUID
+
+    def submit(self, name: str, spec: dict[str, Any] | None = None) -> uuid.UUID:
+        with self.engine.begin() as connection:
+            return submit_environment(
+                connection, workspace_id=self.workspace, user_id=self.user, name=name, spec=spec or SPEC
+            )
+
+    def desire(self, env: uuid.UUID, state: DesiredState) -> None:
+        with self.engine.begin() as connection:
+            set_desired_state(connection, env, state)
+
+    def row(self, env: uuid.UUID) -> Any:
+        with self.engine.connect() as connection:
+            return connection.execute(
+                text(
+                    "SELECT e.phase, e.reason, h.name AS host FROM environments e"
+                    " LEFT JOIN hosts h ON h.id = e.host_id WHERE e.id = :id"
+                ),
+                {"id": env},
+            ).one()
+
+    def converge(self, check: Callable[[], bool], timeout_s: float = 20) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.reconciler.run_until_idle()
+            if check():
+                return
+            time.sleep(0.05)
+        pytest.fail("the environment never converged")
+
+    def phase_is(self, env: uuid.UUID, phase: str) -> Callable[[], bool]:
+        return lambda: self.row(env).phase == phase
+
+    def pods(self) -> list[client.V1Pod]:
+        return list(
+            self.api.list_namespaced_pod(
+                "default", label_selector="app.kubernetes.io/managed-by=remotegpu"
+            ).items
+        )
+
+
+@pytest.fixture
+def stack(engine: Engine, database_url: URL, sessions: object, tmp_path: Path) -> Iterator[Stack]:
+    template = NodeTemplate(count=2, gpus=8, model="H100")
+    with SimulatedCluster(template, start_delay=dt.timedelta(milliseconds=50)) as sim:
+        kubeconfig = sim.write_kubeconfig(tmp_path / "kubeconfig")
+        driver = KubernetesCluster.from_kubeconfig(str(kubeconfig))
+        with engine.begin() as connection:
+            sync_inventory(connection, driver.list_nodes())
+            user = make_user(connection)
+            workspace = make_workspace(connection, user)
+        api = client.CoreV1Api(config.new_client_from_config(str(kubeconfig)))
+        reconciler = Reconciler(database_url, driver, Settings(), identity="e2e", listen=False)
+        try:
+            yield Stack(engine, sim, driver, api, reconciler, workspace, user)
+        finally:
+            reconciler.close()
+    with engine.connect() as connection:
+        assert audit(connection) == []
+
+
+def test_inventory_comes_from_the_nodes(stack: Stack) -> None:
+    with stack.engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT h.name, count(g.id) FROM hosts h JOIN gpus g ON g.host_id = h.id GROUP BY h.name ORDER BY h.name"
+            )
+        ).all()
+        models = set(connection.execute(text("SELECT DISTINCT model FROM gpus")).scalars())
+    assert [tuple(r) for r in rows] == [("gpu-node-0", 8), ("gpu-node-1", 8)]
+    assert models == {"H100"}
+
+
+def test_environment_runs_stops_keeps_its_volume_starts_again_and_is_deleted(stack: Stack) -> None:
+    env = stack.submit("train")
+    stack.converge(stack.phase_is(env, "running"))
+    (pod,) = stack.pods()
+    assert pod.spec.node_name == stack.row(env).host
+    container = pod.spec.containers[0]
+    assert container.resources.limits["nvidia.com/gpu"] == "2"
+    with stack.engine.connect() as connection:
+        mapped = set(
+            connection.execute(
+                text("SELECT container_port, host_port FROM port_mappings WHERE released_at IS NULL")
+            ).all()
+        )
+    assert {(p.container_port, p.host_port) for p in container.ports} == {tuple(m) for m in mapped}
+    assert "Started container main" in stack.driver.read_logs(env)
+    claim_uid = stack.api.read_namespaced_persistent_volume_claim(f"env-{env}-data", "default").metadata.uid
+
+    stack.desire(env, DesiredState.STOPPED)
+    stack.converge(stack.phase_is(env, "stopped"))
+    assert stack.pods() == []
+    assert stack.driver.volume_claim_exists(env, "data"), "stop keeps the persistent volume"
+
+    stack.desire(env, DesiredState.RUNNING)
+    stack.converge(stack.phase_is(env, "running"))
+    assert (
+        stack.api.read_namespaced_persistent_volume_claim(f"env-{env}-data", "default").metadata.uid
+        == claim_uid
+    )
+
+    stack.desire(env, DesiredState.DELETED)
+    stack.converge(stack.phase_is(env, "deleted"))
+    assert stack.pods() == []
+    assert not stack.driver.volume_claim_exists(env, "data")
+    assert stack.api.list_namespaced_service("default").items == []
+
+
+@pytest.mark.parametrize(("fault", "reason"), [("image", "ImagePullBackOff"), ("oom", "OOMKilled")])
+def test_pod_faults_surface_as_readable_reasons(stack: Stack, fault: str, reason: str) -> None:
+    image = f"faulty-{fault}:1"
+    if fault == "image":
+        stack.sim.fail_image_pulls(image)
+    else:
+        stack.sim.crash(image, oom=True)
+    env = stack.submit("faulty", {**SPEC, "image": image})
+    stack.converge(lambda: stack.row(env).reason == reason)
+    assert stack.row(env).phase == "provisioning", "a temporary failure is retried, not failed at once"
+
+
+def test_a_node_going_not_ready_moves_the_environment_elsewhere(stack: Stack) -> None:
+    env = stack.submit("moving")
+    stack.converge(stack.phase_is(env, "running"))
+    first = stack.row(env).host
+    stack.sim.set_node_ready(first, False)
+    stack.reconciler.ctx.settings = Settings(host_down_after_seconds=0.01)
+    time.sleep(0.05)
+    sync_host_health(stack.reconciler.ctx)
+    stack.converge(lambda: stack.row(env).phase == "running" and stack.row(env).host not in (None, first))
+    assert [p.spec.node_name for p in stack.pods()] == [stack.row(env).host]
+
+
+def test_a_restart_mid_provision_creates_no_duplicate_objects(stack: Stack, database_url: URL) -> None:
+    env = stack.submit("restarted")
+    stack.reconciler.run_until_idle()  # scheduled and the pod created; it may not be running yet
+    stack.reconciler.close()
+    stack.reconciler = Reconciler(database_url, stack.driver, Settings(), identity="e2e-2", listen=False)
+    with stack.engine.begin() as connection:  # the old replica's leases die with it
+        connection.execute(text("UPDATE environments SET lock_token = NULL, lock_expires_at = NULL"))
+    stack.converge(stack.phase_is(env, "running"))
+    assert len(stack.pods()) == 1
+    assert len(stack.api.list_namespaced_persistent_volume_claim("default").items) == 1
