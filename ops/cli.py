@@ -87,6 +87,10 @@ def dev(config: ConfigOption = None) -> None:
 def reconciler(
     config: ConfigOption = None,
     identity: Annotated[str | None, typer.Option(help="Name of this replica (default: host-random).")] = None,
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option(help="Cluster to drive (default: in-cluster config, else the in-memory cluster)."),
+    ] = None,
 ) -> None:
     """Run one reconciler replica (leader or hot standby) until Ctrl-C."""
     settings = _settings(config)
@@ -96,8 +100,12 @@ def reconciler(
         signal.signal(signum, lambda *_: stop.set())
     from sqlalchemy.engine import make_url
 
-    with running_reconciler(make_url(url), settings, identity=identity) as replica:
-        console.print(f"Reconciler {replica.identity} running (in-memory cluster). Press Ctrl-C to stop.")
+    from remotegpu.core.kubernetes_cluster import KubernetesCluster
+
+    driver = KubernetesCluster.from_kubeconfig(str(kubeconfig)) if kubeconfig else None
+    where = f"cluster of {kubeconfig}" if kubeconfig else "in-memory cluster"
+    with running_reconciler(make_url(url), settings, driver, identity=identity) as replica:
+        console.print(f"Reconciler {replica.identity} running ({where}). Press Ctrl-C to stop.")
         wait_until(stop)
     console.print("Stopped.")
 

@@ -1,13 +1,15 @@
 """`remotegpu dev`: everything RemoteGPU needs on one machine, started in order and stopped in reverse.
 
 Today that is the database (the configured one, or an embedded Postgres) with the schema migrated, a
-demo inventory when it has none, and a reconciler (leader of shard 0) driving the in-memory cluster;
-the API and the simulated cluster join the stack as they land.
+simulated Kubernetes cluster of GPU nodes served over HTTP (with a kubeconfig for `kubectl`), and a
+reconciler (leader of shard 0) driving it through the Kubernetes driver; the inventory comes from the
+cluster's nodes. The API joins the stack when it lands.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,10 +17,12 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL
 
+from remotegpu.core.kubernetes_cluster import KubernetesCluster
 from remotegpu.core.settings import Settings
 from remotegpu.ops.migrate import current_revision, upgrade
 from remotegpu.ops.postgres import EmbeddedPostgres, ensure_database
-from remotegpu.ops.reconciler_runner import running_reconciler, seed_demo_inventory, wait_for_leadership
+from remotegpu.ops.reconciler_runner import running_reconciler, sync_inventory_now, wait_for_leadership
+from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
 
 DEV_DATABASE = "remotegpu"
 
@@ -31,6 +35,8 @@ class DevStack:
     embedded_data_dir: Path | None
     schema_revision: str | None
     reconciler: str = "not started"
+    cluster: str = "not started"
+    kubeconfig: Path | None = None
 
     def describe(self) -> list[tuple[str, str]]:
         """(component, where) rows, secrets redacted."""
@@ -40,6 +46,8 @@ class DevStack:
         return [
             ("Postgres", where),
             ("Schema", f"migrated to revision {self.schema_revision}"),
+            ("Cluster", self.cluster),
+            ("kubectl", f"kubectl --kubeconfig {self.kubeconfig} get pods -o wide"),
             ("Reconciler", self.reconciler),
         ]
 
@@ -56,17 +64,22 @@ def running_dev_stack(settings: Settings) -> Iterator[DevStack]:
             server = stack.enter_context(EmbeddedPostgres(embedded_dir))
             url = ensure_database(server.url.set(database=DEV_DATABASE))
         upgrade(url)
-        seeded = seed_demo_inventory(url)
-        reconciler = stack.enter_context(running_reconciler(url, settings))
+        template = NodeTemplate(count=4, gpus=8, model="H100", prefix="dev-node")
+        cluster = stack.enter_context(SimulatedCluster(template, start_delay=dt.timedelta(seconds=2)))
+        kubeconfig = cluster.write_kubeconfig((settings.data_dir / "simcluster.kubeconfig").resolve())
+        driver = KubernetesCluster.from_kubeconfig(str(kubeconfig))
+        sync_inventory_now(url, driver)
+        reconciler = stack.enter_context(running_reconciler(url, settings, driver))
         leading = wait_for_leadership(reconciler)
         epoch = reconciler.elector.epoch
         state = f"leader of shard 0 (epoch {epoch})" if leading else "standby (another replica leads)"
-        cluster = "in-memory cluster" + (f", {seeded} demo hosts added" if seeded else "")
         yield DevStack(
             database_url=url,
             embedded_data_dir=embedded_dir,
             schema_revision=current_revision(url),
-            reconciler=f"{state}; {cluster}",
+            reconciler=state,
+            cluster=f"simulated, {template.count} nodes × {template.gpus} {template.model} at {cluster.url}",
+            kubeconfig=kubeconfig,
         )
 
 

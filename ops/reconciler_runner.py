@@ -1,8 +1,4 @@
-"""Running a reconciler replica in this process, against the in-memory cluster.
-
-Until the Kubernetes driver lands, the cluster the reconciler drives is `InMemoryCluster`, whose nodes
-are the hosts registered in the database. `remotegpu dev` seeds a small demo inventory when it has none.
-"""
+"""Running a reconciler replica in this process, against a Kubernetes cluster or the in-memory one."""
 
 from __future__ import annotations
 
@@ -15,32 +11,21 @@ from collections.abc import Iterator
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 
+from remotegpu.core.cluster import ClusterDriver
 from remotegpu.core.db import make_engine
-from remotegpu.core.inventory import GpuDevice, register_host
+from remotegpu.core.inventory import sync_inventory
+from remotegpu.core.kubernetes_cluster import KubernetesCluster
 from remotegpu.core.memory_cluster import InMemoryCluster
 from remotegpu.core.settings import Settings
 from remotegpu.reconciler.loop import Reconciler
 
-GIB = 1 << 30
 
-
-def seed_demo_inventory(url: URL, hosts: int = 4, gpus_per_host: int = 8) -> int:
-    """Register `hosts` demo H100 hosts when the database has none; returns how many were added."""
+def sync_inventory_now(url: URL, driver: KubernetesCluster) -> int:
+    """Register the cluster's nodes as hosts right away (the leader's job keeps them in sync after)."""
     engine = make_engine(url, pool_size=1)
     try:
         with engine.begin() as connection:
-            if connection.execute(text("SELECT count(*) FROM hosts")).scalar_one():
-                return 0
-            for index in range(hosts):
-                register_host(
-                    connection,
-                    f"dev-node-{index}",
-                    [GpuDevice("H100", 80 * GIB) for _ in range(gpus_per_host)],
-                    cpu_millis=128_000,
-                    memory_bytes=1024 * GIB,
-                    labels={"nvidia.com/gpu.product": "H100"},
-                )
-        return hosts
+            return len(sync_inventory(connection, driver.list_nodes()))
     finally:
         engine.dispose()
 
@@ -58,7 +43,7 @@ def memory_cluster_for(url: URL, start_delay: dt.timedelta = dt.timedelta(second
 
 @contextlib.contextmanager
 def running_reconciler(
-    url: URL, settings: Settings, cluster: InMemoryCluster | None = None, identity: str | None = None
+    url: URL, settings: Settings, cluster: ClusterDriver | None = None, identity: str | None = None
 ) -> Iterator[Reconciler]:
     """A reconciler replica in a background thread, stopped (and resigned) on exit."""
     reconciler = Reconciler(url, cluster or memory_cluster_for(url), settings, identity=identity)

@@ -83,10 +83,22 @@ def test_dev_with_database_url_migrates_it_and_stops_on_ctrl_c(fresh_database: U
     assert "Postgres" in output
     assert "migrated to revision" in output
     assert "leader of shard 0" in output
+    assert "simulated, 4 nodes" in output
     assert current_revision(fresh_database) is not None
     try:
         environment = _submit_through_the_database(fresh_database)
         _wait_for_phase(fresh_database, environment, "running")
+        kubeconfig = tmp_path / ".remotegpu" / "simcluster.kubeconfig"
+        shown = subprocess.run(
+            ["kubectl", "--kubeconfig", str(kubeconfig), "get", "pods", "-o", "wide"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+        assert f"env-{environment}" in shown
+        assert "Running" in shown
+        assert "dev-node-" in shown
     finally:
         assert "Stopped." in _stop(process)
 
