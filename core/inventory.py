@@ -5,6 +5,7 @@ The cluster inventory sync calls `register_host` for new nodes; tests and benchm
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -95,14 +96,19 @@ def register_host(
     return host_id
 
 
-_UPDATE_HOST_SQL = text(
+_UPDATE_HOSTS_SQL = text(
     """
-    UPDATE hosts SET health = :health, cpu_millis_allocatable = :cpu, memory_bytes_allocatable = :memory,
-                     labels = CAST(:labels AS jsonb),
-                     last_heartbeat_at = CASE WHEN :ready THEN :now ELSE last_heartbeat_at END,
-                     removed_at = NULL, updated_at = now()
-     WHERE name = :name
-    RETURNING id
+    UPDATE hosts h SET health = n.health, cpu_millis_allocatable = n.cpu, memory_bytes_allocatable = n.memory,
+                       labels = n.labels,
+                       last_heartbeat_at = CASE WHEN n.ready THEN :now ELSE h.last_heartbeat_at END,
+                       removed_at = NULL, updated_at = now()
+      FROM unnest(CAST(:names AS text[]), CAST(:healths AS text[]), CAST(:readies AS boolean[]),
+                  CAST(:cpus AS bigint[]), CAST(:memories AS bigint[]), CAST(:labels AS jsonb[]))
+           AS n(name, health, ready, cpu, memory, labels)
+     WHERE h.name = n.name
+       AND (h.health IS DISTINCT FROM n.health OR h.cpu_millis_allocatable <> n.cpu
+            OR h.memory_bytes_allocatable <> n.memory OR h.labels <> n.labels OR h.removed_at IS NOT NULL
+            OR (n.ready AND (h.last_heartbeat_at IS NULL OR h.last_heartbeat_at < :refresh_before)))
     """
 )
 
@@ -132,20 +138,24 @@ def sync_inventory(connection: Connection, nodes: Sequence[ObservedNode]) -> lis
 
     added = []
     now = clock.now()
+    # One statement for every known node; a row is written only when something changed or its
+    # heartbeat is older than a few seconds, so a large cluster costs little per sync.
+    connection.execute(
+        _UPDATE_HOSTS_SQL,
+        {
+            "names": [node.name for node in nodes],
+            "healths": [(HostHealth.READY if node.ready else HostHealth.DOWN).value for node in nodes],
+            "readies": [node.ready for node in nodes],
+            "cpus": [node.cpu_millis for node in nodes],
+            "memories": [node.memory_bytes for node in nodes],
+            "labels": [json.dumps(node.labels) for node in nodes],
+            "now": now,
+            "refresh_before": now - dt.timedelta(seconds=4),
+        },
+    )
+    known = set(connection.execute(text("SELECT name FROM hosts")).scalars())
     for node in nodes:
-        updated = connection.execute(
-            _UPDATE_HOST_SQL,
-            {
-                "name": node.name,
-                "health": (HostHealth.READY if node.ready else HostHealth.DOWN).value,
-                "ready": node.ready,
-                "cpu": node.cpu_millis,
-                "memory": node.memory_bytes,
-                "labels": json.dumps(node.labels),
-                "now": now,
-            },
-        ).first()
-        if updated is None:
+        if node.name not in known:
             devices = [
                 GpuDevice(
                     node.gpu_model,

@@ -149,6 +149,10 @@ def bench(
     envs: Annotated[
         int | None, typer.Option("--envs", min=1, help="reconcile: environments to submit.")
     ] = None,
+    cluster: Annotated[
+        str, typer.Option("--cluster", help="reconcile: memory or sim (over HTTP).")
+    ] = "memory",
+    nodes: Annotated[int, typer.Option("--nodes", min=1, help="reconcile --cluster sim: node count.")] = 500,
 ) -> None:
     """Run a benchmark: a table, then one JSON line of figures."""
     if name == "allocation":
@@ -158,7 +162,9 @@ def bench(
     elif name == "reconcile":
         from remotegpu.ops.bench import reconcile
 
-        reconcile.main(quick, envs)
+        if cluster not in {"memory", "sim"}:
+            raise RemoteGPUError(f"--cluster: {cluster!r} is not a cluster; choose memory or sim")
+        reconcile.main(quick, envs, cluster, nodes)
     else:
         raise RemoteGPUError(f"unknown benchmark {name!r}; choose one of: allocation, reconcile")
 

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.1
 """Longest sleep between ticks while leading."""
+HOST_SYNC_SECONDS = 5.0
+"""How often the leader syncs hosts with the cluster's nodes (well inside `host_down_after_seconds`)."""
 
 
 class Reconciler:
@@ -73,7 +75,7 @@ class Reconciler:
         self._in_flight: dict[uuid.UUID, Future[None]] = {}
         self._jobs: BackgroundScheduler | None = None
         self._job_specs: list[tuple[Callable[[ReconcilerContext], None], float, str]] = [
-            (sync_host_health, max(settings.heartbeat_seconds, 1.0), "host-heartbeats")
+            (sync_host_health, HOST_SYNC_SECONDS, "host-heartbeats")
         ]
         self._last_heartbeat = 0.0
         self.steps_done = 0
@@ -117,9 +119,9 @@ class Reconciler:
             self.close()
 
     def close(self) -> None:
-        """Resign (if leading), wait for workers, and close every connection."""
+        """Resign (if leading), wait for workers and jobs, and close every connection."""
         if self._jobs is not None:
-            self._jobs.shutdown(wait=False)
+            self._jobs.shutdown(wait=True)
             self._jobs = None
         self.elector.resign()
         self.elector.close()

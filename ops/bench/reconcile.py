@@ -14,15 +14,20 @@ event. Violations: claim-history and counter findings, duplicate pods, environme
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import datetime as dt
 import json
 import statistics
+import tempfile
 import threading
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from kubernetes import client, config
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine, text
@@ -31,10 +36,12 @@ from sqlalchemy.engine import URL
 from remotegpu.core.claim_audit import audit
 from remotegpu.core.db import make_engine
 from remotegpu.core.environments import submit_environment
-from remotegpu.core.inventory import GpuDevice, register_host
+from remotegpu.core.inventory import GpuDevice, register_host, sync_inventory
+from remotegpu.core.kubernetes_cluster import KubernetesCluster
 from remotegpu.core.memory_cluster import InMemoryCluster
 from remotegpu.core.settings import Settings
 from remotegpu.ops.bench.database import bench_database
+from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
 from remotegpu.reconciler.loop import Reconciler
 
 GIB = 1 << 30
@@ -52,6 +59,40 @@ class ReconcileBenchConfig:
     workers: int = 8
     idle_samples: int = 10
     timeout_s: float = 300.0
+    cluster: str = "memory"
+    """`memory` (in-memory cluster) or `sim` (the simulated cluster over HTTP)."""
+    nodes: int = 500
+    """Nodes of the simulated cluster."""
+
+
+def _seed_tenant(engine: Engine) -> tuple[uuid.UUID, uuid.UUID]:
+    with engine.begin() as connection:
+        user = connection.execute(
+            text(
+                "INSERT INTO users (email, username, password_hash) VALUES ('b@example.org', 'bench', 'x') RETURNING id"
+            )
+        ).scalar_one()
+        workspace = connection.execute(
+            text("INSERT INTO workspaces (name, owner_id) VALUES ('bench', :u) RETURNING id"), {"u": user}
+        ).scalar_one()
+    return workspace, user
+
+
+def _pod_create_p50_ms(kubeconfig: str, samples: int = 200) -> float:
+    """Median time for the simulated cluster to serve a pod create, through the official client."""
+    api = client.CoreV1Api(config.new_client_from_config(kubeconfig))  # type: ignore[no-untyped-call]
+    timings = []
+    for index in range(samples):
+        body = {
+            "metadata": {"name": f"probe-{index}"},
+            "spec": {"containers": [{"name": "main", "image": "probe:1"}]},
+        }
+        started = time.perf_counter()
+        api.create_namespaced_pod("default", body, _preload_content=False)  # type: ignore[arg-type]
+        timings.append((time.perf_counter() - started) * 1000)
+    for index in range(samples):
+        api.delete_namespaced_pod(f"probe-{index}", "default", _preload_content=False)
+    return round(statistics.median(timings), 2)
 
 
 def _seed(engine: Engine, envs: int) -> tuple[uuid.UUID, uuid.UUID, set[str]]:
@@ -148,10 +189,25 @@ def run(
         "envs": config.envs,
         "workers": config.workers,
     }
-    with bench_database("remotegpu_bench_reconcile") as url:
+    figures["cluster"] = config.cluster
+    with bench_database("remotegpu_bench_reconcile") as url, contextlib.ExitStack() as stack:
         engine = make_engine(url, pool_size=4)
-        workspace, user, names = _seed(engine, config.envs + config.idle_samples + 1)
-        cluster = InMemoryCluster(nodes=names)
+        cluster: Any
+        if config.cluster == "sim":
+            sim = stack.enter_context(
+                SimulatedCluster(NodeTemplate(count=config.nodes), start_delay=dt.timedelta(0))
+            )
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            kubeconfig = sim.write_kubeconfig(folder / "kubeconfig")
+            cluster = KubernetesCluster.from_kubeconfig(str(kubeconfig))
+            figures["nodes"] = config.nodes
+            figures["sim_pod_create_p50_ms"] = _pod_create_p50_ms(str(kubeconfig))
+            workspace, user = _seed_tenant(engine)
+            with engine.begin() as connection:
+                sync_inventory(connection, cluster.list_nodes())
+        else:
+            workspace, user, names = _seed(engine, config.envs + config.idle_samples + 1)
+            cluster = InMemoryCluster(nodes=names)
         replicas, stop = _start_replicas(url, cluster, settings)
         try:
             leader = _wait_leader(replicas)
@@ -190,7 +246,7 @@ def run(
 
 
 def _start_replicas(
-    url: URL, cluster: InMemoryCluster, settings: Settings
+    url: URL, cluster: Any, settings: Settings
 ) -> tuple[list[tuple[Reconciler, threading.Thread]], threading.Event]:
     stop = threading.Event()
     replicas = []
@@ -237,14 +293,13 @@ def _fail_over(
     return round(took_over, 2), round(time.monotonic() - started, 2)
 
 
-def _violations(
-    engine: Engine, cluster: InMemoryCluster, flood: list[uuid.UUID], all_running: bool
-) -> list[str]:
+def _violations(engine: Engine, cluster: Any, flood: list[uuid.UUID], all_running: bool) -> list[str]:
     with engine.connect() as connection:
         problems = audit(connection)
-    duplicates = [name for name, count in cluster.creates.items() if count > 1]
-    if duplicates:
-        problems.append(f"pods created more than once: {duplicates[:5]}")
+    if isinstance(cluster, InMemoryCluster):
+        duplicates = [name for name, count in cluster.creates.items() if count > 1]
+        if duplicates:
+            problems.append(f"pods created more than once: {duplicates[:5]}")
     if not all_running:
         problems.append(f"{len(flood) - _running_count(engine, flood)} environments never reached running")
     return problems
@@ -261,6 +316,7 @@ def _print(console: Console, figures: dict[str, Any], violations: list[str]) -> 
         console.print(f"violation: {violation}", highlight=False)
 
 
-def main(quick: bool, envs: int | None = None) -> None:
+def main(quick: bool, envs: int | None = None, cluster: str = "memory", nodes: int = 500) -> None:
     """Entry point for the CLI: table, then the figures as the last line."""
-    print(json.dumps(run(quick, envs)))
+    config = ReconcileBenchConfig(envs=envs or (200 if quick else 1000), cluster=cluster, nodes=nodes)
+    print(json.dumps(run(quick, config=config)))

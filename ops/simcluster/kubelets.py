@@ -75,6 +75,10 @@ class Kubelets:
         self._counter = itertools.count()
         self._unschedulable: set[tuple[str, str]] = set()
         self._admitted: set[tuple[str, str]] = set()
+        self._placed: dict[tuple[str, str], tuple[str, tuple[int, int, int]]] = {}
+        self._usage: dict[str, tuple[int, int, int]] = {}
+        self._nodes_cache: list[Obj] = []
+        self._nodes_read_at = 0.0
         self._devices: dict[str, dict[tuple[str, str], list[int]]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -130,12 +134,13 @@ class Kubelets:
 
     def _schedule(self, pod: Obj) -> None:
         gpus, cpu, memory = _requests(pod)
-        nodes, _ = self.store.list(NODES, None, lambda _n: True)
+        nodes = self._nodes()
         for node in nodes:
             name = node["metadata"]["name"]
             if name in self.faults.not_ready or not self._fits(node, gpus, cpu, memory):
                 continue
             self._unschedulable.discard(_key(pod))
+            self._place(_key(pod), name, (gpus, cpu, memory))
             try:
                 self.store.patch(PODS, *_key(pod), {"spec": {"nodeName": name}})
             except ApiError:
@@ -161,7 +166,7 @@ class Kubelets:
                 self._unschedulable.discard((namespace, name))
                 continue
             gpus, cpu, memory = _requests(pod)
-            nodes, _ = self.store.list(NODES, None, lambda _n: True)
+            nodes = self._nodes()
             if any(
                 n["metadata"]["name"] not in self.faults.not_ready and self._fits(n, gpus, cpu, memory)
                 for n in nodes
@@ -185,6 +190,7 @@ class Kubelets:
             return
         taken = free[:gpus]
         self._admitted.add(_key(pod))
+        self._place(_key(pod), node_name, _requests(pod))
         with self._lock:
             self._devices.setdefault(node_name, {})[_key(pod)] = taken
         annotations = {ALLOCATED_GPUS: ",".join(device_uuid(node_name, i) for i in taken)}
@@ -276,14 +282,35 @@ class Kubelets:
     # -- helpers ----------------------------------------------------------------------------------
     def _fits(self, node: Obj, gpus: int, cpu: int, memory: int) -> bool:
         allocatable = node.get("status", {}).get("allocatable", {})
-        name = node["metadata"]["name"]
-        pods, _ = self.store.list(PODS, None, lambda p: p.get("spec", {}).get("nodeName") == name)
-        used = [_requests(p) for p in pods if p.get("status", {}).get("phase") not in {"Failed", "Succeeded"}]
+        used_gpus, used_cpu, used_memory = self._usage.get(node["metadata"]["name"], (0, 0, 0))
         return (
-            sum(u[0] for u in used) + gpus <= int(allocatable.get(GPU, 0))
-            and sum(u[1] for u in used) + cpu <= parse_cpu_millis(allocatable.get("cpu", 0))
-            and sum(u[2] for u in used) + memory <= parse_bytes(allocatable.get("memory", 0))
+            used_gpus + gpus <= int(allocatable.get(GPU, 0))
+            and used_cpu + cpu <= parse_cpu_millis(allocatable.get("cpu", 0))
+            and used_memory + memory <= parse_bytes(allocatable.get("memory", 0))
         )
+
+    def _place(self, key: tuple[str, str], node: str, requests: tuple[int, int, int]) -> None:
+        """Count a pod's requests against its node (once)."""
+        if key in self._placed:
+            return
+        self._placed[key] = (node, requests)
+        gpus, cpu, memory = self._usage.get(node, (0, 0, 0))
+        self._usage[node] = (gpus + requests[0], cpu + requests[1], memory + requests[2])
+
+    def _unplace(self, key: tuple[str, str]) -> None:
+        placed = self._placed.pop(key, None)
+        if placed is None:
+            return
+        node, (gpus, cpu, memory) = placed
+        used = self._usage.get(node, (0, 0, 0))
+        self._usage[node] = (used[0] - gpus, used[1] - cpu, used[2] - memory)
+
+    def _nodes(self) -> list[Obj]:
+        """The node list, refreshed at most every second (nodes rarely change)."""
+        if time.monotonic() - self._nodes_read_at > 1.0:
+            self._nodes_cache, _ = self.store.list(NODES, None, lambda _n: True)
+            self._nodes_read_at = time.monotonic()
+        return self._nodes_cache
 
     def _free_devices(self, node: Obj) -> list[int]:
         name = node["metadata"]["name"]
@@ -298,6 +325,7 @@ class Kubelets:
                 devices.pop(key, None)
         self._unschedulable.discard(key)
         self._admitted.discard(key)
+        self._unplace(key)
 
     def _after(self, seconds: float, key: tuple[str, str]) -> None:
         heapq.heappush(self._timers, (time.monotonic() + seconds, next(self._counter), key))

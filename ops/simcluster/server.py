@@ -92,6 +92,15 @@ class SimulatedApiServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients closing idle keep-alive connections is normal; anything else is printed."""
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
     def __init__(self, address: tuple[str, int], store: Store, kubelets: Kubelets, faults: Faults) -> None:
         super().__init__(address, _Handler)
