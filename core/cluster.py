@@ -101,3 +101,14 @@ class InventorySource(Protocol):
 
     def list_nodes(self) -> list[ObservedNode]:
         """Every node with its GPU capacity, labels and Ready condition."""
+
+
+@runtime_checkable
+class OwnedObjects(Protocol):
+    """A driver that can list and delete the objects RemoteGPU created, for garbage collection."""
+
+    def owned_objects(self) -> list[tuple[str, str, uuid.UUID]]:
+        """(kind, name, environment id) of every object labelled as an environment's."""
+
+    def delete_object(self, kind: str, name: str) -> bool:
+        """Delete one of them; True when something was deleted."""

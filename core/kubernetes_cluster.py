@@ -26,7 +26,10 @@ from remotegpu.core.cluster import (
 from remotegpu.core.inventory import ObservedNode
 from remotegpu.core.manifests import (
     ALLOCATED_GPUS_ANNOTATION,
+    ENVIRONMENT_LABEL,
     GPU_RESOURCE,
+    MANAGED_LABEL,
+    MANAGER,
     network_policy_manifest,
     pod_manifest,
     service_manifest,
@@ -137,6 +140,45 @@ class KubernetesCluster:
             )
         )
         return str(response.data.decode())
+
+    def owned_objects(self) -> list[tuple[str, str, uuid.UUID]]:
+        """(kind, name, environment id) of every pod, service and PVC labelled as an environment's."""
+        selector = f"{MANAGED_LABEL}={MANAGER},{ENVIRONMENT_LABEL}"
+        found: list[tuple[str, str, uuid.UUID]] = []
+        listings: list[tuple[str, Callable[[], Any]]] = [
+            (
+                "pod",
+                lambda: self._core.list_namespaced_pod(
+                    self.namespace, label_selector=selector, _preload_content=False
+                ),
+            ),
+            (
+                "service",
+                lambda: self._core.list_namespaced_service(
+                    self.namespace, label_selector=selector, _preload_content=False
+                ),
+            ),
+            (
+                "pvc",
+                lambda: self._core.list_namespaced_persistent_volume_claim(
+                    self.namespace, label_selector=selector, _preload_content=False
+                ),
+            ),
+        ]
+        for kind, listing in listings:
+            for item in _json(self._call(listing)).get("items", []):
+                metadata = item["metadata"]
+                found.append((kind, metadata["name"], uuid.UUID(metadata["labels"][ENVIRONMENT_LABEL])))
+        return found
+
+    def delete_object(self, kind: str, name: str) -> bool:
+        """Delete one owned object by kind (`pod`, `service`, `pvc`) and name; gone already is fine."""
+        deleters: dict[str, Callable[[], Any]] = {
+            "pod": lambda: self._core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=0),
+            "service": lambda: self._core.delete_namespaced_service(name, self.namespace),
+            "pvc": lambda: self._core.delete_namespaced_persistent_volume_claim(name, self.namespace),
+        }
+        return self._delete(deleters[kind])
 
     def list_nodes(self) -> list[ObservedNode]:
         """Every node, as inventory sync reads it."""

@@ -30,6 +30,7 @@ from remotegpu.core.notify import CHANNEL
 from remotegpu.core.settings import Settings
 from remotegpu.reconciler.context import ReconcilerContext, SimulatedCrashError
 from remotegpu.reconciler.environments import Lease, fetch_leases, reconcile
+from remotegpu.reconciler.gc import collect_garbage
 from remotegpu.reconciler.hosts import sync_host_health
 from remotegpu.reconciler.leader import FencedOutError, LeaderElector, default_identity
 from remotegpu.reconciler.scheduler import schedule_pass
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.1
 """Longest sleep between ticks while leading."""
+GC_SECONDS = 60.0
+"""How often the leader collects orphaned cluster objects and claims."""
 HOST_SYNC_SECONDS = 5.0
 """How often the leader syncs hosts with the cluster's nodes (well inside `host_down_after_seconds`)."""
 
@@ -74,15 +77,16 @@ class Reconciler:
         self._workers = ThreadPoolExecutor(settings.reconcile_workers, thread_name_prefix="reconcile")
         self._in_flight: dict[uuid.UUID, Future[None]] = {}
         self._jobs: BackgroundScheduler | None = None
-        self._job_specs: list[tuple[Callable[[ReconcilerContext], None], float, str]] = [
-            (sync_host_health, HOST_SYNC_SECONDS, "host-heartbeats")
+        self._job_specs: list[tuple[Callable[[ReconcilerContext], object], float, str]] = [
+            (sync_host_health, HOST_SYNC_SECONDS, "host-heartbeats"),
+            (collect_garbage, GC_SECONDS, "garbage-collection"),
         ]
         self._last_heartbeat = 0.0
         self.steps_done = 0
         self.steps_failed = 0
 
     # -- public ---------------------------------------------------------------------------------
-    def add_job(self, job: Callable[[ReconcilerContext], None], every_seconds: float, name: str) -> None:
+    def add_job(self, job: Callable[[ReconcilerContext], object], every_seconds: float, name: str) -> None:
         """Register a singleton job that runs only on the leader (meter tick, registry sync, gc…)."""
         self._job_specs.append((job, every_seconds, name))
 
@@ -178,7 +182,7 @@ class Reconciler:
 
     def _lose_leadership(self, reason: str) -> None:
         if self._jobs is not None:
-            self._jobs.shutdown(wait=False)
+            self._jobs.shutdown(wait=True)  # a job still running would only be fenced out anyway
             self._jobs = None
         if self.elector.is_leader:
             self.elector.step_down(reason)
@@ -192,7 +196,7 @@ class Reconciler:
         jobs.start()
         self._jobs = jobs
 
-    def _guarded(self, job: Callable[[ReconcilerContext], None], name: str) -> Callable[[], None]:
+    def _guarded(self, job: Callable[[ReconcilerContext], object], name: str) -> Callable[[], None]:
         def run() -> None:
             try:
                 job(self.ctx)

@@ -22,6 +22,7 @@ from remotegpu.core.kubernetes_cluster import KubernetesCluster
 from remotegpu.core.settings import Settings
 from remotegpu.core.states import DesiredState
 from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
+from remotegpu.reconciler.gc import collect_garbage
 from remotegpu.reconciler.hosts import sync_host_health
 from remotegpu.reconciler.loop import Reconciler
 from remotegpu.tests.allocation_world import make_user, make_workspace
@@ -97,10 +98,11 @@ def stack(engine: Engine, database_url: URL, sessions: object, tmp_path: Path) -
             workspace = make_workspace(connection, user)
         api = client.CoreV1Api(config.new_client_from_config(str(kubeconfig)))
         reconciler = Reconciler(database_url, driver, Settings(), identity="e2e", listen=False)
+        made = Stack(engine, sim, driver, api, reconciler, workspace, user)
         try:
-            yield Stack(engine, sim, driver, api, reconciler, workspace, user)
+            yield made
         finally:
-            reconciler.close()
+            made.reconciler.close()  # the one the test left in place (a test may replace it)
     with engine.connect() as connection:
         assert audit(connection) == []
 
@@ -187,3 +189,65 @@ def test_a_restart_mid_provision_creates_no_duplicate_objects(stack: Stack, data
     stack.converge(stack.phase_is(env, "running"))
     assert len(stack.pods()) == 1
     assert len(stack.api.list_namespaced_persistent_volume_claim("default").items) == 1
+
+
+def _orphan_pod(api: client.CoreV1Api, name: str, environment: uuid.UUID) -> None:
+    labels = {"app.kubernetes.io/managed-by": "remotegpu", "remotegpu.io/environment": str(environment)}
+    api.create_namespaced_pod(
+        "default",
+        client.V1Pod(
+            metadata=client.V1ObjectMeta(name=name, labels=labels),
+            spec=client.V1PodSpec(containers=[client.V1Container(name="main", image="leftover:1")]),
+        ),
+    )
+    api.create_namespaced_service(
+        "default",
+        client.V1Service(
+            metadata=client.V1ObjectMeta(name=name, labels=labels),
+            spec=client.V1ServiceSpec(cluster_ip="None"),
+        ),
+    )
+
+
+def test_garbage_collection_cleans_every_kind_of_orphan(stack: Stack) -> None:
+    # 1. objects of an environment that never existed
+    ghost = uuid.uuid4()
+    _orphan_pod(stack.api, f"env-{ghost}", ghost)
+    # 2. a pod left behind by an environment that is stopped (its volume must stay)
+    stopped = stack.submit("stopped")
+    stack.converge(stack.phase_is(stopped, "running"))
+    stack.desire(stopped, DesiredState.STOPPED)
+    stack.converge(stack.phase_is(stopped, "stopped"))
+    _orphan_pod(stack.api, f"env-{stopped}", stopped)
+    # 3. claims of an environment deleted by a crash between release and delete
+    crashed = stack.submit("crashed")
+    stack.converge(stack.phase_is(crashed, "running"))
+    with stack.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE environments SET phase = 'deleted', deleted_at = now() WHERE id = :id"),
+            {"id": crashed},
+        )
+
+    stack.reconciler.run_until_idle()  # takes leadership
+    cleaned = collect_garbage(stack.reconciler.ctx)
+
+    # ghost: pod + service; stopped: pod + service (its PVC stays); crashed: pod + service + PVC
+    assert cleaned == {"objects": 7, "claims": 1}
+    remaining = {p.metadata.name for p in stack.pods()}
+    assert remaining == set(), "the crashed environment's pod goes with its claims' owner"
+    assert stack.driver.volume_claim_exists(stopped, "data"), "a stopped environment keeps its volume"
+    assert not stack.driver.volume_claim_exists(crashed, "data")
+    with stack.engine.connect() as connection:
+        active = connection.execute(
+            text("SELECT count(*) FROM gpu_claims WHERE released_at IS NULL")
+        ).scalar_one()
+    assert active == 0
+    assert collect_garbage(stack.reconciler.ctx) == {"objects": 0, "claims": 0}, "a second pass finds nothing"
+
+
+def test_a_running_environment_without_its_pod_is_repaired(stack: Stack) -> None:
+    stack.reconciler.ctx.settings = Settings(resync_seconds=0.1)
+    env = stack.submit("repaired")
+    stack.converge(stack.phase_is(env, "running"))
+    stack.api.delete_namespaced_pod(f"env-{env}", "default")
+    stack.converge(lambda: len(stack.pods()) == 1 and stack.row(env).phase == "running")

@@ -1,0 +1,59 @@
+"""Garbage collection, a leader job: nothing of RemoteGPU's outlives the environment it belongs to.
+
+- Cluster objects labelled as an environment's (pod, service, PVC) whose environment does not exist or
+  is deleted are deleted; a stopped environment keeps its PVCs (stop keeps volumes) but not its pod.
+- Claims whose environment is deleted (or gone from the table) are released.
+An environment that believes it runs but has no pod needs no collector: its running step observes the
+pod on every resync and re-creates it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import text
+
+from remotegpu.core.allocation import release
+from remotegpu.core.cluster import OwnedObjects
+from remotegpu.reconciler.context import ReconcilerContext
+from remotegpu.reconciler.leader import fence
+
+log = logging.getLogger(__name__)
+
+_LIVE_SQL = text("SELECT id, phase FROM environments WHERE deleted_at IS NULL AND id = ANY(:ids)")
+_ORPHAN_CLAIMS_SQL = text(
+    """
+    SELECT DISTINCT a.environment_id FROM allocations a JOIN environments e ON e.id = a.environment_id
+     WHERE a.released_at IS NULL AND (e.deleted_at IS NOT NULL OR e.phase IN ('deleted', 'stopped', 'failed'))
+       AND (e.lock_token IS NULL OR e.lock_expires_at < now())
+    """
+)
+# Phases in which an environment has no business owning a pod.
+_PODLESS = {"pending", "admitted", "stopped", "failed", "deleted"}
+
+
+def collect_garbage(ctx: ReconcilerContext) -> dict[str, int]:
+    """One collection pass; returns how many objects and claims were cleaned."""
+    cleaned = {"objects": 0, "claims": 0}
+    if isinstance(ctx.cluster, OwnedObjects):
+        owned = ctx.cluster.owned_objects()  # no session open during cluster calls
+        ids = sorted({environment for _, _, environment in owned})
+        with ctx.engine.connect() as connection:
+            phases = {row.id: row.phase for row in connection.execute(_LIVE_SQL, {"ids": ids})}
+        for kind, name, environment in owned:
+            phase = phases.get(environment)
+            orphan = (
+                phase is None
+                or (kind == "pod" and phase in _PODLESS)
+                or (kind == "service" and phase in _PODLESS)
+            )
+            if orphan and ctx.cluster.delete_object(kind, name):
+                cleaned["objects"] += 1
+                log.info("Orphan deleted", extra={"kind": kind, "object": name, "env": str(environment)})
+    with ctx.engine.begin() as connection:
+        for environment in connection.execute(_ORPHAN_CLAIMS_SQL).scalars().all():
+            if release(connection, environment).released_anything:
+                cleaned["claims"] += 1
+                log.info("Orphan claims released", extra={"env": str(environment)})
+        fence(connection, ctx.shard, ctx.epoch)
+    return cleaned
