@@ -73,6 +73,8 @@ class PodObservation:
     generation: int | None = None
     retryable: bool = True
     """False for failures a retry cannot fix (e.g. an image that does not exist)."""
+    devices: tuple[str, ...] = ()
+    """GPU UUIDs the node gave the pod (device-plugin mode reads them back), when it reports them."""
 
 
 class ClusterUnavailableError(Exception):

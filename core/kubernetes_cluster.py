@@ -256,8 +256,9 @@ def observation_from_pod(pod: dict[str, Any]) -> PodObservation:
     generation = int(labels.get("remotegpu.io/generation", 0)) or None
     node = spec.get("nodeName")
     phase = status.get("phase", "Pending")
-    devices = pod.get("metadata", {}).get("annotations", {}).get(ALLOCATED_GPUS_ANNOTATION, "")
-    message = f"devices {devices}" if devices else ""
+    annotation = pod.get("metadata", {}).get("annotations", {}).get(ALLOCATED_GPUS_ANNOTATION, "")
+    devices = tuple(device for device in annotation.split(",") if device)
+    message = ""
     if phase == "Failed":
         reason = status.get("reason") or "PodFailed"
         return PodObservation(
@@ -282,8 +283,8 @@ def observation_from_pod(pod: dict[str, Any]) -> PodObservation:
             )
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", []))
     if phase == "Running" and ready:
-        return PodObservation(PodState.RUNNING, None, message, node, generation)
-    return PodObservation(PodState.PENDING, "ContainerCreating", message, node, generation)
+        return PodObservation(PodState.RUNNING, None, message, node, generation, devices=devices)
+    return PodObservation(PodState.PENDING, "ContainerCreating", message, node, generation, devices=devices)
 
 
 def node_info(node: dict[str, Any]) -> ObservedNode:

@@ -68,6 +68,8 @@ class EnvironmentState:
     host_name: str | None
     host_health: str | None
     ports: tuple[ClaimedPort, ...]
+    claimed_devices: tuple[str | None, ...] = ()
+    """Device UUIDs of the GPUs this environment claims (None where the node never reported one)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,8 @@ class StepResult:
     observed_generation: int | None = None
     mark_deleted: bool = False
     event_reason: str | None = None
+    devices: tuple[str, ...] = ()
+    """GPU UUIDs the node reported for the pod (recorded with the Running event)."""
 
     def continues(self, desired: DesiredState) -> bool:
         """True when the next step should run right away: a phase moved and there is more to do.
@@ -172,7 +176,10 @@ _STATE_COLUMNS = """
            a.host_id, h.name AS host_name, h.health AS host_health,
            coalesce((SELECT json_agg(json_build_array(m.container_port, m.host_port, m.protocol)
                                      ORDER BY m.container_port)
-                       FROM port_mappings m WHERE m.environment_id = e.id AND m.released_at IS NULL), '[]') AS ports
+                       FROM port_mappings m WHERE m.environment_id = e.id AND m.released_at IS NULL), '[]') AS ports,
+           coalesce((SELECT json_agg(g.device_uuid ORDER BY g.device_uuid)
+                       FROM gpu_claims c JOIN gpus g ON g.id = c.gpu_id
+                      WHERE c.environment_id = e.id AND c.released_at IS NULL), '[]') AS claimed_devices
       FROM environments e
       LEFT JOIN allocations a ON a.environment_id = e.id AND a.released_at IS NULL
       LEFT JOIN hosts h ON h.id = a.host_id
@@ -208,6 +215,7 @@ def _state(row: Any) -> EnvironmentState:
         host_name=row.host_name,
         host_health=row.host_health,
         ports=tuple(ClaimedPort(c, h, Protocol(p)) for c, h, p in row.ports),
+        claimed_devices=tuple(row.claimed_devices),
     )
 
 
@@ -279,7 +287,7 @@ def _towards_running(ctx: ReconcilerContext, env: EnvironmentState) -> StepResul
 def _observe(ctx: ReconcilerContext, env: EnvironmentState, pod: PodObservation) -> StepResult:
     if pod.state is PodState.RUNNING:
         if env.phase is Phase.PROVISIONING:
-            return advance("become_running", "Running", f"on {pod.node}")
+            return advance("become_running", "Running", _binding_message(pod), devices=pod.devices)
         return requeue(ctx.resync)
     if pod.state is PodState.PENDING:
         return requeue(dt.timedelta(milliseconds=200))
@@ -297,6 +305,19 @@ def _observe(ctx: ReconcilerContext, env: EnvironmentState, pod: PodObservation)
     if env.phase is Phase.RUNNING:
         return advance("recreate", "PodLost", "pod vanished; re-created on the same host")
     return requeue(dt.timedelta(milliseconds=200))
+
+
+def _binding_message(pod: PodObservation) -> str:
+    """Where it runs, and with which GPUs when the node reports them (device-plugin mode)."""
+    message = f"on {pod.node}"
+    if pod.devices:
+        message += f" with {', '.join(pod.devices)}"
+    return message
+
+
+def _binding_mismatch(env: EnvironmentState, devices: tuple[str, ...]) -> bool:
+    claimed = {device for device in env.claimed_devices if device}
+    return bool(devices) and bool(claimed) and set(devices) != claimed
 
 
 def _apply_deadline(ctx: ReconcilerContext, env: EnvironmentState, result: StepResult) -> StepResult:
@@ -435,8 +456,39 @@ def apply(
             raise LeaseLostError(f"lease on {env.id} lost before apply")
         if moved or result.retry_reason is not None:
             _record_event(connection, env, result, new_phase)
+        if result.devices and _binding_mismatch(env, result.devices):
+            _record_binding_mismatch(connection, env, result.devices)
         fence(connection, ctx.shard, ctx.epoch)
     return _state(row)
+
+
+def _record_binding_mismatch(connection: Connection, env: EnvironmentState, devices: tuple[str, ...]) -> None:
+    """The device plugin gave other GPUs than the ones claimed: an event and a condition say so."""
+    claimed = sorted(device for device in env.claimed_devices if device)
+    message = f"node gave {', '.join(devices)}; claimed {', '.join(claimed)}"
+    connection.execute(
+        _EVENT_SQL,
+        {
+            "workspace_id": env.workspace_id,
+            "environment_id": env.id,
+            "kind": "binding",
+            "reason": "GpuBindingMismatch",
+            "message": message,
+            "data": json.dumps({"given": list(devices), "claimed": claimed}),
+        },
+    )
+    condition = {"type": "GpuBinding", "status": "False", "reason": "GpuBindingMismatch", "message": message}
+    connection.execute(_SET_CONDITION_SQL, {"id": env.id, "condition": json.dumps(condition)})
+
+
+_SET_CONDITION_SQL = text(
+    """
+    UPDATE environments
+       SET conditions = (SELECT coalesce(jsonb_agg(c), '[]') FROM jsonb_array_elements(conditions) c
+                          WHERE c->>'type' <> 'GpuBinding') || jsonb_build_array(CAST(:condition AS jsonb))
+     WHERE id = :id
+    """
+)
 
 
 def _record_event(
@@ -451,7 +503,12 @@ def _record_event(
             "reason": result.event_reason or result.trigger or "Retry",
             "message": result.message,
             "data": json.dumps(
-                {"from": env.phase.value, "to": new_phase.value, "generation": env.generation}
+                {
+                    "from": env.phase.value,
+                    "to": new_phase.value,
+                    "generation": env.generation,
+                    "devices": list(result.devices),
+                }
             ),
         },
     )

@@ -251,3 +251,64 @@ def test_a_running_environment_without_its_pod_is_repaired(stack: Stack) -> None
     stack.converge(stack.phase_is(env, "running"))
     stack.api.delete_namespaced_pod(f"env-{env}", "default")
     stack.converge(lambda: len(stack.pods()) == 1 and stack.row(env).phase == "running")
+
+
+def _events(stack: Stack, env: uuid.UUID, reason: str) -> list[Any]:
+    with stack.engine.connect() as connection:
+        return list(
+            connection.execute(
+                text("SELECT message, data FROM events WHERE environment_id = :e AND reason = :r"),
+                {"e": env, "r": reason},
+            )
+        )
+
+
+def test_the_devices_the_node_gave_are_recorded_with_the_running_event(stack: Stack) -> None:
+    env = stack.submit("bound")
+    stack.converge(stack.phase_is(env, "running"))
+    (pod,) = stack.pods()
+    given = pod.metadata.annotations["remotegpu.io/allocated-gpus"].split(",")
+    ((_, data),) = _events(stack, env, "Running")
+    assert data["devices"] == given
+    with stack.engine.connect() as connection:
+        claimed = set(
+            connection.execute(
+                text(
+                    "SELECT g.device_uuid FROM gpu_claims c JOIN gpus g ON g.id = c.gpu_id WHERE c.environment_id = :e AND c.released_at IS NULL"
+                ),
+                {"e": env},
+            ).scalars()
+        )
+    assert claimed == set(given)
+    assert _events(stack, env, "GpuBindingMismatch") == []
+
+
+def test_a_device_binding_mismatch_is_an_event_and_a_condition(stack: Stack) -> None:
+    # A pod that is not ours holds device 0 of every node, so the device plugin gives our pod others.
+    for node in ("gpu-node-0", "gpu-node-1"):
+        stack.api.create_namespaced_pod(
+            "default",
+            client.V1Pod(
+                metadata=client.V1ObjectMeta(name=f"foreign-{node}"),
+                spec=client.V1PodSpec(
+                    node_name=node,
+                    containers=[
+                        client.V1Container(
+                            name="main",
+                            image="other:1",
+                            resources=client.V1ResourceRequirements(limits={"nvidia.com/gpu": "1"}),
+                        )
+                    ],
+                ),
+            ),
+        )
+    env = stack.submit("mismatched")
+    stack.converge(stack.phase_is(env, "running"))
+    ((message, data),) = _events(stack, env, "GpuBindingMismatch")
+    assert set(data["given"]) != set(data["claimed"])
+    with stack.engine.connect() as connection:
+        conditions = connection.execute(
+            text("SELECT conditions FROM environments WHERE id = :e"), {"e": env}
+        ).scalar_one()
+    assert [c["reason"] for c in conditions if c["type"] == "GpuBinding"] == ["GpuBindingMismatch"]
+    assert "node gave" in message
