@@ -4,6 +4,9 @@ allocation, no duplicate cluster object, a clean claim history."""
 from __future__ import annotations
 
 import datetime as dt
+import time
+import uuid
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
@@ -11,17 +14,25 @@ from sqlalchemy.engine import URL
 
 from remotegpu.core import clock
 from remotegpu.core.claim_audit import audit
+from remotegpu.core.environments import set_desired_state, submit_environment
+from remotegpu.core.inventory import sync_inventory
+from remotegpu.core.kubernetes_cluster import KubernetesCluster
+from remotegpu.core.settings import Settings
 from remotegpu.core.states import DesiredState
+from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
+from remotegpu.ops.simcluster.store import BY_PATH
 from remotegpu.reconciler.context import SimulatedCrashError
-from remotegpu.tests.reconciler.world import build_world
+from remotegpu.reconciler.loop import Reconciler
+from remotegpu.tests.allocation_world import make_user, make_workspace
+from remotegpu.tests.reconciler.world import SPEC, build_world
 
 START = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
 KILLS = [
     ("after-allocation", 1),
     ("after-pod-created", 1),
     ("after-pod-deleted", 1),
-    # every apply of the run-then-stop lifecycle: admit, provision, running, stop, finish_stop
-    *[("mid-apply", nth) for nth in range(1, 6)],
+    # the applies of the run-then-stop lifecycle (provision, running, stop, finish_stop, …)
+    *[("mid-apply", nth) for nth in range(1, 5)],
 ]
 
 
@@ -69,3 +80,57 @@ def test_killed_step_resumes_to_the_same_end_state(
             assert allocations == 1, "the environment was allocated exactly once"
         finally:
             world.reconciler.close()
+
+
+@pytest.mark.parametrize(("point", "nth"), KILLS)
+def test_killed_step_resumes_against_the_simulated_cluster(
+    engine: Engine, database_url: URL, sessions: object, tmp_path: Path, point: str, nth: int
+) -> None:
+    """The same kills, with the Kubernetes driver talking HTTP to the simulated cluster."""
+    kill = KillOnce(point, nth)
+    with SimulatedCluster(NodeTemplate(count=2, gpus=8), start_delay=dt.timedelta(0)) as sim:
+        driver = KubernetesCluster.from_kubeconfig(str(sim.write_kubeconfig(tmp_path / "kubeconfig")))
+        with engine.begin() as connection:
+            sync_inventory(connection, driver.list_nodes())
+            user = make_user(connection)
+            workspace = make_workspace(connection, user)
+        with clock.frozen_at(START) as advance:
+            reconciler = Reconciler(
+                database_url, driver, Settings(), identity="kill-sim", kill_point=kill, listen=False
+            )
+            try:
+                with engine.begin() as connection:
+                    env = submit_environment(
+                        connection, workspace_id=workspace, user_id=user, name="train", spec=SPEC
+                    )
+
+                def settle(phase: str) -> None:
+                    for _ in range(40):
+                        reconciler.run_until_idle()
+                        if _phase(engine, env) == phase:
+                            return
+                        advance(dt.timedelta(seconds=31))  # a killed step's lease expires
+                        time.sleep(0.02)  # the simulated kubelet works in real time
+                    pytest.fail(f"never reached {phase}")
+
+                settle("running")
+                with engine.begin() as connection:
+                    set_desired_state(connection, env, DesiredState.STOPPED)
+                settle("stopped")
+            finally:
+                reconciler.close()
+        assert kill.fired, f"the scenario never reached {point} #{nth}"
+        pods = sim.store.list(BY_PATH[("", "v1", "pods")], None, lambda _obj: True)[0]
+        claims = sim.store.list(BY_PATH[("", "v1", "persistentvolumeclaims")], None, lambda _obj: True)[0]
+        assert pods == []
+        assert [c["metadata"]["name"] for c in claims] == [f"env-{env}-data"], "one volume, kept on stop"
+    with engine.connect() as connection:
+        assert audit(connection) == []
+        assert connection.execute(text("SELECT count(*) FROM allocations")).scalar_one() == 1
+
+
+def _phase(engine: Engine, env: uuid.UUID) -> str:
+    with engine.connect() as connection:
+        return str(
+            connection.execute(text("SELECT phase FROM environments WHERE id = :e"), {"e": env}).scalar_one()
+        )
