@@ -25,6 +25,7 @@ from remotegpu.core.cluster import (
 )
 from remotegpu.core.inventory import ObservedNode
 from remotegpu.core.manifests import (
+    ACCESS_IMAGE,
     ALLOCATED_GPUS_ANNOTATION,
     ENVIRONMENT_LABEL,
     GPU_RESOURCE,
@@ -56,9 +57,11 @@ class KubernetesCluster:
         *,
         namespace: str = "default",
         storage_class: str | None = None,
+        access_image: str = ACCESS_IMAGE,
     ) -> None:
         self.namespace = namespace
         self.storage_class = storage_class
+        self.access_image = access_image
         self._core = client.CoreV1Api(api_client)
         self._networking = client.NetworkingV1Api(api_client)
         self._policies: set[uuid.UUID] = set()
@@ -88,7 +91,9 @@ class KubernetesCluster:
                 volume_claim_manifest(spec, volume, self.storage_class),
             )
         self._create(self._core.create_namespaced_service, service_manifest(spec))
-        return self._create(self._core.create_namespaced_pod, pod_manifest(spec))
+        return self._create(
+            self._core.create_namespaced_pod, pod_manifest(spec, access_image=self.access_image)
+        )
 
     def observe_workload(self, environment_id: uuid.UUID) -> PodObservation:
         """Map the pod's status to what the reconciler acts on."""

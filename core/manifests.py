@@ -45,8 +45,25 @@ def _memory_quantity(size_bytes: int) -> str:
     return f"{max(size_bytes // (1 << 20), 1)}Mi"
 
 
-def pod_manifest(spec: WorkloadSpec, *, shm_fraction: float = 0.5) -> Manifest:
-    """The environment's pod, pinned to `spec.node`."""
+ACCESS_IMAGE = "ghcr.io/remotegpu/access:1"
+"""Image whose `/access` folder holds a static sshd, its helpers and `bin/entrypoint`; configurable."""
+ACCESS_MOUNT = "/opt/remotegpu"
+
+
+def wants_ssh(spec: WorkloadSpec) -> bool:
+    """Whether the environment asked for SSH access (a claimed port for container port 22)."""
+    return any(port.container_port == 22 for port in spec.ports)
+
+
+def pod_manifest(
+    spec: WorkloadSpec, *, shm_fraction: float = 0.5, access_image: str = ACCESS_IMAGE
+) -> Manifest:
+    """The environment's pod, pinned to `spec.node`.
+
+    With SSH access, an init container copies a static sshd from `access_image` into a shared volume,
+    and the main container starts through its entrypoint, which runs sshd (keys from the optional
+    secret `env-<id>-ssh`) and then execs the user's command: sshd in any image, no root image changes.
+    """
     limits: dict[str, str] = {}
     requests: dict[str, str] = {}
     if spec.gpu_count:
@@ -92,6 +109,27 @@ def pod_manifest(spec: WorkloadSpec, *, shm_fraction: float = 0.5) -> Manifest:
     }
     if spec.command:
         container["command"] = list(spec.command)
+    init_containers: list[Manifest] = []
+    if wants_ssh(spec):
+        init_containers.append(
+            {
+                "name": "access-init",
+                "image": access_image,
+                "command": ["cp", "-a", "/access/.", ACCESS_MOUNT],
+                "volumeMounts": [{"name": "access", "mountPath": ACCESS_MOUNT}],
+                "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+            }
+        )
+        container["command"] = [
+            f"{ACCESS_MOUNT}/bin/entrypoint",
+            "--",
+            *(spec.command or ("sleep", "infinity")),
+        ]
+        volume_mounts.append({"name": "access", "mountPath": ACCESS_MOUNT})
+        volume_mounts.append({"name": "ssh-keys", "mountPath": f"{ACCESS_MOUNT}/keys", "readOnly": True})
+        volumes.append({"name": "access", "emptyDir": {}})
+        volumes.append({"name": "ssh-keys", "secret": {"secretName": f"{spec.name}-ssh", "optional": True}})
+    pod_spec_extra: Manifest = {"initContainers": init_containers} if init_containers else {}
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -102,6 +140,7 @@ def pod_manifest(spec: WorkloadSpec, *, shm_fraction: float = 0.5) -> Manifest:
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
             "containers": [container],
+            **pod_spec_extra,
             "volumes": volumes,
         },
     }

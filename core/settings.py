@@ -62,6 +62,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """First retry delay of a temporary error; doubles per attempt, with jitter."""
     backoff_cap_seconds: float = 60.0
     """Longest retry delay."""
+    access_image: str = "ghcr.io/remotegpu/access:1"
+    """Image that brings a static sshd into environments that ask for SSH access."""
+    storage_class: str | None = None
+    """StorageClass of environments' persistent volumes (the cluster's default when unset)."""
 
     def __post_init__(self) -> None:
         if self.database_url is not None:

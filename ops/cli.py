@@ -102,7 +102,8 @@ def reconciler(
 
     from remotegpu.core.kubernetes_cluster import KubernetesCluster
 
-    driver = KubernetesCluster.from_kubeconfig(str(kubeconfig)) if kubeconfig else None
+    options = {"storage_class": settings.storage_class, "access_image": settings.access_image}
+    driver = KubernetesCluster.from_kubeconfig(str(kubeconfig), **options) if kubeconfig else None
     where = f"cluster of {kubeconfig}" if kubeconfig else "in-memory cluster"
     with running_reconciler(make_url(url), settings, driver, identity=identity) as replica:
         console.print(f"Reconciler {replica.identity} running ({where}). Press Ctrl-C to stop.")

@@ -67,7 +67,9 @@ def running_dev_stack(settings: Settings) -> Iterator[DevStack]:
         template = NodeTemplate(count=4, gpus=8, model="H100", prefix="dev-node")
         cluster = stack.enter_context(SimulatedCluster(template, start_delay=dt.timedelta(seconds=2)))
         kubeconfig = cluster.write_kubeconfig((settings.data_dir / "simcluster.kubeconfig").resolve())
-        driver = KubernetesCluster.from_kubeconfig(str(kubeconfig))
+        driver = KubernetesCluster.from_kubeconfig(
+            str(kubeconfig), storage_class=settings.storage_class, access_image=settings.access_image
+        )
         sync_inventory_now(url, driver)
         reconciler = stack.enter_context(running_reconciler(url, settings, driver))
         leading = wait_for_leadership(reconciler)

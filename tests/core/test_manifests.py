@@ -120,3 +120,22 @@ def test_pod_status_maps_to_a_state_and_a_readable_reason(
     observed = observation_from_pod(pod)
     assert (observed.state, observed.reason, observed.retryable) == (state, reason, retryable)
     assert (observed.node, observed.generation) == ("n1", 2)
+
+
+def test_ssh_access_brings_sshd_into_any_image_through_an_init_container() -> None:
+    pod = pod_manifest(SPEC, access_image="registry.example.org/access:2")
+    (init,) = pod["spec"]["initContainers"]
+    assert init["image"] == "registry.example.org/access:2"
+    main = pod["spec"]["containers"][0]
+    assert main["command"] == ["/opt/remotegpu/bin/entrypoint", "--", "sleep", "infinity"]
+    assert {m["mountPath"] for m in main["volumeMounts"]} >= {"/opt/remotegpu", "/opt/remotegpu/keys"}
+    keys = next(v for v in pod["spec"]["volumes"] if v["name"] == "ssh-keys")
+    assert keys["secret"] == {"secretName": f"env-{SPEC.environment_id}-ssh", "optional": True}
+    kubernetes_validate.validate(pod, VERSION, strict=True)
+
+
+def test_without_ssh_the_command_is_left_as_written() -> None:
+    spec = WorkloadSpec(SPEC.environment_id, SPEC.workspace_id, 1, "n", "img", command=("python", "train.py"))
+    pod = pod_manifest(spec)
+    assert "initContainers" not in pod["spec"]
+    assert pod["spec"]["containers"][0]["command"] == ["python", "train.py"]
