@@ -8,7 +8,9 @@ benchmarks, `remotegpu dev` until the simulated cluster lands) and the Kubernete
 from __future__ import annotations
 
 import enum
+import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -114,3 +116,11 @@ class OwnedObjects(Protocol):
 
     def delete_object(self, kind: str, name: str) -> bool:
         """Delete one of them; True when something was deleted."""
+
+
+@runtime_checkable
+class WorkloadWatcher(Protocol):
+    """A driver that can report pod changes as they happen, so the reconciler looks at once."""
+
+    def watch_workloads(self, on_change: Callable[[uuid.UUID], None], stop: threading.Event) -> None:
+        """Call `on_change` with the environment id of every changed pod until `stop` is set."""

@@ -9,12 +9,13 @@ answers and connection errors become `ClusterUnavailableError`, a temporary erro
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import urllib3
-from kubernetes import client, config  # type: ignore[import-untyped,unused-ignore]
+from kubernetes import client, config, watch  # type: ignore[import-untyped,unused-ignore]
 
 from remotegpu.core.cluster import (
     ClusterUnavailableError,
@@ -184,6 +185,27 @@ class KubernetesCluster:
             "pvc": lambda: self._core.delete_namespaced_persistent_volume_claim(name, self.namespace),
         }
         return self._delete(deleters[kind])
+
+    def watch_workloads(self, on_change: Callable[[uuid.UUID], None], stop: threading.Event) -> None:
+        """Call `on_change(environment id)` for every change of one of our pods, until `stop` is set.
+
+        A hint only: the reconciler still resyncs, so a missed event delays work and never loses it.
+        """
+        selector = f"{MANAGED_LABEL}={MANAGER},{ENVIRONMENT_LABEL}"
+        while not stop.is_set():
+            stream = watch.Watch()  # type: ignore[no-untyped-call,unused-ignore]
+            try:
+                for event in stream.stream(  # type: ignore[no-untyped-call,unused-ignore]
+                    self._core.list_namespaced_pod, self.namespace, label_selector=selector, timeout_seconds=5
+                ):
+                    if stop.is_set():
+                        stream.stop()  # type: ignore[no-untyped-call,unused-ignore]
+                        break
+                    labels = event["object"].metadata.labels or {}
+                    if ENVIRONMENT_LABEL in labels:
+                        on_change(uuid.UUID(labels[ENVIRONMENT_LABEL]))
+            except Exception:  # the API went away or the watch expired: start a new one shortly
+                stop.wait(1.0)
 
     def list_nodes(self) -> list[ObservedNode]:
         """Every node, as inventory sync reads it."""

@@ -22,9 +22,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 
-from remotegpu.core.cluster import ClusterDriver
+from remotegpu.core import clock
+from remotegpu.core.cluster import ClusterDriver, WorkloadWatcher
 from remotegpu.core.db import make_engine, normalise_url
 from remotegpu.core.notify import CHANNEL
 from remotegpu.core.settings import Settings
@@ -32,10 +34,15 @@ from remotegpu.reconciler.context import ReconcilerContext, SimulatedCrashError
 from remotegpu.reconciler.environments import Lease, fetch_leases, reconcile
 from remotegpu.reconciler.gc import collect_garbage
 from remotegpu.reconciler.hosts import sync_host_health
-from remotegpu.reconciler.leader import FencedOutError, LeaderElector, default_identity
+from remotegpu.reconciler.leader import FencedOutError, LeaderElector, default_identity, fence
 from remotegpu.reconciler.scheduler import schedule_pass
 
 log = logging.getLogger(__name__)
+
+_NUDGE_SQL = text(
+    "UPDATE environments SET next_attempt_at = :now"
+    " WHERE id = :id AND next_attempt_at > :now AND (lock_token IS NULL OR lock_expires_at < :now)"
+)
 
 POLL_SECONDS = 0.1
 """Longest sleep between ticks while leading."""
@@ -104,6 +111,13 @@ class Reconciler:
         if self._listen:
             listener.start()
         scheduling.start()
+        if isinstance(self.ctx.cluster, WorkloadWatcher):
+            threading.Thread(
+                target=self.ctx.cluster.watch_workloads,
+                args=(self.on_pod_change, stop),
+                daemon=True,
+                name="pods",
+            ).start()
         try:
             while not stop.is_set():
                 if self._fenced.is_set():
@@ -226,6 +240,20 @@ class Reconciler:
         for environment_id, future in list(self._in_flight.items()):
             if future.done():
                 del self._in_flight[environment_id]
+
+    def on_pod_change(self, environment_id: uuid.UUID) -> None:
+        """A pod of ours changed: make its environment due now (if not leased) and wake the loop."""
+        if not self.elector.is_leader:
+            return
+        now = clock.now()
+        try:
+            with self.ctx.engine.begin() as connection:
+                connection.execute(_NUDGE_SQL, {"id": environment_id, "now": now})
+                fence(connection, self.ctx.shard, self.ctx.epoch)
+        except FencedOutError:
+            self._fenced.set()
+            return
+        self._wake_now()
 
     def _wake_now(self) -> None:
         self._wake.set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -312,3 +313,32 @@ def test_a_device_binding_mismatch_is_an_event_and_a_condition(stack: Stack) -> 
         ).scalar_one()
     assert [c["reason"] for c in conditions if c["type"] == "GpuBinding"] == ["GpuBindingMismatch"]
     assert "node gave" in message
+
+
+def test_the_driver_reports_changes_of_our_pods(stack: Stack) -> None:
+    changed: list[uuid.UUID] = []
+    stop = threading.Event()
+    watcher = threading.Thread(target=stack.driver.watch_workloads, args=(changed.append, stop), daemon=True)
+    watcher.start()
+    try:
+        env = stack.submit("watched")
+        stack.converge(lambda: env in changed)
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
+
+
+def test_a_pod_change_makes_its_environment_due_at_once(stack: Stack) -> None:
+    stack.sim.kubelets.start_delay = dt.timedelta(minutes=10)  # the pod stays Pending for now
+    env = stack.submit("nudged")
+    stack.reconciler.run_until_idle()
+    with stack.engine.connect() as connection:
+        due_before = connection.execute(
+            text("SELECT next_attempt_at FROM environments WHERE id = :e"), {"e": env}
+        ).scalar_one()
+    stack.reconciler.on_pod_change(env)
+    with stack.engine.connect() as connection:
+        due_after = connection.execute(
+            text("SELECT next_attempt_at FROM environments WHERE id = :e"), {"e": env}
+        ).scalar_one()
+    assert due_after < due_before
