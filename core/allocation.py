@@ -178,7 +178,7 @@ _HOST_HEADROOM = """
     h.port_range_start, h.port_range_end,
     h.cpu_millis_allocatable - h.cpu_millis_foreign - h.cpu_millis_claimed AS cpu_free,
     h.memory_bytes_allocatable - h.memory_bytes_foreign - h.memory_bytes_claimed AS memory_free,
-    h.port_range_end - h.port_range_start + 1 - h.ports_claimed AS ports_free
+    h.port_range_end - h.port_range_start + 1 - h.ports_claimed - jsonb_array_length(h.foreign_ports) AS ports_free
 """
 _SCHEDULABLE = "NOT h.cordoned AND NOT h.draining AND h.health = 'ready' AND h.removed_at IS NULL"
 
@@ -192,7 +192,7 @@ _GPU_CANDIDATES_SQL = text(
        AND {_SCHEDULABLE}
        AND h.cpu_millis_allocatable - h.cpu_millis_foreign - h.cpu_millis_claimed >= :cpu_millis
        AND h.memory_bytes_allocatable - h.memory_bytes_foreign - h.memory_bytes_claimed >= :memory_bytes
-       AND h.port_range_end - h.port_range_start + 1 - h.ports_claimed >= :port_count
+       AND h.port_range_end - h.port_range_start + 1 - h.ports_claimed - jsonb_array_length(h.foreign_ports) >= :port_count
      ORDER BY CASE WHEN :spread THEN -p.free ELSE p.free END, h.name
      LIMIT :limit
     """
@@ -205,7 +205,7 @@ _CPU_CANDIDATES_SQL = text(
      WHERE {_SCHEDULABLE}
        AND h.cpu_millis_allocatable - h.cpu_millis_foreign - h.cpu_millis_claimed >= :cpu_millis
        AND h.memory_bytes_allocatable - h.memory_bytes_foreign - h.memory_bytes_claimed >= :memory_bytes
-       AND h.port_range_end - h.port_range_start + 1 - h.ports_claimed >= :port_count
+       AND h.port_range_end - h.port_range_start + 1 - h.ports_claimed - jsonb_array_length(h.foreign_ports) >= :port_count
      ORDER BY h.name
      LIMIT :limit
     """
@@ -226,6 +226,7 @@ _UNDER_HOST_LOCK_SQL = text(
                   WHERE g.model = :gpu_model AND g.health = 'healthy' AND NOT g.foreign_use
                     AND NOT EXISTS (SELECT 1 FROM gpu_claims c WHERE c.gpu_id = g.id AND c.released_at IS NULL)
                   ORDER BY g.index LIMIT :gpu_count) AS gpu_ids,
+           (SELECT h.foreign_ports FROM hosts h WHERE h.id = :host_id) AS foreign_ports,
            ARRAY(SELECT m.host_port FROM port_mappings m
                   WHERE m.host_id = :host_id AND m.released_at IS NULL AND m.protocol = 'tcp') AS tcp_in_use,
            ARRAY(SELECT m.host_port FROM port_mappings m
@@ -483,6 +484,7 @@ def _choose_on_host(
     ports: list[ClaimedPort] = []
     if request.ports:
         in_use = {(port, "tcp") for port in row.tcp_in_use} | {(port, "udp") for port in row.udp_in_use}
+        in_use |= {(int(used["port"]), str(used["protocol"])) for used in row.foreign_ports or []}
         chosen = choose_host_ports(request.ports, port_range[0], port_range[1], in_use)
         if chosen is None:
             return None

@@ -9,7 +9,7 @@ import datetime as dt
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, text
 
@@ -114,6 +114,18 @@ _UPDATE_HOSTS_SQL = text(
 
 
 @dataclass(frozen=True)
+class ForeignUsage:
+    """What pods that are not RemoteGPU's use on a node."""
+
+    gpus: int = 0
+    gpu_devices: tuple[str, ...] = ()
+    """Device UUIDs of those GPUs when the node reports them."""
+    cpu_millis: int = 0
+    memory_bytes: int = 0
+    host_ports: tuple[tuple[int, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class ObservedNode:
     """A node as the cluster reports it (see `KubernetesCluster.list_nodes`)."""
 
@@ -126,6 +138,71 @@ class ObservedNode:
     cpu_millis: int
     memory_bytes: int
     labels: dict[str, str]
+    foreign: ForeignUsage = field(default_factory=ForeignUsage)
+
+
+_FOREIGN_HOST_SQL = text(
+    """
+    UPDATE hosts SET cpu_millis_foreign = :cpu, memory_bytes_foreign = :memory,
+                     foreign_ports = CAST(:ports AS jsonb), updated_at = now()
+     WHERE id = :host AND (cpu_millis_foreign <> :cpu OR memory_bytes_foreign <> :memory
+                           OR foreign_ports <> CAST(:ports AS jsonb))
+    """
+)
+# Devices a foreign pod holds: the reported ones; without reports, the highest unclaimed indexes.
+_FOREIGN_GPUS_SQL = text(
+    """
+    WITH wanted AS (
+        SELECT g.id FROM gpus g
+         WHERE g.host_id = :host AND g.device_uuid = ANY(CAST(:devices AS text[]))
+        UNION
+        SELECT id FROM (
+            SELECT g.id FROM gpus g
+             WHERE g.host_id = :host AND cardinality(CAST(:devices AS text[])) = 0
+               AND NOT EXISTS (SELECT 1 FROM gpu_claims c WHERE c.gpu_id = g.id AND c.released_at IS NULL)
+             ORDER BY g.index DESC LIMIT :count
+        ) guessed
+    )
+    UPDATE gpus g SET foreign_use = (g.id IN (SELECT id FROM wanted)), updated_at = now()
+     WHERE g.host_id = :host AND g.foreign_use IS DISTINCT FROM (g.id IN (SELECT id FROM wanted))
+    RETURNING g.id
+    """
+)
+_RECOUNT_POOLS_SQL = text(
+    """
+    UPDATE gpu_pools p SET total = x.total, free = x.free
+      FROM (SELECT g.model,
+                   count(*) FILTER (WHERE g.health = 'healthy' AND NOT g.foreign_use) AS total,
+                   count(*) FILTER (WHERE g.health = 'healthy' AND NOT g.foreign_use AND NOT EXISTS (
+                       SELECT 1 FROM gpu_claims c WHERE c.gpu_id = g.id AND c.released_at IS NULL)) AS free
+              FROM gpus g WHERE g.host_id = :host GROUP BY g.model) x
+     WHERE p.host_id = :host AND p.model = x.model
+    """
+)
+
+
+def record_foreign_usage(connection: Connection, host_id: uuid.UUID, usage: ForeignUsage) -> bool:
+    """Record what foreign pods use on a host, under the host's lock; True when GPUs changed hands.
+
+    Runs in its own transaction: the host lock comes first (lock order), then the rows. GPUs a foreign
+    pod holds leave the free pool; GPUs it gave back return to it.
+    """
+    import json
+
+    from remotegpu.core.locks import LockNamespace, lock_key, xact_lock_all
+
+    xact_lock_all(connection, [lock_key(LockNamespace.HOST, host_id)])
+    ports = [{"port": port, "protocol": protocol} for port, protocol in sorted(set(usage.host_ports))]
+    connection.execute(
+        _FOREIGN_HOST_SQL,
+        {"host": host_id, "cpu": usage.cpu_millis, "memory": usage.memory_bytes, "ports": json.dumps(ports)},
+    )
+    changed = connection.execute(
+        _FOREIGN_GPUS_SQL, {"host": host_id, "devices": list(usage.gpu_devices), "count": usage.gpus}
+    ).all()
+    if changed:
+        connection.execute(_RECOUNT_POOLS_SQL, {"host": host_id})
+    return bool(changed)
 
 
 def sync_inventory(connection: Connection, nodes: Sequence[ObservedNode]) -> list[uuid.UUID]:

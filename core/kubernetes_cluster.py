@@ -8,6 +8,7 @@ answers and connection errors become `ClusterUnavailableError`, a temporary erro
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import uuid
@@ -24,7 +25,7 @@ from remotegpu.core.cluster import (
     WorkloadSpec,
     workload_name,
 )
-from remotegpu.core.inventory import ObservedNode
+from remotegpu.core.inventory import ForeignUsage, ObservedNode
 from remotegpu.core.manifests import (
     ACCESS_IMAGE,
     ALLOCATED_GPUS_ANNOTATION,
@@ -208,9 +209,14 @@ class KubernetesCluster:
                 stop.wait(1.0)
 
     def list_nodes(self) -> list[ObservedNode]:
-        """Every node, as inventory sync reads it."""
+        """Every node, as inventory sync reads it, with what pods that are not ours use on it."""
         listed = _json(self._call(lambda: self._core.list_node(_preload_content=False)))
-        return [node_info(item) for item in listed.get("items", [])]
+        pods = _json(self._call(lambda: self._core.list_pod_for_all_namespaces(_preload_content=False)))
+        foreign = foreign_usage_by_node(pods.get("items", []))
+        return [
+            dataclasses.replace(node, foreign=foreign.get(node.name, ForeignUsage()))
+            for node in (node_info(item) for item in listed.get("items", []))
+        ]
 
     def volume_claim_exists(self, environment_id: uuid.UUID, volume: str) -> bool:
         """Whether one named PVC of the environment exists."""
@@ -312,6 +318,42 @@ def observation_from_pod(pod: dict[str, Any]) -> PodObservation:
     if phase == "Running" and ready:
         return PodObservation(PodState.RUNNING, None, message, node, generation, devices=devices)
     return PodObservation(PodState.PENDING, "ContainerCreating", message, node, generation, devices=devices)
+
+
+def foreign_usage_by_node(pods: list[dict[str, Any]]) -> dict[str, ForeignUsage]:
+    """Sum what live pods that are not RemoteGPU's request on each node (GPUs, CPU, memory, host ports)."""
+    from remotegpu.core.quantities import parse_bytes, parse_cpu_millis
+
+    totals: dict[str, dict[str, Any]] = {}
+    for pod in pods:
+        labels = pod.get("metadata", {}).get("labels") or {}
+        node = pod.get("spec", {}).get("nodeName")
+        if not node or labels.get(MANAGED_LABEL) == MANAGER:
+            continue
+        if pod.get("status", {}).get("phase") in {"Succeeded", "Failed"}:
+            continue
+        total = totals.setdefault(node, {"gpus": 0, "devices": [], "cpu": 0, "memory": 0, "ports": []})
+        for container in pod.get("spec", {}).get("containers", []):
+            resources = container.get("resources") or {}
+            limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
+            total["gpus"] += int(limits.get(GPU_RESOURCE, requests.get(GPU_RESOURCE, 0)))
+            total["cpu"] += parse_cpu_millis(requests.get("cpu", limits.get("cpu", 0)))
+            total["memory"] += parse_bytes(requests.get("memory", limits.get("memory", 0)))
+            for port in container.get("ports") or []:
+                if port.get("hostPort"):
+                    total["ports"].append((int(port["hostPort"]), str(port.get("protocol", "TCP")).lower()))
+        annotation = (pod.get("metadata", {}).get("annotations") or {}).get(ALLOCATED_GPUS_ANNOTATION, "")
+        total["devices"].extend(device for device in annotation.split(",") if device)
+    return {
+        node: ForeignUsage(
+            gpus=t["gpus"],
+            gpu_devices=tuple(t["devices"]),
+            cpu_millis=t["cpu"],
+            memory_bytes=t["memory"],
+            host_ports=tuple(t["ports"]),
+        )
+        for node, t in totals.items()
+    }
 
 
 def node_info(node: dict[str, Any]) -> ObservedNode:

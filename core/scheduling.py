@@ -67,7 +67,7 @@ _HOSTS_SQL = text(
            NOT h.cordoned AND NOT h.draining AND h.health = 'ready' AND h.removed_at IS NULL AS schedulable,
            h.cpu_millis_allocatable - h.cpu_millis_foreign - h.cpu_millis_claimed AS cpu_free,
            h.memory_bytes_allocatable - h.memory_bytes_foreign - h.memory_bytes_claimed AS memory_free,
-           h.port_range_end - h.port_range_start + 1 - h.ports_claimed AS ports_free,
+           h.port_range_end - h.port_range_start + 1 - h.ports_claimed - jsonb_array_length(h.foreign_ports) AS ports_free,
            coalesce(json_agg(json_build_array(p.model, p.free, p.total)) FILTER (WHERE p.id IS NOT NULL), '[]') AS pools
       FROM hosts h LEFT JOIN gpu_pools p ON p.host_id = h.id
      WHERE h.removed_at IS NULL

@@ -11,9 +11,45 @@ from sqlalchemy import text
 
 from remotegpu.core import clock
 from remotegpu.core.cluster import ClusterUnavailableError, InventorySource
-from remotegpu.core.inventory import sync_inventory
+from remotegpu.core.inventory import ObservedNode, record_foreign_usage, sync_inventory
 from remotegpu.reconciler.context import ReconcilerContext
 from remotegpu.reconciler.leader import fence
+
+_FOREIGN_STATE_SQL = text(
+    """
+    SELECT h.id, h.name, h.cpu_millis_foreign, h.memory_bytes_foreign, h.foreign_ports,
+           coalesce(array_agg(g.device_uuid ORDER BY g.index) FILTER (WHERE g.foreign_use), '{}') AS devices,
+           count(g.id) FILTER (WHERE g.foreign_use) AS gpus
+      FROM hosts h LEFT JOIN gpus g ON g.host_id = h.id
+     WHERE h.removed_at IS NULL
+     GROUP BY h.id
+    """
+)
+
+
+def _record_foreign_usage(ctx: ReconcilerContext, nodes: list[ObservedNode]) -> None:
+    """Record foreign usage where it changed; one short transaction per host, its lock taken first."""
+    with ctx.engine.connect() as connection:
+        known = {row.name: row for row in connection.execute(_FOREIGN_STATE_SQL)}
+    for node in nodes:
+        row = known.get(node.name)
+        if row is None:
+            continue
+        usage = node.foreign
+        ports = sorted({(p["port"], p["protocol"]) for p in row.foreign_ports})
+        same_devices = set(usage.gpu_devices) == {d for d in row.devices if d} if usage.gpu_devices else True
+        unchanged = (
+            row.cpu_millis_foreign == usage.cpu_millis
+            and row.memory_bytes_foreign == usage.memory_bytes
+            and ports == sorted(set(usage.host_ports))
+            and row.gpus == usage.gpus
+            and same_devices
+        )
+        if unchanged:
+            continue
+        with ctx.engine.begin() as connection:
+            record_foreign_usage(connection, row.id, usage)
+            fence(connection, ctx.shard, ctx.epoch)
 
 
 def sync_host_health(ctx: ReconcilerContext) -> None:
@@ -31,6 +67,7 @@ def sync_host_health(ctx: ReconcilerContext) -> None:
             with ctx.engine.begin() as connection:
                 sync_inventory(connection, nodes)
                 fence(connection, ctx.shard, ctx.epoch)
+            _record_foreign_usage(ctx, nodes)
     with ctx.engine.connect() as connection:
         hosts = connection.execute(text("SELECT id, name FROM hosts WHERE removed_at IS NULL")).all()
     try:

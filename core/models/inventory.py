@@ -43,6 +43,8 @@ class Host(Base):
     labels: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
     cpu_millis_allocatable: Mapped[Millis] = mapped_column(default=0, server_default="0")
     memory_bytes_allocatable: Mapped[Bytes] = mapped_column(default=0, server_default="0")
+    foreign_ports: Mapped[list[dict[str, Any]]] = mapped_column(default=list, server_default="[]")
+    """Host ports used by pods that are not ours, as `{"port": 22, "protocol": "tcp"}`; never allocated."""
     cpu_millis_foreign: Mapped[Millis] = mapped_column(default=0, server_default="0")
     memory_bytes_foreign: Mapped[Bytes] = mapped_column(default=0, server_default="0")
     cpu_millis_claimed: Mapped[Millis] = mapped_column(default=0, server_default="0")

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-24 11:07:08.475763
+Create Date: 2026-11-24 11:45:12.519099
 
 """
 
@@ -28,6 +28,9 @@ def upgrade() -> None:
         sa.Column("labels", postgresql.JSONB(astext_type=sa.Text()), server_default="{}", nullable=False),
         sa.Column("cpu_millis_allocatable", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("memory_bytes_allocatable", sa.BigInteger(), server_default="0", nullable=False),
+        sa.Column(
+            "foreign_ports", postgresql.JSONB(astext_type=sa.Text()), server_default="[]", nullable=False
+        ),
         sa.Column("cpu_millis_foreign", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("memory_bytes_foreign", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("cpu_millis_claimed", sa.BigInteger(), server_default="0", nullable=False),

@@ -342,3 +342,44 @@ def test_a_pod_change_makes_its_environment_due_at_once(stack: Stack) -> None:
             text("SELECT next_attempt_at FROM environments WHERE id = :e"), {"e": env}
         ).scalar_one()
     assert due_after < due_before
+
+
+def test_gpus_and_host_ports_used_by_pods_that_are_not_ours_are_never_allocated(stack: Stack) -> None:
+    for node in ("gpu-node-0", "gpu-node-1"):
+        stack.api.create_namespaced_pod(
+            "default",
+            client.V1Pod(
+                metadata=client.V1ObjectMeta(name=f"foreign-{node}"),
+                spec=client.V1PodSpec(
+                    node_name=node,
+                    containers=[
+                        client.V1Container(
+                            name="main",
+                            image="other:1",
+                            resources=client.V1ResourceRequirements(limits={"nvidia.com/gpu": "3"}),
+                            ports=[client.V1ContainerPort(container_port=22, host_port=30000)],
+                        )
+                    ],
+                ),
+            ),
+        )
+    stack.converge(
+        lambda: all(p.status.phase == "Running" for p in stack.api.list_namespaced_pod("default").items)
+    )
+    stack.reconciler.run_until_idle()  # leadership, so the job below may write
+    sync_host_health(stack.reconciler.ctx)
+    with stack.engine.connect() as connection:
+        pools = connection.execute(text("SELECT total, free FROM gpu_pools ORDER BY host_id")).all()
+        foreign = connection.execute(text("SELECT count(*) FROM gpus WHERE foreign_use")).scalar_one()
+    assert [tuple(p) for p in pools] == [(5, 5), (5, 5)]
+    assert foreign == 6
+    env = stack.submit("polite")
+    stack.converge(stack.phase_is(env, "running"))
+    assert _events(stack, env, "GpuBindingMismatch") == [], "our claims match the devices the node gave"
+    with stack.engine.connect() as connection:
+        ports = set(
+            connection.execute(
+                text("SELECT host_port FROM port_mappings WHERE released_at IS NULL")
+            ).scalars()
+        )
+    assert 30000 not in ports
