@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL, make_url
 
 from remotegpu.ops.migrate import upgrade
@@ -28,3 +30,17 @@ def bench_database(prefix: str) -> Iterator[URL]:
         stack.callback(drop_database, url)
         upgrade(url)
         yield url
+
+
+def create_tenant(engine: Engine, name: str) -> tuple[uuid.UUID, uuid.UUID]:
+    """A user and a workspace of theirs, both called `name`; returns (workspace, user)."""
+    with engine.begin() as connection:
+        user: uuid.UUID = connection.execute(
+            text("INSERT INTO users (email, username, password_hash) VALUES (:e, :u, 'x') RETURNING id"),
+            {"e": f"{name}@example.org", "u": name},
+        ).scalar_one()
+        workspace: uuid.UUID = connection.execute(
+            text("INSERT INTO workspaces (name, owner_id) VALUES (:n, :o) RETURNING id"),
+            {"n": name, "o": user},
+        ).scalar_one()
+    return workspace, user

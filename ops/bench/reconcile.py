@@ -40,7 +40,7 @@ from remotegpu.core.inventory import GpuDevice, register_host, sync_inventory
 from remotegpu.core.kubernetes_cluster import KubernetesCluster
 from remotegpu.core.memory_cluster import InMemoryCluster
 from remotegpu.core.settings import Settings
-from remotegpu.ops.bench.database import bench_database
+from remotegpu.ops.bench.database import bench_database, create_tenant
 from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
 from remotegpu.reconciler.loop import Reconciler
 
@@ -63,19 +63,6 @@ class ReconcileBenchConfig:
     """`memory` (in-memory cluster) or `sim` (the simulated cluster over HTTP)."""
     nodes: int = 500
     """Nodes of the simulated cluster."""
-
-
-def _seed_tenant(engine: Engine) -> tuple[uuid.UUID, uuid.UUID]:
-    with engine.begin() as connection:
-        user = connection.execute(
-            text(
-                "INSERT INTO users (email, username, password_hash) VALUES ('b@example.org', 'bench', 'x') RETURNING id"
-            )
-        ).scalar_one()
-        workspace = connection.execute(
-            text("INSERT INTO workspaces (name, owner_id) VALUES ('bench', :u) RETURNING id"), {"u": user}
-        ).scalar_one()
-    return workspace, user
 
 
 def _pod_create_p50_ms(kubeconfig: str, samples: int = 200) -> float:
@@ -109,14 +96,7 @@ def _seed(engine: Engine, envs: int) -> tuple[uuid.UUID, uuid.UUID, set[str]]:
                 memory_bytes=2048 * GIB,
             )
             names.add(name)
-        user = connection.execute(
-            text(
-                "INSERT INTO users (email, username, password_hash) VALUES ('b@example.org', 'bench', 'x') RETURNING id"
-            )
-        ).scalar_one()
-        workspace = connection.execute(
-            text("INSERT INTO workspaces (name, owner_id) VALUES ('bench', :u) RETURNING id"), {"u": user}
-        ).scalar_one()
+    workspace, user = create_tenant(engine, "bench")
     with engine.connect() as connection:
         connection.execute(text("ANALYZE"))
         connection.commit()
@@ -202,7 +182,7 @@ def run(
             cluster = KubernetesCluster.from_kubeconfig(str(kubeconfig))
             figures["nodes"] = config.nodes
             figures["sim_pod_create_p50_ms"] = _pod_create_p50_ms(str(kubeconfig))
-            workspace, user = _seed_tenant(engine)
+            workspace, user = create_tenant(engine, "bench")
             with engine.begin() as connection:
                 sync_inventory(connection, cluster.list_nodes())
         else:

@@ -287,22 +287,7 @@ def test_the_devices_the_node_gave_are_recorded_with_the_running_event(stack: St
 def test_a_device_binding_mismatch_is_an_event_and_a_condition(stack: Stack) -> None:
     # A pod that is not ours holds device 0 of every node, so the device plugin gives our pod others.
     for node in ("gpu-node-0", "gpu-node-1"):
-        stack.api.create_namespaced_pod(
-            "default",
-            client.V1Pod(
-                metadata=client.V1ObjectMeta(name=f"foreign-{node}"),
-                spec=client.V1PodSpec(
-                    node_name=node,
-                    containers=[
-                        client.V1Container(
-                            name="main",
-                            image="other:1",
-                            resources=client.V1ResourceRequirements(limits={"nvidia.com/gpu": "1"}),
-                        )
-                    ],
-                ),
-            ),
-        )
+        _foreign_pod(stack, node, gpus=1)
     env = stack.submit("mismatched")
     stack.converge(stack.phase_is(env, "running"))
     ((message, data),) = _events(stack, env, "GpuBindingMismatch")
@@ -346,23 +331,7 @@ def test_a_pod_change_makes_its_environment_due_at_once(stack: Stack) -> None:
 
 def test_gpus_and_host_ports_used_by_pods_that_are_not_ours_are_never_allocated(stack: Stack) -> None:
     for node in ("gpu-node-0", "gpu-node-1"):
-        stack.api.create_namespaced_pod(
-            "default",
-            client.V1Pod(
-                metadata=client.V1ObjectMeta(name=f"foreign-{node}"),
-                spec=client.V1PodSpec(
-                    node_name=node,
-                    containers=[
-                        client.V1Container(
-                            name="main",
-                            image="other:1",
-                            resources=client.V1ResourceRequirements(limits={"nvidia.com/gpu": "3"}),
-                            ports=[client.V1ContainerPort(container_port=22, host_port=30000)],
-                        )
-                    ],
-                ),
-            ),
-        )
+        _foreign_pod(stack, node, gpus=3, host_port=30000)
     stack.converge(
         lambda: all(p.status.phase == "Running" for p in stack.api.list_namespaced_pod("default").items)
     )
@@ -383,3 +352,19 @@ def test_gpus_and_host_ports_used_by_pods_that_are_not_ours_are_never_allocated(
             ).scalars()
         )
     assert 30000 not in ports
+
+
+def _foreign_pod(stack: Stack, node: str, *, gpus: int, host_port: int | None = None) -> None:
+    """A pod that is not RemoteGPU's, pinned to `node`, holding GPUs (and a host port)."""
+    ports = [client.V1ContainerPort(container_port=22, host_port=host_port)] if host_port else None
+    container = client.V1Container(
+        name="main",
+        image="other:1",
+        resources=client.V1ResourceRequirements(limits={"nvidia.com/gpu": str(gpus)}),
+        ports=ports,
+    )
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(name=f"foreign-{node}"),
+        spec=client.V1PodSpec(node_name=node, containers=[container]),
+    )
+    stack.api.create_namespaced_pod("default", pod)
