@@ -12,7 +12,7 @@ import dataclasses
 import json
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import urllib3
@@ -207,6 +207,55 @@ class KubernetesCluster:
                         on_change(uuid.UUID(labels[ENVIRONMENT_LABEL]))
             except Exception:  # the API went away or the watch expired: start a new one shortly
                 stop.wait(1.0)
+
+    def stream_logs(
+        self, environment_id: uuid.UUID, *, follow: bool = False, tail_lines: int | None = None
+    ) -> Iterator[str]:
+        """The main container's log, line by line; with `follow`, new lines as they are written."""
+        response: Any = self._call(
+            lambda: self._core.read_namespaced_pod_log(
+                workload_name(environment_id),
+                self.namespace,
+                follow=follow,
+                tail_lines=tail_lines,
+                _preload_content=False,
+            )
+        )
+        try:
+            pending = b""
+            for chunk in response.stream(4096):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                yield from (line.decode(errors="replace") for line in lines)
+            if pending:
+                yield pending.decode(errors="replace")
+        finally:
+            response.release_conn()
+
+    def pod_events(self, environment_id: uuid.UUID) -> list[dict[str, Any]]:
+        """Kubernetes events about the environment's pod (scheduling, pulls, kills), oldest first."""
+        selector = f"involvedObject.name={workload_name(environment_id)}"
+        listed = _json(
+            self._call(
+                lambda: self._core.list_namespaced_event(
+                    self.namespace, field_selector=selector, _preload_content=False
+                )
+            )
+        )
+        events = [
+            {
+                "type": item.get("type"),
+                "reason": item.get("reason"),
+                "message": item.get("message"),
+                "at": item.get("lastTimestamp") or item.get("eventTime"),
+                # resourceVersions are opaque but grow in practice: they order events of the same second
+                "order": int(version)
+                if (version := item["metadata"].get("resourceVersion", "")).isdigit()
+                else 0,
+            }
+            for item in listed.get("items", [])
+        ]
+        return sorted(events, key=lambda event: (event["at"] or "", event["order"]))
 
     def list_nodes(self) -> list[ObservedNode]:
         """Every node, as inventory sync reads it, with what pods that are not ours use on it."""

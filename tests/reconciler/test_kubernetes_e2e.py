@@ -368,3 +368,13 @@ def _foreign_pod(stack: Stack, node: str, *, gpus: int, host_port: int | None = 
         spec=client.V1PodSpec(node_name=node, containers=[container]),
     )
     stack.api.create_namespaced_pod("default", pod)
+
+
+def test_logs_stream_line_by_line_and_pod_events_are_readable(stack: Stack) -> None:
+    env = stack.submit("chatty")
+    stack.converge(stack.phase_is(env, "running"))
+    lines = list(stack.driver.stream_logs(env))
+    assert "Started container main" in lines
+    assert list(stack.driver.stream_logs(env, tail_lines=1)) == lines[-1:]
+    reasons = [event["reason"] for event in stack.driver.pod_events(env)]
+    assert reasons[:2] == ["Scheduled", "Started"]
