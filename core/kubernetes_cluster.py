@@ -33,6 +33,8 @@ from remotegpu.core.manifests import (
     GPU_RESOURCE,
     MANAGED_LABEL,
     MANAGER,
+    env_config_map_manifest,
+    env_config_map_name,
     network_policy_manifest,
     pod_manifest,
     service_manifest,
@@ -92,6 +94,8 @@ class KubernetesCluster:
                 self._core.create_namespaced_persistent_volume_claim,
                 volume_claim_manifest(spec, volume, self.storage_class),
             )
+        if spec.env:
+            self._create(self._core.create_namespaced_config_map, env_config_map_manifest(spec))
         self._create(self._core.create_namespaced_service, service_manifest(spec))
         return self._create(
             self._core.create_namespaced_pod, pod_manifest(spec, access_image=self.access_image)
@@ -115,6 +119,8 @@ class KubernetesCluster:
             lambda: self._core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=0)
         )
         removed |= self._delete(lambda: self._core.delete_namespaced_service(name, self.namespace))
+        config_map = env_config_map_name(environment_id)
+        removed |= self._delete(lambda: self._core.delete_namespaced_config_map(config_map, self.namespace))
         if not keep_volumes:
             for claim in self.volume_claims(environment_id):
                 removed |= self._delete(self._claim_deleter(claim))
@@ -166,6 +172,12 @@ class KubernetesCluster:
                 ),
             ),
             (
+                "configmap",
+                lambda: self._core.list_namespaced_config_map(
+                    self.namespace, label_selector=selector, _preload_content=False
+                ),
+            ),
+            (
                 "pvc",
                 lambda: self._core.list_namespaced_persistent_volume_claim(
                     self.namespace, label_selector=selector, _preload_content=False
@@ -183,6 +195,7 @@ class KubernetesCluster:
         deleters: dict[str, Callable[[], Any]] = {
             "pod": lambda: self._core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=0),
             "service": lambda: self._core.delete_namespaced_service(name, self.namespace),
+            "configmap": lambda: self._core.delete_namespaced_config_map(name, self.namespace),
             "pvc": lambda: self._core.delete_namespaced_persistent_volume_claim(name, self.namespace),
         }
         return self._delete(deleters[kind])

@@ -99,7 +99,8 @@ def pod_manifest(
             }
             for port in spec.ports
         ],
-        "env": [{"name": key, "value": value} for key, value in spec.env],
+        # the spec's variables live in a ConfigMap, so `kubectl describe` keeps them out of the pod spec
+        "envFrom": [{"configMapRef": {"name": env_config_map_name(spec.environment_id)}}] if spec.env else [],
         "volumeMounts": volume_mounts,
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -183,6 +184,21 @@ def volume_claim_manifest(spec: WorkloadSpec, volume: VolumeSpec, storage_class:
         "kind": "PersistentVolumeClaim",
         "metadata": {"name": volume_claim_name(spec.environment_id, volume.name), "labels": labels_for(spec)},
         "spec": claim_spec,
+    }
+
+
+def env_config_map_name(environment_id: uuid.UUID) -> str:
+    """Deterministic name of the ConfigMap holding an environment's variables."""
+    return f"{workload_name(environment_id)}-env"
+
+
+def env_config_map_manifest(spec: WorkloadSpec) -> Manifest:
+    """The environment's variables (`env:` of the spec) as a ConfigMap the pod reads with `envFrom`."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": env_config_map_name(spec.environment_id), "labels": labels_for(spec)},
+        "data": dict(spec.env),
     }
 
 

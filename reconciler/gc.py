@@ -42,11 +42,7 @@ def collect_garbage(ctx: ReconcilerContext) -> dict[str, int]:
             phases = {row.id: row.phase for row in connection.execute(_LIVE_SQL, {"ids": ids})}
         for kind, name, environment in owned:
             phase = phases.get(environment)
-            orphan = (
-                phase is None
-                or (kind == "pod" and phase in _PODLESS)
-                or (kind == "service" and phase in _PODLESS)
-            )
+            orphan = phase is None or (kind in {"pod", "service", "configmap"} and phase in _PODLESS)
             if orphan and ctx.cluster.delete_object(kind, name):
                 cleaned["objects"] += 1
                 log.info("Orphan deleted", extra={"kind": kind, "object": name, "env": str(environment)})

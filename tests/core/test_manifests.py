@@ -11,6 +11,7 @@ from remotegpu.core.allocation import ClaimedPort
 from remotegpu.core.cluster import PodState, VolumeSpec, WorkloadSpec
 from remotegpu.core.kubernetes_cluster import observation_from_pod
 from remotegpu.core.manifests import (
+    env_config_map_manifest,
     network_policy_manifest,
     pod_manifest,
     service_manifest,
@@ -47,8 +48,9 @@ VERSION = "1.31"
         service_manifest(WorkloadSpec(SPEC.environment_id, SPEC.workspace_id, 1, "n", "img")),
         volume_claim_manifest(SPEC, SPEC.volumes[0], "fast-ssd"),
         network_policy_manifest(SPEC.workspace_id),
+        env_config_map_manifest(SPEC),
     ],
-    ids=["pod", "service", "headless-service", "pvc", "network-policy"],
+    ids=["pod", "service", "headless-service", "pvc", "network-policy", "configmap"],
 )
 def test_manifest_is_valid_against_the_official_schema(manifest: dict[str, object]) -> None:
     kubernetes_validate.validate(manifest, VERSION, strict=True)
@@ -139,3 +141,11 @@ def test_without_ssh_the_command_is_left_as_written() -> None:
     pod = pod_manifest(spec)
     assert "initContainers" not in pod["spec"]
     assert pod["spec"]["containers"][0]["command"] == ["python", "train.py"]
+
+
+def test_environment_variables_come_from_a_config_map() -> None:
+    config_map = env_config_map_manifest(SPEC)
+    assert config_map["data"] == {"WANDB_MODE": "offline"}
+    container = pod_manifest(SPEC)["spec"]["containers"][0]
+    assert container["envFrom"] == [{"configMapRef": {"name": config_map["metadata"]["name"]}}]
+    assert "env" not in container

@@ -378,3 +378,32 @@ def test_logs_stream_line_by_line_and_pod_events_are_readable(stack: Stack) -> N
     assert list(stack.driver.stream_logs(env, tail_lines=1)) == lines[-1:]
     reasons = [event["reason"] for event in stack.driver.pod_events(env)]
     assert reasons[:2] == ["Scheduled", "Started"]
+
+
+def test_environment_variables_live_in_a_config_map_that_goes_with_the_pod(stack: Stack) -> None:
+    env = stack.submit("configured", {**SPEC, "env": {"WANDB_MODE": "offline"}})
+    stack.converge(stack.phase_is(env, "running"))
+    config_map = stack.api.read_namespaced_config_map(f"env-{env}-env", "default")
+    assert config_map.data == {"WANDB_MODE": "offline"}
+    stack.desire(env, DesiredState.STOPPED)
+    stack.converge(stack.phase_is(env, "stopped"))
+    assert stack.api.list_namespaced_config_map("default").items == []
+
+
+@pytest.mark.parametrize("fault", ["crash", "api-5xx"])
+def test_crash_loops_and_api_outages_are_retried_not_failed(stack: Stack, fault: str) -> None:
+    image = "crashing:1"
+    if fault == "crash":
+        stack.sim.crash(image)
+        env = stack.submit("faulty", {**SPEC, "image": image})
+        stack.converge(lambda: stack.row(env).reason == "CrashLoopBackOff")
+        assert stack.row(env).phase == "provisioning"
+        return
+    env = stack.submit("outage")
+    stack.sim.fail_requests(count=1000)
+    stack.reconciler.run_until_idle()
+    stack.converge(lambda: stack.row(env).reason == "ClusterUnavailable")
+    stack.sim.fail_requests(count=0)
+    with stack.engine.begin() as connection:  # skip the backoff the outage earned
+        connection.execute(text("UPDATE environments SET next_attempt_at = now() WHERE id = :e"), {"e": env})
+    stack.converge(stack.phase_is(env, "running"))
