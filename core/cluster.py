@@ -111,10 +111,10 @@ class InventorySource(Protocol):
 class OwnedObjects(Protocol):
     """A driver that can list and delete the objects RemoteGPU created, for garbage collection."""
 
-    def owned_objects(self) -> list[tuple[str, str, uuid.UUID]]:
-        """(kind, name, environment id) of every object labelled as an environment's."""
+    def owned_objects(self) -> list[tuple[str, str, str, uuid.UUID]]:
+        """(kind, namespace, name, environment id) of every object labelled as an environment's."""
 
-    def delete_object(self, kind: str, name: str) -> bool:
+    def delete_object(self, kind: str, namespace: str, name: str) -> bool:
         """Delete one of them; True when something was deleted."""
 
 

@@ -53,22 +53,33 @@ PERMANENT_REASONS = frozenset({"InvalidImageName", "ErrImageNeverPull", "CreateC
 
 
 class KubernetesCluster:
-    """`ClusterDriver` for a real (or simulated) Kubernetes cluster, one namespace for everything."""
+    """`ClusterDriver` for a real (or simulated) Kubernetes cluster.
+
+    Objects live in one namespace, or with `namespace_per_workspace` in one namespace per workspace
+    (`<namespace_prefix><workspace id>`, created on first use). The namespace of an environment is
+    remembered when its objects are created; after a restart it is found again by label.
+    """
 
     def __init__(
         self,
         api_client: Any,
         *,
         namespace: str = "default",
+        namespace_per_workspace: bool = False,
+        namespace_prefix: str = "rgpu-ws-",
         storage_class: str | None = None,
         access_image: str = ACCESS_IMAGE,
     ) -> None:
         self.namespace = namespace
+        self.namespace_per_workspace = namespace_per_workspace
+        self.namespace_prefix = namespace_prefix
         self.storage_class = storage_class
         self.access_image = access_image
         self._core = client.CoreV1Api(api_client)
         self._networking = client.NetworkingV1Api(api_client)
-        self._policies: set[uuid.UUID] = set()
+        self._policies: set[str] = set()
+        self._namespaces: set[str] = set()
+        self._placed_in: dict[uuid.UUID, str] = {}
 
     @classmethod
     def from_kubeconfig(cls, path: str | None = None, **options: Any) -> KubernetesCluster:
@@ -81,53 +92,98 @@ class KubernetesCluster:
                 pass
         return cls(config.new_client_from_config(path), **options)  # type: ignore[no-untyped-call,unused-ignore]
 
+    # -- namespaces ---------------------------------------------------------------------------------
+    def namespace_for(self, workspace_id: uuid.UUID) -> str:
+        """The namespace a workspace's objects go to."""
+        return f"{self.namespace_prefix}{workspace_id}" if self.namespace_per_workspace else self.namespace
+
+    def namespace_of(self, environment_id: uuid.UUID) -> str | None:
+        """Where an environment's objects are; None when it has none anywhere."""
+        if not self.namespace_per_workspace:
+            return self.namespace
+        if environment_id in self._placed_in:
+            return self._placed_in[environment_id]
+        selector = f"{ENVIRONMENT_LABEL}={environment_id}"
+        listings: list[Callable[..., Any]] = [
+            self._core.list_pod_for_all_namespaces,
+            self._core.list_service_for_all_namespaces,
+            self._core.list_persistent_volume_claim_for_all_namespaces,
+            self._core.list_config_map_for_all_namespaces,
+        ]
+        for listing in listings:
+            items = _json(self._call(_bound(listing, label_selector=selector, _preload_content=False)))
+            for item in items.get("items", []):
+                namespace = str(item["metadata"]["namespace"])
+                self._placed_in[environment_id] = namespace
+                return namespace
+        return None
+
+    def _ensure_namespace(self, namespace: str) -> None:
+        if namespace in self._namespaces or not self.namespace_per_workspace:
+            return
+        manifest: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": namespace, "labels": {MANAGED_LABEL: MANAGER}},
+        }
+        try:
+            self._call(_bound(self._core.create_namespace, manifest, _preload_content=False))
+        except client.ApiException as error:
+            if error.status != 409:
+                raise
+        self._namespaces.add(namespace)
+
     # -- the driver protocol ----------------------------------------------------------------------
     def ensure_workload(self, spec: WorkloadSpec) -> bool:
-        """Create the workspace policy, the volume claims, the service and the pod unless they exist."""
-        if spec.workspace_id not in self._policies:
+        """Create the namespace and policy of the workspace, the volume claims, the variables, the
+        service and the pod unless they exist."""
+        namespace = self.namespace_for(spec.workspace_id)
+        self._ensure_namespace(namespace)
+        self._placed_in[spec.environment_id] = namespace
+        if namespace + str(spec.workspace_id) not in self._policies:
             self._create(
-                self._networking.create_namespaced_network_policy, network_policy_manifest(spec.workspace_id)
+                namespace,
+                self._networking.create_namespaced_network_policy,
+                network_policy_manifest(spec.workspace_id),
             )
-            self._policies.add(spec.workspace_id)
+            self._policies.add(namespace + str(spec.workspace_id))
         for volume in spec.volumes:
             self._create(
+                namespace,
                 self._core.create_namespaced_persistent_volume_claim,
                 volume_claim_manifest(spec, volume, self.storage_class),
             )
         if spec.env:
-            self._create(self._core.create_namespaced_config_map, env_config_map_manifest(spec))
-        self._create(self._core.create_namespaced_service, service_manifest(spec))
+            self._create(namespace, self._core.create_namespaced_config_map, env_config_map_manifest(spec))
+        self._create(namespace, self._core.create_namespaced_service, service_manifest(spec))
         return self._create(
-            self._core.create_namespaced_pod, pod_manifest(spec, access_image=self.access_image)
+            namespace, self._core.create_namespaced_pod, pod_manifest(spec, access_image=self.access_image)
         )
 
     def observe_workload(self, environment_id: uuid.UUID) -> PodObservation:
         """Map the pod's status to what the reconciler acts on."""
-        pod = self._read(
-            lambda: self._core.read_namespaced_pod(
-                workload_name(environment_id), self.namespace, _preload_content=False
-            )
-        )
+        namespace = self.namespace_of(environment_id)
+        if namespace is None:
+            return PodObservation(PodState.MISSING)
+        name = workload_name(environment_id)
+        pod = self._read(lambda: self._core.read_namespaced_pod(name, namespace, _preload_content=False))
         if pod is None:
             return PodObservation(PodState.MISSING)
         return observation_from_pod(pod)
 
     def delete_workload(self, environment_id: uuid.UUID, *, keep_volumes: bool) -> bool:
-        """Delete pod and service, and the volume claims unless kept; what is gone already is fine."""
+        """Delete pod, service and variables, and the volume claims unless kept; gone already is fine."""
+        namespace = self.namespace_of(environment_id)
+        if namespace is None:
+            return False
         name = workload_name(environment_id)
-        removed = self._delete(
-            lambda: self._core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=0)
-        )
-        removed |= self._delete(lambda: self._core.delete_namespaced_service(name, self.namespace))
-        config_map = env_config_map_name(environment_id)
-        removed |= self._delete(lambda: self._core.delete_namespaced_config_map(config_map, self.namespace))
+        removed = self.delete_object("pod", namespace, name)
+        removed |= self.delete_object("service", namespace, name)
+        removed |= self.delete_object("configmap", namespace, env_config_map_name(environment_id))
         if not keep_volumes:
             for claim in self.volume_claims(environment_id):
-                removed |= self._delete(self._claim_deleter(claim))
+                removed |= self.delete_object("pvc", namespace, claim)
         return removed
-
-    def _claim_deleter(self, claim: str) -> Callable[[], Any]:
-        return lambda: self._core.delete_namespaced_persistent_volume_claim(claim, self.namespace)
 
     def node_ready(self, node: str) -> bool:
         """The node's Ready condition; False when the node does not exist."""
@@ -137,98 +193,36 @@ class KubernetesCluster:
     # -- more than the protocol -------------------------------------------------------------------
     def volume_claims(self, environment_id: uuid.UUID) -> list[str]:
         """Names of the environment's PVCs that exist."""
-        selector = f"remotegpu.io/environment={environment_id}"
+        namespace = self.namespace_of(environment_id)
+        if namespace is None:
+            return []
+        selector = f"{ENVIRONMENT_LABEL}={environment_id}"
         listed = self._call(
             lambda: self._core.list_namespaced_persistent_volume_claim(
-                self.namespace, label_selector=selector, _preload_content=False
+                namespace, label_selector=selector, _preload_content=False
             )
         )
         return [item["metadata"]["name"] for item in _json(listed).get("items", [])]
 
+    def volume_claim_exists(self, environment_id: uuid.UUID, volume: str) -> bool:
+        """Whether one named PVC of the environment exists."""
+        return volume_claim_name(environment_id, volume) in self.volume_claims(environment_id)
+
     def read_logs(self, environment_id: uuid.UUID, tail_lines: int | None = None) -> str:
         """The main container's log."""
-        response: Any = self._call(
-            lambda: self._core.read_namespaced_pod_log(
-                workload_name(environment_id), self.namespace, tail_lines=tail_lines, _preload_content=False
-            )
-        )
-        return str(response.data.decode())
-
-    def owned_objects(self) -> list[tuple[str, str, uuid.UUID]]:
-        """(kind, name, environment id) of every pod, service and PVC labelled as an environment's."""
-        selector = f"{MANAGED_LABEL}={MANAGER},{ENVIRONMENT_LABEL}"
-        found: list[tuple[str, str, uuid.UUID]] = []
-        listings: list[tuple[str, Callable[[], Any]]] = [
-            (
-                "pod",
-                lambda: self._core.list_namespaced_pod(
-                    self.namespace, label_selector=selector, _preload_content=False
-                ),
-            ),
-            (
-                "service",
-                lambda: self._core.list_namespaced_service(
-                    self.namespace, label_selector=selector, _preload_content=False
-                ),
-            ),
-            (
-                "configmap",
-                lambda: self._core.list_namespaced_config_map(
-                    self.namespace, label_selector=selector, _preload_content=False
-                ),
-            ),
-            (
-                "pvc",
-                lambda: self._core.list_namespaced_persistent_volume_claim(
-                    self.namespace, label_selector=selector, _preload_content=False
-                ),
-            ),
-        ]
-        for kind, listing in listings:
-            for item in _json(self._call(listing)).get("items", []):
-                metadata = item["metadata"]
-                found.append((kind, metadata["name"], uuid.UUID(metadata["labels"][ENVIRONMENT_LABEL])))
-        return found
-
-    def delete_object(self, kind: str, name: str) -> bool:
-        """Delete one owned object by kind (`pod`, `service`, `pvc`) and name; gone already is fine."""
-        deleters: dict[str, Callable[[], Any]] = {
-            "pod": lambda: self._core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=0),
-            "service": lambda: self._core.delete_namespaced_service(name, self.namespace),
-            "configmap": lambda: self._core.delete_namespaced_config_map(name, self.namespace),
-            "pvc": lambda: self._core.delete_namespaced_persistent_volume_claim(name, self.namespace),
-        }
-        return self._delete(deleters[kind])
-
-    def watch_workloads(self, on_change: Callable[[uuid.UUID], None], stop: threading.Event) -> None:
-        """Call `on_change(environment id)` for every change of one of our pods, until `stop` is set.
-
-        A hint only: the reconciler still resyncs, so a missed event delays work and never loses it.
-        """
-        selector = f"{MANAGED_LABEL}={MANAGER},{ENVIRONMENT_LABEL}"
-        while not stop.is_set():
-            stream = watch.Watch()  # type: ignore[no-untyped-call,unused-ignore]
-            try:
-                for event in stream.stream(  # type: ignore[no-untyped-call,unused-ignore]
-                    self._core.list_namespaced_pod, self.namespace, label_selector=selector, timeout_seconds=5
-                ):
-                    if stop.is_set():
-                        stream.stop()  # type: ignore[no-untyped-call,unused-ignore]
-                        break
-                    labels = event["object"].metadata.labels or {}
-                    if ENVIRONMENT_LABEL in labels:
-                        on_change(uuid.UUID(labels[ENVIRONMENT_LABEL]))
-            except Exception:  # the API went away or the watch expired: start a new one shortly
-                stop.wait(1.0)
+        return "".join(f"{line}\n" for line in self.stream_logs(environment_id, tail_lines=tail_lines))
 
     def stream_logs(
         self, environment_id: uuid.UUID, *, follow: bool = False, tail_lines: int | None = None
     ) -> Iterator[str]:
         """The main container's log, line by line; with `follow`, new lines as they are written."""
+        namespace = self.namespace_of(environment_id)
+        if namespace is None:
+            return
         response: Any = self._call(
             lambda: self._core.read_namespaced_pod_log(
                 workload_name(environment_id),
-                self.namespace,
+                namespace,
                 follow=follow,
                 tail_lines=tail_lines,
                 _preload_content=False,
@@ -247,11 +241,14 @@ class KubernetesCluster:
 
     def pod_events(self, environment_id: uuid.UUID) -> list[dict[str, Any]]:
         """Kubernetes events about the environment's pod (scheduling, pulls, kills), oldest first."""
+        namespace = self.namespace_of(environment_id)
+        if namespace is None:
+            return []
         selector = f"involvedObject.name={workload_name(environment_id)}"
         listed = _json(
             self._call(
                 lambda: self._core.list_namespaced_event(
-                    self.namespace, field_selector=selector, _preload_content=False
+                    namespace, field_selector=selector, _preload_content=False
                 )
             )
         )
@@ -270,6 +267,85 @@ class KubernetesCluster:
         ]
         return sorted(events, key=lambda event: (event["at"] or "", event["order"]))
 
+    def owned_objects(self) -> list[tuple[str, str, str, uuid.UUID]]:
+        """(kind, namespace, name, environment id) of every pod, service, ConfigMap and PVC labelled
+        as an environment's, in every namespace RemoteGPU uses."""
+        selector = f"{MANAGED_LABEL}={MANAGER},{ENVIRONMENT_LABEL}"
+        if self.namespace_per_workspace:
+            listings: list[tuple[str, Callable[..., Any]]] = [
+                ("pod", self._core.list_pod_for_all_namespaces),
+                ("service", self._core.list_service_for_all_namespaces),
+                ("configmap", self._core.list_config_map_for_all_namespaces),
+                ("pvc", self._core.list_persistent_volume_claim_for_all_namespaces),
+            ]
+            calls = [
+                (kind, lambda listing=listing: listing(label_selector=selector, _preload_content=False))
+                for kind, listing in listings
+            ]
+        else:
+            namespaced: list[tuple[str, Callable[..., Any]]] = [
+                ("pod", self._core.list_namespaced_pod),
+                ("service", self._core.list_namespaced_service),
+                ("configmap", self._core.list_namespaced_config_map),
+                ("pvc", self._core.list_namespaced_persistent_volume_claim),
+            ]
+            calls = [
+                (
+                    kind,
+                    lambda listing=listing: listing(
+                        self.namespace, label_selector=selector, _preload_content=False
+                    ),
+                )
+                for kind, listing in namespaced
+            ]
+        found: list[tuple[str, str, str, uuid.UUID]] = []
+        for kind, call in calls:
+            for item in _json(self._call(call)).get("items", []):
+                metadata = item["metadata"]
+                environment = uuid.UUID(metadata["labels"][ENVIRONMENT_LABEL])
+                found.append((kind, metadata["namespace"], metadata["name"], environment))
+        return found
+
+    def delete_object(self, kind: str, namespace: str, name: str) -> bool:
+        """Delete one owned object by kind (`pod`, `service`, `configmap`, `pvc`); gone already is fine."""
+        deleters: dict[str, Callable[[], Any]] = {
+            "pod": lambda: self._core.delete_namespaced_pod(name, namespace, grace_period_seconds=0),
+            "service": lambda: self._core.delete_namespaced_service(name, namespace),
+            "configmap": lambda: self._core.delete_namespaced_config_map(name, namespace),
+            "pvc": lambda: self._core.delete_namespaced_persistent_volume_claim(name, namespace),
+        }
+        return self._delete(deleters[kind])
+
+    def watch_workloads(self, on_change: Callable[[uuid.UUID], None], stop: threading.Event) -> None:
+        """Call `on_change(environment id)` for every change of one of our pods, until `stop` is set.
+
+        A hint only: the reconciler still resyncs, so a missed event delays work and never loses it.
+        """
+        selector = f"{MANAGED_LABEL}={MANAGER},{ENVIRONMENT_LABEL}"
+        while not stop.is_set():
+            stream = watch.Watch()  # type: ignore[no-untyped-call,unused-ignore]
+            try:
+                if self.namespace_per_workspace:
+                    events = stream.stream(  # type: ignore[no-untyped-call,unused-ignore]
+                        self._core.list_pod_for_all_namespaces, label_selector=selector, timeout_seconds=5
+                    )
+                else:
+                    events = stream.stream(  # type: ignore[no-untyped-call,unused-ignore]
+                        self._core.list_namespaced_pod,
+                        self.namespace,
+                        label_selector=selector,
+                        timeout_seconds=5,
+                    )
+                for event in events:
+                    if stop.is_set():
+                        stream.stop()  # type: ignore[no-untyped-call,unused-ignore]
+                        break
+                    labels = event["object"].metadata.labels or {}
+                    if ENVIRONMENT_LABEL in labels:
+                        on_change(uuid.UUID(labels[ENVIRONMENT_LABEL]))
+            except Exception:  # the API went away or the watch expired: start a new one shortly
+                stop.wait(1.0)
+
     def list_nodes(self) -> list[ObservedNode]:
         """Every node, as inventory sync reads it, with what pods that are not ours use on it."""
         listed = _json(self._call(lambda: self._core.list_node(_preload_content=False)))
@@ -280,22 +356,10 @@ class KubernetesCluster:
             for node in (node_info(item) for item in listed.get("items", []))
         ]
 
-    def volume_claim_exists(self, environment_id: uuid.UUID, volume: str) -> bool:
-        """Whether one named PVC of the environment exists."""
-        claim = volume_claim_name(environment_id, volume)
-        return (
-            self._read(
-                lambda: self._core.read_namespaced_persistent_volume_claim(
-                    claim, self.namespace, _preload_content=False
-                )
-            )
-            is not None
-        )
-
     # -- plumbing ---------------------------------------------------------------------------------
-    def _create(self, create: Callable[..., Any], manifest: dict[str, Any]) -> bool:
+    def _create(self, namespace: str, create: Callable[..., Any], manifest: dict[str, Any]) -> bool:
         try:
-            self._call(lambda: create(self.namespace, manifest, _preload_content=False))
+            self._call(lambda: create(namespace, manifest, _preload_content=False))
         except client.ApiException as error:
             if error.status == 409:
                 return False  # it exists: deterministic names make this the idempotent path
@@ -331,6 +395,11 @@ class KubernetesCluster:
             raise
         except (urllib3.exceptions.HTTPError, OSError) as error:
             raise ClusterUnavailableError(f"Kubernetes API unreachable: {error.__class__.__name__}") from None
+
+
+def _bound(call: Callable[..., T], *args: Any, **kwargs: Any) -> Callable[[], T]:
+    """`call` with its arguments bound now (a lambda in a loop would see the loop's last value)."""
+    return lambda: call(*args, **kwargs)
 
 
 def _json(response: Any) -> dict[str, Any]:

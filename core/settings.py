@@ -66,6 +66,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Image that brings a static sshd into environments that ask for SSH access."""
     storage_class: str | None = None
     """StorageClass of environments' persistent volumes (the cluster's default when unset)."""
+    kubernetes_namespace: str = "default"
+    """Namespace of every environment's objects (unless `namespace_per_workspace`)."""
+    namespace_per_workspace: bool = False
+    """Give each workspace a namespace of its own (`rgpu-ws-<workspace id>`)."""
 
     def __post_init__(self) -> None:
         if self.database_url is not None:

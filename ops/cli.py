@@ -24,7 +24,7 @@ from remotegpu.core.settings import Settings, load_settings
 from remotegpu.ops import migrate
 from remotegpu.ops.devstack import running_dev_stack, wait_until
 from remotegpu.ops.postgres import ensure_database
-from remotegpu.ops.reconciler_runner import running_reconciler
+from remotegpu.ops.reconciler_runner import driver_options, running_reconciler
 
 app = typer.Typer(
     name="remotegpu",
@@ -102,8 +102,9 @@ def reconciler(
 
     from remotegpu.core.kubernetes_cluster import KubernetesCluster
 
-    options = {"storage_class": settings.storage_class, "access_image": settings.access_image}
-    driver = KubernetesCluster.from_kubeconfig(str(kubeconfig), **options) if kubeconfig else None
+    driver = (
+        KubernetesCluster.from_kubeconfig(str(kubeconfig), **driver_options(settings)) if kubeconfig else None
+    )
     where = f"cluster of {kubeconfig}" if kubeconfig else "in-memory cluster"
     with running_reconciler(make_url(url), settings, driver, identity=identity) as replica:
         console.print(f"Reconciler {replica.identity} running ({where}). Press Ctrl-C to stop.")

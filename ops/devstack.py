@@ -21,7 +21,12 @@ from remotegpu.core.kubernetes_cluster import KubernetesCluster
 from remotegpu.core.settings import Settings
 from remotegpu.ops.migrate import current_revision, upgrade
 from remotegpu.ops.postgres import EmbeddedPostgres, ensure_database
-from remotegpu.ops.reconciler_runner import running_reconciler, sync_inventory_now, wait_for_leadership
+from remotegpu.ops.reconciler_runner import (
+    driver_options,
+    running_reconciler,
+    sync_inventory_now,
+    wait_for_leadership,
+)
 from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
 
 DEV_DATABASE = "remotegpu"
@@ -67,9 +72,7 @@ def running_dev_stack(settings: Settings) -> Iterator[DevStack]:
         template = NodeTemplate(count=4, gpus=8, model="H100", prefix="dev-node")
         cluster = stack.enter_context(SimulatedCluster(template, start_delay=dt.timedelta(seconds=2)))
         kubeconfig = cluster.write_kubeconfig((settings.data_dir / "simcluster.kubeconfig").resolve())
-        driver = KubernetesCluster.from_kubeconfig(
-            str(kubeconfig), storage_class=settings.storage_class, access_image=settings.access_image
-        )
+        driver = KubernetesCluster.from_kubeconfig(str(kubeconfig), **driver_options(settings))
         sync_inventory_now(url, driver)
         reconciler = stack.enter_context(running_reconciler(url, settings, driver))
         leading = wait_for_leadership(reconciler)

@@ -7,6 +7,7 @@ import datetime as dt
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import URL
@@ -18,6 +19,16 @@ from remotegpu.core.kubernetes_cluster import KubernetesCluster
 from remotegpu.core.memory_cluster import InMemoryCluster
 from remotegpu.core.settings import Settings
 from remotegpu.reconciler.loop import Reconciler
+
+
+def driver_options(settings: Settings) -> dict[str, Any]:
+    """The Kubernetes driver's options, from the settings."""
+    return {
+        "namespace": settings.kubernetes_namespace,
+        "namespace_per_workspace": settings.namespace_per_workspace,
+        "storage_class": settings.storage_class,
+        "access_image": settings.access_image,
+    }
 
 
 def sync_inventory_now(url: URL, driver: KubernetesCluster) -> int:

@@ -37,15 +37,18 @@ def collect_garbage(ctx: ReconcilerContext) -> dict[str, int]:
     cleaned = {"objects": 0, "claims": 0}
     if isinstance(ctx.cluster, OwnedObjects):
         owned = ctx.cluster.owned_objects()  # no session open during cluster calls
-        ids = sorted({environment for _, _, environment in owned})
+        ids = sorted({environment for _, _, _, environment in owned})
         with ctx.engine.connect() as connection:
             phases = {row.id: row.phase for row in connection.execute(_LIVE_SQL, {"ids": ids})}
-        for kind, name, environment in owned:
+        for kind, namespace, name, environment in owned:
             phase = phases.get(environment)
             orphan = phase is None or (kind in {"pod", "service", "configmap"} and phase in _PODLESS)
-            if orphan and ctx.cluster.delete_object(kind, name):
+            if orphan and ctx.cluster.delete_object(kind, namespace, name):
                 cleaned["objects"] += 1
-                log.info("Orphan deleted", extra={"kind": kind, "object": name, "env": str(environment)})
+                log.info(
+                    "Orphan deleted",
+                    extra={"kind": kind, "object": f"{namespace}/{name}", "env": str(environment)},
+                )
     with ctx.engine.begin() as connection:
         for environment in connection.execute(_ORPHAN_CLAIMS_SQL).scalars().all():
             if release(connection, environment).released_anything:

@@ -407,3 +407,23 @@ def test_crash_loops_and_api_outages_are_retried_not_failed(stack: Stack, fault:
     with stack.engine.begin() as connection:  # skip the backoff the outage earned
         connection.execute(text("UPDATE environments SET next_attempt_at = now() WHERE id = :e"), {"e": env})
     stack.converge(stack.phase_is(env, "running"))
+
+
+def test_one_namespace_per_workspace_holds_each_workspace_s_objects(stack: Stack, database_url: URL) -> None:
+    per_workspace = KubernetesCluster(stack.driver._core.api_client, namespace_per_workspace=True)
+    stack.reconciler.close()
+    stack.reconciler = Reconciler(database_url, per_workspace, Settings(), identity="e2e-ns", listen=False)
+    env = stack.submit("isolated")
+    stack.converge(stack.phase_is(env, "running"))
+    namespace = f"rgpu-ws-{stack.workspace}"
+    assert [p.metadata.name for p in stack.api.list_namespaced_pod(namespace).items] == [f"env-{env}"]
+    policies = client.NetworkingV1Api(stack.api.api_client).list_namespaced_network_policy(namespace).items
+    assert [p.metadata.name for p in policies] == [f"ws-{stack.workspace}-isolation"]
+    assert stack.pods() == [], "nothing lands in the default namespace"
+
+    restarted = KubernetesCluster(stack.driver._core.api_client, namespace_per_workspace=True)
+    assert restarted.namespace_of(env) == namespace, "found again by label after a restart"
+    stack.desire(env, DesiredState.DELETED)
+    stack.converge(stack.phase_is(env, "deleted"))
+    assert stack.api.list_namespaced_pod(namespace).items == []
+    assert stack.api.list_namespaced_persistent_volume_claim(namespace).items == []
