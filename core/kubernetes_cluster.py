@@ -37,6 +37,7 @@ from remotegpu.core.manifests import (
     env_config_map_name,
     network_policy_manifest,
     pod_manifest,
+    pull_secret_manifest,
     service_manifest,
     volume_claim_manifest,
     volume_claim_name,
@@ -69,12 +70,15 @@ class KubernetesCluster:
         namespace_prefix: str = "rgpu-ws-",
         storage_class: str | None = None,
         access_image: str = ACCESS_IMAGE,
+        registry_credentials: str | None = None,
     ) -> None:
         self.namespace = namespace
         self.namespace_per_workspace = namespace_per_workspace
         self.namespace_prefix = namespace_prefix
         self.storage_class = storage_class
         self.access_image = access_image
+        self.registry_credentials = registry_credentials
+        """Docker config JSON for private registries; never logged (it is a secret)."""
         self._core = client.CoreV1Api(api_client)
         self._networking = client.NetworkingV1Api(api_client)
         self._policies: set[str] = set()
@@ -153,11 +157,20 @@ class KubernetesCluster:
                 self._core.create_namespaced_persistent_volume_claim,
                 volume_claim_manifest(spec, volume, self.storage_class),
             )
+        if self.registry_credentials and namespace + "/pull" not in self._policies:
+            self._create(
+                namespace,
+                self._core.create_namespaced_secret,
+                pull_secret_manifest(self.registry_credentials),
+            )
+            self._policies.add(namespace + "/pull")
         if spec.env:
             self._create(namespace, self._core.create_namespaced_config_map, env_config_map_manifest(spec))
         self._create(namespace, self._core.create_namespaced_service, service_manifest(spec))
         return self._create(
-            namespace, self._core.create_namespaced_pod, pod_manifest(spec, access_image=self.access_image)
+            namespace,
+            self._core.create_namespaced_pod,
+            pod_manifest(spec, access_image=self.access_image, pull_secret=bool(self.registry_credentials)),
         )
 
     def observe_workload(self, environment_id: uuid.UUID) -> PodObservation:

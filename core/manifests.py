@@ -56,7 +56,11 @@ def wants_ssh(spec: WorkloadSpec) -> bool:
 
 
 def pod_manifest(
-    spec: WorkloadSpec, *, shm_fraction: float = 0.5, access_image: str = ACCESS_IMAGE
+    spec: WorkloadSpec,
+    *,
+    shm_fraction: float = 0.5,
+    access_image: str = ACCESS_IMAGE,
+    pull_secret: bool = False,
 ) -> Manifest:
     """The environment's pod, pinned to `spec.node`.
 
@@ -131,6 +135,8 @@ def pod_manifest(
         volumes.append({"name": "access", "emptyDir": {}})
         volumes.append({"name": "ssh-keys", "secret": {"secretName": f"{spec.name}-ssh", "optional": True}})
     pod_spec_extra: Manifest = {"initContainers": init_containers} if init_containers else {}
+    if pull_secret:
+        pod_spec_extra["imagePullSecrets"] = [{"name": PULL_SECRET_NAME}]
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -184,6 +190,23 @@ def volume_claim_manifest(spec: WorkloadSpec, volume: VolumeSpec, storage_class:
         "kind": "PersistentVolumeClaim",
         "metadata": {"name": volume_claim_name(spec.environment_id, volume.name), "labels": labels_for(spec)},
         "spec": claim_spec,
+    }
+
+
+PULL_SECRET_NAME = "remotegpu-pull"  # noqa: S105 - an object name, not a password
+"""The image pull Secret RemoteGPU keeps in each namespace it uses, when registry credentials are set."""
+
+
+def pull_secret_manifest(docker_config_json: str) -> Manifest:
+    """A `kubernetes.io/dockerconfigjson` Secret from registry credentials (`~/.docker/config.json` form)."""
+    import base64
+
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {"name": PULL_SECRET_NAME, "labels": {MANAGED_LABEL: MANAGER}},
+        "data": {".dockerconfigjson": base64.b64encode(docker_config_json.encode()).decode()},
     }
 
 

@@ -21,7 +21,7 @@ from remotegpu.core.errors import SettingsError
 
 ENV_PREFIX = "REMOTEGPU_"
 CONFIG_FILE_VARIABLE = "REMOTEGPU_CONFIG"
-_SECRET_FIELDS = frozenset({"jwt_secret"})
+_SECRET_FIELDS = frozenset({"jwt_secret", "registry_credentials"})
 _REDACTED = "**********"
 
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -70,6 +70,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Namespace of every environment's objects (unless `namespace_per_workspace`)."""
     namespace_per_workspace: bool = False
     """Give each workspace a namespace of its own (`rgpu-ws-<workspace id>`)."""
+    registry_credentials: str | None = None
+    """Docker config JSON for private registries, kept as an image pull Secret in each namespace."""
 
     def __post_init__(self) -> None:
         if self.database_url is not None:

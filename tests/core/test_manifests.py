@@ -14,6 +14,7 @@ from remotegpu.core.manifests import (
     env_config_map_manifest,
     network_policy_manifest,
     pod_manifest,
+    pull_secret_manifest,
     service_manifest,
     volume_claim_manifest,
 )
@@ -149,3 +150,12 @@ def test_environment_variables_come_from_a_config_map() -> None:
     container = pod_manifest(SPEC)["spec"]["containers"][0]
     assert container["envFrom"] == [{"configMapRef": {"name": config_map["metadata"]["name"]}}]
     assert "env" not in container
+
+
+def test_registry_credentials_become_a_pull_secret_the_pod_references() -> None:
+    secret = pull_secret_manifest('{"auths": {"harbor.example.org": {"auth": "dXNlcjpwYXNz"}}}')
+    kubernetes_validate.validate(secret, VERSION, strict=True)
+    assert secret["type"] == "kubernetes.io/dockerconfigjson"
+    assert "dXNlcjpwYXNz" not in str(secret), "the credentials are stored encoded, as Kubernetes expects"
+    assert pod_manifest(SPEC, pull_secret=True)["spec"]["imagePullSecrets"] == [{"name": "remotegpu-pull"}]
+    assert "imagePullSecrets" not in pod_manifest(SPEC)["spec"]

@@ -427,3 +427,18 @@ def test_one_namespace_per_workspace_holds_each_workspace_s_objects(stack: Stack
     stack.converge(stack.phase_is(env, "deleted"))
     assert stack.api.list_namespaced_pod(namespace).items == []
     assert stack.api.list_namespaced_persistent_volume_claim(namespace).items == []
+
+
+def test_registry_credentials_are_kept_as_a_pull_secret_in_the_namespace(
+    stack: Stack, database_url: URL
+) -> None:
+    credentials = '{"auths": {"harbor.example.org": {"auth": "dXNlcjpwYXNz"}}}'
+    private = KubernetesCluster(stack.driver._core.api_client, registry_credentials=credentials)
+    stack.reconciler.close()
+    stack.reconciler = Reconciler(database_url, private, Settings(), identity="e2e-pull", listen=False)
+    env = stack.submit("private-image")
+    stack.converge(stack.phase_is(env, "running"))
+    secret = stack.api.read_namespaced_secret("remotegpu-pull", "default")
+    assert secret.type == "kubernetes.io/dockerconfigjson"
+    (pod,) = stack.pods()
+    assert [s.name for s in pod.spec.image_pull_secrets] == ["remotegpu-pull"]
