@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime as dt
 import json
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +44,6 @@ from remotegpu.core.kubernetes_cluster import KubernetesCluster
 from remotegpu.core.memory_cluster import InMemoryCluster
 from remotegpu.core.settings import Settings
 from remotegpu.ops.bench.database import bench_database, create_tenant
-from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
 from remotegpu.reconciler.loop import Reconciler
 
 GIB = 1 << 30
@@ -80,6 +82,40 @@ def _pod_create_p50_ms(kubeconfig: str, samples: int = 200) -> float:
     for index in range(samples):
         api.delete_namespaced_pod(f"probe-{index}", "default", _preload_content=False)
     return round(statistics.median(timings), 2)
+
+
+@contextlib.contextmanager
+def _simulated_cluster_process(nodes: int, kubeconfig: Path) -> Iterator[Path]:
+    """`remotegpu simcluster` in a process of its own, as a real API server would be; yields its kubeconfig."""
+    process = subprocess.Popen(  # noqa: S603 - our own CLI, arguments built here
+        [
+            sys.executable,
+            "-m",
+            "remotegpu.ops.cli",
+            "simcluster",
+            "--nodes",
+            str(nodes),
+            "--start-delay",
+            "0",
+            "--kubeconfig",
+            str(kubeconfig),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not kubeconfig.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the simulated cluster did not start")
+            time.sleep(0.05)
+        yield kubeconfig
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def _seed(engine: Engine, envs: int) -> tuple[uuid.UUID, uuid.UUID, set[str]]:
@@ -174,11 +210,8 @@ def run(
         engine = make_engine(url, pool_size=4)
         cluster: Any
         if config.cluster == "sim":
-            sim = stack.enter_context(
-                SimulatedCluster(NodeTemplate(count=config.nodes), start_delay=dt.timedelta(0))
-            )
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-            kubeconfig = sim.write_kubeconfig(folder / "kubeconfig")
+            kubeconfig = stack.enter_context(_simulated_cluster_process(config.nodes, folder / "kubeconfig"))
             cluster = KubernetesCluster.from_kubeconfig(str(kubeconfig))
             figures["nodes"] = config.nodes
             figures["sim_pod_create_p50_ms"] = _pod_create_p50_ms(str(kubeconfig))
