@@ -104,6 +104,11 @@ class InMemoryCluster:
         with self._lock:
             self._failing_images[image] = (reason, f"image {image!r} could not be pulled", retryable)
 
+    def heal_image(self, image: str) -> None:
+        """Pods created from `image` from now on pull it fine again."""
+        with self._lock:
+            self._failing_images.pop(image, None)
+
     def set_node_ready(self, node: str, ready: bool) -> None:
         """Mark a node Ready or NotReady."""
         with self._lock:

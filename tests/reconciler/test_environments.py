@@ -167,7 +167,7 @@ def test_temporary_errors_back_off_exponentially_then_fail_past_the_deadline(
             assert world.active_gpu_claims() == 0, "failed releases its claims"
             assert world.cluster.live_pods() == []
             world.desire(env, DesiredState.RUNNING)  # an explicit start leaves failed
-            world.cluster._failing_images.clear()
+            world.cluster.heal_image(SPEC["image"])
             world.reconciler.run_until_idle()
             assert world.phase(env) == "running"
         finally:
