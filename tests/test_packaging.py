@@ -40,15 +40,22 @@ def test_wheel_holds_only_the_remotegpu_namespace_and_imports_from_it(tmp_path: 
     tops = {name.split("/", 1)[0] for name in names}
     (metadata,) = tops - {"remotegpu"}
     assert metadata.endswith(".dist-info"), f"unexpected top-level entry {metadata!r} in the wheel"
-    for folder in FOLDERS:
-        assert f"remotegpu/{folder}/__init__.py" in names
+    packages = {
+        f"remotegpu/{path.parent.relative_to(ROOT).as_posix()}/__init__.py"
+        for folder in FOLDERS
+        for path in (ROOT / folder).rglob("__init__.py")
+        if ".venv" not in path.parts and "build" not in path.parts
+    }
+    missing = sorted(packages - set(names))
+    assert missing == [], f"packages missing from the wheel (add them to pyproject.toml): {missing}"
     assert "remotegpu/migrations/script.py.mako" in names
     assert any(name.startswith("remotegpu/migrations/versions/0001") for name in names)
 
     unpacked = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(unpacked)
     probe = (
-        "import remotegpu.core.models, remotegpu.ops.cli, remotegpu.migrations, pathlib;"
+        "import remotegpu.core.models, remotegpu.ops.cli, remotegpu.ops.devstack, remotegpu.ops.bench.reconcile,"
+        " remotegpu.migrations, pathlib;"
         "print(pathlib.Path(remotegpu.core.models.__file__).resolve())"
     )
     result = subprocess.run(
