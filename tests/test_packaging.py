@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -18,6 +19,19 @@ def test_editable_install_maps_the_namespace_onto_the_top_level_folders() -> Non
 
 
 def test_wheel_holds_only_the_remotegpu_namespace_and_imports_from_it(tmp_path: Path) -> None:
+    # Build from a copy of the source files only: a stale build/ folder would hide a missing package.
+    source = tmp_path / "source"
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for relative in listed:
+        if (ROOT / relative).is_file():
+            (source / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / relative, source / relative)
     subprocess.run(
         [
             sys.executable,
@@ -29,7 +43,7 @@ def test_wheel_holds_only_the_remotegpu_namespace_and_imports_from_it(tmp_path: 
             "-q",
             "-w",
             str(tmp_path),
-            str(ROOT),
+            str(source),
         ],
         check=True,
         capture_output=True,
