@@ -234,8 +234,21 @@ _UNDER_HOST_LOCK_SQL = text(
     """
 )
 
+# Adds the allocation to a subject's usage counters, creating its quota row (unlimited) if it has none.
+_QUOTA_UPSERT = """
+        INSERT INTO resource_quotas ({column}, used_gpus, used_cpu_millis, used_memory_bytes,
+                                     used_storage_bytes, running_environments)
+        VALUES ({subject}, :gpu_count, :cpu, :mem, :storage, 1)
+        ON CONFLICT ({column}) DO UPDATE SET
+            used_gpus = resource_quotas.used_gpus + EXCLUDED.used_gpus,
+            used_cpu_millis = resource_quotas.used_cpu_millis + EXCLUDED.used_cpu_millis,
+            used_memory_bytes = resource_quotas.used_memory_bytes + EXCLUDED.used_memory_bytes,
+            used_storage_bytes = resource_quotas.used_storage_bytes + EXCLUDED.used_storage_bytes,
+            running_environments = resource_quotas.running_environments + 1
+        RETURNING id"""
+
 _WRITE_ALLOCATION_SQL = text(
-    """
+    f"""
     WITH alloc AS (
         INSERT INTO allocations (environment_id, workspace_id, user_id, host_id, generation,
                                  gpu_model, gpu_count, cpu_millis, memory_bytes, storage_bytes)
@@ -270,28 +283,8 @@ _WRITE_ALLOCATION_SQL = text(
                          ports_claimed = ports_claimed + cardinality(CAST(:host_ports AS int[]))
          WHERE id = :host
         RETURNING 1
-    ), ws_quota AS (
-        INSERT INTO resource_quotas (workspace_id, used_gpus, used_cpu_millis, used_memory_bytes,
-                                     used_storage_bytes, running_environments)
-        VALUES (:ws, :gpu_count, :cpu, :mem, :storage, 1)
-        ON CONFLICT (workspace_id) DO UPDATE SET
-            used_gpus = resource_quotas.used_gpus + EXCLUDED.used_gpus,
-            used_cpu_millis = resource_quotas.used_cpu_millis + EXCLUDED.used_cpu_millis,
-            used_memory_bytes = resource_quotas.used_memory_bytes + EXCLUDED.used_memory_bytes,
-            used_storage_bytes = resource_quotas.used_storage_bytes + EXCLUDED.used_storage_bytes,
-            running_environments = resource_quotas.running_environments + 1
-        RETURNING id
-    ), user_quota AS (
-        INSERT INTO resource_quotas (user_id, used_gpus, used_cpu_millis, used_memory_bytes,
-                                     used_storage_bytes, running_environments)
-        VALUES (:usr, :gpu_count, :cpu, :mem, :storage, 1)
-        ON CONFLICT (user_id) DO UPDATE SET
-            used_gpus = resource_quotas.used_gpus + EXCLUDED.used_gpus,
-            used_cpu_millis = resource_quotas.used_cpu_millis + EXCLUDED.used_cpu_millis,
-            used_memory_bytes = resource_quotas.used_memory_bytes + EXCLUDED.used_memory_bytes,
-            used_storage_bytes = resource_quotas.used_storage_bytes + EXCLUDED.used_storage_bytes,
-            running_environments = resource_quotas.running_environments + 1
-        RETURNING id
+    ), ws_quota AS ({_QUOTA_UPSERT.format(column="workspace_id", subject=":ws")}
+    ), user_quota AS ({_QUOTA_UPSERT.format(column="user_id", subject=":usr")}
     ), model_quota AS (
         INSERT INTO gpu_model_quotas (quota_id, gpu_model, used_gpus)
         SELECT id, :gpu_model, :gpu_count FROM (SELECT id FROM ws_quota UNION ALL SELECT id FROM user_quota) q

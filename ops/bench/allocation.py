@@ -13,14 +13,12 @@ import dataclasses
 import json
 import multiprocessing
 import random
-import statistics
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 
@@ -31,6 +29,7 @@ from remotegpu.core.inventory import GpuDevice, register_host
 from remotegpu.core.quotas import QuotaLimits, set_quota
 from remotegpu.core.states import PortPurpose
 from remotegpu.ops.bench.database import bench_database
+from remotegpu.ops.bench.report import percentile, print_figures
 
 GIB = 1 << 30
 SIZES = (1, 1, 1, 1, 2, 2, 4, 8)
@@ -229,31 +228,16 @@ def run(
         "claims": claims,
         "claims_per_s": round(claims / wall, 1),
         "gpus_per_s": round(gpus / wall, 1),
-        "p50_ms": round(_percentile(latencies, 0.50) * 1000, 2),
-        "p99_ms": round(_percentile(latencies, 0.99) * 1000, 2),
+        "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
         "releases": sum(result["releases"] for result in results),
         "retries": outcomes.get("contended", 0),
         "no_capacity": outcomes.get("no-capacity", 0),
         "history_rows": history_rows,
         "violations": len(violations),
     }
-    table = Table(title="remotegpu bench allocation")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    for key, value in figures.items():
-        table.add_row(key, str(value))
-    console.print(table)
-    for violation in violations[:10]:
-        console.print(f"violation: {violation}", highlight=False)
+    print_figures(console, "remotegpu bench allocation", figures, violations)
     return figures
-
-
-def _percentile(values: list[float], fraction: float) -> float:
-    if not values:
-        return 0.0
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=1000, method="inclusive")[max(0, int(fraction * 1000) - 1)]
 
 
 def main(quick: bool, workers: int | None = None) -> None:

@@ -32,7 +32,6 @@ from typing import Any
 
 from kubernetes import client, config
 from rich.console import Console
-from rich.table import Table
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
@@ -44,6 +43,7 @@ from remotegpu.core.kubernetes_cluster import KubernetesCluster
 from remotegpu.core.memory_cluster import InMemoryCluster
 from remotegpu.core.settings import Settings
 from remotegpu.ops.bench.database import bench_database, create_tenant
+from remotegpu.ops.bench.report import percentile, print_figures
 from remotegpu.reconciler.loop import Reconciler
 
 GIB = 1 << 30
@@ -179,14 +179,6 @@ def _latencies_ms(engine: Engine, envs: list[uuid.UUID]) -> list[float]:
         return sorted(float(value) for value in rows)
 
 
-def _percentile(values: list[float], fraction: float) -> float:
-    if not values:
-        return 0.0
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[max(0, int(fraction * 100) - 1)]
-
-
 def run(
     quick: bool = False,
     envs: int | None = None,
@@ -229,7 +221,7 @@ def run(
                 (probe,) = _submit(engine, workspace, user, [f"idle-{index}"])
                 _wait_running(engine, [probe], 30)
                 idle += _latencies_ms(engine, [probe])
-            figures["idle_submit_to_running_p50_ms"] = round(_percentile(idle, 0.5), 1)
+            figures["idle_submit_to_running_p50_ms"] = round(percentile(idle, 0.5), 1)
 
             started = time.monotonic()
             flood = _submit(engine, workspace, user, [f"env-{i}" for i in range(config.envs)])
@@ -240,8 +232,8 @@ def run(
                 {
                     "seconds": round(elapsed, 2),
                     "envs_per_s": round(config.envs / elapsed, 1),
-                    "submit_to_running_p50_ms": round(_percentile(latencies, 0.5), 1),
-                    "submit_to_running_p99_ms": round(_percentile(latencies, 0.99), 1),
+                    "submit_to_running_p50_ms": round(percentile(latencies, 0.5), 1),
+                    "submit_to_running_p99_ms": round(percentile(latencies, 0.99), 1),
                 }
             )
             figures["failover_s"], figures["failover_to_running_s"] = _fail_over(
@@ -254,7 +246,7 @@ def run(
                 thread.join(timeout=30)
             engine.dispose()
     figures["violations"] = len(violations)
-    _print(console, figures, violations)
+    print_figures(console, "remotegpu bench reconcile", figures, violations)
     return figures
 
 
@@ -316,17 +308,6 @@ def _violations(engine: Engine, cluster: Any, flood: list[uuid.UUID], all_runnin
     if not all_running:
         problems.append(f"{len(flood) - _running_count(engine, flood)} environments never reached running")
     return problems
-
-
-def _print(console: Console, figures: dict[str, Any], violations: list[str]) -> None:
-    table = Table(title="remotegpu bench reconcile")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    for key, value in figures.items():
-        table.add_row(key, str(value))
-    console.print(table)
-    for violation in violations[:10]:
-        console.print(f"violation: {violation}", highlight=False)
 
 
 def main(quick: bool, envs: int | None = None, cluster: str = "memory", nodes: int = 500) -> None:
