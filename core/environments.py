@@ -64,12 +64,15 @@ def submit_environment(
     name: str,
     spec: dict[str, Any],
     priority: int = 0,
+    desired: DesiredState | None = None,
 ) -> uuid.UUID:
-    """Store a new environment with its desired state and wake the reconciler."""
+    """Store a new environment with its desired state (default: the spec's `state`, else running) and
+    wake the reconciler."""
     import json
 
     requests = requests_from_spec(spec)
-    desired = DesiredState(spec.get("state", DesiredState.RUNNING.value))
+    if desired is None:
+        desired = DesiredState(spec.get("state", DesiredState.RUNNING.value))
     environment_id: uuid.UUID = connection.execute(
         _INSERT_SQL,
         {

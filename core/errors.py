@@ -13,3 +13,32 @@ class SettingsError(RemoteGPUError):
 
 class DatabaseUnavailableError(RemoteGPUError):
     """No Postgres could be reached or started."""
+
+
+class InvalidInputError(RemoteGPUError):
+    """A request field holds a value we cannot accept; `field` names it (a JSON path or a parameter)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.detail = message
+
+
+class NotFoundError(RemoteGPUError):
+    """The thing does not exist, or the caller may not know that it does (both read the same)."""
+
+
+class ForbiddenError(RemoteGPUError):
+    """The caller is known and may see the thing, but their role does not allow this action."""
+
+
+class ConflictError(RemoteGPUError):
+    """The request clashes with the current state (a taken name, the last owner leaving)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class AuthenticationError(RemoteGPUError):
+    """No valid credentials: a missing, expired or revoked token, or a wrong password."""

@@ -21,7 +21,7 @@ from remotegpu.core.errors import SettingsError
 
 ENV_PREFIX = "REMOTEGPU_"
 CONFIG_FILE_VARIABLE = "REMOTEGPU_CONFIG"
-_SECRET_FIELDS = frozenset({"jwt_secret", "registry_credentials"})
+_SECRET_FIELDS = frozenset({"jwt_secret", "registry_credentials", "token"})
 _REDACTED = "**********"
 
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -40,6 +40,20 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Port the API listens on."""
     jwt_secret: str | None = None
     """Key that signs access tokens; `remotegpu dev` generates one when unset."""
+    access_token_minutes: int = 15
+    """Lifetime of the access tokens `POST /auth/login` returns."""
+    refresh_token_hours: int = 168
+    """Lifetime of refresh tokens (sign in again after this)."""
+    login_attempts_per_minute: int = 10
+    """Sign-in attempts one client address may make per minute; more get HTTP 429."""
+    max_request_bytes: int = 1_048_576
+    """Largest request body the API accepts; larger ones get HTTP 413."""
+    kubeconfig: str | None = None
+    """Kubeconfig of the cluster (None: in-cluster config when running in a pod, else no cluster)."""
+    server_url: str | None = None
+    """CLI: the API to talk to (default: what `remotegpu login` saved, else http://api_host:api_port)."""
+    token: str | None = None
+    """CLI: API token to send (default: the one `remotegpu login` saved)."""
     log_level: LogLevel = "info"
     """Verbosity of the process log."""
     db_pool_size: int = 10
@@ -81,6 +95,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
                 raise SettingsError(
                     "database_url: not a valid database URL; expected postgresql://USER@HOST:PORT/DBNAME"
                 ) from None
+        for name in (
+            "access_token_minutes",
+            "refresh_token_hours",
+            "login_attempts_per_minute",
+            "max_request_bytes",
+        ):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name}: must be at least 1")
         if not 1 <= self.api_port <= 65535:
             raise SettingsError(f"api_port: {self.api_port} is outside 1-65535; choose a free TCP port")
         if self.db_pool_size < 1:

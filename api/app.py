@@ -1,0 +1,91 @@
+"""The Litestar application: routers under `/api/v1`, problem-details errors, OpenAPI, metrics, limits.
+
+`create_app` takes everything it needs (no globals), so tests, `remotegpu dev` and `remotegpu api`
+build the same app. Handlers are synchronous (core is synchronous SQLAlchemy) and run in a thread pool.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+
+from litestar import Litestar, Router
+from litestar.config.response_cache import ResponseCacheConfig
+from litestar.di import Provide
+from litestar.logging import LoggingConfig
+from litestar.middleware.rate_limit import RateLimitConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from sqlalchemy import Engine
+
+from remotegpu.api.context import ApiContext, LogReader
+from remotegpu.api.problems import EXCEPTION_HANDLERS
+from remotegpu.api.routes import auth, billing, environments, hosts, images, ops, quotas, users, workspaces
+from remotegpu.core.settings import Settings
+
+API_PREFIX = "/api/v1"
+LOGIN_PATH = f"{API_PREFIX}/auth/login"
+VERSION = "0.1.0"
+
+
+class MetricsController(PrometheusController):
+    """`/metrics` in the Prometheus text format (request counts and latencies per route)."""
+
+    path = "/metrics"
+
+
+def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = None) -> Litestar:
+    """The API app for `engine`, signing tokens with `settings.jwt_secret` (a random key when unset:
+    tokens then die with the process, fine for one-off runs, wrong for replicas)."""
+    context = ApiContext(
+        engine=engine,
+        jwt_secret=settings.jwt_secret or secrets.token_urlsafe(32),
+        access_token_lifetime=dt.timedelta(minutes=settings.access_token_minutes),
+        refresh_token_lifetime=dt.timedelta(hours=settings.refresh_token_hours),
+        logs=logs,
+    )
+    api = Router(
+        API_PREFIX,
+        route_handlers=[
+            auth.router,
+            users.router,
+            workspaces.router,
+            quotas.router,
+            hosts.router,
+            environments.router,
+            images.router,
+            billing.router,
+            ops.router,
+        ],
+    )
+    login_limit = RateLimitConfig(
+        rate_limit=("minute", settings.login_attempts_per_minute),
+        check_throttle_handler=lambda request: request.url.path == LOGIN_PATH,
+    )
+    metrics = PrometheusConfig(
+        app_name="remotegpu", prefix="remotegpu", group_path=True, exclude=["/metrics"]
+    )
+    return Litestar(
+        route_handlers=[api, ops.healthz, ops.readyz, MetricsController],
+        dependencies={"api": Provide(lambda: context, sync_to_thread=False, use_cache=True)},
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[login_limit.middleware, metrics.middleware],
+        request_max_body_size=settings.max_request_bytes,
+        openapi_config=OpenAPIConfig(
+            title="RemoteGPU API",
+            version=VERSION,
+            path=f"{API_PREFIX}/openapi",
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(
+                        type="http", scheme="bearer", description="JWT access token or API token"
+                    )
+                }
+            ),
+            security=[{"bearer": []}],
+        ),
+        response_cache_config=ResponseCacheConfig(),
+        logging_config=LoggingConfig(log_exceptions="never", configure_root_logger=False),
+        debug=False,
+    )

@@ -1,0 +1,69 @@
+"""What every request handler needs: the database, the token settings, and the cluster's log reader.
+
+Handlers are synchronous and run in Litestar's thread pool: the core functions they call are
+synchronous SQLAlchemy, and one connection checkout covers authentication and the work (one or two
+queries per request).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from litestar import Request
+from litestar.di import NamedDependency
+from sqlalchemy import Connection, Engine
+
+from remotegpu.api.security import authenticate
+from remotegpu.core.accounts import Principal
+from remotegpu.core.errors import ForbiddenError
+
+
+class LogReader(Protocol):
+    """The part of the cluster driver the API uses: a pod's log, line by line."""
+
+    def stream_logs(
+        self, environment_id: uuid.UUID, *, follow: bool = False, tail_lines: int | None = None
+    ) -> Iterator[str]:
+        """The main container's log; with `follow`, new lines as they are written."""
+        ...
+
+
+AnyRequest = Request[Any, Any, Any]
+"""Handlers do not use the request's user, auth or state slots: credentials are read per request."""
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    """Shared, immutable state of one API process."""
+
+    engine: Engine
+    jwt_secret: str
+    access_token_lifetime: dt.timedelta
+    refresh_token_lifetime: dt.timedelta
+    logs: LogReader | None = None
+    stuck_after: dt.timedelta = dt.timedelta(minutes=10)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction with no caller (registration and sign-in)."""
+        with self.engine.begin() as connection:
+            yield connection
+
+    @contextlib.contextmanager
+    def acting(self, request: AnyRequest, *, admin: bool = False) -> Iterator[tuple[Connection, Principal]]:
+        """One transaction on behalf of the request's caller: 401 without valid credentials, 403 when
+        `admin` is asked and the caller is not a platform administrator."""
+        with self.engine.begin() as connection:
+            principal = authenticate(connection, request.headers.get("authorization"), self.jwt_secret)
+            if admin and not principal.is_admin:
+                raise ForbiddenError("this needs a platform administrator")
+            yield connection, principal
+
+
+Api = NamedDependency[ApiContext]
+"""How handlers ask for the context: `api: Api` (provided by `create_app`)."""

@@ -1,0 +1,126 @@
+"""Every error as an RFC 9457 problem document (`application/problem+json`) naming the field at fault.
+
+Expected errors (`RemoteGPUError`s and Litestar's own validation and HTTP errors) keep their status and
+message; anything else is a 500 whose body says nothing about the internals (the log has the trace).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from remotegpu.core.errors import (
+    AuthenticationError,
+    ConflictError,
+    ForbiddenError,
+    InvalidInputError,
+    NotFoundError,
+    RemoteGPUError,
+)
+from remotegpu.core.specs import field_and_message
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+_log = logging.getLogger(__name__)
+
+_STATUS: list[tuple[type[RemoteGPUError], int, str]] = [
+    (AuthenticationError, 401, "Not signed in"),
+    (ForbiddenError, 403, "Not allowed"),
+    (NotFoundError, 404, "Not found"),
+    (ConflictError, 409, "Conflict"),
+    (InvalidInputError, 422, "Invalid input"),
+]
+
+
+def problem(
+    status: int, title: str, detail: str, request: Request[Any, Any, Any], **extra: Any
+) -> Response[dict[str, Any]]:
+    """A problem response for `request`."""
+    body = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+    }
+    body.update(extra)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def remotegpu_error(request: Request[Any, Any, Any], error: RemoteGPUError) -> Response[dict[str, Any]]:
+    """Our own errors: status from the class, message as the detail, the field when one is named."""
+    for kind, status, title in _STATUS:
+        if isinstance(error, kind):
+            extra: dict[str, Any] = {}
+            field = getattr(error, "field", None)
+            if field:
+                extra["errors"] = [{"field": field, "message": getattr(error, "detail", None) or str(error)}]
+            return problem(status, title, str(error), request, **extra)
+    return problem(400, "Bad request", str(error), request)
+
+
+def validation_error(request: Request[Any, Any, Any], error: ValidationException) -> Response[dict[str, Any]]:
+    """Litestar's parameter and body validation (msgspec): 422, with
+    each field named."""
+    errors: list[dict[str, str]] = []
+    for item in error.extra if isinstance(error.extra, list) else []:
+        entry = item if isinstance(item, dict) else {"message": str(item)}
+        message = str(entry.get("message", ""))
+        key = entry.get("key")
+        if entry.get("source") == "body":
+            # Litestar moves a top-level field's path into `key` ("data" is the body itself).
+            if "- at `" not in message and key and key != "data":
+                message = f"{message} - at `$.{key}`"
+            field, message = field_and_message(message)
+        else:
+            field = str(key or "$")
+        errors.append(
+            {
+                "field": field,
+                "message": message,
+                "source": str(entry.get("source", "")),
+            }
+        )
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or str(error.detail)
+    return problem(422, "Invalid input", detail, request, errors=errors)
+
+
+def http_error(request: Request[Any, Any, Any], error: HTTPException) -> Response[dict[str, Any]]:
+    """Litestar's HTTP errors (404 route, 405 method, 413 too large, 429 rate limited) as problems."""
+    response = problem(error.status_code, _title(error.status_code), str(error.detail), request)
+    for name, value in (error.headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def internal_error(request: Request[Any, Any, Any], error: Exception) -> Response[dict[str, Any]]:
+    """Anything unexpected: logged with its trace, answered without internals."""
+    _log.exception("Request failed", extra={"path": request.url.path, "method": request.method})
+    return problem(
+        HTTP_500_INTERNAL_SERVER_ERROR,
+        "Internal error",
+        "the server failed; the operators have the details in the log",
+        request,
+    )
+
+
+def _title(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    RemoteGPUError: remotegpu_error,
+    ValidationException: validation_error,
+    HTTPException: http_error,
+    Exception: internal_error,
+}
+"""Handlers for `Litestar(exception_handlers=…)`; the most specific class wins."""

@@ -1,0 +1,393 @@
+"""Environments: apply a spec, list and read, control the lifecycle, reach them, read logs and events.
+
+These handlers write only the desired side (through `core.environment_control`); the reconciler, woken
+by NOTIFY, does the rest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Router, delete, get, post, put
+from litestar.exceptions import ServiceUnavailableException
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.response import Stream
+from sqlalchemy import Connection
+
+from remotegpu.api.context import AnyRequest, Api
+from remotegpu.core.accounts import Principal
+from remotegpu.core.cluster import ClusterUnavailableError
+from remotegpu.core.environment_control import (
+    ApplyResult,
+    apply_spec,
+    change_state,
+    operable_environment,
+    replace_spec,
+    restart,
+)
+from remotegpu.core.environment_views import (
+    EnvironmentFilter,
+    access_details,
+    get_environment,
+    list_environments,
+    list_events,
+)
+from remotegpu.core.errors import InvalidInputError
+from remotegpu.core.membership import WorkspaceAccess, workspace_access
+from remotegpu.core.pagination import MAX_PAGE_SIZE
+from remotegpu.core.specs import EnvironmentSpec, check_spec
+from remotegpu.core.states import DesiredState, Phase
+
+Limit = Annotated[int, QueryParameter(ge=1, le=MAX_PAGE_SIZE, description="page size")]
+
+
+class EnvironmentOut(msgspec.Struct):
+    """An environment: what its user asked for and what the reconciler observed."""
+
+    id: uuid.UUID
+    name: str
+    workspace_id: uuid.UUID
+    workspace: str
+    owner: str
+    spec: dict[str, Any]
+    generation: int
+    observed_generation: int
+    desired_state: str
+    phase: str
+    reason: str | None
+    message: str | None
+    conditions: list[dict[str, Any]]
+    retry_count: int
+    queue_position: int | None
+    queue_reason: str | None
+    host: str | None
+    gpu_count: int
+    gpu_model: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    phase_entered_at: dt.datetime
+    gpu_indexes: list[int] | None = None
+
+
+class EnvironmentList(msgspec.Struct):
+    """A page of environments, newest first."""
+
+    items: list[EnvironmentOut]
+    next_cursor: str | None = None
+
+
+class ApplyOut(msgspec.Struct):
+    """What an apply did (`created`, `updated`, `unchanged`) and, for a dry run, what it would do."""
+
+    outcome: str
+    dry_run: bool
+    environment: EnvironmentOut | None
+    stored_spec: dict[str, Any] | None
+    desired_spec: dict[str, Any]
+
+
+class AccessOut(msgspec.Struct):
+    """One way into a running environment."""
+
+    kind: str
+    name: str | None
+    host: str
+    port: int
+    container_port: int
+    url: str
+    command: str | None
+
+
+class EventOut(msgspec.Struct):
+    """Something that happened to the environment."""
+
+    seq: int
+    at: dt.datetime
+    actor: str
+    kind: str
+    reason: str
+    message: str
+
+
+class EventList(msgspec.Struct):
+    """A page of events, oldest first."""
+
+    items: list[EventOut]
+    next_cursor: str | None = None
+
+
+class QueueOut(msgspec.Struct):
+    """Where a waiting environment stands in the capacity queue."""
+
+    phase: str
+    position: int | None
+    reason: str | None
+
+
+def environment_out(row: Any) -> EnvironmentOut:
+    """An environment row as the API shows it."""
+    return EnvironmentOut(
+        row.id,
+        row.name,
+        row.workspace_id,
+        row.workspace,
+        row.owner,
+        row.spec,
+        row.generation,
+        row.observed_generation,
+        str(row.desired_state),
+        str(row.phase),
+        row.reason,
+        row.last_error,
+        row.conditions,
+        row.retry_count,
+        row.queue_position,
+        row.queue_reason,
+        row.host,
+        row.gpu_count,
+        row.gpu_model,
+        row.created_at,
+        row.updated_at,
+        row.phase_entered_at,
+        list(getattr(row, "gpu_indexes", None) or []) if hasattr(row, "gpu_indexes") else None,
+    )
+
+
+def _target_workspace(
+    connection: Connection, principal: Principal, spec: EnvironmentSpec, workspace: str | None
+) -> WorkspaceAccess:
+    reference = workspace or spec.workspace
+    if reference is None:
+        raise InvalidInputError("$.workspace", "name the workspace in the spec or as ?workspace=<name or id>")
+    if workspace and spec.workspace and workspace not in (spec.workspace,):
+        access = workspace_access(connection, principal, workspace)
+        if access.name != spec.workspace:
+            raise InvalidInputError(
+                "$.workspace", f"the spec says {spec.workspace!r} but ?workspace= says {workspace!r}"
+            )
+        return access
+    return workspace_access(connection, principal, reference)
+
+
+def _apply(
+    request: AnyRequest,
+    api: Api,
+    data: JSONBody[EnvironmentSpec],
+    workspace: str | None,
+    *,
+    create_only: bool,
+    dry_run: bool,
+) -> ApplyOut:
+    spec = check_spec(data)
+    with api.acting(request) as (connection, principal):
+        access = _target_workspace(connection, principal, spec, workspace)
+        result = apply_spec(connection, principal, access, spec, create_only=create_only, dry_run=dry_run)
+        return _apply_out(connection, principal, result, dry_run, spec, access)
+
+
+def _apply_out(
+    connection: Connection,
+    principal: Principal,
+    result: ApplyResult,
+    dry_run: bool,
+    spec: EnvironmentSpec,
+    access: WorkspaceAccess,
+) -> ApplyOut:
+    from remotegpu.core.environment_control import desired_spec
+
+    environment = None
+    if result.environment_id.int != 0:
+        environment = environment_out(get_environment(connection, principal, result.environment_id))
+    return ApplyOut(
+        result.outcome.value, dry_run, environment, result.stored_spec, desired_spec(connection, access, spec)
+    )
+
+
+@post("/", status_code=201, sync_to_thread=True)
+def create(
+    data: JSONBody[EnvironmentSpec],
+    request: AnyRequest,
+    api: Api,
+    workspace: FromQuery[str | None] = None,
+    dry_run: FromQuery[bool] = False,
+) -> ApplyOut:
+    """Submit a new environment (409 if the name is taken in the workspace; use apply to update)."""
+    return _apply(request, api, data, workspace, create_only=True, dry_run=dry_run)
+
+
+@post("/apply", status_code=200, sync_to_thread=True)
+def apply(
+    data: JSONBody[EnvironmentSpec],
+    request: AnyRequest,
+    api: Api,
+    workspace: FromQuery[str | None] = None,
+    dry_run: FromQuery[bool] = False,
+) -> ApplyOut:
+    """Create the environment, or bring the one of that name to this spec (idempotent)."""
+    return _apply(request, api, data, workspace, create_only=False, dry_run=dry_run)
+
+
+@get("/", sync_to_thread=True)
+def list_all(
+    request: AnyRequest,
+    api: Api,
+    workspace: FromQuery[str | None] = None,
+    phase: FromQuery[Phase | None] = None,
+    name: FromQuery[str | None] = None,
+    mine: FromQuery[bool] = False,
+    limit: Limit = 50,
+    cursor: FromQuery[str | None] = None,
+) -> EnvironmentList:
+    """Environments the caller can see, newest first; filter by workspace, phase, name or `mine`."""
+    with api.acting(request) as (connection, principal):
+        workspace_id = workspace_access(connection, principal, workspace).id if workspace else None
+        filters = EnvironmentFilter(workspace_id, phase, name, principal.user_id if mine else None)
+        rows, following = list_environments(connection, principal, filters, limit=limit, cursor=cursor)
+    return EnvironmentList([environment_out(r) for r in rows], following)
+
+
+@get("/{environment_id:uuid}", sync_to_thread=True)
+def show(environment_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> EnvironmentOut:
+    """One environment, with the GPUs it holds."""
+    with api.acting(request) as (connection, principal):
+        return environment_out(get_environment(connection, principal, environment_id))
+
+
+@put("/{environment_id:uuid}", sync_to_thread=True)
+def update(
+    environment_id: FromPath[uuid.UUID],
+    data: JSONBody[EnvironmentSpec],
+    request: AnyRequest,
+    api: Api,
+    dry_run: FromQuery[bool] = False,
+) -> ApplyOut:
+    """Replace the spec; a running environment restarts with it."""
+    spec = check_spec(data)
+    with api.acting(request) as (connection, principal):
+        environment = operable_environment(connection, principal, environment_id)
+        access = workspace_access(connection, principal, environment.workspace_id)
+        if dry_run:
+            result = apply_spec(connection, principal, access, spec, dry_run=True)
+        else:
+            result = replace_spec(connection, principal, environment, spec, access)
+        return _apply_out(connection, principal, result, dry_run, spec, access)
+
+
+def _control(
+    request: AnyRequest, api: Api, environment_id: FromPath[uuid.UUID], state: DesiredState
+) -> EnvironmentOut:
+    with api.acting(request) as (connection, principal):
+        environment = operable_environment(connection, principal, environment_id)
+        change_state(connection, principal, environment, state)
+        return environment_out(get_environment(connection, principal, environment_id))
+
+
+@post("/{environment_id:uuid}/start", status_code=202, sync_to_thread=True)
+def start(environment_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> EnvironmentOut:
+    """Ask for running (also leaves `failed`, as a new attempt)."""
+    return _control(request, api, environment_id, DesiredState.RUNNING)
+
+
+@post("/{environment_id:uuid}/stop", status_code=202, sync_to_thread=True)
+def stop(environment_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> EnvironmentOut:
+    """Ask for stopped: the pod goes, volumes stay, GPUs are released."""
+    return _control(request, api, environment_id, DesiredState.STOPPED)
+
+
+@post("/{environment_id:uuid}/restart", status_code=202, sync_to_thread=True)
+def restart_one(environment_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> EnvironmentOut:
+    """Stop and start again with the same spec (a new generation)."""
+    with api.acting(request) as (connection, principal):
+        environment = operable_environment(connection, principal, environment_id)
+        restart(connection, principal, environment)
+        return environment_out(get_environment(connection, principal, environment_id))
+
+
+@delete("/{environment_id:uuid}", status_code=202, sync_to_thread=True)
+def remove(environment_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> EnvironmentOut:
+    """Ask for deleted: everything goes, volumes too; billing history stays."""
+    return _control(request, api, environment_id, DesiredState.DELETED)
+
+
+@get("/{environment_id:uuid}/access", sync_to_thread=True)
+def access(environment_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> list[AccessOut]:
+    """How to reach the environment while it runs (empty otherwise)."""
+    with api.acting(request) as (connection, principal):
+        environment = operable_environment(connection, principal, environment_id)
+        return [AccessOut(**d.__dict__) for d in access_details(connection, environment)]
+
+
+@get("/{environment_id:uuid}/events", sync_to_thread=True)
+def events(
+    environment_id: FromPath[uuid.UUID],
+    request: AnyRequest,
+    api: Api,
+    limit: Limit = 100,
+    cursor: FromQuery[str | None] = None,
+) -> EventList:
+    """What happened to the environment, oldest first."""
+    with api.acting(request) as (connection, principal):
+        get_environment(connection, principal, environment_id)
+        rows, following = list_events(connection, environment_id, limit=limit, cursor=cursor)
+    items = [EventOut(r.seq, r.created_at, str(r.actor_kind), r.kind, r.reason, r.message) for r in rows]
+    return EventList(items, following)
+
+
+@get("/{environment_id:uuid}/queue", sync_to_thread=True)
+def queue(environment_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> QueueOut:
+    """The environment's place in the capacity queue while it waits for GPUs."""
+    with api.acting(request) as (connection, principal):
+        row = get_environment(connection, principal, environment_id)
+    return QueueOut(str(row.phase), row.queue_position, row.queue_reason)
+
+
+@get("/{environment_id:uuid}/logs", sync_to_thread=True, media_type="text/plain")
+def logs(
+    environment_id: FromPath[uuid.UUID],
+    request: AnyRequest,
+    api: Api,
+    follow: FromQuery[bool] = False,
+    tail: Annotated[int | None, QueryParameter(ge=1, le=100_000)] = None,
+) -> Stream:
+    """The main container's log as text, line by line; `follow` keeps streaming new lines."""
+    with api.acting(request) as (connection, principal):
+        get_environment(connection, principal, environment_id)
+    reader = api.logs
+    if reader is None:
+        raise ServiceUnavailableException(
+            "this API has no cluster configured to read logs from (set `kubeconfig`)"
+        )
+
+    def lines() -> Iterator[str]:
+        try:
+            for line in reader.stream_logs(environment_id, follow=follow, tail_lines=tail):
+                yield line + "\n"
+        except ClusterUnavailableError:
+            yield "[remotegpu] the cluster stopped answering; try again\n"
+
+    return Stream(lines(), media_type="text/plain; charset=utf-8")
+
+
+router = Router(
+    "/environments",
+    route_handlers=[
+        create,
+        apply,
+        list_all,
+        show,
+        update,
+        start,
+        stop,
+        restart_one,
+        remove,
+        access,
+        events,
+        queue,
+        logs,
+    ],
+    tags=["environments"],
+)

@@ -1,0 +1,219 @@
+"""Hosts and GPUs, for platform admins: inventory, cordon, drain, GPU health."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Router, get, post
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+
+from remotegpu.api.context import AnyRequest, Api
+from remotegpu.core.audit import record_mutation
+from remotegpu.core.host_views import get_gpu, get_host, list_gpus, list_hosts
+from remotegpu.core.hosts import cordon_host, drain_host, set_gpu_health, uncordon_host
+from remotegpu.core.pagination import MAX_PAGE_SIZE, decode_cursor, encode_cursor
+from remotegpu.core.states import GpuHealth
+
+Reason = Annotated[str, msgspec.Meta(max_length=500)]
+
+
+class HostOut(msgspec.Struct):
+    """A GPU node: capacity, what is claimed, and its cordon and health."""
+
+    id: uuid.UUID
+    name: str
+    health: str
+    cordoned: bool
+    draining: bool
+    cordon_reason: str | None
+    last_heartbeat_at: dt.datetime | None
+    gpu_models: str | None
+    gpus_total: int
+    gpus_claimed: int
+    gpus_free: int
+    cpu_millis_allocatable: int
+    cpu_millis_claimed: int
+    memory_bytes_allocatable: int
+    memory_bytes_claimed: int
+    ports_claimed: int
+    labels: dict[str, Any]
+
+
+class HostList(msgspec.Struct):
+    """A page of hosts."""
+
+    items: list[HostOut]
+    next_cursor: str | None = None
+
+
+class GpuOut(msgspec.Struct):
+    """One GPU and who holds it."""
+
+    id: uuid.UUID
+    host_id: uuid.UUID
+    host: str
+    index: int
+    model: str
+    health: str
+    device_uuid: str | None
+    memory_bytes: int | None
+    health_reason: str | None
+    foreign_use: bool
+    environment_id: uuid.UUID | None
+
+
+class CordonIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Why (shown to admins and in events)."""
+
+    reason: Reason = ""
+
+
+class GpuHealthIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A GPU's new health."""
+
+    health: GpuHealth
+    reason: Reason = ""
+
+
+class DrainOut(msgspec.Struct):
+    """The host after the drain, and the environments asked to stop."""
+
+    host: HostOut
+    stopping: list[uuid.UUID]
+
+
+def host_out(row: Any) -> HostOut:
+    """A host row as the API shows it."""
+    return HostOut(
+        row.id,
+        row.name,
+        str(row.health),
+        row.cordoned,
+        row.draining,
+        row.cordon_reason,
+        row.last_heartbeat_at,
+        row.gpu_models,
+        int(row.gpus_total),
+        int(row.gpus_claimed),
+        int(row.gpus_free),
+        row.cpu_millis_allocatable,
+        row.cpu_millis_claimed,
+        row.memory_bytes_allocatable,
+        row.memory_bytes_claimed,
+        row.ports_claimed,
+        row.labels,
+    )
+
+
+def gpu_out(row: Any) -> GpuOut:
+    """A GPU row as the API shows it."""
+    return GpuOut(
+        row.id,
+        row.host_id,
+        row.host,
+        row.index,
+        row.model,
+        str(row.health),
+        row.device_uuid,
+        row.memory_bytes,
+        row.health_reason,
+        row.foreign_use,
+        row.environment_id,
+    )
+
+
+@get("/hosts", sync_to_thread=True)
+def hosts(
+    request: AnyRequest,
+    api: Api,
+    limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE_SIZE)] = 50,
+    cursor: FromQuery[str | None] = None,
+) -> HostList:
+    """Hosts by name."""
+    after = decode_cursor(cursor, 1)
+    with api.acting(request, admin=True) as (connection, _):
+        rows = list_hosts(connection, limit=limit + 1, after=after[0] if after else None)
+    following = encode_cursor(rows[limit - 1].name) if len(rows) > limit else None
+    return HostList([host_out(r) for r in rows[:limit]], following)
+
+
+@get("/hosts/{host_id:uuid}", sync_to_thread=True)
+def host(host_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> HostOut:
+    """One host."""
+    with api.acting(request, admin=True) as (connection, _):
+        return host_out(get_host(connection, host_id))
+
+
+@get("/hosts/{host_id:uuid}/gpus", sync_to_thread=True)
+def host_gpus(host_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> list[GpuOut]:
+    """One host's GPUs by index."""
+    with api.acting(request, admin=True) as (connection, _):
+        get_host(connection, host_id)
+        return [gpu_out(r) for r in list_gpus(connection, host_id)]
+
+
+@post("/hosts/{host_id:uuid}/cordon", status_code=200, sync_to_thread=True)
+def cordon(host_id: FromPath[uuid.UUID], data: JSONBody[CordonIn], request: AnyRequest, api: Api) -> HostOut:
+    """No new placements on the host; what runs there keeps running."""
+    with api.acting(request, admin=True) as (connection, principal):
+        get_host(connection, host_id)
+        cordon_host(connection, host_id, data.reason)
+        record_mutation(
+            connection, principal.user_id, "HostCordoned", data.reason or "cordoned", host_id=host_id
+        )
+        return host_out(get_host(connection, host_id))
+
+
+@post("/hosts/{host_id:uuid}/uncordon", status_code=200, sync_to_thread=True)
+def uncordon(host_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> HostOut:
+    """Allow placements again (also ends a drain)."""
+    with api.acting(request, admin=True) as (connection, principal):
+        get_host(connection, host_id)
+        uncordon_host(connection, host_id)
+        record_mutation(connection, principal.user_id, "HostUncordoned", "uncordoned", host_id=host_id)
+        return host_out(get_host(connection, host_id))
+
+
+@post("/hosts/{host_id:uuid}/drain", status_code=200, sync_to_thread=True)
+def drain(host_id: FromPath[uuid.UUID], data: JSONBody[CordonIn], request: AnyRequest, api: Api) -> DrainOut:
+    """Cordon the host and stop every environment on it."""
+    with api.acting(request, admin=True) as (connection, principal):
+        get_host(connection, host_id)
+        stopping = drain_host(connection, host_id, data.reason)
+        record_mutation(
+            connection, principal.user_id, "HostDrained", data.reason or "drained", host_id=host_id
+        )
+        return DrainOut(host_out(get_host(connection, host_id)), stopping)
+
+
+@get("/gpus", sync_to_thread=True)
+def gpus(request: AnyRequest, api: Api) -> list[GpuOut]:
+    """Every GPU, by host and index."""
+    with api.acting(request, admin=True) as (connection, _):
+        return [gpu_out(r) for r in list_gpus(connection)]
+
+
+@post("/gpus/{gpu_id:uuid}/health", status_code=200, sync_to_thread=True)
+def gpu_health(
+    gpu_id: FromPath[uuid.UUID], data: JSONBody[GpuHealthIn], request: AnyRequest, api: Api
+) -> GpuOut:
+    """Mark a GPU unhealthy (never allocated again until healthy) or healthy."""
+    with api.acting(request, admin=True) as (connection, principal):
+        gpu = get_gpu(connection, gpu_id)
+        set_gpu_health(connection, gpu_id, data.health, data.reason)
+        record_mutation(
+            connection,
+            principal.user_id,
+            "GpuHealthSet",
+            f"GPU {gpu.index} {data.health.value}",
+            host_id=gpu.host_id,
+        )
+        return gpu_out(get_gpu(connection, gpu_id))
+
+
+router = Router(
+    "/", route_handlers=[hosts, host, host_gpus, cordon, uncordon, drain, gpus, gpu_health], tags=["hosts"]
+)

@@ -1,0 +1,153 @@
+"""The image catalog: public images and the private images of the caller's workspaces."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Router, delete, get, post
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+
+from remotegpu.api.context import AnyRequest, Api
+from remotegpu.core.catalog import NewImage, add_image, delete_image, full_reference, get_image, list_images
+from remotegpu.core.errors import ForbiddenError, InvalidInputError, NotFoundError
+from remotegpu.core.membership import workspace_access
+from remotegpu.core.pagination import MAX_PAGE_SIZE
+from remotegpu.core.states import ImageVisibility
+from remotegpu.policies.roles import Action, allows
+
+Limit = Annotated[int, QueryParameter(ge=1, le=MAX_PAGE_SIZE)]
+
+
+class ImageIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A catalog entry: public ones need a platform admin; private ones belong to `workspace`."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    reference: Annotated[
+        str, msgspec.Meta(min_length=1, max_length=700, examples=["nvcr.io/nvidia/pytorch:24.05-py3"])
+    ]
+    visibility: ImageVisibility = ImageVisibility.PRIVATE
+    workspace: str | None = None
+    digest: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9]+:[a-f0-9]{32,}$")] | None = None
+    framework: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    cuda_version: Annotated[str, msgspec.Meta(max_length=16)] | None = None
+    size_bytes: Annotated[int, msgspec.Meta(ge=0)] | None = None
+
+
+class ImageOut(msgspec.Struct):
+    """A catalog entry."""
+
+    id: uuid.UUID
+    name: str
+    reference: str
+    digest: str | None
+    framework: str | None
+    cuda_version: str | None
+    size_bytes: int | None
+    visibility: str
+    owner_workspace_id: uuid.UUID | None
+    source: str
+    created_at: dt.datetime
+
+
+class ImageList(msgspec.Struct):
+    """A page of images by name."""
+
+    items: list[ImageOut]
+    next_cursor: str | None = None
+
+
+def image_out(row: Any) -> ImageOut:
+    """An image row as the API shows it."""
+    return ImageOut(
+        row.id,
+        row.name,
+        full_reference(row),
+        row.digest,
+        row.framework,
+        row.cuda_version,
+        row.size_bytes,
+        str(row.visibility),
+        row.owner_workspace_id,
+        row.source,
+        row.created_at,
+    )
+
+
+@post("/", status_code=201, sync_to_thread=True)
+def create(data: JSONBody[ImageIn], request: AnyRequest, api: Api) -> ImageOut:
+    """Add an image: private to a workspace (its admins) or public (platform admins)."""
+    with api.acting(request) as (connection, principal):
+        owner = None
+        if data.visibility is ImageVisibility.PRIVATE:
+            if data.workspace is None:
+                raise InvalidInputError("$.workspace", "a private image belongs to a workspace; name it")
+            access = workspace_access(connection, principal, data.workspace)
+            access.require(Action.MANAGE_IMAGES)
+            owner = access.id
+        elif not principal.is_admin:
+            raise ForbiddenError(
+                "only platform admins add public images; add it as private to your workspace"
+            )
+        image = NewImage(
+            data.name,
+            data.reference,
+            data.visibility,
+            owner,
+            data.digest,
+            data.framework,
+            data.cuda_version,
+            data.size_bytes,
+        )
+        return image_out(add_image(connection, principal, image))
+
+
+@get("/", sync_to_thread=True)
+def list_all(
+    request: AnyRequest, api: Api, limit: Limit = 50, cursor: FromQuery[str | None] = None
+) -> ImageList:
+    """Images the caller can use, by name."""
+    with api.acting(request) as (connection, principal):
+        rows, following = list_images(connection, principal, query=None, limit=limit, cursor=cursor)
+    return ImageList([image_out(r) for r in rows], following)
+
+
+@get("/search", sync_to_thread=True)
+def search(
+    request: AnyRequest,
+    api: Api,
+    q: Annotated[str, QueryParameter(min_length=1, max_length=100)],
+    limit: Limit = 50,
+    cursor: FromQuery[str | None] = None,
+) -> ImageList:
+    """Images whose name, repository or framework contains `q` (case-insensitive)."""
+    with api.acting(request) as (connection, principal):
+        rows, following = list_images(connection, principal, query=q, limit=limit, cursor=cursor)
+    return ImageList([image_out(r) for r in rows], following)
+
+
+@get("/{image_id:uuid}", sync_to_thread=True)
+def show(image_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> ImageOut:
+    """One image."""
+    with api.acting(request) as (connection, principal):
+        return image_out(get_image(connection, principal, image_id))
+
+
+@delete("/{image_id:uuid}", sync_to_thread=True)
+def remove(image_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> None:
+    """Remove an image from the catalog (running environments keep theirs)."""
+    with api.acting(request) as (connection, principal):
+        image = get_image(connection, principal, image_id)
+        may_manage = False
+        if image.owner_workspace_id is not None:
+            try:
+                role = workspace_access(connection, principal, image.owner_workspace_id).role
+                may_manage = allows(role.value, Action.MANAGE_IMAGES)
+            except NotFoundError:
+                may_manage = False
+        delete_image(connection, principal, image, may_manage)
+
+
+router = Router("/images", route_handlers=[create, list_all, search, show, remove], tags=["images"])

@@ -1,0 +1,183 @@
+"""Quotas of users ("customers") and workspaces: limits (platform admins set them) and live usage."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+import msgspec
+from litestar import Router, get, put
+from litestar.params import FromPath, JSONBody
+from sqlalchemy import Connection, text
+
+from remotegpu.api.context import AnyRequest, Api
+from remotegpu.core.accounts import Principal
+from remotegpu.core.errors import InvalidInputError, NotFoundError
+from remotegpu.core.membership import workspace_access
+from remotegpu.core.quantities import parse_bytes, parse_cpu_millis
+from remotegpu.core.quotas import QuotaLimits, Subject, read_quota, set_quota
+from remotegpu.policies.admission import QuotaState
+
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class QuotaIn(msgspec.Struct, forbid_unknown_fields=True):
+    """New limits; a missing or null limit is unlimited. CPU and sizes in Kubernetes notation."""
+
+    gpus: NonNegative | None = None
+    gpus_by_model: dict[str, NonNegative | None] = {}
+    cpu: str | int | None = None
+    memory: str | None = None
+    storage: str | None = None
+    running_environments: NonNegative | None = None
+
+
+class QuotaOut(msgspec.Struct):
+    """Limits (null: unlimited) and current usage of one subject."""
+
+    subject: Literal["user", "workspace"]
+    subject_id: uuid.UUID
+    max_gpus: int | None
+    max_gpus_by_model: dict[str, int | None]
+    max_cpu_millis: int | None
+    max_memory_bytes: int | None
+    max_storage_bytes: int | None
+    max_running_environments: int | None
+
+
+class UsageOut(msgspec.Struct):
+    """What a subject holds right now."""
+
+    subject: Literal["user", "workspace"]
+    subject_id: uuid.UUID
+    gpus: int
+    gpus_by_model: dict[str, int]
+    cpu_millis: int
+    memory_bytes: int
+    storage_bytes: int
+    running_environments: int
+
+
+def _limits(data: JSONBody[QuotaIn]) -> QuotaLimits:
+    def parsed(field: str, parse: object, value: object) -> int | None:
+        if value is None:
+            return None
+        try:
+            return parse(value)  # type: ignore[operator,no-any-return]
+        except ValueError as error:
+            raise InvalidInputError(f"$.{field}", str(error)) from None
+
+    return QuotaLimits(
+        max_gpus=data.gpus,
+        max_cpu_millis=parsed("cpu", parse_cpu_millis, data.cpu),
+        max_memory_bytes=parsed("memory", parse_bytes, data.memory),
+        max_storage_bytes=parsed("storage", parse_bytes, data.storage),
+        max_running_environments=data.running_environments,
+        max_gpus_by_model=dict(data.gpus_by_model),
+    )
+
+
+def _quota_out(subject: Subject, subject_id: FromPath[uuid.UUID], state: QuotaState) -> QuotaOut:
+    return QuotaOut(
+        subject,
+        subject_id,
+        state.max_gpus,
+        dict(state.max_gpus_by_model),
+        state.max_cpu_millis,
+        state.max_memory_bytes,
+        state.max_storage_bytes,
+        state.max_running_environments,
+    )
+
+
+def _usage_out(subject: Subject, subject_id: FromPath[uuid.UUID], state: QuotaState) -> UsageOut:
+    return UsageOut(
+        subject,
+        subject_id,
+        state.used_gpus,
+        dict(state.used_gpus_by_model),
+        state.used_cpu_millis,
+        state.used_memory_bytes,
+        state.used_storage_bytes,
+        state.running_environments,
+    )
+
+
+def _check_user(connection: Connection, principal: Principal, customer_id: FromPath[uuid.UUID]) -> None:
+    """A user reads their own quota; platform admins anyone's (others: not found)."""
+    if principal.user_id == customer_id:
+        return
+    exists = (
+        principal.is_admin
+        and connection.execute(text("SELECT 1 FROM users WHERE id = :id"), {"id": customer_id}).scalar()
+    )
+    if not exists:
+        raise NotFoundError(f"user {customer_id} not found")
+
+
+@get("/{customer_id:uuid}", sync_to_thread=True)
+def user_quota(customer_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> QuotaOut:
+    """A user's limits (their own, or anyone's for platform admins)."""
+    with api.acting(request) as (connection, principal):
+        _check_user(connection, principal, customer_id)
+        return _quota_out("user", customer_id, read_quota(connection, "user", customer_id))
+
+
+@get("/{customer_id:uuid}/usage", sync_to_thread=True)
+def user_usage(customer_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> UsageOut:
+    """What a user holds now."""
+    with api.acting(request) as (connection, principal):
+        _check_user(connection, principal, customer_id)
+        return _usage_out("user", customer_id, read_quota(connection, "user", customer_id))
+
+
+@put("/{customer_id:uuid}", sync_to_thread=True)
+def set_user_quota(
+    customer_id: FromPath[uuid.UUID], data: JSONBody[QuotaIn], request: AnyRequest, api: Api
+) -> QuotaOut:
+    """Replace a user's limits (platform admins)."""
+    with api.acting(request, admin=True) as (connection, principal):
+        _check_user(connection, principal, customer_id)
+        set_quota(connection, "user", customer_id, _limits(data), actor_user_id=principal.user_id)
+        return _quota_out("user", customer_id, read_quota(connection, "user", customer_id))
+
+
+@get("/workspaces/{workspace_id:uuid}", sync_to_thread=True)
+def workspace_quota(workspace_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> QuotaOut:
+    """A workspace's limits (its members, and platform admins)."""
+    with api.acting(request) as (connection, principal):
+        access = workspace_access(connection, principal, workspace_id)
+        return _quota_out("workspace", access.id, read_quota(connection, "workspace", access.id))
+
+
+@get("/workspaces/{workspace_id:uuid}/usage", sync_to_thread=True)
+def workspace_usage(workspace_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> UsageOut:
+    """What a workspace holds now."""
+    with api.acting(request) as (connection, principal):
+        access = workspace_access(connection, principal, workspace_id)
+        return _usage_out("workspace", access.id, read_quota(connection, "workspace", access.id))
+
+
+@put("/workspaces/{workspace_id:uuid}", sync_to_thread=True)
+def set_workspace_quota(
+    workspace_id: FromPath[uuid.UUID], data: JSONBody[QuotaIn], request: AnyRequest, api: Api
+) -> QuotaOut:
+    """Replace a workspace's limits (platform admins)."""
+    with api.acting(request, admin=True) as (connection, principal):
+        access = workspace_access(connection, principal, workspace_id)
+        set_quota(connection, "workspace", access.id, _limits(data), actor_user_id=principal.user_id)
+        return _quota_out("workspace", access.id, read_quota(connection, "workspace", access.id))
+
+
+router = Router(
+    "/quotas",
+    route_handlers=[
+        user_quota,
+        user_usage,
+        set_user_quota,
+        workspace_quota,
+        workspace_usage,
+        set_workspace_quota,
+    ],
+    tags=["quotas"],
+)

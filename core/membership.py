@@ -1,0 +1,288 @@
+"""Workspaces as their members see them: creating, finding, renaming, and managing members and roles.
+
+Every lookup goes through `workspace_access`, which answers NotFoundError both when the workspace does
+not exist and when the caller is not a member: a user cannot probe other teams' names or ids. Platform
+administrators are treated as owners everywhere.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import IntegrityError
+
+from remotegpu.core.accounts import Principal, find_user_id
+from remotegpu.core.audit import record_mutation
+from remotegpu.core.errors import ConflictError, ForbiddenError, NotFoundError
+from remotegpu.core.states import WorkspaceRole
+from remotegpu.core.workspaces import delete_workspace
+from remotegpu.policies.roles import Action, allows, may_assign_role
+
+
+@dataclass(frozen=True)
+class WorkspaceAccess:
+    """A workspace and the caller's role in it."""
+
+    id: uuid.UUID
+    name: str
+    role: WorkspaceRole
+
+    def require(self, action: Action) -> None:
+        """Raise ForbiddenError unless the caller's role allows `action`."""
+        if not allows(self.role.value, action):
+            raise ForbiddenError(
+                f"your role in workspace {self.name!r} is {self.role.value}; {action.value.replace('_', ' ')}"
+                " needs a higher role (ask a workspace admin)"
+            )
+
+
+_ACCESS_SQL = text(
+    """
+    SELECT w.id, w.name, m.role
+      FROM workspaces w
+      LEFT JOIN workspace_members m ON m.workspace_id = w.id AND m.user_id = :user
+     WHERE w.deleted_at IS NULL AND (w.id = :id OR (CAST(:id AS uuid) IS NULL AND w.name = :name))
+    """
+)
+
+
+def workspace_access(
+    connection: Connection, principal: Principal, reference: uuid.UUID | str
+) -> WorkspaceAccess:
+    """The caller's view of a workspace named by id or name; NotFoundError if it is not theirs to see."""
+    as_id = reference if isinstance(reference, uuid.UUID) else _as_uuid(reference)
+    row = connection.execute(
+        _ACCESS_SQL, {"user": principal.user_id, "id": as_id, "name": str(reference)}
+    ).one_or_none()
+    if row is None or (row.role is None and not principal.is_admin):
+        raise NotFoundError(f"workspace {reference!s} not found")
+    role = WorkspaceRole(row.role) if row.role and not principal.is_admin else WorkspaceRole.OWNER
+    return WorkspaceAccess(row.id, row.name, role)
+
+
+def _as_uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+_WORKSPACE_COLUMNS = "w.id, w.name, w.display_name, w.owner_id, w.created_at, w.updated_at"
+
+
+def create_workspace(connection: Connection, principal: Principal, name: str, display_name: str) -> Any:
+    """Create a workspace owned by the caller (who becomes its first owner member)."""
+    try:
+        with connection.begin_nested():
+            row = connection.execute(
+                text(
+                    "INSERT INTO workspaces AS w (name, display_name, owner_id) VALUES (:name, :display, :owner)"
+                    f" RETURNING {_WORKSPACE_COLUMNS}"
+                ),
+                {"name": name, "display": display_name, "owner": principal.user_id},
+            ).one()
+    except IntegrityError:
+        raise ConflictError(f"name: workspace {name!r} already exists; choose another name", "name") from None
+    connection.execute(
+        text("INSERT INTO workspace_members (workspace_id, user_id, role) VALUES (:w, :u, 'owner')"),
+        {"w": row.id, "u": principal.user_id},
+    )
+    record_mutation(
+        connection, principal.user_id, "WorkspaceCreated", f"workspace {name} created", workspace_id=row.id
+    )
+    return row
+
+
+def list_workspaces(
+    connection: Connection, principal: Principal, *, limit: int, after: str | None
+) -> list[Any]:
+    """The caller's workspaces (every live one for administrators), by name, with the caller's role."""
+    return list(
+        connection.execute(
+            text(
+                f"SELECT {_WORKSPACE_COLUMNS}, CASE WHEN :admin THEN 'owner' ELSE m.role::text END AS role"
+                " FROM workspaces w LEFT JOIN workspace_members m ON m.workspace_id = w.id AND m.user_id = :user"
+                " WHERE w.deleted_at IS NULL AND (:admin OR m.user_id IS NOT NULL)"
+                " AND (CAST(:after AS text) IS NULL OR w.name > :after) ORDER BY w.name LIMIT :limit"
+            ),
+            {"user": principal.user_id, "admin": principal.is_admin, "after": after, "limit": limit},
+        )
+    )
+
+
+def get_workspace(connection: Connection, access: WorkspaceAccess) -> Any:
+    """The workspace's fields (the caller has already been checked)."""
+    return connection.execute(
+        text(f"SELECT {_WORKSPACE_COLUMNS} FROM workspaces w WHERE w.id = :id"), {"id": access.id}
+    ).one()
+
+
+def update_workspace(
+    connection: Connection, principal: Principal, access: WorkspaceAccess, display_name: str
+) -> Any:
+    """Change the display name (admins and owners)."""
+    access.require(Action.UPDATE_WORKSPACE)
+    row = connection.execute(
+        text(
+            "UPDATE workspaces w SET display_name = :display, updated_at = now() WHERE w.id = :id"
+            f" RETURNING {_WORKSPACE_COLUMNS}"
+        ),
+        {"id": access.id, "display": display_name},
+    ).one()
+    record_mutation(
+        connection, principal.user_id, "WorkspaceUpdated", "display name changed", workspace_id=access.id
+    )
+    return row
+
+
+def remove_workspace(
+    connection: Connection, principal: Principal, access: WorkspaceAccess
+) -> list[uuid.UUID]:
+    """Soft-delete the workspace (owners): its environments are stopped and deleted, history kept."""
+    access.require(Action.DELETE_WORKSPACE)
+    environments = delete_workspace(connection, access.id)
+    record_mutation(
+        connection,
+        principal.user_id,
+        "WorkspaceDeleted",
+        f"workspace {access.name} deleted; {len(environments)} environments asked to go",
+        workspace_id=access.id,
+    )
+    return environments
+
+
+_MEMBERS_SQL = text(
+    """
+    SELECT m.user_id, u.username, u.email, m.role, m.created_at
+      FROM workspace_members m JOIN users u ON u.id = m.user_id
+     WHERE m.workspace_id = :w ORDER BY u.username
+    """
+)
+
+
+def list_members(connection: Connection, access: WorkspaceAccess) -> list[Any]:
+    """Members with their roles, by username."""
+    return list(connection.execute(_MEMBERS_SQL, {"w": access.id}))
+
+
+def _member_role(connection: Connection, workspace_id: uuid.UUID, user_id: uuid.UUID) -> str | None:
+    role = connection.execute(
+        text("SELECT role FROM workspace_members WHERE workspace_id = :w AND user_id = :u FOR UPDATE"),
+        {"w": workspace_id, "u": user_id},
+    ).scalar()
+    return None if role is None else str(role)
+
+
+def _check_assignment(access: WorkspaceAccess, current: str | None, new: str | None) -> None:
+    if not may_assign_role(access.role.value, current, new):
+        raise ForbiddenError(
+            f"your role in workspace {access.name!r} is {access.role.value}; only owners manage owners,"
+            " and admins manage the other members"
+        )
+
+
+def _refuse_losing_last_owner(connection: Connection, workspace_id: uuid.UUID, current: str | None) -> None:
+    if current != WorkspaceRole.OWNER.value:
+        return
+    # Lock every owner row so two owners leaving at once cannot both pass this check.
+    owners = connection.execute(
+        text("SELECT user_id FROM workspace_members WHERE workspace_id = :w AND role = 'owner' FOR UPDATE"),
+        {"w": workspace_id},
+    ).all()
+    if len(owners) <= 1:
+        raise ConflictError("a workspace needs at least one owner; make someone else owner first")
+
+
+def add_member(
+    connection: Connection, principal: Principal, access: WorkspaceAccess, user: str, role: WorkspaceRole
+) -> Any:
+    """Add a user (by id, e-mail or username) with `role`; an existing member is a conflict."""
+    user_id = find_user_id(connection, user)
+    current = _member_role(connection, access.id, user_id)
+    _check_assignment(access, current, role.value)
+    if current is not None:
+        raise ConflictError(
+            f"user {user!r} is already a member ({current}); change their role instead", "user"
+        )
+    connection.execute(
+        text(
+            "INSERT INTO workspace_members (workspace_id, user_id, role) VALUES (:w, :u, :role)"
+            " ON CONFLICT (workspace_id, user_id) DO NOTHING"
+        ),
+        {"w": access.id, "u": user_id, "role": role.value},
+    )
+    record_mutation(
+        connection,
+        principal.user_id,
+        "MemberAdded",
+        f"{user} added as {role.value}",
+        workspace_id=access.id,
+        data={"user_id": str(user_id), "role": role.value},
+    )
+    return _member(connection, access.id, user_id)
+
+
+def set_member_role(
+    connection: Connection,
+    principal: Principal,
+    access: WorkspaceAccess,
+    user_id: uuid.UUID,
+    role: WorkspaceRole,
+) -> Any:
+    """Change a member's role; the last owner cannot be demoted."""
+    current = _member_role(connection, access.id, user_id)
+    if current is None:
+        raise NotFoundError(f"user {user_id} is not a member of workspace {access.name!r}")
+    _check_assignment(access, current, role.value)
+    if role.value != current:
+        _refuse_losing_last_owner(connection, access.id, current)
+    connection.execute(
+        text("UPDATE workspace_members SET role = :role WHERE workspace_id = :w AND user_id = :u"),
+        {"w": access.id, "u": user_id, "role": role.value},
+    )
+    record_mutation(
+        connection,
+        principal.user_id,
+        "MemberRoleChanged",
+        f"role {current} → {role.value}",
+        workspace_id=access.id,
+        data={"user_id": str(user_id), "role": role.value},
+    )
+    return _member(connection, access.id, user_id)
+
+
+def remove_member(
+    connection: Connection, principal: Principal, access: WorkspaceAccess, user_id: uuid.UUID
+) -> None:
+    """Remove a member (anyone may leave; removing others needs admin, owners need an owner)."""
+    current = _member_role(connection, access.id, user_id)
+    if current is None:
+        raise NotFoundError(f"user {user_id} is not a member of workspace {access.name!r}")
+    if user_id != principal.user_id:
+        _check_assignment(access, current, None)
+    _refuse_losing_last_owner(connection, access.id, current)
+    connection.execute(
+        text("DELETE FROM workspace_members WHERE workspace_id = :w AND user_id = :u"),
+        {"w": access.id, "u": user_id},
+    )
+    record_mutation(
+        connection,
+        principal.user_id,
+        "MemberRemoved",
+        f"member removed ({current})",
+        workspace_id=access.id,
+        data={"user_id": str(user_id)},
+    )
+
+
+def _member(connection: Connection, workspace_id: uuid.UUID, user_id: uuid.UUID) -> Any:
+    return connection.execute(
+        text(
+            "SELECT m.user_id, u.username, u.email, m.role, m.created_at FROM workspace_members m"
+            " JOIN users u ON u.id = m.user_id WHERE m.workspace_id = :w AND m.user_id = :u"
+        ),
+        {"w": workspace_id, "u": user_id},
+    ).one()

@@ -1,0 +1,191 @@
+"""Environments over HTTP with a real reconciler (in-memory cluster): apply, lifecycle, access, events."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import URL
+
+from remotegpu.core.memory_cluster import InMemoryCluster
+from remotegpu.core.settings import Settings
+from remotegpu.reconciler.loop import Reconciler
+from remotegpu.tests.allocation_world import make_host
+from remotegpu.tests.api.conftest import Caller, spec
+
+
+@pytest.fixture
+def reconciler(engine: Engine, database_url: URL, admin: Caller) -> Iterator[Reconciler]:
+    cluster = InMemoryCluster()
+    with engine.begin() as connection:
+        cluster.nodes.update({f"node-{i}": make_host(connection, gpus=8, name=f"node-{i}") for i in range(2)})
+    made = Reconciler(database_url, cluster, Settings(), identity="api-test", listen=False)
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def alice(new_user: Callable[[str], Caller]) -> Caller:
+    caller = new_user("alice")
+    assert caller.post("/workspaces", json={"name": "research"}).status_code == 201
+    return caller
+
+
+def _apply(caller: Caller, document: dict[str, Any], **params: Any) -> Any:
+    return caller.post("/environments/apply", json=document, params=params)
+
+
+def test_apply_creates_runs_and_shows_access_then_stops(alice: Caller, reconciler: Reconciler) -> None:
+    created = _apply(alice, spec("train", "research"))
+    assert created.status_code == 200, created.text
+    body = created.json()
+    assert body["outcome"] == "created"
+    env = body["environment"]
+    assert (env["phase"], env["desired_state"], env["generation"]) == ("pending", "running", 1)
+    assert "workspace" not in env["spec"], "the workspace is stored as a column, not in the spec"
+
+    reconciler.run_until_idle()
+    shown = alice.get(f"/environments/{env['id']}").json()
+    assert shown["phase"] == "running"
+    assert len(shown["gpu_indexes"]) == 1
+    access = alice.get(f"/environments/{env['id']}/access").json()
+    assert [a["kind"] for a in access] == ["ssh"]
+    assert access[0]["command"] == f"ssh -p {access[0]['port']} root@{shown['host']}"
+
+    stopped = alice.post(f"/environments/{env['id']}/stop")
+    assert stopped.status_code == 202
+    assert stopped.json()["desired_state"] == "stopped"
+    reconciler.run_until_idle()
+    assert alice.get(f"/environments/{env['id']}").json()["phase"] == "stopped"
+    assert alice.get(f"/environments/{env['id']}/access").json() == []
+    reasons = [e["reason"] for e in alice.get(f"/environments/{env['id']}/events").json()["items"]]
+    assert reasons[0] == "EnvironmentCreated"
+    assert "DesiredStopped" in reasons
+
+
+def test_apply_is_idempotent_and_a_change_bumps_the_generation(alice: Caller, reconciler: Reconciler) -> None:
+    first = _apply(alice, spec("train", "research")).json()
+    again = _apply(alice, spec("train", "research")).json()
+    assert again["outcome"] == "unchanged"
+    assert again["environment"]["generation"] == 1
+
+    bigger = spec("train", "research", resources={"gpus": 2, "cpu": 4, "memory": "16Gi"})
+    preview = _apply(alice, bigger, dry_run=True).json()
+    assert preview["outcome"] == "updated"
+    assert preview["stored_spec"]["resources"]["gpus"] == {"count": 1, "model": "H100"}
+    assert preview["desired_spec"]["resources"]["gpus"] == {"count": 2}
+    assert alice.get(f"/environments/{first['environment']['id']}").json()["generation"] == 1, (
+        "dry run wrote nothing"
+    )
+
+    changed = _apply(alice, bigger).json()
+    assert (changed["outcome"], changed["environment"]["generation"]) == ("updated", 2)
+    reconciler.run_until_idle()
+    shown = alice.get(f"/environments/{first['environment']['id']}").json()
+    assert (shown["phase"], shown["observed_generation"], len(shown["gpu_indexes"])) == ("running", 2, 2)
+
+
+def test_create_refuses_a_taken_name_and_put_refuses_a_rename(alice: Caller) -> None:
+    env = alice.post("/environments", json=spec("train", "research")).json()["environment"]
+    taken = alice.post("/environments", json=spec("train", "research"))
+    assert taken.status_code == 409
+    assert taken.json()["errors"][0]["field"] == "name"
+    renamed = alice.put(f"/environments/{env['id']}", json=spec("other", "research"))
+    assert renamed.status_code == 409
+    replaced = alice.put(
+        f"/environments/{env['id']}", json=spec("train", "research", command=["python", "train.py"])
+    )
+    assert replaced.status_code == 200
+    assert replaced.json()["environment"]["spec"]["command"] == ["python", "train.py"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"resourcez": {}}, "$.resourcez"),
+        ({"resources": {"gpus": {"count": -1}}}, "$.resources.gpus.count"),
+        ({"resources": {"memory": "lots"}}, "$.resources.memory"),
+        ({"volumes": [{"name": "data", "size": "1Gi", "mount": "relative"}]}, "$.volumes[0].mount"),
+        ({"ports": [{"container": 70000}]}, "$.ports[0].container"),
+        ({"policies": {"max_duration": "forever"}}, "$.policies.max_duration"),
+        ({"access": ["ssh", "ssh"]}, "$.access"),
+        ({"name": "Bad_Name"}, "$.name"),
+    ],
+)
+def test_bad_specs_are_422_naming_the_field(alice: Caller, change: dict[str, Any], field: str) -> None:
+    refused = _apply(alice, spec("train", "research") | change)
+    assert refused.status_code == 422, refused.text
+    problem = refused.json()
+    assert problem["errors"][0]["field"] == field
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert alice.get("/environments").json()["items"] == [], "nothing was stored"
+
+
+def test_missing_workspace_is_named(alice: Caller) -> None:
+    document = spec("train", "research")
+    del document["workspace"]
+    refused = _apply(alice, document)
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["field"] == "$.workspace"
+    assert _apply(alice, document, workspace="research").status_code == 200
+
+
+def test_list_filters_and_paginates(alice: Caller) -> None:
+    for name in ("a", "b", "c"):
+        _apply(alice, spec(name, "research"))
+    first = alice.get("/environments", params={"limit": 2}).json()
+    assert [e["name"] for e in first["items"]] == ["c", "b"]
+    rest = alice.get("/environments", params={"limit": 2, "cursor": first["next_cursor"]}).json()
+    assert ([e["name"] for e in rest["items"]], rest["next_cursor"]) == (["a"], None)
+    assert [e["name"] for e in alice.get("/environments", params={"name": "b"}).json()["items"]] == ["b"]
+    assert alice.get("/environments", params={"phase": "running"}).json()["items"] == []
+    assert alice.get("/environments", params={"phase": "sleeping"}).status_code == 422
+
+
+def test_waiting_environment_shows_its_queue_position(alice: Caller, reconciler: Reconciler) -> None:
+    big = spec("big", "research", resources={"gpus": {"count": 8, "model": "H100"}})
+    ids = [_apply(alice, big | {"name": f"big-{i}"}).json()["environment"]["id"] for i in range(3)]
+    reconciler.run_until_idle()
+    waiting = alice.get(f"/environments/{ids[2]}/queue").json()
+    assert waiting["phase"] == "admitted"
+    assert waiting["position"] == 1
+    assert "8×H100" in waiting["reason"]
+
+
+def test_restart_bumps_the_generation_and_delete_removes(
+    alice: Caller, reconciler: Reconciler, engine: Engine
+) -> None:
+    env = _apply(alice, spec("train", "research")).json()["environment"]["id"]
+    reconciler.run_until_idle()
+    restarted = alice.post(f"/environments/{env}/restart")
+    assert restarted.json()["generation"] == 2
+    reconciler.run_until_idle()
+    assert alice.get(f"/environments/{env}").json()["observed_generation"] == 2
+    assert alice.delete(f"/environments/{env}").status_code == 202
+    assert alice.delete(f"/environments/{env}").status_code == 202, "deleting twice is fine"
+    reconciler.run_until_idle()
+    assert alice.get(f"/environments/{env}").status_code == 404
+    with engine.connect() as connection:
+        assert (
+            connection.execute(text("SELECT phase FROM environments WHERE id = :id"), {"id": env}).scalar()
+            == "deleted"
+        )
+
+
+def test_private_image_of_another_workspace_is_not_usable(
+    alice: Caller, new_user: Callable[[str], Caller]
+) -> None:
+    bob = new_user("bob")
+    bob.post("/workspaces", json={"name": "bobs"})
+    image = bob.post(
+        "/images",
+        json={"name": "secret-sauce", "reference": "registry.example.org/bob/sauce:1", "workspace": "bobs"},
+    )
+    assert image.status_code == 201
+    by_name = _apply(alice, spec("train", "research", image="secret-sauce"))
+    by_reference = _apply(alice, spec("train", "research", image="registry.example.org/bob/sauce:1"))
+    assert by_name.status_code == by_reference.status_code == 404
+    mine = _apply(bob, spec("train", "bobs", image="secret-sauce")).json()
+    assert mine["environment"]["spec"]["image"] == "registry.example.org/bob/sauce:1"
