@@ -11,8 +11,9 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from remotegpu.core.accounts import Principal
-from remotegpu.core.errors import NotFoundError
+from remotegpu.core.errors import ForbiddenError, NotFoundError
 from remotegpu.core.pagination import decode_cursor, page
+from remotegpu.policies.roles import Action, allows
 
 _BILLABLE = (
     "(:admin OR EXISTS (SELECT 1 FROM workspace_members m WHERE m.workspace_id = {table}.workspace_id"
@@ -76,13 +77,20 @@ def list_invoices(
 
 
 def get_invoice(connection: Connection, principal: Principal, invoice_id: uuid.UUID) -> tuple[Any, list[Any]]:
-    """An invoice the caller may see, with its lines; NotFoundError otherwise."""
+    """An invoice the caller may see, with its lines; NotFoundError for non-members, ForbiddenError for
+    members below admin."""
     invoice = connection.execute(
-        text(f"SELECT {_INVOICE_COLUMNS} FROM invoices i WHERE i.id = :id AND {_BILLABLE.format(table='i')}"),
-        {"id": invoice_id, "user": principal.user_id, "admin": principal.is_admin},
+        text(
+            f"SELECT {_INVOICE_COLUMNS}, (SELECT m.role::text FROM workspace_members m"
+            "   WHERE m.workspace_id = i.workspace_id AND m.user_id = :user) AS caller_role"
+            " FROM invoices i WHERE i.id = :id"
+        ),
+        {"id": invoice_id, "user": principal.user_id},
     ).one_or_none()
-    if invoice is None:
+    if invoice is None or (invoice.caller_role is None and not principal.is_admin):
         raise NotFoundError(f"invoice {invoice_id} not found")
+    if not principal.is_admin and not allows(invoice.caller_role, Action.READ_BILLING):
+        raise ForbiddenError("invoices are for workspace owners and admins")
     lines = list(
         connection.execute(
             text(

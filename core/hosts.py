@@ -13,6 +13,7 @@ import uuid
 from sqlalchemy import Connection, text
 
 from remotegpu.core.locks import LockNamespace, lock_key, xact_lock_all
+from remotegpu.core.notify import notify_environments
 from remotegpu.core.states import DesiredState, GpuHealth
 
 
@@ -71,12 +72,15 @@ def drain_host(connection: Connection, host_id: uuid.UUID, reason: str = "") -> 
     stopped = list(
         connection.execute(
             text(
-                "UPDATE environments SET desired_state = :stopped, updated_at = now()"
+                "UPDATE environments SET desired_state = :stopped, updated_at = now(),"
+                " desired_version = desired_version + 1"
                 " WHERE host_id = :id AND desired_state = :running RETURNING id"
             ),
             {"id": host_id, "stopped": DesiredState.STOPPED.value, "running": DesiredState.RUNNING.value},
         ).scalars()
     )
+    for environment_id in stopped:
+        notify_environments(connection, str(environment_id))
     _event(
         connection, host_id, "Drained", reason or "host drained", {"environments": [str(e) for e in stopped]}
     )

@@ -12,6 +12,7 @@ import datetime as dt
 import threading
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from remotegpu.core import clock
@@ -92,6 +93,21 @@ class InMemoryCluster:
         with self._lock:
             self._check_available()
             return node in self.nodes and node not in self.not_ready
+
+    def stream_logs(
+        self, environment_id: uuid.UUID, *, follow: bool = False, tail_lines: int | None = None
+    ) -> Iterator[str]:
+        """What a simulated container prints: its image and command, one line each (no pod: nothing).
+        `follow` ends at once, as for a container that has exited."""
+        with self._lock:
+            pod = self.pods.get(workload_name(environment_id))
+        if pod is None:
+            return
+        lines = [
+            f"container started from {pod.spec.image}",
+            f"command: {' '.join(pod.spec.command) or '(image default)'}",
+        ]
+        yield from lines[-tail_lines:] if tail_lines else lines
 
     # -- fault injection ----------------------------------------------------------------------
     def vanish(self, environment_id: uuid.UUID) -> None:

@@ -103,6 +103,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name}: must be at least 1")
+        if self.jwt_secret is not None and len(self.jwt_secret) < 32:
+            raise SettingsError(
+                "jwt_secret: must be at least 32 characters (HS256 needs 256 bits); generate one with"
+                " `openssl rand -base64 48`"
+            )
         if not 1 <= self.api_port <= 65535:
             raise SettingsError(f"api_port: {self.api_port} is outside 1-65535; choose a free TCP port")
         if self.db_pool_size < 1:

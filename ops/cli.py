@@ -22,6 +22,7 @@ from rich.table import Table
 from remotegpu.core.errors import RemoteGPUError
 from remotegpu.core.settings import Settings, load_settings
 from remotegpu.ops import migrate
+from remotegpu.ops.client_cli import register_commands
 from remotegpu.ops.devstack import running_dev_stack, wait_until
 from remotegpu.ops.postgres import ensure_database
 from remotegpu.ops.reconciler_runner import driver_options, running_reconciler
@@ -35,6 +36,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema: migrate and inspect.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+register_commands(app)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -52,7 +54,7 @@ def _settings(config: Path | None) -> Settings:
         handlers=[RichHandler(console=err_console, show_path=False)],
     )
     # Third-party chatter (pgserver's command lines, Alembic's context lines) only at debug level.
-    for noisy in ("pgserver", "alembic", "apscheduler"):
+    for noisy in ("pgserver", "alembic", "apscheduler", "transitions", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if settings.log_level == "debug" else logging.WARNING)
     return settings
 
@@ -81,6 +83,59 @@ def dev(config: ConfigOption = None) -> None:
         wait_until(stop)
         console.print("Stopping…")
     console.print("Stopped.")
+
+
+@app.command()
+def api(config: ConfigOption = None) -> None:
+    """Serve the REST API on api_host:api_port until Ctrl-C (needs database_url and jwt_secret)."""
+    settings = _settings(config)
+    url = _required_database_url(settings)
+    if settings.jwt_secret is None:
+        raise RemoteGPUError("jwt_secret is not set: export REMOTEGPU_JWT_SECRET=$(openssl rand -base64 48)")
+    from remotegpu.api.app import create_app
+    from remotegpu.core.db import make_engine
+    from remotegpu.core.kubernetes_cluster import KubernetesCluster
+    from remotegpu.ops.api_server import serve_forever
+
+    engine = make_engine(url, pool_size=settings.db_pool_size, application_name="remotegpu-api")
+    logs = (
+        KubernetesCluster.from_kubeconfig(settings.kubeconfig, **driver_options(settings))
+        if settings.kubeconfig
+        else None
+    )
+    console.print(f"API on http://{settings.api_host}:{settings.api_port}/api/v1", highlight=False)
+    serve_forever(create_app(settings, engine, logs=logs), settings.api_host, settings.api_port)
+
+
+users_app = typer.Typer(
+    help="Accounts, straight in the database (bootstrap the first admin).", no_args_is_help=True
+)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("create")
+def users_create(
+    email: Annotated[str, typer.Argument(help="E-mail address.")],
+    username: Annotated[str, typer.Argument(help="User name.")],
+    admin: Annotated[bool, typer.Option("--admin", help="Make a platform administrator.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Create an account with a password read from stdin (the way to make the first platform admin)."""
+    settings = _settings(config)
+    url = _required_database_url(settings)
+    from remotegpu.core.accounts import register_user
+    from remotegpu.core.db import make_engine
+    from remotegpu.core.states import UserRole
+
+    password = sys.stdin.readline().rstrip("\n")
+    engine = make_engine(url, pool_size=1)
+    try:
+        with engine.begin() as connection:
+            role = UserRole.ADMIN if admin else UserRole.USER
+            user = register_user(connection, email=email, username=username, password=password, role=role)
+    finally:
+        engine.dispose()
+    console.print(f"created {user.role.value} {user.username} <{user.email}>", highlight=False)
 
 
 @app.command()

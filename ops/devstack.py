@@ -1,9 +1,10 @@
 """`remotegpu dev`: everything RemoteGPU needs on one machine, started in order and stopped in reverse.
 
-Today that is the database (the configured one, or an embedded Postgres) with the schema migrated, a
-simulated Kubernetes cluster of GPU nodes served over HTTP (with a kubeconfig for `kubectl`), and a
-reconciler (leader of shard 0) driving it through the Kubernetes driver; the inventory comes from the
-cluster's nodes. The API joins the stack when it lands.
+The database (the configured one, or an embedded Postgres) with the schema migrated, a simulated
+Kubernetes cluster of GPU nodes served over HTTP (with a kubeconfig for `kubectl`), a reconciler (leader
+of shard 0) driving it through the Kubernetes driver (the inventory comes from the cluster's nodes), and
+the API, which reads logs through the same driver. A platform admin is created on first start, with its
+password in a file readable only by the user; the token-signing key is kept beside it.
 """
 
 from __future__ import annotations
@@ -15,10 +16,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 from sqlalchemy.engine import URL
 
+from remotegpu.api.app import create_app
+from remotegpu.core.db import make_engine
 from remotegpu.core.kubernetes_cluster import KubernetesCluster
 from remotegpu.core.settings import Settings
+from remotegpu.ops.api_server import running_api
+from remotegpu.ops.bootstrap import DEV_ADMIN_EMAIL, ensure_admin, persistent_secret
 from remotegpu.ops.migrate import current_revision, upgrade
 from remotegpu.ops.postgres import EmbeddedPostgres, ensure_database
 from remotegpu.ops.reconciler_runner import (
@@ -42,6 +48,8 @@ class DevStack:
     reconciler: str = "not started"
     cluster: str = "not started"
     kubeconfig: Path | None = None
+    api_url: str | None = None
+    admin_password_file: Path | None = None
 
     def describe(self) -> list[tuple[str, str]]:
         """(component, where) rows, secrets redacted."""
@@ -54,6 +62,12 @@ class DevStack:
             ("Cluster", self.cluster),
             ("kubectl", f"kubectl --kubeconfig {self.kubeconfig} get pods -o wide"),
             ("Reconciler", self.reconciler),
+            ("API", f"{self.api_url}/api/v1  (OpenAPI: {self.api_url}/api/v1/openapi)"),
+            (
+                "Admin login",
+                f"remotegpu login --server {self.api_url} --email {DEV_ADMIN_EMAIL} --password-stdin"
+                f" < {self.admin_password_file}",
+            ),
         ]
 
 
@@ -76,6 +90,13 @@ def running_dev_stack(settings: Settings) -> Iterator[DevStack]:
         sync_inventory_now(url, driver)
         reconciler = stack.enter_context(running_reconciler(url, settings, driver))
         leading = wait_for_leadership(reconciler)
+        engine = make_engine(url, pool_size=settings.db_pool_size, application_name="remotegpu-api")
+        stack.callback(engine.dispose)
+        jwt_secret = settings.jwt_secret or persistent_secret((settings.data_dir / "jwt-secret").resolve())
+        password_file = (settings.data_dir / "admin-password").resolve()
+        ensure_admin(engine, DEV_ADMIN_EMAIL, "admin", password_file)
+        app = create_app(msgspec.structs.replace(settings, jwt_secret=jwt_secret), engine, logs=driver)
+        api_url = stack.enter_context(running_api(app, settings.api_host, settings.api_port))
         epoch = reconciler.elector.epoch
         state = f"leader of shard 0 (epoch {epoch})" if leading else "standby (another replica leads)"
         yield DevStack(
@@ -85,6 +106,8 @@ def running_dev_stack(settings: Settings) -> Iterator[DevStack]:
             reconciler=state,
             cluster=f"simulated, {template.count} nodes × {template.gpus} {template.model} at {cluster.url}",
             kubeconfig=kubeconfig,
+            api_url=api_url,
+            admin_password_file=password_file,
         )
 
 

@@ -11,23 +11,54 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 from remotegpu.api.app import create_app
 from remotegpu.core.accounts import register_user
+from remotegpu.core.memory_cluster import InMemoryCluster
 from remotegpu.core.settings import Settings
 from remotegpu.core.states import UserRole
 from remotegpu.ops.api_server import running_api
+from remotegpu.reconciler.loop import Reconciler
+from remotegpu.tests.allocation_world import make_host
 
 PASSWORD = "correct horse battery"
 
 
+JWT_SECRET = "remotegpu-api-tests-signing-key-of-48-characters"  # a test key; conftest may be imported twice
+
+
 @pytest.fixture(scope="session")
-def api_url(engine: Engine) -> Iterator[str]:
+def api_cluster() -> InMemoryCluster:
+    """The cluster the API reads logs from (tests that run a reconciler drive this one too)."""
+    return InMemoryCluster()
+
+
+@pytest.fixture(scope="session")
+def api_url(engine: Engine, api_cluster: InMemoryCluster) -> Iterator[str]:
     """Base URL of one API process for the whole run (rows are cleaned between tests)."""
-    settings = Settings(jwt_secret="test-secret-" + uuid.uuid4().hex, login_attempts_per_minute=1000)
-    with running_api(create_app(settings, engine)) as url:
+    settings = Settings(jwt_secret=JWT_SECRET, login_attempts_per_minute=1000)
+    with running_api(create_app(settings, engine, logs=api_cluster)) as url:
         yield url
+
+
+@pytest.fixture
+def reconciler(
+    engine: Engine, database_url: URL, api_cluster: InMemoryCluster, sessions: sessionmaker[Session]
+) -> Iterator[Reconciler]:
+    """A reconciler (driven by the test) on two 8-GPU hosts of the API's cluster."""
+    with engine.begin() as connection:
+        api_cluster.nodes.update(
+            {f"node-{i}": make_host(connection, gpus=8, name=f"node-{i}") for i in range(2)}
+        )
+    made = Reconciler(database_url, api_cluster, Settings(), identity="api-test", listen=False)
+    yield made
+    made.close()
+    api_cluster.nodes.clear()
+    api_cluster.pods.clear()
+    api_cluster.volumes.clear()
+    api_cluster.creates.clear()
 
 
 @dataclass

@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
-from sqlalchemy.engine import URL
 
-from remotegpu.core.memory_cluster import InMemoryCluster
-from remotegpu.core.settings import Settings
 from remotegpu.reconciler.loop import Reconciler
-from remotegpu.tests.allocation_world import make_host
 from remotegpu.tests.api.conftest import Caller, spec
-
-
-@pytest.fixture
-def reconciler(engine: Engine, database_url: URL, admin: Caller) -> Iterator[Reconciler]:
-    cluster = InMemoryCluster()
-    with engine.begin() as connection:
-        cluster.nodes.update({f"node-{i}": make_host(connection, gpus=8, name=f"node-{i}") for i in range(2)})
-    made = Reconciler(database_url, cluster, Settings(), identity="api-test", listen=False)
-    yield made
-    made.close()
 
 
 @pytest.fixture
@@ -189,3 +175,14 @@ def test_private_image_of_another_workspace_is_not_usable(
     assert by_name.status_code == by_reference.status_code == 404
     mine = _apply(bob, spec("train", "bobs", image="secret-sauce")).json()
     assert mine["environment"]["spec"]["image"] == "registry.example.org/bob/sauce:1"
+
+
+def test_logs_are_streamed_from_the_cluster(alice: Caller, reconciler: Reconciler) -> None:
+    env = _apply(alice, spec("train", "research", command=["python", "train.py"])).json()["environment"]["id"]
+    reconciler.run_until_idle()
+    with alice.stream("GET", f"/environments/{env}/logs") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/plain")
+        lines = list(response.iter_lines())
+    assert lines == ["container started from nvcr.io/nvidia/pytorch:24.05-py3", "command: python train.py"]
+    assert alice.get(f"/environments/{env}/logs", params={"tail": 1}).text == "command: python train.py\n"

@@ -79,9 +79,17 @@ def test_missing_config_file_says_how_to_fix_it(tmp_path: Path) -> None:
 
 def test_secrets_never_appear_in_repr_or_describe() -> None:
     settings = load_settings(
-        {"DATABASE_URL": "postgresql://app:hunter2-db@db:5432/rgpu", "REMOTEGPU_JWT_SECRET": "hunter2-jwt"}
+        {
+            "DATABASE_URL": "postgresql://app:hunter2-db@db:5432/rgpu",
+            "REMOTEGPU_JWT_SECRET": "hunter2-jwt-" + "k" * 32,
+        }
     )
     shown = repr(settings) + str(settings.describe())
     assert "hunter2" not in shown
     assert "app:***@db:5432/rgpu" in shown
-    assert settings.jwt_secret == "hunter2-jwt"
+    assert settings.jwt_secret == "hunter2-jwt-" + "k" * 32
+
+
+def test_short_jwt_secret_is_refused_with_how_to_make_one() -> None:
+    with pytest.raises(SettingsError, match=r"jwt_secret: must be at least 32 characters.*openssl rand"):
+        load_settings({"REMOTEGPU_JWT_SECRET": "short"})

@@ -1,0 +1,147 @@
+"""The CLI's connection to the API: where it is, the saved credentials, and calls that turn problem
+documents into one readable line.
+
+The server URL and token come from the settings (`REMOTEGPU_SERVER_URL`, `REMOTEGPU_TOKEN`), else from
+what `remotegpu login` saved in the user's config folder (mode 0600: it holds a token).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import platformdirs
+
+from remotegpu.core.errors import RemoteGPUError
+from remotegpu.core.settings import Settings
+
+
+class ApiError(RemoteGPUError):
+    """The API refused a request; the message is its problem document's detail."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class ClientProfile:
+    """What `remotegpu login` remembers."""
+
+    server: str | None = None
+    token: str | None = None
+    workspace: str | None = None
+
+
+def profile_path() -> Path:
+    """Where the profile lives (`$XDG_CONFIG_HOME/remotegpu/cli.json` on Linux)."""
+    return Path(platformdirs.user_config_dir("remotegpu")) / "cli.json"
+
+
+def load_profile() -> ClientProfile:
+    """The saved profile, or an empty one."""
+    path = profile_path()
+    if not path.exists():
+        return ClientProfile()
+    try:
+        data = json.loads(path.read_text())
+        return ClientProfile(**{k: data.get(k) for k in ("server", "token", "workspace")})
+    except (ValueError, TypeError):
+        raise RemoteGPUError(
+            f"{path}: not a RemoteGPU CLI profile; delete it and run `remotegpu login`"
+        ) from None
+
+
+def save_profile(profile: ClientProfile) -> Path:
+    """Write the profile readable by the user only."""
+    path = profile_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        json.dump(asdict(profile), file, indent=2)
+    return path
+
+
+class ApiClient:
+    """Calls under `/api/v1`; every non-2xx answer raises `ApiError` with the API's own words."""
+
+    def __init__(self, server: str, token: str | None, *, timeout: float = 30.0) -> None:
+        self.server = server.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=f"{self.server}/api/v1", headers=headers, timeout=timeout)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, profile: ClientProfile | None = None) -> ApiClient:
+        """A client for the configured server and token, falling back to the saved profile."""
+        profile = profile or load_profile()
+        server = settings.server_url or profile.server or f"http://{settings.api_host}:{settings.api_port}"
+        return cls(server, settings.token or profile.token)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def request(
+        self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None
+    ) -> Any:
+        """Send a request and return the decoded JSON body (None for 204)."""
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        try:
+            response = self._http.request(method, path, json=json_body, params=query)
+        except httpx.TransportError as error:
+            raise RemoteGPUError(
+                f"cannot reach the API at {self.server} ({error.__class__.__name__}); is it running"
+                " (`remotegpu dev`), and is the server URL right (`remotegpu login --server`)?"
+            ) from None
+        _raise_for_problem(response)
+        return None if response.status_code == 204 or not response.content else response.json()
+
+    def get(self, path: str, **params: Any) -> Any:
+        """GET with query parameters."""
+        return self.request("GET", path, params=params)
+
+    def post(self, path: str, body: Any = None, **params: Any) -> Any:
+        """POST a JSON body."""
+        return self.request("POST", path, json_body=body, params=params)
+
+    def items(self, path: str, **params: Any) -> Iterator[Any]:
+        """Every item of a paginated list, page after page."""
+        cursor = None
+        while True:
+            page = self.get(path, cursor=cursor, limit=200, **params)
+            yield from page["items"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+    def stream_lines(self, path: str, **params: Any) -> Iterator[str]:
+        """A streamed text response, line by line."""
+        query = {k: v for k, v in params.items() if v is not None}
+        try:
+            with self._http.stream("GET", path, params=query, timeout=None) as response:
+                if response.is_error:
+                    response.read()
+                    _raise_for_problem(response)
+                yield from response.iter_lines()
+        except httpx.TransportError as error:
+            raise RemoteGPUError(
+                f"the log stream from {self.server} broke ({error.__class__.__name__})"
+            ) from None
+
+
+def _raise_for_problem(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    try:
+        problem = response.json()
+        detail = problem.get("detail") or problem.get("title")
+    except ValueError:
+        detail = response.text[:200] or response.reason_phrase
+    if response.status_code == 401:
+        detail = f"{detail} (run `remotegpu login`)"
+    raise ApiError(response.status_code, f"{detail} [HTTP {response.status_code}]")

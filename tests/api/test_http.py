@@ -1,0 +1,85 @@
+"""The HTTP surface itself: problem documents, limits, health, readiness, metrics, OpenAPI."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+
+from remotegpu.api.app import create_app
+from remotegpu.core.settings import Settings
+from remotegpu.ops.api_server import running_api
+from remotegpu.tests.api.conftest import Caller
+
+
+def test_unknown_route_and_method_are_problem_documents(anonymous: httpx.Client) -> None:
+    missing = anonymous.get("/no/such/thing")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("application/problem+json")
+    assert missing.json()["status"] == 404
+    wrong_method = anonymous.patch("/auth/login")
+    assert wrong_method.status_code == 405
+
+
+def test_malformed_json_is_400_and_wrong_types_are_422(anonymous: httpx.Client) -> None:
+    malformed = anonymous.post(
+        "/auth/login", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert malformed.status_code == 400
+    assert malformed.json()["title"]
+    typed = anonymous.post("/auth/login", json={"email": 7, "password": "x"})
+    assert typed.status_code == 422
+    assert typed.json()["errors"][0]["field"] == "$.email"
+
+
+def test_bad_path_and_query_parameters_are_422(admin: Caller) -> None:
+    assert admin.get("/environments/not-a-uuid").status_code in (404, 422)
+    limited = admin.get("/environments", params={"limit": 100000})
+    assert limited.status_code == 422
+    assert "limit" in limited.text
+
+
+def test_request_bodies_over_the_limit_are_413(engine: Engine) -> None:
+    settings = Settings(jwt_secret="k" * 40, max_request_bytes=1024)
+    with running_api(create_app(settings, engine)) as url:
+        response = httpx.post(f"{url}/api/v1/auth/register", json={"email": "x" * 5000})
+    assert response.status_code == 413
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+
+def test_login_is_rate_limited_per_client(engine: Engine) -> None:
+    settings = Settings(jwt_secret="k" * 40, login_attempts_per_minute=3)
+    with running_api(create_app(settings, engine)) as url:
+        codes = [
+            httpx.post(f"{url}/api/v1/auth/login", json={"email": "a@b.org", "password": "x"}).status_code
+            for _ in range(5)
+        ]
+        other_routes = httpx.get(f"{url}/healthz").status_code
+    assert codes == [401, 401, 401, 429, 429]
+    assert other_routes == 200
+
+
+@pytest.fixture
+def root(api_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api_url, timeout=30) as client:
+        yield client
+
+
+def test_health_readiness_and_metrics(root: httpx.Client) -> None:
+    assert root.get("/healthz").json() == {"status": "ok"}
+    assert root.get("/readyz").json() == {"status": "ready"}
+    root.get("/api/v1/users/me")
+    metrics = root.get("/metrics")
+    assert metrics.status_code == 200
+    assert "remotegpu_requests_total" in metrics.text
+
+
+def test_openapi_document_and_spec_schema_are_served(root: httpx.Client) -> None:
+    document = root.get("/api/v1/openapi/openapi.json").json()
+    assert document["info"]["title"] == "RemoteGPU API"
+    assert "/api/v1/environments/apply" in document["paths"]
+    schema = root.get("/api/v1/schemas/environment.json").json()
+    assert schema["$schema"].startswith("https://json-schema.org/")
+    assert "EnvironmentSpec" in str(schema)
