@@ -1,7 +1,8 @@
 """The `remotegpu` command line.
 
 Expected failures (`RemoteGPUError`) print one readable line on stderr and exit with status 1; anything
-else is a bug and keeps its traceback.
+else is a bug and keeps its traceback. Server-side modules (the dev stack, the reconciler, migrations)
+are imported inside their commands, so the everyday client commands start quickly.
 """
 
 from __future__ import annotations
@@ -21,11 +22,7 @@ from rich.table import Table
 
 from remotegpu.core.errors import RemoteGPUError
 from remotegpu.core.settings import Settings, load_settings
-from remotegpu.ops import migrate
 from remotegpu.ops.client_cli import register_commands
-from remotegpu.ops.devstack import running_dev_stack, wait_until
-from remotegpu.ops.postgres import ensure_database
-from remotegpu.ops.reconciler_runner import driver_options, running_reconciler
 
 app = typer.Typer(
     name="remotegpu",
@@ -68,6 +65,8 @@ def version() -> None:
 @app.command()
 def dev(config: ConfigOption = None) -> None:
     """Run RemoteGPU on this machine: Postgres (embedded unless DATABASE_URL is set), migrated schema."""
+    from remotegpu.ops.devstack import running_dev_stack, wait_until
+
     settings = _settings(config)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -88,6 +87,8 @@ def dev(config: ConfigOption = None) -> None:
 @app.command()
 def api(config: ConfigOption = None) -> None:
     """Serve the REST API on api_host:api_port until Ctrl-C (needs database_url and jwt_secret)."""
+    from remotegpu.ops.reconciler_runner import driver_options
+
     settings = _settings(config)
     url = _required_database_url(settings)
     if settings.jwt_secret is None:
@@ -148,6 +149,9 @@ def reconciler(
     ] = None,
 ) -> None:
     """Run one reconciler replica (leader or hot standby) until Ctrl-C."""
+    from remotegpu.ops.devstack import wait_until
+    from remotegpu.ops.reconciler_runner import driver_options, running_reconciler
+
     settings = _settings(config)
     url = _required_database_url(settings)
     stop = threading.Event()
@@ -181,6 +185,7 @@ def simcluster(
     """Run a simulated Kubernetes cluster with GPU nodes until Ctrl-C; prints its kubeconfig path."""
     import datetime as dt
 
+    from remotegpu.ops.devstack import wait_until
     from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
 
     stop = threading.Event()
@@ -232,6 +237,8 @@ def db_upgrade(
     config: ConfigOption = None,
 ) -> None:
     """Migrate the configured database (DATABASE_URL) to the latest schema."""
+    from remotegpu.ops import migrate
+
     url = _required_database_url(_settings(config))
     migrate.upgrade(url, revision)
     console.print(f"Database at revision {migrate.current_revision(url)}.")
@@ -240,6 +247,8 @@ def db_upgrade(
 @db_app.command("current")
 def db_current(config: ConfigOption = None) -> None:
     """Print the schema revision of the configured database."""
+    from remotegpu.ops import migrate
+
     url = _required_database_url(_settings(config))
     console.print(migrate.current_revision(url) or "empty (never migrated)")
 
@@ -249,12 +258,15 @@ def _required_database_url(settings: Settings) -> str:
         raise RemoteGPUError(
             "database_url is not set: export DATABASE_URL=postgresql://USER@HOST:PORT/DBNAME"
         )
+    from remotegpu.ops.postgres import ensure_database
+
     ensure_database(settings.database_url)
     return settings.database_url
 
 
 def main() -> None:
     """Console-script entry point."""
+
     try:
         app()
     except RemoteGPUError as error:

@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.engine import URL
 
-from remotegpu.core.db import make_engine
-from remotegpu.core.environments import submit_environment
 from remotegpu.ops.migrate import current_revision
 from remotegpu.ops.postgres import create_fresh_database, drop_database, server_answers
-from remotegpu.tests.allocation_world import make_user, make_workspace
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 EXECUTABLE = shutil.which("remotegpu") or str(Path(sys.executable).with_name("remotegpu"))
 
 
@@ -77,17 +75,47 @@ def test_version_prints_the_installed_version() -> None:
     assert result.stdout.startswith("remotegpu 0.")
 
 
-def test_dev_with_database_url_migrates_it_and_stops_on_ctrl_c(fresh_database: URL, tmp_path: Path) -> None:
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_newcomer_flow_on_the_dev_stack(fresh_database: URL, tmp_path: Path) -> None:
+    """The README's path: dev stack up, sign in as its admin, create a workspace, apply an example spec,
+    watch it reach running on a simulated GPU node (kubectl shows the pod), read logs and access, stop."""
     rendered = fresh_database.render_as_string(hide_password=False)
-    process, output = _start_dev(_env(DATABASE_URL=rendered), tmp_path)
-    assert "Postgres" in output
+    port = str(_free_port())
+    process, output = _start_dev(_env(DATABASE_URL=rendered, REMOTEGPU_API_PORT=port), tmp_path)
     assert "migrated to revision" in output
     assert "leader of shard 0" in output
     assert "simulated, 4 nodes" in output
+    assert f"http://127.0.0.1:{port}/api/v1" in output
     assert current_revision(fresh_database) is not None
+    cli = {"XDG_CONFIG_HOME": str(tmp_path / "xdg")}
     try:
-        environment = _submit_through_the_database(fresh_database)
-        _wait_for_phase(fresh_database, environment, "running")
+        password = (tmp_path / ".remotegpu" / "admin-password").read_text()
+        server = f"http://127.0.0.1:{port}"
+        login = _run_with_input(
+            password,
+            "login",
+            "--server",
+            server,
+            "--email",
+            "admin@remotegpu.local",
+            "--password-stdin",
+            **cli,
+        )
+        assert login.returncode == 0, login.stderr
+        assert _run("workspaces", "create", "research", **cli).returncode == 0
+        applied = _run("apply", "-f", str(EXAMPLES / "pytorch-notebook.yaml"), **cli)
+        assert applied.stdout.strip() == "environment/notebook created", applied.stderr
+        watched = _run("watch", "notebook", "--timeout", "45", "--interval", "0.2", **cli)
+        assert watched.returncode == 0, watched.stdout + watched.stderr
+        assert "running" in watched.stdout
+
+        listed = json.loads(_run("get", "envs", "-o", "json", **cli).stdout)
+        assert [(e["name"], e["phase"]) for e in listed] == [("notebook", "running")]
         kubeconfig = tmp_path / ".remotegpu" / "simcluster.kubeconfig"
         shown = subprocess.run(
             ["kubectl", "--kubeconfig", str(kubeconfig), "get", "pods", "-o", "wide"],
@@ -96,48 +124,39 @@ def test_dev_with_database_url_migrates_it_and_stops_on_ctrl_c(fresh_database: U
             timeout=30,
             check=True,
         ).stdout
-        assert f"env-{environment}" in shown
+        assert f"env-{listed[0]['id']}" in shown
         assert "Running" in shown
         assert "dev-node-" in shown
+
+        logs = _run("logs", "notebook", **cli)
+        assert "Started container" in logs.stdout, logs.stderr
+        reach = json.loads(_run("access", "notebook", "-o", "json", **cli).stdout)
+        assert sorted(a["kind"] for a in reach) == ["jupyter", "ssh"]
+        assert _run("stop", "notebook", **cli).returncode == 0
+        stopped = _run("watch", "notebook", "--timeout", "45", "--interval", "0.2", **cli)
+        assert stopped.returncode == 0
+        assert json.loads(_run("get", "envs", "-o", "json", **cli).stdout)[0]["phase"] == "stopped"
     finally:
         assert "Stopped." in _stop(process)
 
 
-def _submit_through_the_database(url: URL) -> uuid.UUID:
-    engine = make_engine(url, pool_size=1)
-    try:
-        with engine.begin() as connection:
-            user = make_user(connection)
-            workspace = make_workspace(connection, user)
-            spec = {"image": "pytorch:24.05", "resources": {"gpus": {"count": 1}}}
-            return submit_environment(
-                connection, workspace_id=workspace, user_id=user, name="demo", spec=spec
-            )
-    finally:
-        engine.dispose()
-
-
-def _wait_for_phase(url: URL, environment: uuid.UUID, phase: str) -> None:
-    engine = make_engine(url, pool_size=1)
-    try:
-        deadline = time.monotonic() + 30
-        seen = None
-        while time.monotonic() < deadline:
-            with engine.connect() as connection:
-                seen = connection.execute(
-                    text("SELECT phase FROM environments WHERE id = :id"), {"id": environment}
-                ).scalar_one()
-            if seen == phase:
-                return
-            time.sleep(0.1)
-        pytest.fail(f"environment stayed {seen}, never {phase}")
-    finally:
-        engine.dispose()
+def _run_with_input(stdin: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [EXECUTABLE, *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=_env(**env),
+        timeout=60,
+        input=stdin,
+    )
 
 
 def test_dev_without_database_url_runs_an_embedded_postgres_and_stops_it(tmp_path: Path) -> None:
     data_dir = tmp_path / "state"
-    process, output = _start_dev(_env(REMOTEGPU_DATA_DIR=str(data_dir)), tmp_path)
+    process, output = _start_dev(
+        _env(REMOTEGPU_DATA_DIR=str(data_dir), REMOTEGPU_API_PORT=str(_free_port())), tmp_path
+    )
     assert "embedded" in output
     assert (data_dir / "postgres" / "PG_VERSION").exists()
     url = URL.create(
