@@ -12,6 +12,7 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from sqlalchemy.exc import DataError
 
 from remotegpu.core.errors import (
     AuthenticationError,
@@ -97,6 +98,17 @@ def http_error(request: Request[Any, Any, Any], error: HTTPException) -> Respons
     return response
 
 
+def database_refused_value(request: Request[Any, Any, Any], error: DataError) -> Response[dict[str, Any]]:
+    """Postgres refused a value the request carried (a NUL character in text, a cursor whose key does
+    not parse, a number out of range): the caller's input, so 422 with Postgres's own reason."""
+    diagnostics = getattr(error.orig, "diag", None)
+    reason = str(getattr(diagnostics, "message_primary", None) or str(error.orig).splitlines()[0])
+    _log.warning("Database refused a request value", extra={"path": request.url.path, "reason": reason})
+    return problem(
+        422, "Invalid input", f"a value in the request cannot be stored or compared: {reason}", request
+    )
+
+
 def internal_error(request: Request[Any, Any, Any], error: Exception) -> Response[dict[str, Any]]:
     """Anything unexpected: logged with its trace, answered without internals."""
     _log.exception("Request failed", extra={"path": request.url.path, "method": request.method})
@@ -121,6 +133,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     RemoteGPUError: remotegpu_error,
     ValidationException: validation_error,
     HTTPException: http_error,
+    DataError: database_refused_value,
     Exception: internal_error,
 }
 """Handlers for `Litestar(exception_handlers=…)`; the most specific class wins."""

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import Engine
 
 from remotegpu.api.app import create_app
+from remotegpu.core.pagination import encode_cursor
 from remotegpu.core.settings import Settings
 from remotegpu.ops.api_server import running_api
 from remotegpu.tests.api.conftest import Caller
@@ -83,3 +84,13 @@ def test_openapi_document_and_spec_schema_are_served(root: httpx.Client) -> None
     schema = root.get("/api/v1/schemas/environment.json").json()
     assert schema["$schema"].startswith("https://json-schema.org/")
     assert "EnvironmentSpec" in str(schema)
+
+
+def test_values_postgres_cannot_take_are_422_not_500(admin: Caller) -> None:
+    """Found by schemathesis: a NUL character in a query string, and a well-formed cursor whose key does
+    not parse as the sort key, used to reach Postgres and come back as 500."""
+    nul = admin.get("/environments", params={"name": "a\x00b"})
+    assert nul.status_code == 422
+    assert "NUL" in nul.json()["detail"]
+    cursor = encode_cursor("not a time", "not a uuid")
+    assert admin.get("/billing/records", params={"cursor": cursor}).status_code == 422
