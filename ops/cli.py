@@ -203,7 +203,7 @@ def simcluster(
 
 @app.command()
 def bench(
-    name: Annotated[str, typer.Argument(help="Benchmark to run: allocation.")],
+    name: Annotated[str, typer.Argument(help="Benchmark to run: allocation, reconcile or api.")],
     quick: Annotated[bool, typer.Option("--quick", help="A short run (under 30 s).")] = False,
     workers: Annotated[
         int | None, typer.Option("--workers", min=1, help="allocation: contending processes.")
@@ -215,6 +215,9 @@ def bench(
         str, typer.Option("--cluster", help="reconcile: memory or sim (over HTTP).")
     ] = "memory",
     nodes: Annotated[int, typer.Option("--nodes", min=1, help="reconcile --cluster sim: node count.")] = 500,
+    rate: Annotated[
+        float | None, typer.Option("--rate", min=1, help="api: offered requests per second.")
+    ] = None,
 ) -> None:
     """Run a benchmark: a table, then one JSON line of figures."""
     if name == "allocation":
@@ -227,8 +230,12 @@ def bench(
         if cluster not in {"memory", "sim"}:
             raise RemoteGPUError(f"--cluster: {cluster!r} is not a cluster; choose memory or sim")
         reconcile.main(quick, envs, cluster, nodes)
+    elif name == "api":
+        from remotegpu.ops.bench import api as api_bench
+
+        api_bench.main(quick, rate)
     else:
-        raise RemoteGPUError(f"unknown benchmark {name!r}; choose one of: allocation, reconcile")
+        raise RemoteGPUError(f"unknown benchmark {name!r}; choose one of: allocation, reconcile, api")
 
 
 @db_app.command("upgrade")

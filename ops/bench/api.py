@@ -1,0 +1,276 @@
+"""`remotegpu bench api`: the API's throughput and latency, served by one process, loaded from another.
+
+1. A fresh database with one workspace, its owner (signing in with an API token, as the CLI does) and
+   `SEEDED` environments.
+2. The API in a process of its own (uvicorn with uvloop and httptools, as deployed).
+3. A load process (aiohttp on uvloop) offers requests at a fixed rate, open loop: each request has a
+   scheduled start, and its latency counts from that schedule, so a server that falls behind is charged
+   for the queue it causes (no coordinated omission). The mix: 60 % list (`GET /environments?limit=20`),
+   30 % get (`GET /environments/{id}`), 10 % create (`POST /environments`).
+4. The same process then runs 50 closed-loop clients as fast as they can, for the maximum throughput.
+
+Figures: `rps` achieved at the offered rate, `p50_ms` and `p99_ms` there, `errors` (non-2xx or failed
+requests in either phase), `max_rps`, and per-kind percentiles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection as Pipe
+from typing import Any
+
+import httpx
+from rich.console import Console
+from sqlalchemy import text
+from sqlalchemy.engine import URL
+
+from remotegpu.core.accounts import create_api_token
+from remotegpu.core.db import make_engine
+from remotegpu.core.environments import submit_environment
+from remotegpu.ops.bench.database import bench_database, create_tenant
+from remotegpu.ops.bench.report import percentile, print_figures
+
+SEEDED = 200
+WORKSPACE = "bench"
+CLOSED_LOOP_CLIENTS = 50
+IMAGE = "nvcr.io/nvidia/pytorch:24.05-py3"
+
+
+@dataclass(frozen=True)
+class ApiBenchConfig:
+    """How hard and how long to push."""
+
+    rate: float = 1000.0
+    seconds: float = 20.0
+    closed_seconds: float = 10.0
+    clients: int = CLOSED_LOOP_CLIENTS
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the load process needs to know."""
+
+    base_url: str
+    token: str
+    environment_ids: list[str]
+
+
+def _seed(url: URL) -> Target:
+    engine = make_engine(url, pool_size=2)
+    try:
+        workspace, user = create_tenant(engine, WORKSPACE)
+        with engine.begin() as connection:
+            connection.execute(
+                text("INSERT INTO workspace_members (workspace_id, user_id, role) VALUES (:w, :u, 'owner')"),
+                {"w": workspace, "u": user},
+            )
+            spec = {"image": IMAGE, "resources": {"gpus": {"count": 1, "model": "H100"}}}
+            ids = [
+                str(
+                    submit_environment(
+                        connection, workspace_id=workspace, user_id=user, name=f"seed-{i}", spec=spec
+                    )
+                )
+                for i in range(SEEDED)
+            ]
+            token = create_api_token(connection, user, "bench", None).token
+    finally:
+        engine.dispose()
+    return Target("", token, ids)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _serve(url: str, port: int) -> None:
+    """The API process (spawned): one uvicorn worker on uvloop + httptools."""
+    import uvicorn
+
+    from remotegpu.api.app import create_app
+    from remotegpu.core.settings import Settings
+
+    settings = Settings(jwt_secret="bench-" + "k" * 40, login_attempts_per_minute=100_000, db_pool_size=20)
+    engine = make_engine(url, pool_size=settings.db_pool_size, application_name="remotegpu-bench-api")
+    app = create_app(settings, engine)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+    )
+
+
+@contextlib.contextmanager
+def _api_process(url: URL) -> Iterator[str]:
+    port = _free_port()
+    context = multiprocessing.get_context("spawn")
+    process = context.Process(
+        target=_serve, args=(url.render_as_string(hide_password=False), port), daemon=True
+    )
+    process.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            if not process.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the API process did not become ready")
+            time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        process.join(timeout=10)
+
+
+# -- the load process ---------------------------------------------------------------------------
+
+
+def _kind(index: int) -> str:
+    slot = index % 10
+    return "list" if slot < 6 else "get" if slot < 9 else "create"
+
+
+async def _one(session: Any, target: Target, kind: str, index: int, tag: str) -> tuple[str, int]:
+    base = f"{target.base_url}/api/v1/environments"
+    if kind == "list":
+        request = session.get(base, params={"limit": "20"})
+    elif kind == "get":
+        request = session.get(f"{base}/{target.environment_ids[index % len(target.environment_ids)]}")
+    else:
+        body = {"name": f"b-{tag}-{index}", "workspace": WORKSPACE, "image": IMAGE, "resources": {"gpus": 1}}
+        request = session.post(base, json=body)
+    try:
+        async with request as response:
+            await response.read()
+            return kind, response.status
+    except Exception:  # any failure of the request itself counts as an error
+        return kind, 0
+
+
+async def _open_loop(
+    target: Target, rate: float, seconds: float
+) -> tuple[list[tuple[str, float, int]], float]:
+    """Every request's (kind, latency from its scheduled start in ms, status), and the seconds from the
+    first scheduled start to the last response."""
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {target.token}"}
+    connector = aiohttp.TCPConnector(limit=1000)
+    results: list[tuple[str, float, int]] = []
+    tag = uuid.uuid4().hex[:6]
+    async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
+        loop = asyncio.get_running_loop()
+
+        last_done = 0.0
+
+        async def timed(index: int, scheduled: float) -> None:
+            nonlocal last_done
+            kind, status = await _one(session, target, _kind(index), index, tag)
+            last_done = loop.time()
+            results.append((kind, (last_done - scheduled) * 1000, status))
+
+        total = int(rate * seconds)
+        start = loop.time() + 0.05
+        tasks = []
+        for index in range(total):
+            scheduled = start + index / rate
+            delay = scheduled - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(timed(index, scheduled)))
+        await asyncio.gather(*tasks)
+    return results, last_done - start
+
+
+async def _closed_loop(target: Target, clients: int, seconds: float) -> tuple[int, int]:
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {target.token}"}
+    done = errors = 0
+    tag = uuid.uuid4().hex[:6]
+    async with aiohttp.ClientSession(
+        headers=headers, connector=aiohttp.TCPConnector(limit=clients)
+    ) as session:
+        loop = asyncio.get_running_loop()
+        stop_at = loop.time() + seconds
+
+        async def client(number: int) -> None:
+            nonlocal done, errors
+            index = number
+            while loop.time() < stop_at:
+                _, status = await _one(session, target, _kind(index), index, f"{tag}c")
+                done += 1
+                errors += not 200 <= status < 300
+                index += clients
+
+        await asyncio.gather(*(client(n) for n in range(clients)))
+    return done, errors
+
+
+def _load(target: Target, config: ApiBenchConfig, pipe: Pipe) -> None:
+    """The load process (spawned): the open-loop phase, then the closed-loop phase."""
+    import uvloop
+
+    opened, open_wall = uvloop.run(_open_loop(target, config.rate, config.seconds))
+    closed = uvloop.run(_closed_loop(target, config.clients, config.closed_seconds))
+    pipe.send((opened, open_wall, closed))
+    pipe.close()
+
+
+def run(quick: bool, config: ApiBenchConfig | None = None) -> dict[str, Any]:
+    """Run the benchmark; print the table and return the figures."""
+    config = config or (ApiBenchConfig(seconds=5.0, closed_seconds=4.0) if quick else ApiBenchConfig())
+    console = Console()
+    with bench_database("remotegpu_bench_api") as url:
+        seeded = _seed(url)
+        with _api_process(url) as base:
+            target = Target(base, seeded.token, seeded.environment_ids)
+            context = multiprocessing.get_context("spawn")
+            receiver, sender = context.Pipe(duplex=False)
+            loader = context.Process(target=_load, args=(target, config, sender))
+            loader.start()
+            opened, open_wall, (closed_done, closed_errors) = receiver.recv()
+            loader.join()
+    latencies = [latency for _, latency, _ in opened]
+    open_errors = sum(1 for _, _, status in opened if not 200 <= status < 300)
+    # A server that keeps up reads rps = offered × T / (T + the last response's latency).
+    figures: dict[str, Any] = {
+        "offered_rps": config.rate,
+        "rps": round((len(opened) - open_errors) / open_wall, 1),
+        "p50_ms": round(percentile(latencies, 0.5), 2),
+        "p99_ms": round(percentile(latencies, 0.99), 2),
+        "max_rps": round(closed_done / config.closed_seconds, 1),
+        "errors": open_errors + closed_errors,
+        "requests": len(opened) + closed_done,
+        "seconds": config.seconds,
+        "closed_loop_clients": config.clients,
+    }
+    for kind in ("list", "get", "create"):
+        samples = [latency for k, latency, _ in opened if k == kind]
+        figures[f"{kind}_p50_ms"] = round(percentile(samples, 0.5), 2)
+        figures[f"{kind}_p99_ms"] = round(percentile(samples, 0.99), 2)
+    print_figures(console, "API benchmark", figures, [])
+    return figures
+
+
+def main(quick: bool, rate: float | None = None) -> None:
+    """Entry point for the CLI: table, then the figures as the last line."""
+    base = ApiBenchConfig(seconds=5.0, closed_seconds=4.0) if quick else ApiBenchConfig()
+    config = ApiBenchConfig(rate or base.rate, base.seconds, base.closed_seconds, base.clients)
+    print(json.dumps(run(quick, config=config)))
