@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from remotegpu.api.context import ApiContext, LogReader
 from remotegpu.api.problems import EXCEPTION_HANDLERS
 from remotegpu.api.routes import auth, billing, environments, hosts, images, ops, quotas, users, workspaces
+from remotegpu.core.db import make_engine
 from remotegpu.core.settings import Settings
 
 API_PREFIX = "/api/v1"
@@ -38,17 +39,29 @@ class MetricsController(PrometheusController):
 def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = None) -> Litestar:
     """The API app for `engine`, signing tokens with `settings.jwt_secret` (a random key when unset:
     tokens then die with the process, fine for one-off runs, wrong for replicas)."""
+    read_engine = make_engine(
+        engine.url,
+        pool_size=settings.db_pool_size,
+        application_name="remotegpu-api-read",
+        pre_ping=False,
+        autocommit=True,
+    )
     context = ApiContext(
         engine=engine,
+        read_engine=read_engine,
         jwt_secret=settings.jwt_secret or secrets.token_urlsafe(32),
         access_token_lifetime=dt.timedelta(minutes=settings.access_token_minutes),
         refresh_token_lifetime=dt.timedelta(hours=settings.refresh_token_hours),
         logs=logs,
     )
+    login_limit = RateLimitConfig(
+        rate_limit=("minute", settings.login_attempts_per_minute),
+        check_throttle_handler=lambda request: request.url.path == LOGIN_PATH,
+    )
     api = Router(
         API_PREFIX,
         route_handlers=[
-            auth.router,
+            auth.make_router([login_limit.middleware]),
             users.router,
             workspaces.router,
             quotas.router,
@@ -59,10 +72,6 @@ def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = N
             ops.router,
         ],
     )
-    login_limit = RateLimitConfig(
-        rate_limit=("minute", settings.login_attempts_per_minute),
-        check_throttle_handler=lambda request: request.url.path == LOGIN_PATH,
-    )
     metrics = PrometheusConfig(
         app_name="remotegpu", prefix="remotegpu", group_path=True, exclude=["/metrics"]
     )
@@ -70,7 +79,7 @@ def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = N
         route_handlers=[api, ops.healthz, ops.readyz, MetricsController],
         dependencies={"api": Provide(lambda: context, sync_to_thread=False, use_cache=True)},
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[login_limit.middleware, metrics.middleware],
+        middleware=[metrics.middleware],
         request_max_body_size=settings.max_request_bytes,
         openapi_config=OpenAPIConfig(
             title="RemoteGPU API",
@@ -86,6 +95,7 @@ def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = N
             security=[{"bearer": []}],
         ),
         response_cache_config=ResponseCacheConfig(),
+        on_shutdown=[read_engine.dispose],
         logging_config=LoggingConfig(log_exceptions="never", configure_root_logger=False),
         debug=False,
     )

@@ -40,6 +40,15 @@ class Principal:
 _USER_COLUMNS = "u.id, u.username, u.email, u.role, u.disabled, u.created_at"
 
 
+# Run on every request: built once, so SQLAlchemy's statement cache finds them at once.
+_PRINCIPAL_BY_ID_SQL = text(f"SELECT {_USER_COLUMNS} FROM users u WHERE u.id = :id AND NOT u.disabled")
+_PRINCIPAL_BY_TOKEN_SQL = text(
+    f"SELECT {_USER_COLUMNS} FROM api_tokens t JOIN users u ON u.id = t.user_id"
+    " WHERE t.token_hash = :hash AND t.revoked_at IS NULL"
+    " AND (t.expires_at IS NULL OR t.expires_at > :now) AND NOT u.disabled"
+)
+
+
 def _principal(row: Any) -> Principal:
     return Principal(row.id, row.username, row.email, UserRole(row.role))
 
@@ -80,21 +89,14 @@ def authenticate_password(connection: Connection, email: str, password: str) -> 
 
 def principal_by_id(connection: Connection, user_id: uuid.UUID) -> Principal | None:
     """The enabled user with this id (from a verified JWT), or None."""
-    row = connection.execute(
-        text(f"SELECT {_USER_COLUMNS} FROM users u WHERE u.id = :id AND NOT u.disabled"), {"id": user_id}
-    ).one_or_none()
+    row = connection.execute(_PRINCIPAL_BY_ID_SQL, {"id": user_id}).one_or_none()
     return _principal(row) if row else None
 
 
 def principal_by_api_token(connection: Connection, token: str) -> Principal | None:
     """The enabled owner of a live (unrevoked, unexpired) API token, or None."""
     row = connection.execute(
-        text(
-            f"SELECT {_USER_COLUMNS} FROM api_tokens t JOIN users u ON u.id = t.user_id"
-            " WHERE t.token_hash = :hash AND t.revoked_at IS NULL"
-            " AND (t.expires_at IS NULL OR t.expires_at > :now) AND NOT u.disabled"
-        ),
-        {"hash": api_token_hash(token), "now": clock.now()},
+        _PRINCIPAL_BY_TOKEN_SQL, {"hash": api_token_hash(token), "now": clock.now()}
     ).one_or_none()
     return _principal(row) if row else None
 

@@ -37,6 +37,28 @@ _FROM = """
 """
 
 
+_LIST_SQL = text(
+    f"SELECT {_COLUMNS} {_FROM} WHERE e.deleted_at IS NULL AND {_VISIBLE}"
+    " AND (CAST(:workspace AS uuid) IS NULL OR e.workspace_id = :workspace)"
+    " AND (CAST(:phase AS text) IS NULL OR e.phase::text = :phase)"
+    " AND (CAST(:name AS text) IS NULL OR e.name = :name)"
+    " AND (CAST(:owner AS uuid) IS NULL OR e.user_id = :owner)"
+    " AND (CAST(:after_at AS timestamptz) IS NULL"
+    "      OR (e.created_at, e.id) < (CAST(:after_at AS timestamptz), CAST(:after_id AS uuid)))"
+    " ORDER BY e.created_at DESC, e.id DESC LIMIT :limit"
+)
+
+
+_GET_SQL = text(
+    f"SELECT {_COLUMNS},"
+    " CASE WHEN :admin THEN 'owner' ELSE (SELECT m.role::text FROM workspace_members m"
+    "   WHERE m.workspace_id = e.workspace_id AND m.user_id = :user) END AS caller_role,"
+    " ARRAY(SELECT g.index FROM gpu_claims c JOIN gpus g ON g.id = c.gpu_id"
+    "       WHERE c.environment_id = e.id AND c.released_at IS NULL ORDER BY g.index) AS gpu_indexes"
+    f" {_FROM} WHERE e.id = :id AND e.deleted_at IS NULL AND {_VISIBLE}"
+)
+
+
 @dataclass(frozen=True)
 class EnvironmentFilter:
     """What `list_environments` narrows to; None means no filter."""
@@ -59,16 +81,7 @@ def list_environments(
     after = decode_cursor(cursor, 2)
     rows = list(
         connection.execute(
-            text(
-                f"SELECT {_COLUMNS} {_FROM} WHERE e.deleted_at IS NULL AND {_VISIBLE}"
-                " AND (CAST(:workspace AS uuid) IS NULL OR e.workspace_id = :workspace)"
-                " AND (CAST(:phase AS text) IS NULL OR e.phase::text = :phase)"
-                " AND (CAST(:name AS text) IS NULL OR e.name = :name)"
-                " AND (CAST(:owner AS uuid) IS NULL OR e.user_id = :owner)"
-                " AND (CAST(:after_at AS timestamptz) IS NULL"
-                "      OR (e.created_at, e.id) < (CAST(:after_at AS timestamptz), CAST(:after_id AS uuid)))"
-                " ORDER BY e.created_at DESC, e.id DESC LIMIT :limit"
-            ),
+            _LIST_SQL,
             {
                 "user": principal.user_id,
                 "admin": principal.is_admin,
@@ -88,14 +101,7 @@ def list_environments(
 def get_environment(connection: Connection, principal: Principal, environment_id: uuid.UUID) -> Any:
     """One visible live environment with the caller's role and its claimed GPU indexes; else NotFoundError."""
     row = connection.execute(
-        text(
-            f"SELECT {_COLUMNS},"
-            " CASE WHEN :admin THEN 'owner' ELSE (SELECT m.role::text FROM workspace_members m"
-            "   WHERE m.workspace_id = e.workspace_id AND m.user_id = :user) END AS caller_role,"
-            " ARRAY(SELECT g.index FROM gpu_claims c JOIN gpus g ON g.id = c.gpu_id"
-            "       WHERE c.environment_id = e.id AND c.released_at IS NULL ORDER BY g.index) AS gpu_indexes"
-            f" {_FROM} WHERE e.id = :id AND e.deleted_at IS NULL AND {_VISIBLE}"
-        ),
+        _GET_SQL,
         {"id": environment_id, "user": principal.user_id, "admin": principal.is_admin},
     ).one_or_none()
     if row is None:

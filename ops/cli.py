@@ -98,7 +98,9 @@ def api(config: ConfigOption = None) -> None:
     from remotegpu.core.kubernetes_cluster import KubernetesCluster
     from remotegpu.ops.api_server import serve_forever
 
-    engine = make_engine(url, pool_size=settings.db_pool_size, application_name="remotegpu-api")
+    engine = make_engine(
+        url, pool_size=settings.db_pool_size, application_name="remotegpu-api", pre_ping=False
+    )
     logs = (
         KubernetesCluster.from_kubeconfig(settings.kubeconfig, **driver_options(settings))
         if settings.kubeconfig
@@ -206,7 +208,8 @@ def bench(
     name: Annotated[str, typer.Argument(help="Benchmark to run: allocation, reconcile or api.")],
     quick: Annotated[bool, typer.Option("--quick", help="A short run (under 30 s).")] = False,
     workers: Annotated[
-        int | None, typer.Option("--workers", min=1, help="allocation: contending processes.")
+        int | None,
+        typer.Option("--workers", min=1, help="allocation: contending processes; api: API worker processes."),
     ] = None,
     envs: Annotated[
         int | None, typer.Option("--envs", min=1, help="reconcile: environments to submit.")
@@ -233,7 +236,7 @@ def bench(
     elif name == "api":
         from remotegpu.ops.bench import api as api_bench
 
-        api_bench.main(quick, rate)
+        api_bench.main(quick, rate, workers)
     else:
         raise RemoteGPUError(f"unknown benchmark {name!r}; choose one of: allocation, reconcile, api")
 

@@ -90,7 +90,9 @@ def running_dev_stack(settings: Settings) -> Iterator[DevStack]:
         sync_inventory_now(url, driver)
         reconciler = stack.enter_context(running_reconciler(url, settings, driver))
         leading = wait_for_leadership(reconciler)
-        engine = make_engine(url, pool_size=settings.db_pool_size, application_name="remotegpu-api")
+        engine = make_engine(
+            url, pool_size=settings.db_pool_size, application_name="remotegpu-api", pre_ping=False
+        )
         stack.callback(engine.dispose)
         jwt_secret = settings.jwt_secret or persistent_secret((settings.data_dir / "jwt-secret").resolve())
         password_file = (settings.data_dir / "admin-password").resolve()

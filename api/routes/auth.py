@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Router, delete, get, post
@@ -150,6 +150,12 @@ def revoke_token(token_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -
         revoke_api_token(connection, principal.user_id, token_id)
 
 
-router = Router(
-    "/auth", route_handlers=[register, login, refresh, create_token, list_tokens, revoke_token], tags=["auth"]
-)
+def make_router(middleware: list[Any]) -> Router:
+    """The `/auth` router; `middleware` (the sign-in rate limit) runs for these routes only, so the rest
+    of the API does not pay for it."""
+    return Router(
+        "/auth",
+        route_handlers=[register, login, refresh, create_token, list_tokens, revoke_token],
+        middleware=middleware,
+        tags=["auth"],
+    )

@@ -90,7 +90,7 @@ async def healthz() -> dict[str, str]:
 def readyz(api: Api) -> dict[str, str]:
     """The process can serve: the database answers (readiness)."""
     try:
-        with api.engine.connect() as connection:
+        with api.read_engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except SQLAlchemyError:
         raise ServiceUnavailableException("the database does not answer") from None

@@ -52,6 +52,8 @@ class ApiBenchConfig:
     seconds: float = 20.0
     closed_seconds: float = 10.0
     clients: int = CLOSED_LOOP_CLIENTS
+    workers: int = 1
+    """API worker processes."""
 
 
 @dataclass(frozen=True)
@@ -94,34 +96,34 @@ def _free_port() -> int:
 
 
 def _serve(url: str, port: int) -> None:
-    """The API process (spawned): one uvicorn worker on uvloop + httptools."""
+    """One API worker process (spawned): uvicorn on uvloop + httptools, on a SO_REUSEPORT socket so
+    several workers share the port and the kernel spreads connections over them."""
     import uvicorn
 
     from remotegpu.api.app import create_app
     from remotegpu.core.settings import Settings
 
     settings = Settings(jwt_secret="bench-" + "k" * 40, login_attempts_per_minute=100_000, db_pool_size=20)
-    engine = make_engine(url, pool_size=settings.db_pool_size, application_name="remotegpu-bench-api")
-    app = create_app(settings, engine)
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
+    engine = make_engine(
+        url, pool_size=settings.db_pool_size, application_name="remotegpu-bench-api", pre_ping=False
     )
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", port))
+    config = uvicorn.Config(
+        create_app(settings, engine), log_level="warning", access_log=False, loop="uvloop", http="httptools"
+    )
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 @contextlib.contextmanager
-def _api_process(url: URL) -> Iterator[str]:
+def _api_processes(url: URL, workers: int) -> Iterator[str]:
     port = _free_port()
     context = multiprocessing.get_context("spawn")
-    process = context.Process(
-        target=_serve, args=(url.render_as_string(hide_password=False), port), daemon=True
-    )
-    process.start()
+    rendered = url.render_as_string(hide_password=False)
+    processes = [context.Process(target=_serve, args=(rendered, port), daemon=True) for _ in range(workers)]
+    for process in processes:
+        process.start()
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     try:
@@ -129,13 +131,16 @@ def _api_process(url: URL) -> Iterator[str]:
             with contextlib.suppress(httpx.TransportError):
                 if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
                     break
-            if not process.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the API process did not become ready")
+            if not all(p.is_alive() for p in processes) or time.monotonic() > deadline:
+                raise RuntimeError("the API processes did not become ready")
             time.sleep(0.1)
+        time.sleep(1)  # the other workers finish starting too
         yield base
     finally:
-        process.terminate()
-        process.join(timeout=10)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join(timeout=10)
 
 
 # -- the load process ---------------------------------------------------------------------------
@@ -167,7 +172,8 @@ async def _open_loop(
     target: Target, rate: float, seconds: float
 ) -> tuple[list[tuple[str, float, int]], float]:
     """Every request's (kind, latency from its scheduled start in ms, status), and the seconds from the
-    first scheduled start to the last response."""
+    first scheduled start to the last response. Times come from `perf_counter`: uvloop's clock ticks in
+    whole milliseconds."""
     import aiohttp
 
     headers = {"Authorization": f"Bearer {target.token}"}
@@ -175,22 +181,20 @@ async def _open_loop(
     results: list[tuple[str, float, int]] = []
     tag = uuid.uuid4().hex[:6]
     async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
-        loop = asyncio.get_running_loop()
-
         last_done = 0.0
 
         async def timed(index: int, scheduled: float) -> None:
             nonlocal last_done
             kind, status = await _one(session, target, _kind(index), index, tag)
-            last_done = loop.time()
+            last_done = time.perf_counter()
             results.append((kind, (last_done - scheduled) * 1000, status))
 
         total = int(rate * seconds)
-        start = loop.time() + 0.05
+        start = time.perf_counter() + 0.05
         tasks = []
         for index in range(total):
             scheduled = start + index / rate
-            delay = scheduled - loop.time()
+            delay = scheduled - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(timed(index, scheduled)))
@@ -233,13 +237,12 @@ def _load(target: Target, config: ApiBenchConfig, pipe: Pipe) -> None:
     pipe.close()
 
 
-def run(quick: bool, config: ApiBenchConfig | None = None) -> dict[str, Any]:
+def run(config: ApiBenchConfig, console: Console | None = None) -> dict[str, Any]:
     """Run the benchmark; print the table and return the figures."""
-    config = config or (ApiBenchConfig(seconds=5.0, closed_seconds=4.0) if quick else ApiBenchConfig())
-    console = Console()
+    console = console or Console()
     with bench_database("remotegpu_bench_api") as url:
         seeded = _seed(url)
-        with _api_process(url) as base:
+        with _api_processes(url, config.workers) as base:
             target = Target(base, seeded.token, seeded.environment_ids)
             context = multiprocessing.get_context("spawn")
             receiver, sender = context.Pipe(duplex=False)
@@ -260,6 +263,7 @@ def run(quick: bool, config: ApiBenchConfig | None = None) -> dict[str, Any]:
         "requests": len(opened) + closed_done,
         "seconds": config.seconds,
         "closed_loop_clients": config.clients,
+        "api_workers": config.workers,
     }
     for kind in ("list", "get", "create"):
         samples = [latency for k, latency, _ in opened if k == kind]
@@ -269,8 +273,10 @@ def run(quick: bool, config: ApiBenchConfig | None = None) -> dict[str, Any]:
     return figures
 
 
-def main(quick: bool, rate: float | None = None) -> None:
+def main(quick: bool, rate: float | None = None, workers: int | None = None) -> None:
     """Entry point for the CLI: table, then the figures as the last line."""
     base = ApiBenchConfig(seconds=5.0, closed_seconds=4.0) if quick else ApiBenchConfig()
-    config = ApiBenchConfig(rate or base.rate, base.seconds, base.closed_seconds, base.clients)
-    print(json.dumps(run(quick, config=config)))
+    config = ApiBenchConfig(
+        rate or base.rate, base.seconds, base.closed_seconds, base.clients, workers or base.workers
+    )
+    print(json.dumps(run(config)))
