@@ -1,9 +1,15 @@
-"""Serving the API with uvicorn: in the foreground (`remotegpu api`) or on a thread (`remotegpu dev`,
-tests, benchmarks), on a socket bound before the server starts so port 0 (any free port) works."""
+"""Serving the API with uvicorn: as worker processes sharing one port (`remotegpu api`, the API
+benchmark) or on a thread (`remotegpu dev`, tests), on a socket bound before the server starts so port 0
+(any free port) works.
+
+Several workers use the cores a single Python process cannot: each binds the port with SO_REUSEPORT and
+the kernel spreads connections over them. Each has its own database pools.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import socket
 import threading
 import time
@@ -12,12 +18,17 @@ from collections.abc import Iterator
 import uvicorn
 from litestar import Litestar
 
+from remotegpu.core.settings import Settings
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on host:port (port 0: any free port)."""
+
+def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket on host:port (port 0: any free port); `reuse_port` lets several worker
+    processes listen on the same port."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(2048)
     sock.set_inheritable(True)
@@ -31,10 +42,44 @@ def _server(app: Litestar) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
-def serve_forever(app: Litestar, host: str, port: int) -> None:
-    """Serve until interrupted (Ctrl-C or SIGTERM)."""
-    sock = bind(host, port)
-    _server(app).run(sockets=[sock])
+def run_worker(settings: Settings) -> None:
+    """One API worker: its engine, its app, uvicorn on a SO_REUSEPORT socket; until interrupted."""
+    from remotegpu.api.app import create_app
+    from remotegpu.core.db import make_engine
+    from remotegpu.core.kubernetes_cluster import KubernetesCluster
+    from remotegpu.ops.reconciler_runner import driver_options
+
+    assert settings.database_url is not None, "the caller checked database_url"
+    engine = make_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        application_name="remotegpu-api",
+        pre_ping=False,
+    )
+    logs = (
+        KubernetesCluster.from_kubeconfig(settings.kubeconfig, **driver_options(settings))
+        if settings.kubeconfig
+        else None
+    )
+    sock = bind(settings.api_host, settings.api_port, reuse_port=True)
+    _server(create_app(settings, engine, logs=logs)).run(sockets=[sock])
+
+
+def serve_workers(settings: Settings, workers: int) -> None:
+    """Run `workers` API processes on one port until interrupted (one runs in this process)."""
+    if workers <= 1:
+        run_worker(settings)
+        return
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=run_worker, args=(settings,), daemon=True) for _ in range(workers)]
+    for process in processes:
+        process.start()
+    try:
+        for process in processes:
+            process.join()
+    finally:
+        for process in processes:
+            process.terminate()
 
 
 @contextlib.contextmanager

@@ -85,29 +85,23 @@ def dev(config: ConfigOption = None) -> None:
 
 
 @app.command()
-def api(config: ConfigOption = None) -> None:
+def api(
+    config: ConfigOption = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes sharing the port (one per core).")
+    ] = 1,
+) -> None:
     """Serve the REST API on api_host:api_port until Ctrl-C (needs database_url and jwt_secret)."""
-    from remotegpu.ops.reconciler_runner import driver_options
+    from remotegpu.ops.api_server import serve_workers
 
     settings = _settings(config)
-    url = _required_database_url(settings)
+    _required_database_url(settings)
     if settings.jwt_secret is None:
         raise RemoteGPUError("jwt_secret is not set: export REMOTEGPU_JWT_SECRET=$(openssl rand -base64 48)")
-    from remotegpu.api.app import create_app
-    from remotegpu.core.db import make_engine
-    from remotegpu.core.kubernetes_cluster import KubernetesCluster
-    from remotegpu.ops.api_server import serve_forever
-
-    engine = make_engine(
-        url, pool_size=settings.db_pool_size, application_name="remotegpu-api", pre_ping=False
+    console.print(
+        f"API on http://{settings.api_host}:{settings.api_port}/api/v1 ({workers} workers)", highlight=False
     )
-    logs = (
-        KubernetesCluster.from_kubeconfig(settings.kubeconfig, **driver_options(settings))
-        if settings.kubeconfig
-        else None
-    )
-    console.print(f"API on http://{settings.api_host}:{settings.api_port}/api/v1", highlight=False)
-    serve_forever(create_app(settings, engine, logs=logs), settings.api_host, settings.api_port)
+    serve_workers(settings, workers)
 
 
 users_app = typer.Typer(

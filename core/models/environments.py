@@ -48,6 +48,20 @@ class Environment(Base):
             postgresql_where=text("deleted_at IS NULL"),
         ),
         Index("ix_environments_shard_next_attempt_at", "shard", "next_attempt_at"),
+        # Lists page newest first (keyset on created_at, id), over all or over one workspace.
+        Index(
+            "ix_environments_created_at_id_live",
+            "created_at",
+            "id",
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+        Index(
+            "ix_environments_workspace_id_created_at_id_live",
+            "workspace_id",
+            "created_at",
+            "id",
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
     )
 
     id: Mapped[UuidPk]

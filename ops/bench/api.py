@@ -52,8 +52,8 @@ class ApiBenchConfig:
     seconds: float = 20.0
     closed_seconds: float = 10.0
     clients: int = CLOSED_LOOP_CLIENTS
-    workers: int = 1
-    """API worker processes."""
+    workers: int = 2
+    """API worker processes (one per core of the development machine)."""
 
 
 @dataclass(frozen=True)
@@ -96,24 +96,19 @@ def _free_port() -> int:
 
 
 def _serve(url: str, port: int) -> None:
-    """One API worker process (spawned): uvicorn on uvloop + httptools, on a SO_REUSEPORT socket so
-    several workers share the port and the kernel spreads connections over them."""
-    import uvicorn
-
-    from remotegpu.api.app import create_app
+    """One API worker process (spawned), exactly as `remotegpu api --workers N` runs it."""
     from remotegpu.core.settings import Settings
+    from remotegpu.ops.api_server import run_worker
 
-    settings = Settings(jwt_secret="bench-" + "k" * 40, login_attempts_per_minute=100_000, db_pool_size=20)
-    engine = make_engine(
-        url, pool_size=settings.db_pool_size, application_name="remotegpu-bench-api", pre_ping=False
+    run_worker(
+        Settings(
+            database_url=url,
+            api_port=port,
+            jwt_secret="bench-" + "k" * 40,
+            login_attempts_per_minute=100_000,
+            db_pool_size=20,
+        )
     )
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(("127.0.0.1", port))
-    config = uvicorn.Config(
-        create_app(settings, engine), log_level="warning", access_log=False, loop="uvloop", http="httptools"
-    )
-    uvicorn.Server(config).run(sockets=[sock])
 
 
 @contextlib.contextmanager

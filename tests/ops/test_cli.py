@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy.engine import URL
 
@@ -186,3 +187,54 @@ def test_db_upgrade_migrates_the_configured_database(fresh_database: URL) -> Non
     assert result.returncode == 0, result.stderr
     assert current_revision(fresh_database) is not None
     assert _run("db", "current", DATABASE_URL=rendered).stdout.strip() == current_revision(fresh_database)
+
+
+def test_api_command_serves_with_workers_and_users_create_bootstraps_an_admin(
+    fresh_database: URL, tmp_path: Path
+) -> None:
+    rendered = fresh_database.render_as_string(hide_password=False)
+    assert _run("db", "upgrade", DATABASE_URL=rendered).returncode == 0
+    created = _run_with_input(
+        "a long admin password\n",
+        "users",
+        "create",
+        "ops@example.org",
+        "ops",
+        "--admin",
+        DATABASE_URL=rendered,
+    )
+    assert created.returncode == 0, created.stderr
+    assert "created admin ops" in created.stdout
+    port = str(_free_port())
+    env = _env(DATABASE_URL=rendered, REMOTEGPU_API_PORT=port, REMOTEGPU_JWT_SECRET="k" * 48)
+    server = subprocess.Popen(
+        [EXECUTABLE, "api", "--workers", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        token = httpx.post(
+            f"{base}/api/v1/auth/login",
+            json={"email": "ops@example.org", "password": "a long admin password"},
+        ).json()["access_token"]
+        me = httpx.get(f"{base}/api/v1/users/me", headers={"Authorization": f"Bearer {token}"}).json()
+        assert (me["username"], me["role"]) == ("ops", "admin")
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.communicate(timeout=30)
+
+
+def test_api_command_needs_a_jwt_secret(fresh_database: URL) -> None:
+    result = _run("api", DATABASE_URL=fresh_database.render_as_string(hide_password=False))
+    assert result.returncode == 1
+    assert "REMOTEGPU_JWT_SECRET" in result.stderr
