@@ -52,6 +52,7 @@ def make_engine(
         max_overflow=pool_size,
         pool_pre_ping=pre_ping,
         pool_recycle=300,
+        hide_parameters=True,  # statement parameters may hold secrets: never in exceptions or logs
         connect_args={"application_name": application_name},
         **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
     )

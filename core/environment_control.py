@@ -206,6 +206,8 @@ def replace_spec(
     environment: Any,
     spec: EnvironmentSpec,
     access: WorkspaceAccess,
+    *,
+    dry_run: bool = False,
 ) -> ApplyResult:
     """PUT semantics: the spec must keep the environment's name (renames are a new environment)."""
     if spec.name != environment.name:
@@ -213,4 +215,4 @@ def replace_spec(
             f"name: an environment cannot be renamed ({environment.name!r} → {spec.name!r}); create a new one",
             "name",
         )
-    return apply_spec(connection, principal, access, spec)
+    return apply_spec(connection, principal, access, spec, dry_run=dry_run)

@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from sqlalchemy import Connection, text
 
 from remotegpu.core.accounts import Principal
@@ -126,9 +127,8 @@ def list_events(
     return page(rows, limit, lambda row: (row.seq,))
 
 
-@dataclass(frozen=True)
-class AccessDetail:
-    """How to reach one published port of a running environment."""
+class AccessDetail(msgspec.Struct, frozen=True):
+    """How to reach one published port of a running environment (also the API's answer, as is)."""
 
     kind: str
     name: str | None

@@ -30,6 +30,7 @@ from remotegpu.core.environment_control import (
     restart,
 )
 from remotegpu.core.environment_views import (
+    AccessDetail,
     EnvironmentFilter,
     access_details,
     get_environment,
@@ -88,18 +89,6 @@ class ApplyOut(msgspec.Struct):
     environment: EnvironmentOut | None
     stored_spec: dict[str, Any] | None
     desired_spec: dict[str, Any]
-
-
-class AccessOut(msgspec.Struct):
-    """One way into a running environment."""
-
-    kind: str
-    name: str | None
-    host: str
-    port: int
-    container_port: int
-    url: str
-    command: str | None
 
 
 class EventOut(msgspec.Struct):
@@ -270,10 +259,7 @@ def update(
     with api.acting(request) as (connection, principal):
         environment = operable_environment(connection, principal, environment_id)
         access = workspace_access(connection, principal, environment.workspace_id)
-        if dry_run:
-            result = apply_spec(connection, principal, access, spec, dry_run=True)
-        else:
-            result = replace_spec(connection, principal, environment, spec, access)
+        result = replace_spec(connection, principal, environment, spec, access, dry_run=dry_run)
         return _apply_out(connection, principal, result, dry_run, spec, access)
 
 
@@ -314,11 +300,11 @@ def remove(environment_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -
 
 
 @get("/{environment_id:uuid}/access", sync_to_thread=True)
-def access(environment_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> list[AccessOut]:
+def access(environment_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> list[AccessDetail]:
     """How to reach the environment while it runs (empty otherwise)."""
     with api.acting(request) as (connection, principal):
         environment = operable_environment(connection, principal, environment_id)
-        return [AccessOut(**d.__dict__) for d in access_details(connection, environment)]
+        return access_details(connection, environment)
 
 
 @get("/{environment_id:uuid}/events", sync_to_thread=True)

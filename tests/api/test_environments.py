@@ -80,6 +80,12 @@ def test_create_refuses_a_taken_name_and_put_refuses_a_rename(alice: Caller) -> 
     assert taken.json()["errors"][0]["field"] == "name"
     renamed = alice.put(f"/environments/{env['id']}", json=spec("other", "research"))
     assert renamed.status_code == 409
+    assert (
+        alice.put(
+            f"/environments/{env['id']}", json=spec("other", "research"), params={"dry_run": True}
+        ).status_code
+        == 409
+    )
     replaced = alice.put(
         f"/environments/{env['id']}", json=spec("train", "research", command=["python", "train.py"])
     )

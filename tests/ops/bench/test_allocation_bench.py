@@ -34,5 +34,6 @@ def test_unknown_benchmark_is_a_one_line_error() -> None:
     result = _run("bench", "teleport")
     assert result.returncode == 1
     assert (
-        result.stderr.strip() == "error: unknown benchmark 'teleport'; choose one of: allocation, reconcile"
+        result.stderr.strip()
+        == "error: unknown benchmark 'teleport'; choose one of: allocation, reconcile, api"
     )
