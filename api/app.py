@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from remotegpu.api.context import ApiContext, LogReader
 from remotegpu.api.problems import EXCEPTION_HANDLERS
 from remotegpu.api.routes import auth, billing, environments, hosts, images, ops, quotas, users, workspaces
-from remotegpu.core.db import make_engine
+from remotegpu.core.db import make_async_pool, make_engine
 from remotegpu.core.settings import Settings
 
 API_PREFIX = "/api/v1"
@@ -46,9 +46,20 @@ def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = N
         pre_ping=False,
         autocommit=True,
     )
+    read_pool = make_async_pool(engine.url, size=settings.db_pool_size)
+
+    # Litestar passes the app to hooks that take an argument: these take none.
+    async def open_pool() -> None:
+        await read_pool.open()
+
+    async def close_pools() -> None:
+        await read_pool.close()
+        read_engine.dispose()
+
     context = ApiContext(
         engine=engine,
         read_engine=read_engine,
+        read_pool=read_pool,
         jwt_secret=settings.jwt_secret or secrets.token_urlsafe(32),
         access_token_lifetime=dt.timedelta(minutes=settings.access_token_minutes),
         refresh_token_lifetime=dt.timedelta(hours=settings.refresh_token_hours),
@@ -95,7 +106,8 @@ def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = N
             security=[{"bearer": []}],
         ),
         response_cache_config=ResponseCacheConfig(),
-        on_shutdown=[read_engine.dispose],
+        on_startup=[open_pool],
+        on_shutdown=[close_pools],
         logging_config=LoggingConfig(log_exceptions="never", configure_root_logger=False),
         debug=False,
     )

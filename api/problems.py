@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
@@ -98,11 +99,14 @@ def http_error(request: Request[Any, Any, Any], error: HTTPException) -> Respons
     return response
 
 
-def database_refused_value(request: Request[Any, Any, Any], error: DataError) -> Response[dict[str, Any]]:
+def database_refused_value(
+    request: Request[Any, Any, Any], error: DataError | psycopg.DataError
+) -> Response[dict[str, Any]]:
     """Postgres refused a value the request carried (a NUL character in text, a cursor whose key does
     not parse, a number out of range): the caller's input, so 422 with Postgres's own reason."""
-    diagnostics = getattr(error.orig, "diag", None)
-    reason = str(getattr(diagnostics, "message_primary", None) or str(error.orig).splitlines()[0])
+    cause = error.orig if isinstance(error, DataError) else error
+    diagnostics = getattr(cause, "diag", None)
+    reason = str(getattr(diagnostics, "message_primary", None) or str(cause).splitlines()[0])
     _log.warning("Database refused a request value", extra={"path": request.url.path, "reason": reason})
     return problem(
         422, "Invalid input", f"a value in the request cannot be stored or compared: {reason}", request
@@ -134,6 +138,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     ValidationException: validation_error,
     HTTPException: http_error,
     DataError: database_refused_value,
+    psycopg.DataError: database_refused_value,
     Exception: internal_error,
 }
 """Handlers for `Litestar(exception_handlers=…)`; the most specific class wins."""

@@ -11,11 +11,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from psycopg import AsyncConnection
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
 from remotegpu.core import clock
 from remotegpu.core.credentials import api_token_hash, hash_password, new_api_token, verify_password
+from remotegpu.core.db import fetch_one
 from remotegpu.core.errors import ConflictError, InvalidInputError, NotFoundError
 from remotegpu.core.states import UserRole
 
@@ -90,6 +92,20 @@ def authenticate_password(connection: Connection, email: str, password: str) -> 
 def principal_by_id(connection: Connection, user_id: uuid.UUID) -> Principal | None:
     """The enabled user with this id (from a verified JWT), or None."""
     row = connection.execute(_PRINCIPAL_BY_ID_SQL, {"id": user_id}).one_or_none()
+    return _principal(row) if row else None
+
+
+async def principal_by_id_async(connection: AsyncConnection[Any], user_id: uuid.UUID) -> Principal | None:
+    """`principal_by_id` on the event loop."""
+    row = await fetch_one(connection, _PRINCIPAL_BY_ID_SQL, {"id": user_id})
+    return _principal(row) if row else None
+
+
+async def principal_by_api_token_async(connection: AsyncConnection[Any], token: str) -> Principal | None:
+    """`principal_by_api_token` on the event loop."""
+    row = await fetch_one(
+        connection, _PRINCIPAL_BY_TOKEN_SQL, {"hash": api_token_hash(token), "now": clock.now()}
+    )
     return _principal(row) if row else None
 
 

@@ -44,6 +44,8 @@ class ApplyResult:
     outcome: ApplyOutcome
     stored_spec: dict[str, Any] | None
     """The spec stored before this apply (None when it was created): what a dry run diffs against."""
+    desired_spec: dict[str, Any]
+    """The spec as stored by this apply (image resolved through the catalog)."""
 
 
 def desired_spec(connection: Connection, access: WorkspaceAccess, spec: EnvironmentSpec) -> dict[str, Any]:
@@ -67,6 +69,10 @@ def apply_spec(
     access.require(Action.CREATE_ENVIRONMENT)
     wanted = desired_spec(connection, access, spec)
     desired = DesiredState(spec.state)
+    if create_only and not dry_run:
+        # No lookup first: the unique index on live names refuses a duplicate (`_create`).
+        created = _create(connection, principal, access, spec.name, wanted, desired)
+        return ApplyResult(created, ApplyOutcome.CREATED, None, wanted)
     current = connection.execute(
         text(
             "SELECT id, user_id, spec, desired_state FROM environments"
@@ -76,22 +82,17 @@ def apply_spec(
     ).one_or_none()
     if current is None:
         if dry_run:
-            return ApplyResult(uuid.UUID(int=0), ApplyOutcome.CREATED, None)
-        return ApplyResult(
-            _create(connection, principal, access, spec.name, wanted, desired), ApplyOutcome.CREATED, None
-        )
+            return ApplyResult(uuid.UUID(int=0), ApplyOutcome.CREATED, None, wanted)
+        created = _create(connection, principal, access, spec.name, wanted, desired)
+        return ApplyResult(created, ApplyOutcome.CREATED, None, wanted)
     if create_only:
-        raise ConflictError(
-            f"name: environment {spec.name!r} already exists in workspace {access.name!r};"
-            " change it with PUT /environments/{id} or `remotegpu apply`",
-            "name",
-        )
+        raise _name_taken(spec.name, access)
     _require_operate(access, principal, current.user_id, spec.name)
     changed_spec = current.spec != wanted
     changed_state = current.desired_state != desired.value
     if dry_run or not (changed_spec or changed_state):
         outcome = ApplyOutcome.UPDATED if changed_spec or changed_state else ApplyOutcome.UNCHANGED
-        return ApplyResult(current.id, outcome, current.spec)
+        return ApplyResult(current.id, outcome, current.spec, wanted)
     if changed_spec:
         generation = update_spec(connection, current.id, wanted)
         record_mutation(
@@ -104,7 +105,15 @@ def apply_spec(
         )
     if changed_state:
         _set_state(connection, principal, access.id, current.id, desired)
-    return ApplyResult(current.id, ApplyOutcome.UPDATED, current.spec)
+    return ApplyResult(current.id, ApplyOutcome.UPDATED, current.spec, wanted)
+
+
+def _name_taken(name: str, access: WorkspaceAccess) -> ConflictError:
+    return ConflictError(
+        f"name: environment {name!r} already exists in workspace {access.name!r};"
+        " change it with PUT /environments/{id} or `remotegpu apply`",
+        "name",
+    )
 
 
 def _create(
@@ -126,9 +135,7 @@ def _create(
                 desired=desired,
             )
     except IntegrityError:
-        raise ConflictError(
-            f"name: environment {name!r} was just created by someone else; apply again", "name"
-        ) from None
+        raise _name_taken(name, access) from None
     record_mutation(
         connection,
         principal.user_id,

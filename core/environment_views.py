@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+from psycopg import AsyncConnection
 from sqlalchemy import Connection, text
 
 from remotegpu.core.accounts import Principal
+from remotegpu.core.db import fetch_all, fetch_one
 from remotegpu.core.errors import NotFoundError
 from remotegpu.core.pagination import decode_cursor, page
 from remotegpu.core.states import Phase, PortPurpose
@@ -70,6 +72,27 @@ class EnvironmentFilter:
     owner_id: uuid.UUID | None = None
 
 
+def _list_params(
+    principal: Principal, filters: EnvironmentFilter, limit: int, cursor: str | None
+) -> dict[str, Any]:
+    after = decode_cursor(cursor, 2)
+    return {
+        "user": principal.user_id,
+        "admin": principal.is_admin,
+        "workspace": filters.workspace_id,
+        "phase": filters.phase.value if filters.phase else None,
+        "name": filters.name,
+        "owner": filters.owner_id,
+        "after_at": after[0] if after else None,
+        "after_id": after[1] if after else None,
+        "limit": limit + 1,
+    }
+
+
+def _page(rows: list[Any], limit: int) -> tuple[list[Any], str | None]:
+    return page(rows, limit, lambda row: (row.created_at.isoformat(), row.id))
+
+
 def list_environments(
     connection: Connection,
     principal: Principal,
@@ -79,35 +102,42 @@ def list_environments(
     cursor: str | None,
 ) -> tuple[list[Any], str | None]:
     """Visible live environments, newest first, one page and the next page's cursor."""
-    after = decode_cursor(cursor, 2)
-    rows = list(
-        connection.execute(
-            _LIST_SQL,
-            {
-                "user": principal.user_id,
-                "admin": principal.is_admin,
-                "workspace": filters.workspace_id,
-                "phase": filters.phase.value if filters.phase else None,
-                "name": filters.name,
-                "owner": filters.owner_id,
-                "after_at": after[0] if after else None,
-                "after_id": after[1] if after else None,
-                "limit": limit + 1,
-            },
-        )
+    rows = list(connection.execute(_LIST_SQL, _list_params(principal, filters, limit, cursor)))
+    return _page(rows, limit)
+
+
+async def list_environments_async(
+    connection: AsyncConnection[Any],
+    principal: Principal,
+    filters: EnvironmentFilter,
+    *,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[Any], str | None]:
+    """`list_environments` on the event loop."""
+    return _page(
+        await fetch_all(connection, _LIST_SQL, _list_params(principal, filters, limit, cursor)), limit
     )
-    return page(rows, limit, lambda row: (row.created_at.isoformat(), row.id))
+
+
+def _found(row: Any, environment_id: uuid.UUID) -> Any:
+    if row is None:
+        raise NotFoundError(f"environment {environment_id} not found")
+    return row
 
 
 def get_environment(connection: Connection, principal: Principal, environment_id: uuid.UUID) -> Any:
     """One visible live environment with the caller's role and its claimed GPU indexes; else NotFoundError."""
-    row = connection.execute(
-        _GET_SQL,
-        {"id": environment_id, "user": principal.user_id, "admin": principal.is_admin},
-    ).one_or_none()
-    if row is None:
-        raise NotFoundError(f"environment {environment_id} not found")
-    return row
+    params = {"id": environment_id, "user": principal.user_id, "admin": principal.is_admin}
+    return _found(connection.execute(_GET_SQL, params).one_or_none(), environment_id)
+
+
+async def get_environment_async(
+    connection: AsyncConnection[Any], principal: Principal, environment_id: uuid.UUID
+) -> Any:
+    """`get_environment` on the event loop."""
+    params = {"id": environment_id, "user": principal.user_id, "admin": principal.is_admin}
+    return _found(await fetch_one(connection, _GET_SQL, params), environment_id)
 
 
 def list_events(

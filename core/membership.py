@@ -11,11 +11,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from psycopg import AsyncConnection
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
 from remotegpu.core.accounts import Principal, find_user_id
 from remotegpu.core.audit import record_mutation
+from remotegpu.core.db import fetch_one
 from remotegpu.core.errors import ConflictError, ForbiddenError, NotFoundError
 from remotegpu.core.states import WorkspaceRole
 from remotegpu.core.workspaces import delete_workspace
@@ -53,10 +55,24 @@ def workspace_access(
     connection: Connection, principal: Principal, reference: uuid.UUID | str
 ) -> WorkspaceAccess:
     """The caller's view of a workspace named by id or name; NotFoundError if it is not theirs to see."""
+    row = connection.execute(_ACCESS_SQL, _access_params(principal, reference)).one_or_none()
+    return _access(row, principal, reference)
+
+
+async def workspace_access_async(
+    connection: AsyncConnection[Any], principal: Principal, reference: uuid.UUID | str
+) -> WorkspaceAccess:
+    """`workspace_access` on the event loop."""
+    row = await fetch_one(connection, _ACCESS_SQL, _access_params(principal, reference))
+    return _access(row, principal, reference)
+
+
+def _access_params(principal: Principal, reference: uuid.UUID | str) -> dict[str, Any]:
     as_id = reference if isinstance(reference, uuid.UUID) else _as_uuid(reference)
-    row = connection.execute(
-        _ACCESS_SQL, {"user": principal.user_id, "id": as_id, "name": str(reference)}
-    ).one_or_none()
+    return {"user": principal.user_id, "id": as_id, "name": str(reference)}
+
+
+def _access(row: Any, principal: Principal, reference: uuid.UUID | str) -> WorkspaceAccess:
     if row is None or (row.role is None and not principal.is_admin):
         raise NotFoundError(f"workspace {reference!s} not found")
     role = WorkspaceRole(row.role) if row.role and not principal.is_admin else WorkspaceRole.OWNER

@@ -34,11 +34,12 @@ from remotegpu.core.environment_views import (
     EnvironmentFilter,
     access_details,
     get_environment,
-    list_environments,
+    get_environment_async,
+    list_environments_async,
     list_events,
 )
 from remotegpu.core.errors import InvalidInputError
-from remotegpu.core.membership import WorkspaceAccess, workspace_access
+from remotegpu.core.membership import WorkspaceAccess, workspace_access, workspace_access_async
 from remotegpu.core.pagination import MAX_PAGE_SIZE
 from remotegpu.core.specs import EnvironmentSpec, check_spec
 from remotegpu.core.states import DesiredState, Phase
@@ -175,25 +176,14 @@ def _apply(
     with api.acting(request) as (connection, principal):
         access = _target_workspace(connection, principal, spec, workspace)
         result = apply_spec(connection, principal, access, spec, create_only=create_only, dry_run=dry_run)
-        return _apply_out(connection, principal, result, dry_run, spec, access)
+        return _apply_out(connection, principal, result, dry_run)
 
 
-def _apply_out(
-    connection: Connection,
-    principal: Principal,
-    result: ApplyResult,
-    dry_run: bool,
-    spec: EnvironmentSpec,
-    access: WorkspaceAccess,
-) -> ApplyOut:
-    from remotegpu.core.environment_control import desired_spec
-
+def _apply_out(connection: Connection, principal: Principal, result: ApplyResult, dry_run: bool) -> ApplyOut:
     environment = None
     if result.environment_id.int != 0:
         environment = environment_out(get_environment(connection, principal, result.environment_id))
-    return ApplyOut(
-        result.outcome.value, dry_run, environment, result.stored_spec, desired_spec(connection, access, spec)
-    )
+    return ApplyOut(result.outcome.value, dry_run, environment, result.stored_spec, result.desired_spec)
 
 
 @post("/", status_code=201, sync_to_thread=True)
@@ -220,8 +210,9 @@ def apply(
     return _apply(request, api, data, workspace, create_only=False, dry_run=dry_run)
 
 
-@get("/", sync_to_thread=True)
-def list_all(
+# The two hottest routes run on the event loop with psycopg (see `core.db.fetch_all`).
+@get("/")
+async def list_all(
     request: AnyRequest,
     api: Api,
     workspace: FromQuery[str | None] = None,
@@ -232,18 +223,22 @@ def list_all(
     cursor: FromQuery[str | None] = None,
 ) -> EnvironmentList:
     """Environments the caller can see, newest first; filter by workspace, phase, name or `mine`."""
-    with api.acting(request) as (connection, principal):
-        workspace_id = workspace_access(connection, principal, workspace).id if workspace else None
+    async with api.reading(request) as (connection, principal):
+        workspace_id = (
+            (await workspace_access_async(connection, principal, workspace)).id if workspace else None
+        )
         filters = EnvironmentFilter(workspace_id, phase, name, principal.user_id if mine else None)
-        rows, following = list_environments(connection, principal, filters, limit=limit, cursor=cursor)
+        rows, following = await list_environments_async(
+            connection, principal, filters, limit=limit, cursor=cursor
+        )
     return EnvironmentList([environment_out(r) for r in rows], following)
 
 
-@get("/{environment_id:uuid}", sync_to_thread=True)
-def show(environment_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> EnvironmentOut:
+@get("/{environment_id:uuid}")
+async def show(environment_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> EnvironmentOut:
     """One environment, with the GPUs it holds."""
-    with api.acting(request) as (connection, principal):
-        return environment_out(get_environment(connection, principal, environment_id))
+    async with api.reading(request) as (connection, principal):
+        return environment_out(await get_environment_async(connection, principal, environment_id))
 
 
 @put("/{environment_id:uuid}", sync_to_thread=True)
@@ -260,7 +255,7 @@ def update(
         environment = operable_environment(connection, principal, environment_id)
         access = workspace_access(connection, principal, environment.workspace_id)
         result = replace_spec(connection, principal, environment, spec, access, dry_run=dry_run)
-        return _apply_out(connection, principal, result, dry_run, spec, access)
+        return _apply_out(connection, principal, result, dry_run)
 
 
 def _control(
