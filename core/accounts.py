@@ -62,16 +62,16 @@ def register_user(
     email = email.strip().lower()
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidInputError("password", f"must be at least {MIN_PASSWORD_LENGTH} characters long")
+    # No savepoint: a refused INSERT aborts the transaction, which the raise below ends anyway.
     try:
-        with connection.begin_nested():
-            row = connection.execute(
-                text(
-                    "INSERT INTO users (email, username, password_hash, role)"
-                    " VALUES (:email, :username, :hash, :role)"
-                    " RETURNING id, username, email, role"
-                ),
-                {"email": email, "username": username, "hash": hash_password(password), "role": role.value},
-            ).one()
+        row = connection.execute(
+            text(
+                "INSERT INTO users (email, username, password_hash, role)"
+                " VALUES (:email, :username, :hash, :role)"
+                " RETURNING id, username, email, role"
+            ),
+            {"email": email, "username": username, "hash": hash_password(password), "role": role.value},
+        ).one()
     except IntegrityError as error:
         field = "email" if "email" in str(error.orig) else "username"
         raise ConflictError(f"{field}: already registered; sign in or choose another", field) from None

@@ -71,28 +71,28 @@ def full_reference(row: Any) -> str:
 def add_image(connection: Connection, principal: Principal, image: NewImage) -> Any:
     """Add a catalog entry; the same registry/repository:tag twice is a conflict."""
     registry, repository, tag = split_reference(image.reference)
+    # No savepoint: a refused INSERT aborts the transaction, which the raise below ends anyway.
     try:
-        with connection.begin_nested():
-            row = connection.execute(
-                text(
-                    "INSERT INTO images AS i (name, registry_host, repository, tag, digest, framework, cuda_version,"
-                    " size_bytes, visibility, owner_workspace_id)"
-                    " VALUES (:name, :registry, :repository, :tag, :digest, :framework, :cuda, :size, :visibility,"
-                    f" :owner) RETURNING {_COLUMNS}"
-                ),
-                {
-                    "name": image.name,
-                    "registry": registry,
-                    "repository": repository,
-                    "tag": tag,
-                    "digest": image.digest,
-                    "framework": image.framework,
-                    "cuda": image.cuda_version,
-                    "size": image.size_bytes,
-                    "visibility": image.visibility.value,
-                    "owner": image.owner_workspace_id,
-                },
-            ).one()
+        row = connection.execute(
+            text(
+                "INSERT INTO images AS i (name, registry_host, repository, tag, digest, framework, cuda_version,"
+                " size_bytes, visibility, owner_workspace_id)"
+                " VALUES (:name, :registry, :repository, :tag, :digest, :framework, :cuda, :size, :visibility,"
+                f" :owner) RETURNING {_COLUMNS}"
+            ),
+            {
+                "name": image.name,
+                "registry": registry,
+                "repository": repository,
+                "tag": tag,
+                "digest": image.digest,
+                "framework": image.framework,
+                "cuda": image.cuda_version,
+                "size": image.size_bytes,
+                "visibility": image.visibility.value,
+                "owner": image.owner_workspace_id,
+            },
+        ).one()
     except IntegrityError as error:
         if "digest" in str(error.orig):
             raise InvalidInputError("digest", "write algorithm:hex, e.g. sha256:0123…") from None

@@ -124,16 +124,16 @@ def _create(
     spec: dict[str, Any],
     desired: DesiredState,
 ) -> uuid.UUID:
+    # No savepoint: a refused INSERT aborts the transaction, which the raise below ends anyway.
     try:
-        with connection.begin_nested():
-            environment_id = submit_environment(
-                connection,
-                workspace_id=access.id,
-                user_id=principal.user_id,
-                name=name,
-                spec=spec,
-                desired=desired,
-            )
+        environment_id = submit_environment(
+            connection,
+            workspace_id=access.id,
+            user_id=principal.user_id,
+            name=name,
+            spec=spec,
+            desired=desired,
+        )
     except IntegrityError:
         raise _name_taken(name, access) from None
     record_mutation(

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from remotegpu.core import clock
-from remotegpu.core.notify import notify_environments
+from remotegpu.core.notify import CHANNEL, notify_environments
 from remotegpu.core.quantities import parse_bytes, parse_cpu_millis
 from remotegpu.core.states import DesiredState
 
@@ -47,11 +47,15 @@ def requests_from_spec(spec: dict[str, Any]) -> Requests:
 
 _INSERT_SQL = text(
     """
-    INSERT INTO environments (workspace_id, user_id, name, spec, desired_state, priority, submitted_at,
-                              gpu_count, gpu_model, cpu_millis, memory_bytes, storage_bytes)
-    VALUES (:workspace_id, :user_id, :name, CAST(:spec AS jsonb), :desired, :priority, :now,
-            :gpu_count, :gpu_model, :cpu_millis, :memory_bytes, :storage_bytes)
-    RETURNING id
+    WITH created AS (
+        INSERT INTO environments (workspace_id, user_id, name, spec, desired_state, priority, submitted_at,
+                                  gpu_count, gpu_model, cpu_millis, memory_bytes, storage_bytes)
+        VALUES (:workspace_id, :user_id, :name, CAST(:spec AS jsonb), :desired, :priority, :now,
+                :gpu_count, :gpu_model, :cpu_millis, :memory_bytes, :storage_bytes)
+        RETURNING id
+    )
+    -- the wake-up NOTIFY in the same statement: one round trip fewer per submit
+    SELECT id, pg_notify(:channel, id::text) FROM created
     """
 )
 
@@ -83,10 +87,10 @@ def submit_environment(
             "desired": desired.value,
             "priority": priority,
             "now": clock.now(),
+            "channel": CHANNEL,
             **requests.__dict__,
         },
     ).scalar_one()
-    notify_environments(connection, str(environment_id))
     return environment_id
 
 

@@ -91,15 +91,15 @@ _WORKSPACE_COLUMNS = "w.id, w.name, w.display_name, w.owner_id, w.created_at, w.
 
 def create_workspace(connection: Connection, principal: Principal, name: str, display_name: str) -> Any:
     """Create a workspace owned by the caller (who becomes its first owner member)."""
+    # No savepoint: a refused INSERT aborts the transaction, which the raise below ends anyway.
     try:
-        with connection.begin_nested():
-            row = connection.execute(
-                text(
-                    "INSERT INTO workspaces AS w (name, display_name, owner_id) VALUES (:name, :display, :owner)"
-                    f" RETURNING {_WORKSPACE_COLUMNS}"
-                ),
-                {"name": name, "display": display_name, "owner": principal.user_id},
-            ).one()
+        row = connection.execute(
+            text(
+                "INSERT INTO workspaces AS w (name, display_name, owner_id) VALUES (:name, :display, :owner)"
+                f" RETURNING {_WORKSPACE_COLUMNS}"
+            ),
+            {"name": name, "display": display_name, "owner": principal.user_id},
+        ).one()
     except IntegrityError:
         raise ConflictError(f"name: workspace {name!r} already exists; choose another name", "name") from None
     connection.execute(
