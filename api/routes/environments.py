@@ -143,24 +143,24 @@ def environment_out(row: Any) -> EnvironmentOut:
         row.created_at,
         row.updated_at,
         row.phase_entered_at,
-        list(getattr(row, "gpu_indexes", None) or []) if hasattr(row, "gpu_indexes") else None,
+        # Only the one-environment query reads the claimed GPUs; lists leave them out.
+        list(row.gpu_indexes or []) if hasattr(row, "gpu_indexes") else None,
     )
 
 
 def _target_workspace(
     connection: Connection, principal: Principal, spec: EnvironmentSpec, workspace: str | None
 ) -> WorkspaceAccess:
+    """The workspace named by `?workspace=` (name or id) or the spec; both given must agree."""
     reference = workspace or spec.workspace
     if reference is None:
         raise InvalidInputError("$.workspace", "name the workspace in the spec or as ?workspace=<name or id>")
-    if workspace and spec.workspace and workspace not in (spec.workspace,):
-        access = workspace_access(connection, principal, workspace)
-        if access.name != spec.workspace:
-            raise InvalidInputError(
-                "$.workspace", f"the spec says {spec.workspace!r} but ?workspace= says {workspace!r}"
-            )
-        return access
-    return workspace_access(connection, principal, reference)
+    access = workspace_access(connection, principal, reference)
+    if spec.workspace is not None and access.name != spec.workspace:
+        raise InvalidInputError(
+            "$.workspace", f"the spec says {spec.workspace!r} but ?workspace= says {workspace!r}"
+        )
+    return access
 
 
 def _apply(
