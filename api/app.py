@@ -6,6 +6,8 @@ build the same app. Handlers are synchronous (core is synchronous SQLAlchemy) an
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import secrets
 
@@ -22,6 +24,7 @@ from sqlalchemy import Engine
 from remotegpu.api.context import ApiContext, LogReader
 from remotegpu.api.problems import EXCEPTION_HANDLERS
 from remotegpu.api.routes import auth, billing, environments, hosts, images, ops, quotas, users, workspaces
+from remotegpu.core.credential_cache import PrincipalCache, listen_for_credential_changes
 from remotegpu.core.db import make_async_pool, make_engine
 from remotegpu.core.settings import Settings
 
@@ -48,11 +51,19 @@ def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = N
     )
     read_pool = make_async_pool(engine.url, size=settings.db_pool_size)
 
+    principals = PrincipalCache()
+    listener: list[asyncio.Task[None]] = []
+
     # Litestar passes the app to hooks that take an argument: these take none.
     async def open_pool() -> None:
         await read_pool.open()
+        listener.append(asyncio.create_task(listen_for_credential_changes(principals, engine.url)))
 
     async def close_pools() -> None:
+        for task in listener:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await read_pool.close()
         read_engine.dispose()
 
@@ -60,6 +71,7 @@ def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = N
         engine=engine,
         read_engine=read_engine,
         read_pool=read_pool,
+        principals=principals,
         jwt_secret=settings.jwt_secret or secrets.token_urlsafe(32),
         access_token_lifetime=dt.timedelta(minutes=settings.access_token_minutes),
         refresh_token_lifetime=dt.timedelta(hours=settings.refresh_token_hours),

@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Engine
 
 from remotegpu.api.security import authenticate, authenticate_async
 from remotegpu.core.accounts import Principal
+from remotegpu.core.credential_cache import PrincipalCache
 from remotegpu.core.errors import ForbiddenError
 
 
@@ -50,6 +51,8 @@ class ApiContext:
     """An autocommit engine on the same database, for GET requests."""
     read_pool: AsyncConnectionPool[Any]
     """Autocommit psycopg connections for the hottest reads, which run on the event loop."""
+    principals: PrincipalCache
+    """Who recent read credentials belong to (emptied whenever any credential changes)."""
     jwt_secret: str
     access_token_lifetime: dt.timedelta
     refresh_token_lifetime: dt.timedelta
@@ -82,11 +85,14 @@ class ApiContext:
 
     @contextlib.asynccontextmanager
     async def reading(self, request: AnyRequest) -> AsyncIterator[tuple[AsyncConnection[Any], Principal]]:
-        """`acting` for read-only handlers on the event loop (no thread hop, no SQLAlchemy)."""
+        """`acting` for read-only handlers on the event loop (no thread hop, no SQLAlchemy); the caller
+        may come from the credential cache."""
         async with self.read_pool.connection() as connection:
             yield (
                 connection,
-                await authenticate_async(connection, request.headers.get("authorization"), self.jwt_secret),
+                await authenticate_async(
+                    connection, request.headers.get("authorization"), self.jwt_secret, self.principals
+                ),
             )
 
 

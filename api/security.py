@@ -10,11 +10,12 @@ from sqlalchemy import Connection
 from remotegpu.core.accounts import (
     Principal,
     principal_by_api_token,
-    principal_by_api_token_async,
     principal_by_id,
     principal_by_id_async,
+    token_owner_async,
 )
-from remotegpu.core.credentials import API_TOKEN_PREFIX, read_token
+from remotegpu.core.credential_cache import PrincipalCache
+from remotegpu.core.credentials import API_TOKEN_PREFIX, api_token_hash, read_token
 from remotegpu.core.errors import AuthenticationError
 
 
@@ -49,11 +50,30 @@ def authenticate(connection: Connection, authorization: str | None, jwt_secret: 
 
 
 async def authenticate_async(
-    connection: AsyncConnection[Any], authorization: str | None, jwt_secret: str
+    connection: AsyncConnection[Any], authorization: str | None, jwt_secret: str, cache: PrincipalCache
 ) -> Principal:
-    """`authenticate` on the event loop."""
+    """`authenticate` on the event loop, for reads: answered from `cache` when it can be (see
+    `core.credential_cache` for why that stays correct when credentials change)."""
     credential = _credential(authorization)
     if credential.startswith(API_TOKEN_PREFIX):
-        return _known(await principal_by_api_token_async(connection, credential))
+        key = "token:" + api_token_hash(credential)
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
+        generation = cache.generation
+        owner = await token_owner_async(connection, credential)
+        if owner is not None:
+            cache.put(key, owner[0], generation, owner[1])
+        return _known(owner[0] if owner else None)
     user_id = read_token(jwt_secret, credential, "access")
-    return _known(await principal_by_id_async(connection, user_id) if user_id else None)
+    if user_id is None:
+        return _known(None)
+    key = f"user:{user_id}"
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    generation = cache.generation
+    principal = await principal_by_id_async(connection, user_id)
+    if principal is not None:
+        cache.put(key, principal, generation, None)
+    return _known(principal)

@@ -19,6 +19,7 @@ from remotegpu.core import clock
 from remotegpu.core.credentials import api_token_hash, hash_password, new_api_token, verify_password
 from remotegpu.core.db import fetch_one
 from remotegpu.core.errors import ConflictError, InvalidInputError, NotFoundError
+from remotegpu.core.notify import notify_credentials_changed
 from remotegpu.core.states import UserRole
 
 MIN_PASSWORD_LENGTH = 10
@@ -45,7 +46,7 @@ _USER_COLUMNS = "u.id, u.username, u.email, u.role, u.disabled, u.created_at"
 # Run on every request: built once, so SQLAlchemy's statement cache finds them at once.
 _PRINCIPAL_BY_ID_SQL = text(f"SELECT {_USER_COLUMNS} FROM users u WHERE u.id = :id AND NOT u.disabled")
 _PRINCIPAL_BY_TOKEN_SQL = text(
-    f"SELECT {_USER_COLUMNS} FROM api_tokens t JOIN users u ON u.id = t.user_id"
+    f"SELECT {_USER_COLUMNS}, t.expires_at AS token_expires_at FROM api_tokens t JOIN users u ON u.id = t.user_id"
     " WHERE t.token_hash = :hash AND t.revoked_at IS NULL"
     " AND (t.expires_at IS NULL OR t.expires_at > :now) AND NOT u.disabled"
 )
@@ -101,12 +102,14 @@ async def principal_by_id_async(connection: AsyncConnection[Any], user_id: uuid.
     return _principal(row) if row else None
 
 
-async def principal_by_api_token_async(connection: AsyncConnection[Any], token: str) -> Principal | None:
-    """`principal_by_api_token` on the event loop."""
+async def token_owner_async(
+    connection: AsyncConnection[Any], token: str
+) -> tuple[Principal, dt.datetime | None] | None:
+    """The enabled owner of a live API token and when the token expires, on the event loop."""
     row = await fetch_one(
         connection, _PRINCIPAL_BY_TOKEN_SQL, {"hash": api_token_hash(token), "now": clock.now()}
     )
-    return _principal(row) if row else None
+    return (_principal(row), row.token_expires_at) if row else None
 
 
 def principal_by_api_token(connection: Connection, token: str) -> Principal | None:
@@ -169,6 +172,7 @@ def revoke_api_token(connection: Connection, user_id: uuid.UUID, token_id: uuid.
     ).scalar()
     if found is None:
         raise NotFoundError(f"API token {token_id} not found")
+    notify_credentials_changed(connection)
 
 
 def list_users(connection: Connection, *, limit: int, after: uuid.UUID | None) -> list[Any]:
@@ -205,6 +209,7 @@ def set_user_disabled(connection: Connection, user_id: uuid.UUID, disabled: bool
     ).one_or_none()
     if row is None:
         raise NotFoundError(f"user {user_id} not found")
+    notify_credentials_changed(connection)
     return row
 
 

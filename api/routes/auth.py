@@ -148,6 +148,7 @@ def revoke_token(token_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -
     """Revoke one of the caller's API tokens; it stops working at once."""
     with api.acting(request) as (connection, principal):
         revoke_api_token(connection, principal.user_id, token_id)
+    api.principals.clear()  # committed: this process forgets at once; the others on the NOTIFY
 
 
 def make_router(middleware: list[Any]) -> Router:

@@ -56,6 +56,7 @@ def _set_disabled(request: AnyRequest, api: Api, user_id: FromPath[uuid.UUID], d
         record_mutation(
             connection, principal.user_id, "UserDisabled" if disabled else "UserEnabled", row.email
         )
+    api.principals.clear()  # committed: this process forgets at once; the others on the NOTIFY
     return user_out(row)
 
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import httpx
+from sqlalchemy import Engine, text
 
-from remotegpu.tests.api.conftest import PASSWORD, Caller
+from remotegpu.api.app import create_app
+from remotegpu.core.notify import CREDENTIALS_CHANNEL
+from remotegpu.core.settings import Settings
+from remotegpu.ops.api_server import running_api
+from remotegpu.tests.api.conftest import JWT_SECRET, PASSWORD, Caller
 
 
 def test_register_login_and_me(anonymous: httpx.Client, new_user: Callable[[str], Caller]) -> None:
@@ -124,3 +130,67 @@ def test_only_admins_list_users(admin: Caller, new_user: Callable[[str], Caller]
     second = admin.get("/users", params={"limit": 1, "cursor": first["next_cursor"]}).json()
     assert {first["items"][0]["username"], second["items"][0]["username"]} == {"root", "alice"}
     assert admin.get("/users", params={"cursor": "garbage!"}).status_code == 422
+
+
+def test_cached_read_credentials_are_forgotten_when_a_user_is_disabled_or_a_token_revoked(
+    admin: Caller, anonymous: httpx.Client, new_user: Callable[[str], Caller]
+) -> None:
+    """Reads may answer "who is calling" from a per-process cache; a change must empty it at once."""
+    alice = new_user("alice")
+    token = alice.post("/auth/tokens", json={"name": "cli"}).json()
+    headers = {"Authorization": f"Bearer {token['token']}"}
+    for _ in range(3):  # the first read fills the cache, the next ones use it
+        assert anonymous.get("/environments", headers=headers).status_code == 200
+        assert alice.get("/environments").status_code == 200
+    admin.post(f"/users/{alice.user_id}/disable")
+    assert anonymous.get("/environments", headers=headers).status_code == 401
+    assert alice.get("/environments").status_code == 401
+    admin.post(f"/users/{alice.user_id}/enable")
+    assert anonymous.get("/environments", headers=headers).status_code == 200
+    assert alice.delete(f"/auth/tokens/{token['id']}").status_code == 204
+    assert anonymous.get("/environments", headers=headers).status_code == 401
+
+
+def test_another_api_process_forgets_on_the_notification(
+    engine: Engine, admin: Caller, new_user: Callable[[str], Caller]
+) -> None:
+    """A second API (its own cache and listener) learns of a disable through NOTIFY, not by asking."""
+    alice = new_user("alice")
+    token = alice.post("/auth/tokens", json={"name": "cli"}).json()["token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    settings = Settings(jwt_secret=JWT_SECRET)
+    with running_api(create_app(settings, engine)) as other:
+        deadline = time.monotonic() + 10
+        while httpx.get(f"{other}/api/v1/environments", headers=headers).status_code != 200:
+            assert time.monotonic() < deadline
+        admin.post(f"/users/{alice.user_id}/disable")
+        deadline = time.monotonic() + 5
+        while (status := httpx.get(f"{other}/api/v1/environments", headers=headers).status_code) != 401:
+            assert status == 200
+            assert time.monotonic() < deadline, "the other process still serves a disabled user"
+            time.sleep(0.01)
+
+
+def test_reads_are_served_from_the_cache_until_a_notification_empties_it(
+    engine: Engine, anonymous: httpx.Client, new_user: Callable[[str], Caller]
+) -> None:
+    """Proof that the cache is live (a change made behind the API's back is not seen) and that the
+    listener empties it (the notification alone makes the change visible)."""
+    alice = new_user("alice")
+    token = alice.post("/auth/tokens", json={"name": "cli"}).json()["token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    deadline = time.monotonic() + 10
+    while anonymous.get("/environments", headers=headers).status_code != 200:
+        assert time.monotonic() < deadline
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE users SET disabled = true WHERE id = :id"), {"id": alice.user_id})
+    assert anonymous.get("/environments", headers=headers).status_code == 200, "served from the cache"
+    assert anonymous.get("/users/me", headers=headers).status_code == 401, (
+        "other routes always ask the database"
+    )
+    with engine.begin() as connection:
+        connection.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CREDENTIALS_CHANNEL})
+    deadline = time.monotonic() + 5
+    while anonymous.get("/environments", headers=headers).status_code != 401:
+        assert time.monotonic() < deadline, "the notification did not empty the cache"
+        time.sleep(0.01)
