@@ -186,6 +186,7 @@ def resolve_image(connection: Connection, workspace_id: uuid.UUID, image: str) -
         return full_reference(sorted(visible, key=lambda r: r.visibility != "private")[0])
     if rows or ("/" not in image and ":" not in image):
         raise NotFoundError(
-            f"image {image!r} not found in the catalog of this workspace; see `remotegpu get images`"
+            f"image {image!r} not found in the catalog of this workspace; see `remotegpu get images`,"
+            " or write a full reference such as docker.io/library/ubuntu:24.04"
         )
     return image

@@ -111,3 +111,13 @@ def test_billing_is_for_workspace_admins_and_paginated(
     assert bob.get("/billing/records").json()["items"] == []
     assert bob.get(f"/billing/invoices/{invoice}").status_code == 403
     assert bob.get("/billing/invoices", params={"workspace": "research"}).status_code == 403
+
+
+def test_a_bare_unknown_image_name_says_how_to_write_a_reference(new_user: Callable[[str], Caller]) -> None:
+    alice = new_user("alice")
+    alice.post("/workspaces", json={"name": "research"})
+    refused = alice.post("/environments", json=spec("train", "research", image="ubuntu"))
+    assert refused.status_code == 404
+    assert "docker.io/library/ubuntu:24.04" in refused.json()["detail"]
+    accepted = alice.post("/environments", json=spec("train", "research", image="ubuntu:24.04"))
+    assert accepted.json()["environment"]["spec"]["image"] == "ubuntu:24.04"
