@@ -136,6 +136,9 @@ class Store:
                 )
             obj["apiVersion"], obj["kind"] = resource.api_version, resource.kind
             metadata.update(uid=str(uuid.uuid4()), creationTimestamp=now_iso())
+            if resource.plural == "pods":
+                # As a real API server does: a new pod is Pending before any scheduler or kubelet runs.
+                obj.setdefault("status", {}).setdefault("phase", "Pending")
             if resource.namespaced:
                 metadata["namespace"] = key[0]
             return self._write(resource, key, obj, "ADDED")

@@ -214,3 +214,13 @@ def test_kubectl_lists_nodes_and_pods(sim: tuple[SimulatedCluster, client.CoreV1
     assert "Running" in pods
     assert "gpu-node-0" in pods
     assert '"nvidia.com/gpu": "1"' in run("get", "pod", "shown", "-o", "json")
+
+
+def test_a_new_pod_reads_pending_before_anything_schedules_it(
+    sim: tuple[SimulatedCluster, client.CoreV1Api, Path],
+) -> None:
+    """Found flaky in CI: a pod read right after its create had no status at all."""
+    _, api, _ = sim
+    created = api.create_namespaced_pod("default", pod("fresh"))
+    assert created.status.phase == "Pending"
+    assert phase(api, "fresh") in {"Pending", "Running"}
