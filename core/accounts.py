@@ -20,6 +20,7 @@ from remotegpu.core.credentials import api_token_hash, hash_password, new_api_to
 from remotegpu.core.db import fetch_one
 from remotegpu.core.errors import ConflictError, InvalidInputError, NotFoundError
 from remotegpu.core.notify import notify_credentials_changed
+from remotegpu.core.pagination import decode_cursor, page
 from remotegpu.core.states import UserRole
 
 MIN_PASSWORD_LENGTH = 10
@@ -175,17 +176,19 @@ def revoke_api_token(connection: Connection, user_id: uuid.UUID, token_id: uuid.
     notify_credentials_changed(connection)
 
 
-def list_users(connection: Connection, *, limit: int, after: uuid.UUID | None) -> list[Any]:
-    """Every user, ordered by id, for administrators (keyset pagination on the id)."""
-    return list(
+def list_users(connection: Connection, *, limit: int, cursor: str | None) -> tuple[list[Any], str | None]:
+    """Every user by id, for administrators: one page and the next page's cursor."""
+    after = decode_cursor(cursor, 1)
+    rows = list(
         connection.execute(
             text(
-                f"SELECT {_USER_COLUMNS} FROM users u WHERE (CAST(:after AS uuid) IS NULL OR u.id > :after)"
-                " ORDER BY u.id LIMIT :limit"
+                f"SELECT {_USER_COLUMNS} FROM users u"
+                " WHERE (CAST(:after AS uuid) IS NULL OR u.id > CAST(:after AS uuid)) ORDER BY u.id LIMIT :limit"
             ),
-            {"after": after, "limit": limit},
+            {"after": after[0] if after else None, "limit": limit + 1},
         )
     )
+    return page(rows, limit, lambda row: (row.id,))
 
 
 def get_user(connection: Connection, user_id: uuid.UUID) -> Any:

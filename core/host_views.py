@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from remotegpu.core.errors import NotFoundError
+from remotegpu.core.pagination import decode_cursor, page
 
 _HOST_COLUMNS = """
     h.id, h.name, h.labels, h.health, h.cordoned, h.draining, h.cordon_reason, h.last_heartbeat_at,
@@ -30,17 +31,19 @@ _GPU_FROM = (
 )
 
 
-def list_hosts(connection: Connection, *, limit: int, after: str | None) -> list[Any]:
-    """Live hosts by name (keyset on the name)."""
-    return list(
+def list_hosts(connection: Connection, *, limit: int, cursor: str | None) -> tuple[list[Any], str | None]:
+    """Live hosts by name: one page and the next page's cursor."""
+    after = decode_cursor(cursor, 1)
+    rows = list(
         connection.execute(
             text(
                 f"SELECT {_HOST_COLUMNS} FROM hosts h WHERE h.removed_at IS NULL"
                 " AND (CAST(:after AS text) IS NULL OR h.name > :after) ORDER BY h.name LIMIT :limit"
             ),
-            {"after": after, "limit": limit},
+            {"after": after[0] if after else None, "limit": limit + 1},
         )
     )
+    return page(rows, limit, lambda row: (row.name,))
 
 
 def get_host(connection: Connection, host_id: uuid.UUID) -> Any:

@@ -19,6 +19,7 @@ from remotegpu.core.accounts import Principal, find_user_id
 from remotegpu.core.audit import record_mutation
 from remotegpu.core.db import fetch_one
 from remotegpu.core.errors import ConflictError, ForbiddenError, NotFoundError
+from remotegpu.core.pagination import decode_cursor, page
 from remotegpu.core.states import WorkspaceRole
 from remotegpu.core.workspaces import delete_workspace
 from remotegpu.policies.roles import Action, allows, may_assign_role
@@ -113,10 +114,12 @@ def create_workspace(connection: Connection, principal: Principal, name: str, di
 
 
 def list_workspaces(
-    connection: Connection, principal: Principal, *, limit: int, after: str | None
-) -> list[Any]:
-    """The caller's workspaces (every live one for administrators), by name, with the caller's role."""
-    return list(
+    connection: Connection, principal: Principal, *, limit: int, cursor: str | None
+) -> tuple[list[Any], str | None]:
+    """The caller's workspaces (every live one for administrators), by name, with the caller's role:
+    one page and the next page's cursor."""
+    after = decode_cursor(cursor, 1)
+    rows = list(
         connection.execute(
             text(
                 f"SELECT {_WORKSPACE_COLUMNS}, CASE WHEN :admin THEN 'owner' ELSE m.role::text END AS role"
@@ -124,9 +127,15 @@ def list_workspaces(
                 " WHERE w.deleted_at IS NULL AND (:admin OR m.user_id IS NOT NULL)"
                 " AND (CAST(:after AS text) IS NULL OR w.name > :after) ORDER BY w.name LIMIT :limit"
             ),
-            {"user": principal.user_id, "admin": principal.is_admin, "after": after, "limit": limit},
+            {
+                "user": principal.user_id,
+                "admin": principal.is_admin,
+                "after": after[0] if after else None,
+                "limit": limit + 1,
+            },
         )
     )
+    return page(rows, limit, lambda row: (row.name,))
 
 
 def get_workspace(connection: Connection, access: WorkspaceAccess) -> Any:

@@ -14,7 +14,7 @@ from remotegpu.api.context import AnyRequest, Api
 from remotegpu.core.audit import record_mutation
 from remotegpu.core.host_views import get_gpu, get_host, list_gpus, list_hosts
 from remotegpu.core.hosts import cordon_host, drain_host, set_gpu_health, uncordon_host
-from remotegpu.core.pagination import MAX_PAGE_SIZE, decode_cursor, encode_cursor
+from remotegpu.core.pagination import MAX_PAGE_SIZE
 from remotegpu.core.states import GpuHealth
 
 Reason = Annotated[str, msgspec.Meta(max_length=500)]
@@ -133,11 +133,9 @@ def hosts(
     cursor: FromQuery[str | None] = None,
 ) -> HostList:
     """Hosts by name."""
-    after = decode_cursor(cursor, 1)
     with api.acting(request, admin=True) as (connection, _):
-        rows = list_hosts(connection, limit=limit + 1, after=after[0] if after else None)
-    following = encode_cursor(rows[limit - 1].name) if len(rows) > limit else None
-    return HostList([host_out(r) for r in rows[:limit]], following)
+        rows, following = list_hosts(connection, limit=limit, cursor=cursor)
+    return HostList([host_out(r) for r in rows], following)
 
 
 @get("/hosts/{host_id:uuid}", sync_to_thread=True)

@@ -13,7 +13,7 @@ from remotegpu.api.context import AnyRequest, Api
 from remotegpu.api.routes.auth import UserOut
 from remotegpu.core.accounts import get_user, list_users, set_user_disabled
 from remotegpu.core.audit import record_mutation
-from remotegpu.core.pagination import MAX_PAGE_SIZE, decode_cursor, encode_cursor
+from remotegpu.core.pagination import MAX_PAGE_SIZE
 
 
 class UserList(msgspec.Struct):
@@ -43,11 +43,9 @@ def list_all(
     cursor: FromQuery[str | None] = None,
 ) -> UserList:
     """Every user (platform admins)."""
-    after = decode_cursor(cursor, 1)
     with api.acting(request, admin=True) as (connection, _):
-        rows = list_users(connection, limit=limit + 1, after=uuid.UUID(after[0]) if after else None)
-    following = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
-    return UserList([user_out(r) for r in rows[:limit]], following)
+        rows, following = list_users(connection, limit=limit, cursor=cursor)
+    return UserList([user_out(r) for r in rows], following)
 
 
 def _set_disabled(request: AnyRequest, api: Api, user_id: FromPath[uuid.UUID], disabled: bool) -> UserOut:

@@ -23,7 +23,7 @@ from remotegpu.core.membership import (
     update_workspace,
     workspace_access,
 )
-from remotegpu.core.pagination import MAX_PAGE_SIZE, decode_cursor, encode_cursor
+from remotegpu.core.pagination import MAX_PAGE_SIZE
 from remotegpu.core.specs import Name
 from remotegpu.core.states import WorkspaceRole
 from remotegpu.policies.roles import Action
@@ -109,11 +109,9 @@ def list_mine(
     cursor: FromQuery[str | None] = None,
 ) -> WorkspaceList:
     """The caller's workspaces by name (every workspace for platform admins)."""
-    after = decode_cursor(cursor, 1)
     with api.acting(request) as (connection, principal):
-        rows = list_workspaces(connection, principal, limit=limit + 1, after=after[0] if after else None)
-    following = encode_cursor(rows[limit - 1].name) if len(rows) > limit else None
-    return WorkspaceList([_out(r, r.role) for r in rows[:limit]], following)
+        rows, following = list_workspaces(connection, principal, limit=limit, cursor=cursor)
+    return WorkspaceList([_out(r, r.role) for r in rows], following)
 
 
 @get("/{workspace_id:uuid}", sync_to_thread=True)
