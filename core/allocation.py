@@ -161,18 +161,18 @@ class ReleaseResult:
         return bool(self.gpus or self.ports or self.host_ids)
 
 
-_ENVIRONMENT_STATE_SQL = text(
-    f"""
-    SELECT e.generation, e.desired_state, e.deleted_at IS NOT NULL AS env_deleted,
+ENVIRONMENT_STATE_SELECT = f"""
+    SELECT e.id, e.generation, e.desired_state, e.deleted_at IS NOT NULL AS env_deleted,
            w.deleted_at IS NOT NULL AS workspace_deleted,
            (SELECT a.host_id FROM allocations a
              WHERE a.environment_id = e.id AND a.released_at IS NULL) AS allocated_host,
            ({QUOTA_STATE_SQL.format(column="workspace_id", value="e.workspace_id")}) AS workspace_quota,
            ({QUOTA_STATE_SQL.format(column="user_id", value="e.user_id")}) AS user_quota
       FROM environments e JOIN workspaces w ON w.id = e.workspace_id
-     WHERE e.id = :environment_id
-    """
-)
+"""
+"""What an allocation re-reads under the quota locks: the environment's state and both quotas."""
+
+_ENVIRONMENT_STATE_SQL = text(ENVIRONMENT_STATE_SELECT + " WHERE e.id = :environment_id")
 
 _HOST_HEADROOM = """
     h.port_range_start, h.port_range_end,
@@ -180,7 +180,7 @@ _HOST_HEADROOM = """
     h.memory_bytes_allocatable - h.memory_bytes_foreign - h.memory_bytes_claimed AS memory_free,
     h.port_range_end - h.port_range_start + 1 - h.ports_claimed - jsonb_array_length(h.foreign_ports) AS ports_free
 """
-_SCHEDULABLE = "NOT h.cordoned AND NOT h.draining AND h.health = 'ready' AND h.removed_at IS NULL"
+SCHEDULABLE = "NOT h.cordoned AND NOT h.draining AND h.health = 'ready' AND h.removed_at IS NULL"
 
 _GPU_CANDIDATES_SQL = text(
     f"""
@@ -189,7 +189,7 @@ _GPU_CANDIDATES_SQL = text(
      WHERE p.free >= :gpu_count
        AND (CAST(:gpu_model AS text) IS NULL OR p.model = :gpu_model)
        AND NOT (p.model = ANY(CAST(:excluded AS text[])))
-       AND {_SCHEDULABLE}
+       AND {SCHEDULABLE}
        AND h.cpu_millis_allocatable - h.cpu_millis_foreign - h.cpu_millis_claimed >= :cpu_millis
        AND h.memory_bytes_allocatable - h.memory_bytes_foreign - h.memory_bytes_claimed >= :memory_bytes
        AND h.port_range_end - h.port_range_start + 1 - h.ports_claimed - jsonb_array_length(h.foreign_ports) >= :port_count
@@ -202,7 +202,7 @@ _CPU_CANDIDATES_SQL = text(
     f"""
     SELECT h.id, h.name, NULL AS model, 0 AS free, {_HOST_HEADROOM}
       FROM hosts h
-     WHERE {_SCHEDULABLE}
+     WHERE {SCHEDULABLE}
        AND h.cpu_millis_allocatable - h.cpu_millis_foreign - h.cpu_millis_claimed >= :cpu_millis
        AND h.memory_bytes_allocatable - h.memory_bytes_foreign - h.memory_bytes_claimed >= :memory_bytes
        AND h.port_range_end - h.port_range_start + 1 - h.ports_claimed - jsonb_array_length(h.foreign_ports) >= :port_count
@@ -217,7 +217,7 @@ _UNDER_HOST_LOCK_SQL = text(
     f"""
     WITH host AS (
         SELECT h.id FROM hosts h
-         WHERE h.id = :host_id AND {_SCHEDULABLE}
+         WHERE h.id = :host_id AND {SCHEDULABLE}
            AND h.cpu_millis_allocatable - h.cpu_millis_foreign - h.cpu_millis_claimed >= :cpu_millis
            AND h.memory_bytes_allocatable - h.memory_bytes_foreign - h.memory_bytes_claimed >= :memory_bytes
     )
@@ -325,15 +325,15 @@ def allocate(
     # A new statement: its snapshot is taken now, after the locks are held, so it sees every commit
     # made under them. Reading in the same statement as the lock call would see a stale snapshot.
     state = connection.execute(_ENVIRONMENT_STATE_SQL, {"environment_id": request.environment_id}).first()
-    refusal = _refusal(state, request)
-    if refusal is not None:
-        return refusal
+    refused = refusal(state, request)
+    if refused is not None:
+        return refused
     assert state is not None
     quota_states = [
         quota_state_from_json("workspace", state.workspace_quota),
         quota_state_from_json("user", state.user_quota),
     ]
-    over = _violations(quota_states, request, request.gpu_model)
+    over = quota_violations_for(quota_states, request, request.gpu_model)
     if over:
         return AllocationResult(
             AllocationOutcome.OVER_QUOTA, reason=over[0].message(), violations=tuple(over)
@@ -359,7 +359,7 @@ def allocate(
         if chosen is None:
             continue
         gpu_ids, ports = chosen
-        if placement.gpu_model != request.gpu_model and _violations(
+        if placement.gpu_model != request.gpu_model and quota_violations_for(
             quota_states, request, placement.gpu_model
         ):
             continue
@@ -381,7 +381,8 @@ def allocate(
     )
 
 
-def _refusal(state: Any, request: AllocationRequest) -> AllocationResult | None:
+def refusal(state: Any, request: AllocationRequest) -> AllocationResult | None:
+    """Why `request` must not be allocated, from an `ENVIRONMENT_STATE_SELECT` row; None when it may."""
     if state is None:
         return AllocationResult(AllocationOutcome.NOT_ALLOCATABLE, reason="environment does not exist")
     if state.allocated_host is not None:
@@ -400,9 +401,10 @@ def _refusal(state: Any, request: AllocationRequest) -> AllocationResult | None:
     return None
 
 
-def _violations(
+def quota_violations_for(
     states: Sequence[Any], request: AllocationRequest, gpu_model: str | None
 ) -> list[QuotaViolation]:
+    """Every limit of the workspace and user `states` that `request` on `gpu_model` GPUs would break."""
     wanted = QuotaRequest(
         gpu_count=request.gpu_count,
         gpu_model=gpu_model,

@@ -336,7 +336,7 @@ class KubernetesCluster:
         """
         selector = f"{MANAGED_LABEL}={MANAGER},{ENVIRONMENT_LABEL}"
         while not stop.is_set():
-            stream = watch.Watch()  # type: ignore[no-untyped-call,unused-ignore]
+            stream = _RawWatch()  # type: ignore[no-untyped-call,unused-ignore]
             try:
                 if self.namespace_per_workspace:
                     events = stream.stream(  # type: ignore[no-untyped-call,unused-ignore]
@@ -353,7 +353,7 @@ class KubernetesCluster:
                     if stop.is_set():
                         stream.stop()  # type: ignore[no-untyped-call,unused-ignore]
                         break
-                    labels = event["object"].metadata.labels or {}
+                    labels = (event["raw_object"].get("metadata") or {}).get("labels") or {}
                     if ENVIRONMENT_LABEL in labels:
                         on_change(uuid.UUID(labels[ENVIRONMENT_LABEL]))
             except Exception:  # the API went away or the watch expired: start a new one shortly
@@ -362,7 +362,14 @@ class KubernetesCluster:
     def list_nodes(self) -> list[ObservedNode]:
         """Every node, as inventory sync reads it, with what pods that are not ours use on it."""
         listed = _json(self._call(lambda: self._core.list_node(_preload_content=False)))
-        pods = _json(self._call(lambda: self._core.list_pod_for_all_namespaces(_preload_content=False)))
+        # Only pods that are not ours matter here; the API server filters, so ours never travel.
+        pods = _json(
+            self._call(
+                lambda: self._core.list_pod_for_all_namespaces(
+                    label_selector=f"{MANAGED_LABEL}!={MANAGER}", _preload_content=False
+                )
+            )
+        )
         foreign = foreign_usage_by_node(pods.get("items", []))
         return [
             dataclasses.replace(node, foreign=foreign.get(node.name, ForeignUsage()))
@@ -408,6 +415,18 @@ class KubernetesCluster:
             raise
         except (urllib3.exceptions.HTTPError, OSError) as error:
             raise ClusterUnavailableError(f"Kubernetes API unreachable: {error.__class__.__name__}") from None
+
+
+class _RawWatch(watch.Watch):  # type: ignore[misc,unused-ignore]
+    """A watch whose events keep the object as parsed JSON.
+
+    The stock watch turns every event into the client's model classes (a `V1Pod` per event, most of a
+    reconciler's CPU under load); we read three labels and a few status fields, so plain dicts do.
+    """
+
+    def get_return_type(self, func: Callable[..., Any]) -> None:
+        """No model type: `unmarshal_event` then leaves the object as it came."""
+        return None
 
 
 def _bound(call: Callable[..., T], *args: Any, **kwargs: Any) -> Callable[[], T]:

@@ -72,6 +72,21 @@ def try_xact_lock(executor: Executor, key: LockKey) -> bool:
     )
 
 
+def try_xact_lock_each(executor: Executor, keys: Iterable[LockKey]) -> set[LockKey]:
+    """Try every key without waiting, in one round trip; returns the keys now held by the transaction.
+
+    Never waiting is what makes the order irrelevant here: no cycle can form through a lock not waited on.
+    """
+    ordered = sorted(set(keys))
+    if not ordered:
+        return set()
+    calls = ", ".join(f"pg_try_advisory_xact_lock(:k{i})" for i in range(len(ordered)))
+    row = executor.execute(
+        text(f"SELECT {calls}"), {f"k{i}": key.value for i, key in enumerate(ordered)}
+    ).one()
+    return {key for key, taken in zip(ordered, row, strict=True) if taken}
+
+
 def try_session_lock(connection: Connection, key: LockKey) -> bool:
     """Take `key` for the connection's whole session if nobody holds it; never waits.
 

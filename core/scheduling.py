@@ -1,8 +1,9 @@
 """Applying the capacity queue: place what fits now, and tell everyone else where they stand.
 
 `policies.queue` decides (order, fair share, head reservation, backfill); this module loads the
-snapshot it decides over, allocates each chosen environment in its own short transaction (so no row
-lock is held while host locks are taken), and records each waiting environment's position and reason.
+snapshot it decides over, allocates the chosen environments in batches, one short transaction each
+(`allocation_batch`; no row lock is held while host locks are taken), and records each waiting
+environment's position and reason.
 Waiting is not failure: a waiting environment stays `admitted` until capacity frees up.
 """
 
@@ -15,15 +16,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from remotegpu.core.allocation import (
-    AllocationOptions,
-    AllocationOutcome,
-    AllocationRequest,
-    AllocationResult,
-    PortRequest,
-    allocate,
-)
-from remotegpu.core.locks import LockNamespace, lock_key, xact_lock_all
+from remotegpu.core.allocation import AllocationOutcome, AllocationRequest, AllocationResult, PortRequest
+from remotegpu.core.allocation_batch import Accept, PlannedAllocation, allocate_planned
 from remotegpu.core.states import PortPurpose, Protocol
 from remotegpu.policies.placement import GpuPoolSnapshot, HostSnapshot, Placement, PlacementRequest, Strategy
 from remotegpu.policies.queue import QueuedRequest, plan_queue
@@ -104,29 +98,20 @@ class SchedulingReport:
     waiting: dict[uuid.UUID, tuple[int | None, str]] = field(default_factory=dict)
 
 
-OnAllocated = Callable[[Connection, AllocationRequest, AllocationResult], None]
-"""Runs inside the allocation's transaction; raising `AllocationVetoedError` rolls the allocation back."""
-
-
-class AllocationVetoedError(Exception):
-    """Raised by an `on_allocated` callback to undo the allocation (e.g. the row changed meanwhile)."""
-
-
 def schedule_waiting(
     engine: Engine,
     *,
     strategy: Strategy = Strategy.BIN_PACK,
-    on_allocated: OnAllocated | None = None,
+    on_allocated: Accept | None = None,
     before_commit: Callable[[Connection], None] | None = None,
     batch_size: int = 32,
 ) -> SchedulingReport:
     """One pass over the capacity queue.
 
-    Placements are allocated in batches, one transaction per batch: `on_allocated` runs for each
-    allocation inside it (the reconciler moves the phase there, so claim and phase change commit
-    together; a veto undoes that one allocation through its savepoint), and `before_commit` runs last
-    (the reconciler's fencing check). The batch takes every quota lock it needs up front, in the global
-    order, so it never waits on a quota lock while holding a host lock.
+    Placements are allocated in batches, one transaction per batch (`allocation_batch`):
+    `on_allocated` runs inside it before the claims are written and returns the environments that keep
+    them (the reconciler moves their phase there, so claims and phase change commit together), and
+    `before_commit` runs last (the reconciler's fencing check).
     """
     with engine.begin() as connection:
         rows = connection.execute(_WAITING_SQL).all()
@@ -180,28 +165,16 @@ def _allocate_batch(
     engine: Engine,
     batch: list[tuple[AllocationRequest, Placement]],
     strategy: Strategy,
-    on_allocated: OnAllocated | None,
+    on_allocated: Accept | None,
     before_commit: Callable[[Connection], None] | None,
     report: SchedulingReport,
 ) -> None:
-    results: dict[uuid.UUID, AllocationResult] = {}
+    planned = []
+    for request, placement in batch:
+        assert isinstance(placement.host_key, uuid.UUID)
+        planned.append(PlannedAllocation(request, placement.host_key, placement.gpu_model))
     with engine.begin() as connection:
-        xact_lock_all(
-            connection,
-            [lock_key(LockNamespace.QUOTA_WORKSPACE, request.workspace_id) for request, _ in batch]
-            + [lock_key(LockNamespace.QUOTA_USER, request.user_id) for request, _ in batch],
-        )
-        for request, placement in batch:
-            assert isinstance(placement.host_key, uuid.UUID)
-            options = AllocationOptions(strategy=strategy, preferred_host=placement.host_key)
-            try:
-                with connection.begin_nested():
-                    result = allocate(connection, request, options)
-                    if result.outcome is AllocationOutcome.ALLOCATED and on_allocated is not None:
-                        on_allocated(connection, request, result)
-            except AllocationVetoedError as veto:  # rolled back to the savepoint: nothing claimed
-                result = AllocationResult(AllocationOutcome.NOT_ALLOCATABLE, reason=str(veto))
-            results[request.environment_id] = result
+        results = allocate_planned(connection, planned, strategy=strategy, accept=on_allocated)
         if before_commit is not None:
             before_commit(connection)
     for environment_id, result in results.items():

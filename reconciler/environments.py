@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import logging
 import uuid
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,22 +148,41 @@ _FETCH_SQL = text(
 )
 
 
-def fetch_leases(ctx: ReconcilerContext, limit: int, exclude: set[uuid.UUID] | None = None) -> list[Lease]:
-    """Lease up to `limit` due environments (skipping rows other workers hold) and commit."""
-    if limit <= 0:
+_NUDGE_SQL = text(
+    "UPDATE environments SET next_attempt_at = :now"
+    " WHERE id = ANY(:ids) AND next_attempt_at > :now AND (lock_token IS NULL OR lock_expires_at < :now)"
+)
+
+
+def fetch_leases(
+    ctx: ReconcilerContext,
+    limit: int,
+    exclude: set[uuid.UUID] | None = None,
+    nudge: Collection[uuid.UUID] = (),
+) -> list[Lease]:
+    """Lease up to `limit` due environments (skipping rows other workers hold) and commit.
+
+    `nudge`: environments whose pods changed; they become due now (unless leased) in the same
+    transaction, so a burst of pod events costs no transaction of its own.
+    """
+    if limit <= 0 and not nudge:
         return []
     now = clock.now()
     with ctx.engine.begin() as connection:
-        rows = connection.execute(
-            _FETCH_SQL,
-            {
-                "shard": ctx.shard,
-                "now": now,
-                "limit": limit,
-                "expires": now + ctx.lease,
-                "owner": ctx.identity,
-            },
-        ).all()
+        if nudge:
+            connection.execute(_NUDGE_SQL, {"ids": list(nudge), "now": now})
+        rows: Sequence[Any] = []
+        if limit > 0:
+            rows = connection.execute(
+                _FETCH_SQL,
+                {
+                    "shard": ctx.shard,
+                    "now": now,
+                    "limit": limit,
+                    "expires": now + ctx.lease,
+                    "owner": ctx.identity,
+                },
+            ).all()
         fence(connection, ctx.shard, ctx.epoch)
     return [Lease(row.id, row.lock_token) for row in rows if not exclude or row.id not in exclude]
 

@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import text
 
@@ -52,12 +54,25 @@ def _record_foreign_usage(ctx: ReconcilerContext, nodes: list[ObservedNode]) -> 
             fence(connection, ctx.shard, ctx.epoch)
 
 
+def _ready_hosts(ctx: ReconcilerContext, hosts: Sequence[Any], nodes: list[ObservedNode] | None) -> list[Any]:
+    """Ids of the hosts whose node is Ready: from the node listing of a driver that lists (one request
+    for the whole cluster; none when the listing failed), else asking the driver node by node."""
+    if isinstance(ctx.cluster, InventorySource):
+        ready_names = {node.name for node in nodes or () if node.ready}
+        return [host.id for host in hosts if host.name in ready_names]
+    try:
+        return [host.id for host in hosts if ctx.cluster.node_ready(host.name)]  # no session open here
+    except ClusterUnavailableError:
+        return []  # an API outage is not a node outage: let heartbeats age, the threshold decides
+
+
 def sync_host_health(ctx: ReconcilerContext) -> None:
     """Record a heartbeat for every Ready node, then mark hosts with stale heartbeats down.
 
     A driver that lists its nodes (Kubernetes) also keeps the inventory in sync: new nodes become hosts
     with their GPUs, vanished ones are marked removed.
     """
+    nodes: list[ObservedNode] | None = None
     if isinstance(ctx.cluster, InventorySource):
         try:
             nodes = ctx.cluster.list_nodes()  # no session open here
@@ -70,10 +85,7 @@ def sync_host_health(ctx: ReconcilerContext) -> None:
             _record_foreign_usage(ctx, nodes)
     with ctx.engine.connect() as connection:
         hosts = connection.execute(text("SELECT id, name FROM hosts WHERE removed_at IS NULL")).all()
-    try:
-        ready = [host.id for host in hosts if ctx.cluster.node_ready(host.name)]  # no session open here
-    except ClusterUnavailableError:
-        ready = []  # an API outage is not a node outage: let heartbeats age, the threshold decides
+    ready = _ready_hosts(ctx, hosts, nodes)
     now = clock.now()
     stale_before = now - dt.timedelta(seconds=ctx.settings.host_down_after_seconds)
     with ctx.engine.begin() as connection:

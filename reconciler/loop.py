@@ -22,10 +22,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 
-from remotegpu.core import clock
 from remotegpu.core.cluster import ClusterDriver, WorkloadWatcher
 from remotegpu.core.db import make_engine, normalise_url
 from remotegpu.core.notify import CHANNEL
@@ -34,15 +32,10 @@ from remotegpu.reconciler.context import ReconcilerContext, SimulatedCrashError
 from remotegpu.reconciler.environments import Lease, fetch_leases, reconcile
 from remotegpu.reconciler.gc import collect_garbage
 from remotegpu.reconciler.hosts import sync_host_health
-from remotegpu.reconciler.leader import FencedOutError, LeaderElector, default_identity, fence
+from remotegpu.reconciler.leader import FencedOutError, LeaderElector, default_identity
 from remotegpu.reconciler.scheduler import schedule_pass
 
 log = logging.getLogger(__name__)
-
-_NUDGE_SQL = text(
-    "UPDATE environments SET next_attempt_at = :now"
-    " WHERE id = :id AND next_attempt_at > :now AND (lock_token IS NULL OR lock_expires_at < :now)"
-)
 
 POLL_SECONDS = 0.1
 """Longest sleep between ticks while leading."""
@@ -73,6 +66,9 @@ class Reconciler:
             self.url,
             pool_size=settings.reconcile_workers + 2,
             application_name=f"remotegpu-reconciler-{shard}",
+            # No round trip per checkout: a dropped connection fails one step (retried when its lease
+            # expires) and SQLAlchemy then replaces the pool's connections.
+            pre_ping=False,
         )
         self.ctx = ReconcilerContext(engine, cluster, settings, self.identity, shard, wake=self._wake_now)
         if kill_point is not None:
@@ -83,6 +79,8 @@ class Reconciler:
         self._fenced = threading.Event()
         self._workers = ThreadPoolExecutor(settings.reconcile_workers, thread_name_prefix="reconcile")
         self._in_flight: dict[uuid.UUID, Future[None]] = {}
+        self._pod_changes: set[uuid.UUID] = set()
+        self._pod_changes_lock = threading.Lock()
         self._jobs: BackgroundScheduler | None = None
         self._job_specs: list[tuple[Callable[[ReconcilerContext], object], float, str]] = [
             (sync_host_health, HOST_SYNC_SECONDS, "host-heartbeats"),
@@ -151,7 +149,9 @@ class Reconciler:
         self._reap()
         free = self.ctx.settings.reconcile_workers - len(self._in_flight)
         try:
-            leases = fetch_leases(self.ctx, free, exclude=set(self._in_flight))
+            leases = fetch_leases(
+                self.ctx, free, exclude=set(self._in_flight), nudge=self._take_pod_changes()
+            )
         except FencedOutError:
             self._lose_leadership("fenced out while leasing")
             return
@@ -242,18 +242,20 @@ class Reconciler:
                 del self._in_flight[environment_id]
 
     def on_pod_change(self, environment_id: uuid.UUID) -> None:
-        """A pod of ours changed: make its environment due now (if not leased) and wake the loop."""
+        """A pod of ours changed: its environment becomes due at the next tick (see `fetch_leases`)."""
         if not self.elector.is_leader:
             return
-        now = clock.now()
-        try:
-            with self.ctx.engine.begin() as connection:
-                connection.execute(_NUDGE_SQL, {"id": environment_id, "now": now})
-                fence(connection, self.ctx.shard, self.ctx.epoch)
-        except FencedOutError:
-            self._fenced.set()
-            return
+        with self._pod_changes_lock:
+            self._pod_changes.add(environment_id)
         self._wake_now()
+
+    def _take_pod_changes(self) -> list[uuid.UUID]:
+        """Pod changes to act on now. Those of environments a worker is on stay for a later tick: the
+        worker may have looked at the pod just before it changed and requeued it for later."""
+        with self._pod_changes_lock:
+            ready = [changed for changed in self._pod_changes if changed not in self._in_flight]
+            self._pod_changes.difference_update(ready)
+        return ready
 
     def _wake_now(self) -> None:
         self._wake.set()

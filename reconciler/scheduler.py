@@ -2,36 +2,48 @@
 in queue order, and move to `scheduled`.
 
 Allocation and the phase change commit together (the `on_allocated` callback runs in the allocation's
-transaction, ends with the fencing check, and vetoes the allocation when the row is leased by a worker
-or changed since it was read).
+transaction before the claims are written, and leaves out an environment leased by a worker or changed
+since the queue was read; the fencing check ends the transaction).
 """
 
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Sequence
 
 from sqlalchemy import Connection, text
 
 from remotegpu.core import clock
 from remotegpu.core.allocation import AllocationRequest, AllocationResult
-from remotegpu.core.scheduling import AllocationVetoedError, SchedulingReport, schedule_waiting
+from remotegpu.core.scheduling import SchedulingReport, schedule_waiting
 from remotegpu.reconciler.context import ReconcilerContext
 from remotegpu.reconciler.leader import fence
 
+# The phase change of a whole allocation batch, with its events: one statement. An environment a worker
+# leased, or whose generation or desired state changed since the queue was read, is left out.
 _SCHEDULED_SQL = text(
     """
-    UPDATE environments SET phase = 'scheduled', phase_entered_at = :now, reason = NULL, last_error = NULL,
-           retry_count = 0, next_attempt_at = :now, queue_position = NULL, queue_reason = NULL, updated_at = :now
-     WHERE id = :id AND phase = 'admitted' AND desired_state = 'running' AND generation = :generation
-       AND (lock_token IS NULL OR lock_expires_at < :now)
-    """
-)
-
-_EVENT_SQL = text(
-    """
-    INSERT INTO events (actor_kind, workspace_id, environment_id, host_id, kind, reason, message, data)
-    VALUES ('reconciler', :workspace_id, :environment_id, :host_id, 'transition', 'Scheduled', :message,
-            CAST(:data AS jsonb))
+    WITH planned AS (
+        SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:generations AS int[]), CAST(:hosts AS uuid[]),
+                             CAST(:messages AS text[]), CAST(:data AS jsonb[]))
+               AS t(id, generation, host_id, message, data)
+    ), moved AS (
+        UPDATE environments e
+           SET phase = 'scheduled', phase_entered_at = :now, reason = NULL, last_error = NULL,
+               retry_count = 0, next_attempt_at = :now, queue_position = NULL, queue_reason = NULL,
+               updated_at = :now
+          FROM planned p
+         WHERE e.id = p.id AND e.phase = 'admitted' AND e.desired_state = 'running'
+           AND e.generation = p.generation AND (e.lock_token IS NULL OR e.lock_expires_at < :now)
+        RETURNING e.id, e.workspace_id
+    ), recorded AS (
+        INSERT INTO events (actor_kind, workspace_id, environment_id, host_id, kind, reason, message, data)
+        SELECT 'reconciler', m.workspace_id, m.id, p.host_id, 'transition', 'Scheduled', p.message, p.data
+          FROM moved m JOIN planned p ON p.id = m.id
+        RETURNING 1
+    )
+    SELECT id FROM moved
     """
 )
 
@@ -82,26 +94,27 @@ def schedule_pass(ctx: ReconcilerContext) -> SchedulingReport | None:
             return None
 
     def move_to_scheduled(
-        connection: Connection, request: AllocationRequest, result: AllocationResult
-    ) -> None:
-        now = clock.now()
-        moved = connection.execute(
-            _SCHEDULED_SQL, {"id": request.environment_id, "generation": request.generation, "now": now}
-        ).rowcount
-        if moved != 1:
-            raise AllocationVetoedError("environment leased or changed since the queue was read")
-        connection.execute(
-            _EVENT_SQL,
+        connection: Connection, allocated: Sequence[tuple[AllocationRequest, AllocationResult]]
+    ) -> set[uuid.UUID]:
+        rows = connection.execute(
+            _SCHEDULED_SQL,
             {
-                "workspace_id": request.workspace_id,
-                "environment_id": request.environment_id,
-                "host_id": result.host_id,
-                "message": f"{len(result.gpu_ids)}×{result.gpu_model or 'no GPU'}",
-                "data": json.dumps(
-                    {"from": "admitted", "to": "scheduled", "gpus": [str(g) for g in result.gpu_ids]}
-                ),
+                "ids": [request.environment_id for request, _ in allocated],
+                "generations": [request.generation for request, _ in allocated],
+                "hosts": [result.host_id for _, result in allocated],
+                "messages": [
+                    f"{len(result.gpu_ids)}×{result.gpu_model or 'no GPU'}" for _, result in allocated
+                ],
+                "data": [
+                    json.dumps(
+                        {"from": "admitted", "to": "scheduled", "gpus": [str(g) for g in result.gpu_ids]}
+                    )
+                    for _, result in allocated
+                ],
+                "now": clock.now(),
             },
         )
+        return set(rows.scalars())
 
     def fenced(connection: Connection) -> None:
         fence(connection, ctx.shard, ctx.epoch)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
 from sqlalchemy import Connection, Engine, text
@@ -102,10 +102,14 @@ def test_on_allocated_runs_in_the_allocation_transaction(db: Engine) -> None:
         make_host(connection, gpus=8)
         environment = _submit(connection, workspace, user, 1, 1)
 
-    def move_phase(connection: Connection, request: AllocationRequest, result: AllocationResult) -> None:
+    def move_phase(
+        connection: Connection, allocated: Sequence[tuple[AllocationRequest, AllocationResult]]
+    ) -> set[uuid.UUID]:
+        ids = [request.environment_id for request, _ in allocated]
         connection.execute(
-            text("UPDATE environments SET phase = 'scheduled' WHERE id = :id"), {"id": request.environment_id}
+            text("UPDATE environments SET phase = 'scheduled' WHERE id = ANY(:ids)"), {"ids": ids}
         )
+        return set(ids)
 
     schedule_waiting(db, on_allocated=move_phase)
     with db.connect() as connection:

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import URL
 
 from remotegpu.core.allocation import AllocationOptions, AllocationRequest, PortRequest, allocate, release
+from remotegpu.core.allocation_batch import PlannedAllocation, allocate_planned
 from remotegpu.core.db import make_engine
 from remotegpu.core.hosts import cordon_host, set_gpu_health, uncordon_host
 from remotegpu.core.models import Base
@@ -30,10 +31,11 @@ from remotegpu.core.workspaces import delete_workspace
 from remotegpu.tests.allocation_world import make_environment, make_host, make_user, make_workspace
 
 Operation = tuple[Any, ...]
-"""("allocate", env, pause_point, pause_ms) | ("release", env) | ("cordon", host) | ("uncordon", host)
+"""("allocate", env, pause_point, pause_ms) | ("allocate_batch", [env…], [host…]) | ("release", env) | ("cordon", host) | ("uncordon", host)
 | ("gpu", host, index, healthy) | ("quota", workspace, max_gpus) | ("delete_workspace", workspace) | ("noop",)"""
 
 ENVIRONMENT_SIZES = (1, 2, 1, 4, 2, 1, 3, 2)
+HOST_MODELS = ("H100", "A100")
 PORTS = (PortRequest(22, purpose=PortPurpose.SSH), PortRequest(8888, purpose=PortPurpose.JUPYTER))
 
 
@@ -59,8 +61,8 @@ def seed(engine: Engine, workspace_gpu_limit: int | None = 6) -> World:
     reset(engine)
     with engine.begin() as connection:
         hosts = (
-            make_host(connection, gpus=4, model="H100", port_range=(30000, 30002), name="node-a"),
-            make_host(connection, gpus=4, model="A100", port_range=(30000, 30002), name="node-b"),
+            make_host(connection, gpus=4, model=HOST_MODELS[0], port_range=(30000, 30002), name="node-a"),
+            make_host(connection, gpus=4, model=HOST_MODELS[1], port_range=(30000, 30002), name="node-b"),
         )
         gpus = tuple(
             tuple(
@@ -105,6 +107,14 @@ def run_operation(
     if kind == "allocate":
         request = world.requests[operation[1]]
         return allocate(connection, request, options).outcome.value
+    if kind == "allocate_batch":
+        # as the scheduling pass plans: each environment on a host, GPUs of that host's model
+        planned = [
+            PlannedAllocation(world.requests[env], world.hosts[host], HOST_MODELS[host])
+            for env, host in zip(operation[1], operation[2], strict=False)
+        ]
+        results = allocate_planned(connection, planned)
+        return ",".join(result.outcome.value for result in results.values())
     if kind == "retry-allocate":
         # CONTENDED (every fitting host busy) is requeued, as the reconciler does
         return allocate(connection, world.requests[operation[1]], options).outcome.value
@@ -142,7 +152,7 @@ def _worker_main(
                 with engine.begin() as connection:
                     outcome = run_operation(connection, world, operation, pause, unsafe)
                 for _ in range(100):
-                    if outcome != "contended":
+                    if outcome != "contended" or operation[0] != "allocate":
                         break
                     time.sleep(0.005)
                     with engine.begin() as connection:

@@ -59,6 +59,11 @@ operations: st.SearchStrategy[Operation] = st.one_of(
         st.sampled_from((0, 2, 10)),
     ),
     st.tuples(st.just("allocate"), _environments(), st.just(None), st.just(0)),
+    st.tuples(
+        st.just("allocate_batch"),
+        st.lists(_environments(), min_size=1, max_size=5),
+        st.lists(st.integers(0, 1), min_size=5, max_size=5),
+    ),
     st.tuples(st.just("release"), _environments()),
     st.tuples(st.just("cordon"), st.integers(0, 1)),
     st.tuples(st.just("uncordon"), st.integers(0, 1)),
@@ -110,8 +115,11 @@ def test_seeded_stress_loop_keeps_every_invariant(engine: Engine, pool: WorkerPo
     def random_operation() -> Operation:
         roll = rng.random()
         env = rng.randrange(len(ENVIRONMENT_SIZES))
-        if roll < 0.5:
+        if roll < 0.4:
             return ("allocate", env, None, 0)
+        if roll < 0.5:
+            planned = rng.sample(range(len(ENVIRONMENT_SIZES)), rng.randint(1, 4))
+            return ("allocate_batch", planned, [rng.randrange(2) for _ in planned])
         if roll < 0.85:
             return ("release", env)
         if roll < 0.9:
@@ -121,7 +129,16 @@ def test_seeded_stress_loop_keeps_every_invariant(engine: Engine, pool: WorkerPo
         return ("quota", rng.randrange(2), rng.randrange(3, 9))
 
     plans = [[random_operation() for _ in range(400)] for _ in range(WORKERS)]
-    outcomes = [outcome for worker in pool.run(world, plans, synchronised=False) for outcome in worker]
+    results = pool.run(world, plans, synchronised=False)
+    outcomes = [outcome for worker in results for joined in worker for outcome in joined.split(",")]
+    batched = [
+        outcome
+        for plan, worker in zip(plans, results, strict=True)
+        for operation, joined in zip(plan, worker, strict=True)
+        if operation[0] == "allocate_batch"
+        for outcome in joined.split(",")  # a batch reports one outcome per environment
+    ]
+    assert batched.count("allocated") >= 10, "batches must really claim under contention"
     # the loop must really contend: many allocations, and refusals for capacity or quota
     assert outcomes.count("allocated") >= 40
     assert outcomes.count("no-capacity") + outcomes.count("over-quota") >= 40
