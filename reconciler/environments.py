@@ -25,7 +25,14 @@ from sqlalchemy import Connection, text
 
 from remotegpu.core import clock
 from remotegpu.core.allocation import ClaimedPort, release
-from remotegpu.core.cluster import ClusterUnavailableError, PodObservation, PodState, VolumeSpec, WorkloadSpec
+from remotegpu.core.cluster import (
+    ClusterUnavailableError,
+    PodObservation,
+    PodState,
+    VolumeSpec,
+    WorkloadSpec,
+    WorkloadWatcher,
+)
 from remotegpu.core.lifecycle import IllegalTransitionError, next_phase
 from remotegpu.core.quantities import parse_bytes
 from remotegpu.core.states import DesiredState, Phase, Protocol
@@ -36,6 +43,8 @@ log = logging.getLogger(__name__)
 
 MAX_STEPS_PER_LEASE = 8
 """Steps one worker may run back to back on one lease when each leads straight to the next."""
+POD_START_RECHECK = dt.timedelta(milliseconds=200)
+"""How soon a starting pod is looked at again when no event of its own comes first."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,8 @@ class Lease:
 
     environment_id: uuid.UUID
     token: uuid.UUID
+    state: EnvironmentState | None = None
+    """The row as the lease read it (the first step needs no load of its own); None: load it."""
 
 
 @dataclass(frozen=True)
@@ -87,13 +98,15 @@ class StepResult:
     event_reason: str | None = None
     devices: tuple[str, ...] = ()
     """GPU UUIDs the node reported for the pod (recorded with the Running event)."""
+    hold: bool = True
+    """False: the phase moved, but the next step waits for `requeue_after` (or an event) anyway."""
 
     def continues(self, desired: DesiredState) -> bool:
         """True when the next step should run right away: a phase moved and there is more to do.
 
         Not after `admit` (the scheduling pass takes over) nor `become_running` (nothing left to do).
         """
-        if self.trigger in {None, "fail", "finish_delete", "admit", "become_running"}:
+        if not self.hold or self.trigger in {None, "fail", "finish_delete", "admit", "become_running"}:
             return False
         return not (self.trigger in {"finish_stop", "stop_unplaced"} and desired is not DesiredState.RUNNING)
 
@@ -120,8 +133,7 @@ def fail(reason: str, message: str = "") -> StepResult:
 
 # -- fetch ---------------------------------------------------------------------------------------
 
-_FETCH_SQL = text(
-    """
+_LEASE_CTES = """
     WITH due AS (
         SELECT id FROM environments
          WHERE shard = :shard
@@ -140,12 +152,13 @@ _FETCH_SQL = text(
          LIMIT :limit
          FOR UPDATE SKIP LOCKED
     )
+    , leased AS (
     UPDATE environments e
        SET lock_token = gen_random_uuid(), lock_expires_at = :expires, lock_owner = :owner
       FROM due WHERE e.id = due.id
-    RETURNING e.id, e.lock_token
-    """
-)
+    RETURNING e.*
+    )
+"""
 
 
 _NUDGE_SQL = text(
@@ -174,7 +187,7 @@ def fetch_leases(
         rows: Sequence[Any] = []
         if limit > 0:
             rows = connection.execute(
-                _FETCH_SQL,
+                _LEASE_SQL,
                 {
                     "shard": ctx.shard,
                     "now": now,
@@ -184,14 +197,16 @@ def fetch_leases(
                 },
             ).all()
         fence(connection, ctx.shard, ctx.epoch)
-    return [Lease(row.id, row.lock_token) for row in rows if not exclude or row.id not in exclude]
+    return [
+        Lease(row.id, row.lock_token, _state(row)) for row in rows if not exclude or row.id not in exclude
+    ]
 
 
 # -- load ----------------------------------------------------------------------------------------
 
 _STATE_COLUMNS = """
-    SELECT e.id, e.workspace_id, e.name, e.spec, e.generation, e.observed_generation, e.desired_state,
-           e.desired_version,
+    SELECT e.id, e.lock_token, e.workspace_id, e.name, e.spec, e.generation, e.observed_generation,
+           e.desired_state, e.desired_version,
            e.phase, e.reason, e.retry_count, e.phase_entered_at, e.gpu_count, e.cpu_millis, e.memory_bytes,
            a.host_id, h.name AS host_name, h.health AS host_health,
            coalesce((SELECT json_agg(json_build_array(m.container_port, m.host_port, m.protocol)
@@ -205,6 +220,8 @@ _STATE_COLUMNS = """
       LEFT JOIN hosts h ON h.id = a.host_id
 """
 _LOAD_SQL = text(_STATE_COLUMNS + " WHERE e.id = :id AND e.lock_token = :token")
+# Leasing returns what `load` would read, so a fresh lease's first step starts without a round trip.
+_LEASE_SQL = text(_LEASE_CTES + _STATE_COLUMNS.replace("FROM environments e", "FROM leased e"))
 
 
 def load(ctx: ReconcilerContext, lease: Lease) -> EnvironmentState | None:
@@ -300,6 +317,10 @@ def _towards_running(ctx: ReconcilerContext, env: EnvironmentState) -> StepResul
     if phase is Phase.SCHEDULED:
         ctx.cluster.ensure_workload(_workload(env))
         ctx.kill_point("after-pod-created")
+        if isinstance(ctx.cluster, WorkloadWatcher):
+            # The pod's own change (scheduled, running, failing) makes it due at once; the requeue is the
+            # fallback for a lost event. Looking now would mostly find it Pending: a step for nothing.
+            return advance("provision", "Provisioning", requeue_after=POD_START_RECHECK, hold=False)
         return advance("provision", "Provisioning")
     return _observe(ctx, env, ctx.cluster.observe_workload(env.id))
 
@@ -310,7 +331,7 @@ def _observe(ctx: ReconcilerContext, env: EnvironmentState, pod: PodObservation)
             return advance("become_running", "Running", _binding_message(pod), devices=pod.devices)
         return requeue(ctx.resync)
     if pod.state is PodState.PENDING:
-        return requeue(dt.timedelta(milliseconds=200))
+        return requeue(POD_START_RECHECK)
     if pod.state is PodState.FAILED:
         reason = pod.reason or "PodFailed"
         if not pod.retryable:
@@ -539,7 +560,7 @@ def _record_event(
 
 def reconcile(ctx: ReconcilerContext, lease: Lease) -> None:
     """Run steps on one leased environment until it waits, settles or loses the lease."""
-    env = load(ctx, lease)
+    env = lease.state or load(ctx, lease)
     for step in range(MAX_STEPS_PER_LEASE):
         if env is None:
             log.info("Lease lost before load; result not needed", extra={"env": str(lease.environment_id)})

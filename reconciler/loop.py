@@ -124,7 +124,11 @@ class Reconciler:
                 if not self._ensure_leadership():
                     stop.wait(self.ctx.settings.heartbeat_seconds)
                     continue
-                self.tick()
+                try:
+                    self.tick()
+                except Exception:  # a database hiccup must not end the loop: the next tick retries
+                    log.exception("Tick failed; retrying at the next one")
+                    stop.wait(POLL_SECONDS)
                 self._wake.wait(POLL_SECONDS)
                 self._wake.clear()
         finally:

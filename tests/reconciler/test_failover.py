@@ -221,3 +221,28 @@ def test_a_paused_leader_is_replaced_and_its_writes_are_fenced_when_it_resumes(
     finally:
         process.kill()
         successor.close()
+
+
+def test_the_leader_loop_survives_its_database_connections_being_dropped(
+    world: World, engine: Engine
+) -> None:
+    replicas = Replicas(world, 1)
+    try:
+        leader = replicas.members[0]
+        before = world.submit("before")
+        wait_for(_all_running(world, [before]), what="the first environment")
+        with engine.connect() as connection:  # what a Postgres restart or a proxy timeout does to the pool
+            dropped = connection.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE application_name = 'remotegpu-reconciler-0' AND pid <> :lock"
+                ),
+                {"lock": leader.elector.backend_pid()},
+            ).scalar_one()
+        assert dropped >= 1
+        after = world.submit("after")
+        wait_for(_all_running(world, [after]), what="an environment submitted after the drop")
+        assert leader.is_leader
+        assert all(thread.is_alive() for thread in replicas.threads)
+    finally:
+        replicas.close()
