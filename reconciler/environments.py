@@ -19,7 +19,7 @@ import logging
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import Connection, text
 
@@ -402,9 +402,11 @@ def _workload(env: EnvironmentState) -> WorkloadSpec:
 
 # -- apply ---------------------------------------------------------------------------------------
 
-_UPDATE_SQL = text(
-    """
-    WITH updated AS (
+_UPDATE_CTES = """
+    WITH leader AS (
+        -- the fencing check, in the same statement: a stale leader's update matches nothing
+        SELECT 1 FROM shard_leaders WHERE shard = :shard AND epoch = :epoch FOR SHARE
+    ), updated AS (
     UPDATE environments SET
         phase = :phase,
         phase_entered_at = CASE WHEN :moved THEN :now ELSE phase_entered_at END,
@@ -418,12 +420,18 @@ _UPDATE_SQL = text(
         lock_expires_at = CASE WHEN :keep_lease THEN CAST(:lease_expires AS timestamptz) END,
         lock_owner = CASE WHEN :keep_lease THEN lock_owner END,
         updated_at = :now
-     WHERE id = :id AND lock_token = :token
+     WHERE id = :id AND lock_token = :token AND EXISTS (SELECT 1 FROM leader)
     RETURNING *
+    ), recorded AS (
+    INSERT INTO events (actor_kind, workspace_id, environment_id, kind, reason, message, data)
+    SELECT 'reconciler', workspace_id, id, :event_kind, :event_reason, :event_message, CAST(:event_data AS jsonb)
+      FROM updated WHERE :record_event
+    RETURNING 1
     )
-    """
-    + _STATE_COLUMNS.replace("FROM environments e", "FROM updated e")
-)
+"""
+# The whole record of a step in one statement: fencing check, guarded update, event, and the row as it
+# now is (joined with what it holds after any release made earlier in the transaction).
+_UPDATE_SQL = text(_UPDATE_CTES + _STATE_COLUMNS.replace("FROM environments e", "FROM updated e"))
 
 _EVENT_SQL = text(
     """
@@ -470,37 +478,52 @@ def apply(
             next_attempt = now + result.requeue_after
         else:  # the phase moved and nothing more is due now: look again at the resync
             next_attempt = now + ctx.resync
+    parameters = {
+        "id": env.id,
+        "token": lease.token,
+        "shard": ctx.shard,
+        "epoch": ctx.epoch,
+        "phase": new_phase.value,
+        "moved": moved,
+        "now": now,
+        "reason": reason,
+        "last_error": last_error,
+        "retry_count": retry_count,
+        "next_attempt_at": next_attempt,
+        "observed_generation": result.observed_generation,
+        "desired_version": env.desired_version,
+        "mark_deleted": result.mark_deleted,
+        "keep_lease": keep_lease,
+        "lease_expires": now + ctx.lease,
+        **_event_parameters(env, result, new_phase, record=moved or result.retry_reason is not None),
+    }
+    mismatch = bool(result.devices) and _binding_mismatch(env, result.devices)
+    if not result.release_claims and not mismatch:
+        # One statement: on an autocommit connection it is its own transaction (one round trip).
+        with ctx.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            ctx.kill_point("mid-apply")
+            row = connection.execute(_UPDATE_SQL, parameters).first()
+            if row is None:
+                _explain_missing_update(connection, ctx, env)
+        return _state(row)
     with ctx.engine.begin() as connection:
         if result.release_claims:
             release(connection, env.id)  # host advisory locks first, then row locks
         ctx.kill_point("mid-apply")
-        row = connection.execute(
-            _UPDATE_SQL,
-            {
-                "id": env.id,
-                "token": lease.token,
-                "phase": new_phase.value,
-                "moved": moved,
-                "now": now,
-                "reason": reason,
-                "last_error": last_error,
-                "retry_count": retry_count,
-                "next_attempt_at": next_attempt,
-                "observed_generation": result.observed_generation,
-                "desired_version": env.desired_version,
-                "mark_deleted": result.mark_deleted,
-                "keep_lease": keep_lease,
-                "lease_expires": now + ctx.lease,
-            },
-        ).first()
+        row = connection.execute(_UPDATE_SQL, parameters).first()
         if row is None:
-            raise LeaseLostError(f"lease on {env.id} lost before apply")
-        if moved or result.retry_reason is not None:
-            _record_event(connection, env, result, new_phase)
-        if result.devices and _binding_mismatch(env, result.devices):
+            _explain_missing_update(connection, ctx, env)
+        if mismatch:
             _record_binding_mismatch(connection, env, result.devices)
-        fence(connection, ctx.shard, ctx.epoch)
     return _state(row)
+
+
+def _explain_missing_update(
+    connection: Connection, ctx: ReconcilerContext, env: EnvironmentState
+) -> NoReturn:
+    """The guarded update matched nothing: fenced out (`FencedOutError`) or the lease is gone."""
+    fence(connection, ctx.shard, ctx.epoch)
+    raise LeaseLostError(f"lease on {env.id} lost before apply")
 
 
 def _record_binding_mismatch(connection: Connection, env: EnvironmentState, devices: tuple[str, ...]) -> None:
@@ -532,27 +555,24 @@ _SET_CONDITION_SQL = text(
 )
 
 
-def _record_event(
-    connection: Connection, env: EnvironmentState, result: StepResult, new_phase: Phase
-) -> None:
-    connection.execute(
-        _EVENT_SQL,
-        {
-            "workspace_id": env.workspace_id,
-            "environment_id": env.id,
-            "kind": "transition" if new_phase is not env.phase else "retry",
-            "reason": result.event_reason or result.trigger or "Retry",
-            "message": result.message,
-            "data": json.dumps(
-                {
-                    "from": env.phase.value,
-                    "to": new_phase.value,
-                    "generation": env.generation,
-                    "devices": list(result.devices),
-                }
-            ),
-        },
-    )
+def _event_parameters(
+    env: EnvironmentState, result: StepResult, new_phase: Phase, *, record: bool
+) -> dict[str, Any]:
+    """The transition or retry event of a step, as parameters of `_UPDATE_SQL` (`record`: write it)."""
+    return {
+        "record_event": record,
+        "event_kind": "transition" if new_phase is not env.phase else "retry",
+        "event_reason": result.event_reason or result.trigger or "Retry",
+        "event_message": result.message,
+        "event_data": json.dumps(
+            {
+                "from": env.phase.value,
+                "to": new_phase.value,
+                "generation": env.generation,
+                "devices": list(result.devices),
+            }
+        ),
+    }
 
 
 # -- one lease, start to finish ------------------------------------------------------------------
