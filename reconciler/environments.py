@@ -134,9 +134,12 @@ def fail(reason: str, message: str = "") -> StepResult:
 # -- fetch ---------------------------------------------------------------------------------------
 
 _LEASE_CTES = """
-    WITH due AS (
+    WITH leader AS (
+        -- the fencing check, in the same statement: a stale leader leases nothing
+        SELECT 1 FROM shard_leaders WHERE shard = :shard AND epoch = :epoch FOR SHARE
+    ), due AS (
         SELECT id FROM environments
-         WHERE shard = :shard
+         WHERE shard = :shard AND EXISTS (SELECT 1 FROM leader)
            -- due by time, or at once when a user changed the desired side (a stop wins over a backoff)
            AND (next_attempt_at IS NULL OR next_attempt_at <= :now OR desired_version <> seen_desired_version)
            AND (lock_expires_at IS NULL OR lock_expires_at < :now)
@@ -162,8 +165,12 @@ _LEASE_CTES = """
 
 
 _NUDGE_SQL = text(
-    "UPDATE environments SET next_attempt_at = :now"
-    " WHERE id = ANY(:ids) AND next_attempt_at > :now AND (lock_token IS NULL OR lock_expires_at < :now)"
+    """
+    WITH leader AS (SELECT 1 FROM shard_leaders WHERE shard = :shard AND epoch = :epoch FOR SHARE)
+    UPDATE environments SET next_attempt_at = :now
+     WHERE id = ANY(:ids) AND next_attempt_at > :now AND (lock_token IS NULL OR lock_expires_at < :now)
+       AND EXISTS (SELECT 1 FROM leader)
+    """
 )
 
 
@@ -173,30 +180,26 @@ def fetch_leases(
     exclude: set[uuid.UUID] | None = None,
     nudge: Collection[uuid.UUID] = (),
 ) -> list[Lease]:
-    """Lease up to `limit` due environments (skipping rows other workers hold) and commit.
+    """Lease up to `limit` due environments (skipping rows other workers hold), committed at once.
 
-    `nudge`: environments whose pods changed; they become due now (unless leased) in the same
-    transaction, so a burst of pod events costs no transaction of its own.
+    `nudge`: environments whose pods changed; they become due now (unless leased), just before the
+    lease, so a burst of pod events costs no transaction of its own. A fenced-out leader leases and
+    nudges nothing; its heartbeat tells it that it no longer leads.
     """
     if limit <= 0 and not nudge:
         return []
     now = clock.now()
-    with ctx.engine.begin() as connection:
+    fencing = {"shard": ctx.shard, "epoch": ctx.epoch}
+    # Each statement checks the epoch itself, so each may be its own transaction (one round trip).
+    with ctx.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         if nudge:
-            connection.execute(_NUDGE_SQL, {"ids": list(nudge), "now": now})
+            connection.execute(_NUDGE_SQL, {"ids": list(nudge), "now": now, **fencing})
         rows: Sequence[Any] = []
         if limit > 0:
             rows = connection.execute(
                 _LEASE_SQL,
-                {
-                    "shard": ctx.shard,
-                    "now": now,
-                    "limit": limit,
-                    "expires": now + ctx.lease,
-                    "owner": ctx.identity,
-                },
+                {"now": now, "limit": limit, "expires": now + ctx.lease, "owner": ctx.identity, **fencing},
             ).all()
-        fence(connection, ctx.shard, ctx.epoch)
     return [
         Lease(row.id, row.lock_token, _state(row)) for row in rows if not exclude or row.id not in exclude
     ]
