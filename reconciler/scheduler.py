@@ -47,51 +47,52 @@ _SCHEDULED_SQL = text(
     """
 )
 
-_HAS_WAITING_SQL = text(
-    "SELECT EXISTS (SELECT 1 FROM environments WHERE phase = 'admitted' AND desired_state = 'running'"
-    " AND deleted_at IS NULL)"
-)
-
 # Admission in bulk: every pending environment that wants to run and is not leased by a worker. Quota
 # is checked at submit (fast) and under the locks at allocation; an environment over quota waits with
 # the limit as its reason, so admission itself only records that the reconciler has seen this generation.
+# One statement (fencing check included), which also says whether anything now waits for a placement.
 _ADMIT_SQL = text(
     """
-    WITH admitted AS (
+    WITH leader AS (
+        SELECT 1 FROM shard_leaders WHERE shard = :shard AND epoch = :epoch FOR SHARE
+    ), admitted AS (
         UPDATE environments
            SET phase = 'admitted', phase_entered_at = :now, observed_generation = generation,
                seen_desired_version = desired_version, reason = NULL, last_error = NULL, retry_count = 0,
                next_attempt_at = :later, updated_at = :now
          WHERE phase = 'pending' AND desired_state = 'running' AND deleted_at IS NULL AND shard = :shard
-           AND (lock_token IS NULL OR lock_expires_at < :now)
+           AND (lock_token IS NULL OR lock_expires_at < :now) AND EXISTS (SELECT 1 FROM leader)
         RETURNING id, workspace_id, generation
+    ), recorded AS (
+        INSERT INTO events (actor_kind, workspace_id, environment_id, kind, reason, message, data)
+        SELECT 'reconciler', workspace_id, id, 'transition', 'Admitted', '',
+               jsonb_build_object('from', 'pending', 'to', 'admitted', 'generation', generation)
+          FROM admitted
+        RETURNING 1
     )
-    INSERT INTO events (actor_kind, workspace_id, environment_id, kind, reason, message, data)
-    SELECT 'reconciler', workspace_id, id, 'transition', 'Admitted', '',
-           jsonb_build_object('from', 'pending', 'to', 'admitted', 'generation', generation)
-      FROM admitted
-    RETURNING 1
+    SELECT (SELECT count(*) FROM recorded) AS admitted,
+           EXISTS (SELECT 1 FROM admitted)
+           OR EXISTS (SELECT 1 FROM environments WHERE phase = 'admitted' AND desired_state = 'running'
+                         AND deleted_at IS NULL) AS waiting
     """
 )
 
 
-def admit_pending(ctx: ReconcilerContext) -> int:
-    """Admit every pending environment that wants to run, in one transaction; returns how many."""
+def admit_pending(ctx: ReconcilerContext) -> tuple[int, bool]:
+    """Admit every pending environment that wants to run, in one statement; returns how many, and
+    whether any environment now waits for a placement."""
     now = clock.now()
-    with ctx.engine.begin() as connection:
-        admitted = len(
-            connection.execute(_ADMIT_SQL, {"now": now, "later": now + ctx.resync, "shard": ctx.shard}).all()
-        )
-        fence(connection, ctx.shard, ctx.epoch)
-    return admitted
+    parameters = {"now": now, "later": now + ctx.resync, "shard": ctx.shard, "epoch": ctx.epoch}
+    with ctx.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        row = connection.execute(_ADMIT_SQL, parameters).one()
+    return int(row.admitted), bool(row.waiting)
 
 
 def schedule_pass(ctx: ReconcilerContext) -> SchedulingReport | None:
     """Admit what is pending, then run one scheduling pass if anything waits; None when nothing does."""
-    admit_pending(ctx)
-    with ctx.engine.connect() as connection:
-        if not connection.execute(_HAS_WAITING_SQL).scalar_one():
-            return None
+    _, waiting = admit_pending(ctx)
+    if not waiting:
+        return None
 
     def move_to_scheduled(
         connection: Connection, allocated: Sequence[tuple[AllocationRequest, AllocationResult]]
