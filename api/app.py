@@ -56,7 +56,7 @@ def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = N
 
     # Litestar passes the app to hooks that take an argument: these take none.
     async def open_pool() -> None:
-        await read_pool.open()
+        await read_pool.open(wait=True)  # ready means connected
         listener.append(asyncio.create_task(listen_for_credential_changes(principals, engine.url)))
 
     async def close_pools() -> None:
