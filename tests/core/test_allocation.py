@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, text
@@ -17,29 +16,13 @@ from remotegpu.core.allocation import (
     choose_host_ports,
     release,
 )
-from remotegpu.core.claim_audit import audit
 from remotegpu.core.hosts import cordon_host, drain_host, set_gpu_health, uncordon_host
 from remotegpu.core.quotas import QuotaLimits, admission_violations, read_quota, set_quota
 from remotegpu.core.states import GpuHealth, PortPurpose, Protocol
 from remotegpu.core.workspaces import delete_workspace
 from remotegpu.policies.admission import QuotaRequest
 from remotegpu.policies.placement import Strategy
-from remotegpu.tests.allocation_world import GIB, make_environment, make_host, make_user, make_workspace
-
-
-@pytest.fixture
-def db(engine: Engine, sessions: object) -> Iterator[Engine]:
-    """The engine, with every table emptied after the test (via `sessions`)."""
-    yield engine
-    with engine.connect() as connection:
-        assert audit(connection) == [], "every test must leave the invariants intact"
-
-
-@pytest.fixture
-def tenant(db: Engine) -> tuple[uuid.UUID, uuid.UUID]:
-    with db.begin() as connection:
-        user = make_user(connection)
-        return make_workspace(connection, user), user
+from remotegpu.tests.allocation_world import GIB, make_environment, make_host
 
 
 def test_allocation_claims_gpus_ports_and_counters_and_release_frees_them(

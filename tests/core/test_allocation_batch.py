@@ -4,9 +4,8 @@ allocating one by one, in a handful of statements."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
-import pytest
 from sqlalchemy import Connection, Engine, text
 
 from remotegpu.core.allocation import (
@@ -17,28 +16,13 @@ from remotegpu.core.allocation import (
     release,
 )
 from remotegpu.core.allocation_batch import PlannedAllocation, allocate_planned
-from remotegpu.core.claim_audit import audit
 from remotegpu.core.hosts import cordon_host
 from remotegpu.core.quotas import QuotaLimits, read_quota, set_quota
 from remotegpu.core.states import PortPurpose, Protocol
-from remotegpu.tests.allocation_world import make_environment, make_host, make_user, make_workspace
+from remotegpu.tests.allocation_world import make_environment, make_host
 
 SSH = PortRequest(22, Protocol.TCP, PortPurpose.SSH)
 JUPYTER = PortRequest(8888, Protocol.TCP, PortPurpose.JUPYTER)
-
-
-@pytest.fixture
-def db(engine: Engine, sessions: object) -> Iterator[Engine]:
-    yield engine
-    with engine.connect() as connection:
-        assert audit(connection) == [], "every test must leave the invariants intact"
-
-
-@pytest.fixture
-def tenant(db: Engine) -> tuple[uuid.UUID, uuid.UUID]:
-    with db.begin() as connection:
-        user = make_user(connection)
-        return make_workspace(connection, user), user
 
 
 def _claims(connection: Connection) -> list[tuple[uuid.UUID, uuid.UUID]]:

@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
-import pytest
 from sqlalchemy import Connection, Engine, text
 
 from remotegpu.core.allocation import AllocationRequest, AllocationResult, release
-from remotegpu.core.claim_audit import audit
 from remotegpu.core.scheduling import ports_from_spec, schedule_waiting
 from remotegpu.core.states import PortPurpose
 from remotegpu.tests.allocation_world import make_environment, make_host, make_user, make_workspace
-
-
-@pytest.fixture
-def db(engine: Engine, sessions: object) -> Iterator[Engine]:
-    yield engine
-    with engine.connect() as connection:
-        assert audit(connection) == []
 
 
 def _submit(
