@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -13,7 +14,9 @@ from remotegpu.core import clock
 from remotegpu.core.claim_audit import audit
 from remotegpu.core.environments import update_spec
 from remotegpu.core.settings import Settings
-from remotegpu.core.states import DesiredState
+from remotegpu.core.states import DesiredState, Phase
+from remotegpu.reconciler.environments import Lease, LeaseLostError, apply, fetch_leases, process
+from remotegpu.reconciler.leader import FencedOutError
 from remotegpu.tests.reconciler.world import SPEC, World, build_world
 
 START = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
@@ -182,3 +185,58 @@ def test_a_permanent_pod_failure_fails_at_once_and_stays_failed(world: World) ->
     assert (row.phase, row.reason) == ("failed", "ErrImageNeverPull")
     with clock.frozen_at(START + dt.timedelta(minutes=5)):
         assert world.reconciler.run_until_idle() == 0, "failed is terminal for its generation"
+
+
+def _lease_after_stop(world: World, name: str) -> tuple[uuid.UUID, Lease]:
+    env = world.submit(name)
+    world.reconciler.run_until_idle()
+    world.desire(env, DesiredState.STOPPED)
+    (lease,) = fetch_leases(world.reconciler.ctx, 10)
+    assert lease.state is not None
+    assert lease.state.phase is Phase.RUNNING, "the lease carries the row it leased"
+    return env, lease
+
+
+def _stopping_events(world: World, env: uuid.UUID) -> int:
+    with world.engine.connect() as connection:
+        return int(
+            connection.execute(
+                text("SELECT count(*) FROM events WHERE environment_id = :e AND reason = 'Stopping'"),
+                {"e": env},
+            ).scalar_one()
+        )
+
+
+def test_an_apply_after_the_lease_changed_hands_writes_nothing(world: World) -> None:
+    env, lease = _lease_after_stop(world, "contested")
+    assert lease.state is not None
+    with world.engine.begin() as connection:  # another worker holds it now
+        connection.execute(
+            text("UPDATE environments SET lock_token = gen_random_uuid() WHERE id = :e"), {"e": env}
+        )
+    ctx = world.reconciler.ctx
+    with pytest.raises(LeaseLostError):
+        apply(ctx, lease, lease.state, process(ctx, lease.state), keep_lease=False)
+    assert world.phase(env) == "running"
+    assert _stopping_events(world, env) == 0
+
+
+def test_a_fenced_out_leader_neither_leases_nor_applies(world: World) -> None:
+    env, lease = _lease_after_stop(world, "fenced")
+    assert lease.state is not None
+    ctx = world.reconciler.ctx
+    with world.engine.begin() as connection:  # another replica took over
+        connection.execute(text("UPDATE shard_leaders SET epoch = epoch + 1 WHERE shard = 0"))
+    with pytest.raises(FencedOutError):
+        apply(ctx, lease, lease.state, process(ctx, lease.state), keep_lease=False)
+    with world.engine.begin() as connection:  # the lease is gone: the environment is due again
+        connection.execute(
+            text("UPDATE environments SET lock_token = NULL, lock_expires_at = NULL WHERE id = :e"),
+            {"e": env},
+        )
+    assert fetch_leases(ctx, 10, nudge=[env]) == []
+    assert world.phase(env) == "running"
+    assert _stopping_events(world, env) == 0
+    with world.engine.begin() as connection:  # with the epoch back, the same call leases it
+        connection.execute(text("UPDATE shard_leaders SET epoch = epoch - 1 WHERE shard = 0"))
+    assert [leased.environment_id for leased in fetch_leases(ctx, 10)] == [env]
