@@ -317,8 +317,39 @@ def _violations(engine: Engine, cluster: Any, flood: list[uuid.UUID], all_runnin
         duplicates = [name for name, count in cluster.creates.items() if count > 1]
         if duplicates:
             problems.append(f"pods created more than once: {duplicates[:5]}")
+    if isinstance(cluster, KubernetesCluster):
+        problems += _cluster_objects_violations(engine, cluster)
     if not all_running:
         problems.append(f"{len(flood) - _running_count(engine, flood)} environments never reached running")
+    return problems
+
+
+def _cluster_objects_violations(engine: Engine, cluster: KubernetesCluster) -> list[str]:
+    """What the cluster holds must match the database: one pod and one Service per running environment,
+    nothing for an environment that is not running."""
+    with engine.connect() as connection:
+        running = set(
+            connection.execute(text("SELECT id FROM environments WHERE phase = 'running'")).scalars()
+        )
+    counts: dict[tuple[str, uuid.UUID], int] = {}
+    for kind, _, _, environment in cluster.owned_objects():
+        counts[(kind, environment)] = counts.get((kind, environment), 0) + 1
+    problems = [
+        f"{count} {kind}s for environment {environment}"
+        for (kind, environment), count in counts.items()
+        if count > 1
+    ]
+    problems += [
+        f"a {kind} for environment {environment}, which is not running"
+        for (kind, environment) in counts
+        if environment not in running
+    ]
+    problems += [
+        f"no {kind} for running environment {environment}"
+        for environment in running
+        for kind in ("pod", "service")
+        if (kind, environment) not in counts
+    ]
     return problems
 
 

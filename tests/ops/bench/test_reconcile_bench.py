@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import io
+import uuid
+from pathlib import Path
+from typing import Any
 
+from kubernetes import client, config
 from rich.console import Console
+from sqlalchemy import Engine, text
 
-from remotegpu.ops.bench.reconcile import ReconcileBenchConfig, run
+from remotegpu.core.kubernetes_cluster import KubernetesCluster
+from remotegpu.core.manifests import ENVIRONMENT_LABEL, MANAGED_LABEL, MANAGER
+from remotegpu.ops.bench.reconcile import ReconcileBenchConfig, _cluster_objects_violations, run
+from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
+from remotegpu.tests.allocation_world import make_environment, make_user, make_workspace
 
 EXPECTED = {
     "envs",
@@ -30,3 +39,28 @@ def test_small_run_reports_every_figure_and_no_violation() -> None:
     assert figures["failover_s"] > 0
     assert figures["submit_to_running_p99_ms"] >= figures["submit_to_running_p50_ms"] > 0
     assert "envs_per_s" in output.getvalue()
+
+
+def test_the_cluster_check_finds_what_the_cluster_holds_against_the_database(
+    engine: Engine, sessions: object, tmp_path: Path
+) -> None:
+    with engine.begin() as connection:
+        user = make_user(connection)
+        running = make_environment(connection, make_workspace(connection, user), user).environment_id
+        connection.execute(text("UPDATE environments SET phase = 'running' WHERE id = :e"), {"e": running})
+    stray = uuid.uuid4()
+    with SimulatedCluster(NodeTemplate(count=1, gpus=8, model="H100")) as sim:
+        kubeconfig = str(sim.write_kubeconfig(tmp_path / "kubeconfig"))
+        api = client.CoreV1Api(config.new_client_from_config(kubeconfig))  # type: ignore[no-untyped-call]
+        for environment in (running, stray):
+            labels = {MANAGED_LABEL: MANAGER, ENVIRONMENT_LABEL: str(environment)}
+            body: Any = {
+                "metadata": {"name": f"env-{environment}", "labels": labels},
+                "spec": {"containers": [{"name": "main", "image": "probe:1"}]},
+            }
+            api.create_namespaced_pod("default", body)
+        problems = _cluster_objects_violations(engine, KubernetesCluster.from_kubeconfig(kubeconfig))
+    assert sorted(problems) == [
+        f"a pod for environment {stray}, which is not running",
+        f"no service for running environment {running}",
+    ]
