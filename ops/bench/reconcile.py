@@ -318,13 +318,13 @@ def _violations(engine: Engine, cluster: Any, flood: list[uuid.UUID], all_runnin
         if duplicates:
             problems.append(f"pods created more than once: {duplicates[:5]}")
     if isinstance(cluster, KubernetesCluster):
-        problems += _cluster_objects_violations(engine, cluster)
+        problems += cluster_object_violations(engine, cluster)
     if not all_running:
         problems.append(f"{len(flood) - _running_count(engine, flood)} environments never reached running")
     return problems
 
 
-def _cluster_objects_violations(engine: Engine, cluster: KubernetesCluster) -> list[str]:
+def cluster_object_violations(engine: Engine, cluster: KubernetesCluster) -> list[str]:
     """What the cluster holds must match the database: one pod and one Service per running environment,
     nothing for an environment that is not running."""
     with engine.connect() as connection:

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, text
 
 from remotegpu.core.kubernetes_cluster import KubernetesCluster
 from remotegpu.core.manifests import ENVIRONMENT_LABEL, MANAGED_LABEL, MANAGER
-from remotegpu.ops.bench.reconcile import ReconcileBenchConfig, _cluster_objects_violations, run
+from remotegpu.ops.bench.reconcile import ReconcileBenchConfig, cluster_object_violations, run
 from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
 from remotegpu.tests.allocation_world import make_environment, make_user, make_workspace
 
@@ -59,7 +59,7 @@ def test_the_cluster_check_finds_what_the_cluster_holds_against_the_database(
                 "spec": {"containers": [{"name": "main", "image": "probe:1"}]},
             }
             api.create_namespaced_pod("default", body)
-        problems = _cluster_objects_violations(engine, KubernetesCluster.from_kubeconfig(kubeconfig))
+        problems = cluster_object_violations(engine, KubernetesCluster.from_kubeconfig(kubeconfig))
     assert sorted(problems) == [
         f"a pod for environment {stray}, which is not running",
         f"no service for running environment {running}",
