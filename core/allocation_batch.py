@@ -286,9 +286,14 @@ def allocate_planned(
             continue
         room = rooms.get(plan.host_id)
         taken = None
-        if room is not None and not quota_violations_for(subjects, request, plan.gpu_model):
+        if (
+            room is not None
+            and _model_fits(request, plan)
+            and not quota_violations_for(subjects, request, plan.gpu_model)
+        ):
             taken = room.take(request, plan.gpu_model)
-        if taken is None:  # busy or changed host, or a per-model limit: `allocate` looks further
+        if taken is None:
+            # busy or changed host, a plan of the wrong model, a per-model limit: `allocate` looks further
             stragglers.append(plan)
             continue
         fitted.append((request, replace(taken, host_id=plan.host_id)))
@@ -305,6 +310,11 @@ def allocate_planned(
     for plan in stragglers:
         results[plan.request.environment_id] = _allocate_one(connection, plan, strategy, accept)
     return results
+
+
+def _model_fits(request: AllocationRequest, plan: PlannedAllocation) -> bool:
+    """A request for a GPU model is only ever given that model, whatever the plan says."""
+    return not request.gpu_count or request.gpu_model is None or request.gpu_model == plan.gpu_model
 
 
 def _quota(

@@ -158,3 +158,17 @@ def test_refusals_are_as_one_by_one_and_an_environment_planned_twice_is_claimed_
     with db.connect() as connection:
         claims = _claims(connection)
     assert sorted(env for env, _ in claims) == sorted([twice.environment_id, already.environment_id])
+
+
+def test_a_plan_of_the_wrong_gpu_model_is_never_followed(
+    db: Engine, tenant: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    workspace, user = tenant
+    with db.begin() as connection:
+        a100_host = make_host(connection, gpus=8, model="A100")
+        h100_host = make_host(connection, gpus=8, model="H100")
+        request = make_environment(connection, workspace, user, gpus=2, model="H100")
+    with db.begin() as connection:
+        results = allocate_planned(connection, [PlannedAllocation(request, a100_host, "A100")])
+    result = results[request.environment_id]
+    assert (result.host_id, result.gpu_model) == (h100_host, "H100")
