@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -57,23 +59,31 @@ async def authenticate_async(
     credential = _credential(authorization)
     if credential.startswith(API_TOKEN_PREFIX):
         key = "token:" + api_token_hash(credential)
-        cached = cache.get(key)
-        if cached is not None:
-            return cached
-        generation = cache.generation
-        owner = await token_owner_async(connection, credential)
-        if owner is not None:
-            cache.put(key, owner[0], generation, owner[1])
-        return _known(owner[0] if owner else None)
+        return _known(await _through_cache(cache, key, lambda: token_owner_async(connection, credential)))
     user_id = read_token(jwt_secret, credential, "access")
     if user_id is None:
         return _known(None)
-    key = f"user:{user_id}"
+
+    async def by_id() -> tuple[Principal, dt.datetime | None] | None:
+        principal = await principal_by_id_async(connection, user_id)
+        return None if principal is None else (principal, None)
+
+    return _known(await _through_cache(cache, f"user:{user_id}", by_id))
+
+
+async def _through_cache(
+    cache: PrincipalCache,
+    key: str,
+    load: Callable[[], Awaitable[tuple[Principal, dt.datetime | None] | None]],
+) -> Principal | None:
+    """The cached principal for `key`, or the one `load()` finds (with its token's expiry), remembered
+    unless the cache was emptied while it loaded (the generation taken before the query decides)."""
     cached = cache.get(key)
     if cached is not None:
         return cached
     generation = cache.generation
-    principal = await principal_by_id_async(connection, user_id)
-    if principal is not None:
-        cache.put(key, principal, generation, None)
-    return _known(principal)
+    loaded = await load()
+    if loaded is None:
+        return None
+    cache.put(key, loaded[0], generation, loaded[1])
+    return loaded[0]
