@@ -259,12 +259,13 @@ def allocate_planned(
             results[plan.request.environment_id] = refused
         else:
             candidates.append(plan)
-    held = try_xact_lock_each(connection, [lock_key(LockNamespace.HOST, plan.host_id) for plan in candidates])
-    locked = [plan.host_id for plan in candidates if lock_key(LockNamespace.HOST, plan.host_id) in held]
+    host_keys = {plan.host_id: lock_key(LockNamespace.HOST, plan.host_id) for plan in candidates}
+    held = try_xact_lock_each(connection, host_keys.values())
+    locked = sorted(host for host, key in host_keys.items() if key in held)
     rooms = (
         {
             row.id: _HostRoom.from_row(row)
-            for row in connection.execute(_HOSTS_UNDER_LOCK_SQL, {"hosts": sorted(set(locked))})
+            for row in connection.execute(_HOSTS_UNDER_LOCK_SQL, {"hosts": locked})
         }
         if locked
         else {}

@@ -1,11 +1,11 @@
 """The environment pipeline: lease due environments, then load → process → apply, one step at a time.
 
-- `fetch_leases` claims due rows with `FOR UPDATE SKIP LOCKED` into short leases and commits.
-- `load` reads one leased row (and what it holds) in a short transaction; None when the lease is gone.
+- `fetch_leases` claims due rows with `FOR UPDATE SKIP LOCKED` into short leases, commits, and returns
+  each leased row with what it holds (the load of the first step; later steps start from `apply`).
 - `process` observes the cluster, decides with the lifecycle machine's vocabulary, acts at most once on
   the cluster (idempotently, by name) and returns a `StepResult`. No database session is open here.
-- `apply` records the result in one transaction: claims released first (advisory host locks precede
-  row locks), then the lease-guarded row update and the event, then the fencing check, last.
+- `apply` records the result in one statement (fencing check, lease-guarded row update, event), in a
+  transaction after the claims' release when there is one (advisory host locks precede row locks).
 
 Every step is safe to kill at any line: a repeated create finds the pod by name, a repeated delete or
 release finds nothing left, and an allocation commits together with its phase change.
@@ -37,7 +37,7 @@ from remotegpu.core.lifecycle import IllegalTransitionError, next_phase
 from remotegpu.core.quantities import parse_bytes
 from remotegpu.core.states import DesiredState, Phase, Protocol
 from remotegpu.reconciler.context import ReconcilerContext
-from remotegpu.reconciler.leader import fence
+from remotegpu.reconciler.leader import FENCE_SELECT, fence
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,8 @@ class Lease:
 
     environment_id: uuid.UUID
     token: uuid.UUID
-    state: EnvironmentState | None = None
-    """The row as the lease read it (the first step needs no load of its own); None: load it."""
+    state: EnvironmentState
+    """The row as the lease read it: the first step starts from it."""
 
 
 @dataclass(frozen=True)
@@ -133,10 +133,13 @@ def fail(reason: str, message: str = "") -> StepResult:
 
 # -- fetch ---------------------------------------------------------------------------------------
 
-_LEASE_CTES = """
+_LEASE_CTES = (
+    """
     WITH leader AS (
         -- the fencing check, in the same statement: a stale leader leases nothing
-        SELECT 1 FROM shard_leaders WHERE shard = :shard AND epoch = :epoch FOR SHARE
+        """
+    + FENCE_SELECT
+    + """
     ), due AS (
         SELECT id FROM environments
          WHERE shard = :shard AND EXISTS (SELECT 1 FROM leader)
@@ -162,11 +165,14 @@ _LEASE_CTES = """
     RETURNING e.*
     )
 """
+)
 
 
 _NUDGE_SQL = text(
     """
-    WITH leader AS (SELECT 1 FROM shard_leaders WHERE shard = :shard AND epoch = :epoch FOR SHARE)
+    WITH leader AS ("""
+    + FENCE_SELECT
+    + """)
     UPDATE environments SET next_attempt_at = :now
      WHERE id = ANY(:ids) AND next_attempt_at > :now AND (lock_token IS NULL OR lock_expires_at < :now)
        AND EXISTS (SELECT 1 FROM leader)
@@ -205,7 +211,7 @@ def fetch_leases(
     ]
 
 
-# -- load ----------------------------------------------------------------------------------------
+# -- the row as a step sees it --------------------------------------------------------------------
 
 _STATE_COLUMNS = """
     SELECT e.id, e.lock_token, e.workspace_id, e.name, e.spec, e.generation, e.observed_generation,
@@ -222,16 +228,8 @@ _STATE_COLUMNS = """
       LEFT JOIN allocations a ON a.environment_id = e.id AND a.released_at IS NULL
       LEFT JOIN hosts h ON h.id = a.host_id
 """
-_LOAD_SQL = text(_STATE_COLUMNS + " WHERE e.id = :id AND e.lock_token = :token")
-# Leasing returns what `load` would read, so a fresh lease's first step starts without a round trip.
+# Leasing returns the leased rows with what they hold, so a first step needs no round trip of its own.
 _LEASE_SQL = text(_LEASE_CTES + _STATE_COLUMNS.replace("FROM environments e", "FROM leased e"))
-
-
-def load(ctx: ReconcilerContext, lease: Lease) -> EnvironmentState | None:
-    """The leased row and what it holds; None when the lease was lost."""
-    with ctx.engine.begin() as connection:
-        row = connection.execute(_LOAD_SQL, {"id": lease.environment_id, "token": lease.token}).first()
-    return None if row is None else _state(row)
 
 
 def _state(row: Any) -> EnvironmentState:
@@ -405,10 +403,13 @@ def _workload(env: EnvironmentState) -> WorkloadSpec:
 
 # -- apply ---------------------------------------------------------------------------------------
 
-_UPDATE_CTES = """
+_UPDATE_CTES = (
+    """
     WITH leader AS (
         -- the fencing check, in the same statement: a stale leader's update matches nothing
-        SELECT 1 FROM shard_leaders WHERE shard = :shard AND epoch = :epoch FOR SHARE
+        """
+    + FENCE_SELECT
+    + """
     ), updated AS (
     UPDATE environments SET
         phase = :phase,
@@ -432,6 +433,7 @@ _UPDATE_CTES = """
     RETURNING 1
     )
 """
+)
 # The whole record of a step in one statement: fencing check, guarded update, event, and the row as it
 # now is (joined with what it holds after any release made earlier in the transaction).
 _UPDATE_SQL = text(_UPDATE_CTES + _STATE_COLUMNS.replace("FROM environments e", "FROM updated e"))
@@ -562,8 +564,12 @@ def _event_parameters(
     env: EnvironmentState, result: StepResult, new_phase: Phase, *, record: bool
 ) -> dict[str, Any]:
     """The transition or retry event of a step, as parameters of `_UPDATE_SQL` (`record`: write it)."""
+    if not record:
+        return dict.fromkeys(("event_kind", "event_reason", "event_message", "event_data")) | {
+            "record_event": False
+        }
     return {
-        "record_event": record,
+        "record_event": True,
         "event_kind": "transition" if new_phase is not env.phase else "retry",
         "event_reason": result.event_reason or result.trigger or "Retry",
         "event_message": result.message,
@@ -583,11 +589,8 @@ def _event_parameters(
 
 def reconcile(ctx: ReconcilerContext, lease: Lease) -> None:
     """Run steps on one leased environment until it waits, settles or loses the lease."""
-    env = lease.state or load(ctx, lease)
+    env = lease.state
     for step in range(MAX_STEPS_PER_LEASE):
-        if env is None:
-            log.info("Lease lost before load; result not needed", extra={"env": str(lease.environment_id)})
-            return
         result = process(ctx, env)
         keep = result.continues(env.desired_state) and step + 1 < MAX_STEPS_PER_LEASE
         try:

@@ -75,7 +75,10 @@ _TAKE_OVER_SQL = text(
 _HEARTBEAT_SQL = text(
     "UPDATE shard_leaders SET heartbeat_at = now() WHERE shard = :shard AND epoch = :epoch RETURNING epoch"
 )
-_FENCE_SQL = text("SELECT 1 FROM shard_leaders WHERE shard = :shard AND epoch = :epoch FOR SHARE")
+FENCE_SELECT = "SELECT 1 FROM shard_leaders WHERE shard = :shard AND epoch = :epoch FOR SHARE"
+"""The fencing check as SQL (parameters `shard`, `epoch`): a row while `epoch` leads, share-locked until
+the transaction ends, so a takeover waits for it. Writes that are one statement embed it as a CTE."""
+_FENCE_SQL = text(FENCE_SELECT)
 
 
 def fence(connection: Connection, shard: int, epoch: int) -> None:

@@ -18,7 +18,7 @@ from remotegpu.core import clock
 from remotegpu.core.allocation import AllocationRequest, AllocationResult
 from remotegpu.core.scheduling import SchedulingReport, schedule_waiting
 from remotegpu.reconciler.context import ReconcilerContext
-from remotegpu.reconciler.leader import fence
+from remotegpu.reconciler.leader import FENCE_SELECT, fence
 
 # The phase change of a whole allocation batch, with its events: one statement. An environment a worker
 # leased, or whose generation or desired state changed since the queue was read, is left out.
@@ -54,7 +54,9 @@ _SCHEDULED_SQL = text(
 _ADMIT_SQL = text(
     """
     WITH leader AS (
-        SELECT 1 FROM shard_leaders WHERE shard = :shard AND epoch = :epoch FOR SHARE
+        """
+    + FENCE_SELECT
+    + """
     ), admitted AS (
         UPDATE environments
            SET phase = 'admitted', phase_entered_at = :now, observed_generation = generation,
