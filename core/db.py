@@ -93,9 +93,8 @@ def make_async_pool(url: URL, *, size: int) -> AsyncConnectionPool[Any]:
     """An autocommit psycopg pool for reads on the event loop; open it (`await pool.open(wait=True)`)
     in the running loop.
 
-    Half of it is connected when opened and kept open: a pool that starts with two connections makes
-    the first second of traffic wait for connection set-ups (seen as a 1 s burst of 100–200 ms latencies
-    in `remotegpu bench api`).
+    Half of it is connected when opened and kept open, so the first requests after a start do not each
+    wait for a connection to be set up.
     """
     set_json_loads(msgspec.json.decode)
     conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)

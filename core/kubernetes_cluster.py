@@ -420,7 +420,7 @@ class KubernetesCluster:
 class _RawWatch(watch.Watch):  # type: ignore[misc,unused-ignore]
     """A watch whose events keep the object as parsed JSON.
 
-    The stock watch turns every event into the client's model classes (a `V1Pod` per event, most of a
+    The stock watch turns every event into the client's model classes (a `V1Pod` per event, a fifth of a
     reconciler's CPU under load); we read three labels and a few status fields, so plain dicts do.
     """
 
