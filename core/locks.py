@@ -3,8 +3,8 @@
 A key is the first 8 bytes of BLAKE2b over `namespace:identifier`, read as a signed 64-bit integer (the
 type Postgres advisory locks take), so keys from different namespaces cannot collide by construction
 of the input. When a transaction needs several locks it must take them in `LockKey` order — namespace
-rank first (quota before host), then identifier — so two transactions never wait on each other in a
-cycle. `xact_lock_all` does the sorting.
+rank first (members before quota before host), then identifier — and row locks after them, so two
+transactions never wait on each other in a cycle. `xact_lock_all` does the sorting.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ class LockNamespace(enum.IntEnum):
     """What a lock protects; the value is the rank in the global lock order (lower first)."""
 
     LEADER = 0
+    WORKSPACE_MEMBERS = 5
+    """A workspace's member list: the first lock of every member change and of the workspace's deletion."""
     QUOTA_WORKSPACE = 10
     QUOTA_USER = 20
     HOST = 30

@@ -3,6 +3,14 @@
 Every lookup goes through `workspace_access`, which answers NotFoundError both when the workspace does
 not exist and when the caller is not a member: a user cannot probe other teams' names or ids. Platform
 administrators are treated as owners everywhere.
+
+Every change to a workspace's members, and its deletion, first takes the workspace's members lock
+(`LockNamespace.WORKSPACE_MEMBERS`, the first in the global lock order) and then re-reads the caller's
+role under it. So these changes run one after another per workspace: no two lock member rows in
+opposite orders (two owners demoting themselves at once used to deadlock), the last-owner check counts
+every change committed before it (Read Committed: each statement sees the latest commits), and a caller
+demoted or removed a moment earlier acts with the role they have now. Member answers never carry
+e-mail addresses: a member sees the others' usernames, not how to reach them outside the platform.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from remotegpu.core.accounts import Principal, find_user_id
 from remotegpu.core.audit import record_mutation
 from remotegpu.core.db import fetch_one
 from remotegpu.core.errors import ConflictError, ForbiddenError, NotFoundError
+from remotegpu.core.locks import LockNamespace, lock_key, xact_lock
 from remotegpu.core.pagination import decode_cursor, page
 from remotegpu.core.states import WorkspaceRole
 from remotegpu.core.workspaces import delete_workspace
@@ -148,7 +157,8 @@ def get_workspace(connection: Connection, access: WorkspaceAccess) -> Any:
 def update_workspace(
     connection: Connection, principal: Principal, access: WorkspaceAccess, display_name: str
 ) -> Any:
-    """Change the display name (admins and owners)."""
+    """Change the display name (admins and owners, as they are under the members lock)."""
+    access = _lock_members(connection, principal, access)
     access.require(Action.UPDATE_WORKSPACE)
     row = connection.execute(
         text(
@@ -166,7 +176,9 @@ def update_workspace(
 def remove_workspace(
     connection: Connection, principal: Principal, access: WorkspaceAccess
 ) -> list[uuid.UUID]:
-    """Soft-delete the workspace (owners): its environments are stopped and deleted, history kept."""
+    """Soft-delete the workspace (owners, as they are under the members lock): its environments are
+    stopped and deleted, history kept."""
+    access = _lock_members(connection, principal, access)
     access.require(Action.DELETE_WORKSPACE)
     environments = delete_workspace(connection, access.id)
     record_mutation(
@@ -179,23 +191,33 @@ def remove_workspace(
     return environments
 
 
-_MEMBERS_SQL = text(
-    """
-    SELECT m.user_id, u.username, u.email, m.role, m.created_at
-      FROM workspace_members m JOIN users u ON u.id = m.user_id
-     WHERE m.workspace_id = :w ORDER BY u.username
-    """
-)
+# No e-mail: members see each other's usernames only (see the module docstring).
+_MEMBER_COLUMNS = "m.user_id, u.username, m.role, m.created_at"
 
 
 def list_members(connection: Connection, access: WorkspaceAccess) -> list[Any]:
     """Members with their roles, by username."""
-    return list(connection.execute(_MEMBERS_SQL, {"w": access.id}))
+    return list(
+        connection.execute(
+            text(
+                f"SELECT {_MEMBER_COLUMNS} FROM workspace_members m JOIN users u ON u.id = m.user_id"
+                " WHERE m.workspace_id = :w ORDER BY u.username"
+            ),
+            {"w": access.id},
+        )
+    )
+
+
+def _lock_members(connection: Connection, principal: Principal, access: WorkspaceAccess) -> WorkspaceAccess:
+    """Take the workspace's members lock for the transaction and return the caller's access as it is
+    now: NotFoundError if the workspace was deleted or the caller removed meanwhile."""
+    xact_lock(connection, lock_key(LockNamespace.WORKSPACE_MEMBERS, access.id))
+    return workspace_access(connection, principal, access.id)
 
 
 def _member_role(connection: Connection, workspace_id: uuid.UUID, user_id: uuid.UUID) -> str | None:
     role = connection.execute(
-        text("SELECT role FROM workspace_members WHERE workspace_id = :w AND user_id = :u FOR UPDATE"),
+        text("SELECT role FROM workspace_members WHERE workspace_id = :w AND user_id = :u"),
         {"w": workspace_id, "u": user_id},
     ).scalar()
     return None if role is None else str(role)
@@ -212,12 +234,12 @@ def _check_assignment(access: WorkspaceAccess, current: str | None, new: str | N
 def _refuse_losing_last_owner(connection: Connection, workspace_id: uuid.UUID, current: str | None) -> None:
     if current != WorkspaceRole.OWNER.value:
         return
-    # Lock every owner row so two owners leaving at once cannot both pass this check.
+    # Under the members lock, so two owners leaving at once cannot both pass this check.
     owners = connection.execute(
-        text("SELECT user_id FROM workspace_members WHERE workspace_id = :w AND role = 'owner' FOR UPDATE"),
+        text("SELECT count(*) FROM workspace_members WHERE workspace_id = :w AND role = 'owner'"),
         {"w": workspace_id},
-    ).all()
-    if len(owners) <= 1:
+    ).scalar_one()
+    if owners <= 1:
         raise ConflictError("a workspace needs at least one owner; make someone else owner first")
 
 
@@ -225,6 +247,7 @@ def add_member(
     connection: Connection, principal: Principal, access: WorkspaceAccess, user: str, role: WorkspaceRole
 ) -> Any:
     """Add a user (by id, e-mail or username) with `role`; an existing member is a conflict."""
+    access = _lock_members(connection, principal, access)
     user_id = find_user_id(connection, user)
     current = _member_role(connection, access.id, user_id)
     _check_assignment(access, current, role.value)
@@ -258,6 +281,7 @@ def set_member_role(
     role: WorkspaceRole,
 ) -> Any:
     """Change a member's role; the last owner cannot be demoted."""
+    access = _lock_members(connection, principal, access)
     current = _member_role(connection, access.id, user_id)
     if current is None:
         raise NotFoundError(f"user {user_id} is not a member of workspace {access.name!r}")
@@ -283,6 +307,7 @@ def remove_member(
     connection: Connection, principal: Principal, access: WorkspaceAccess, user_id: uuid.UUID
 ) -> None:
     """Remove a member (anyone may leave; removing others needs admin, owners need an owner)."""
+    access = _lock_members(connection, principal, access)
     current = _member_role(connection, access.id, user_id)
     if current is None:
         raise NotFoundError(f"user {user_id} is not a member of workspace {access.name!r}")
@@ -306,7 +331,7 @@ def remove_member(
 def _member(connection: Connection, workspace_id: uuid.UUID, user_id: uuid.UUID) -> Any:
     return connection.execute(
         text(
-            "SELECT m.user_id, u.username, u.email, m.role, m.created_at FROM workspace_members m"
+            f"SELECT {_MEMBER_COLUMNS} FROM workspace_members m"
             " JOIN users u ON u.id = m.user_id WHERE m.workspace_id = :w AND m.user_id = :u"
         ),
         {"w": workspace_id, "u": user_id},

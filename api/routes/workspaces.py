@@ -77,11 +77,10 @@ class RoleIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class MemberOut(msgspec.Struct):
-    """A member and their role."""
+    """A member and their role; never their e-mail (a user sees their own at `GET /users/me`)."""
 
     user_id: uuid.UUID
     username: str
-    email: str
     role: str
     added_at: dt.datetime
 
@@ -91,7 +90,7 @@ def _out(row: Any, role: str | None) -> WorkspaceOut:
 
 
 def _member(row: Any) -> MemberOut:
-    return MemberOut(row.user_id, row.username, row.email, str(row.role), row.created_at)
+    return MemberOut(row.user_id, row.username, str(row.role), row.created_at)
 
 
 @post("/", status_code=201, sync_to_thread=True)

@@ -73,3 +73,16 @@ def test_only_owners_delete_and_a_deleted_workspace_is_gone(new_user: Callable[[
     assert alice.get("/workspaces").json()["items"] == []
     # The name is free again.
     assert alice.post("/workspaces", json={"name": "research"}).status_code == 201
+
+
+def test_members_never_see_each_others_email(new_user: Callable[[str], Caller]) -> None:
+    alice, bob = new_user("alice"), new_user("bob")
+    ws = alice.post("/workspaces", json={"name": "research"}).json()["id"]
+    added = alice.post(f"/workspaces/{ws}/members", json={"user": "bob", "role": "viewer"})
+    assert added.status_code == 201
+    assert set(added.json()) == {"user_id", "username", "role", "added_at"}
+    listed = bob.get(f"/workspaces/{ws}/members")
+    assert [(m["username"], m["role"]) for m in listed.json()] == [("alice", "owner"), ("bob", "viewer")]
+    assert "@" not in added.text + listed.text
+    # Each user still sees their own address.
+    assert bob.get("/users/me").json()["email"] == bob.email
