@@ -22,6 +22,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from sqlalchemy import Engine
 
 from remotegpu.api.context import ApiContext, LogReader
+from remotegpu.api.openapi import document_error_answers
 from remotegpu.api.problems import EXCEPTION_HANDLERS
 from remotegpu.api.routes import auth, billing, environments, hosts, images, ops, quotas, users, workspaces
 from remotegpu.core.credential_cache import PrincipalCache, listen_for_credential_changes
@@ -34,9 +35,11 @@ VERSION = "0.1.0"
 
 
 class MetricsController(PrometheusController):
-    """`/metrics` in the Prometheus text format (request counts and latencies per route)."""
+    """`/metrics` in the Prometheus text format (request counts and latencies per route); not an API
+    operation, so not in the OpenAPI document."""
 
     path = "/metrics"
+    include_in_schema = False
 
 
 def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = None) -> Litestar:
@@ -98,7 +101,7 @@ def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = N
     metrics = PrometheusConfig(
         app_name="remotegpu", prefix="remotegpu", group_path=True, exclude=["/metrics"]
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[api, ops.healthz, ops.readyz, MetricsController],
         dependencies={"api": Provide(lambda: context, sync_to_thread=False, use_cache=True)},
         exception_handlers=EXCEPTION_HANDLERS,
@@ -123,3 +126,5 @@ def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = N
         logging_config=LoggingConfig(log_exceptions="never", configure_root_logger=False),
         debug=False,
     )
+    document_error_answers(app)
+    return app

@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from sqlalchemy.exc import DataError
 
@@ -51,6 +52,37 @@ def problem(
     body.update(extra)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+_TEXT = Schema(type=OpenAPIType.STRING)
+
+PROBLEM_SCHEMA = Schema(
+    type=OpenAPIType.OBJECT,
+    required=["type", "title", "status", "detail", "instance"],
+    properties={
+        "type": Schema(type=OpenAPIType.STRING, description="`about:blank`: the status says what went wrong"),
+        "title": Schema(type=OpenAPIType.STRING, description="the kind of problem, e.g. `Invalid input`"),
+        "status": Schema(type=OpenAPIType.INTEGER, description="the HTTP status, repeated"),
+        "detail": Schema(type=OpenAPIType.STRING, description="what went wrong and how to fix it"),
+        "instance": Schema(type=OpenAPIType.STRING, description="the path of the request"),
+        "errors": Schema(
+            type=OpenAPIType.ARRAY,
+            description="each field at fault, when the input was refused",
+            items=Schema(
+                type=OpenAPIType.OBJECT,
+                required=["field", "message"],
+                properties={
+                    "field": Schema(type=OpenAPIType.STRING, description="JSON path or parameter name"),
+                    "message": _TEXT,
+                    "source": Schema(type=OpenAPIType.STRING, description="body, query or path"),
+                },
+            ),
+        ),
+    },
+    description="An RFC 9457 problem document, as `problem` writes it (every error answer of the API).",
+)
+"""The body of every error answer, for the OpenAPI document (`api.openapi`); it stays open to members
+added later, as RFC 9457 allows."""
 
 
 def remotegpu_error(request: Request[Any, Any, Any], error: RemoteGPUError) -> Response[dict[str, Any]]:

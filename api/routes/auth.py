@@ -11,6 +11,7 @@ from litestar import Router, delete, get, post
 from litestar.params import FromPath, JSONBody
 
 from remotegpu.api.context import AnyRequest, Api
+from remotegpu.api.openapi import answers
 from remotegpu.core.accounts import (
     authenticate_password,
     create_api_token,
@@ -93,7 +94,7 @@ def _pair(api: Api, user_id: FromPath[uuid.UUID]) -> TokenOut:
     return TokenOut(access.token, refresh.token, "bearer", access.expires_at, refresh.expires_at)
 
 
-@post("/register", status_code=201, sync_to_thread=True)
+@post("/register", status_code=201, sync_to_thread=True, opt=answers(409, public=True))
 def register(data: JSONBody[RegisterIn], api: Api) -> UserOut:
     """Create an account (a regular user; platform admins are made with `remotegpu users create`)."""
     with api.transaction() as connection:
@@ -101,7 +102,7 @@ def register(data: JSONBody[RegisterIn], api: Api) -> UserOut:
     return UserOut(user.user_id, user.email, user.username, user.role.value)
 
 
-@post("/login", status_code=200, sync_to_thread=True)
+@post("/login", status_code=200, sync_to_thread=True, opt=answers(401, 429, public=True))
 def login(data: JSONBody[LoginIn], api: Api) -> TokenOut:
     """Trade e-mail and password for tokens (rate limited per client address)."""
     with api.transaction() as connection:
@@ -111,7 +112,7 @@ def login(data: JSONBody[LoginIn], api: Api) -> TokenOut:
     return _pair(api, user.user_id)
 
 
-@post("/refresh", status_code=200, sync_to_thread=True)
+@post("/refresh", status_code=200, sync_to_thread=True, opt=answers(401, public=True))
 def refresh(data: JSONBody[RefreshIn], api: Api) -> TokenOut:
     """Trade a valid refresh token for a new token pair (the user must still be enabled)."""
     user_id = read_token(api.jwt_secret, data.refresh_token, "refresh")

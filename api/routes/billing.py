@@ -12,6 +12,7 @@ from litestar import Router, get
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from remotegpu.api.context import AnyRequest, Api
+from remotegpu.api.openapi import answers
 from remotegpu.core.billing_views import get_invoice, list_invoices, list_records
 from remotegpu.core.membership import workspace_access
 from remotegpu.core.pagination import MAX_PAGE_SIZE
@@ -101,7 +102,7 @@ def _workspace_id(connection: Any, principal: Any, workspace: str | None) -> uui
     return access.id
 
 
-@get("/records", sync_to_thread=True)
+@get("/records", sync_to_thread=True, opt=answers(403, 404))
 def records(
     request: AnyRequest,
     api: Api,
@@ -134,7 +135,7 @@ def records(
     return RecordList(items, following)
 
 
-@get("/invoices", sync_to_thread=True)
+@get("/invoices", sync_to_thread=True, opt=answers(403, 404))
 def invoices(
     request: AnyRequest,
     api: Api,
@@ -150,7 +151,7 @@ def invoices(
     return InvoiceList([_invoice(r) for r in rows], following)
 
 
-@get("/invoices/{invoice_id:uuid}", sync_to_thread=True)
+@get("/invoices/{invoice_id:uuid}", sync_to_thread=True, opt=answers(403))
 def invoice(invoice_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> InvoiceOut:
     """One invoice with its lines."""
     with api.acting(request) as (connection, principal):

@@ -19,6 +19,7 @@ from litestar.response import Stream
 from sqlalchemy import Connection
 
 from remotegpu.api.context import AnyRequest, Api
+from remotegpu.api.openapi import answers
 from remotegpu.core.accounts import Principal
 from remotegpu.core.cluster import ClusterUnavailableError
 from remotegpu.core.environment_control import (
@@ -186,7 +187,7 @@ def _apply_out(connection: Connection, principal: Principal, result: ApplyResult
     return ApplyOut(result.outcome.value, dry_run, environment, result.stored_spec, result.desired_spec)
 
 
-@post("/", status_code=201, sync_to_thread=True)
+@post("/", status_code=201, sync_to_thread=True, opt=answers(403, 404, 409))
 def create(
     data: JSONBody[EnvironmentSpec],
     request: AnyRequest,
@@ -198,7 +199,7 @@ def create(
     return _apply(request, api, data, workspace, create_only=True, dry_run=dry_run)
 
 
-@post("/apply", status_code=200, sync_to_thread=True)
+@post("/apply", status_code=200, sync_to_thread=True, opt=answers(403, 404, 409))
 def apply(
     data: JSONBody[EnvironmentSpec],
     request: AnyRequest,
@@ -211,7 +212,7 @@ def apply(
 
 
 # The two hottest routes run on the event loop with psycopg (see `core.db.fetch_all`).
-@get("/")
+@get("/", opt=answers(404))
 async def list_all(
     request: AnyRequest,
     api: Api,
@@ -241,7 +242,7 @@ async def show(environment_id: FromPath[uuid.UUID], request: AnyRequest, api: Ap
         return environment_out(await get_environment_async(connection, principal, environment_id))
 
 
-@put("/{environment_id:uuid}", sync_to_thread=True)
+@put("/{environment_id:uuid}", sync_to_thread=True, opt=answers(403, 409))
 def update(
     environment_id: FromPath[uuid.UUID],
     data: JSONBody[EnvironmentSpec],
@@ -267,19 +268,19 @@ def _control(
         return environment_out(get_environment(connection, principal, environment_id))
 
 
-@post("/{environment_id:uuid}/start", status_code=202, sync_to_thread=True)
+@post("/{environment_id:uuid}/start", status_code=202, sync_to_thread=True, opt=answers(403))
 def start(environment_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> EnvironmentOut:
     """Ask for running (also leaves `failed`, as a new attempt)."""
     return _control(request, api, environment_id, DesiredState.RUNNING)
 
 
-@post("/{environment_id:uuid}/stop", status_code=202, sync_to_thread=True)
+@post("/{environment_id:uuid}/stop", status_code=202, sync_to_thread=True, opt=answers(403))
 def stop(environment_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> EnvironmentOut:
     """Ask for stopped: the pod goes, volumes stay, GPUs are released."""
     return _control(request, api, environment_id, DesiredState.STOPPED)
 
 
-@post("/{environment_id:uuid}/restart", status_code=202, sync_to_thread=True)
+@post("/{environment_id:uuid}/restart", status_code=202, sync_to_thread=True, opt=answers(403, 409))
 def restart_one(environment_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> EnvironmentOut:
     """Stop and start again with the same spec (a new generation)."""
     with api.acting(request) as (connection, principal):
@@ -288,13 +289,13 @@ def restart_one(environment_id: FromPath[uuid.UUID], request: AnyRequest, api: A
         return environment_out(get_environment(connection, principal, environment_id))
 
 
-@delete("/{environment_id:uuid}", status_code=202, sync_to_thread=True)
+@delete("/{environment_id:uuid}", status_code=202, sync_to_thread=True, opt=answers(403))
 def remove(environment_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> EnvironmentOut:
     """Ask for deleted: everything goes, volumes too; billing history stays."""
     return _control(request, api, environment_id, DesiredState.DELETED)
 
 
-@get("/{environment_id:uuid}/access", sync_to_thread=True)
+@get("/{environment_id:uuid}/access", sync_to_thread=True, opt=answers(403))
 def access(environment_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> list[AccessDetail]:
     """How to reach the environment while it runs (empty otherwise)."""
     with api.acting(request) as (connection, principal):
@@ -326,7 +327,7 @@ def queue(environment_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) ->
     return QueueOut(str(row.phase), row.queue_position, row.queue_reason)
 
 
-@get("/{environment_id:uuid}/logs", sync_to_thread=True, media_type="text/plain")
+@get("/{environment_id:uuid}/logs", sync_to_thread=True, media_type="text/plain", opt=answers(409, 503))
 def logs(
     environment_id: FromPath[uuid.UUID],
     request: AnyRequest,

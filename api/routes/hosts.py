@@ -11,6 +11,7 @@ from litestar import Router, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from remotegpu.api.context import AnyRequest, Api
+from remotegpu.api.openapi import answers
 from remotegpu.core.audit import record_mutation
 from remotegpu.core.host_views import get_gpu, get_host, list_gpus, list_hosts
 from remotegpu.core.hosts import cordon_host, drain_host, set_gpu_health, uncordon_host
@@ -125,7 +126,7 @@ def gpu_out(row: Any) -> GpuOut:
     )
 
 
-@get("/hosts", sync_to_thread=True)
+@get("/hosts", sync_to_thread=True, opt=answers(403))
 def hosts(
     request: AnyRequest,
     api: Api,
@@ -138,14 +139,14 @@ def hosts(
     return HostList([host_out(r) for r in rows], following)
 
 
-@get("/hosts/{host_id:uuid}", sync_to_thread=True)
+@get("/hosts/{host_id:uuid}", sync_to_thread=True, opt=answers(403))
 def host(host_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> HostOut:
     """One host."""
     with api.acting(request, admin=True) as (connection, _):
         return host_out(get_host(connection, host_id))
 
 
-@get("/hosts/{host_id:uuid}/gpus", sync_to_thread=True)
+@get("/hosts/{host_id:uuid}/gpus", sync_to_thread=True, opt=answers(403))
 def host_gpus(host_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> list[GpuOut]:
     """One host's GPUs by index."""
     with api.acting(request, admin=True) as (connection, _):
@@ -153,7 +154,7 @@ def host_gpus(host_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> li
         return [gpu_out(r) for r in list_gpus(connection, host_id)]
 
 
-@post("/hosts/{host_id:uuid}/cordon", status_code=200, sync_to_thread=True)
+@post("/hosts/{host_id:uuid}/cordon", status_code=200, sync_to_thread=True, opt=answers(403))
 def cordon(host_id: FromPath[uuid.UUID], data: JSONBody[CordonIn], request: AnyRequest, api: Api) -> HostOut:
     """No new placements on the host; what runs there keeps running."""
     with api.acting(request, admin=True) as (connection, principal):
@@ -165,7 +166,7 @@ def cordon(host_id: FromPath[uuid.UUID], data: JSONBody[CordonIn], request: AnyR
         return host_out(get_host(connection, host_id))
 
 
-@post("/hosts/{host_id:uuid}/uncordon", status_code=200, sync_to_thread=True)
+@post("/hosts/{host_id:uuid}/uncordon", status_code=200, sync_to_thread=True, opt=answers(403))
 def uncordon(host_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> HostOut:
     """Allow placements again (also ends a drain)."""
     with api.acting(request, admin=True) as (connection, principal):
@@ -175,7 +176,7 @@ def uncordon(host_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> Hos
         return host_out(get_host(connection, host_id))
 
 
-@post("/hosts/{host_id:uuid}/drain", status_code=200, sync_to_thread=True)
+@post("/hosts/{host_id:uuid}/drain", status_code=200, sync_to_thread=True, opt=answers(403))
 def drain(host_id: FromPath[uuid.UUID], data: JSONBody[CordonIn], request: AnyRequest, api: Api) -> DrainOut:
     """Cordon the host and stop every environment on it."""
     with api.acting(request, admin=True) as (connection, principal):
@@ -187,14 +188,14 @@ def drain(host_id: FromPath[uuid.UUID], data: JSONBody[CordonIn], request: AnyRe
         return DrainOut(host_out(get_host(connection, host_id)), stopping)
 
 
-@get("/gpus", sync_to_thread=True)
+@get("/gpus", sync_to_thread=True, opt=answers(403))
 def gpus(request: AnyRequest, api: Api) -> list[GpuOut]:
     """Every GPU, by host and index."""
     with api.acting(request, admin=True) as (connection, _):
         return [gpu_out(r) for r in list_gpus(connection)]
 
 
-@post("/gpus/{gpu_id:uuid}/health", status_code=200, sync_to_thread=True)
+@post("/gpus/{gpu_id:uuid}/health", status_code=200, sync_to_thread=True, opt=answers(403))
 def gpu_health(
     gpu_id: FromPath[uuid.UUID], data: JSONBody[GpuHealthIn], request: AnyRequest, api: Api
 ) -> GpuOut:

@@ -11,6 +11,7 @@ from litestar import Router, delete, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from remotegpu.api.context import AnyRequest, Api
+from remotegpu.api.openapi import answers
 from remotegpu.core.catalog import NewImage, add_image, delete_image, full_reference, get_image, list_images
 from remotegpu.core.errors import ForbiddenError, InvalidInputError, NotFoundError
 from remotegpu.core.membership import workspace_access
@@ -76,7 +77,7 @@ def image_out(row: Any) -> ImageOut:
     )
 
 
-@post("/", status_code=201, sync_to_thread=True)
+@post("/", status_code=201, sync_to_thread=True, opt=answers(403, 404, 409))
 def create(data: JSONBody[ImageIn], request: AnyRequest, api: Api) -> ImageOut:
     """Add an image: private to a workspace (its admins) or public (platform admins)."""
     with api.acting(request) as (connection, principal):
@@ -135,7 +136,7 @@ def show(image_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> ImageO
         return image_out(get_image(connection, principal, image_id))
 
 
-@delete("/{image_id:uuid}", sync_to_thread=True)
+@delete("/{image_id:uuid}", sync_to_thread=True, opt=answers(403))
 def remove(image_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> None:
     """Remove an image from the catalog (running environments keep theirs)."""
     with api.acting(request) as (connection, principal):

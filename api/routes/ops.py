@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from remotegpu.api.context import AnyRequest, Api
+from remotegpu.api.openapi import answers
 from remotegpu.core.reconciler_status import reconciler_status
 from remotegpu.core.specs import spec_json_schema
 
@@ -64,7 +65,7 @@ def _trouble(row: Any) -> TroubleOut:
     )
 
 
-@get("/ops/status", sync_to_thread=True, tags=["ops"])
+@get("/ops/status", sync_to_thread=True, tags=["ops"], opt=answers(403))
 def status(request: AnyRequest, api: Api) -> StatusOut:
     """Leader and epoch per shard, environments per phase, queue depth, stuck and failing environments
     (platform admins)."""
@@ -80,13 +81,13 @@ def status(request: AnyRequest, api: Api) -> StatusOut:
     )
 
 
-@get("/healthz", tags=["ops"])
+@get("/healthz", tags=["ops"], opt=answers(public=True))
 async def healthz() -> dict[str, str]:
     """The process is up (liveness)."""
     return {"status": "ok"}
 
 
-@get("/readyz", sync_to_thread=True, tags=["ops"])
+@get("/readyz", sync_to_thread=True, tags=["ops"], opt=answers(503, public=True))
 def readyz(api: Api) -> dict[str, str]:
     """The process can serve: the database answers (readiness)."""
     try:
@@ -97,7 +98,9 @@ def readyz(api: Api) -> dict[str, str]:
     return {"status": "ready"}
 
 
-@get("/schemas/environment.json", tags=["ops"], media_type="application/schema+json")
+@get(
+    "/schemas/environment.json", tags=["ops"], media_type="application/schema+json", opt=answers(public=True)
+)
 async def environment_schema() -> dict[str, Any]:
     """JSON Schema of the environment spec (what `remotegpu apply -f` and POST /environments accept)."""
     return spec_json_schema()

@@ -11,6 +11,7 @@ from litestar.params import FromPath, JSONBody
 from sqlalchemy import Connection, text
 
 from remotegpu.api.context import AnyRequest, Api
+from remotegpu.api.openapi import answers
 from remotegpu.core.accounts import Principal
 from remotegpu.core.errors import InvalidInputError, NotFoundError
 from remotegpu.core.membership import workspace_access
@@ -131,7 +132,7 @@ def user_usage(customer_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) 
         return _usage_out("user", customer_id, read_quota(connection, "user", customer_id))
 
 
-@put("/{customer_id:uuid}", sync_to_thread=True)
+@put("/{customer_id:uuid}", sync_to_thread=True, opt=answers(403))
 def set_user_quota(
     customer_id: FromPath[uuid.UUID], data: JSONBody[QuotaIn], request: AnyRequest, api: Api
 ) -> QuotaOut:
@@ -158,7 +159,7 @@ def workspace_usage(workspace_id: FromPath[uuid.UUID], request: AnyRequest, api:
         return _usage_out("workspace", access.id, read_quota(connection, "workspace", access.id))
 
 
-@put("/workspaces/{workspace_id:uuid}", sync_to_thread=True)
+@put("/workspaces/{workspace_id:uuid}", sync_to_thread=True, opt=answers(403))
 def set_workspace_quota(
     workspace_id: FromPath[uuid.UUID], data: JSONBody[QuotaIn], request: AnyRequest, api: Api
 ) -> QuotaOut:

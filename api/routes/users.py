@@ -10,6 +10,7 @@ from litestar import Router, get, post
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from remotegpu.api.context import AnyRequest, Api
+from remotegpu.api.openapi import answers
 from remotegpu.api.routes.auth import UserOut
 from remotegpu.core.accounts import get_user, list_users, set_user_disabled
 from remotegpu.core.audit import record_mutation
@@ -35,7 +36,7 @@ def me(request: AnyRequest, api: Api) -> UserOut:
         return user_out(get_user(connection, principal.user_id))
 
 
-@get("/", sync_to_thread=True)
+@get("/", sync_to_thread=True, opt=answers(403))
 def list_all(
     request: AnyRequest,
     api: Api,
@@ -58,13 +59,13 @@ def _set_disabled(request: AnyRequest, api: Api, user_id: FromPath[uuid.UUID], d
     return user_out(row)
 
 
-@post("/{user_id:uuid}/disable", status_code=200, sync_to_thread=True)
+@post("/{user_id:uuid}/disable", status_code=200, sync_to_thread=True, opt=answers(403))
 def disable(user_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> UserOut:
     """Disable a user (platform admins): every token of theirs stops working at once."""
     return _set_disabled(request, api, user_id, True)
 
 
-@post("/{user_id:uuid}/enable", status_code=200, sync_to_thread=True)
+@post("/{user_id:uuid}/enable", status_code=200, sync_to_thread=True, opt=answers(403))
 def enable(user_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> UserOut:
     """Enable a disabled user again (platform admins)."""
     return _set_disabled(request, api, user_id, False)

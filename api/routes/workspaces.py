@@ -11,6 +11,7 @@ from litestar import Router, delete, get, patch, post, put
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from remotegpu.api.context import AnyRequest, Api
+from remotegpu.api.openapi import answers
 from remotegpu.core.membership import (
     add_member,
     create_workspace,
@@ -93,7 +94,7 @@ def _member(row: Any) -> MemberOut:
     return MemberOut(row.user_id, row.username, str(row.role), row.created_at)
 
 
-@post("/", status_code=201, sync_to_thread=True)
+@post("/", status_code=201, sync_to_thread=True, opt=answers(409))
 def create(data: JSONBody[WorkspaceIn], request: AnyRequest, api: Api) -> WorkspaceOut:
     """Create a workspace owned by the caller."""
     with api.acting(request) as (connection, principal):
@@ -121,7 +122,7 @@ def show(workspace_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> Wo
         return _out(get_workspace(connection, access), access.role.value)
 
 
-@put("/{workspace_id:uuid}", sync_to_thread=True)
+@put("/{workspace_id:uuid}", sync_to_thread=True, opt=answers(403))
 def update(
     workspace_id: FromPath[uuid.UUID], data: JSONBody[WorkspaceUpdate], request: AnyRequest, api: Api
 ) -> WorkspaceOut:
@@ -131,7 +132,7 @@ def update(
         return _out(update_workspace(connection, principal, access, data.display_name), access.role.value)
 
 
-@delete("/{workspace_id:uuid}", status_code=202, sync_to_thread=True)
+@delete("/{workspace_id:uuid}", status_code=202, sync_to_thread=True, opt=answers(403))
 def remove(workspace_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> dict[str, Any]:
     """Delete the workspace (owners): its environments are stopped and deleted; billing history stays."""
     with api.acting(request) as (connection, principal):
@@ -149,7 +150,7 @@ def members(workspace_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) ->
         return [_member(r) for r in list_members(connection, access)]
 
 
-@post("/{workspace_id:uuid}/members", status_code=201, sync_to_thread=True)
+@post("/{workspace_id:uuid}/members", status_code=201, sync_to_thread=True, opt=answers(403, 409))
 def add(
     workspace_id: FromPath[uuid.UUID], data: JSONBody[MemberIn], request: AnyRequest, api: Api
 ) -> MemberOut:
@@ -159,7 +160,7 @@ def add(
         return _member(add_member(connection, principal, access, data.user, data.role))
 
 
-@patch("/{workspace_id:uuid}/members/{customer_id:uuid}", sync_to_thread=True)
+@patch("/{workspace_id:uuid}/members/{customer_id:uuid}", sync_to_thread=True, opt=answers(403, 409))
 def change_role(
     workspace_id: FromPath[uuid.UUID],
     customer_id: FromPath[uuid.UUID],
@@ -173,7 +174,7 @@ def change_role(
         return _member(set_member_role(connection, principal, access, customer_id, data.role))
 
 
-@delete("/{workspace_id:uuid}/members/{customer_id:uuid}", sync_to_thread=True)
+@delete("/{workspace_id:uuid}/members/{customer_id:uuid}", sync_to_thread=True, opt=answers(403, 409))
 def remove_one(
     workspace_id: FromPath[uuid.UUID], customer_id: FromPath[uuid.UUID], request: AnyRequest, api: Api
 ) -> None:
