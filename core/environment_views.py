@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -75,7 +76,7 @@ class EnvironmentFilter:
 def _list_params(
     principal: Principal, filters: EnvironmentFilter, limit: int, cursor: str | None
 ) -> dict[str, Any]:
-    after = decode_cursor(cursor, 2)
+    after = decode_cursor(cursor, (datetime, uuid.UUID))
     return {
         "user": principal.user_id,
         "admin": principal.is_admin,
@@ -144,14 +145,14 @@ def list_events(
     connection: Connection, environment_id: uuid.UUID, *, limit: int, cursor: str | None
 ) -> tuple[list[Any], str | None]:
     """The environment's events, oldest first (the caller has been checked)."""
-    after = decode_cursor(cursor, 1)
+    after = decode_cursor(cursor, (int,))
     rows = list(
         connection.execute(
             text(
                 "SELECT seq, created_at, actor_kind, kind, reason, message FROM events"
                 " WHERE environment_id = :id AND seq > :after ORDER BY seq LIMIT :limit"
             ),
-            {"id": environment_id, "after": int(after[0]) if after else 0, "limit": limit + 1},
+            {"id": environment_id, "after": after[0] if after else 0, "limit": limit + 1},
         )
     )
     return page(rows, limit, lambda row: (row.seq,))
