@@ -37,6 +37,7 @@ from remotegpu.core.environment_views import (
     get_environment_async,
     list_environments_async,
     list_events,
+    require_container,
 )
 from remotegpu.core.errors import InvalidInputError
 from remotegpu.core.membership import WorkspaceAccess, workspace_access, workspace_access_async
@@ -334,18 +335,25 @@ def logs(
     follow: FromQuery[bool] = False,
     tail: Annotated[int | None, QueryParameter(ge=1, le=100_000)] = None,
 ) -> Stream:
-    """The main container's log as text, line by line; `follow` keeps streaming new lines."""
+    """The main container's log as text, line by line; `follow` keeps streaming new lines. 409 when the
+    environment has no running container (stopped, waiting for GPUs, its container not started)."""
     with api.acting(request) as (connection, principal):
-        get_environment(connection, principal, environment_id)
+        environment = get_environment(connection, principal, environment_id)
+    require_container(environment)
     reader = api.logs
     if reader is None:
         raise ServiceUnavailableException(
             "this API has no cluster configured to read logs from (set `kubeconfig`)"
         )
+    # Opened here, before the answer starts: a missing pod is a 409 problem, not a dropped connection.
+    try:
+        source = reader.stream_logs(environment_id, follow=follow, tail_lines=tail)
+    except ClusterUnavailableError:
+        raise ServiceUnavailableException("the cluster is not answering; try again") from None
 
     def lines() -> Iterator[str]:
         try:
-            for line in reader.stream_logs(environment_id, follow=follow, tail_lines=tail):
+            for line in source:
                 yield line + "\n"
         except ClusterUnavailableError:
             yield "[remotegpu] the cluster stopped answering; try again\n"
