@@ -157,11 +157,15 @@ def _target_workspace(
     if reference is None:
         raise InvalidInputError("$.workspace", "name the workspace in the spec or as ?workspace=<name or id>")
     access = workspace_access(connection, principal, reference)
-    if spec.workspace is not None and access.name != spec.workspace:
-        raise InvalidInputError(
-            "$.workspace", f"the spec says {spec.workspace!r} but ?workspace= says {workspace!r}"
-        )
+    _require_spec_workspace(spec, access, f"?workspace= says {workspace!r}")
     return access
+
+
+def _require_spec_workspace(spec: EnvironmentSpec, access: WorkspaceAccess, other: str) -> None:
+    """A spec that names a workspace is applied in that workspace or refused, never silently moved
+    (`other` says where the request points instead)."""
+    if spec.workspace is not None and spec.workspace != access.name:
+        raise InvalidInputError("$.workspace", f"the spec says {spec.workspace!r} but {other}")
 
 
 def _apply(
@@ -250,11 +254,18 @@ def update(
     api: Api,
     dry_run: FromQuery[bool] = False,
 ) -> ApplyOut:
-    """Replace the spec; a running environment restarts with it."""
+    """Replace the spec; a running environment restarts with it. A `workspace` in the spec must be the
+    environment's own (422 otherwise)."""
     spec = check_spec(data)
     with api.acting(request) as (connection, principal):
         environment = operable_environment(connection, principal, environment_id)
         access = workspace_access(connection, principal, environment.workspace_id)
+        _require_spec_workspace(
+            spec,
+            access,
+            f"the environment is in {access.name!r} (environments do not move between workspaces;"
+            " leave `workspace` out or name this one)",
+        )
         result = replace_spec(connection, principal, environment, spec, access, dry_run=dry_run)
         return _apply_out(connection, principal, result, dry_run)
 

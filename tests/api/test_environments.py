@@ -95,6 +95,25 @@ def test_create_refuses_a_taken_name_and_put_refuses_a_rename(alice: Caller) -> 
     assert replaced.json()["environment"]["spec"]["command"] == ["python", "train.py"]
 
 
+def test_put_refuses_a_spec_of_another_workspace_as_apply_does(alice: Caller) -> None:
+    assert alice.post("/workspaces", json={"name": "elsewhere"}).status_code == 201
+    env = alice.post("/environments", json=spec("train", "research")).json()["environment"]
+    moved = spec("train", "elsewhere", command=["python", "train.py"])
+    for params in ({}, {"dry_run": True}):
+        refused = alice.put(f"/environments/{env['id']}", json=moved, params=params)
+        assert refused.status_code == 422, refused.text
+        problem = refused.json()
+        assert problem["errors"][0]["field"] == "$.workspace"
+        assert "the environment is in 'research'" in problem["detail"]
+    applied = _apply(alice, moved, workspace="research")
+    assert applied.status_code == 422, "apply refuses the same mismatch"
+    assert applied.json()["errors"][0]["field"] == "$.workspace"
+    shown = alice.get(f"/environments/{env['id']}").json()
+    assert (shown["workspace"], shown["generation"], shown["spec"].get("command")) == ("research", 1, None)
+    unnamed = {key: value for key, value in moved.items() if key != "workspace"}
+    assert alice.put(f"/environments/{env['id']}", json=unnamed).status_code == 200
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
