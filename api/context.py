@@ -32,7 +32,8 @@ class LogReader(Protocol):
     def stream_logs(
         self, environment_id: uuid.UUID, *, follow: bool = False, tail_lines: int | None = None
     ) -> Iterator[str]:
-        """The main container's log; with `follow`, new lines as they are written."""
+        """The main container's log; with `follow`, new lines as they are written. Raises
+        `NoContainerError` before returning when there is no container to read."""
         ...
 
 

@@ -178,7 +178,7 @@ def revoke_api_token(connection: Connection, user_id: uuid.UUID, token_id: uuid.
 
 def list_users(connection: Connection, *, limit: int, cursor: str | None) -> tuple[list[Any], str | None]:
     """Every user by id, for administrators: one page and the next page's cursor."""
-    after = decode_cursor(cursor, 1)
+    after = decode_cursor(cursor, (uuid.UUID,))
     rows = list(
         connection.execute(
             text(

@@ -6,6 +6,7 @@ Billing admins are workspace owners and admins; platform admins see every worksp
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -30,7 +31,7 @@ def list_records(
     cursor: str | None,
 ) -> tuple[list[Any], str | None]:
     """Billing intervals, newest first."""
-    after = decode_cursor(cursor, 2)
+    after = decode_cursor(cursor, (datetime, uuid.UUID))
     rows = list(
         connection.execute(
             text(
@@ -60,7 +61,7 @@ def list_invoices(
     cursor: str | None,
 ) -> tuple[list[Any], str | None]:
     """Invoices, newest period first."""
-    after = decode_cursor(cursor, 2)
+    after = decode_cursor(cursor, (datetime, uuid.UUID))
     rows = list(
         connection.execute(
             text(
@@ -104,7 +105,7 @@ def get_invoice(connection: Connection, principal: Principal, invoice_id: uuid.U
 
 
 def _params(
-    principal: Principal, workspace_id: uuid.UUID | None, after: list[str] | None, limit: int
+    principal: Principal, workspace_id: uuid.UUID | None, after: tuple[Any, ...] | None, limit: int
 ) -> dict[str, Any]:
     return {
         "user": principal.user_id,

@@ -112,7 +112,7 @@ def list_images(
     connection: Connection, principal: Principal, *, query: str | None, limit: int, cursor: str | None
 ) -> tuple[list[Any], str | None]:
     """Visible images by name (then id), optionally matching `query` in name, repository or framework."""
-    after = decode_cursor(cursor, 2)
+    after = decode_cursor(cursor, (str, uuid.UUID))
     rows = list(
         connection.execute(
             text(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from remotegpu.core.allocation import ClaimedPort
+from remotegpu.core.errors import ConflictError
 from remotegpu.core.inventory import ObservedNode
 
 
@@ -81,6 +82,11 @@ class PodObservation:
 
 class ClusterUnavailableError(Exception):
     """The cluster could not be reached or answered 5xx; a temporary error, retried with backoff."""
+
+
+class NoContainerError(ConflictError):
+    """The environment has no running container to read a log from: no pod, or its container has not
+    started. Raised when a log stream is opened, before any of it is sent."""
 
 
 class ClusterDriver(Protocol):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -15,6 +16,7 @@ from psycopg import AsyncConnection
 from sqlalchemy import Connection, text
 
 from remotegpu.core.accounts import Principal
+from remotegpu.core.cluster import NoContainerError
 from remotegpu.core.db import fetch_all, fetch_one
 from remotegpu.core.errors import NotFoundError
 from remotegpu.core.pagination import decode_cursor, page
@@ -75,7 +77,7 @@ class EnvironmentFilter:
 def _list_params(
     principal: Principal, filters: EnvironmentFilter, limit: int, cursor: str | None
 ) -> dict[str, Any]:
-    after = decode_cursor(cursor, 2)
+    after = decode_cursor(cursor, (datetime, uuid.UUID))
     return {
         "user": principal.user_id,
         "admin": principal.is_admin,
@@ -144,17 +146,41 @@ def list_events(
     connection: Connection, environment_id: uuid.UUID, *, limit: int, cursor: str | None
 ) -> tuple[list[Any], str | None]:
     """The environment's events, oldest first (the caller has been checked)."""
-    after = decode_cursor(cursor, 1)
+    after = decode_cursor(cursor, (int,))
     rows = list(
         connection.execute(
             text(
                 "SELECT seq, created_at, actor_kind, kind, reason, message FROM events"
                 " WHERE environment_id = :id AND seq > :after ORDER BY seq LIMIT :limit"
             ),
-            {"id": environment_id, "after": int(after[0]) if after else 0, "limit": limit + 1},
+            {"id": environment_id, "after": after[0] if after else 0, "limit": limit + 1},
         )
     )
     return page(rows, limit, lambda row: (row.seq,))
+
+
+# Only in these phases can the pod run a container; in the others it has no pod or is about to get one.
+_CONTAINER_PHASES = frozenset({Phase.PROVISIONING, Phase.RUNNING, Phase.STOPPING})
+
+_NO_CONTAINER_HINTS = {
+    Phase.PENDING: "it waits for GPUs",
+    Phase.ADMITTED: "it waits for GPUs",
+    Phase.SCHEDULED: "its container is about to be created; try again in a moment",
+    Phase.STOPPED: "start it first",
+    Phase.FAILED: "its events say why it failed; start it to try again",
+}
+
+
+def require_container(environment: Any) -> None:
+    """Raise `NoContainerError` unless the environment is in a phase whose pod may run a container, so a
+    log request is refused before anything streams (the cluster may still find no container)."""
+    phase = Phase(str(environment.phase))
+    if phase in _CONTAINER_PHASES:
+        return
+    hint = _NO_CONTAINER_HINTS.get(phase)
+    raise NoContainerError(
+        f"the environment has no running container (it is {phase.value}{'; ' + hint if hint else ''})"
+    )
 
 
 class AccessDetail(msgspec.Struct, frozen=True):

@@ -33,7 +33,7 @@ _GPU_FROM = (
 
 def list_hosts(connection: Connection, *, limit: int, cursor: str | None) -> tuple[list[Any], str | None]:
     """Live hosts by name: one page and the next page's cursor."""
-    after = decode_cursor(cursor, 1)
+    after = decode_cursor(cursor, (str,))
     rows = list(
         connection.execute(
             text(

@@ -20,6 +20,7 @@ from kubernetes import client, config, watch  # type: ignore[import-untyped,unus
 
 from remotegpu.core.cluster import (
     ClusterUnavailableError,
+    NoContainerError,
     PodObservation,
     PodState,
     WorkloadSpec,
@@ -228,29 +229,30 @@ class KubernetesCluster:
     def stream_logs(
         self, environment_id: uuid.UUID, *, follow: bool = False, tail_lines: int | None = None
     ) -> Iterator[str]:
-        """The main container's log, line by line; with `follow`, new lines as they are written."""
+        """The main container's log, line by line; with `follow`, new lines as they are written.
+
+        The request is made before this returns, so a missing pod or a container that has not started
+        raises `NoContainerError` here, not halfway through an HTTP answer that streams the lines."""
         namespace = self.namespace_of(environment_id)
         if namespace is None:
-            return
-        response: Any = self._call(
-            lambda: self._core.read_namespaced_pod_log(
-                workload_name(environment_id),
-                namespace,
-                follow=follow,
-                tail_lines=tail_lines,
-                _preload_content=False,
-            )
-        )
+            raise NoContainerError("the environment has no running container (it has no pod)")
         try:
-            pending = b""
-            for chunk in response.stream(4096):
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                yield from (line.decode(errors="replace") for line in lines)
-            if pending:
-                yield pending.decode(errors="replace")
-        finally:
-            response.release_conn()
+            response: Any = self._call(
+                lambda: self._core.read_namespaced_pod_log(
+                    workload_name(environment_id),
+                    namespace,
+                    follow=follow,
+                    tail_lines=tail_lines,
+                    _preload_content=False,
+                )
+            )
+        except client.ApiException as error:
+            # 404: no pod; 400: its container is waiting to start (pulling, creating, crash back-off).
+            if error.status in {400, 404}:
+                reason = "it has no pod" if error.status == 404 else "its container has not started"
+                raise NoContainerError(f"the environment has no running container ({reason})") from None
+            raise
+        return _lines(response)
 
     def pod_events(self, environment_id: uuid.UUID) -> list[dict[str, Any]]:
         """Kubernetes events about the environment's pod (scheduling, pulls, kills), oldest first."""
@@ -415,6 +417,20 @@ class KubernetesCluster:
             raise
         except (urllib3.exceptions.HTTPError, OSError) as error:
             raise ClusterUnavailableError(f"Kubernetes API unreachable: {error.__class__.__name__}") from None
+
+
+def _lines(response: Any) -> Iterator[str]:
+    """The lines of a streamed log answer; the connection goes back to the pool however it ends."""
+    try:
+        pending = b""
+        for chunk in response.stream(4096):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            yield from (line.decode(errors="replace") for line in lines)
+        if pending:
+            yield pending.decode(errors="replace")
+    finally:
+        response.release_conn()
 
 
 class _RawWatch(watch.Watch):  # type: ignore[misc,unused-ignore]

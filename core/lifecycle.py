@@ -1,8 +1,10 @@
 """The environment lifecycle: the one `transitions` machine that says which phase moves are legal.
 
-One machine serves every row: a step adds a throw-away model in the row's current phase, fires the
-trigger, reads the new phase and removes the model (no machine per row, no state kept in memory). An
-illegal move raises `IllegalTransitionError` and is logged; it is never applied.
+The machine is built once, without models, only to hold the definition; at import its events are read
+into a frozen table `(phase, trigger) -> next phase`, and every step looks the move up there. Nothing
+is mutated at call time, so the reconciler's worker threads share it safely (adding and removing a
+throw-away model per call on the shared machine refused legal moves under load). An illegal move
+raises `IllegalTransitionError` and is logged; it is never applied.
 
     pending ──admit──▶ admitted ──schedule──▶ scheduled ──provision──▶ provisioning ──become_running──▶ running
        ▲                  ▲  (lost host: reschedule) ◀─────────────────────┴──────────────────────────────┤
@@ -15,9 +17,10 @@ illegal move raises `IllegalTransitionError` and is logged; it is never applied.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from types import MappingProxyType
 
-from transitions import Machine, MachineError
+from transitions import Machine
 
 from remotegpu.core.errors import RemoteGPUError
 from remotegpu.core.states import Phase
@@ -50,13 +53,6 @@ class IllegalTransitionError(RemoteGPUError):
     """A trigger that the machine does not allow from the current phase."""
 
 
-@dataclass
-class _Row:
-    """The throw-away model a step hands the machine."""
-
-    state: str
-
-
 _machine = Machine(
     model=None,
     states=[phase.value for phase in Phase],
@@ -74,22 +70,33 @@ _machine = Machine(
 )
 
 
+def _table(machine: Machine) -> Mapping[tuple[Phase, str], Phase]:
+    """Every legal move of `machine`, read from its events once (it has no conditions, so a move
+    depends on the phase and the trigger alone)."""
+    table: dict[tuple[Phase, str], Phase] = {}
+    for trigger, event in machine.events.items():
+        for source, transitions in event.transitions.items():
+            # One unconditional transition per source: the first one is the one the machine would fire.
+            table[Phase(source), trigger] = Phase(str(transitions[0].dest))
+    return MappingProxyType(table)
+
+
+_NEXT: Mapping[tuple[Phase, str], Phase] = _table(_machine)
+_ALLOWED: Mapping[Phase, frozenset[str]] = MappingProxyType(
+    {phase: frozenset(t for (source, t) in _NEXT if source is phase) for phase in Phase}
+)
+
+
 def next_phase(current: Phase, trigger: str) -> Phase:
-    """The phase `trigger` leads to from `current`; raises `IllegalTransitionError` (and logs) otherwise."""
-    row = _Row(current.value)
-    _machine.add_model(row, initial=current.value)
-    try:
-        getattr(row, "trigger")(trigger)  # noqa: B009 - the method is added by the machine
-    except (MachineError, AttributeError) as error:
+    """The phase `trigger` leads to from `current`; raises `IllegalTransitionError` (and logs) otherwise.
+    Safe to call from any number of threads at once."""
+    following = _NEXT.get((current, trigger))
+    if following is None:
         log.error("Illegal transition refused", extra={"phase": current.value, "trigger": trigger})
-        raise IllegalTransitionError(f"{trigger!r} is not allowed from phase {current.value!r}") from error
-    finally:
-        _machine.remove_model(row)
-    return Phase(row.state)
+        raise IllegalTransitionError(f"{trigger!r} is not allowed from phase {current.value!r}")
+    return following
 
 
 def allowed_triggers(current: Phase) -> frozenset[str]:
     """Every trigger legal from `current`."""
-    return frozenset(
-        name for name in TRIGGERS if _machine.get_transitions(trigger=name, source=current.value)
-    )
+    return _ALLOWED[current]

@@ -127,7 +127,7 @@ def list_workspaces(
 ) -> tuple[list[Any], str | None]:
     """The caller's workspaces (every live one for administrators), by name, with the caller's role:
     one page and the next page's cursor."""
-    after = decode_cursor(cursor, 1)
+    after = decode_cursor(cursor, (str,))
     rows = list(
         connection.execute(
             text(

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from remotegpu.core import clock
 from remotegpu.core.cluster import (
     ClusterUnavailableError,
+    NoContainerError,
     PodObservation,
     PodState,
     WorkloadSpec,
@@ -97,17 +98,20 @@ class InMemoryCluster:
     def stream_logs(
         self, environment_id: uuid.UUID, *, follow: bool = False, tail_lines: int | None = None
     ) -> Iterator[str]:
-        """What a simulated container prints: its image and command, one line each (no pod: nothing).
-        `follow` ends at once, as for a container that has exited."""
+        """What a simulated container prints: its image and command, one line each. `follow` ends at
+        once, as for a container that has exited. No pod, or one whose image failed to pull, raises
+        `NoContainerError` before this returns, as the Kubernetes driver does."""
         with self._lock:
             pod = self.pods.get(workload_name(environment_id))
         if pod is None:
-            return
+            raise NoContainerError("the environment has no running container (it has no pod)")
+        if pod.failure is not None:
+            raise NoContainerError("the environment has no running container (its container has not started)")
         lines = [
             f"container started from {pod.spec.image}",
             f"command: {' '.join(pod.spec.command) or '(image default)'}",
         ]
-        yield from lines[-tail_lines:] if tail_lines else lines
+        return iter(lines[-tail_lines:] if tail_lines else lines)
 
     # -- fault injection ----------------------------------------------------------------------
     def vanish(self, environment_id: uuid.UUID) -> None:

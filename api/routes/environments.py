@@ -38,6 +38,7 @@ from remotegpu.core.environment_views import (
     get_environment_async,
     list_environments_async,
     list_events,
+    require_container,
 )
 from remotegpu.core.errors import InvalidInputError
 from remotegpu.core.membership import WorkspaceAccess, workspace_access, workspace_access_async
@@ -157,11 +158,15 @@ def _target_workspace(
     if reference is None:
         raise InvalidInputError("$.workspace", "name the workspace in the spec or as ?workspace=<name or id>")
     access = workspace_access(connection, principal, reference)
-    if spec.workspace is not None and access.name != spec.workspace:
-        raise InvalidInputError(
-            "$.workspace", f"the spec says {spec.workspace!r} but ?workspace= says {workspace!r}"
-        )
+    _require_spec_workspace(spec, access, f"?workspace= says {workspace!r}")
     return access
+
+
+def _require_spec_workspace(spec: EnvironmentSpec, access: WorkspaceAccess, other: str) -> None:
+    """A spec that names a workspace is applied in that workspace or refused, never silently moved
+    (`other` says where the request points instead)."""
+    if spec.workspace is not None and spec.workspace != access.name:
+        raise InvalidInputError("$.workspace", f"the spec says {spec.workspace!r} but {other}")
 
 
 def _apply(
@@ -250,11 +255,18 @@ def update(
     api: Api,
     dry_run: FromQuery[bool] = False,
 ) -> ApplyOut:
-    """Replace the spec; a running environment restarts with it."""
+    """Replace the spec; a running environment restarts with it. A `workspace` in the spec must be the
+    environment's own (422 otherwise)."""
     spec = check_spec(data)
     with api.acting(request) as (connection, principal):
         environment = operable_environment(connection, principal, environment_id)
         access = workspace_access(connection, principal, environment.workspace_id)
+        _require_spec_workspace(
+            spec,
+            access,
+            f"the environment is in {access.name!r} (environments do not move between workspaces;"
+            " leave `workspace` out or name this one)",
+        )
         result = replace_spec(connection, principal, environment, spec, access, dry_run=dry_run)
         return _apply_out(connection, principal, result, dry_run)
 
@@ -335,18 +347,25 @@ def logs(
     follow: FromQuery[bool] = False,
     tail: Annotated[int | None, QueryParameter(ge=1, le=100_000)] = None,
 ) -> Stream:
-    """The main container's log as text, line by line; `follow` keeps streaming new lines."""
+    """The main container's log as text, line by line; `follow` keeps streaming new lines. 409 when the
+    environment has no running container (stopped, waiting for GPUs, its container not started)."""
     with api.acting(request) as (connection, principal):
-        get_environment(connection, principal, environment_id)
+        environment = get_environment(connection, principal, environment_id)
+    require_container(environment)
     reader = api.logs
     if reader is None:
         raise ServiceUnavailableException(
             "this API has no cluster configured to read logs from (set `kubeconfig`)"
         )
+    # Opened here, before the answer starts: a missing pod is a 409 problem, not a dropped connection.
+    try:
+        source = reader.stream_logs(environment_id, follow=follow, tail_lines=tail)
+    except ClusterUnavailableError:
+        raise ServiceUnavailableException("the cluster is not answering; try again") from None
 
     def lines() -> Iterator[str]:
         try:
-            for line in reader.stream_logs(environment_id, follow=follow, tail_lines=tail):
+            for line in source:
                 yield line + "\n"
         except ClusterUnavailableError:
             yield "[remotegpu] the cluster stopped answering; try again\n"

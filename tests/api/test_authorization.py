@@ -203,7 +203,8 @@ ROUTES = [
     Route("GET", "/environments/{members_env}/access", "member"),
     Route("GET", "/environments/{members_env}/events", "viewer"),
     Route("GET", "/environments/{members_env}/queue", "viewer"),
-    Route("GET", "/environments/{members_env}/logs", "viewer"),
+    # The environment waits for GPUs, so whoever may read its log is told it has no container yet.
+    Route("GET", "/environments/{members_env}/logs", "viewer", ok=409),
     Route(
         "POST",
         "/images",

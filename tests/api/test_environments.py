@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
 
+from remotegpu.core.memory_cluster import InMemoryCluster
 from remotegpu.reconciler.loop import Reconciler
 from remotegpu.tests.api.conftest import Caller, spec
 
@@ -91,6 +93,25 @@ def test_create_refuses_a_taken_name_and_put_refuses_a_rename(alice: Caller) -> 
     )
     assert replaced.status_code == 200
     assert replaced.json()["environment"]["spec"]["command"] == ["python", "train.py"]
+
+
+def test_put_refuses_a_spec_of_another_workspace_as_apply_does(alice: Caller) -> None:
+    assert alice.post("/workspaces", json={"name": "elsewhere"}).status_code == 201
+    env = alice.post("/environments", json=spec("train", "research")).json()["environment"]
+    moved = spec("train", "elsewhere", command=["python", "train.py"])
+    for params in ({}, {"dry_run": True}):
+        refused = alice.put(f"/environments/{env['id']}", json=moved, params=params)
+        assert refused.status_code == 422, refused.text
+        problem = refused.json()
+        assert problem["errors"][0]["field"] == "$.workspace"
+        assert "the environment is in 'research'" in problem["detail"]
+    applied = _apply(alice, moved, workspace="research")
+    assert applied.status_code == 422, "apply refuses the same mismatch"
+    assert applied.json()["errors"][0]["field"] == "$.workspace"
+    shown = alice.get(f"/environments/{env['id']}").json()
+    assert (shown["workspace"], shown["generation"], shown["spec"].get("command")) == ("research", 1, None)
+    unnamed = {key: value for key, value in moved.items() if key != "workspace"}
+    assert alice.put(f"/environments/{env['id']}", json=unnamed).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -192,3 +213,32 @@ def test_logs_are_streamed_from_the_cluster(alice: Caller, reconciler: Reconcile
         lines = list(response.iter_lines())
     assert lines == ["container started from nvcr.io/nvidia/pytorch:24.05-py3", "command: python train.py"]
     assert alice.get(f"/environments/{env}/logs", params={"tail": 1}).text == "command: python train.py\n"
+
+
+def _no_container(caller: Caller, env: str) -> str:
+    """The problem detail of a log request refused before anything streamed."""
+    with caller.stream("GET", f"/environments/{env}/logs", params={"follow": True}) as response:
+        response.read()
+    assert response.status_code == 409, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    detail: str = response.json()["detail"]
+    assert detail.startswith("the environment has no running container"), detail
+    return detail
+
+
+def test_logs_of_an_environment_without_a_running_container_are_409_before_streaming(
+    alice: Caller, reconciler: Reconciler, api_cluster: InMemoryCluster
+) -> None:
+    waiting = _apply(alice, spec("waiting", "research")).json()["environment"]["id"]
+    assert "waits for GPUs" in _no_container(alice, waiting)
+
+    env = _apply(alice, spec("train", "research")).json()["environment"]["id"]
+    reconciler.run_until_idle()
+    assert alice.get(f"/environments/{env}/logs").status_code == 200
+    api_cluster.vanish(uuid.UUID(env))  # running in the database, but the cluster has no pod
+    assert "no pod" in _no_container(alice, env)
+
+    alice.post(f"/environments/{env}/stop")
+    reconciler.run_until_idle()
+    assert "start it first" in _no_container(alice, env)
+    assert alice.get(f"/environments/{uuid.uuid4()}/logs").status_code == 404

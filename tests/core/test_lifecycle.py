@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from remotegpu.core.lifecycle import TRIGGERS, IllegalTransitionError, allowed_triggers, next_phase
+from remotegpu.core.lifecycle import (
+    TRANSITIONS,
+    TRIGGERS,
+    IllegalTransitionError,
+    allowed_triggers,
+    next_phase,
+)
 from remotegpu.core.states import Phase
 
 
@@ -41,6 +49,22 @@ def test_illegal_moves_raise_and_are_logged(caplog: pytest.LogCaptureFixture) ->
         next_phase(Phase.PENDING, "no-such-trigger")
 
 
+def test_the_table_holds_exactly_the_declared_moves() -> None:
+    """Invariant: the look-up table read from the machine is the declaration, no move more or less."""
+    declared: dict[tuple[Phase, str], Phase] = {}
+    for transition in TRANSITIONS:
+        source = transition["source"]
+        for phase in source if isinstance(source, list) else [source]:
+            declared[Phase(str(phase)), str(transition["trigger"])] = Phase(str(transition["dest"]))
+    for phase in Phase:
+        for trigger in TRIGGERS:
+            if (phase, trigger) in declared:
+                assert next_phase(phase, trigger) is declared[phase, trigger]
+            else:
+                with pytest.raises(IllegalTransitionError):
+                    next_phase(phase, trigger)
+
+
 def test_failed_is_left_only_by_start_or_delete() -> None:
     assert allowed_triggers(Phase.FAILED) == {"start", "delete"}
     assert allowed_triggers(Phase.DELETED) == frozenset()
@@ -69,3 +93,24 @@ def test_every_phase_can_reach_a_terminal_phase() -> None:
                     frontier.append(following)
         assert any(phase.is_terminal() for phase in seen), start
         assert Phase.DELETED in seen, f"{start} can never be deleted"
+
+
+def test_next_phase_is_safe_to_call_from_many_threads_at_once() -> None:
+    """The reconciler's workers share the table: concurrent look-ups never refuse a legal move."""
+    threads, calls = 8, 3_000
+    barrier = threading.Barrier(threads)
+
+    def worker() -> list[str]:
+        barrier.wait()
+        wrong = []
+        for _ in range(calls):
+            try:
+                if next_phase(Phase.STOPPING, "finish_stop") is not Phase.STOPPED:
+                    wrong.append("wrong phase")
+            except Exception as error:  # any failure is the finding
+                wrong.append(repr(error))
+        return wrong
+
+    with ThreadPoolExecutor(threads) as pool:
+        failures = [f for result in [pool.submit(worker) for _ in range(threads)] for f in result.result()]
+    assert failures == []

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from remotegpu.core.claim_audit import audit
+from remotegpu.core.cluster import NoContainerError
 from remotegpu.core.environments import set_desired_state, submit_environment
 from remotegpu.core.inventory import sync_inventory
 from remotegpu.core.kubernetes_cluster import KubernetesCluster
@@ -382,6 +383,11 @@ def test_logs_stream_line_by_line_and_pod_events_are_readable(stack: Stack) -> N
     assert list(stack.driver.stream_logs(env, tail_lines=1)) == lines[-1:]
     reasons = [event["reason"] for event in stack.driver.pod_events(env)]
     assert reasons[:2] == ["Scheduled", "Started"]
+    stack.desire(env, DesiredState.STOPPED)
+    stack.converge(stack.phase_is(env, "stopped"))
+    # Refused when the stream is opened, not once the lines are read (the API has answered by then).
+    with pytest.raises(NoContainerError, match="no running container"):
+        stack.driver.stream_logs(env)
 
 
 def test_environment_variables_live_in_a_config_map_that_goes_with_the_pod(stack: Stack) -> None:
