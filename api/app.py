@@ -15,7 +15,6 @@ from litestar import Litestar, Router
 from litestar.config.response_cache import ResponseCacheConfig
 from litestar.di import Provide
 from litestar.logging import LoggingConfig
-from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
@@ -28,9 +27,9 @@ from remotegpu.api.routes import auth, billing, environments, hosts, images, ops
 from remotegpu.core.credential_cache import PrincipalCache, listen_for_credential_changes
 from remotegpu.core.db import make_async_pool, make_engine
 from remotegpu.core.settings import Settings
+from remotegpu.core.sign_in_limits import SignInLimits
 
 API_PREFIX = "/api/v1"
-LOGIN_PATH = f"{API_PREFIX}/auth/login"
 VERSION = "0.1.0"
 
 
@@ -80,14 +79,12 @@ def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = N
         refresh_token_lifetime=dt.timedelta(hours=settings.refresh_token_hours),
         logs=logs,
     )
-    login_limit = RateLimitConfig(
-        rate_limit=("minute", settings.login_attempts_per_minute),
-        check_throttle_handler=lambda request: request.url.path == LOGIN_PATH,
-    )
     api = Router(
         API_PREFIX,
         route_handlers=[
-            auth.make_router([login_limit.middleware]),
+            auth.make_router(
+                SignInLimits(settings.login_attempts_per_minute, settings.login_failures_per_account_per_hour)
+            ),
             users.router,
             workspaces.router,
             quotas.router,

@@ -55,7 +55,9 @@ _HEADERS: dict[int, dict[str, OpenAPIHeader | Reference]] = {
     401: {"WWW-Authenticate": OpenAPIHeader(schema=Schema(type=OpenAPIType.STRING), description="`Bearer`")},
     429: {
         "Retry-After": OpenAPIHeader(
-            schema=Schema(type=OpenAPIType.INTEGER), description="seconds until the next attempt may pass"
+            schema=Schema(type=OpenAPIType.INTEGER),
+            description="seconds until the next attempt may pass",
+            required=True,
         )
     },
 }

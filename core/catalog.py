@@ -1,9 +1,12 @@
 """The image catalog as users see it: public images plus the private images of their workspaces.
 
-A spec's `image` may be a catalog name (resolved here to the full reference) or a full reference. A
-reference that the catalog holds as another workspace's private image is refused as not found, so
-private images neither leak nor run elsewhere. References the catalog does not know pass through:
-any OCI registry may be used directly.
+A spec's `image` may be a catalog name (resolved here to the full reference) or a full reference.
+References the catalog does not know pass through: any OCI registry may be used directly.
+
+Each workspace's private entries are a namespace of their own, beside the one public namespace: a
+reference is unique within its namespace only, so two workspaces may each hold the same one. To
+everyone outside it, another workspace's private entry is exactly an entry that does not exist: adding
+the same reference succeeds, and naming it in a spec behaves as an unknown name or reference does.
 """
 
 from __future__ import annotations
@@ -69,7 +72,8 @@ def full_reference(row: Any) -> str:
 
 
 def add_image(connection: Connection, principal: Principal, image: NewImage) -> Any:
-    """Add a catalog entry; the same registry/repository:tag twice is a conflict."""
+    """Add a catalog entry; the same registry/repository:tag twice in one namespace (the public catalog,
+    or one workspace's private entries) is a conflict, in two namespaces it is not."""
     registry, repository, tag = split_reference(image.reference)
     # No savepoint: a refused INSERT aborts the transaction, which the raise below ends anyway.
     try:
@@ -96,7 +100,11 @@ def add_image(connection: Connection, principal: Principal, image: NewImage) -> 
     except IntegrityError as error:
         if "digest" in str(error.orig):
             raise InvalidInputError("digest", "write algorithm:hex, e.g. sha256:0123…") from None
-        raise ConflictError(f"reference: {image.reference} is already in the catalog", "reference") from None
+        namespace = "public catalog" if image.owner_workspace_id is None else "workspace's catalog"
+        raise ConflictError(
+            f"reference: {image.reference} is already in the {namespace}; use the entry that is there",
+            "reference",
+        ) from None
     record_mutation(
         connection,
         principal.user_id,
@@ -171,20 +179,23 @@ def delete_image(connection: Connection, principal: Principal, image: Any, may_m
 
 
 def resolve_image(connection: Connection, workspace_id: uuid.UUID, image: str) -> str:
-    """The reference a spec's `image` stands for in `workspace_id`; NotFoundError for another workspace's
-    private image or an unknown catalog name."""
-    rows = connection.execute(
+    """The reference a spec's `image` stands for in `workspace_id`: an entry the workspace can see (its
+    own private one before a public one), else `image` itself when it is a full reference; NotFoundError
+    for a bare name the workspace cannot see. Other workspaces' private entries play no part, so naming
+    one reads exactly as naming something the catalog does not hold."""
+    row = connection.execute(
         text(
-            "SELECT i.registry_host, i.repository, i.tag, i.visibility, i.owner_workspace_id FROM images i"
-            " WHERE i.name = :image OR (i.registry_host || '/' || i.repository || ':' || i.tag) = :image"
-            "    OR (i.registry_host = 'docker.io' AND (i.repository || ':' || i.tag) = :image)"
+            "SELECT i.registry_host, i.repository, i.tag FROM images i"
+            " WHERE (i.visibility = 'public' OR (i.visibility = 'private' AND i.owner_workspace_id = :workspace))"
+            "   AND (i.name = :image OR (i.registry_host || '/' || i.repository || ':' || i.tag) = :image"
+            "        OR (i.registry_host = 'docker.io' AND (i.repository || ':' || i.tag) = :image))"
+            " ORDER BY i.visibility = 'private' DESC, i.created_at, i.id LIMIT 1"
         ),
-        {"image": image},
-    ).all()
-    visible = [r for r in rows if r.visibility == "public" or r.owner_workspace_id == workspace_id]
-    if visible:
-        return full_reference(sorted(visible, key=lambda r: r.visibility != "private")[0])
-    if rows or ("/" not in image and ":" not in image):
+        {"image": image, "workspace": workspace_id},
+    ).one_or_none()
+    if row is not None:
+        return full_reference(row)
+    if "/" not in image and ":" not in image:
         raise NotFoundError(
             f"image {image!r} not found in the catalog of this workspace; see `remotegpu get images`,"
             " or write a full reference such as docker.io/library/ubuntu:24.04"

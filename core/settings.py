@@ -46,6 +46,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Lifetime of refresh tokens (sign in again after this)."""
     login_attempts_per_minute: int = 10
     """Sign-in attempts one client address may make per minute; more get HTTP 429."""
+    login_failures_per_account_per_hour: int = 20
+    """Sign-in attempts at one account from one client address per hour until one succeeds; more get
+    HTTP 429 (per address too, so a stranger cannot lock the owner out: see `core.sign_in_limits`)."""
     max_request_bytes: int = 1_048_576
     """Largest request body the API accepts; larger ones get HTTP 413."""
     kubeconfig: str | None = None
@@ -100,6 +103,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             "access_token_minutes",
             "refresh_token_hours",
             "login_attempts_per_minute",
+            "login_failures_per_account_per_hour",
             "max_request_bytes",
         ):
             if getattr(self, name) < 1:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 from litestar import Router, delete, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.exceptions import TooManyRequestsException
 from litestar.params import FromPath, JSONBody
 
 from remotegpu.api.context import AnyRequest, Api
@@ -22,6 +24,7 @@ from remotegpu.core.accounts import (
 )
 from remotegpu.core.credentials import issue_token, read_token
 from remotegpu.core.errors import AuthenticationError
+from remotegpu.core.sign_in_limits import SignInLimits, count_sign_in_attempt, forget_account_attempts
 
 Email = Annotated[str, msgspec.Meta(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=320)]
 Username = Annotated[str, msgspec.Meta(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,63}$")]
@@ -103,10 +106,25 @@ def register(data: JSONBody[RegisterIn], api: Api) -> UserOut:
 
 
 @post("/login", status_code=200, sync_to_thread=True, opt=answers(401, 429, public=True))
-def login(data: JSONBody[LoginIn], api: Api) -> TokenOut:
-    """Trade e-mail and password for tokens (rate limited per client address)."""
+def login(
+    data: JSONBody[LoginIn], request: AnyRequest, api: Api, sign_in_limits: NamedDependency[SignInLimits]
+) -> TokenOut:
+    """Trade e-mail and password for tokens (rate limited per client address, and per account from
+    each address: HTTP 429 with `Retry-After`)."""
+    address = request.client.host if request.client else "unknown"
+    with api.transaction() as connection:  # committed on its own: a refused attempt still counts
+        refusal = count_sign_in_attempt(connection, sign_in_limits, address, data.email)
+    if refusal is not None:
+        seconds = refusal.retry_after_seconds
+        raise TooManyRequestsException(
+            detail=f"{refusal.reason}; try again in {seconds} seconds"
+            f" (at {refusal.retry_at.isoformat(timespec='seconds').replace('+00:00', 'Z')})",
+            headers={"Retry-After": str(seconds)},
+        )
     with api.transaction() as connection:
         user = authenticate_password(connection, data.email, data.password)
+        if user is not None:
+            forget_account_attempts(connection, address, data.email)
     if user is None:
         raise AuthenticationError("e-mail or password is wrong, or the account is disabled")
     return _pair(api, user.user_id)
@@ -152,12 +170,14 @@ def revoke_token(token_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -
     api.principals.clear()  # committed: this process forgets at once; the others on the NOTIFY
 
 
-def make_router(middleware: list[Any]) -> Router:
-    """The `/auth` router; `middleware` (the sign-in rate limit) runs for these routes only, so the rest
-    of the API does not pay for it."""
+def make_router(sign_in_limits: SignInLimits) -> Router:
+    """The `/auth` router; sign-in counts its attempts against `sign_in_limits` (the only route that
+    does, so the rest of the API does not pay for it)."""
     return Router(
         "/auth",
         route_handlers=[register, login, refresh, create_token, list_tokens, revoke_token],
-        middleware=middleware,
+        dependencies={
+            "sign_in_limits": Provide(lambda: sign_in_limits, sync_to_thread=False, use_cache=True)
+        },
         tags=["auth"],
     )

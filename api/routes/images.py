@@ -79,7 +79,8 @@ def image_out(row: Any) -> ImageOut:
 
 @post("/", status_code=201, sync_to_thread=True, opt=answers(403, 404, 409))
 def create(data: JSONBody[ImageIn], request: AnyRequest, api: Api) -> ImageOut:
-    """Add an image: private to a workspace (its admins) or public (platform admins)."""
+    """Add an image: private to a workspace (its admins) or public (platform admins). A reference is
+    unique within the public catalog and within each workspace: 409 only for one already there."""
     with api.acting(request) as (connection, principal):
         owner = None
         if data.visibility is ImageVisibility.PRIVATE:

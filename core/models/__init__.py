@@ -10,6 +10,7 @@ from remotegpu.core.models.identity import ApiToken, User
 from remotegpu.core.models.images import Image
 from remotegpu.core.models.inventory import Gpu, GpuPool, Host
 from remotegpu.core.models.leadership import ShardLeader
+from remotegpu.core.models.throttling import SignInCounter
 from remotegpu.core.models.workspaces import GpuModelQuota, ResourceQuota, Workspace, WorkspaceMember
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "PortMapping",
     "ResourceQuota",
     "ShardLeader",
+    "SignInCounter",
     "User",
     "Workspace",
     "WorkspaceMember",

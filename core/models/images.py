@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, String, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from remotegpu.core.models.base import Base, CreatedAt, UpdatedAt, UuidPk, enum_type
@@ -12,11 +12,31 @@ from remotegpu.core.states import ImageVisibility
 
 
 class Image(Base):
-    """A catalog entry; an environment may only use an image its workspace can see."""
+    """A catalog entry; an environment may only use an image its workspace can see.
+
+    A reference is unique within one namespace: the public catalog, or one workspace's private entries.
+    Two workspaces may each hold the same private reference, and neither learns of the other's.
+    """
 
     __tablename__ = "images"
     __table_args__ = (
-        UniqueConstraint("registry_host", "repository", "tag"),
+        Index(
+            "uq_images_public_reference",
+            "registry_host",
+            "repository",
+            "tag",
+            unique=True,
+            postgresql_where=text("visibility = 'public'"),
+        ),
+        Index(
+            "uq_images_owner_workspace_id_reference",
+            "owner_workspace_id",
+            "registry_host",
+            "repository",
+            "tag",
+            unique=True,
+            postgresql_where=text("visibility = 'private'"),
+        ),
         CheckConstraint("visibility = 'public' OR owner_workspace_id IS NOT NULL", name="private_has_owner"),
         CheckConstraint("digest IS NULL OR digest ~ '^[a-z0-9]+:[a-f0-9]{32,}$'", name="digest_format"),
         CheckConstraint("coalesce(size_bytes, 0) >= 0", name="size_not_negative"),

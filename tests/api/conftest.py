@@ -38,7 +38,9 @@ def api_cluster() -> InMemoryCluster:
 @pytest.fixture(scope="session")
 def api_url(engine: Engine, api_cluster: InMemoryCluster) -> Iterator[str]:
     """Base URL of one API process for the whole run (rows are cleaned between tests)."""
-    settings = Settings(jwt_secret=JWT_SECRET, login_attempts_per_minute=1000)
+    settings = Settings(
+        jwt_secret=JWT_SECRET, login_attempts_per_minute=1000, login_failures_per_account_per_hour=1000
+    )
     with running_api(create_app(settings, engine, logs=api_cluster)) as url:
         yield url
 

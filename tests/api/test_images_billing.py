@@ -121,3 +121,47 @@ def test_a_bare_unknown_image_name_says_how_to_write_a_reference(new_user: Calla
     assert "docker.io/library/ubuntu:24.04" in refused.json()["detail"]
     accepted = alice.post("/environments", json=spec("train", "research", image="ubuntu:24.04"))
     assert accepted.json()["environment"]["spec"]["image"] == "ubuntu:24.04"
+
+
+def test_two_workspaces_may_each_hold_the_same_private_reference(
+    admin: Caller, new_user: Callable[[str], Caller]
+) -> None:
+    alice, bob = new_user("alice"), new_user("bob")
+    alice.post("/workspaces", json={"name": "research"})
+    bob.post("/workspaces", json={"name": "lab"})
+    reference = "registry.example.org/team/model:1"
+    ours = alice.post("/images", json={"name": "model", "reference": reference, "workspace": "research"})
+    theirs = bob.post("/images", json={"name": "model", "reference": reference, "workspace": "lab"})
+    assert (ours.status_code, theirs.status_code) == (201, 201), theirs.text
+    assert [i["id"] for i in alice.get("/images").json()["items"]] == [ours.json()["id"]]
+    assert [i["id"] for i in bob.get("/images").json()["items"]] == [theirs.json()["id"]]
+    # Within one namespace a reference is still unique: the workspace's own, and the public catalog.
+    again = bob.post("/images", json={"name": "again", "reference": reference, "workspace": "lab"})
+    assert again.status_code == 409
+    assert again.json()["errors"][0]["field"] == "reference"
+    public = {"name": "model", "reference": reference, "visibility": "public"}
+    assert admin.post("/images", json=public).status_code == 201
+    assert admin.post("/images", json=public).status_code == 409
+
+
+def test_another_workspaces_private_image_reads_exactly_as_an_unknown_one(
+    new_user: Callable[[str], Caller],
+) -> None:
+    alice, bob = new_user("alice"), new_user("bob")
+    alice.post("/workspaces", json={"name": "research"})
+    bob.post("/workspaces", json={"name": "lab"})
+    private = {"name": "secret-model", "reference": "registry.example.org/team/secret:1"}
+    assert alice.post("/images", json={**private, "workspace": "research"}).status_code == 201
+
+    def create(name: str, image: str) -> tuple[int, str]:
+        answer = bob.post("/environments", json=spec(name, "lab", image=image))
+        body = answer.json()
+        shown = body["environment"]["spec"]["image"] if answer.status_code == 201 else body["detail"]
+        return answer.status_code, shown.replace(image, "IMAGE")
+
+    # A full reference: used as written, as any reference the catalog does not hold.
+    known = create("a", private["reference"])
+    assert known == create("b", "registry.example.org/team/unknown:1") == (201, "IMAGE")
+    # A catalog name: not found, in the words used for a name that exists nowhere.
+    assert create("c", private["name"]) == create("d", "no-such-model")
+    assert create("c", private["name"])[0] == 404
