@@ -61,11 +61,14 @@ def version() -> None:
 
 
 HostOption = Annotated[
-    str | None, typer.Option("--host", help="Address the API listens on (else api_host, 127.0.0.1).")
+    str | None,
+    typer.Option("--host", metavar="HOST", help="Address the API listens on (default: api_host, 127.0.0.1)."),
 ]
 PortOption = Annotated[
     int | None,
-    typer.Option("--port", min=1, max=65535, help="Port the API listens on (else api_port, 8080)."),
+    typer.Option(
+        "--port", metavar="PORT", min=1, max=65535, help="Port the API listens on (default: api_port, 8080)."
+    ),
 ]
 _API_PORT_FLAG = "--port or REMOTEGPU_API_PORT"
 _API_HOST_FLAG = "--host or REMOTEGPU_API_HOST"
