@@ -3,7 +3,9 @@ benchmark) or on a thread (`remotegpu dev`, tests), on a socket bound before the
 (any free port) works.
 
 Several workers use the cores a single Python process cannot: each binds the port with SO_REUSEPORT and
-the kernel spreads connections over them. Each has its own database pools.
+the kernel spreads connections over them. Each has its own database pools. The parent owns its workers:
+SIGINT or SIGTERM to it stops every one (they keep serving the port otherwise), and a worker whose parent
+dies, even by SIGKILL, stops too.
 """
 
 from __future__ import annotations
@@ -11,36 +13,22 @@ from __future__ import annotations
 import contextlib
 import gc
 import multiprocessing
-import socket
+import multiprocessing.connection
+import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from multiprocessing.process import BaseProcess
 
 import uvicorn
 from litestar import Litestar
 
+from remotegpu.core.errors import RemoteGPUError
 from remotegpu.core.settings import Settings
+from remotegpu.ops.ports import bind
+from remotegpu.ops.stopping import StopRequested, die_with_parent, install_stop_handlers
 
-
-def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
-    """A TCP socket bound to host:port (port 0: any free port); `reuse_port` lets several worker
-    processes share the port.
-
-    With `reuse_port` the socket is not listening yet: uvicorn starts listening after the app's startup
-    hooks (database pools open), and until then the kernel gives this port's new connections to the
-    workers already serving. A worker listening from the start would queue connections it cannot serve
-    yet (seen as a first second of 100–400 ms latencies in `remotegpu bench api`).
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    if not reuse_port:
-        sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
+__all__ = ["bind", "run_worker", "running_api", "serve_workers", "stop_processes"]  # bind: from ports
 
 
 async def _freeze_startup_objects() -> None:
@@ -79,24 +67,59 @@ def run_worker(settings: Settings) -> None:
     sock = bind(settings.api_host, settings.api_port, reuse_port=True)
     app = create_app(settings, engine, logs=logs)
     app.on_startup.append(_freeze_startup_objects)
-    _server(app).run(sockets=[sock])
+    server = _server(app)
+    server.run(sockets=[sock])
+    if not server.started:
+        raise SystemExit("the API worker did not start (see the log above)")
+
+
+def _worker_process(settings: Settings, parent_pid: int) -> None:
+    """A spawned worker's entry: serves until SIGINT or SIGTERM, or until its parent dies."""
+    install_stop_handlers()
+    try:
+        die_with_parent(parent_pid)
+        run_worker(settings)
+    except StopRequested:
+        pass
 
 
 def serve_workers(settings: Settings, workers: int) -> None:
-    """Run `workers` API processes on one port until interrupted (one runs in this process)."""
+    """Run `workers` API processes on one port until SIGINT or SIGTERM (`StopRequested`, with the caller's
+    handlers) or until one of them exits, then stop every one; one worker runs in this process."""
     if workers <= 1:
         run_worker(settings)
         return
     context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=run_worker, args=(settings,), daemon=True) for _ in range(workers)]
-    for process in processes:
-        process.start()
+    processes = [
+        context.Process(
+            target=_worker_process, args=(settings, os.getpid()), name=f"api-worker-{index}", daemon=True
+        )
+        for index in range(workers)
+    ]
     try:
         for process in processes:
-            process.join()
+            process.start()
+        while all(process.is_alive() for process in processes):
+            multiprocessing.connection.wait([process.sentinel for process in processes], timeout=1.0)
+        ended = next(process for process in processes if not process.is_alive())
+        raise RemoteGPUError(f"{ended.name} exited with status {ended.exitcode}; stopped the other workers")
     finally:
-        for process in processes:
+        stop_processes(processes)
+
+
+def stop_processes(processes: Sequence[BaseProcess], grace_s: float = 10.0) -> None:
+    """SIGTERM every started process, wait up to `grace_s` for them all, then SIGKILL what is left."""
+    started = [process for process in processes if process.pid is not None]
+    for process in started:
+        if process.is_alive():
             process.terminate()
+    deadline = time.monotonic() + grace_s
+    for process in started:
+        process.join(timeout=max(0.0, deadline - time.monotonic()))
+    for process in started:
+        if process.is_alive():
+            process.kill()
+            process.join()
 
 
 @contextlib.contextmanager

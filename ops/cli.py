@@ -8,9 +8,7 @@ are imported inside their commands, so the everyday client commands start quickl
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-import threading
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated
@@ -62,46 +60,87 @@ def version() -> None:
     console.print(f"remotegpu {package_version('remotegpu')}")
 
 
-@app.command()
-def dev(config: ConfigOption = None) -> None:
-    """Run RemoteGPU on this machine: Postgres (embedded unless DATABASE_URL is set), migrated schema."""
-    from remotegpu.ops.devstack import running_dev_stack, wait_until
+HostOption = Annotated[
+    str | None,
+    typer.Option("--host", metavar="HOST", help="Address the API listens on (default: api_host, 127.0.0.1)."),
+]
+PortOption = Annotated[
+    int | None,
+    typer.Option(
+        "--port", metavar="PORT", min=1, max=65535, help="Port the API listens on (default: api_port, 8080)."
+    ),
+]
+_API_PORT_FLAG = "--port or REMOTEGPU_API_PORT"
+_API_HOST_FLAG = "--host or REMOTEGPU_API_HOST"
 
-    settings = _settings(config)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    with running_dev_stack(settings) as stack:
-        table = Table(title="RemoteGPU dev stack", show_header=True)
-        table.add_column("component")
-        table.add_column("where", overflow="fold")
-        for component, where in stack.describe():
-            table.add_row(component, where)
-        console.print(table)
-        console.print("Ready. Press Ctrl-C to stop.", highlight=False)
-        wait_until(stop)
-        console.print("Stopping…")
+
+def _api_address(settings: Settings, host: str | None, port: int | None) -> Settings:
+    """The settings with the API address of the command line, checked free before anything starts."""
+    import msgspec
+
+    from remotegpu.ops.ports import check_port_free
+
+    settings = msgspec.structs.replace(
+        settings,
+        api_host=settings.api_host if host is None else host,
+        api_port=settings.api_port if port is None else port,
+    )
+    check_port_free(settings.api_host, settings.api_port, port_flag=_API_PORT_FLAG, host_flag=_API_HOST_FLAG)
+    return settings
+
+
+@app.command()
+def dev(config: ConfigOption = None, host: HostOption = None, port: PortOption = None) -> None:
+    """Run RemoteGPU on this machine: Postgres (embedded unless DATABASE_URL is set), migrated schema."""
+    from remotegpu.ops.stopping import stopped_by_signals, wait_for_stop
+
+    with stopped_by_signals():
+        settings = _api_address(_settings(config), host, port)
+        from remotegpu.ops.devstack import running_dev_stack  # after the port check: a large import
+
+        with running_dev_stack(settings) as stack:
+            table = Table(title="RemoteGPU dev stack", show_header=True)
+            table.add_column("component")
+            table.add_column("where", overflow="fold")
+            for component, where in stack.describe():
+                table.add_row(component, where)
+            console.print(table)
+            console.print("Ready. Press Ctrl-C to stop.", highlight=False)
+            try:
+                wait_for_stop()
+            finally:
+                console.print("Stopping…")
     console.print("Stopped.")
 
 
 @app.command()
 def api(
     config: ConfigOption = None,
+    host: HostOption = None,
+    port: PortOption = None,
     workers: Annotated[
         int, typer.Option(min=1, help="Worker processes sharing the port (one per core).")
     ] = 1,
 ) -> None:
     """Serve the REST API on api_host:api_port until Ctrl-C (needs database_url and jwt_secret)."""
-    from remotegpu.ops.api_server import serve_workers
+    from remotegpu.ops.stopping import stopped_by_signals
 
-    settings = _settings(config)
-    _required_database_url(settings)
-    if settings.jwt_secret is None:
-        raise RemoteGPUError("jwt_secret is not set: export REMOTEGPU_JWT_SECRET=$(openssl rand -base64 48)")
-    console.print(
-        f"API on http://{settings.api_host}:{settings.api_port}/api/v1 ({workers} workers)", highlight=False
-    )
-    serve_workers(settings, workers)
+    with stopped_by_signals():
+        settings = _api_address(_settings(config), host, port)
+        _required_database_url(settings)
+        if settings.jwt_secret is None:
+            raise RemoteGPUError(
+                "jwt_secret is not set: export REMOTEGPU_JWT_SECRET=$(openssl rand -base64 48)"
+            )
+        from remotegpu.ops.api_server import serve_workers
+
+        console.print(
+            f"API on http://{settings.api_host}:{settings.api_port}/api/v1"
+            f" ({workers} worker{'s' if workers > 1 else ''})",
+            highlight=False,
+        )
+        serve_workers(settings, workers)
+    console.print("Stopped.")
 
 
 users_app = typer.Typer(
@@ -145,25 +184,24 @@ def reconciler(
     ] = None,
 ) -> None:
     """Run one reconciler replica (leader or hot standby) until Ctrl-C."""
-    from remotegpu.ops.devstack import wait_until
-    from remotegpu.ops.reconciler_runner import driver_options, running_reconciler
-
-    settings = _settings(config)
-    url = _required_database_url(settings)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
     from sqlalchemy.engine import make_url
 
     from remotegpu.core.kubernetes_cluster import KubernetesCluster
+    from remotegpu.ops.reconciler_runner import driver_options, running_reconciler
+    from remotegpu.ops.stopping import stopped_by_signals, wait_for_stop
 
-    driver = (
-        KubernetesCluster.from_kubeconfig(str(kubeconfig), **driver_options(settings)) if kubeconfig else None
-    )
-    where = f"cluster of {kubeconfig}" if kubeconfig else "in-memory cluster"
-    with running_reconciler(make_url(url), settings, driver, identity=identity) as replica:
-        console.print(f"Reconciler {replica.identity} running ({where}). Press Ctrl-C to stop.")
-        wait_until(stop)
+    with stopped_by_signals():
+        settings = _settings(config)
+        url = _required_database_url(settings)
+        driver = (
+            KubernetesCluster.from_kubeconfig(str(kubeconfig), **driver_options(settings))
+            if kubeconfig
+            else None
+        )
+        where = f"cluster of {kubeconfig}" if kubeconfig else "in-memory cluster"
+        with running_reconciler(make_url(url), settings, driver, identity=identity) as replica:
+            console.print(f"Reconciler {replica.identity} running ({where}). Press Ctrl-C to stop.")
+            wait_for_stop()
     console.print("Stopped.")
 
 
@@ -181,19 +219,20 @@ def simcluster(
     """Run a simulated Kubernetes cluster with GPU nodes until Ctrl-C; prints its kubeconfig path."""
     import datetime as dt
 
-    from remotegpu.ops.devstack import wait_until
+    from remotegpu.ops.ports import check_port_free
     from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
+    from remotegpu.ops.stopping import stopped_by_signals, wait_for_stop
 
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    template = NodeTemplate(count=nodes, gpus=gpus_per_node, model=model)
-    with SimulatedCluster(template, start_delay=dt.timedelta(seconds=start_delay), port=port) as cluster:
-        path = cluster.write_kubeconfig(kubeconfig).resolve()
-        console.print(f"Simulated cluster at {cluster.url}: {nodes} nodes × {gpus_per_node} {model}")
-        console.print(f"kubeconfig: {path}", highlight=False, soft_wrap=True)
-        console.print(f"Try: kubectl --kubeconfig {path} get nodes", highlight=False, soft_wrap=True)
-        wait_until(stop)
+    with stopped_by_signals():
+        if port:
+            check_port_free("127.0.0.1", port, port_flag="--port (0: any free port)")
+        template = NodeTemplate(count=nodes, gpus=gpus_per_node, model=model)
+        with SimulatedCluster(template, start_delay=dt.timedelta(seconds=start_delay), port=port) as cluster:
+            path = cluster.write_kubeconfig(kubeconfig).resolve()
+            console.print(f"Simulated cluster at {cluster.url}: {nodes} nodes × {gpus_per_node} {model}")
+            console.print(f"kubeconfig: {path}", highlight=False, soft_wrap=True)
+            console.print(f"Try: kubectl --kubeconfig {path} get nodes", highlight=False, soft_wrap=True)
+            wait_for_stop()
     console.print("Stopped.")
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,9 +110,3 @@ def running_dev_stack(settings: Settings) -> Iterator[DevStack]:
             api_url=api_url,
             admin_password_file=password_file,
         )
-
-
-def wait_until(stop: threading.Event) -> None:
-    """Block until `stop` is set (by a signal handler)."""
-    while not stop.wait(timeout=0.5):
-        pass

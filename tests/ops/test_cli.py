@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,17 +17,13 @@ import pytest
 from sqlalchemy.engine import URL
 
 from remotegpu.ops.migrate import current_revision
+from remotegpu.ops.ports import bind
 from remotegpu.ops.postgres import create_fresh_database, drop_database, server_answers
+from remotegpu.tests.ops.processes import EXECUTABLE, command_env, started, wait_for_empty_group
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-EXECUTABLE = shutil.which("remotegpu") or str(Path(sys.executable).with_name("remotegpu"))
-
-
-def _env(**overrides: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("REMOTEGPU_")}
-    env.update(overrides)
-    env["COLUMNS"] = "200"
-    return env
+__all__ = ["EXAMPLES", "EXECUTABLE", "_env", "_run"]  # what other test modules import
+_env = command_env
 
 
 def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -37,30 +32,22 @@ def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _start_dev(env: dict[str, str], cwd: Path) -> tuple[subprocess.Popen[str], str]:
-    """Start `remotegpu dev` and return it with its output up to the ready line."""
-    process = subprocess.Popen(
-        [EXECUTABLE, "dev"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd
-    )
-    assert process.stdout is not None
-    seen: list[str] = []
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line and process.poll() is not None:
-            break
-        seen.append(line)
-        if line.startswith("Ready."):
-            return process, "".join(seen)
-    process.kill()
-    pytest.fail("remotegpu dev never became ready:\n" + "".join(seen))
-
-
-def _stop(process: subprocess.Popen[str]) -> str:
-    process.send_signal(signal.SIGINT)
-    rest, _ = process.communicate(timeout=60)
-    assert process.returncode == 0, rest
-    return rest
+@contextlib.contextmanager
+def _dev(env: dict[str, str], cwd: Path) -> Iterator[str]:
+    """`remotegpu dev` up to its ready line (yields the output so far), then stopped as Ctrl-C from a
+    terminal stops it (SIGINT to its process group): cleanly, nothing of it left, its API port free."""
+    with started(["dev"], env, cwd=cwd) as (process, output):
+        if not output.wait_for("Ready.", timeout_s=90):
+            pytest.fail("remotegpu dev never became ready:\n" + output.text())
+        yield "".join(output.seen)
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=60)
+        text = output.text()
+        assert process.returncode == 0, text
+        assert "Stopped." in text
+        assert "Traceback" not in text, text
+        assert wait_for_empty_group(process.pid) == []
+    bind("127.0.0.1", int(env["REMOTEGPU_API_PORT"])).close()
 
 
 @pytest.fixture
@@ -87,14 +74,13 @@ def test_newcomer_flow_on_the_dev_stack(fresh_database: URL, tmp_path: Path) -> 
     watch it reach running on a simulated GPU node (kubectl shows the pod), read logs and access, stop."""
     rendered = fresh_database.render_as_string(hide_password=False)
     port = str(_free_port())
-    process, output = _start_dev(_env(DATABASE_URL=rendered, REMOTEGPU_API_PORT=port), tmp_path)
-    assert "migrated to revision" in output
-    assert "leader of shard 0" in output
-    assert "simulated, 4 nodes" in output
-    assert f"http://127.0.0.1:{port}/api/v1" in output
-    assert current_revision(fresh_database) is not None
-    cli = {"XDG_CONFIG_HOME": str(tmp_path / "xdg")}
-    try:
+    with _dev(_env(DATABASE_URL=rendered, REMOTEGPU_API_PORT=port), tmp_path) as output:
+        assert "migrated to revision" in output
+        assert "leader of shard 0" in output
+        assert "simulated, 4 nodes" in output
+        assert f"http://127.0.0.1:{port}/api/v1" in output
+        assert current_revision(fresh_database) is not None
+        cli = {"XDG_CONFIG_HOME": str(tmp_path / "xdg")}
         password = (tmp_path / ".remotegpu" / "admin-password").read_text()
         server = f"http://127.0.0.1:{port}"
         login = _run_with_input(
@@ -137,8 +123,6 @@ def test_newcomer_flow_on_the_dev_stack(fresh_database: URL, tmp_path: Path) -> 
         stopped = _run("watch", "notebook", "--timeout", "45", "--interval", "0.2", **cli)
         assert stopped.returncode == 0
         assert json.loads(_run("get", "envs", "-o", "json", **cli).stdout)[0]["phase"] == "stopped"
-    finally:
-        assert "Stopped." in _stop(process)
 
 
 def _run_with_input(stdin: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -155,16 +139,14 @@ def _run_with_input(stdin: str, *args: str, **env: str) -> subprocess.CompletedP
 
 def test_dev_without_database_url_runs_an_embedded_postgres_and_stops_it(tmp_path: Path) -> None:
     data_dir = tmp_path / "state"
-    process, output = _start_dev(
-        _env(REMOTEGPU_DATA_DIR=str(data_dir), REMOTEGPU_API_PORT=str(_free_port())), tmp_path
-    )
-    assert "embedded" in output
-    assert (data_dir / "postgres" / "PG_VERSION").exists()
     url = URL.create(
         "postgresql+psycopg", "postgres", None, None, None, "remotegpu", {"host": str(data_dir / "postgres")}
     )
-    assert current_revision(url) is not None
-    _stop(process)
+    env = _env(REMOTEGPU_DATA_DIR=str(data_dir), REMOTEGPU_API_PORT=str(_free_port()))
+    with _dev(env, tmp_path) as output:
+        assert "embedded" in output
+        assert (data_dir / "postgres" / "PG_VERSION").exists()
+        assert current_revision(url) is not None
     assert not server_answers(url)
 
 
@@ -207,17 +189,10 @@ def test_api_command_serves_with_workers_and_users_create_bootstraps_an_admin(
     assert "created admin ops" in created.stdout
     port = str(_free_port())
     env = _env(DATABASE_URL=rendered, REMOTEGPU_API_PORT=port, REMOTEGPU_JWT_SECRET="k" * 48)
-    server = subprocess.Popen(
-        [EXECUTABLE, "api", "--workers", "2"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+    with started(["api", "--workers", "2"], env) as (server, output):
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and server.poll() is None:
             try:
                 if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
                     break
@@ -229,9 +204,13 @@ def test_api_command_serves_with_workers_and_users_create_bootstraps_an_admin(
         ).json()["access_token"]
         me = httpx.get(f"{base}/api/v1/users/me", headers={"Authorization": f"Bearer {token}"}).json()
         assert (me["username"], me["role"]) == ("ops", "admin")
-    finally:
+
+        # SIGINT to the parent alone, which inherited SIG_IGN for it: the workers stop with it.
         server.send_signal(signal.SIGINT)
-        server.communicate(timeout=30)
+        server.wait(timeout=60)
+        assert server.returncode == 0, output.text()
+        assert wait_for_empty_group(server.pid) == []
+    bind("127.0.0.1", int(port)).close()  # nobody serves the port any more
 
 
 def test_api_command_needs_a_jwt_secret(fresh_database: URL) -> None:

@@ -1,0 +1,167 @@
+"""The long-running commands own their processes and their port.
+
+Each of `dev`, `api --workers 2`, `reconciler` and `simcluster` stops on SIGINT and on SIGTERM sent to it
+alone (as `kill PID` does; a terminal's Ctrl-C reaches the whole group): exit status 0, no process of its
+group left, its port free. They start as a background job of a non-interactive shell would, with SIGINT
+ignored. `dev` and `api` with SIGINT are the stops of tests/ops/test_cli.py, which start them anyway.
+A worker dies with its parent, also a killed one; a taken port is refused in one line before anything
+starts.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.engine import URL
+
+from remotegpu.ops.migrate import upgrade
+from remotegpu.ops.ports import bind
+from remotegpu.ops.postgres import create_fresh_database, drop_database
+from remotegpu.tests.ops.processes import Output, command_env, started, wait_for_empty_group
+
+JWT_SECRET = "k" * 48
+
+
+@pytest.fixture(scope="module")
+def migrated_database(postgres_server_url: URL) -> Iterator[str]:
+    """One migrated database for every command of this module (each stops cleanly before the next)."""
+    url = create_fresh_database(postgres_server_url, "remotegpu_signals")
+    upgrade(url)
+    yield url.render_as_string(hide_password=False)
+    drop_database(url)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _api_ready(process: subprocess.Popen[str], port: int, timeout_s: float = 60) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return True
+        except httpx.TransportError:
+            time.sleep(0.1)
+    return False
+
+
+def _command(name: str, port: int, database_url: str, folder: Path) -> tuple[list[str], dict[str, str]]:
+    """The arguments and environment of `name` serving on `port` (the reconciler serves none)."""
+    if name == "dev":
+        return ["dev", "--host", "127.0.0.1", "--port", str(port)], command_env(DATABASE_URL=database_url)
+    if name == "api":
+        env = command_env(
+            DATABASE_URL=database_url, REMOTEGPU_JWT_SECRET=JWT_SECRET, REMOTEGPU_API_PORT=str(port)
+        )
+        return ["api", "--workers", "2"], env
+    if name == "reconciler":
+        return ["reconciler"], command_env(DATABASE_URL=database_url)
+    kubeconfig = str(folder / "sim.kubeconfig")
+    return ["simcluster", "--nodes", "1", "--port", str(port), "--kubeconfig", kubeconfig], command_env()
+
+
+READY_LINE = {"dev": "Ready.", "reconciler": "Reconciler ", "simcluster": "Simulated cluster at "}
+
+
+def _wait_until_ready(name: str, process: subprocess.Popen[str], output: Output, port: int) -> None:
+    ready = _api_ready(process, port) if name == "api" else output.wait_for(READY_LINE[name])
+    assert ready, f"remotegpu {name} never became ready:\n{output.text()}"
+
+
+def _assert_port_free(port: int) -> None:
+    bind("127.0.0.1", port).close()  # raises EADDRINUSE while anything still listens
+
+
+@pytest.mark.parametrize(
+    ("name", "signum"),
+    [
+        ("dev", signal.SIGTERM),
+        ("api", signal.SIGTERM),
+        ("reconciler", signal.SIGINT),
+        ("reconciler", signal.SIGTERM),
+        ("simcluster", signal.SIGINT),
+        ("simcluster", signal.SIGTERM),
+    ],
+    ids=lambda value: value.name if isinstance(value, signal.Signals) else value,
+)
+def test_a_stop_signal_to_the_command_stops_everything_it_started(
+    name: str, signum: signal.Signals, migrated_database: str, tmp_path: Path
+) -> None:
+    port = _free_port()
+    args, env = _command(name, port, migrated_database, tmp_path)
+    with started(args, env, cwd=tmp_path) as (process, output):
+        _wait_until_ready(name, process, output, port)
+        os.kill(process.pid, signum)
+        process.wait(timeout=60)
+        text = output.text()
+        assert process.returncode == 0, text
+        assert "Stopped." in text
+        assert "Traceback" not in text, text
+        assert wait_for_empty_group(process.pid) == []
+        _assert_port_free(port)
+
+
+_CHILD = """
+import sys
+from remotegpu.ops.stopping import die_with_parent, install_stop_handlers, wait_for_stop
+install_stop_handlers()
+die_with_parent(int(sys.argv[1]))
+print("ready", flush=True)
+wait_for_stop()
+"""
+_PARENT = """
+import os, subprocess, sys
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1], str(os.getpid())])
+child.wait()
+"""
+
+
+def test_a_worker_dies_with_its_parent_killed_by_sigkill() -> None:
+    """What an API worker of `remotegpu api --workers N` does first (`die_with_parent`), in a bare child."""
+    with started(["-c", _PARENT, _CHILD], command_env(), program=sys.executable) as (process, output):
+        assert output.wait_for("ready", timeout_s=30), output.text()
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        assert wait_for_empty_group(process.pid) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "flag"),
+    [
+        # No DATABASE_URL: an embedded Postgres would start first.
+        (["dev"], {"REMOTEGPU_API_PORT": "{port}"}, "--port or REMOTEGPU_API_PORT"),
+        # A database that does not answer: connecting would fail first.
+        (
+            ["api", "--host", "127.0.0.1", "--port", "{port}"],
+            {"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"},
+            "--port or REMOTEGPU_API_PORT",
+        ),
+        (["simcluster", "--port", "{port}"], {}, "--port (0: any free port)"),
+    ],
+    ids=["dev", "api", "simcluster"],
+)
+def test_a_taken_port_is_refused_in_one_line_before_anything_starts(
+    args: list[str], env: dict[str, str], flag: str, tmp_path: Path
+) -> None:
+    with bind("127.0.0.1", 0) as taken:
+        port = str(taken.getsockname()[1])
+        args = [arg.format(port=port) for arg in args]
+        env = command_env(**{key: value.format(port=port) for key, value in env.items()})
+        with started(args, env, cwd=tmp_path) as (process, output):
+            process.wait(timeout=60)
+            text = output.text()
+    assert process.returncode == 1
+    assert text == f"error: port {port} on 127.0.0.1 is in use: choose another with {flag}\n"
+    assert not (tmp_path / ".remotegpu").exists()  # nothing started: no embedded Postgres, no kubeconfig
