@@ -4,15 +4,20 @@ commands, and one-line errors with a non-zero exit status."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
+from typer.testing import CliRunner, Result
 
+from remotegpu.core.errors import RemoteGPUError
+from remotegpu.ops.cli import app
 from remotegpu.reconciler.loop import Reconciler
-from remotegpu.tests.api.conftest import Caller
+from remotegpu.tests.api.conftest import PASSWORD, Caller
 from remotegpu.tests.ops.test_cli import EXAMPLES, EXECUTABLE, _env
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
@@ -98,13 +103,9 @@ def test_errors_are_one_line_and_exit_non_zero(
         assert "Traceback" not in result.stderr
 
 
-def test_unreachable_api_is_a_clear_error(tmp_path: Path) -> None:
-    env = _env(REMOTEGPU_SERVER_URL="http://127.0.0.1:9", XDG_CONFIG_HOME=str(tmp_path))
-    result = subprocess.run(
-        [EXECUTABLE, "get", "envs"], capture_output=True, text=True, env=env, timeout=60, check=False
-    )
-    assert result.returncode == 1
-    assert "cannot reach the API at http://127.0.0.1:9" in result.stderr
+def test_unreachable_api_is_a_clear_error(invoke: InProcess) -> None:
+    refused = _refused(invoke("get", "envs", server="http://127.0.0.1:9", token="rg_unused"))
+    assert refused.startswith("cannot reach the API at http://127.0.0.1:9")
 
 
 def test_admin_commands(cli: Callable[[Caller], Run], admin: Caller, reconciler: Reconciler) -> None:
@@ -124,3 +125,118 @@ def test_admin_commands(cli: Callable[[Caller], Run], admin: Caller, reconciler:
     assert "queue depth" in status.stdout
     assert run("billing", "invoices").returncode == 0
     assert len(json.loads(run("get", "gpus", "-o", "json").stdout)) == 16
+
+
+InProcess = Callable[..., Result]
+
+
+@pytest.fixture
+def invoke(api_url: str, tmp_path: Path) -> InProcess:
+    """The CLI run in this process (fast), with its own config folder and no REMOTEGPU_* of ours;
+    `token` signs it in, `server` points it at the API (default: the test API)."""
+
+    def run(
+        *args: str, token: str | None = None, server: str | None = api_url, stdin: str | None = None
+    ) -> Result:
+        env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("REMOTEGPU_")}
+        env |= {"XDG_CONFIG_HOME": str(tmp_path / "xdg"), "COLUMNS": "200"}
+        env |= {"REMOTEGPU_SERVER_URL": server, "REMOTEGPU_TOKEN": token}
+        return CliRunner().invoke(app, list(args), env=env, input=stdin)
+
+    return run
+
+
+def _refused(result: Result) -> str:
+    """The one-line message of an expected failure (what `main` prints after `error: `)."""
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, RemoteGPUError), result.exception
+    message = str(result.exception)
+    assert "\n" not in message
+    return message
+
+
+def _token(caller: Caller) -> str:
+    return str(caller.post("/auth/tokens", json={"name": "cli-test"}).json()["token"])
+
+
+def test_register_remembers_its_server_so_the_suggested_login_works(
+    invoke: InProcess, anonymous: httpx.Client, api_url: str
+) -> None:
+    registered = invoke(
+        "register",
+        "--server",
+        api_url,
+        "--email",
+        "new@example.org",
+        "--username",
+        "newbie",
+        "--password-stdin",
+        server=None,
+        stdin=f"{PASSWORD}\n",
+    )
+    assert registered.exit_code == 0, registered.output
+    suggested = registered.output.split("Next: ")[1].split()
+    assert suggested == ["remotegpu", "login", "--email", "new@example.org"]
+    signed_in = invoke(*suggested[1:], "--password-stdin", server=None, stdin=f"{PASSWORD}\n")
+    assert signed_in.exit_code == 0, signed_in.output
+    assert f"Signed in to {api_url}" in signed_in.output
+
+
+def test_a_wrong_password_does_not_tell_you_to_run_login(
+    invoke: InProcess, new_user: Callable[[str], Caller]
+) -> None:
+    alice = new_user("alice")
+    refused = _refused(invoke("login", "--email", alice.email, "--password-stdin", stdin="wrong password\n"))
+    assert refused == "e-mail or password is wrong, or the account is disabled [HTTP 401]"
+
+
+def test_not_signed_in_commands_say_sign_in_first(invoke: InProcess, api_url: str) -> None:
+    for args in (("apply", "-f", str(EXAMPLES / "pytorch-notebook.yaml")), ("get", "envs")):
+        assert _refused(invoke(*args)) == f"not signed in to {api_url}: sign in first (`remotegpu login`)"
+
+
+def test_access_to_an_environment_that_is_not_running_exits_1(
+    invoke: InProcess, new_user: Callable[[str], Caller]
+) -> None:
+    token = _token(new_user("alice"))
+    assert invoke("workspaces", "create", "research", token=token).exit_code == 0
+    assert invoke("apply", "-f", str(EXAMPLES / "pytorch-notebook.yaml"), token=token).exit_code == 0
+    refused = _refused(invoke("access", "notebook", token=token))
+    assert refused.startswith("environment 'notebook' is not running (phase ")
+
+
+def test_watch_ends_with_the_reason_when_no_host_has_the_gpu_model(
+    invoke: InProcess, new_user: Callable[[str], Caller], reconciler: Reconciler, tmp_path: Path
+) -> None:
+    token = _token(new_user("alice"))
+    assert invoke("workspaces", "create", "research", token=token).exit_code == 0
+    spec = tmp_path / "a100.yaml"
+    spec.write_text(
+        "kind: environment\nname: train\nimage: docker.io/library/ubuntu:24.04\nresources: {gpus: {count: 1, model: A100}}\n"
+    )
+    assert invoke("apply", "-f", str(spec), token=token).exit_code == 0
+    reconciler.run_until_idle()
+    refused = _refused(invoke("watch", "train", "--timeout", "30", "--interval", "0.1", token=token))
+    assert refused == (
+        "cannot be placed: train (no host can ever fit 1×A100) (see `remotegpu describe env NAME`)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\xff\xfekind: environment\n", "bad.yaml: not a text file (byte 0 is not UTF-8)"),
+        (b"", "bad.yaml: no environment specs"),
+        (b"# only a comment\n---\n", "bad.yaml: no environment specs"),
+        (
+            b"kind: pod\nname: x\nimage: y\n",
+            "bad.yaml: $.kind: must be 'environment', not 'pod'",
+        ),
+    ],
+)
+def test_unusable_spec_files_are_one_line_errors(
+    invoke: InProcess, tmp_path: Path, content: bytes, message: str
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(content)
+    assert _refused(invoke("apply", "-f", str(bad), token="rg_unused")) == f"{bad.parent}/{message}"
