@@ -13,12 +13,13 @@ import sys
 import threading
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
+from typer.core import TyperArgument, TyperOption
 
 from remotegpu.core.errors import RemoteGPUError
 from remotegpu.core.settings import Settings, load_settings
@@ -30,6 +31,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode="markdown",  # docstrings as written: `code`, line breaks joined (rich mode keeps them)
 )
 db_app = typer.Typer(help="Database schema: migrate and inspect.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -37,6 +39,33 @@ register_commands(app)
 
 console = Console()
 err_console = Console(stderr=True)
+
+SERVER_COMMANDS = frozenset({"dev", "api", "reconciler", "simcluster", "bench", "db", "users"})
+"""Commands that run or administer a server (they need its database or cluster); the rest talk to the API.
+`--help` lists them in two panels."""
+
+
+def _installed_version() -> str:
+    return package_version("remotegpu")
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        console.print(f"remotegpu {_installed_version()}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the installed version and exit."
+        ),
+    ] = False,
+) -> None:
+    """RemoteGPU: a self-hosted GPU cloud on your own Kubernetes cluster."""
+
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML settings file (else $REMOTEGPU_CONFIG).")
@@ -59,12 +88,14 @@ def _settings(config: Path | None) -> Settings:
 @app.command()
 def version() -> None:
     """Print the installed RemoteGPU version."""
-    console.print(f"remotegpu {package_version('remotegpu')}")
+    console.print(f"remotegpu {_installed_version()}", highlight=False)
 
 
 @app.command()
 def dev(config: ConfigOption = None) -> None:
-    """Run RemoteGPU on this machine: Postgres (embedded unless DATABASE_URL is set), migrated schema."""
+    """Run all of RemoteGPU on this machine until Ctrl-C: Postgres (embedded unless DATABASE_URL is set)
+    with the schema migrated, a simulated GPU cluster (with a kubeconfig for kubectl), a reconciler and the
+    API; a platform admin is created on first start (its password is in .remotegpu/admin-password)."""
     from remotegpu.ops.devstack import running_dev_stack, wait_until
 
     settings = _settings(config)
@@ -268,6 +299,35 @@ def _required_database_url(settings: Settings) -> str:
     return settings.database_url
 
 
+def _group_commands_in_help() -> None:
+    for command in app.registered_commands:
+        name = command.name or (command.callback.__name__ if command.callback else "")
+        command.rich_help_panel = "Server" if name in SERVER_COMMANDS else "Client"
+    for group in app.registered_groups:
+        group.rich_help_panel = "Server" if group.name in SERVER_COMMANDS else "Client"
+
+
+def _value_placeholder(param: Any, ctx: Any) -> str | None:
+    """Click's words for an option's value in `--help` (PATH, TEXT, INTEGER, a list of choices), nothing
+    for a flag, instead of the Python types typer 0.2x shows (`<list[Path]>`, `<str>`, and `<bool>` even for
+    `--help`)."""
+    if isinstance(param, TyperOption):
+        if param.metavar is not None:
+            return str(param.metavar)
+        if param.is_flag:
+            return None
+    label = str(param.display_type(ctx)).strip("<>").removesuffix(" range")
+    label = label.removeprefix("list[").removesuffix("]")
+    return _CLICK_TYPE_NAMES.get(label, label)
+
+
+_CLICK_TYPE_NAMES = {"str": "TEXT", "int": "INTEGER", "float": "FLOAT", "path": "PATH", "Path": "PATH"}
+
+for _parameter_class in (TyperOption, TyperArgument):
+    if hasattr(_parameter_class, "display_type_rich"):  # typer >= 0.2x; older versions print click's words
+        _parameter_class.display_type_rich = _value_placeholder  # type: ignore[method-assign,assignment]
+
+
 def main() -> None:
     """Console-script entry point."""
 
@@ -277,6 +337,8 @@ def main() -> None:
         err_console.print(f"error: {error}", highlight=False, soft_wrap=True)
         sys.exit(1)
 
+
+_group_commands_in_help()
 
 if __name__ == "__main__":
     main()
