@@ -208,6 +208,14 @@ def simcluster(
     kubeconfig: Annotated[Path, typer.Option(help="Where to write the kubeconfig.")] = Path(
         ".remotegpu/simcluster.kubeconfig"
     ),
+    fail_pulls: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-pulls",
+            metavar="IMAGE",
+            help="An image (or repository) whose pulls fail, as do those named *does-not-exist*; repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Run a simulated Kubernetes cluster with GPU nodes until Ctrl-C; prints its kubeconfig path."""
     import datetime as dt
@@ -219,7 +227,9 @@ def simcluster(
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     template = NodeTemplate(count=nodes, gpus=gpus_per_node, model=model)
-    with SimulatedCluster(template, start_delay=dt.timedelta(seconds=start_delay), port=port) as cluster:
+    with SimulatedCluster(
+        template, start_delay=dt.timedelta(seconds=start_delay), port=port, failing_images=fail_pulls or ()
+    ) as cluster:
         path = cluster.write_kubeconfig(kubeconfig).resolve()
         console.print(f"Simulated cluster at {cluster.url}: {nodes} nodes × {gpus_per_node} {model}")
         console.print(f"kubeconfig: {path}", highlight=False, soft_wrap=True)
