@@ -253,3 +253,19 @@ def test_unusable_spec_files_are_one_line_errors(
     bad = tmp_path / "bad.yaml"
     bad.write_bytes(content)
     assert _refused(invoke("apply", "-f", str(bad), token="rg_unused")) == f"{bad.parent}/{message}"
+
+
+def test_the_api_and_the_cli_say_the_same_about_a_bad_spec(
+    invoke: InProcess, new_user: Callable[[str], Caller], tmp_path: Path
+) -> None:
+    alice = new_user("alice")
+    assert alice.post("/workspaces", json={"name": "research"}).status_code == 201
+    document = {"kind": "environment", "name": "x", "image": "y", "resources": {"gpus": -1}}
+    refused = alice.post("/environments/apply", json=document, params={"workspace": "research"})
+    assert refused.status_code == 422
+    assert refused.json()["detail"] == "$.resources.gpus: must be between 0 and 64"
+    assert refused.json()["errors"][0]["message"] == "must be between 0 and 64"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(document))
+    said = _refused(invoke("apply", "-f", str(bad), "-w", "research", token=_token(alice)))
+    assert said == f"{bad}: $.resources.gpus: must be between 0 and 64"
