@@ -81,7 +81,7 @@ def validation_error(request: Request[Any, Any, Any], error: ValidationException
                 message, getattr(request.route_handler.parsed_data_field, "annotation", None)
             )
         else:
-            field = str(key or "$")
+            field, message = str(key or "$"), field_and_message(message)[1]
         errors.append(
             {
                 "field": field,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -269,3 +270,6 @@ def test_the_api_and_the_cli_say_the_same_about_a_bad_spec(
     bad.write_text(yaml.safe_dump(document))
     said = _refused(invoke("apply", "-f", str(bad), "-w", "research", token=_token(alice)))
     assert said == f"{bad}: $.resources.gpus: must be between 0 and 64"
+    too_many = alice.get("/environments", params={"limit": 100000})
+    assert too_many.status_code == 422
+    assert re.fullmatch(r"limit: must be at most \d+", too_many.json()["detail"]), "query parameters too"
