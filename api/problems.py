@@ -24,7 +24,7 @@ from remotegpu.core.errors import (
     NotFoundError,
     RemoteGPUError,
 )
-from remotegpu.core.specs import field_and_message
+from remotegpu.core.validation_messages import field_and_message
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 _log = logging.getLogger(__name__)
@@ -109,9 +109,11 @@ def validation_error(request: Request[Any, Any, Any], error: ValidationException
             # Litestar moves a top-level field's path into `key` ("data" is the body itself).
             if "- at `" not in message and key and key != "data":
                 message = f"{message} - at `$.{key}`"
-            field, message = field_and_message(message)
+            field, message = field_and_message(
+                message, getattr(request.route_handler.parsed_data_field, "annotation", None)
+            )
         else:
-            field = str(key or "$")
+            field, message = str(key or "$"), field_and_message(message)[1]
         errors.append(
             {
                 "field": field,

@@ -8,8 +8,10 @@ answers and connection errors become `ClusterUnavailableError`, a temporary erro
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
+import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -45,6 +47,7 @@ from remotegpu.core.manifests import (
 )
 
 T = TypeVar("T")
+_log = logging.getLogger(__name__)
 
 # Waiting reasons Kubernetes itself keeps retrying: we report them and retry with backoff.
 RETRYABLE_REASONS = frozenset(
@@ -82,6 +85,7 @@ class KubernetesCluster:
         """Docker config JSON for private registries; never logged (it is a secret)."""
         self._core = client.CoreV1Api(api_client)
         self._networking = client.NetworkingV1Api(api_client)
+        self._watching = client.CoreV1Api(_without_retries(api_client))
         self._policies: set[str] = set()
         self._namespaces: set[str] = set()
         self._placed_in: dict[uuid.UUID, str] = {}
@@ -335,6 +339,8 @@ class KubernetesCluster:
         """Call `on_change(environment id)` for every change of one of our pods, until `stop` is set.
 
         A hint only: the reconciler still resyncs, so a missed event delays work and never loses it.
+        Watches end every few seconds and connections drop; reconnecting is normal, so it is logged once
+        at debug level (the watch's own client does not retry, as urllib3 would with a 7-line warning).
         """
         selector = f"{MANAGED_LABEL}={MANAGER},{ENVIRONMENT_LABEL}"
         while not stop.is_set():
@@ -342,11 +348,11 @@ class KubernetesCluster:
             try:
                 if self.namespace_per_workspace:
                     events = stream.stream(  # type: ignore[no-untyped-call,unused-ignore]
-                        self._core.list_pod_for_all_namespaces, label_selector=selector, timeout_seconds=5
+                        self._watching.list_pod_for_all_namespaces, label_selector=selector, timeout_seconds=5
                     )
                 else:
                     events = stream.stream(  # type: ignore[no-untyped-call,unused-ignore]
-                        self._core.list_namespaced_pod,
+                        self._watching.list_namespaced_pod,
                         self.namespace,
                         label_selector=selector,
                         timeout_seconds=5,
@@ -358,7 +364,8 @@ class KubernetesCluster:
                     labels = (event["raw_object"].get("metadata") or {}).get("labels") or {}
                     if ENVIRONMENT_LABEL in labels:
                         on_change(uuid.UUID(labels[ENVIRONMENT_LABEL]))
-            except Exception:  # the API went away or the watch expired: start a new one shortly
+            except Exception as error:  # the API went away or the watch expired: start a new one shortly
+                _log.debug("Pod watch dropped; starting a new one", extra={"error": error.__class__.__name__})
                 stop.wait(1.0)
 
     def list_nodes(self) -> list[ObservedNode]:
@@ -555,3 +562,11 @@ def node_info(node: dict[str, Any]) -> ObservedNode:
         memory_bytes=parse_bytes(allocatable.get("memory", 0)),
         labels=dict(labels),
     )
+
+
+def _without_retries(api_client: Any) -> Any:
+    """A client on `api_client`'s configuration whose requests urllib3 does not retry: a failed watch
+    request is simply made again by the watch loop."""
+    configuration = copy.deepcopy(api_client.configuration)
+    configuration.retries = False
+    return client.ApiClient(configuration)

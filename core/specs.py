@@ -8,13 +8,13 @@ durations, duplicate names) run in `parse_spec` and raise `SpecError` naming the
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 import msgspec
 
 from remotegpu.core.errors import InvalidInputError
 from remotegpu.core.quantities import parse_bytes, parse_cpu_millis, parse_duration
+from remotegpu.core.validation_messages import field_and_message
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 """Names of environments, workspaces and volumes: Kubernetes DNS labels."""
@@ -93,9 +93,6 @@ class EnvironmentSpec(_Strict, frozen=True):
     state: Literal["running", "stopped"] = "running"
 
 
-_MSGSPEC_PATH = re.compile(r"^(?P<message>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.DOTALL)
-
-
 def parse_spec(data: Any) -> EnvironmentSpec:
     """Validate a decoded YAML/JSON document as an environment spec, normalised (`gpus: 2` → `count: 2`).
 
@@ -104,7 +101,7 @@ def parse_spec(data: Any) -> EnvironmentSpec:
     try:
         spec = msgspec.convert(data, EnvironmentSpec, strict=False)
     except msgspec.ValidationError as error:
-        raise SpecError(*field_and_message(str(error))) from None
+        raise SpecError(*field_and_message(str(error), EnvironmentSpec)) from None
     return check_spec(spec)
 
 
@@ -117,26 +114,6 @@ def check_spec(spec: EnvironmentSpec) -> EnvironmentSpec:
             resources=msgspec.structs.replace(spec.resources, gpus=GpuRequest(count=spec.resources.gpus)),
         )
     return spec
-
-
-_UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `(?P<name>[^`]*)`$")
-
-
-def field_and_message(error: str) -> tuple[str, str]:
-    """Split a msgspec validation message into the JSON path at fault and a readable message, with a
-    fix added where msgspec's wording would leave a user guessing."""
-    match = _MSGSPEC_PATH.match(error)
-    assert match is not None, "the pattern matches any text"
-    path, message = match["path"] or "$", match["message"]
-    unknown = _UNKNOWN_FIELD.match(message)
-    if unknown:
-        return (
-            f"{path}.{unknown['name']}",
-            f"unknown field `{unknown['name']}`; remove it or fix its spelling",
-        )
-    if DNS_LABEL in message:
-        return path, "must be a lower-case DNS label: a-z, 0-9 and '-', at most 63 characters"
-    return path, message
 
 
 def _check_values(spec: EnvironmentSpec) -> None:

@@ -67,11 +67,17 @@ def save_profile(profile: ClientProfile) -> Path:
     return path
 
 
+def server_url(settings: Settings, profile: ClientProfile) -> str:
+    """The API to talk to: the configured one, else the saved one, else the local default."""
+    return settings.server_url or profile.server or f"http://{settings.api_host}:{settings.api_port}"
+
+
 class ApiClient:
     """Calls under `/api/v1`; every non-2xx answer raises `ApiError` with the API's own words."""
 
     def __init__(self, server: str, token: str | None, *, timeout: float = 30.0) -> None:
         self.server = server.rstrip("/")
+        self.signed_in = token is not None
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=f"{self.server}/api/v1", headers=headers, timeout=timeout)
 
@@ -79,8 +85,7 @@ class ApiClient:
     def from_settings(cls, settings: Settings, profile: ClientProfile | None = None) -> ApiClient:
         """A client for the configured server and token, falling back to the saved profile."""
         profile = profile or load_profile()
-        server = settings.server_url or profile.server or f"http://{settings.api_host}:{settings.api_port}"
-        return cls(server, settings.token or profile.token)
+        return cls(server_url(settings, profile), settings.token or profile.token)
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -98,7 +103,7 @@ class ApiClient:
                 f"cannot reach the API at {self.server} ({error.__class__.__name__}); is it running"
                 " (`remotegpu dev`), and is the server URL right (`remotegpu login --server`)?"
             ) from None
-        _raise_for_problem(response)
+        _raise_for_problem(response, self.signed_in)
         return None if response.status_code == 204 or not response.content else response.json()
 
     def get(self, path: str, **params: Any) -> Any:
@@ -126,7 +131,7 @@ class ApiClient:
             with self._http.stream("GET", path, params=query, timeout=None) as response:
                 if response.is_error:
                     response.read()
-                    _raise_for_problem(response)
+                    _raise_for_problem(response, self.signed_in)
                 yield from response.iter_lines()
         except httpx.TransportError as error:
             raise RemoteGPUError(
@@ -134,7 +139,7 @@ class ApiClient:
             ) from None
 
 
-def _raise_for_problem(response: httpx.Response) -> None:
+def _raise_for_problem(response: httpx.Response, signed_in: bool) -> None:
     if response.is_success:
         return
     try:
@@ -142,6 +147,6 @@ def _raise_for_problem(response: httpx.Response) -> None:
         detail = problem.get("detail") or problem.get("title")
     except ValueError:
         detail = response.text[:200] or response.reason_phrase
-    if response.status_code == 401:
+    if response.status_code == 401 and signed_in:  # a stale token; not while signing in
         detail = f"{detail} (run `remotegpu login`)"
     raise ApiError(response.status_code, f"{detail} [HTTP {response.status_code}]")

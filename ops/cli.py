@@ -11,12 +11,13 @@ import logging
 import sys
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
+from typer.core import TyperArgument, TyperOption
 
 from remotegpu.core.errors import RemoteGPUError
 from remotegpu.core.settings import Settings, load_settings
@@ -28,6 +29,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode="markdown",  # docstrings as written: `code`, line breaks joined (rich mode keeps them)
 )
 db_app = typer.Typer(help="Database schema: migrate and inspect.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -35,6 +37,33 @@ register_commands(app)
 
 console = Console()
 err_console = Console(stderr=True)
+
+SERVER_COMMANDS = frozenset({"dev", "api", "reconciler", "simcluster", "bench", "db", "users"})
+"""Commands that run or administer a server (they need its database or cluster); the rest talk to the API.
+`--help` lists them in two panels."""
+
+
+def _installed_version() -> str:
+    return package_version("remotegpu")
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        console.print(f"remotegpu {_installed_version()}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the installed version and exit."
+        ),
+    ] = False,
+) -> None:
+    """RemoteGPU: a self-hosted GPU cloud on your own Kubernetes cluster."""
+
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML settings file (else $REMOTEGPU_CONFIG).")
@@ -57,7 +86,7 @@ def _settings(config: Path | None) -> Settings:
 @app.command()
 def version() -> None:
     """Print the installed RemoteGPU version."""
-    console.print(f"remotegpu {package_version('remotegpu')}")
+    console.print(f"remotegpu {_installed_version()}", highlight=False)
 
 
 HostOption = Annotated[
@@ -91,7 +120,9 @@ def _api_address(settings: Settings, host: str | None, port: int | None) -> Sett
 
 @app.command()
 def dev(config: ConfigOption = None, host: HostOption = None, port: PortOption = None) -> None:
-    """Run RemoteGPU on this machine: Postgres (embedded unless DATABASE_URL is set), migrated schema."""
+    """Run all of RemoteGPU on this machine until Ctrl-C: Postgres (embedded unless DATABASE_URL is set)
+    with the schema migrated, a simulated GPU cluster (with a kubeconfig for kubectl), a reconciler and the
+    API; a platform admin is created on first start (its password is in .remotegpu/admin-password)."""
     from remotegpu.ops.stopping import stopped_by_signals, wait_for_stop
 
     with stopped_by_signals():
@@ -215,6 +246,14 @@ def simcluster(
     kubeconfig: Annotated[Path, typer.Option(help="Where to write the kubeconfig.")] = Path(
         ".remotegpu/simcluster.kubeconfig"
     ),
+    fail_pulls: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-pulls",
+            metavar="IMAGE",
+            help="An image (or repository) whose pulls fail, as do those named *does-not-exist*; repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Run a simulated Kubernetes cluster with GPU nodes until Ctrl-C; prints its kubeconfig path."""
     import datetime as dt
@@ -227,7 +266,12 @@ def simcluster(
         if port:
             check_port_free("127.0.0.1", port, port_flag="--port (0: any free port)")
         template = NodeTemplate(count=nodes, gpus=gpus_per_node, model=model)
-        with SimulatedCluster(template, start_delay=dt.timedelta(seconds=start_delay), port=port) as cluster:
+        with SimulatedCluster(
+            template,
+            start_delay=dt.timedelta(seconds=start_delay),
+            port=port,
+            failing_images=fail_pulls or (),
+        ) as cluster:
             path = cluster.write_kubeconfig(kubeconfig).resolve()
             console.print(f"Simulated cluster at {cluster.url}: {nodes} nodes × {gpus_per_node} {model}")
             console.print(f"kubeconfig: {path}", highlight=False, soft_wrap=True)
@@ -307,6 +351,35 @@ def _required_database_url(settings: Settings) -> str:
     return settings.database_url
 
 
+def _group_commands_in_help() -> None:
+    for command in app.registered_commands:
+        name = command.name or (command.callback.__name__ if command.callback else "")
+        command.rich_help_panel = "Server" if name in SERVER_COMMANDS else "Client"
+    for group in app.registered_groups:
+        group.rich_help_panel = "Server" if group.name in SERVER_COMMANDS else "Client"
+
+
+def _value_placeholder(param: Any, ctx: Any) -> str | None:
+    """Click's words for an option's value in `--help` (PATH, TEXT, INTEGER, a list of choices), nothing
+    for a flag, instead of the Python types typer 0.2x shows (`<list[Path]>`, `<str>`, and `<bool>` even for
+    `--help`)."""
+    if isinstance(param, TyperOption):
+        if param.metavar is not None:
+            return str(param.metavar)
+        if param.is_flag:
+            return None
+    label = str(param.display_type(ctx)).strip("<>").removesuffix(" range")
+    label = label.removeprefix("list[").removesuffix("]")
+    return _CLICK_TYPE_NAMES.get(label, label)
+
+
+_CLICK_TYPE_NAMES = {"str": "TEXT", "int": "INTEGER", "float": "FLOAT", "path": "PATH", "Path": "PATH"}
+
+for _parameter_class in (TyperOption, TyperArgument):
+    if hasattr(_parameter_class, "display_type_rich"):  # typer >= 0.2x; older versions print click's words
+        _parameter_class.display_type_rich = _value_placeholder  # type: ignore[method-assign,assignment]
+
+
 def main() -> None:
     """Console-script entry point."""
 
@@ -316,6 +389,8 @@ def main() -> None:
         err_console.print(f"error: {error}", highlight=False, soft_wrap=True)
         sys.exit(1)
 
+
+_group_commands_in_help()
 
 if __name__ == "__main__":
     main()

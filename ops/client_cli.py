@@ -26,9 +26,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from remotegpu.core.errors import RemoteGPUError
 from remotegpu.core.settings import load_settings
-from remotegpu.ops.api_client import ApiClient, ClientProfile, load_profile, save_profile
+from remotegpu.ops.api_client import ApiClient, ClientProfile, load_profile, save_profile, server_url
 from remotegpu.ops.output import Column, OutputFormat, emit, table
 from remotegpu.ops.spec_files import read_specs
+from remotegpu.policies.queue import NEVER_FITS
 
 console = Console()
 err_console = Console(stderr=True)
@@ -43,7 +44,11 @@ Name = Annotated[str, typer.Argument(help="Environment name (or id).")]
 
 @contextlib.contextmanager
 def _client() -> Iterator[ApiClient]:
+    """A client with the saved or configured token; every command but `register` and `login` needs one."""
     client = ApiClient.from_settings(load_settings())
+    if not client.signed_in:
+        client.close()
+        raise RemoteGPUError(f"not signed in to {client.server}: sign in first (`remotegpu login`)")
     try:
         yield client
     finally:
@@ -67,14 +72,19 @@ def register(
         bool, typer.Option("--password-stdin", help="Read the password from stdin.")
     ] = False,
 ) -> None:
-    """Create an account on the API (then `remotegpu login`)."""
+    """Create an account on the API (then `remotegpu login`); the server is remembered for `login`."""
     password = _password(password_stdin, confirm=True)
-    client = ApiClient(server, None) if server else ApiClient.from_settings(load_settings())
+    settings = load_settings()
+    profile = load_profile()
+    client = ApiClient(server, None) if server else ApiClient.from_settings(settings, profile)
     with contextlib.closing(client):
         user = client.post("/auth/register", {"email": email, "username": username, "password": password})
-    console.print(
-        f"Registered {user['username']} <{user['email']}>. Next: remotegpu login --email {user['email']}"
-    )
+    if profile.server != client.server:  # a token (and workspace) of another server must not follow it
+        save_profile(ClientProfile(client.server))
+    next_step = f"remotegpu login --email {user['email']}"
+    if server_url(settings, load_profile()).rstrip("/") != client.server:  # a configured URL wins
+        next_step += f" --server {client.server}"
+    console.print(f"Registered {user['username']} <{user['email']}>. Next: {next_step}", highlight=False)
 
 
 def login(
@@ -408,11 +418,17 @@ def _access(client: ApiClient, environment: dict[str, Any]) -> list[dict[str, An
 
 
 def access(name: Name, workspace: Workspace = None, output: Output = OutputFormat.TABLE) -> None:
-    """How to reach a running environment (SSH command, URLs)."""
+    """How to reach a running environment (SSH command, URLs); exit 1 if it is not running."""
     with _client() as client:
-        found = _access(client, find_environment(client, name, workspace))
+        environment = find_environment(client, name, workspace)
+        if environment["phase"] != "running":
+            raise RemoteGPUError(
+                f"environment {environment['name']!r} is not running (phase {environment['phase']}); "
+                f"see `remotegpu describe env {environment['name']}`"
+            )
+        found = list(client.get(f"/environments/{environment['id']}/access"))
     if not found and output is OutputFormat.TABLE:
-        console.print("no access endpoints: the environment is not running (or is not yours)")
+        console.print("no access endpoints: the spec asks for no ssh, jupyter or ports")
         return
     emit(
         console,
@@ -473,10 +489,16 @@ def logs(
 # -- watch --------------------------------------------------------------------------------------
 
 
+def unplaceable(environment: dict[str, Any]) -> bool:
+    """Whether an environment waits for capacity that no host has (no host has its GPU model, or enough
+    GPUs of it, or every such host is cordoned): waiting longer will not place it."""
+    return environment["phase"] == "admitted" and (environment["queue_reason"] or "").startswith(NEVER_FITS)
+
+
 def settled(environment: dict[str, Any]) -> bool:
     """Whether the reconciler has finished with an environment for now (it may still change later)."""
     phase, desired = environment["phase"], environment["desired_state"]
-    if phase == "failed":
+    if phase == "failed" or unplaceable(environment):
         return True
     caught_up = int(environment["observed_generation"]) >= int(environment["generation"])
     return caught_up and phase == desired
@@ -488,7 +510,8 @@ def watch(
     timeout: Annotated[float, typer.Option(min=1, help="Give up after this many seconds.")] = 600,
     interval: Annotated[float, typer.Option(min=0.1, help="Seconds between refreshes.")] = 1.0,
 ) -> None:
-    """A live table of phases until every environment has settled; exit 1 if any failed or time ran out."""
+    """A live table of phases until every environment has settled; exit 1 if any failed, cannot be
+    placed or time ran out."""
     deadline = time.monotonic() + timeout
     progress = Progress(
         TextColumn("settled"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
@@ -512,8 +535,11 @@ def watch(
     if not console.is_terminal:
         console.print()  # the last frame ends without a newline off a terminal
     failed = [e["name"] for e in items if e["phase"] == "failed"]
-    if failed:
-        raise RemoteGPUError(f"failed: {', '.join(failed)} (see `remotegpu describe env NAME`)")
+    stuck = [f"{e['name']} ({e['queue_reason']})" for e in items if unplaceable(e)]
+    if failed or stuck:
+        said = [f"failed: {', '.join(failed)}"] if failed else []
+        said += [f"cannot be placed: {', '.join(stuck)}"] if stuck else []
+        raise RemoteGPUError(f"{'; '.join(said)} (see `remotegpu describe env NAME`)")
 
 
 # -- admin --------------------------------------------------------------------------------------

@@ -39,16 +39,29 @@ def _files(paths: list[Path]) -> list[Path]:
     return found
 
 
+def _documents(path: Path) -> list[Any]:
+    """The YAML documents of a file, empty ones (blank, only comments) left out."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise RemoteGPUError(f"{path}: not a text file (byte {error.start} is not UTF-8)") from None
+    except OSError as error:
+        raise RemoteGPUError(f"{path}: cannot be read ({error.strerror})") from None
+    try:
+        return [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise RemoteGPUError(f"{where}: not valid YAML ({getattr(error, 'problem', error)})") from None
+
+
 def read_specs(paths: list[Path]) -> list[SpecDocument]:
     """Every environment spec in `paths`, validated; RemoteGPUError naming the file and field otherwise."""
     documents: list[SpecDocument] = []
     for path in _files(paths):
-        try:
-            loaded = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
-        except yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark else str(path)
-            raise RemoteGPUError(f"{where}: not valid YAML ({getattr(error, 'problem', error)})") from None
+        loaded = _documents(path)
+        if not loaded:
+            raise RemoteGPUError(f"{path}: no environment specs")
         for number, data in enumerate(loaded, start=1):
             origin = str(path) if len(loaded) == 1 else f"{path}#{number}"
             if not isinstance(data, dict):

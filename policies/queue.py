@@ -27,6 +27,10 @@ from remotegpu.policies.placement import (
     rank_placements,
 )
 
+NEVER_FITS = "no host can ever fit"
+"""How the reason of a request that no schedulable host could hold even when empty begins (clients such
+as `remotegpu watch` stop waiting on it)."""
+
 
 @dataclass(frozen=True)
 class QueuedRequest:
@@ -108,7 +112,7 @@ def plan_queue(
             if could_ever_fit(host, total_gpus_by_host.get(host.key, {}), item.request)
         ]
         if not possible:
-            plan.waiting[item.key] = Waiting(position, f"no host can ever fit {item.request.describe()}")
+            plan.waiting[item.key] = Waiting(position, f"{NEVER_FITS} {item.request.describe()}")
             continue
         if plan.head is None:
             plan.head = item.key

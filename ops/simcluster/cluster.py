@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,9 +90,12 @@ class SimulatedCluster:
         *,
         start_delay: dt.timedelta = dt.timedelta(seconds=1),
         port: int = 0,
+        failing_images: Iterable[str] = (),
     ) -> None:
+        """`failing_images`: images (or repositories) whose pulls fail, besides any whose repository or
+        tag contains `does-not-exist`."""
         self.store = Store()
-        self.faults = Faults()
+        self.faults = Faults(image_pull=set(failing_images))
         self.kubelets = Kubelets(self.store, self.faults, start_delay)
         self.server = SimulatedApiServer(("127.0.0.1", port), self.store, self.kubelets, self.faults)
         self._thread: threading.Thread | None = None
@@ -145,8 +149,13 @@ class SimulatedCluster:
 
     # -- faults -------------------------------------------------------------------------------------
     def fail_image_pulls(self, image: str) -> None:
-        """Pods of `image` never pull it (ErrImagePull, then ImagePullBackOff)."""
+        """Pods of `image` (a reference, or a repository for all its tags) never pull it (ErrImagePull,
+        then ImagePullBackOff)."""
         self.faults.image_pull.add(image)
+
+    def write_log(self, pod: str, line: str, namespace: str = "default") -> None:
+        """Print `line` in the log of `pod`'s container (followers of the log receive it)."""
+        self.kubelets.write_log((namespace, pod), line)
 
     def crash(self, image: str, *, oom: bool = False) -> None:
         """Pods of `image` crash loop (OOMKilled when `oom`)."""

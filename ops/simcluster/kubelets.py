@@ -8,6 +8,10 @@
   pod-resources API would be, in the annotation `remotegpu.io/allocated-gpus`.
 - After `start_delay` the pod runs (Ready), unless a fault says otherwise: image pull failure, crash
   loop, OOM kill. A node marked NotReady stops its heartbeats and its pods lose readiness.
+- Pulls fail, as they would from a registry without the image, for images on the deny-list and for
+  any whose repository or tag contains `does-not-exist` (so the error path can be tried by hand): the
+  container waits in `ErrImagePull`, then `ImagePullBackOff`, and the pod stays Pending.
+- A container's log is kept per pod; readers waiting for new lines (`logs -f`) are woken as it grows.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ NODES = BY_PATH[("", "v1", "nodes")]
 EVENTS = BY_PATH[("", "v1", "events")]
 GPU = "nvidia.com/gpu"
 ALLOCATED_GPUS = "remotegpu.io/allocated-gpus"
+PULL_FAILS_MARKER = "does-not-exist"
+"""Images whose repository or tag contains this cannot be pulled (a digest is never matched)."""
 
 
 def device_uuid(node: str, index: int) -> str:
@@ -48,6 +54,14 @@ class Faults:
     error_rate_5xx: float = 0.0
     next_5xx: int = 0
     slow_ms: int = 0
+
+    def pull_fails(self, image: str) -> bool:
+        """Whether pulling `image` fails: it is on the deny-list (as written, or its repository), or its
+        repository or tag contains `does-not-exist`. The digest of `repo@sha256:…` is not looked at."""
+        named = image.split("@", 1)[0]
+        last = named.rsplit("/", 1)[-1]
+        repository = named.rsplit(":", 1)[0] if ":" in last else named
+        return bool({image, named, repository} & self.image_pull) or PULL_FAILS_MARKER in named
 
 
 def _requests(pod: Obj) -> tuple[int, int, int]:
@@ -70,7 +84,8 @@ class Kubelets:
 
     def __init__(self, store: Store, faults: Faults, start_delay: dt.timedelta, tick: float = 0.01) -> None:
         self.store, self.faults, self.start_delay, self.tick = store, faults, start_delay, tick
-        self.logs: dict[tuple[str, str], list[str]] = {}
+        self._logs: dict[tuple[str, str], list[str]] = {}
+        self._log_written = threading.Condition()
         self._timers: list[tuple[float, int, tuple[str, str]]] = []
         self._counter = itertools.count()
         self._unschedulable: set[tuple[str, str]] = set()
@@ -106,6 +121,19 @@ class Kubelets:
             pods, _ = self.store.list(PODS, None, lambda p: p.get("spec", {}).get("nodeName") == node)
             for pod in pods:
                 self._set_ready(pod, False, "NodeNotReady")
+
+    # -- container logs ---------------------------------------------------------------------------
+    def write_log(self, key: tuple[str, str], *lines: str) -> None:
+        """Append to the log of the pod `key` (namespace, name), as its container would print."""
+        with self._log_written:
+            self._logs.setdefault(key, []).extend(lines)
+            self._log_written.notify_all()
+
+    def log_lines(self, key: tuple[str, str], after: int = 0, wait_s: float = 0.0) -> list[str]:
+        """The log lines of `key` from index `after` on; waits up to `wait_s` for one when there is none."""
+        with self._log_written:
+            self._log_written.wait_for(lambda: len(self._logs.get(key, [])) > after, timeout=wait_s)
+            return self._logs.get(key, [])[after:]
 
     # -- the loop -------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -229,16 +257,8 @@ class Kubelets:
         image = pod["spec"]["containers"][0].get("image", "") if pod["spec"].get("containers") else ""
         name = pod["spec"]["containers"][0]["name"] if pod["spec"].get("containers") else "main"
         node = pod["spec"].get("nodeName", "")
-        if image in self.faults.image_pull:
-            self._event(pod, "Warning", "Failed", f'Failed to pull image "{image}"')
-            self._patch_status(
-                pod,
-                {
-                    "containerStatuses": [
-                        _waiting(name, "ImagePullBackOff", f'Back-off pulling image "{image}"', image)
-                    ]
-                },
-            )
+        if self.faults.pull_fails(image):
+            self._fail_pull(pod, name, image)
             return
         if image in self.faults.crash or image in self.faults.oom:
             reason = "OOMKilled" if image in self.faults.oom else "Error"
@@ -248,7 +268,7 @@ class Kubelets:
                 "terminated": {"reason": reason, "exitCode": 137 if reason == "OOMKilled" else 1}
             }
             self._patch_status(pod, {"phase": "Running", "containerStatuses": [status]})
-            self.logs.setdefault(_key(pod), []).append(f"container {name} exited: {reason}")
+            self.write_log(_key(pod), f"container {name} exited: {reason}")
             return
         ready = node not in self.faults.not_ready
         running = {
@@ -270,14 +290,30 @@ class Kubelets:
                 "containerStatuses": [running],
             },
         )
-        self.logs.setdefault(_key(pod), []).extend(
-            [
-                f"Pulled image {image}",
-                f"Started container {name}",
-                f"command: {' '.join(pod['spec']['containers'][0].get('command', []))}",
-            ]
+        self.write_log(
+            _key(pod),
+            f"Pulled image {image}",
+            f"Started container {name}",
+            f"command: {' '.join(pod['spec']['containers'][0].get('command', []))}",
         )
         self._event(pod, "Normal", "Started", f"Started container {name}")
+
+    def _fail_pull(self, pod: Obj, name: str, image: str) -> None:
+        """As a kubelet does: ErrImagePull at once, ImagePullBackOff after a back-off; the pod stays Pending."""
+        statuses = pod.get("status", {}).get("containerStatuses") or [{}]
+        if statuses[0].get("state", {}).get("waiting", {}).get("reason") != "ErrImagePull":
+            message = f'failed to pull and unpack image "{image}": not found'
+            self._event(pod, "Normal", "Pulling", f'Pulling image "{image}"')
+            self._event(pod, "Warning", "Failed", f'Failed to pull image "{image}": {message}')
+            self._patch_status(
+                pod,
+                {"phase": "Pending", "containerStatuses": [_waiting(name, "ErrImagePull", message, image)]},
+            )
+            self._after(self.start_delay.total_seconds(), _key(pod))
+            return
+        back_off = f'Back-off pulling image "{image}"'
+        self._event(pod, "Normal", "BackOff", back_off)
+        self._patch_status(pod, {"containerStatuses": [_waiting(name, "ImagePullBackOff", back_off, image)]})
 
     # -- helpers ----------------------------------------------------------------------------------
     def _fits(self, node: Obj, gpus: int, cpu: int, memory: int) -> bool:

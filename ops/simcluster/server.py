@@ -1,9 +1,11 @@
 """The simulated cluster's HTTP front: the Kubernetes REST API over `ThreadingHTTPServer`.
 
 Paths: discovery (`/version`, `/api`, `/api/v1`, `/apis`, `/apis/<group>/<version>`), core v1 and
-networking.k8s.io/v1 resources (cluster-wide and per namespace), `status` subresources, pod `log`,
-`?watch=1` streams (newline-delimited JSON over chunked encoding), label and field selectors, and
-errors as `Status` bodies. Faults: a share of requests answered 500/503, and slow responses.
+networking.k8s.io/v1 resources (cluster-wide and per namespace), `status` subresources, pod `log`
+(with `follow=true` a chunked stream of lines as the container writes them, until the pod ends or the
+client goes away; 400 while the container has not started, as the kubelet answers), `?watch=1` streams
+(newline-delimited JSON over chunked encoding), label and field selectors, and errors as `Status`
+bodies. Faults: a share of requests answered 500/503, and slow responses.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import json
 import queue
 import random
 import re
+import select
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -245,10 +249,14 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         store = self.server.store
         if sub == "log":
-            store.get(resource, namespace, name)
-            lines = self.server.kubelets.logs.get((namespace or "", name), [])
+            _refuse_unstarted(store.get(resource, namespace, name))
+            key = (namespace or "", name)
             tail = int(query["tailLines"]) if query.get("tailLines") else None
-            self._text(200, "".join(f"{line}\n" for line in (lines[-tail:] if tail else lines)))
+            if query.get("follow") in {"1", "true"}:
+                self._follow_log(resource, key, tail)
+                return
+            lines = self.server.kubelets.log_lines(key)
+            self._text(200, "".join(f"{line}\n" for line in _tail(lines, tail)))
             return
         if method == "GET":
             found = store.get(resource, namespace, name)
@@ -295,6 +303,43 @@ class _Handler(BaseHTTPRequestHandler):
             store.unwatch(subscription)
             self.close_connection = True
 
+    # -- log ----------------------------------------------------------------------------------------
+    def _follow_log(self, pods: Resource, key: tuple[str, str], tail: int | None) -> None:
+        """The log so far (its last `tail` lines), then each new line as it is written."""
+        kubelets = self.server.kubelets
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            lines = kubelets.log_lines(key)
+            sent = len(lines)
+            if _tail(lines, tail):  # an empty chunk would end the body
+                self._chunk("".join(f"{line}\n" for line in _tail(lines, tail)).encode())
+            while not self.server.closing.is_set():
+                lines = kubelets.log_lines(key, sent, wait_s=0.25)
+                if lines:
+                    self._chunk("".join(f"{line}\n" for line in lines).encode())
+                    sent += len(lines)
+                elif self._client_gone() or _ended(self.server.store, pods, key):
+                    break
+            self._chunk(b"")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        finally:
+            self.close_connection = True
+
+    def _client_gone(self) -> bool:
+        """Whether the client closed its end (an idle stream notices nothing until it writes)."""
+        readable, _, _ = select.select([self.connection], [], [], 0)
+        if not readable:
+            return False
+        try:
+            peeked: bytes = self.connection.recv(1, socket.MSG_PEEK)
+        except OSError:
+            return True
+        return peeked == b""
+
     # -- I/O --------------------------------------------------------------------------------------
     def _inject_faults(self) -> None:
         faults = self.server.faults
@@ -337,3 +382,32 @@ class _Handler(BaseHTTPRequestHandler):
     def _chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
+
+
+def _tail(lines: list[str], tail: int | None) -> list[str]:
+    return lines if tail is None else lines[max(len(lines) - tail, 0) :]
+
+
+def _refuse_unstarted(pod: Obj) -> None:
+    """The kubelet has no log of a container that never started (not yet created, pulling its image)."""
+    statuses = pod.get("status", {}).get("containerStatuses") or [
+        {"name": c.get("name"), "state": {"waiting": {"reason": "ContainerCreating"}}}
+        for c in pod.get("spec", {}).get("containers", [])[:1]
+    ]
+    for status in statuses:
+        waiting = status.get("state", {}).get("waiting")
+        if waiting and not status.get("lastState", {}).get("terminated"):
+            raise ApiError(
+                400,
+                "BadRequest",
+                f'container "{status.get("name")}" in pod "{pod["metadata"]["name"]}" is waiting to start: '
+                f"{waiting.get('reason', 'ContainerCreating')}",
+            )
+
+
+def _ended(store: Store, pods: Resource, key: tuple[str, str]) -> bool:
+    try:
+        pod = store.get(pods, *key)
+    except ApiError:
+        return True
+    return pod.get("status", {}).get("phase") in {"Succeeded", "Failed"}

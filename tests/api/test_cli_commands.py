@@ -1,26 +1,72 @@
-"""The real `remotegpu` executable against a running API: apply, dry-run diffs, get, describe, admin
-commands, and one-line errors with a non-zero exit status."""
+"""The `remotegpu` CLI against a running API: apply, dry-run diffs, get, describe, admin commands,
+sign-in, and one-line errors with a non-zero exit status. Most tests run the CLI in this process (an
+executable start costs a second or more); the real executable shows the errors as `main` prints them."""
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
+from typer.testing import CliRunner, Result
 
+from remotegpu.core.errors import RemoteGPUError
+from remotegpu.ops.cli import app
 from remotegpu.reconciler.loop import Reconciler
-from remotegpu.tests.api.conftest import Caller
+from remotegpu.tests.api.conftest import PASSWORD, Caller
 from remotegpu.tests.ops.test_cli import EXAMPLES, EXECUTABLE, _env
+
+InProcess = Callable[..., Result]
+
+
+@pytest.fixture
+def invoke(api_url: str, tmp_path: Path) -> InProcess:
+    """The CLI run in this process (fast), with its own config folder and no REMOTEGPU_* of ours;
+    `token` signs it in, `server` points it at the API (default: the test API)."""
+
+    def run(
+        *args: str, token: str | None = None, server: str | None = api_url, stdin: str | None = None
+    ) -> Result:
+        env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("REMOTEGPU_")}
+        env |= {"XDG_CONFIG_HOME": str(tmp_path / "xdg"), "COLUMNS": "200"}
+        env |= {"REMOTEGPU_SERVER_URL": server, "REMOTEGPU_TOKEN": token}
+        return CliRunner().invoke(app, list(args), env=env, input=stdin)
+
+    return run
+
+
+def _refused(result: Result) -> str:
+    """The one-line message of an expected failure (what `main` prints after `error: `)."""
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, RemoteGPUError), result.exception
+    message = str(result.exception)
+    assert "\n" not in message
+    return message
+
+
+def _token(caller: Caller) -> str:
+    return str(caller.post("/auth/tokens", json={"name": "cli-test"}).json()["token"])
+
+
+@pytest.fixture
+def signed_in(invoke: InProcess) -> Callable[[Caller], InProcess]:
+    """The in-process CLI signed in (by API token) as a given caller."""
+    return lambda caller: functools.partial(invoke, token=_token(caller))
+
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture
-def cli(api_url: str, tmp_path: Path) -> Callable[[Caller], Run]:
-    """A runner of the CLI signed in (by API token) as a given caller."""
+def executable(api_url: str, tmp_path: Path) -> Callable[[Caller], Run]:
+    """A runner of the real executable signed in (by API token) as a given caller."""
 
     def as_caller(caller: Caller) -> Run:
         token = caller.post("/auth/tokens", json={"name": "cli-test"}).json()["token"]
@@ -45,13 +91,16 @@ def cli(api_url: str, tmp_path: Path) -> Callable[[Caller], Run]:
 
 
 def test_apply_a_folder_then_a_dry_run_shows_the_diff(
-    cli: Callable[[Caller], Run], new_user: Callable[[str], Caller], reconciler: Reconciler, tmp_path: Path
+    signed_in: Callable[[Caller], InProcess],
+    new_user: Callable[[str], Caller],
+    reconciler: Reconciler,
+    tmp_path: Path,
 ) -> None:
     alice = new_user("alice")
-    run = cli(alice)
-    assert run("workspaces", "create", "research").returncode == 0
+    run = signed_in(alice)
+    assert run("workspaces", "create", "research").exit_code == 0
     applied = run("apply", "-f", str(EXAMPLES))
-    assert applied.returncode == 0, applied.stderr
+    assert applied.exit_code == 0, applied.output
     assert sorted(applied.stdout.split("\n")[:-1]) == [
         "environment/llm-finetune created",
         "environment/notebook created",
@@ -80,9 +129,9 @@ def test_apply_a_folder_then_a_dry_run_shows_the_diff(
 
 
 def test_errors_are_one_line_and_exit_non_zero(
-    cli: Callable[[Caller], Run], new_user: Callable[[str], Caller], tmp_path: Path
+    executable: Callable[[Caller], Run], new_user: Callable[[str], Caller], tmp_path: Path
 ) -> None:
-    run = cli(new_user("alice"))
+    run = executable(new_user("alice"))
     bad = tmp_path / "bad.yaml"
     bad.write_text("kind: environment\nname: x\nimage: y\nresources: {gpus: 1, memroy: 1Gi}\n")
     for args, message in [
@@ -98,20 +147,18 @@ def test_errors_are_one_line_and_exit_non_zero(
         assert "Traceback" not in result.stderr
 
 
-def test_unreachable_api_is_a_clear_error(tmp_path: Path) -> None:
-    env = _env(REMOTEGPU_SERVER_URL="http://127.0.0.1:9", XDG_CONFIG_HOME=str(tmp_path))
-    result = subprocess.run(
-        [EXECUTABLE, "get", "envs"], capture_output=True, text=True, env=env, timeout=60, check=False
-    )
-    assert result.returncode == 1
-    assert "cannot reach the API at http://127.0.0.1:9" in result.stderr
+def test_unreachable_api_is_a_clear_error(invoke: InProcess) -> None:
+    refused = _refused(invoke("get", "envs", server="http://127.0.0.1:9", token="rg_unused"))
+    assert refused.startswith("cannot reach the API at http://127.0.0.1:9")
 
 
-def test_admin_commands(cli: Callable[[Caller], Run], admin: Caller, reconciler: Reconciler) -> None:
-    run = cli(admin)
-    assert run("workspaces", "create", "ops-team").returncode == 0
+def test_admin_commands(
+    signed_in: Callable[[Caller], InProcess], admin: Caller, reconciler: Reconciler
+) -> None:
+    run = signed_in(admin)
+    assert run("workspaces", "create", "ops-team").exit_code == 0
     quota = run("quota", "set", "--gpus", "4", "--gpu-model", "H100=2", "--memory", "256Gi", "-o", "json")
-    assert quota.returncode == 0, quota.stderr
+    assert quota.exit_code == 0, quota.output
     assert json.loads(quota.stdout)["max_gpus_by_model"] == {"H100": 2}
     assert "node-0" in run("get", "hosts").stdout
     assert run("hosts", "cordon", "node-0", "--reason", "fans").stdout.strip() == "host/node-0 cordoned"
@@ -122,5 +169,107 @@ def test_admin_commands(cli: Callable[[Caller], Run], admin: Caller, reconciler:
     status = run("ops", "status")
     assert "api-test" in status.stdout
     assert "queue depth" in status.stdout
-    assert run("billing", "invoices").returncode == 0
+    assert run("billing", "invoices").exit_code == 0
     assert len(json.loads(run("get", "gpus", "-o", "json").stdout)) == 16
+
+
+def test_register_remembers_its_server_so_the_suggested_login_works(
+    invoke: InProcess, anonymous: httpx.Client, api_url: str
+) -> None:
+    registered = invoke(
+        "register",
+        "--server",
+        api_url,
+        "--email",
+        "new@example.org",
+        "--username",
+        "newbie",
+        "--password-stdin",
+        server=None,
+        stdin=f"{PASSWORD}\n",
+    )
+    assert registered.exit_code == 0, registered.output
+    suggested = registered.output.split("Next: ")[1].split()
+    assert suggested == ["remotegpu", "login", "--email", "new@example.org"]
+    signed_in = invoke(*suggested[1:], "--password-stdin", server=None, stdin=f"{PASSWORD}\n")
+    assert signed_in.exit_code == 0, signed_in.output
+    assert f"Signed in to {api_url}" in signed_in.output
+
+
+def test_a_wrong_password_does_not_tell_you_to_run_login(
+    invoke: InProcess, new_user: Callable[[str], Caller]
+) -> None:
+    alice = new_user("alice")
+    refused = _refused(invoke("login", "--email", alice.email, "--password-stdin", stdin="wrong password\n"))
+    assert refused == "e-mail or password is wrong, or the account is disabled [HTTP 401]"
+
+
+def test_not_signed_in_commands_say_sign_in_first(invoke: InProcess, api_url: str) -> None:
+    for args in (("apply", "-f", str(EXAMPLES / "pytorch-notebook.yaml")), ("get", "envs")):
+        assert _refused(invoke(*args)) == f"not signed in to {api_url}: sign in first (`remotegpu login`)"
+
+
+def test_access_to_an_environment_that_is_not_running_exits_1(
+    invoke: InProcess, new_user: Callable[[str], Caller]
+) -> None:
+    token = _token(new_user("alice"))
+    assert invoke("workspaces", "create", "research", token=token).exit_code == 0
+    assert invoke("apply", "-f", str(EXAMPLES / "pytorch-notebook.yaml"), token=token).exit_code == 0
+    refused = _refused(invoke("access", "notebook", token=token))
+    assert refused.startswith("environment 'notebook' is not running (phase ")
+
+
+def test_watch_ends_with_the_reason_when_no_host_has_the_gpu_model(
+    invoke: InProcess, new_user: Callable[[str], Caller], reconciler: Reconciler, tmp_path: Path
+) -> None:
+    token = _token(new_user("alice"))
+    assert invoke("workspaces", "create", "research", token=token).exit_code == 0
+    spec = tmp_path / "a100.yaml"
+    spec.write_text(
+        "kind: environment\nname: train\nimage: docker.io/library/ubuntu:24.04\nresources: {gpus: {count: 1, model: A100}}\n"
+    )
+    assert invoke("apply", "-f", str(spec), token=token).exit_code == 0
+    reconciler.run_until_idle()
+    refused = _refused(invoke("watch", "train", "--timeout", "30", "--interval", "0.1", token=token))
+    assert refused == (
+        "cannot be placed: train (no host can ever fit 1×A100) (see `remotegpu describe env NAME`)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\xff\xfekind: environment\n", "bad.yaml: not a text file (byte 0 is not UTF-8)"),
+        (b"", "bad.yaml: no environment specs"),
+        (b"# only a comment\n---\n", "bad.yaml: no environment specs"),
+        (
+            b"kind: pod\nname: x\nimage: y\n",
+            "bad.yaml: $.kind: must be 'environment', not 'pod'",
+        ),
+    ],
+)
+def test_unusable_spec_files_are_one_line_errors(
+    invoke: InProcess, tmp_path: Path, content: bytes, message: str
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(content)
+    assert _refused(invoke("apply", "-f", str(bad), token="rg_unused")) == f"{bad.parent}/{message}"
+
+
+def test_the_api_and_the_cli_say_the_same_about_a_bad_spec(
+    invoke: InProcess, new_user: Callable[[str], Caller], tmp_path: Path
+) -> None:
+    alice = new_user("alice")
+    assert alice.post("/workspaces", json={"name": "research"}).status_code == 201
+    document = {"kind": "environment", "name": "x", "image": "y", "resources": {"gpus": -1}}
+    refused = alice.post("/environments/apply", json=document, params={"workspace": "research"})
+    assert refused.status_code == 422
+    assert refused.json()["detail"] == "$.resources.gpus: must be between 0 and 64"
+    assert refused.json()["errors"][0]["message"] == "must be between 0 and 64"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(document))
+    said = _refused(invoke("apply", "-f", str(bad), "-w", "research", token=_token(alice)))
+    assert said == f"{bad}: $.resources.gpus: must be between 0 and 64"
+    too_many = alice.get("/environments", params={"limit": 100000})
+    assert too_many.status_code == 422
+    assert re.fullmatch(r"limit: must be at most \d+", too_many.json()["detail"]), "query parameters too"

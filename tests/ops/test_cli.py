@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from importlib.metadata import version as package_version
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import typer
 from sqlalchemy.engine import URL
+from typer.testing import CliRunner
 
+from remotegpu.ops.cli import app
 from remotegpu.ops.migrate import current_revision
 from remotegpu.ops.ports import bind
 from remotegpu.ops.postgres import create_fresh_database, drop_database, server_answers
@@ -61,6 +68,70 @@ def test_version_prints_the_installed_version() -> None:
     result = _run("version")
     assert result.returncode == 0
     assert result.stdout.startswith("remotegpu 0.")
+
+
+def _help(*args: str) -> str:
+    result = CliRunner().invoke(app, [*args, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _commands(group: Any) -> Iterator[Any]:
+    yield group
+    for command in getattr(group, "commands", {}).values():
+        yield from _commands(command)
+
+
+def test_version_option_prints_the_installed_version() -> None:
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output == f"remotegpu {package_version('remotegpu')}\n"
+
+
+def test_help_shows_no_python_type_placeholders() -> None:
+    root = typer.main.get_command(app)
+    context = root.make_context("remotegpu", ["--help"], resilient_parsing=True)
+    commands = list(_commands(root))
+    assert len(commands) > 30
+    for command in commands:
+        for param in command.get_params(context):
+            shown = param.display_type_rich(context) or ""
+            assert not re.search(r"<|list\[|\b(str|int|float|bool|path|Path)\b", shown), (command.name, shown)
+    for args in (("apply",), ("watch",), ("get", "envs"), ()):
+        assert not re.search(r"<(list\[|str|int|float|bool|path|Path)", _help(*args)), args
+    assert re.search(r"--filename\s+-f\s+PATH\s+Spec file", _help("apply"))
+    assert re.search(r"--dry-run\s+Show what would change", _help("apply"))
+
+
+def test_help_groups_server_and_client_commands() -> None:
+    shown = _help()
+    server, client = shown.index("─ Server ─"), shown.index("─ Client ─")
+    panels = sorted([(server, "server"), (client, "client"), (len(shown), "end")])
+
+    def panel_of(command: str) -> str:
+        at = re.search(rf"│ {command} ", shown)
+        assert at, command
+        return next(
+            name for (start, name), (end, _) in itertools.pairwise(panels) if start < at.start() < end
+        )
+
+    for command in ("dev", "api", "reconciler", "simcluster", "db", "users", "bench"):
+        assert panel_of(command) == "server", command
+    for command in ("login", "register", "apply", "get", "watch", "logs", "access", "workspaces"):
+        assert panel_of(command) == "client", command
+
+
+def test_dev_help_says_everything_it_starts() -> None:
+    said = " ".join(_help("dev").split())
+    for part in (
+        "Postgres",
+        "simulated GPU cluster",
+        "reconciler",
+        "the API",
+        "until Ctrl-C",
+        "admin-password",
+    ):
+        assert part in said, part
 
 
 def _free_port() -> int:

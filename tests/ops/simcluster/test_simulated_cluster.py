@@ -7,6 +7,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client, config, watch
@@ -224,3 +225,86 @@ def test_a_new_pod_reads_pending_before_anything_schedules_it(
     created = api.create_namespaced_pod("default", pod("fresh"))
     assert created.status.phase == "Pending"
     assert phase(api, "fresh") in {"Pending", "Running"}
+
+
+def _read_until(chunks: Iterator[bytes], wanted: str) -> str:
+    seen = ""
+    for chunk in chunks:
+        seen += chunk.decode()
+        if wanted in seen:
+            return seen
+    pytest.fail(f"the stream ended before {wanted!r}: {seen!r}")
+
+
+def test_logs_follow_sends_lines_as_written_until_the_pod_ends(
+    sim: tuple[SimulatedCluster, client.CoreV1Api, Path],
+) -> None:
+    cluster, api, _ = sim
+    api.create_namespaced_pod("default", pod("train"))
+    eventually(lambda: phase(api, "train") == "Running")
+    response: Any = api.read_namespaced_pod_log(
+        "train", "default", follow=True, _preload_content=False, _request_timeout=30
+    )
+    chunks = response.stream(1024)
+    assert "Started container main" in _read_until(chunks, "command: sleep infinity\n")
+    cluster.write_log("train", "epoch 1: loss 0.42")
+    assert _read_until(chunks, "epoch 1: loss 0.42\n") == "epoch 1: loss 0.42\n"
+    api.delete_namespaced_pod("train", "default")
+    assert b"".join(chunks) == b"", "the stream ends with the pod"
+
+
+def test_kubectl_logs_follow_follows(sim: tuple[SimulatedCluster, client.CoreV1Api, Path]) -> None:
+    cluster, api, kubeconfig = sim
+    api.create_namespaced_pod("default", pod("shown"))
+    eventually(lambda: phase(api, "shown") == "Running")
+    with subprocess.Popen(
+        ["kubectl", "--kubeconfig", str(kubeconfig), "logs", "-f", "--tail", "1", "shown"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as following:
+        try:
+            assert following.stdout is not None
+            assert following.stdout.readline() == "command: sleep infinity\n"
+            cluster.write_log("shown", "step 2")
+            assert following.stdout.readline() == "step 2\n"
+            api.delete_namespaced_pod("shown", "default")
+            assert following.wait(timeout=30) == 0, following.stderr.read() if following.stderr else ""
+        finally:
+            following.kill()
+
+
+@pytest.mark.parametrize(
+    ("image", "fails"),
+    [
+        ("registry.example.org/ml/does-not-exist:1", True),
+        ("pytorch:does-not-exist", True),
+        ("docker.io/library/denied:2", True),
+        ("docker.io/library/denied@sha256:" + "a" * 64, True),
+        ("pytorch@sha256:" + "d" * 64, False),
+        ("localhost:5000/pytorch:24.05", False),
+        ("nvcr.io/nvidia/pytorch:24.05-py3", False),
+    ],
+)
+def test_pulls_fail_for_the_marker_and_the_deny_list(image: str, fails: bool) -> None:
+    cluster = SimulatedCluster(NodeTemplate(count=1), failing_images=["docker.io/library/denied"])
+    assert cluster.faults.pull_fails(image) is fails
+    cluster.server.server_close()
+
+
+def test_an_image_that_does_not_exist_waits_in_err_image_pull_then_back_off(
+    sim: tuple[SimulatedCluster, client.CoreV1Api, Path],
+) -> None:
+    _, api, _ = sim
+    api.create_namespaced_pod("default", pod("missing", image="example.org/team/does-not-exist:1"))
+    eventually(lambda: waiting_reason(api, "missing") == "ErrImagePull")
+    eventually(lambda: waiting_reason(api, "missing") == "ImagePullBackOff")
+    assert phase(api, "missing") == "Pending"
+    reasons = [
+        e.reason for e in api.list_namespaced_event("default").items if e.involved_object.name == "missing"
+    ]
+    assert {"Failed", "BackOff"} <= set(reasons)
+    with pytest.raises(client.ApiException) as refused:
+        api.read_namespaced_pod_log("missing", "default")
+    assert refused.value.status == 400
+    assert "is waiting to start: ImagePullBackOff" in refused.value.body
