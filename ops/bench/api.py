@@ -13,14 +13,16 @@
 Figures: `rps` achieved at the offered rate, `p50_ms` and `p99_ms` there, `errors` (non-2xx or failed
 requests in either phase), `max_rps`, and per-kind percentiles.
 
-The same run measures two ceilings (`bare_api`), with the same load process, the same clients and the
-same database, on servers started beside the API (idle until their turn):
+The same run measures two ceilings, with the same load generator, the same clients and the same
+database:
 
-5. the bare app (the list statement behind Litestar and a psycopg pool, as many uvicorn workers as the
-   API, no authentication), loaded with list requests only: warm-up and open loop at the same offered
-   rate (`ceiling_seconds`), then the same closed loop → `ceiling_max_rps`, `ratio_max_rps`;
-6. the load generator alone, closed loop against a static responder → `generator_max_rps`; when
-   `ratio_ceiling_generator` nears 1, the ceiling measured the generator, not the bare app.
+5. the bare app (`bare_api`: the list statement behind Litestar and a psycopg pool, as many uvicorn
+   workers as the API, no authentication), loaded with list requests only: warm-up and open loop at
+   the same offered rate (`ceiling_seconds`), then the same closed loop → `ceiling_max_rps`,
+   `ratio_max_rps`;
+6. the load generator alone, closed loop against a static responder (`static_server`) →
+   `generator_max_rps`; when `ratio_ceiling_generator` nears 1, the ceiling measured the generator,
+   not the bare app.
 
 A calibration line comes first.
 """
@@ -28,14 +30,13 @@ A calibration line comes first.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import multiprocessing
 import socket
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -110,7 +111,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _serve(url: str, port: int) -> None:
+def _serve(port: int, url: str) -> None:
     """One API worker process (spawned), exactly as `remotegpu api --workers N` runs it."""
     from remotegpu.core.settings import Settings
     from remotegpu.ops.api_server import run_worker
@@ -126,25 +127,31 @@ def _serve(url: str, port: int) -> None:
     )
 
 
+@dataclass(frozen=True)
+class _Server:
+    """Processes to spawn for one server on one port, and the path that answers 200 once it serves."""
+
+    target: Callable[..., None]
+    args: tuple[Any, ...]
+    processes: int
+    ready_path: str
+
+
 @contextlib.contextmanager
-def _servers(url: URL, workers: int, user: uuid.UUID) -> Iterator[tuple[str, str, str]]:
-    """The API, the bare app (`workers` processes each) and the static responder, all started at once;
-    yields their base URLs once every one answers, and stops them all on exit."""
+def _serving(*servers: _Server) -> Iterator[list[str]]:
+    """Start every server's processes at once (each server on a port of its own, its port the first of
+    its arguments); yield their base URLs once each answers, and stop them all on exit."""
     context = multiprocessing.get_context("spawn")
-    rendered = url.render_as_string(hide_password=False)
-    api_port, bare_port, static_port = _free_port(), _free_port(), _free_port()
+    ports = [_free_port() for _ in servers]
     processes = [
-        context.Process(target=_serve, args=(rendered, api_port), daemon=True) for _ in range(workers)
+        context.Process(target=server.target, args=(port, *server.args), daemon=True)
+        for server, port in zip(servers, ports, strict=True)
+        for _ in range(server.processes)
     ]
-    processes += [
-        context.Process(target=serve_bare_worker, args=(rendered, bare_port, user, DB_POOL_SIZE), daemon=True)
-        for _ in range(workers)
-    ]
-    processes.append(context.Process(target=serve_static, args=(static_port,), daemon=True))
     for process in processes:
         process.start()
-    bases = tuple(f"http://127.0.0.1:{port}" for port in (api_port, bare_port, static_port))
-    probes = [f"{bases[0]}/readyz", f"{bases[1]}{LIST_PATH}?limit=1", f"{bases[2]}/"]
+    bases = [f"http://127.0.0.1:{port}" for port in ports]
+    probes = [base + server.ready_path for base, server in zip(bases, servers, strict=True)]
     deadline = time.monotonic() + 90
     try:
         while probes:
@@ -153,10 +160,10 @@ def _servers(url: URL, workers: int, user: uuid.UUID) -> Iterator[tuple[str, str
                     probes.pop(0)
                     continue
             if not all(p.is_alive() for p in processes) or time.monotonic() > deadline:
-                raise RuntimeError("the API, bare or static processes did not become ready")
+                raise RuntimeError(f"a server did not become ready: {probes[0]}")
             time.sleep(0.1)
         time.sleep(1)  # the other workers of each finish starting too
-        yield bases[0], bases[1], bases[2]
+        yield bases
     finally:
         for process in processes:
             process.terminate()
@@ -164,45 +171,68 @@ def _servers(url: URL, workers: int, user: uuid.UUID) -> Iterator[tuple[str, str
             process.join(timeout=10)
 
 
+def _load(phases: list[Phase], config: ApiBenchConfig) -> dict[str, Any]:
+    """Run `phases` in a load process of their own; their results by phase name."""
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    loader = context.Process(
+        target=generate_load, args=(phases, config.rate, config.warmup_seconds, config.clients, sender)
+    )
+    loader.start()
+    results: dict[str, Any] = receiver.recv()
+    loader.join()
+    return results
+
+
 def run(config: ApiBenchConfig, console: Console | None = None) -> dict[str, Any]:
-    """Run the benchmark; print the table and return the figures."""
+    """Run the benchmark; print the table and return the figures.
+
+    The API and the static responder serve first (the responder holds no database connection), then
+    the bare app on its own: the bare app's pools never add to the API's on the shared server.
+    """
     console = console or Console()
     with bench_database("remotegpu_bench_api") as url:
         calibration = calibrate(url)
         seeded, user = _seed(url)
-        with _servers(url, config.workers, user) as (api_base, bare_base, static_base):
-            phases = [
-                Phase(
-                    "api",
-                    dataclasses.replace(seeded, base_url=api_base),
-                    "api",
-                    config.seconds,
-                    config.closed_seconds,
-                ),
-                Phase(
-                    "bare",
-                    dataclasses.replace(seeded, base_url=bare_base),
-                    "list",
-                    config.ceiling_seconds,
-                    config.closed_seconds,
-                ),
-                Phase(
-                    "generator",
-                    dataclasses.replace(seeded, base_url=static_base),
-                    "static",
-                    0,
-                    config.generator_seconds,
-                ),
-            ]
-            context = multiprocessing.get_context("spawn")
-            receiver, sender = context.Pipe(duplex=False)
-            loader = context.Process(
-                target=generate_load,
-                args=(phases, config.rate, config.warmup_seconds, config.clients, sender),
+        rendered = url.render_as_string(hide_password=False)
+        api = _Server(_serve, (rendered,), config.workers, "/readyz")
+        static = _Server(serve_static, (), 1, "/")
+        with _serving(api, static) as (api_base, static_base):
+            results = _load(
+                [
+                    Phase(
+                        "api",
+                        replace(seeded, base_url=api_base),
+                        "api",
+                        config.seconds,
+                        config.closed_seconds,
+                    ),
+                    Phase(
+                        "generator",
+                        replace(seeded, base_url=static_base),
+                        "static",
+                        0,
+                        config.generator_seconds,
+                    ),
+                ],
+                config,
             )
-            loader.start()
-            results = receiver.recv()
-            loader.join()
+        bare = _Server(
+            serve_bare_worker, (rendered, user, DB_POOL_SIZE), config.workers, f"{LIST_PATH}?limit=1"
+        )
+        with _serving(bare) as (bare_base,):
+            results |= _load(
+                [
+                    Phase(
+                        "bare",
+                        replace(seeded, base_url=bare_base),
+                        "list",
+                        config.ceiling_seconds,
+                        config.closed_seconds,
+                    )
+                ],
+                config,
+            )
     opened, (closed_done, closed_errors) = results["api"]
     latencies = [latency for _, latency, _, _ in opened]
     open_errors = sum(1 for _, _, status, _ in opened if not 200 <= status < 300)
@@ -253,5 +283,5 @@ def _ceilings(results: dict[str, Any], config: ApiBenchConfig, max_rps: float) -
 def main(quick: bool, rate: float | None = None, workers: int | None = None) -> None:
     """Entry point for the CLI: table, then the figures as the last line."""
     base = QUICK if quick else ApiBenchConfig()
-    config = dataclasses.replace(base, rate=rate or base.rate, workers=workers or base.workers)
+    config = replace(base, rate=rate or base.rate, workers=workers or base.workers)
     print(json.dumps(run(config)))

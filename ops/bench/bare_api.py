@@ -52,7 +52,7 @@ def create_bare_app(url: str, user_id: uuid.UUID, pool_size: int) -> Litestar:
     return Litestar([list_environments], on_startup=[open_pool], on_shutdown=[close_pool])
 
 
-def serve_bare_worker(url: str, port: int, user_id: uuid.UUID, pool_size: int) -> None:
+def serve_bare_worker(port: int, url: str, user_id: uuid.UUID, pool_size: int) -> None:
     """One bare worker process (spawned); serves until terminated."""
     sock = bind("127.0.0.1", port, reuse_port=True)
     config = uvicorn.Config(

@@ -10,6 +10,7 @@ best of three tries, as `timeit` advises: a slower try measured the other proces
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -58,12 +59,12 @@ def calibrate(url: URL) -> dict[str, Any]:
 def calibration_line(figures: dict[str, Any]) -> str:
     """One line for the output: how fast this machine was during this run."""
     return (
-        f"calibration: Python {figures['calibration_python_mloops_per_s']} M loop steps/s,"
-        f" Postgres {figures['calibration_postgres_select1_per_s']:,} SELECT 1/s (one connection)"
+        f"calibration: Python {figures['calibration_python_mloops_per_s']} M loops/s,"
+        f" Postgres {figures['calibration_postgres_select1_per_s']:,} SELECT 1/s"
     )
 
 
-def _timed(call: Any) -> float:
+def _timed(call: Callable[[], object]) -> float:
     started = time.perf_counter()
     call()
     return time.perf_counter() - started

@@ -6,8 +6,9 @@ without the loop, the scheduling pass, the watch or the decisions, with as many 
 reconciler has workers:
 
 - `statements_envs_per_s`: environments (seeded on a shard of their own, so the benchmark's replicas
-  never see them, and the other way round) leased one at a time and applied `provision` then
-  `become_running`, through the reconciler's own `fetch_leases` and `apply`;
+  never see them, and the other way round) leased as the loop leases them (one statement for as many
+  as there are workers) and applied `provision` then `become_running`, through the reconciler's own
+  `fetch_leases` and `apply`;
 - `cluster_envs_per_s`: Service + Pod created and the Pod read, through the official client with the
   driver's manifests and its raw-JSON calls, against the same simulated cluster, on nodes with a free
   GPU (so the simulated kubelets start the pods, as they did the benchmark's).
@@ -37,7 +38,7 @@ from remotegpu.core.memory_cluster import InMemoryCluster
 from remotegpu.core.quantities import parse_bytes, parse_cpu_millis
 from remotegpu.core.settings import Settings
 from remotegpu.reconciler.context import ReconcilerContext
-from remotegpu.reconciler.environments import advance, apply, fetch_leases
+from remotegpu.reconciler.environments import Lease, advance, apply, fetch_leases
 from remotegpu.reconciler.leader import LeaderElector
 
 CEILING_SHARD = 1
@@ -89,18 +90,24 @@ def statements_envs_per_s(
             engine, InMemoryCluster(), settings, "bench-ceiling", shard=CEILING_SHARD, epoch=elector.epoch
         )
         done = 0
-        counted = threading.Lock()
+        leased: list[Lease] = []
+        turn = threading.Lock()
 
         def work() -> None:
+            # As the loop does: one lease statement for as many environments as there are workers.
             nonlocal done
-            while leases := fetch_leases(ctx, 1):
-                for lease in leases:
-                    provisioned = apply(
-                        ctx, lease, lease.state, advance("provision", "Provisioning"), keep_lease=True
-                    )
-                    apply(ctx, lease, provisioned, advance("become_running", "Running"), keep_lease=False)
-                    with counted:
-                        done += 1
+            while True:
+                with turn:
+                    if not leased:
+                        leased.extend(fetch_leases(ctx, workers))
+                        if not leased:
+                            return
+                    lease = leased.pop()
+                    done += 1
+                provisioned = apply(
+                    ctx, lease, lease.state, advance("provision", "Provisioning"), keep_lease=True
+                )
+                apply(ctx, lease, provisioned, advance("become_running", "Running"), keep_lease=False)
 
         seconds = _in_threads(workers, work)
     finally:
