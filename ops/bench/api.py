@@ -50,7 +50,7 @@ from remotegpu.core.environments import submit_environment
 from remotegpu.ops.bench.bare_api import LIST_PATH, serve_bare_worker
 from remotegpu.ops.bench.calibration import calibrate
 from remotegpu.ops.bench.database import bench_database, create_tenant
-from remotegpu.ops.bench.load import IMAGE, WORKSPACE, Phase, Target, achieved_rate, generate_load
+from remotegpu.ops.bench.load import IMAGE, WORKSPACE, LoadPhase, Target, achieved_rate, generate_load
 from remotegpu.ops.bench.report import ordered, percentile, print_figures, ratio
 from remotegpu.ops.bench.static_server import serve_static
 
@@ -171,7 +171,7 @@ def _serving(*servers: _Server) -> Iterator[list[str]]:
             process.join(timeout=10)
 
 
-def _load(phases: list[Phase], config: ApiBenchConfig) -> dict[str, Any]:
+def _load(phases: list[LoadPhase], config: ApiBenchConfig) -> dict[str, Any]:
     """Run `phases` in a load process of their own; their results by phase name."""
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
@@ -200,14 +200,14 @@ def run(config: ApiBenchConfig, console: Console | None = None) -> dict[str, Any
         with _serving(api, static) as (api_base, static_base):
             results = _load(
                 [
-                    Phase(
+                    LoadPhase(
                         "api",
                         replace(seeded, base_url=api_base),
                         "api",
                         config.seconds,
                         config.closed_seconds,
                     ),
-                    Phase(
+                    LoadPhase(
                         "generator",
                         replace(seeded, base_url=static_base),
                         "static",
@@ -223,7 +223,7 @@ def run(config: ApiBenchConfig, console: Console | None = None) -> dict[str, Any
         with _serving(bare) as (bare_base,):
             results |= _load(
                 [
-                    Phase(
+                    LoadPhase(
                         "bare",
                         replace(seeded, base_url=bare_base),
                         "list",

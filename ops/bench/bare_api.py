@@ -30,7 +30,7 @@ LIST_PATH = "/api/v1/environments"
 def create_bare_app(url: str, user_id: uuid.UUID, pool_size: int) -> Litestar:
     """The bare list app on the database at `url`, listing as the user `user_id`."""
     pool = make_async_pool(make_url(url), size=pool_size)
-    principal = Principal(user_id, "bench", "bench@example.org", UserRole.USER)
+    principal = Principal(user_id=user_id, username="bench", email="bench@example.org", role=UserRole.USER)
     everything = EnvironmentFilter()
 
     @get(LIST_PATH)

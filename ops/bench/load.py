@@ -3,7 +3,7 @@
 Open loop: each request has a scheduled start at the offered rate, and its latency counts from that
 schedule, so a server that falls behind is charged for the queue it causes (no coordinated omission).
 Closed loop: a fixed number of clients, each sending its next request when the last one is answered,
-for the maximum throughput. The same generator loads the API and the benchmark's ceilings (`Phase`).
+for the maximum throughput. The same generator loads the API and the benchmark's ceilings (`LoadPhase`).
 This module imports little, so that the spawned process starts quickly.
 """
 
@@ -31,7 +31,7 @@ class Target:
 
 
 @dataclass(frozen=True)
-class Phase:
+class LoadPhase:
     """One server's load: `mix` is `api` (the benchmark's), `list` or `static`; an open loop at the
     offered rate for `open_seconds` (after a warm-up; none when 0), then the closed loop."""
 
@@ -133,7 +133,9 @@ async def _closed_loop(target: Target, mix: str, clients: int, seconds: float) -
     return done, errors
 
 
-def generate_load(phases: list[Phase], rate: float, warmup_seconds: float, clients: int, pipe: Pipe) -> None:
+def generate_load(
+    phases: list[LoadPhase], rate: float, warmup_seconds: float, clients: int, pipe: Pipe
+) -> None:
     """The load process (spawned): for each phase in turn, its open loop at `rate` after a warm-up, then
     its closed loop of `clients`; sends {phase name: (open-loop samples, (closed-loop requests,
     closed-loop errors))} on `pipe`.
