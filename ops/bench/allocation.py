@@ -28,8 +28,10 @@ from remotegpu.core.db import make_engine
 from remotegpu.core.inventory import GpuDevice, register_host
 from remotegpu.core.quotas import QuotaLimits, set_quota
 from remotegpu.core.states import PortPurpose
+from remotegpu.ops.bench import claim_ceiling
+from remotegpu.ops.bench.calibration import calibrate
 from remotegpu.ops.bench.database import bench_database
-from remotegpu.ops.bench.report import percentile, print_figures
+from remotegpu.ops.bench.report import ordered, percentile, print_figures, ratio
 
 GIB = 1 << 30
 SIZES = (1, 1, 1, 1, 2, 2, 4, 8)
@@ -49,9 +51,11 @@ class BenchConfig:
     environments_per_worker: int = 600
     target_utilisation: float = 0.75
     seed: int = 7
+    ceiling_seconds: float = 5.0
+    """How long the bare claim transaction runs for the ceiling."""
 
 
-QUICK = BenchConfig(hosts=200, workers=4, seconds=6.0, environments_per_worker=300)
+QUICK = BenchConfig(hosts=200, workers=4, seconds=6.0, environments_per_worker=300, ceiling_seconds=2.0)
 
 
 def _seed(url: URL, config: BenchConfig) -> list[list[dict[str, Any]]]:
@@ -188,6 +192,7 @@ def run(
     if workers is not None:
         config = dataclasses.replace(config, workers=workers)
     with bench_database("remotegpu_bench_alloc") as url:
+        calibration = calibrate(url)
         per_worker = _seed(url, config)
         share = int(config.hosts * config.gpus_per_host * config.target_utilisation / config.workers)
         context = multiprocessing.get_context("fork")
@@ -210,6 +215,7 @@ def run(
             violations = audit(connection)
             history_rows = connection.execute(text("SELECT count(*) FROM claim_history")).scalar_one()
         engine.dispose()
+        ceiling = claim_ceiling.claims_per_s(url, config.workers, config.ceiling_seconds)
 
     latencies = sorted(latency for result in results for latency in result["latencies"])
     outcomes: dict[str, int] = {}
@@ -219,6 +225,8 @@ def run(
     claims = len(latencies)
     gpus = sum(result["gpus"] for result in results)
     figures = {
+        "ceiling_claims_per_s": ceiling,
+        "ratio_claims": ratio(claims / wall, ceiling),
         "benchmark": "allocation",
         "quick": quick,
         "hosts": config.hosts,
@@ -235,9 +243,10 @@ def run(
         "no_capacity": outcomes.get("no-capacity", 0),
         "history_rows": history_rows,
         "violations": len(violations),
+        **calibration,
     }
     print_figures(console, "remotegpu bench allocation", figures, violations)
-    return figures
+    return ordered(figures)
 
 
 def main(quick: bool, workers: int | None = None) -> None:

@@ -12,22 +12,31 @@
 
 Figures: `rps` achieved at the offered rate, `p50_ms` and `p99_ms` there, `errors` (non-2xx or failed
 requests in either phase), `max_rps`, and per-kind percentiles.
+
+The same run measures two ceilings, with the same load generator, the same clients and the same
+database:
+
+5. the bare app (`bare_api`: the list statement behind Litestar and a psycopg pool, as many uvicorn
+   workers as the API, no authentication), loaded with list requests only: warm-up and open loop at
+   the same offered rate (`ceiling_seconds`), then the same closed loop → `ceiling_max_rps`,
+   `ratio_max_rps`;
+6. the load generator alone, closed loop against a static responder (`static_server`) →
+   `generator_max_rps`; when `ratio_ceiling_generator` nears 1, the ceiling measured the generator,
+   not the bare app.
+
+A calibration line comes first.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import dataclasses
-import gc
 import json
 import multiprocessing
 import socket
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from multiprocessing.connection import Connection as Pipe
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -38,13 +47,17 @@ from sqlalchemy.engine import URL
 from remotegpu.core.accounts import create_api_token
 from remotegpu.core.db import make_engine
 from remotegpu.core.environments import submit_environment
+from remotegpu.ops.bench.bare_api import LIST_PATH, serve_bare_worker
+from remotegpu.ops.bench.calibration import calibrate
 from remotegpu.ops.bench.database import bench_database, create_tenant
-from remotegpu.ops.bench.report import percentile, print_figures
+from remotegpu.ops.bench.load import IMAGE, WORKSPACE, LoadPhase, Target, achieved_rate, generate_load
+from remotegpu.ops.bench.report import ordered, percentile, print_figures, ratio
+from remotegpu.ops.bench.static_server import serve_static
 
 SEEDED = 200
-WORKSPACE = "bench"
 CLOSED_LOOP_CLIENTS = 50
-IMAGE = "nvcr.io/nvidia/pytorch:24.05-py3"
+DB_POOL_SIZE = 20
+"""Database connections per API worker, the bare app's as well."""
 
 
 @dataclass(frozen=True)
@@ -59,18 +72,16 @@ class ApiBenchConfig:
     """API worker processes (one per core of the development machine)."""
     warmup_seconds: float = 2.0
     """Load at the offered rate before the measured open loop (not counted)."""
+    ceiling_seconds: float = 5.0
+    """The bare app's open loop at the offered rate (its closed loop runs `closed_seconds`)."""
+    generator_seconds: float = 2.0
+    """The load generator's closed loop against the static responder."""
 
 
-@dataclass(frozen=True)
-class Target:
-    """What the load process needs to know."""
-
-    base_url: str
-    token: str
-    environment_ids: list[str]
+QUICK = ApiBenchConfig(seconds=5.0, closed_seconds=4.0, warmup_seconds=1.0, ceiling_seconds=2.0)
 
 
-def _seed(url: URL) -> Target:
+def _seed(url: URL) -> tuple[Target, uuid.UUID]:
     engine = make_engine(url, pool_size=2)
     try:
         workspace, user = create_tenant(engine, WORKSPACE)
@@ -91,7 +102,7 @@ def _seed(url: URL) -> Target:
             token = create_api_token(connection, user, "bench", None).token
     finally:
         engine.dispose()
-    return Target("", token, ids)
+    return Target("", token, ids), user
 
 
 def _free_port() -> int:
@@ -100,7 +111,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _serve(url: str, port: int) -> None:
+def _serve(port: int, url: str) -> None:
     """One API worker process (spawned), exactly as `remotegpu api --workers N` runs it."""
     from remotegpu.core.settings import Settings
     from remotegpu.ops.api_server import run_worker
@@ -111,31 +122,48 @@ def _serve(url: str, port: int) -> None:
             api_port=port,
             jwt_secret="bench-" + "k" * 40,
             login_attempts_per_minute=100_000,
-            db_pool_size=20,
+            db_pool_size=DB_POOL_SIZE,
         )
     )
 
 
+@dataclass(frozen=True)
+class _Server:
+    """Processes to spawn for one server on one port, and the path that answers 200 once it serves."""
+
+    target: Callable[..., None]
+    args: tuple[Any, ...]
+    processes: int
+    ready_path: str
+
+
 @contextlib.contextmanager
-def _api_processes(url: URL, workers: int) -> Iterator[str]:
-    port = _free_port()
+def _serving(*servers: _Server) -> Iterator[list[str]]:
+    """Start every server's processes at once (each server on a port of its own, its port the first of
+    its arguments); yield their base URLs once each answers, and stop them all on exit."""
     context = multiprocessing.get_context("spawn")
-    rendered = url.render_as_string(hide_password=False)
-    processes = [context.Process(target=_serve, args=(rendered, port), daemon=True) for _ in range(workers)]
+    ports = [_free_port() for _ in servers]
+    processes = [
+        context.Process(target=server.target, args=(port, *server.args), daemon=True)
+        for server, port in zip(servers, ports, strict=True)
+        for _ in range(server.processes)
+    ]
     for process in processes:
         process.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    bases = [f"http://127.0.0.1:{port}" for port in ports]
+    probes = [base + server.ready_path for base, server in zip(bases, servers, strict=True)]
+    deadline = time.monotonic() + 90
     try:
-        while True:
+        while probes:
             with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
+                if httpx.get(probes[0], timeout=1).status_code == 200:
+                    probes.pop(0)
+                    continue
             if not all(p.is_alive() for p in processes) or time.monotonic() > deadline:
-                raise RuntimeError("the API processes did not become ready")
+                raise RuntimeError(f"a server did not become ready: {probes[0]}")
             time.sleep(0.1)
-        time.sleep(1)  # the other workers finish starting too
-        yield base
+        time.sleep(1)  # the other workers of each finish starting too
+        yield bases
     finally:
         for process in processes:
             process.terminate()
@@ -143,136 +171,79 @@ def _api_processes(url: URL, workers: int) -> Iterator[str]:
             process.join(timeout=10)
 
 
-# -- the load process ---------------------------------------------------------------------------
-
-
-def _kind(index: int) -> str:
-    slot = index % 10
-    return "list" if slot < 6 else "get" if slot < 9 else "create"
-
-
-async def _one(session: Any, target: Target, kind: str, index: int, tag: str) -> tuple[str, int]:
-    base = f"{target.base_url}/api/v1/environments"
-    if kind == "list":
-        request = session.get(base, params={"limit": "20"})
-    elif kind == "get":
-        request = session.get(f"{base}/{target.environment_ids[index % len(target.environment_ids)]}")
-    else:
-        body = {"name": f"b-{tag}-{index}", "workspace": WORKSPACE, "image": IMAGE, "resources": {"gpus": 1}}
-        request = session.post(base, json=body)
-    try:
-        async with request as response:
-            await response.read()
-            return kind, response.status
-    except Exception:  # any failure of the request itself counts as an error
-        return kind, 0
-
-
-async def _open_loop(
-    target: Target, rate: float, seconds: float, warmup_seconds: float
-) -> list[tuple[str, float, int, float]]:
-    """Every request's (kind, latency from its scheduled start in ms, status, completion time). Times
-    come from `perf_counter`: uvloop's clock ticks in whole milliseconds. A warm-up at the same rate
-    comes first and is not counted: it opens the client's connections and takes both sides through
-    their first-request paths."""
-    import aiohttp
-
-    headers = {"Authorization": f"Bearer {target.token}"}
-    connector = aiohttp.TCPConnector(limit=1000)
-    tag = uuid.uuid4().hex[:6]
-    async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
-        await _paced(session, target, rate, warmup_seconds, f"{tag}w")
-        return await _paced(session, target, rate, seconds, tag)
-
-
-async def _paced(
-    session: Any, target: Target, rate: float, seconds: float, tag: str
-) -> list[tuple[str, float, int, float]]:
-    results: list[tuple[str, float, int, float]] = []
-
-    async def timed(index: int, scheduled: float) -> None:
-        kind, status = await _one(session, target, _kind(index), index, tag)
-        done = time.perf_counter()
-        results.append((kind, (done - scheduled) * 1000, status, done))
-
-    total = int(rate * seconds)
-    start = time.perf_counter() + 0.05
-    tasks = []
-    for index in range(total):
-        scheduled = start + index / rate
-        delay = scheduled - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(timed(index, scheduled)))
-    await asyncio.gather(*tasks)
+def _load(phases: list[LoadPhase], config: ApiBenchConfig) -> dict[str, Any]:
+    """Run `phases` in a load process of their own; their results by phase name."""
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    loader = context.Process(
+        target=generate_load, args=(phases, config.rate, config.warmup_seconds, config.clients, sender)
+    )
+    loader.start()
+    results: dict[str, Any] = receiver.recv()
+    loader.join()
     return results
 
 
-async def _closed_loop(target: Target, clients: int, seconds: float) -> tuple[int, int]:
-    import aiohttp
-
-    headers = {"Authorization": f"Bearer {target.token}"}
-    done = errors = 0
-    tag = uuid.uuid4().hex[:6]
-    async with aiohttp.ClientSession(
-        headers=headers, connector=aiohttp.TCPConnector(limit=clients)
-    ) as session:
-        loop = asyncio.get_running_loop()
-        stop_at = loop.time() + seconds
-
-        async def client(number: int) -> None:
-            nonlocal done, errors
-            index = number
-            while loop.time() < stop_at:
-                _, status = await _one(session, target, _kind(index), index, f"{tag}c")
-                done += 1
-                errors += not 200 <= status < 300
-                index += clients
-
-        await asyncio.gather(*(client(n) for n in range(clients)))
-    return done, errors
-
-
-def _load(target: Target, config: ApiBenchConfig, pipe: Pipe) -> None:
-    """The load process (spawned): the open-loop phase, then the closed-loop phase.
-
-    The collector is off during the open loop: a full collection over tens of thousands of pending
-    requests pauses the load process for tens of milliseconds, which the open loop would charge to the
-    server.
-    """
-    import uvloop
-
-    gc.disable()
-
-    opened = uvloop.run(_open_loop(target, config.rate, config.seconds, config.warmup_seconds))
-    gc.enable()  # the closed loop keeps no per-request state
-    gc.collect()
-    closed = uvloop.run(_closed_loop(target, config.clients, config.closed_seconds))
-    pipe.send((opened, closed))
-    pipe.close()
-
-
 def run(config: ApiBenchConfig, console: Console | None = None) -> dict[str, Any]:
-    """Run the benchmark; print the table and return the figures."""
+    """Run the benchmark; print the table and return the figures.
+
+    The API and the static responder serve first (the responder holds no database connection), then
+    the bare app on its own: the bare app's pools never add to the API's on the shared server.
+    """
     console = console or Console()
     with bench_database("remotegpu_bench_api") as url:
-        seeded = _seed(url)
-        with _api_processes(url, config.workers) as base:
-            target = Target(base, seeded.token, seeded.environment_ids)
-            context = multiprocessing.get_context("spawn")
-            receiver, sender = context.Pipe(duplex=False)
-            loader = context.Process(target=_load, args=(target, config, sender))
-            loader.start()
-            opened, (closed_done, closed_errors) = receiver.recv()
-            loader.join()
+        calibration = calibrate(url)
+        seeded, user = _seed(url)
+        rendered = url.render_as_string(hide_password=False)
+        api = _Server(_serve, (rendered,), config.workers, "/readyz")
+        static = _Server(serve_static, (), 1, "/")
+        with _serving(api, static) as (api_base, static_base):
+            results = _load(
+                [
+                    LoadPhase(
+                        "api",
+                        replace(seeded, base_url=api_base),
+                        "api",
+                        config.seconds,
+                        config.closed_seconds,
+                    ),
+                    LoadPhase(
+                        "generator",
+                        replace(seeded, base_url=static_base),
+                        "static",
+                        0,
+                        config.generator_seconds,
+                    ),
+                ],
+                config,
+            )
+        bare = _Server(
+            serve_bare_worker, (rendered, user, DB_POOL_SIZE), config.workers, f"{LIST_PATH}?limit=1"
+        )
+        with _serving(bare) as (bare_base,):
+            results |= _load(
+                [
+                    LoadPhase(
+                        "bare",
+                        replace(seeded, base_url=bare_base),
+                        "list",
+                        config.ceiling_seconds,
+                        config.closed_seconds,
+                    )
+                ],
+                config,
+            )
+    opened, (closed_done, closed_errors) = results["api"]
     latencies = [latency for _, latency, _, _ in opened]
     open_errors = sum(1 for _, _, status, _ in opened if not 200 <= status < 300)
+    max_rps = round(closed_done / config.closed_seconds, 1)
     figures: dict[str, Any] = {
+        **_ceilings(results, config, max_rps),
         "offered_rps": config.rate,
         "rps": achieved_rate(opened),
         "p50_ms": round(percentile(latencies, 0.5), 2),
         "p99_ms": round(percentile(latencies, 0.99), 2),
-        "max_rps": round(closed_done / config.closed_seconds, 1),
+        "max_rps": max_rps,
         "errors": open_errors + closed_errors,
         "requests": len(opened) + closed_done,
         "seconds": config.seconds,
@@ -283,25 +254,34 @@ def run(config: ApiBenchConfig, console: Console | None = None) -> dict[str, Any
         samples = [latency for k, latency, _, _ in opened if k == kind]
         figures[f"{kind}_p50_ms"] = round(percentile(samples, 0.5), 2)
         figures[f"{kind}_p99_ms"] = round(percentile(samples, 0.99), 2)
+    figures.update(calibration)
     print_figures(console, "API benchmark", figures, [])
-    return figures
+    return ordered(figures)
 
 
-def achieved_rate(opened: list[tuple[str, float, int, float]]) -> float:
-    """The rate successful responses came back at, between the 1st and the 99th percentile of their
-    completion times: the offered rate for a server that keeps up (its latency shifts both ends alike),
-    its own pace for one that falls behind; the trimmed ends keep one slow last response from counting
-    as a slower rate."""
-    done = sorted(at for _, _, status, at in opened if 200 <= status < 300)
-    trim = len(done) // 100
-    if len(done) - 2 * trim < 2:
-        return 0.0
-    first, last = done[trim], done[len(done) - trim - 1]
-    return round((len(done) - 2 * trim - 1) / (last - first), 1)
+def _ceilings(results: dict[str, Any], config: ApiBenchConfig, max_rps: float) -> dict[str, Any]:
+    """The bare app's and the generator's figures, and the API's ratio to the bare app's."""
+    bare_opened, (bare_done, bare_errors) = results["bare"]
+    _, (generator_done, generator_errors) = results["generator"]
+    bare_latencies = [latency for _, latency, _, _ in bare_opened]
+    ceiling_max_rps = round(bare_done / config.closed_seconds, 1)
+    generator_max_rps = round(generator_done / config.generator_seconds, 1)
+    return {
+        "ceiling_max_rps": ceiling_max_rps,
+        "ceiling_rps": achieved_rate(bare_opened),
+        "ceiling_p50_ms": round(percentile(bare_latencies, 0.5), 2),
+        "ceiling_p99_ms": round(percentile(bare_latencies, 0.99), 2),
+        "ratio_max_rps": ratio(max_rps, ceiling_max_rps),
+        "ratio_ceiling_generator": ratio(ceiling_max_rps, generator_max_rps),
+        "generator_max_rps": generator_max_rps,
+        "errors_in_ceilings": bare_errors
+        + generator_errors
+        + sum(1 for _, _, status, _ in bare_opened if not 200 <= status < 300),
+    }
 
 
 def main(quick: bool, rate: float | None = None, workers: int | None = None) -> None:
     """Entry point for the CLI: table, then the figures as the last line."""
-    base = ApiBenchConfig(seconds=5.0, closed_seconds=4.0, warmup_seconds=1.0) if quick else ApiBenchConfig()
-    config = dataclasses.replace(base, rate=rate or base.rate, workers=workers or base.workers)
+    base = QUICK if quick else ApiBenchConfig()
+    config = replace(base, rate=rate or base.rate, workers=workers or base.workers)
     print(json.dumps(run(config)))

@@ -10,6 +10,12 @@ in-memory cluster (pods start at once). The benchmark measures, in order:
 
 Submit-to-running is measured in the database: the environment's `submitted_at` to its `Running`
 event. Violations: claim-history and counter findings, duplicate pods, environments not running.
+
+Then, with the replicas stopped, the same-run ceilings (`reconcile_ceiling`), each over as many
+environments and threads as the benchmark: with the in-memory cluster, the bare lease + apply
+statements (`ceiling_envs_per_s`); with `--cluster sim`, the bare cluster calls of an environment
+(`ceiling_envs_per_s`) and the statements as well (`ceiling_statements_envs_per_s`). `ratio_*` is
+envs/s as a fraction of each. A calibration line comes first.
 """
 
 from __future__ import annotations
@@ -42,8 +48,10 @@ from remotegpu.core.inventory import GpuDevice, register_host, sync_inventory
 from remotegpu.core.kubernetes_cluster import KubernetesCluster
 from remotegpu.core.memory_cluster import InMemoryCluster
 from remotegpu.core.settings import Settings
+from remotegpu.ops.bench import reconcile_ceiling
+from remotegpu.ops.bench.calibration import calibrate
 from remotegpu.ops.bench.database import bench_database, create_tenant
-from remotegpu.ops.bench.report import percentile, print_figures
+from remotegpu.ops.bench.report import ordered, percentile, print_figures, ratio
 from remotegpu.reconciler.loop import Reconciler
 
 GIB = 1 << 30
@@ -65,6 +73,8 @@ class ReconcileBenchConfig:
     """`memory` (in-memory cluster) or `sim` (the simulated cluster over HTTP)."""
     nodes: int = 500
     """Nodes of the simulated cluster."""
+    pod_create_samples: int = 200
+    """Pod creates timed for `sim_pod_create_p50_ms`."""
 
 
 def _pod_create_p50_ms(kubeconfig: str, samples: int = 200) -> float:
@@ -211,14 +221,17 @@ def run(
     }
     figures["cluster"] = config.cluster
     with bench_database("remotegpu_bench_reconcile") as url, contextlib.ExitStack() as stack:
+        figures.update(calibrate(url))
         engine = make_engine(url, pool_size=4)
+        stack.callback(engine.dispose)
         cluster: Any
+        kubeconfig: Path | None = None
         if config.cluster == "sim":
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             kubeconfig = stack.enter_context(_simulated_cluster_process(config.nodes, folder / "kubeconfig"))
             cluster = KubernetesCluster.from_kubeconfig(str(kubeconfig))
             figures["nodes"] = config.nodes
-            figures["sim_pod_create_p50_ms"] = _pod_create_p50_ms(str(kubeconfig))
+            figures["sim_pod_create_p50_ms"] = _pod_create_p50_ms(str(kubeconfig), config.pod_create_samples)
             workspace, user = create_tenant(engine, "bench")
             with engine.begin() as connection:
                 sync_inventory(connection, cluster.list_nodes())
@@ -256,10 +269,41 @@ def run(
             stop.set()
             for _replica, thread in replicas:
                 thread.join(timeout=30)
-            engine.dispose()
+        figures.update(_ceilings(url, engine, config, workspace, user, figures["envs_per_s"], kubeconfig))
     figures["violations"] = len(violations)
     print_figures(console, "remotegpu bench reconcile", figures, violations)
-    return figures
+    return ordered(figures)
+
+
+def _ceilings(
+    url: URL,
+    engine: Engine,
+    config: ReconcileBenchConfig,
+    workspace: uuid.UUID,
+    user: uuid.UUID,
+    envs_per_s: float,
+    kubeconfig: Path | None = None,
+) -> dict[str, float]:
+    """The same-run ceilings and the benchmark's ratios to them (see the module's docstring)."""
+    statements = reconcile_ceiling.statements_envs_per_s(
+        url, workspace, user, SPEC, envs=config.envs, workers=config.workers
+    )
+    if kubeconfig is None:
+        return {"ceiling_envs_per_s": statements, "ratio_envs": ratio(envs_per_s, statements)}
+    calls = reconcile_ceiling.cluster_envs_per_s(
+        str(kubeconfig),
+        workspace,
+        SPEC,
+        reconcile_ceiling.free_gpu_nodes(engine),
+        envs=config.envs,
+        workers=config.workers,
+    )
+    return {
+        "ceiling_envs_per_s": calls,
+        "ratio_envs": ratio(envs_per_s, calls),
+        "ceiling_statements_envs_per_s": statements,
+        "ratio_statements_envs": ratio(envs_per_s, statements),
+    }
 
 
 def _start_replicas(

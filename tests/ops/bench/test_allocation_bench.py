@@ -8,9 +8,11 @@ import json
 from rich.console import Console
 
 from remotegpu.ops.bench.allocation import BenchConfig, run
+from remotegpu.tests.ops.bench.same_run import CALIBRATION, assert_same_run_figures
 from remotegpu.tests.ops.test_cli import _run
 
 EXPECTED = {"claims_per_s", "gpus_per_s", "p50_ms", "p99_ms", "retries", "violations"}
+SAME_RUN = ("ceiling_claims_per_s", "ratio_claims", *CALIBRATION)
 
 
 def test_small_run_reports_every_figure_and_no_violation() -> None:
@@ -18,10 +20,17 @@ def test_small_run_reports_every_figure_and_no_violation() -> None:
     figures = run(
         console=Console(file=output, width=120),
         config=BenchConfig(
-            hosts=10, gpus_per_host=8, workers=2, seconds=1.5, workspaces=3, environments_per_worker=40
+            hosts=10,
+            gpus_per_host=8,
+            workers=2,
+            seconds=1.5,
+            workspaces=3,
+            environments_per_worker=40,
+            ceiling_seconds=0.5,
         ),
     )
     assert set(figures) >= EXPECTED
+    assert_same_run_figures(figures, SAME_RUN, output.getvalue())
     assert figures["violations"] == 0
     assert figures["claims"] > 0
     assert figures["releases"] > 0, "the mix must release as well as allocate"

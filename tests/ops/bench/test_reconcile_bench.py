@@ -16,6 +16,7 @@ from remotegpu.core.manifests import ENVIRONMENT_LABEL, MANAGED_LABEL, MANAGER
 from remotegpu.ops.bench.reconcile import ReconcileBenchConfig, cluster_object_violations, run
 from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
 from remotegpu.tests.allocation_world import make_environment, make_user, make_workspace
+from remotegpu.tests.ops.bench.same_run import CALIBRATION, assert_same_run_figures
 
 EXPECTED = {
     "envs",
@@ -26,6 +27,7 @@ EXPECTED = {
     "failover_s",
     "violations",
 }
+SAME_RUN = ("ceiling_envs_per_s", "ratio_envs", *CALIBRATION)
 
 
 def test_small_run_reports_every_figure_and_no_violation() -> None:
@@ -34,11 +36,23 @@ def test_small_run_reports_every_figure_and_no_violation() -> None:
         console=Console(file=output, width=120), config=ReconcileBenchConfig(envs=20, idle_samples=2)
     )
     assert set(figures) >= EXPECTED
+    assert_same_run_figures(figures, SAME_RUN, output.getvalue())
     assert figures["violations"] == 0
     assert figures["envs"] == 20
     assert figures["failover_s"] > 0
     assert figures["submit_to_running_p99_ms"] >= figures["submit_to_running_p50_ms"] > 0
     assert "envs_per_s" in output.getvalue()
+
+
+def test_small_run_on_the_simulated_cluster_reports_both_ceilings() -> None:
+    output = io.StringIO()
+    figures = run(
+        console=Console(file=output, width=120),
+        config=ReconcileBenchConfig(envs=8, idle_samples=1, cluster="sim", nodes=3, pod_create_samples=20),
+    )
+    expected = (*SAME_RUN, "ceiling_statements_envs_per_s", "ratio_statements_envs", "sim_pod_create_p50_ms")
+    assert_same_run_figures(figures, expected, output.getvalue())
+    assert figures["violations"] == 0
 
 
 def test_the_cluster_check_finds_what_the_cluster_holds_against_the_database(
