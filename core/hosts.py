@@ -12,8 +12,8 @@ import uuid
 
 from sqlalchemy import Connection, text
 
+from remotegpu.core.environments import set_desired_state
 from remotegpu.core.locks import LockNamespace, lock_key, xact_lock_all
-from remotegpu.core.notify import notify_environments
 from remotegpu.core.states import DesiredState, GpuHealth
 
 
@@ -69,18 +69,13 @@ def drain_host(connection: Connection, host_id: uuid.UUID, reason: str = "") -> 
         ),
         {"id": host_id, "reason": reason or "drained"},
     )
-    stopped = list(
-        connection.execute(
-            text(
-                "UPDATE environments SET desired_state = :stopped, updated_at = now(),"
-                " desired_version = desired_version + 1"
-                " WHERE host_id = :id AND desired_state = :running RETURNING id"
-            ),
-            {"id": host_id, "stopped": DesiredState.STOPPED.value, "running": DesiredState.RUNNING.value},
-        ).scalars()
+    running = connection.execute(
+        text("SELECT id FROM environments WHERE host_id = :id AND desired_state = :running"),
+        {"id": host_id, "running": DesiredState.RUNNING.value},
+    ).scalars()
+    stopped = set_desired_state(
+        connection, list(running), DesiredState.STOPPED, replacing=DesiredState.RUNNING
     )
-    for environment_id in stopped:
-        notify_environments(connection, str(environment_id))
     _event(
         connection, host_id, "Drained", reason or "host drained", {"environments": [str(e) for e in stopped]}
     )

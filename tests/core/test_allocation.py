@@ -283,7 +283,7 @@ def test_stopped_deleted_or_changed_environments_are_not_allocated(
         assert reason in result.reason
 
 
-def test_deleting_a_workspace_releases_its_claims_and_blocks_new_ones(
+def test_deleting_a_workspace_keeps_the_claims_asks_its_environments_to_go_and_blocks_new_claims(
     db: Engine, tenant: tuple[uuid.UUID, uuid.UUID]
 ) -> None:
     workspace, user = tenant
@@ -294,14 +294,25 @@ def test_deleting_a_workspace_releases_its_claims_and_blocks_new_ones(
     with db.begin() as connection:
         allocate(connection, running)
     with db.begin() as connection:
-        assert set(delete_workspace(connection, workspace)) == {
+        assert set(delete_workspace(connection, workspace, actor=user)) == {
             running.environment_id,
             pending.environment_id,
         }
     with db.begin() as connection:
         assert allocate(connection, pending).outcome is AllocationOutcome.NOT_ALLOCATABLE
     with db.connect() as connection:
-        assert connection.execute(text("SELECT free FROM gpu_pools")).scalar_one() == 8
+        # the pod may still run: its GPUs stay claimed until the reconciler has deleted it
+        assert connection.execute(text("SELECT free FROM gpu_pools")).scalar_one() == 6
+        rows = connection.execute(
+            text(
+                "SELECT e.desired_state, e.desired_version,"
+                " (SELECT count(*) FROM events v WHERE v.environment_id = e.id AND v.reason = 'DesiredDeleted'"
+                "   AND v.actor_user_id = :u) AS events"
+                " FROM environments e WHERE e.workspace_id = :w"
+            ),
+            {"w": workspace, "u": user},
+        ).all()
+    assert [tuple(row) for row in rows] == [("deleted", 2, 1), ("deleted", 2, 1)]
 
 
 def test_drain_asks_the_environments_on_the_host_to_stop(

@@ -15,6 +15,7 @@ from remotegpu.core.claim_audit import audit
 from remotegpu.core.environments import update_spec
 from remotegpu.core.settings import Settings
 from remotegpu.core.states import DesiredState, Phase
+from remotegpu.core.workspaces import delete_workspace
 from remotegpu.reconciler.environments import Lease, LeaseLostError, apply, fetch_leases, process
 from remotegpu.reconciler.leader import FencedOutError
 from remotegpu.tests.reconciler.world import SPEC, World, build_world
@@ -124,6 +125,31 @@ def test_a_lost_host_releases_the_claims_and_the_environment_moves_elsewhere(wor
     assert row.phase == "running"
     assert row.host_id not in (None, lost)
     assert world.active_gpu_claims() == 2
+
+
+def test_a_deleted_workspace_keeps_its_claims_until_the_reconciler_has_deleted_the_pods(world: World) -> None:
+    env = world.submit("train")
+    world.reconciler.run_until_idle()
+    with world.engine.begin() as connection:
+        assert delete_workspace(connection, world.workspace, actor=world.user) == [env]
+    with world.engine.connect() as connection:
+        desired = connection.execute(
+            text("SELECT desired_state, desired_version FROM environments WHERE id = :e"), {"e": env}
+        ).one()
+        assert audit(connection) == []
+    assert tuple(desired) == ("deleted", 2)
+    assert world.active_gpu_claims() == 2, "the pod still runs: its GPUs must not be placed again"
+
+    world.cluster.unavailable = True  # the pod cannot be deleted yet
+    world.reconciler.run_until_idle()
+    assert (world.phase(env), world.cluster.live_pods()) == ("deleting", [f"env-{env}"])
+    assert world.active_gpu_claims() == 2
+
+    world.cluster.unavailable = False
+    with clock.frozen_at(START + dt.timedelta(minutes=5)):  # past the retry backoff
+        world.reconciler.run_until_idle()
+    assert (world.phase(env), world.cluster.live_pods()) == ("deleted", [])
+    assert world.active_gpu_claims() == 0
 
 
 def test_a_spec_change_while_running_restarts_with_the_new_spec(world: World) -> None:
