@@ -9,7 +9,8 @@ health events in time order and reports every moment an invariant broke:
 
 Timestamps are `clock_timestamp()` values written under the advisory locks, so for two conflicting
 transactions the later one's rows always carry later times. `counter_violations` checks that every
-maintained counter (GPU pools, host and quota usage) equals what the active claims say, and that no
+maintained counter (GPU pools, host and quota usage) equals what the active claims say (storage: what
+the environments' volumes hold, from their first placement until their delete), and that no
 active claim belongs to a deleted environment (nor to a deleted workspace's environment that is not
 being deleted). Used by the property tests and the benchmark.
 """
@@ -250,13 +251,26 @@ _COUNTER_CHECKS: dict[str, str] = {
           FROM resource_quotas q
           LEFT JOIN LATERAL (
               SELECT coalesce(sum(a.gpu_count), 0) AS gpus, coalesce(sum(a.cpu_millis), 0) AS cpu,
-                     coalesce(sum(a.memory_bytes), 0) AS mem, coalesce(sum(a.storage_bytes), 0) AS storage,
-                     count(a.id) AS running
+                     coalesce(sum(a.memory_bytes), 0) AS mem, count(a.id) AS running
                 FROM allocations a
                WHERE a.released_at IS NULL AND (a.workspace_id = q.workspace_id OR a.user_id = q.user_id)
           ) x ON true
          WHERE q.used_gpus <> x.gpus OR q.used_cpu_millis <> x.cpu OR q.used_memory_bytes <> x.mem
-            OR q.used_storage_bytes <> x.storage OR q.running_environments <> x.running
+            OR q.running_environments <> x.running
+    """,
+    # Volumes outlive a stop: storage is counted per environment until its delete, not per allocation.
+    "storage quota usage differs from what the environments' volumes hold": """
+        SELECT q.id, q.workspace_id, q.user_id, q.used_storage_bytes, x.held
+          FROM resource_quotas q
+          LEFT JOIN LATERAL (
+              SELECT coalesce(sum(e.storage_bytes_held), 0) AS held FROM environments e
+               WHERE e.workspace_id = q.workspace_id OR e.user_id = q.user_id
+          ) x ON true
+         WHERE q.used_storage_bytes <> x.held
+    """,
+    "storage held by a deleted environment": """
+        SELECT e.id, e.storage_bytes_held FROM environments e
+         WHERE e.deleted_at IS NOT NULL AND e.storage_bytes_held <> 0
     """,
     "per-model quota usage differs from the active allocations": """
         SELECT m.quota_id, m.gpu_model, m.used_gpus

@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 from sqlalchemy import Connection, text
 
 from remotegpu.core import clock
-from remotegpu.core.allocation import ClaimedPort, release
+from remotegpu.core.allocation import ClaimedPort, release, release_storage
 from remotegpu.core.cluster import (
     ClusterUnavailableError,
     PodObservation,
@@ -512,8 +512,7 @@ def apply(
                 _explain_missing_update(connection, ctx, env)
         return _state(row)
     with ctx.engine.begin() as connection:
-        if result.release_claims:
-            release(connection, env.id)  # host advisory locks first, then row locks
+        _release(connection, env.id, result)
         ctx.kill_point("mid-apply")
         row = connection.execute(_UPDATE_SQL, parameters).first()
         if row is None:
@@ -521,6 +520,15 @@ def apply(
         if mismatch:
             _record_binding_mismatch(connection, env, result.devices)
     return _state(row)
+
+
+def _release(connection: Connection, environment_id: uuid.UUID, result: StepResult) -> None:
+    """Give back what the step freed, advisory locks before the row locks of the update that follows."""
+    if result.mark_deleted:
+        # the volumes are gone: their storage leaves the quotas (quota locks before host locks)
+        release_storage(connection, environment_id)
+    if result.release_claims:
+        release(connection, environment_id)
 
 
 def _explain_missing_update(

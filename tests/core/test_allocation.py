@@ -15,6 +15,7 @@ from remotegpu.core.allocation import (
     allocate,
     choose_host_ports,
     release,
+    release_storage,
 )
 from remotegpu.core.hosts import cordon_host, drain_host, set_gpu_health, uncordon_host
 from remotegpu.core.quotas import QuotaLimits, admission_violations, read_quota, set_quota
@@ -313,6 +314,33 @@ def test_deleting_a_workspace_keeps_the_claims_asks_its_environments_to_go_and_b
             {"w": workspace, "u": user},
         ).all()
     assert [tuple(row) for row in rows] == [("deleted", 2, 1), ("deleted", 2, 1)]
+
+
+def test_storage_quota_is_held_from_a_stop_to_the_delete_and_a_restart_at_the_limit_fits(
+    db: Engine, tenant: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    workspace, user = tenant
+    with db.begin() as connection:
+        make_host(connection, gpus=2)
+        set_quota(connection, "workspace", workspace, QuotaLimits(max_storage_bytes=10 * GIB))
+        request = make_environment(connection, workspace, user, storage_bytes=10 * GIB)
+        other = make_environment(connection, workspace, user, storage_bytes=GIB)
+    for _ in range(2):  # run, stop, run again, stop
+        with db.begin() as connection:
+            assert allocate(connection, request).outcome is AllocationOutcome.ALLOCATED
+        with db.begin() as connection:
+            release(connection, request.environment_id)  # what a stop does; the volume stays
+        with db.connect() as connection:
+            assert read_quota(connection, "workspace", workspace).used_storage_bytes == 10 * GIB
+    with db.begin() as connection:
+        assert allocate(connection, other).outcome is AllocationOutcome.OVER_QUOTA
+    with db.begin() as connection:
+        assert release_storage(connection, request.environment_id) == 10 * GIB  # the delete removed it
+        assert release_storage(connection, request.environment_id) == 0
+    with db.begin() as connection:
+        assert allocate(connection, other).outcome is AllocationOutcome.ALLOCATED
+        release(connection, other.environment_id)
+        release_storage(connection, other.environment_id)
 
 
 def test_drain_asks_the_environments_on_the_host_to_stop(

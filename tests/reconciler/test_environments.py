@@ -13,11 +13,13 @@ from sqlalchemy.engine import URL
 from remotegpu.core import clock
 from remotegpu.core.claim_audit import audit
 from remotegpu.core.environments import update_spec
+from remotegpu.core.quotas import read_quota
 from remotegpu.core.settings import Settings
 from remotegpu.core.states import DesiredState, Phase
 from remotegpu.core.workspaces import delete_workspace
 from remotegpu.reconciler.environments import Lease, LeaseLostError, apply, fetch_leases, process
 from remotegpu.reconciler.leader import FencedOutError
+from remotegpu.tests.allocation_world import GIB
 from remotegpu.tests.reconciler.world import SPEC, World, build_world
 
 START = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
@@ -150,6 +152,26 @@ def test_a_deleted_workspace_keeps_its_claims_until_the_reconciler_has_deleted_t
         world.reconciler.run_until_idle()
     assert (world.phase(env), world.cluster.live_pods()) == ("deleted", [])
     assert world.active_gpu_claims() == 0
+
+
+def test_storage_stays_counted_while_stopped_and_is_freed_by_the_delete(world: World) -> None:
+    def used_storage() -> int:
+        with world.engine.connect() as connection:
+            return read_quota(connection, "workspace", world.workspace).used_storage_bytes
+
+    env = world.submit("train")  # one 100Gi volume
+    world.reconciler.run_until_idle()
+    assert used_storage() == 100 * GIB
+    world.desire(env, DesiredState.STOPPED)
+    world.reconciler.run_until_idle()
+    assert world.cluster.volumes[f"env-{env}"] == {"data"}
+    assert used_storage() == 100 * GIB, "the volume persists, so does its storage quota"
+    world.desire(env, DesiredState.RUNNING)
+    world.reconciler.run_until_idle()
+    assert used_storage() == 100 * GIB, "a restart does not count the same volume twice"
+    world.desire(env, DesiredState.DELETED)
+    world.reconciler.run_until_idle()
+    assert (world.cluster.volumes, used_storage()) == ({}, 0)
 
 
 def test_a_spec_change_while_running_restarts_with_the_new_spec(world: World) -> None:
