@@ -141,9 +141,9 @@ def _apply_event(
         cordoned.add(event.host_id)
     elif event.reason == "Uncordoned" and event.host_id is not None:
         cordoned.discard(event.host_id)
-    elif event.reason == "GpuUnhealthy":
+    elif event.reason in {"GpuUnhealthy", "GpuLost"}:
         unhealthy.add(event.data["gpu"])
-    elif event.reason == "GpuHealthy":
+    elif event.reason in {"GpuHealthy", "GpuFound"}:
         unhealthy.discard(event.data["gpu"])
 
 

@@ -93,12 +93,14 @@ _SET_GPU_HEALTH_SQL = text(
           FROM old WHERE g.id = old.id AND old.health <> :health
         RETURNING g.id
     ), pool AS (
-        -- a GPU enters or leaves the pool once: `total` always, `free` only when it is not claimed
+        -- a GPU enters or leaves the pool once: `total` always, `free` only when it is not claimed;
+        -- between two states out of the pool (unhealthy, lost) nothing moves
         UPDATE gpu_pools p
            SET total = p.total + d.delta,
                free = p.free + CASE WHEN old.claimed THEN 0 ELSE d.delta END
-          FROM old, changed, (SELECT CASE WHEN :health = 'healthy' THEN 1 ELSE -1 END AS delta) d
-         WHERE p.host_id = old.host_id AND p.model = old.model AND NOT old.foreign_use
+          FROM old, changed,
+               (SELECT (:health = 'healthy')::int - (old.health = 'healthy')::int AS delta FROM old) d
+         WHERE p.host_id = old.host_id AND p.model = old.model AND NOT old.foreign_use AND d.delta <> 0
         RETURNING 1
     )
     SELECT old.host_id, (SELECT count(*) FROM changed) AS changed FROM old

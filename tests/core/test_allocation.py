@@ -18,6 +18,7 @@ from remotegpu.core.allocation import (
     release_storage,
 )
 from remotegpu.core.hosts import cordon_host, drain_host, set_gpu_health, uncordon_host
+from remotegpu.core.inventory import ObservedNode, sync_inventory
 from remotegpu.core.quotas import QuotaLimits, admission_violations, read_quota, set_quota
 from remotegpu.core.states import GpuHealth, PortPurpose, Protocol
 from remotegpu.core.workspaces import delete_workspace
@@ -341,6 +342,22 @@ def test_storage_quota_is_held_from_a_stop_to_the_delete_and_a_restart_at_the_li
         assert allocate(connection, other).outcome is AllocationOutcome.ALLOCATED
         release(connection, other.environment_id)
         release_storage(connection, other.environment_id)
+
+
+def test_a_gpu_its_node_no_longer_reports_is_lost_and_stays_out_of_the_pool_whatever_its_health(
+    db: Engine,
+) -> None:
+    with db.begin() as connection:
+        host = make_host(connection, gpus=2, name="n1")
+        node = ObservedNode("n1", True, 1, "H100", 80 * GIB, (), 128_000, 1024 * GIB, {})
+        sync_inventory(connection, [node])
+    with db.begin() as connection:
+        gpu = connection.execute(
+            text("SELECT id FROM gpus WHERE host_id = :h AND index = 1"), {"h": host}
+        ).one()
+        assert connection.execute(text("SELECT total, free FROM gpu_pools")).one() == (1, 1)
+        assert set_gpu_health(connection, gpu.id, GpuHealth.UNHEALTHY)  # an admin's mark: still out
+        assert connection.execute(text("SELECT total, free FROM gpu_pools")).one() == (1, 1)
 
 
 def test_drain_asks_the_environments_on_the_host_to_stop(

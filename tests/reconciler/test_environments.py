@@ -13,6 +13,7 @@ from sqlalchemy.engine import URL
 from remotegpu.core import clock
 from remotegpu.core.claim_audit import audit
 from remotegpu.core.environments import update_spec
+from remotegpu.core.inventory import ObservedNode, sync_inventory
 from remotegpu.core.quotas import read_quota
 from remotegpu.core.settings import Settings
 from remotegpu.core.states import DesiredState, Phase
@@ -172,6 +173,74 @@ def test_storage_stays_counted_while_stopped_and_is_freed_by_the_delete(world: W
     world.desire(env, DesiredState.DELETED)
     world.reconciler.run_until_idle()
     assert (world.cluster.volumes, used_storage()) == ({}, 0)
+
+
+def _report_nodes(world: World, gpus: dict[str, int]) -> None:
+    """An inventory sync in which each node reports `gpus[name]` GPUs (8 when not named)."""
+    nodes = [
+        ObservedNode(name, True, gpus.get(name, 8), "H100", 80 * GIB, (), 128_000, 1024 * GIB, {})
+        for name in world.hosts
+    ]
+    with world.engine.begin() as connection:
+        sync_inventory(connection, nodes)
+
+
+def test_a_lost_gpu_leaves_the_pool_and_its_environment_is_placed_again_after_its_pod_is_gone(
+    world: World,
+) -> None:
+    env = world.submit("train")  # 2 GPUs: indexes 0 and 1 of its host
+    world.reconciler.run_until_idle()
+    node = next(name for name, host in world.hosts.items() if host == world.row(env).host_id)
+    _report_nodes(world, {node: 1})  # indexes 1 to 7 are gone, among them one the environment holds
+    with world.engine.connect() as connection:
+        lost = connection.execute(
+            text(
+                "SELECT g.id, g.health FROM gpus g JOIN hosts h ON h.id = g.host_id WHERE h.name = :n"
+                " AND g.index = 1"
+            ),
+            {"n": node},
+        ).one()
+        pool = connection.execute(
+            text("SELECT total, free FROM gpu_pools WHERE host_id = :h"), {"h": world.hosts[node]}
+        ).one()
+    assert lost.health == "lost"
+    assert tuple(pool) == (1, 0), "lost GPUs leave the pool, like unhealthy ones"
+
+    later = START + dt.timedelta(seconds=11)  # past the resync period
+    world.cluster.unavailable = True  # the pod cannot be deleted yet: the claims stay
+    with clock.frozen_at(later):
+        world.reconciler.run_until_idle()
+    assert world.cluster.live_pods() == [f"env-{env}"]
+    assert world.active_gpu_claims() == 2
+
+    world.cluster.unavailable = False
+    with clock.frozen_at(later + dt.timedelta(minutes=5)):
+        world.reconciler.run_until_idle()
+    assert world.phase(env) == "running"
+    assert world.row(env).host_id != world.hosts[node], "placed again where two GPUs are left"
+    with world.engine.connect() as connection:
+        claimed = set(
+            connection.execute(
+                text("SELECT gpu_id FROM gpu_claims WHERE environment_id = :e AND released_at IS NULL"),
+                {"e": env},
+            ).scalars()
+        )
+        reasons = (
+            connection.execute(
+                text("SELECT reason FROM events WHERE environment_id = :e ORDER BY seq"), {"e": env}
+            )
+            .scalars()
+            .all()
+        )
+    assert len(claimed) == 2
+    assert lost.id not in claimed
+    assert "GpuLost" in reasons
+
+    _report_nodes(world, {})  # the GPU is back
+    with world.engine.connect() as connection:
+        assert connection.execute(text("SELECT health FROM gpus WHERE id = :g"), {"g": lost.id}).scalar() == (
+            "healthy"
+        )
 
 
 def test_a_spec_change_while_running_restarts_with_the_new_spec(world: World) -> None:
