@@ -15,6 +15,10 @@ Release is the mirror: it takes the host lock of every host the environment hold
 it holds no other advisory lock, so it cannot close a cycle), then frees everything in one statement.
 It is idempotent: a second release finds nothing active and changes nothing.
 
+Storage is the exception to the mirror: volumes outlive a stop, so an allocation adds to the quotas'
+storage only what the environment's volumes do not hold yet (`storage_bytes_held`), release leaves it,
+and `release_storage` gives it back once a delete has removed the volumes.
+
 Lock order, everywhere: quota advisory locks, then host advisory locks (sorted), then row locks. A
 caller must not hold row locks (an updated environment row, say) when it calls `allocate` or
 `release`, or a release waiting on its host lock could close a cycle with it.
@@ -28,7 +32,7 @@ from __future__ import annotations
 import enum
 import uuid
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -75,7 +79,17 @@ class AllocationRequest:
     cpu_millis: int = 0
     memory_bytes: int = 0
     storage_bytes: int = 0
+    """What the spec's volumes ask for."""
+    storage_bytes_held: int = 0
+    """What its volumes already hold (counted in the quotas since an earlier placement); `allocate`
+    fills it in from the row it reads under the quota locks."""
     ports: tuple[PortRequest, ...] = ()
+
+    @property
+    def storage_charge(self) -> int:
+        """The storage this allocation adds to the quotas: volumes outlive a stop and never shrink, so
+        only growth beyond what they hold is new."""
+        return max(0, self.storage_bytes - self.storage_bytes_held)
 
     def placement_request(self, excluded_models: frozenset[str] = frozenset()) -> PlacementRequest:
         """The placement view of this request."""
@@ -162,7 +176,7 @@ class ReleaseResult:
 
 
 ENVIRONMENT_STATE_SELECT = f"""
-    SELECT e.id, e.generation, e.desired_state, e.deleted_at IS NOT NULL AS env_deleted,
+    SELECT e.id, e.generation, e.desired_state, e.deleted_at IS NOT NULL AS env_deleted, e.storage_bytes_held,
            w.deleted_at IS NOT NULL AS workspace_deleted,
            (SELECT a.host_id FROM allocations a
              WHERE a.environment_id = e.id AND a.released_at IS NULL) AS allocated_host,
@@ -292,7 +306,9 @@ _WRITE_ALLOCATION_SQL = text(
         ON CONFLICT (quota_id, gpu_model) DO UPDATE SET used_gpus = gpu_model_quotas.used_gpus + EXCLUDED.used_gpus
         RETURNING 1
     ), env AS (
-        UPDATE environments SET host_id = :host, allocated_at = clock_timestamp() WHERE id = :env
+        UPDATE environments SET host_id = :host, allocated_at = clock_timestamp(),
+                                storage_bytes_held = storage_bytes_held + :storage
+         WHERE id = :env
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM gpu_claim), (SELECT count(*) FROM history), (SELECT count(*) FROM pool),
@@ -329,6 +345,7 @@ def allocate(
     if refused is not None:
         return refused
     assert state is not None
+    request = with_storage_held(request, state)
     quota_states = [
         quota_state_from_json("workspace", state.workspace_quota),
         quota_state_from_json("user", state.user_quota),
@@ -401,6 +418,11 @@ def refusal(state: Any, request: AllocationRequest) -> AllocationResult | None:
     return None
 
 
+def with_storage_held(request: AllocationRequest, state: Any) -> AllocationRequest:
+    """`request` with the storage its volumes hold, from an `ENVIRONMENT_STATE_SELECT` row."""
+    return replace(request, storage_bytes_held=state.storage_bytes_held)
+
+
 def quota_violations_for(
     states: Sequence[Any], request: AllocationRequest, gpu_model: str | None
 ) -> list[QuotaViolation]:
@@ -410,7 +432,7 @@ def quota_violations_for(
         gpu_model=gpu_model,
         cpu_millis=request.cpu_millis,
         memory_bytes=request.memory_bytes,
-        storage_bytes=request.storage_bytes,
+        storage_bytes=request.storage_charge,
     )
     return [violation for state in states for violation in quota_violations(state, wanted)]
 
@@ -528,7 +550,7 @@ def _write(
             "gpu_count": request.gpu_count,
             "cpu": request.cpu_millis,
             "mem": request.memory_bytes,
-            "storage": request.storage_bytes,
+            "storage": request.storage_charge,
             "gpu_ids": gpu_ids,
             "container_ports": [p.container_port for p in ports],
             "host_ports": [p.host_port for p in ports],
@@ -598,7 +620,6 @@ _RELEASE_SQL = text(
         UPDATE resource_quotas q SET used_gpus = q.used_gpus - a.gpu_count,
                                      used_cpu_millis = q.used_cpu_millis - a.cpu_millis,
                                      used_memory_bytes = q.used_memory_bytes - a.memory_bytes,
-                                     used_storage_bytes = q.used_storage_bytes - a.storage_bytes,
                                      running_environments = q.running_environments - 1
           FROM alloc a
          WHERE q.workspace_id = a.workspace_id OR q.user_id = a.user_id
@@ -641,3 +662,48 @@ def release(connection: Connection, environment_id: uuid.UUID) -> ReleaseResult:
         if not row.elsewhere:
             break
     return ReleaseResult(gpus=gpus, ports=ports, host_ids=tuple(sorted(released_hosts)))
+
+
+_STORAGE_OWNER_SQL = text(
+    "SELECT workspace_id, user_id, storage_bytes_held FROM environments WHERE id = :env"
+)
+
+_RELEASE_STORAGE_SQL = text(
+    """
+    WITH env AS (
+        -- the row lock makes a second release wait and then find nothing held
+        SELECT id, workspace_id, user_id, storage_bytes_held AS held FROM environments
+         WHERE id = :env AND storage_bytes_held > 0 FOR UPDATE
+    ), cleared AS (
+        UPDATE environments e SET storage_bytes_held = 0 FROM env WHERE e.id = env.id
+        RETURNING 1
+    ), quota AS (
+        UPDATE resource_quotas q SET used_storage_bytes = q.used_storage_bytes - env.held
+          FROM env
+         WHERE q.workspace_id = env.workspace_id OR q.user_id = env.user_id
+        RETURNING 1
+    )
+    SELECT coalesce((SELECT held FROM env), 0) AS held, (SELECT count(*) FROM cleared),
+           (SELECT count(*) FROM quota)
+    """
+)
+
+
+def release_storage(connection: Connection, environment_id: uuid.UUID) -> int:
+    """Give back the storage quota of an environment whose volumes are gone (its delete); idempotent.
+
+    Returns the bytes freed. Takes the quota locks first (the global lock order: quota, then host, then
+    rows), so call it before `release` in the same transaction.
+    """
+    owner = connection.execute(_STORAGE_OWNER_SQL, {"env": environment_id}).one_or_none()
+    if owner is None or not owner.storage_bytes_held:
+        return 0
+    xact_lock_all(
+        connection,
+        [
+            lock_key(LockNamespace.QUOTA_WORKSPACE, owner.workspace_id),
+            lock_key(LockNamespace.QUOTA_USER, owner.user_id),
+        ],
+    )
+    held: int = connection.execute(_RELEASE_STORAGE_SQL, {"env": environment_id}).one().held
+    return held

@@ -39,6 +39,7 @@ from remotegpu.core.allocation import (
     choose_host_ports,
     quota_violations_for,
     refusal,
+    with_storage_held,
 )
 from remotegpu.core.locks import LockNamespace, lock_key, try_xact_lock_each, xact_lock_all
 from remotegpu.core.quotas import quota_state_from_json
@@ -159,7 +160,9 @@ _WRITE_BATCH_SQL = text(
         ON CONFLICT (quota_id, gpu_model) DO UPDATE SET used_gpus = gpu_model_quotas.used_gpus + EXCLUDED.used_gpus
         RETURNING 1
     ), env AS (
-        UPDATE environments e SET host_id = a.host, allocated_at = clock_timestamp() FROM a WHERE e.id = a.env
+        UPDATE environments e SET host_id = a.host, allocated_at = clock_timestamp(),
+                                  storage_bytes_held = e.storage_bytes_held + a.storage
+          FROM a WHERE e.id = a.env
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM alloc), (SELECT count(*) FROM gpu_claim), (SELECT count(*) FROM port_claim),
@@ -274,7 +277,8 @@ def allocate_planned(
     fitted: list[tuple[AllocationRequest, AllocationResult]] = []
     stragglers: list[PlannedAllocation] = []
     for plan in candidates:
-        request, state = plan.request, states[plan.request.environment_id]
+        state = states[plan.request.environment_id]
+        request = with_storage_held(plan.request, state)
         subjects = [
             _quota(quotas, "workspace", request.workspace_id, state.workspace_quota),
             _quota(quotas, "user", request.user_id, state.user_quota),
@@ -341,7 +345,7 @@ def _charge(
             used_gpus=state.used_gpus + request.gpu_count,
             used_cpu_millis=state.used_cpu_millis + request.cpu_millis,
             used_memory_bytes=state.used_memory_bytes + request.memory_bytes,
-            used_storage_bytes=state.used_storage_bytes + request.storage_bytes,
+            used_storage_bytes=state.used_storage_bytes + request.storage_charge,
             running_environments=state.running_environments + 1,
             used_gpus_by_model=by_model,
         )
@@ -407,7 +411,7 @@ def _write_batch(
             "gpu_counts": [r.gpu_count for r, _ in allocations],
             "cpus": [r.cpu_millis for r, _ in allocations],
             "mems": [r.memory_bytes for r, _ in allocations],
-            "storages": [r.storage_bytes for r, _ in allocations],
+            "storages": [r.storage_charge for r, _ in allocations],
             "port_counts": [len(result.ports) for _, result in allocations],
             "gpu_envs": [env for env, _ in gpu_pairs],
             "gpu_ids": [gpu for _, gpu in gpu_pairs],

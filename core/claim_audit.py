@@ -9,8 +9,10 @@ health events in time order and reports every moment an invariant broke:
 
 Timestamps are `clock_timestamp()` values written under the advisory locks, so for two conflicting
 transactions the later one's rows always carry later times. `counter_violations` checks that every
-maintained counter (GPU pools, host and quota usage) equals what the active claims say, and that no
-active claim belongs to a deleted workspace or environment. Used by the property tests and the benchmark.
+maintained counter (GPU pools, host and quota usage) equals what the active claims say (storage: what
+the environments' volumes hold, from their first placement until their delete), and that no
+active claim belongs to a deleted environment (nor to a deleted workspace's environment that is not
+being deleted). Used by the property tests and the benchmark.
 """
 
 from __future__ import annotations
@@ -139,9 +141,9 @@ def _apply_event(
         cordoned.add(event.host_id)
     elif event.reason == "Uncordoned" and event.host_id is not None:
         cordoned.discard(event.host_id)
-    elif event.reason == "GpuUnhealthy":
+    elif event.reason in {"GpuUnhealthy", "GpuLost"}:
         unhealthy.add(event.data["gpu"])
-    elif event.reason == "GpuHealthy":
+    elif event.reason in {"GpuHealthy", "GpuFound"}:
         unhealthy.discard(event.data["gpu"])
 
 
@@ -249,13 +251,26 @@ _COUNTER_CHECKS: dict[str, str] = {
           FROM resource_quotas q
           LEFT JOIN LATERAL (
               SELECT coalesce(sum(a.gpu_count), 0) AS gpus, coalesce(sum(a.cpu_millis), 0) AS cpu,
-                     coalesce(sum(a.memory_bytes), 0) AS mem, coalesce(sum(a.storage_bytes), 0) AS storage,
-                     count(a.id) AS running
+                     coalesce(sum(a.memory_bytes), 0) AS mem, count(a.id) AS running
                 FROM allocations a
                WHERE a.released_at IS NULL AND (a.workspace_id = q.workspace_id OR a.user_id = q.user_id)
           ) x ON true
          WHERE q.used_gpus <> x.gpus OR q.used_cpu_millis <> x.cpu OR q.used_memory_bytes <> x.mem
-            OR q.used_storage_bytes <> x.storage OR q.running_environments <> x.running
+            OR q.running_environments <> x.running
+    """,
+    # Volumes outlive a stop: storage is counted per environment until its delete, not per allocation.
+    "storage quota usage differs from what the environments' volumes hold": """
+        SELECT q.id, q.workspace_id, q.user_id, q.used_storage_bytes, x.held
+          FROM resource_quotas q
+          LEFT JOIN LATERAL (
+              SELECT coalesce(sum(e.storage_bytes_held), 0) AS held FROM environments e
+               WHERE e.workspace_id = q.workspace_id OR e.user_id = q.user_id
+          ) x ON true
+         WHERE q.used_storage_bytes <> x.held
+    """,
+    "storage held by a deleted environment": """
+        SELECT e.id, e.storage_bytes_held FROM environments e
+         WHERE e.deleted_at IS NOT NULL AND e.storage_bytes_held <> 0
     """,
     "per-model quota usage differs from the active allocations": """
         SELECT m.quota_id, m.gpu_model, m.used_gpus
@@ -282,10 +297,13 @@ _COUNTER_CHECKS: dict[str, str] = {
                SELECT 1 FROM allocations a WHERE a.environment_id = m.environment_id
                 AND a.released_at IS NULL AND a.host_id = m.host_id)
     """,
-    "active claim of a deleted workspace or environment": """
+    # A deleted workspace's environments keep their claims until the reconciler has deleted their pods,
+    # but each of them must be on its way out.
+    "active claim of a deleted environment, or of a deleted workspace's environment not being deleted": """
         SELECT a.id FROM allocations a
           JOIN environments e ON e.id = a.environment_id JOIN workspaces w ON w.id = e.workspace_id
-         WHERE a.released_at IS NULL AND (w.deleted_at IS NOT NULL OR e.deleted_at IS NOT NULL)
+         WHERE a.released_at IS NULL
+           AND (e.deleted_at IS NOT NULL OR (w.deleted_at IS NOT NULL AND e.desired_state <> 'deleted'))
     """,
     "GPU claim of another model than its allocation": """
         SELECT c.id FROM gpu_claims c JOIN gpus g ON g.id = c.gpu_id

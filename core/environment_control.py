@@ -104,7 +104,7 @@ def apply_spec(
             environment_id=current.id,
         )
     if changed_state:
-        _set_state(connection, principal, access.id, current.id, desired)
+        set_desired_state(connection, current.id, desired, actor=principal.user_id)
     return ApplyResult(current.id, ApplyOutcome.UPDATED, current.spec, wanted)
 
 
@@ -163,30 +163,12 @@ def operable_environment(connection: Connection, principal: Principal, environme
     return row
 
 
-def _set_state(
-    connection: Connection,
-    principal: Principal,
-    workspace_id: uuid.UUID,
-    environment_id: uuid.UUID,
-    state: DesiredState,
-) -> None:
-    set_desired_state(connection, environment_id, state)
-    record_mutation(
-        connection,
-        principal.user_id,
-        f"Desired{state.value.capitalize()}",
-        f"desired state set to {state.value}",
-        workspace_id=workspace_id,
-        environment_id=environment_id,
-    )
-
-
 def change_state(connection: Connection, principal: Principal, environment: Any, state: DesiredState) -> None:
     """Start, stop or delete an environment the caller may operate; repeating it changes nothing."""
     if environment.desired_state != state.value or (
         state is DesiredState.RUNNING and environment.phase == "failed"
     ):
-        _set_state(connection, principal, environment.workspace_id, environment.id, state)
+        set_desired_state(connection, environment.id, state, actor=principal.user_id)
 
 
 def restart(connection: Connection, principal: Principal, environment: Any) -> int:
@@ -195,7 +177,7 @@ def restart(connection: Connection, principal: Principal, environment: Any) -> i
         raise ConflictError("environment is being deleted; it cannot be restarted")
     generation = update_spec(connection, environment.id, environment.spec)
     if environment.desired_state != DesiredState.RUNNING.value:
-        set_desired_state(connection, environment.id, DesiredState.RUNNING)
+        set_desired_state(connection, environment.id, DesiredState.RUNNING, actor=principal.user_id)
     record_mutation(
         connection,
         principal.user_id,

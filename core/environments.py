@@ -1,12 +1,15 @@
 """Writing the desired side of environments: submit, change the spec, start, stop, delete.
 
 Only these functions write `spec`, `generation` and `desired_state`; the reconciler writes the rest.
-Each wakes the reconciler with NOTIFY (delivered when the caller's transaction commits).
+Each wakes the reconciler with NOTIFY (delivered when the caller's transaction commits); every change of
+`desired_state`, whoever asks for it (a user, a workspace delete, a drain), goes through
+`set_desired_state`.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +18,7 @@ from sqlalchemy import Connection, text
 from remotegpu.core import clock
 from remotegpu.core.notify import CHANNEL, notify_environments
 from remotegpu.core.quantities import parse_bytes, parse_cpu_millis
-from remotegpu.core.states import DesiredState
+from remotegpu.core.states import ActorKind, DesiredState
 
 
 @dataclass(frozen=True)
@@ -113,22 +116,60 @@ def update_spec(connection: Connection, environment_id: uuid.UUID, spec: dict[st
     return generation
 
 
-def set_desired_state(connection: Connection, environment_id: uuid.UUID, state: DesiredState) -> None:
-    """Ask for running, stopped or deleted. Starting a failed environment counts as a new attempt: it
-    bumps the generation, since `failed` is terminal for the generation that failed."""
-    connection.execute(
-        text(
-            "UPDATE environments SET desired_state = :state, updated_at = now(),"
-            " desired_version = desired_version + 1,"
-            " submitted_at = CASE WHEN :starting AND desired_state <> 'running' THEN :now ELSE submitted_at END,"
-            " generation = CASE WHEN :starting AND phase = 'failed' THEN generation + 1 ELSE generation END"
-            " WHERE id = :id AND deleted_at IS NULL"
-        ),
+_SET_DESIRED_SQL = text(
+    """
+    WITH changed AS (
+        UPDATE environments SET desired_state = :state, updated_at = now(),
+               desired_version = desired_version + 1,
+               submitted_at = CASE WHEN :starting AND desired_state <> 'running' THEN :now ELSE submitted_at END,
+               generation = CASE WHEN :starting AND phase = 'failed' THEN generation + 1 ELSE generation END
+         WHERE id = ANY(CAST(:ids AS uuid[])) AND deleted_at IS NULL
+           AND (CAST(:replacing AS text) IS NULL OR desired_state = :replacing)
+        RETURNING id, workspace_id
+    ), recorded AS (
+        INSERT INTO events (actor_kind, actor_user_id, workspace_id, environment_id, kind, reason, message)
+        SELECT :actor_kind, :actor, workspace_id, id, 'api', :reason, :message FROM changed
+        RETURNING 1
+    )
+    -- the wake-up NOTIFY in the same statement, one per environment
+    SELECT id, pg_notify(:channel, id::text) FROM changed ORDER BY id
+    """
+)
+
+
+def set_desired_state(
+    connection: Connection,
+    environment_ids: uuid.UUID | Collection[uuid.UUID],
+    state: DesiredState,
+    *,
+    actor: uuid.UUID | None = None,
+    replacing: DesiredState | None = None,
+) -> list[uuid.UUID]:
+    """Ask for running, stopped or deleted: the one writer of `desired_state`.
+
+    Each change bumps `desired_version` (the reconciler takes the environment at once, even out of a
+    backoff), records a `Desired<State>` event naming `actor` (the system when None) and wakes the
+    reconciler. Starting a failed environment counts as a new attempt: it bumps the generation, since
+    `failed` is terminal for the generation that failed. `replacing`: change only environments that
+    still desire that state (checked on the locked row, so a racing user's change wins). Returns the
+    environments changed (deleted ones are skipped).
+    """
+    ids = [environment_ids] if isinstance(environment_ids, uuid.UUID) else sorted(environment_ids)
+    if not ids:
+        return []
+    rows = connection.execute(
+        _SET_DESIRED_SQL,
         {
-            "id": environment_id,
+            "ids": ids,
             "state": state.value,
             "starting": state is DesiredState.RUNNING,
             "now": clock.now(),
+            "actor_kind": (ActorKind.SYSTEM if actor is None else ActorKind.USER).value,
+            "actor": actor,
+            "reason": f"Desired{state.value.capitalize()}",
+            "message": f"desired state set to {state.value}",
+            "channel": CHANNEL,
+            "replacing": None if replacing is None else replacing.value,
         },
     )
-    notify_environments(connection, str(environment_id))
+    return [row.id for row in rows]

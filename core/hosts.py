@@ -12,8 +12,8 @@ import uuid
 
 from sqlalchemy import Connection, text
 
+from remotegpu.core.environments import set_desired_state
 from remotegpu.core.locks import LockNamespace, lock_key, xact_lock_all
-from remotegpu.core.notify import notify_environments
 from remotegpu.core.states import DesiredState, GpuHealth
 
 
@@ -69,18 +69,13 @@ def drain_host(connection: Connection, host_id: uuid.UUID, reason: str = "") -> 
         ),
         {"id": host_id, "reason": reason or "drained"},
     )
-    stopped = list(
-        connection.execute(
-            text(
-                "UPDATE environments SET desired_state = :stopped, updated_at = now(),"
-                " desired_version = desired_version + 1"
-                " WHERE host_id = :id AND desired_state = :running RETURNING id"
-            ),
-            {"id": host_id, "stopped": DesiredState.STOPPED.value, "running": DesiredState.RUNNING.value},
-        ).scalars()
+    running = connection.execute(
+        text("SELECT id FROM environments WHERE host_id = :id AND desired_state = :running"),
+        {"id": host_id, "running": DesiredState.RUNNING.value},
+    ).scalars()
+    stopped = set_desired_state(
+        connection, list(running), DesiredState.STOPPED, replacing=DesiredState.RUNNING
     )
-    for environment_id in stopped:
-        notify_environments(connection, str(environment_id))
     _event(
         connection, host_id, "Drained", reason or "host drained", {"environments": [str(e) for e in stopped]}
     )
@@ -98,12 +93,14 @@ _SET_GPU_HEALTH_SQL = text(
           FROM old WHERE g.id = old.id AND old.health <> :health
         RETURNING g.id
     ), pool AS (
-        -- a GPU enters or leaves the pool once: `total` always, `free` only when it is not claimed
+        -- a GPU enters or leaves the pool once: `total` always, `free` only when it is not claimed;
+        -- between two states out of the pool (unhealthy, lost) nothing moves
         UPDATE gpu_pools p
            SET total = p.total + d.delta,
                free = p.free + CASE WHEN old.claimed THEN 0 ELSE d.delta END
-          FROM old, changed, (SELECT CASE WHEN :health = 'healthy' THEN 1 ELSE -1 END AS delta) d
-         WHERE p.host_id = old.host_id AND p.model = old.model AND NOT old.foreign_use
+          FROM old, changed,
+               (SELECT (:health = 'healthy')::int - (old.health = 'healthy')::int AS delta FROM old) d
+         WHERE p.host_id = old.host_id AND p.model = old.model AND NOT old.foreign_use AND d.delta <> 0
         RETURNING 1
     )
     SELECT old.host_id, (SELECT count(*) FROM changed) AS changed FROM old

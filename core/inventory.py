@@ -205,14 +205,86 @@ def record_foreign_usage(connection: Connection, host_id: uuid.UUID, usage: Fore
     return bool(changed)
 
 
-def sync_inventory(connection: Connection, nodes: Sequence[ObservedNode]) -> list[uuid.UUID]:
-    """Register nodes not seen before (with their GPUs) and refresh the others; returns new host ids.
+# GPUs of known nodes whose presence changed: reported devices by UUID when the node reports them,
+# else by index (a node reporting N GPUs has indexes 0..N-1).
+_GPU_PRESENCE_SQL = text(
+    """
+    WITH n AS (
+        SELECT * FROM unnest(CAST(:names AS text[]), CAST(:counts AS int[]), CAST(:uuids AS jsonb[]))
+                   AS n(name, gpu_count, uuids)
+    ), observed AS (
+        SELECT g.id, g.host_id, g.index, g.health,
+               CASE WHEN jsonb_array_length(n.uuids) > 0 AND g.device_uuid IS NOT NULL
+                    THEN n.uuids @> to_jsonb(g.device_uuid) ELSE g.index < n.gpu_count END AS present
+          FROM gpus g JOIN hosts h ON h.id = g.host_id JOIN n ON n.name = h.name
+    )
+    SELECT id, host_id, index, present FROM observed
+     WHERE (health = 'lost') = present
+     ORDER BY host_id, index
+    """
+)
+_SET_GPU_PRESENCE_SQL = text(
+    """
+    WITH changed AS (
+        UPDATE gpus g SET health = CASE WHEN x.present THEN 'healthy' ELSE 'lost' END,
+                          health_reason = CASE WHEN x.present THEN NULL ELSE 'no longer reported by its node' END,
+                          updated_at = now()
+          FROM unnest(CAST(:ids AS uuid[]), CAST(:present AS boolean[])) AS x(id, present)
+         WHERE g.id = x.id AND (g.health = 'lost') = x.present
+        RETURNING g.id, g.host_id, g.index, x.present
+    )
+    INSERT INTO events (actor_kind, host_id, kind, reason, message, data)
+    SELECT 'system', host_id, 'host', CASE WHEN present THEN 'GpuFound' ELSE 'GpuLost' END,
+           'GPU ' || index || CASE WHEN present THEN ' reported again' ELSE ' no longer reported by its node' END,
+           jsonb_build_object('gpu', id::text)
+      FROM changed
+    RETURNING host_id
+    """
+)
 
-    Health follows the node's Ready condition; an admin's cordon is never touched. A node that left
-    the cluster is marked removed (its row stays for history).
+
+def _sync_gpu_presence(connection: Connection, nodes: Sequence[ObservedNode]) -> None:
+    """Mark GPUs their Ready node no longer reports `lost` (out of the pool, like unhealthy ones; the
+    reconciler moves an environment holding one elsewhere) and those it reports again healthy. A
+    NotReady node is left alone: the host-down path handles it.
+
+    Under the host locks, taken before any row lock of the sync (lock order): a claim on a GPU being
+    lost either committed before (the reconciler then sees it lost) or sees it out of the pool.
     """
     import json
 
+    from remotegpu.core.locks import LockNamespace, lock_key, xact_lock_all
+
+    ready = [node for node in nodes if node.ready]  # a NotReady node's report is no evidence
+    parameters = {
+        "names": [node.name for node in ready],
+        "counts": [node.gpu_count for node in ready],
+        "uuids": [json.dumps(list(node.gpu_uuids)) for node in ready],
+    }
+    hosts = sorted({row.host_id for row in connection.execute(_GPU_PRESENCE_SQL, parameters)})
+    if not hosts:
+        return
+    xact_lock_all(connection, [lock_key(LockNamespace.HOST, host) for host in hosts])
+    # Read again under the locks (a new statement, a new snapshot).
+    changed = connection.execute(_GPU_PRESENCE_SQL, parameters).all()
+    connection.execute(
+        _SET_GPU_PRESENCE_SQL,
+        {"ids": [row.id for row in changed], "present": [row.present for row in changed]},
+    )
+    for host in sorted({row.host_id for row in changed}):
+        connection.execute(_RECOUNT_POOLS_SQL, {"host": host})
+
+
+def sync_inventory(connection: Connection, nodes: Sequence[ObservedNode]) -> list[uuid.UUID]:
+    """Register nodes not seen before (with their GPUs) and refresh the others; returns new host ids.
+
+    Health follows the node's Ready condition; an admin's cordon is never touched. A GPU the node no
+    longer reports is marked lost, and healthy again when it comes back. A node that left the cluster
+    is marked removed (its row stays for history).
+    """
+    import json
+
+    _sync_gpu_presence(connection, nodes)
     added = []
     now = clock.now()
     # One statement for every known node; a row is written only when something changed or its

@@ -180,7 +180,7 @@ def remove_workspace(
     stopped and deleted, history kept."""
     access = _lock_members(connection, principal, access)
     access.require(Action.DELETE_WORKSPACE)
-    environments = delete_workspace(connection, access.id)
+    environments = delete_workspace(connection, access.id, actor=principal.user_id)
     record_mutation(
         connection,
         principal.user_id,

@@ -65,10 +65,12 @@ class HostHealth(enum.StrEnum):
 
 
 class GpuHealth(enum.StrEnum):
-    """Health of one GPU device; unhealthy devices are never allocated."""
+    """Health of one GPU device; only healthy devices are allocated."""
 
     HEALTHY = "healthy"
     UNHEALTHY = "unhealthy"
+    LOST = "lost"
+    """The node no longer reports it (inventory sync); healthy again when the node reports it again."""
 
 
 class Protocol(enum.StrEnum):

@@ -15,13 +15,13 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.table import Table
 from typer.core import TyperArgument, TyperOption
 
 from remotegpu.core.errors import RemoteGPUError
 from remotegpu.core.settings import Settings, load_settings
 from remotegpu.ops.client_cli import register_commands
+from remotegpu.ops.log_format import console_handler
 
 app = typer.Typer(
     name="remotegpu",
@@ -75,7 +75,7 @@ def _settings(config: Path | None) -> Settings:
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_path=False)],
+        handlers=[console_handler(err_console)],
     )
     # Third-party chatter (pgserver's command lines, Alembic's context lines) only at debug level.
     for noisy in ("pgserver", "alembic", "apscheduler", "transitions", "urllib3"):

@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 from sqlalchemy import Connection, text
 
 from remotegpu.core import clock
-from remotegpu.core.allocation import ClaimedPort, release
+from remotegpu.core.allocation import ClaimedPort, release, release_storage
 from remotegpu.core.cluster import (
     ClusterUnavailableError,
     PodObservation,
@@ -82,6 +82,8 @@ class EnvironmentState:
     ports: tuple[ClaimedPort, ...]
     claimed_devices: tuple[str | None, ...] = ()
     """Device UUIDs of the GPUs this environment claims (None where the node never reported one)."""
+    lost_gpus: tuple[int, ...] = ()
+    """Indexes of claimed GPUs its node no longer reports (`GpuHealth.LOST`)."""
 
 
 @dataclass(frozen=True)
@@ -223,7 +225,11 @@ _STATE_COLUMNS = """
                        FROM port_mappings m WHERE m.environment_id = e.id AND m.released_at IS NULL), '[]') AS ports,
            coalesce((SELECT json_agg(g.device_uuid ORDER BY g.device_uuid)
                        FROM gpu_claims c JOIN gpus g ON g.id = c.gpu_id
-                      WHERE c.environment_id = e.id AND c.released_at IS NULL), '[]') AS claimed_devices
+                      WHERE c.environment_id = e.id AND c.released_at IS NULL), '[]') AS claimed_devices,
+           coalesce((SELECT json_agg(g.index ORDER BY g.index)
+                       FROM gpu_claims c JOIN gpus g ON g.id = c.gpu_id
+                      WHERE c.environment_id = e.id AND c.released_at IS NULL AND g.health = 'lost'), '[]')
+               AS lost_gpus
       FROM environments e
       LEFT JOIN allocations a ON a.environment_id = e.id AND a.released_at IS NULL
       LEFT JOIN hosts h ON h.id = a.host_id
@@ -254,6 +260,7 @@ def _state(row: Any) -> EnvironmentState:
         host_health=row.host_health,
         ports=tuple(ClaimedPort(c, h, Protocol(p)) for c, h, p in row.ports),
         claimed_devices=tuple(row.claimed_devices),
+        lost_gpus=tuple(row.lost_gpus),
     )
 
 
@@ -312,9 +319,11 @@ def _towards_running(ctx: ReconcilerContext, env: EnvironmentState) -> StepResul
         return advance("admit", "Admitted", observed_generation=env.generation)
     if phase is Phase.ADMITTED:
         return requeue(ctx.resync, observed_generation=env.generation)
-    if env.host_health == "down":
+    lost = _lost_placement(env)
+    if lost is not None:
+        # Its pod goes first (this step); the claims are released when the result is applied, after.
         ctx.cluster.delete_workload(env.id, keep_volumes=True)
-        return advance("reschedule", "HostLost", f"host {env.host_name} is down", release_claims=True)
+        return advance("reschedule", *lost, release_claims=True)
     if phase is Phase.SCHEDULED:
         ctx.cluster.ensure_workload(_workload(env))
         ctx.kill_point("after-pod-created")
@@ -324,6 +333,17 @@ def _towards_running(ctx: ReconcilerContext, env: EnvironmentState) -> StepResul
             return advance("provision", "Provisioning", requeue_after=POD_START_RECHECK, hold=False)
         return advance("provision", "Provisioning")
     return _observe(ctx, env, ctx.cluster.observe_workload(env.id))
+
+
+def _lost_placement(env: EnvironmentState) -> tuple[str, str] | None:
+    """(reason, message) when the environment's host is down or a GPU it holds is lost; else None.
+    Either way it goes back to the queue, to be placed again."""
+    if env.host_health == "down":
+        return "HostLost", f"host {env.host_name} is down"
+    if env.lost_gpus:
+        indexes = ", ".join(str(index) for index in env.lost_gpus)
+        return "GpuLost", f"GPU {indexes} of host {env.host_name} is no longer reported by its node"
+    return None
 
 
 def _observe(ctx: ReconcilerContext, env: EnvironmentState, pod: PodObservation) -> StepResult:
@@ -512,8 +532,7 @@ def apply(
                 _explain_missing_update(connection, ctx, env)
         return _state(row)
     with ctx.engine.begin() as connection:
-        if result.release_claims:
-            release(connection, env.id)  # host advisory locks first, then row locks
+        _release(connection, env.id, result)
         ctx.kill_point("mid-apply")
         row = connection.execute(_UPDATE_SQL, parameters).first()
         if row is None:
@@ -521,6 +540,15 @@ def apply(
         if mismatch:
             _record_binding_mismatch(connection, env, result.devices)
     return _state(row)
+
+
+def _release(connection: Connection, environment_id: uuid.UUID, result: StepResult) -> None:
+    """Give back what the step freed, advisory locks before the row locks of the update that follows."""
+    if result.mark_deleted:
+        # the volumes are gone: their storage leaves the quotas (quota locks before host locks)
+        release_storage(connection, environment_id)
+    if result.release_claims:
+        release(connection, environment_id)
 
 
 def _explain_missing_update(

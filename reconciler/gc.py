@@ -2,7 +2,8 @@
 
 - Cluster objects labelled as an environment's (pod, service, PVC) whose environment does not exist or
   is deleted are deleted; a stopped environment keeps its PVCs (stop keeps volumes) but not its pod.
-- Claims whose environment is deleted (or gone from the table) are released.
+- Claims whose environment is deleted (or gone from the table) are released, and so is the storage
+  quota a deleted environment still holds (its volumes went with its other objects).
 An environment that believes it runs but has no pod needs no collector: its running step observes the
 pod on every resync and re-creates it.
 """
@@ -13,7 +14,7 @@ import logging
 
 from sqlalchemy import text
 
-from remotegpu.core.allocation import release
+from remotegpu.core.allocation import release, release_storage
 from remotegpu.core.cluster import OwnedObjects
 from remotegpu.reconciler.context import ReconcilerContext
 from remotegpu.reconciler.leader import fence
@@ -27,6 +28,9 @@ _ORPHAN_CLAIMS_SQL = text(
      WHERE a.released_at IS NULL AND (e.deleted_at IS NOT NULL OR e.phase IN ('deleted', 'stopped', 'failed'))
        AND (e.lock_token IS NULL OR e.lock_expires_at < now())
     """
+)
+_ORPHAN_STORAGE_SQL = text(
+    "SELECT id FROM environments WHERE deleted_at IS NOT NULL AND storage_bytes_held > 0"
 )
 # Phases in which an environment has no business owning a pod.
 _PODLESS = {"pending", "admitted", "stopped", "failed", "deleted"}
@@ -49,6 +53,14 @@ def collect_garbage(ctx: ReconcilerContext) -> dict[str, int]:
                     "Orphan deleted",
                     extra={"kind": kind, "object": f"{namespace}/{name}", "env": str(environment)},
                 )
+    with ctx.engine.connect() as connection:
+        holding = connection.execute(_ORPHAN_STORAGE_SQL).scalars().all()
+    for environment in holding:
+        # one transaction each: its quota locks come first (lock order), and only its own
+        with ctx.engine.begin() as connection:
+            release_storage(connection, environment)
+            fence(connection, ctx.shard, ctx.epoch)
+        log.info("Orphan storage released", extra={"env": str(environment)})
     with ctx.engine.begin() as connection:
         for environment in connection.execute(_ORPHAN_CLAIMS_SQL).scalars().all():
             if release(connection, environment).released_anything:

@@ -23,7 +23,8 @@ class Allocation(Base):
     """What one allocation charged: the host, the GPUs' model and count, CPU, memory, storage.
 
     Release subtracts exactly these amounts from the host and quota counters, whatever the spec says
-    by then. An environment has at most one active allocation.
+    by then; but storage (what the volumes grew by) stays counted until the environment's delete
+    (`Environment.storage_bytes_held`). An environment has at most one active allocation.
     """
 
     __tablename__ = "allocations"

@@ -39,6 +39,7 @@ class Environment(Base):
             name="requests_not_negative",
         ),
         CheckConstraint("retry_count >= 0 AND shard >= 0", name="counters_not_negative"),
+        CheckConstraint("storage_bytes_held >= 0", name="storage_held_not_negative"),
         CheckConstraint("(lock_token IS NULL) = (lock_expires_at IS NULL)", name="lease_complete"),
         Index(
             "uq_environments_workspace_id_name_live",
@@ -91,6 +92,9 @@ class Environment(Base):
     cpu_millis: Mapped[Millis] = mapped_column(default=0, server_default="0")
     memory_bytes: Mapped[Bytes] = mapped_column(default=0, server_default="0")
     storage_bytes: Mapped[Bytes] = mapped_column(default=0, server_default="0")
+    storage_bytes_held: Mapped[Bytes] = mapped_column(default=0, server_default="0")
+    """Storage its volumes hold, counted in the workspace's and user's quotas from the first placement
+    until the delete removes them (a stop keeps volumes, and so keeps this)."""
 
     # Observed side.
     phase: Mapped[Phase] = mapped_column(

@@ -15,8 +15,10 @@ from remotegpu.core.allocation import (
     allocate,
     choose_host_ports,
     release,
+    release_storage,
 )
 from remotegpu.core.hosts import cordon_host, drain_host, set_gpu_health, uncordon_host
+from remotegpu.core.inventory import ObservedNode, sync_inventory
 from remotegpu.core.quotas import QuotaLimits, admission_violations, read_quota, set_quota
 from remotegpu.core.states import GpuHealth, PortPurpose, Protocol
 from remotegpu.core.workspaces import delete_workspace
@@ -283,7 +285,7 @@ def test_stopped_deleted_or_changed_environments_are_not_allocated(
         assert reason in result.reason
 
 
-def test_deleting_a_workspace_releases_its_claims_and_blocks_new_ones(
+def test_deleting_a_workspace_keeps_the_claims_asks_its_environments_to_go_and_blocks_new_claims(
     db: Engine, tenant: tuple[uuid.UUID, uuid.UUID]
 ) -> None:
     workspace, user = tenant
@@ -294,14 +296,68 @@ def test_deleting_a_workspace_releases_its_claims_and_blocks_new_ones(
     with db.begin() as connection:
         allocate(connection, running)
     with db.begin() as connection:
-        assert set(delete_workspace(connection, workspace)) == {
+        assert set(delete_workspace(connection, workspace, actor=user)) == {
             running.environment_id,
             pending.environment_id,
         }
     with db.begin() as connection:
         assert allocate(connection, pending).outcome is AllocationOutcome.NOT_ALLOCATABLE
     with db.connect() as connection:
-        assert connection.execute(text("SELECT free FROM gpu_pools")).scalar_one() == 8
+        # the pod may still run: its GPUs stay claimed until the reconciler has deleted it
+        assert connection.execute(text("SELECT free FROM gpu_pools")).scalar_one() == 6
+        rows = connection.execute(
+            text(
+                "SELECT e.desired_state, e.desired_version,"
+                " (SELECT count(*) FROM events v WHERE v.environment_id = e.id AND v.reason = 'DesiredDeleted'"
+                "   AND v.actor_user_id = :u) AS events"
+                " FROM environments e WHERE e.workspace_id = :w"
+            ),
+            {"w": workspace, "u": user},
+        ).all()
+    assert [tuple(row) for row in rows] == [("deleted", 2, 1), ("deleted", 2, 1)]
+
+
+def test_storage_quota_is_held_from_a_stop_to_the_delete_and_a_restart_at_the_limit_fits(
+    db: Engine, tenant: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    workspace, user = tenant
+    with db.begin() as connection:
+        make_host(connection, gpus=2)
+        set_quota(connection, "workspace", workspace, QuotaLimits(max_storage_bytes=10 * GIB))
+        request = make_environment(connection, workspace, user, storage_bytes=10 * GIB)
+        other = make_environment(connection, workspace, user, storage_bytes=GIB)
+    for _ in range(2):  # run, stop, run again, stop
+        with db.begin() as connection:
+            assert allocate(connection, request).outcome is AllocationOutcome.ALLOCATED
+        with db.begin() as connection:
+            release(connection, request.environment_id)  # what a stop does; the volume stays
+        with db.connect() as connection:
+            assert read_quota(connection, "workspace", workspace).used_storage_bytes == 10 * GIB
+    with db.begin() as connection:
+        assert allocate(connection, other).outcome is AllocationOutcome.OVER_QUOTA
+    with db.begin() as connection:
+        assert release_storage(connection, request.environment_id) == 10 * GIB  # the delete removed it
+        assert release_storage(connection, request.environment_id) == 0
+    with db.begin() as connection:
+        assert allocate(connection, other).outcome is AllocationOutcome.ALLOCATED
+        release(connection, other.environment_id)
+        release_storage(connection, other.environment_id)
+
+
+def test_a_gpu_its_node_no_longer_reports_is_lost_and_stays_out_of_the_pool_whatever_its_health(
+    db: Engine,
+) -> None:
+    with db.begin() as connection:
+        host = make_host(connection, gpus=2, name="n1")
+        node = ObservedNode("n1", True, 1, "H100", 80 * GIB, (), 128_000, 1024 * GIB, {})
+        sync_inventory(connection, [node])
+    with db.begin() as connection:
+        gpu = connection.execute(
+            text("SELECT id FROM gpus WHERE host_id = :h AND index = 1"), {"h": host}
+        ).one()
+        assert connection.execute(text("SELECT total, free FROM gpu_pools")).one() == (1, 1)
+        assert set_gpu_health(connection, gpu.id, GpuHealth.UNHEALTHY)  # an admin's mark: still out
+        assert connection.execute(text("SELECT total, free FROM gpu_pools")).one() == (1, 1)
 
 
 def test_drain_asks_the_environments_on_the_host_to_stop(

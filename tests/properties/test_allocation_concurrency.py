@@ -3,7 +3,7 @@
 Invariants (checked over the claim history and the counters by `claim_audit.audit`, after every
 schedule): no GPU and no (host, port, protocol) is ever held by two environments at once; no claim
 commits above a workspace GPU limit in force at its commit; nothing is claimed on a cordoned host or an
-unhealthy GPU; counters equal the claims; no active claim belongs to a deleted workspace; every worker
+unhealthy GPU; counters equal the claims; no active claim outlives its environment's delete; every worker
 finishes (no deadlock); once everything is released, every healthy GPU is free again.
 """
 

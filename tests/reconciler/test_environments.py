@@ -13,10 +13,14 @@ from sqlalchemy.engine import URL
 from remotegpu.core import clock
 from remotegpu.core.claim_audit import audit
 from remotegpu.core.environments import update_spec
+from remotegpu.core.inventory import ObservedNode, sync_inventory
+from remotegpu.core.quotas import read_quota
 from remotegpu.core.settings import Settings
 from remotegpu.core.states import DesiredState, Phase
+from remotegpu.core.workspaces import delete_workspace
 from remotegpu.reconciler.environments import Lease, LeaseLostError, apply, fetch_leases, process
 from remotegpu.reconciler.leader import FencedOutError
+from remotegpu.tests.allocation_world import GIB
 from remotegpu.tests.reconciler.world import SPEC, World, build_world
 
 START = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
@@ -124,6 +128,119 @@ def test_a_lost_host_releases_the_claims_and_the_environment_moves_elsewhere(wor
     assert row.phase == "running"
     assert row.host_id not in (None, lost)
     assert world.active_gpu_claims() == 2
+
+
+def test_a_deleted_workspace_keeps_its_claims_until_the_reconciler_has_deleted_the_pods(world: World) -> None:
+    env = world.submit("train")
+    world.reconciler.run_until_idle()
+    with world.engine.begin() as connection:
+        assert delete_workspace(connection, world.workspace, actor=world.user) == [env]
+    with world.engine.connect() as connection:
+        desired = connection.execute(
+            text("SELECT desired_state, desired_version FROM environments WHERE id = :e"), {"e": env}
+        ).one()
+        assert audit(connection) == []
+    assert tuple(desired) == ("deleted", 2)
+    assert world.active_gpu_claims() == 2, "the pod still runs: its GPUs must not be placed again"
+
+    world.cluster.unavailable = True  # the pod cannot be deleted yet
+    world.reconciler.run_until_idle()
+    assert (world.phase(env), world.cluster.live_pods()) == ("deleting", [f"env-{env}"])
+    assert world.active_gpu_claims() == 2
+
+    world.cluster.unavailable = False
+    with clock.frozen_at(START + dt.timedelta(minutes=5)):  # past the retry backoff
+        world.reconciler.run_until_idle()
+    assert (world.phase(env), world.cluster.live_pods()) == ("deleted", [])
+    assert world.active_gpu_claims() == 0
+
+
+def test_storage_stays_counted_while_stopped_and_is_freed_by_the_delete(world: World) -> None:
+    def used_storage() -> int:
+        with world.engine.connect() as connection:
+            return read_quota(connection, "workspace", world.workspace).used_storage_bytes
+
+    env = world.submit("train")  # one 100Gi volume
+    world.reconciler.run_until_idle()
+    assert used_storage() == 100 * GIB
+    world.desire(env, DesiredState.STOPPED)
+    world.reconciler.run_until_idle()
+    assert world.cluster.volumes[f"env-{env}"] == {"data"}
+    assert used_storage() == 100 * GIB, "the volume persists, so does its storage quota"
+    world.desire(env, DesiredState.RUNNING)
+    world.reconciler.run_until_idle()
+    assert used_storage() == 100 * GIB, "a restart does not count the same volume twice"
+    world.desire(env, DesiredState.DELETED)
+    world.reconciler.run_until_idle()
+    assert (world.cluster.volumes, used_storage()) == ({}, 0)
+
+
+def _report_nodes(world: World, gpus: dict[str, int]) -> None:
+    """An inventory sync in which each node reports `gpus[name]` GPUs (8 when not named)."""
+    nodes = [
+        ObservedNode(name, True, gpus.get(name, 8), "H100", 80 * GIB, (), 128_000, 1024 * GIB, {})
+        for name in world.hosts
+    ]
+    with world.engine.begin() as connection:
+        sync_inventory(connection, nodes)
+
+
+def test_a_lost_gpu_leaves_the_pool_and_its_environment_is_placed_again_after_its_pod_is_gone(
+    world: World,
+) -> None:
+    env = world.submit("train")  # 2 GPUs: indexes 0 and 1 of its host
+    world.reconciler.run_until_idle()
+    node = next(name for name, host in world.hosts.items() if host == world.row(env).host_id)
+    _report_nodes(world, {node: 1})  # indexes 1 to 7 are gone, among them one the environment holds
+    with world.engine.connect() as connection:
+        lost = connection.execute(
+            text(
+                "SELECT g.id, g.health FROM gpus g JOIN hosts h ON h.id = g.host_id WHERE h.name = :n"
+                " AND g.index = 1"
+            ),
+            {"n": node},
+        ).one()
+        pool = connection.execute(
+            text("SELECT total, free FROM gpu_pools WHERE host_id = :h"), {"h": world.hosts[node]}
+        ).one()
+    assert lost.health == "lost"
+    assert tuple(pool) == (1, 0), "lost GPUs leave the pool, like unhealthy ones"
+
+    later = START + dt.timedelta(seconds=11)  # past the resync period
+    world.cluster.unavailable = True  # the pod cannot be deleted yet: the claims stay
+    with clock.frozen_at(later):
+        world.reconciler.run_until_idle()
+    assert world.cluster.live_pods() == [f"env-{env}"]
+    assert world.active_gpu_claims() == 2
+
+    world.cluster.unavailable = False
+    with clock.frozen_at(later + dt.timedelta(minutes=5)):
+        world.reconciler.run_until_idle()
+    assert world.phase(env) == "running"
+    assert world.row(env).host_id != world.hosts[node], "placed again where two GPUs are left"
+    with world.engine.connect() as connection:
+        claimed = set(
+            connection.execute(
+                text("SELECT gpu_id FROM gpu_claims WHERE environment_id = :e AND released_at IS NULL"),
+                {"e": env},
+            ).scalars()
+        )
+        reasons = (
+            connection.execute(
+                text("SELECT reason FROM events WHERE environment_id = :e ORDER BY seq"), {"e": env}
+            )
+            .scalars()
+            .all()
+        )
+    assert len(claimed) == 2
+    assert lost.id not in claimed
+    assert "GpuLost" in reasons
+
+    _report_nodes(world, {})  # the GPU is back
+    with world.engine.connect() as connection:
+        assert connection.execute(text("SELECT health FROM gpus WHERE id = :g"), {"g": lost.id}).scalar() == (
+            "healthy"
+        )
 
 
 def test_a_spec_change_while_running_restarts_with_the_new_spec(world: World) -> None:
