@@ -24,10 +24,10 @@ from remotegpu.api.context import ApiContext, LogReader
 from remotegpu.api.openapi import document_error_answers
 from remotegpu.api.problems import EXCEPTION_HANDLERS
 from remotegpu.api.routes import auth, billing, environments, hosts, images, ops, quotas, users, workspaces
-from remotegpu.core.credential_cache import PrincipalCache, listen_for_credential_changes
-from remotegpu.core.db import make_async_pool, make_engine
-from remotegpu.core.settings import Settings
-from remotegpu.core.sign_in_limits import SignInLimits
+from remotegpu.core.accounts.credential_cache import PrincipalCache, listen_for_credential_changes
+from remotegpu.core.accounts.sign_in_limits import SignInLimits
+from remotegpu.core.platform.db import make_async_pool, make_engine
+from remotegpu.core.platform.settings import Settings
 
 API_PREFIX = "/api/v1"
 VERSION = "0.1.0"

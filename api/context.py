@@ -21,9 +21,9 @@ from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Connection, Engine
 
 from remotegpu.api.security import authenticate, authenticate_async
-from remotegpu.core.accounts import Principal
-from remotegpu.core.credential_cache import PrincipalCache
-from remotegpu.core.errors import ForbiddenError
+from remotegpu.core.accounts.credential_cache import PrincipalCache
+from remotegpu.core.accounts.users import Principal
+from remotegpu.core.platform.errors import ForbiddenError
 
 
 class LogReader(Protocol):

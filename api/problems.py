@@ -16,7 +16,7 @@ from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from sqlalchemy.exc import DataError
 
-from remotegpu.core.errors import (
+from remotegpu.core.platform.errors import (
     AuthenticationError,
     ConflictError,
     ForbiddenError,
@@ -24,7 +24,7 @@ from remotegpu.core.errors import (
     NotFoundError,
     RemoteGPUError,
 )
-from remotegpu.core.validation_messages import field_and_message
+from remotegpu.core.platform.validation_messages import field_and_message
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 _log = logging.getLogger(__name__)

@@ -9,16 +9,16 @@ from typing import Any
 from psycopg import AsyncConnection
 from sqlalchemy import Connection
 
-from remotegpu.core.accounts import (
+from remotegpu.core.accounts.credential_cache import PrincipalCache
+from remotegpu.core.accounts.credentials import API_TOKEN_PREFIX, api_token_hash, read_token
+from remotegpu.core.accounts.users import (
     Principal,
     principal_by_api_token,
     principal_by_id,
     principal_by_id_async,
     token_owner_async,
 )
-from remotegpu.core.credential_cache import PrincipalCache
-from remotegpu.core.credentials import API_TOKEN_PREFIX, api_token_hash, read_token
-from remotegpu.core.errors import AuthenticationError
+from remotegpu.core.platform.errors import AuthenticationError
 
 
 def _credential(authorization: str | None) -> str:
@@ -55,7 +55,7 @@ async def authenticate_async(
     connection: AsyncConnection[Any], authorization: str | None, jwt_secret: str, cache: PrincipalCache
 ) -> Principal:
     """`authenticate` on the event loop, for reads: answered from `cache` when it can be (see
-    `core.credential_cache` for why that stays correct when credentials change)."""
+    `core.accounts.credential_cache` for why that stays correct when credentials change)."""
     credential = _credential(authorization)
     if credential.startswith(API_TOKEN_PREFIX):
         key = "token:" + api_token_hash(credential)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import text
 
-from remotegpu.core.db import make_engine
 from remotegpu.core.models import Base
+from remotegpu.core.platform.db import make_engine
 
 MIGRATION_LOCK_KEY = 0x52475055_4D494752  # "RGPU" "MIGR": fixed, outside every hashed namespace's use
 

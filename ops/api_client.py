@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import platformdirs
 
-from remotegpu.core.errors import RemoteGPUError
-from remotegpu.core.settings import Settings
+from remotegpu.core.platform.errors import RemoteGPUError
+from remotegpu.core.platform.settings import Settings
 
 
 class ApiError(RemoteGPUError):

@@ -23,8 +23,8 @@ from multiprocessing.process import BaseProcess
 import uvicorn
 from litestar import Litestar
 
-from remotegpu.core.errors import RemoteGPUError
-from remotegpu.core.settings import Settings
+from remotegpu.core.platform.errors import RemoteGPUError
+from remotegpu.core.platform.settings import Settings
 from remotegpu.ops.ports import bind
 from remotegpu.ops.stopping import StopRequested, die_with_parent, install_stop_handlers
 
@@ -48,8 +48,8 @@ def _server(app: Litestar) -> uvicorn.Server:
 def run_worker(settings: Settings) -> None:
     """One API worker: its engine, its app, uvicorn on a SO_REUSEPORT socket; until interrupted."""
     from remotegpu.api.app import create_app
-    from remotegpu.core.db import make_engine
-    from remotegpu.core.kubernetes_cluster import KubernetesCluster
+    from remotegpu.core.cluster.kubernetes import KubernetesCluster
+    from remotegpu.core.platform.db import make_engine
     from remotegpu.ops.reconciler_runner import driver_options
 
     assert settings.database_url is not None, "the caller checked database_url"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from remotegpu.core.accounts import register_user
-from remotegpu.core.states import UserRole
+from remotegpu.core.accounts.users import register_user
+from remotegpu.core.environments.states import UserRole
 
 DEV_ADMIN_EMAIL = "admin@remotegpu.local"
 

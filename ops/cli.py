@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperArgument, TyperOption
 
-from remotegpu.core.errors import RemoteGPUError
-from remotegpu.core.settings import Settings, load_settings
+from remotegpu.core.platform.errors import RemoteGPUError
+from remotegpu.core.platform.settings import Settings, load_settings
 from remotegpu.ops.client_cli import register_commands
 from remotegpu.ops.log_format import console_handler
 
@@ -190,9 +190,9 @@ def users_create(
     """Create an account with a password read from stdin (the way to make the first platform admin)."""
     settings = _settings(config)
     url = _required_database_url(settings)
-    from remotegpu.core.accounts import register_user
-    from remotegpu.core.db import make_engine
-    from remotegpu.core.states import UserRole
+    from remotegpu.core.accounts.users import register_user
+    from remotegpu.core.environments.states import UserRole
+    from remotegpu.core.platform.db import make_engine
 
     password = sys.stdin.readline().rstrip("\n")
     engine = make_engine(url, pool_size=1)
@@ -217,7 +217,7 @@ def reconciler(
     """Run one reconciler replica (leader or hot standby) until Ctrl-C."""
     from sqlalchemy.engine import make_url
 
-    from remotegpu.core.kubernetes_cluster import KubernetesCluster
+    from remotegpu.core.cluster.kubernetes import KubernetesCluster
     from remotegpu.ops.reconciler_runner import driver_options, running_reconciler
     from remotegpu.ops.stopping import stopped_by_signals, wait_for_stop
 

@@ -24,8 +24,8 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from remotegpu.core.errors import RemoteGPUError
-from remotegpu.core.settings import load_settings
+from remotegpu.core.platform.errors import RemoteGPUError
+from remotegpu.core.platform.settings import load_settings
 from remotegpu.ops.api_client import ApiClient, ClientProfile, load_profile, save_profile, server_url
 from remotegpu.ops.output import Column, OutputFormat, emit, table
 from remotegpu.ops.spec_files import read_specs

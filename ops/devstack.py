@@ -19,9 +19,9 @@ import msgspec
 from sqlalchemy.engine import URL
 
 from remotegpu.api.app import create_app
-from remotegpu.core.db import make_engine
-from remotegpu.core.kubernetes_cluster import KubernetesCluster
-from remotegpu.core.settings import Settings
+from remotegpu.core.cluster.kubernetes import KubernetesCluster
+from remotegpu.core.platform.db import make_engine
+from remotegpu.core.platform.settings import Settings
 from remotegpu.ops.api_server import running_api
 from remotegpu.ops.bootstrap import DEV_ADMIN_EMAIL, ensure_admin, persistent_secret
 from remotegpu.ops.migrate import current_revision, upgrade

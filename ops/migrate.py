@@ -9,7 +9,7 @@ from alembic.config import Config
 from sqlalchemy.engine import URL
 
 import remotegpu.migrations
-from remotegpu.core.db import normalise_url
+from remotegpu.core.platform.db import normalise_url
 
 MIGRATIONS_DIR = Path(remotegpu.migrations.__file__).parent
 
@@ -38,7 +38,7 @@ def current_revision(url: str | URL) -> str | None:
     """The revision the database at `url` is at, or None when it has never been migrated."""
     from alembic.runtime.migration import MigrationContext
 
-    from remotegpu.core.db import make_engine
+    from remotegpu.core.platform.db import make_engine
 
     engine = make_engine(url, pool_size=1)
     try:

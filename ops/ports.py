@@ -7,7 +7,7 @@ from __future__ import annotations
 import errno
 import socket
 
-from remotegpu.core.errors import RemoteGPUError
+from remotegpu.core.platform.errors import RemoteGPUError
 
 
 def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:

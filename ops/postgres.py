@@ -16,8 +16,8 @@ from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
 
-from remotegpu.core.db import normalise_url
-from remotegpu.core.errors import DatabaseUnavailableError
+from remotegpu.core.platform.db import normalise_url
+from remotegpu.core.platform.errors import DatabaseUnavailableError
 
 
 class EmbeddedPostgres:

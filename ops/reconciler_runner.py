@@ -12,12 +12,12 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 
-from remotegpu.core.cluster import ClusterDriver
-from remotegpu.core.db import make_engine
-from remotegpu.core.inventory import sync_inventory
-from remotegpu.core.kubernetes_cluster import KubernetesCluster
-from remotegpu.core.memory_cluster import InMemoryCluster
-from remotegpu.core.settings import Settings
+from remotegpu.core.cluster.driver import ClusterDriver
+from remotegpu.core.cluster.kubernetes import KubernetesCluster
+from remotegpu.core.cluster.memory import InMemoryCluster
+from remotegpu.core.inventory.sync import sync_inventory
+from remotegpu.core.platform.db import make_engine
+from remotegpu.core.platform.settings import Settings
 from remotegpu.reconciler.loop import Reconciler
 
 

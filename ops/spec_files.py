@@ -10,8 +10,8 @@ from typing import Any
 
 import yaml
 
-from remotegpu.core.errors import RemoteGPUError
-from remotegpu.core.specs import EnvironmentSpec, SpecError, parse_spec
+from remotegpu.core.environments.spec import EnvironmentSpec, SpecError, parse_spec
+from remotegpu.core.platform.errors import RemoteGPUError
 
 YAML_SUFFIXES = (".yaml", ".yml")
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
-from remotegpu.core.cluster import ClusterDriver
-from remotegpu.core.settings import Settings
+from remotegpu.core.cluster.driver import ClusterDriver
+from remotegpu.core.platform.settings import Settings
 
 
 class SimulatedCrashError(Exception):

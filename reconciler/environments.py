@@ -23,9 +23,8 @@ from typing import Any, NoReturn
 
 from sqlalchemy import Connection, text
 
-from remotegpu.core import clock
-from remotegpu.core.allocation import ClaimedPort, release, release_storage
-from remotegpu.core.cluster import (
+from remotegpu.core.capacity.allocate import ClaimedPort, release, release_storage
+from remotegpu.core.cluster.driver import (
     ClusterUnavailableError,
     PodObservation,
     PodState,
@@ -33,9 +32,10 @@ from remotegpu.core.cluster import (
     WorkloadSpec,
     WorkloadWatcher,
 )
-from remotegpu.core.lifecycle import IllegalTransitionError, next_phase
-from remotegpu.core.quantities import parse_bytes
-from remotegpu.core.states import DesiredState, Phase, Protocol
+from remotegpu.core.environments.lifecycle import IllegalTransitionError, next_phase
+from remotegpu.core.environments.states import DesiredState, Phase, Protocol
+from remotegpu.core.platform import clock
+from remotegpu.core.platform.quantities import parse_bytes
 from remotegpu.reconciler.context import ReconcilerContext
 from remotegpu.reconciler.leader import FENCE_SELECT, fence
 

@@ -14,8 +14,8 @@ import logging
 
 from sqlalchemy import text
 
-from remotegpu.core.allocation import release, release_storage
-from remotegpu.core.cluster import OwnedObjects
+from remotegpu.core.capacity.allocate import release, release_storage
+from remotegpu.core.cluster.driver import OwnedObjects
 from remotegpu.reconciler.context import ReconcilerContext
 from remotegpu.reconciler.leader import fence
 

@@ -11,9 +11,9 @@ from typing import Any
 
 from sqlalchemy import text
 
-from remotegpu.core import clock
-from remotegpu.core.cluster import ClusterUnavailableError, InventorySource
-from remotegpu.core.inventory import ObservedNode, record_foreign_usage, sync_inventory
+from remotegpu.core.cluster.driver import ClusterUnavailableError, InventorySource
+from remotegpu.core.inventory.sync import ObservedNode, record_foreign_usage, sync_inventory
+from remotegpu.core.platform import clock
 from remotegpu.reconciler.context import ReconcilerContext
 from remotegpu.reconciler.leader import fence
 

@@ -28,9 +28,9 @@ from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
-from remotegpu.core.db import normalise_url
-from remotegpu.core.errors import RemoteGPUError, SettingsError
-from remotegpu.core.locks import LockNamespace, lock_key, session_unlock
+from remotegpu.core.platform.db import normalise_url
+from remotegpu.core.platform.errors import RemoteGPUError, SettingsError
+from remotegpu.core.platform.locks import LockNamespace, lock_key, session_unlock
 
 log = logging.getLogger(__name__)
 

@@ -24,10 +24,10 @@ import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import URL, make_url
 
-from remotegpu.core.cluster import ClusterDriver, WorkloadWatcher
-from remotegpu.core.db import make_engine, normalise_url
-from remotegpu.core.notify import CHANNEL
-from remotegpu.core.settings import Settings
+from remotegpu.core.cluster.driver import ClusterDriver, WorkloadWatcher
+from remotegpu.core.platform.db import make_engine, normalise_url
+from remotegpu.core.platform.notify import CHANNEL
+from remotegpu.core.platform.settings import Settings
 from remotegpu.reconciler.context import ReconcilerContext, SimulatedCrashError
 from remotegpu.reconciler.environments import Lease, fetch_leases, reconcile
 from remotegpu.reconciler.gc import collect_garbage

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, text
 
-from remotegpu.core import clock
-from remotegpu.core.allocation import AllocationRequest, AllocationResult
-from remotegpu.core.scheduling import SchedulingReport, schedule_waiting
+from remotegpu.core.capacity.allocate import AllocationRequest, AllocationResult
+from remotegpu.core.capacity.scheduling import SchedulingReport, schedule_waiting
+from remotegpu.core.platform import clock
 from remotegpu.reconciler.context import ReconcilerContext
 from remotegpu.reconciler.leader import FENCE_SELECT, fence
 

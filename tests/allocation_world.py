@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, text
 
-from remotegpu.core.allocation import AllocationRequest, PortRequest
-from remotegpu.core.inventory import GpuDevice, register_host
+from remotegpu.core.capacity.allocate import AllocationRequest, PortRequest
+from remotegpu.core.inventory.sync import GpuDevice, register_host
 
 _names = itertools.count(1)
 GIB = 1 << 30

@@ -17,8 +17,8 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from remotegpu.core.db import make_engine, make_session_factory, normalise_url
 from remotegpu.core.models import Base
+from remotegpu.core.platform.db import make_engine, make_session_factory, normalise_url
 from remotegpu.ops.migrate import upgrade
 from remotegpu.ops.postgres import EmbeddedPostgres, create_fresh_database, drop_database
 

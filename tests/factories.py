@@ -8,8 +8,8 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
-from remotegpu.core import clock
 from remotegpu.core.models import BillingInterval, Environment, Gpu, Host, User, Workspace
+from remotegpu.core.platform import clock
 
 _counter = itertools.count(1)
 

@@ -10,8 +10,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.engine import URL
 
-from remotegpu.core.db import make_engine
 from remotegpu.core.models import Base
+from remotegpu.core.platform.db import make_engine
 from remotegpu.ops.migrate import current_revision, downgrade, upgrade
 from remotegpu.ops.postgres import create_fresh_database, drop_database
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import yaml
 
-from remotegpu.core.allocation import choose_host_ports
+from remotegpu.core.capacity.allocate import choose_host_ports
+from remotegpu.core.capacity.scheduling import ports_from_spec
+from remotegpu.core.environments.spec import parse_spec, spec_json_schema, spec_to_dict
 from remotegpu.core.models.inventory import Host
-from remotegpu.core.scheduling import ports_from_spec
-from remotegpu.core.specs import parse_spec, spec_json_schema, spec_to_dict
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -20,7 +20,7 @@ def test_readme_json_schema_matches_the_structs() -> None:
     text = README.read_text()
     start = text.index("```json\n", text.index("JSON Schema (generated")) + len("```json\n")
     published = json.loads(text[start : text.index("```", start)])
-    assert published == spec_json_schema(), "regenerate the README's schema from core/specs.py"
+    assert published == spec_json_schema(), "regenerate the README's schema from core/environments/spec.py"
 
 
 def test_readme_authorization_says_workspace_names_are_global() -> None:

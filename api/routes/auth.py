@@ -14,7 +14,13 @@ from litestar.params import FromPath, JSONBody
 
 from remotegpu.api.context import AnyRequest, Api
 from remotegpu.api.openapi import answers
-from remotegpu.core.accounts import (
+from remotegpu.core.accounts.credentials import issue_token, read_token
+from remotegpu.core.accounts.sign_in_limits import (
+    SignInLimits,
+    count_sign_in_attempt,
+    forget_account_attempts,
+)
+from remotegpu.core.accounts.users import (
     authenticate_password,
     create_api_token,
     list_api_tokens,
@@ -22,9 +28,7 @@ from remotegpu.core.accounts import (
     register_user,
     revoke_api_token,
 )
-from remotegpu.core.credentials import issue_token, read_token
-from remotegpu.core.errors import AuthenticationError
-from remotegpu.core.sign_in_limits import SignInLimits, count_sign_in_attempt, forget_account_attempts
+from remotegpu.core.platform.errors import AuthenticationError
 
 Email = Annotated[str, msgspec.Meta(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=320)]
 Username = Annotated[str, msgspec.Meta(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,63}$")]

@@ -13,9 +13,9 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 
 from remotegpu.api.context import AnyRequest, Api
 from remotegpu.api.openapi import answers
-from remotegpu.core.billing_views import get_invoice, list_invoices, list_records
-from remotegpu.core.membership import workspace_access
-from remotegpu.core.pagination import MAX_PAGE_SIZE
+from remotegpu.core.accounts.membership import workspace_access
+from remotegpu.core.billing.views import get_invoice, list_invoices, list_records
+from remotegpu.core.platform.pagination import MAX_PAGE_SIZE
 from remotegpu.policies.roles import Action
 
 Limit = Annotated[int, QueryParameter(ge=1, le=MAX_PAGE_SIZE)]

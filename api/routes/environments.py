@@ -1,6 +1,6 @@
 """Environments: apply a spec, list and read, control the lifecycle, reach them, read logs and events.
 
-These handlers write only the desired side (through `core.environment_control`); the reconciler, woken
+These handlers write only the desired side (through `core.environments.control`); the reconciler, woken
 by NOTIFY, does the rest.
 """
 
@@ -20,9 +20,10 @@ from sqlalchemy import Connection
 
 from remotegpu.api.context import AnyRequest, Api
 from remotegpu.api.openapi import answers
-from remotegpu.core.accounts import Principal
-from remotegpu.core.cluster import ClusterUnavailableError
-from remotegpu.core.environment_control import (
+from remotegpu.core.accounts.membership import WorkspaceAccess, workspace_access, workspace_access_async
+from remotegpu.core.accounts.users import Principal
+from remotegpu.core.cluster.driver import ClusterUnavailableError
+from remotegpu.core.environments.control import (
     ApplyResult,
     apply_spec,
     change_state,
@@ -30,7 +31,9 @@ from remotegpu.core.environment_control import (
     replace_spec,
     restart,
 )
-from remotegpu.core.environment_views import (
+from remotegpu.core.environments.spec import EnvironmentSpec, check_spec
+from remotegpu.core.environments.states import DesiredState, Phase
+from remotegpu.core.environments.views import (
     AccessDetail,
     EnvironmentFilter,
     access_details,
@@ -40,11 +43,8 @@ from remotegpu.core.environment_views import (
     list_events,
     require_container,
 )
-from remotegpu.core.errors import InvalidInputError
-from remotegpu.core.membership import WorkspaceAccess, workspace_access, workspace_access_async
-from remotegpu.core.pagination import MAX_PAGE_SIZE
-from remotegpu.core.specs import EnvironmentSpec, check_spec
-from remotegpu.core.states import DesiredState, Phase
+from remotegpu.core.platform.errors import InvalidInputError
+from remotegpu.core.platform.pagination import MAX_PAGE_SIZE
 
 Limit = Annotated[int, QueryParameter(ge=1, le=MAX_PAGE_SIZE, description="page size")]
 
@@ -216,7 +216,7 @@ def apply(
     return _apply(request, api, data, workspace, create_only=False, dry_run=dry_run)
 
 
-# The two hottest routes run on the event loop with psycopg (see `core.db.fetch_all`).
+# The two hottest routes run on the event loop with psycopg (see `core.platform.db.fetch_all`).
 @get("/", opt=answers(404))
 async def list_all(
     request: AnyRequest,

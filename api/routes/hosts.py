@@ -12,11 +12,11 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from remotegpu.api.context import AnyRequest, Api
 from remotegpu.api.openapi import answers
-from remotegpu.core.audit import record_mutation
-from remotegpu.core.host_views import get_gpu, get_host, list_gpus, list_hosts
-from remotegpu.core.hosts import cordon_host, drain_host, set_gpu_health, uncordon_host
-from remotegpu.core.pagination import MAX_PAGE_SIZE
-from remotegpu.core.states import GpuHealth
+from remotegpu.core.environments.states import GpuHealth
+from remotegpu.core.inventory.hosts import cordon_host, drain_host, set_gpu_health, uncordon_host
+from remotegpu.core.inventory.views import get_gpu, get_host, list_gpus, list_hosts
+from remotegpu.core.platform.events import record_mutation
+from remotegpu.core.platform.pagination import MAX_PAGE_SIZE
 
 Reason = Annotated[str, msgspec.Meta(max_length=500)]
 

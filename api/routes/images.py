@@ -12,11 +12,18 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from remotegpu.api.context import AnyRequest, Api
 from remotegpu.api.openapi import answers
-from remotegpu.core.catalog import NewImage, add_image, delete_image, full_reference, get_image, list_images
-from remotegpu.core.errors import ForbiddenError, InvalidInputError, NotFoundError
-from remotegpu.core.membership import workspace_access
-from remotegpu.core.pagination import MAX_PAGE_SIZE
-from remotegpu.core.states import ImageVisibility
+from remotegpu.core.accounts.membership import workspace_access
+from remotegpu.core.catalog.images import (
+    NewImage,
+    add_image,
+    delete_image,
+    full_reference,
+    get_image,
+    list_images,
+)
+from remotegpu.core.environments.states import ImageVisibility
+from remotegpu.core.platform.errors import ForbiddenError, InvalidInputError, NotFoundError
+from remotegpu.core.platform.pagination import MAX_PAGE_SIZE
 from remotegpu.policies.roles import Action, allows
 
 Limit = Annotated[int, QueryParameter(ge=1, le=MAX_PAGE_SIZE)]

@@ -14,8 +14,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from remotegpu.api.context import AnyRequest, Api
 from remotegpu.api.openapi import answers
-from remotegpu.core.reconciler_status import reconciler_status
-from remotegpu.core.specs import spec_json_schema
+from remotegpu.core.environments.reconcile_status import reconciler_status
+from remotegpu.core.environments.spec import spec_json_schema
 
 
 class ShardOut(msgspec.Struct):

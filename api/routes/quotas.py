@@ -12,11 +12,11 @@ from sqlalchemy import Connection, text
 
 from remotegpu.api.context import AnyRequest, Api
 from remotegpu.api.openapi import answers
-from remotegpu.core.accounts import Principal
-from remotegpu.core.errors import InvalidInputError, NotFoundError
-from remotegpu.core.membership import workspace_access
-from remotegpu.core.quantities import parse_bytes, parse_cpu_millis
-from remotegpu.core.quotas import QuotaLimits, Subject, read_quota, set_quota
+from remotegpu.core.accounts.membership import workspace_access
+from remotegpu.core.accounts.users import Principal
+from remotegpu.core.capacity.quotas import QuotaLimits, Subject, read_quota, set_quota
+from remotegpu.core.platform.errors import InvalidInputError, NotFoundError
+from remotegpu.core.platform.quantities import parse_bytes, parse_cpu_millis
 from remotegpu.policies.admission import QuotaState
 
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]

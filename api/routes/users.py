@@ -12,9 +12,9 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from remotegpu.api.context import AnyRequest, Api
 from remotegpu.api.openapi import answers
 from remotegpu.api.routes.auth import UserOut
-from remotegpu.core.accounts import get_user, list_users, set_user_disabled
-from remotegpu.core.audit import record_mutation
-from remotegpu.core.pagination import MAX_PAGE_SIZE
+from remotegpu.core.accounts.users import get_user, list_users, set_user_disabled
+from remotegpu.core.platform.events import record_mutation
+from remotegpu.core.platform.pagination import MAX_PAGE_SIZE
 
 
 class UserList(msgspec.Struct):

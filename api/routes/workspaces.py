@@ -12,7 +12,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from remotegpu.api.context import AnyRequest, Api
 from remotegpu.api.openapi import answers
-from remotegpu.core.membership import (
+from remotegpu.core.accounts.membership import (
     add_member,
     create_workspace,
     get_workspace,
@@ -24,9 +24,9 @@ from remotegpu.core.membership import (
     update_workspace,
     workspace_access,
 )
-from remotegpu.core.pagination import MAX_PAGE_SIZE
-from remotegpu.core.specs import Name
-from remotegpu.core.states import WorkspaceRole
+from remotegpu.core.environments.spec import Name
+from remotegpu.core.environments.states import WorkspaceRole
+from remotegpu.core.platform.pagination import MAX_PAGE_SIZE
 from remotegpu.policies.roles import Action
 
 DisplayName = Annotated[str, msgspec.Meta(max_length=200)]

@@ -8,8 +8,8 @@ import uuid
 from sqlalchemy import ForeignKey, Index, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from remotegpu.core.environments.states import AccessKind
 from remotegpu.core.models.base import Base, CreatedAt, UuidPk, enum_type
-from remotegpu.core.states import AccessKind
 
 
 class AccessEndpoint(Base):

@@ -13,8 +13,8 @@ from decimal import Decimal
 from sqlalchemy import CheckConstraint, ForeignKey, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from remotegpu.core.environments.states import InvoiceStatus
 from remotegpu.core.models.base import Base, CreatedAt, GpuModel, UuidPk, enum_type
-from remotegpu.core.states import InvoiceStatus
 
 Money = Numeric(18, 6)
 

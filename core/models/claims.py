@@ -13,8 +13,8 @@ import uuid
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Identity, Index, String, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from remotegpu.core.environments.states import ClaimAction, ClaimKind, PortPurpose, Protocol
 from remotegpu.core.models.base import Base, UuidPk, enum_type
-from remotegpu.core.states import ClaimAction, ClaimKind, PortPurpose, Protocol
 
 _PORT_RANGE = "BETWEEN 1 AND 65535"
 

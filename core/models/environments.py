@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from remotegpu.core.environments.states import DesiredState, Phase
 from remotegpu.core.models.base import (
     DNS_LABEL_SQL,
     Base,
@@ -24,7 +25,6 @@ from remotegpu.core.models.base import (
     UuidPk,
     enum_type,
 )
-from remotegpu.core.states import DesiredState, Phase
 
 
 class Environment(Base):

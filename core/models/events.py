@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import BigInteger, ForeignKey, Identity, Index, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
+from remotegpu.core.environments.states import ActorKind
 from remotegpu.core.models.base import Base, UuidPk, enum_type
-from remotegpu.core.states import ActorKind
 
 
 class Event(Base):

@@ -8,8 +8,8 @@ import uuid
 from sqlalchemy import CheckConstraint, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from remotegpu.core.environments.states import UserRole
 from remotegpu.core.models.base import Base, CreatedAt, UpdatedAt, UuidPk, enum_type
-from remotegpu.core.states import UserRole
 
 
 class User(Base):

@@ -7,8 +7,8 @@ import uuid
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from remotegpu.core.environments.states import ImageVisibility
 from remotegpu.core.models.base import Base, CreatedAt, UpdatedAt, UuidPk, enum_type
-from remotegpu.core.states import ImageVisibility
 
 
 class Image(Base):

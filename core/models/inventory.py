@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from remotegpu.core.environments.states import GpuHealth, HostHealth
 from remotegpu.core.models.base import Base, Bytes, CreatedAt, GpuModel, Millis, UpdatedAt, UuidPk, enum_type
-from remotegpu.core.states import GpuHealth, HostHealth
 
 
 class Host(Base):

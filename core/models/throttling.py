@@ -12,7 +12,7 @@ from remotegpu.core.models.base import Base
 
 class SignInCounter(Base):
     """Sign-in attempts of one subject (a client address, or an account from one address) in the fixed
-    window that starts at `window_start`; `core.sign_in_limits` is its only writer."""
+    window that starts at `window_start`; `core.accounts.sign_in_limits` is its only writer."""
 
     __tablename__ = "sign_in_counters"
     __table_args__ = (

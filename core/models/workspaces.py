@@ -8,6 +8,7 @@ import uuid
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from remotegpu.core.environments.states import WorkspaceRole
 from remotegpu.core.models.base import (
     DNS_LABEL_SQL,
     Base,
@@ -18,7 +19,6 @@ from remotegpu.core.models.base import (
     UuidPk,
     enum_type,
 )
-from remotegpu.core.states import WorkspaceRole
 
 
 class Workspace(Base):

@@ -22,12 +22,18 @@ from rich.console import Console
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 
-from remotegpu.core.allocation import AllocationOutcome, AllocationRequest, PortRequest, allocate, release
-from remotegpu.core.claim_audit import audit
-from remotegpu.core.db import make_engine
-from remotegpu.core.inventory import GpuDevice, register_host
-from remotegpu.core.quotas import QuotaLimits, set_quota
-from remotegpu.core.states import PortPurpose
+from remotegpu.core.capacity.allocate import (
+    AllocationOutcome,
+    AllocationRequest,
+    PortRequest,
+    allocate,
+    release,
+)
+from remotegpu.core.capacity.audit import audit
+from remotegpu.core.capacity.quotas import QuotaLimits, set_quota
+from remotegpu.core.environments.states import PortPurpose
+from remotegpu.core.inventory.sync import GpuDevice, register_host
+from remotegpu.core.platform.db import make_engine
 from remotegpu.ops.bench import claim_ceiling
 from remotegpu.ops.bench.calibration import calibrate
 from remotegpu.ops.bench.database import bench_database

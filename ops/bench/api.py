@@ -44,9 +44,9 @@ from rich.console import Console
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 
-from remotegpu.core.accounts import create_api_token
-from remotegpu.core.db import make_engine
-from remotegpu.core.environments import submit_environment
+from remotegpu.core.accounts.users import create_api_token
+from remotegpu.core.environments.desired import submit_environment
+from remotegpu.core.platform.db import make_engine
 from remotegpu.ops.bench.bare_api import LIST_PATH, serve_bare_worker
 from remotegpu.ops.bench.calibration import calibrate
 from remotegpu.ops.bench.database import bench_database, create_tenant
@@ -113,7 +113,7 @@ def _free_port() -> int:
 
 def _serve(port: int, url: str) -> None:
     """One API worker process (spawned), exactly as `remotegpu api --workers N` runs it."""
-    from remotegpu.core.settings import Settings
+    from remotegpu.core.platform.settings import Settings
     from remotegpu.ops.api_server import run_worker
 
     run_worker(

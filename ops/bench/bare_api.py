@@ -18,10 +18,10 @@ import uvicorn
 from litestar import Litestar, MediaType, Response, get
 from sqlalchemy.engine import make_url
 
-from remotegpu.core.accounts import Principal
-from remotegpu.core.db import make_async_pool
-from remotegpu.core.environment_views import EnvironmentFilter, list_environments_async
-from remotegpu.core.states import UserRole
+from remotegpu.core.accounts.users import Principal
+from remotegpu.core.environments.states import UserRole
+from remotegpu.core.environments.views import EnvironmentFilter, list_environments_async
+from remotegpu.core.platform.db import make_async_pool
 from remotegpu.ops.api_server import bind
 
 LIST_PATH = "/api/v1/environments"

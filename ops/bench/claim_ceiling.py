@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import URL
 
-from remotegpu.core.locks import LockNamespace, lock_key
+from remotegpu.core.platform.locks import LockNamespace, lock_key
 
 TABLE = "bench_bare_gpus"
 

@@ -41,13 +41,13 @@ from rich.console import Console
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from remotegpu.core.claim_audit import audit
-from remotegpu.core.db import make_engine
-from remotegpu.core.environments import submit_environment
-from remotegpu.core.inventory import GpuDevice, register_host, sync_inventory
-from remotegpu.core.kubernetes_cluster import KubernetesCluster
-from remotegpu.core.memory_cluster import InMemoryCluster
-from remotegpu.core.settings import Settings
+from remotegpu.core.capacity.audit import audit
+from remotegpu.core.cluster.kubernetes import KubernetesCluster
+from remotegpu.core.cluster.memory import InMemoryCluster
+from remotegpu.core.environments.desired import submit_environment
+from remotegpu.core.inventory.sync import GpuDevice, register_host, sync_inventory
+from remotegpu.core.platform.db import make_engine
+from remotegpu.core.platform.settings import Settings
 from remotegpu.ops.bench import reconcile_ceiling
 from remotegpu.ops.bench.calibration import calibrate
 from remotegpu.ops.bench.database import bench_database, create_tenant

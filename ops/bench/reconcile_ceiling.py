@@ -30,13 +30,13 @@ from kubernetes import client, config
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from remotegpu.core.cluster import WorkloadSpec
-from remotegpu.core.db import make_engine
-from remotegpu.core.environments import submit_environment
-from remotegpu.core.manifests import pod_manifest, service_manifest
-from remotegpu.core.memory_cluster import InMemoryCluster
-from remotegpu.core.quantities import parse_bytes, parse_cpu_millis
-from remotegpu.core.settings import Settings
+from remotegpu.core.cluster.driver import WorkloadSpec
+from remotegpu.core.cluster.manifests import pod_manifest, service_manifest
+from remotegpu.core.cluster.memory import InMemoryCluster
+from remotegpu.core.environments.desired import submit_environment
+from remotegpu.core.platform.db import make_engine
+from remotegpu.core.platform.quantities import parse_bytes, parse_cpu_millis
+from remotegpu.core.platform.settings import Settings
 from remotegpu.reconciler.context import ReconcilerContext
 from remotegpu.reconciler.environments import Lease, advance, apply, fetch_leases
 from remotegpu.reconciler.leader import LeaderElector

@@ -26,7 +26,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from remotegpu.core.quantities import parse_bytes, parse_cpu_millis
+from remotegpu.core.platform.quantities import parse_bytes, parse_cpu_millis
 from remotegpu.ops.simcluster.store import BY_PATH, ApiError, Obj, Store, now_iso
 
 PODS = BY_PATH[("", "v1", "pods")]

@@ -15,10 +15,10 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 from remotegpu.api.app import create_app
-from remotegpu.core.accounts import register_user
-from remotegpu.core.memory_cluster import InMemoryCluster
-from remotegpu.core.settings import Settings
-from remotegpu.core.states import UserRole
+from remotegpu.core.accounts.users import register_user
+from remotegpu.core.cluster.memory import InMemoryCluster
+from remotegpu.core.environments.states import UserRole
+from remotegpu.core.platform.settings import Settings
 from remotegpu.ops.api_server import running_api
 from remotegpu.reconciler.loop import Reconciler
 from remotegpu.tests.allocation_world import make_host

@@ -9,8 +9,8 @@ import httpx
 from sqlalchemy import Engine, text
 
 from remotegpu.api.app import create_app
-from remotegpu.core.notify import CREDENTIALS_CHANNEL
-from remotegpu.core.settings import Settings
+from remotegpu.core.platform.notify import CREDENTIALS_CHANNEL
+from remotegpu.core.platform.settings import Settings
 from remotegpu.ops.api_server import running_api
 from remotegpu.tests.api.conftest import JWT_SECRET, PASSWORD, Caller
 

@@ -19,9 +19,9 @@ import httpx
 import pytest
 from sqlalchemy import Connection, Engine, text
 
-from remotegpu.core.accounts import create_api_token
-from remotegpu.core.credentials import hash_password, issue_token
-from remotegpu.core.environments import submit_environment
+from remotegpu.core.accounts.credentials import hash_password, issue_token
+from remotegpu.core.accounts.users import create_api_token
+from remotegpu.core.environments.desired import submit_environment
 from remotegpu.tests.allocation_world import make_host
 from remotegpu.tests.api.conftest import JWT_SECRET
 

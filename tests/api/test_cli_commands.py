@@ -17,7 +17,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner, Result
 
-from remotegpu.core.errors import RemoteGPUError
+from remotegpu.core.platform.errors import RemoteGPUError
 from remotegpu.ops.cli import app
 from remotegpu.reconciler.loop import Reconciler
 from remotegpu.tests.api.conftest import PASSWORD, Caller

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from remotegpu.core.memory_cluster import InMemoryCluster
+from remotegpu.core.cluster.memory import InMemoryCluster
 from remotegpu.reconciler.loop import Reconciler
 from remotegpu.tests.api.conftest import Caller, spec
 

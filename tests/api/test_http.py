@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import Engine
 
 from remotegpu.api.app import create_app
-from remotegpu.core.pagination import encode_cursor
-from remotegpu.core.settings import Settings
+from remotegpu.core.platform.pagination import encode_cursor
+from remotegpu.core.platform.settings import Settings
 from remotegpu.ops.api_server import running_api
 from remotegpu.tests.api.conftest import Caller
 

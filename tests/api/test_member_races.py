@@ -19,7 +19,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, text
 
-from remotegpu.core.credentials import issue_token
+from remotegpu.core.accounts.credentials import issue_token
 from remotegpu.tests.allocation_world import make_user
 from remotegpu.tests.api.conftest import JWT_SECRET, Caller
 

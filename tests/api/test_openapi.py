@@ -15,7 +15,7 @@ from sqlalchemy import create_engine
 
 from remotegpu.api.app import create_app
 from remotegpu.api.openapi import answers
-from remotegpu.core.settings import Settings
+from remotegpu.core.platform.settings import Settings
 from remotegpu.tests.api.conftest import JWT_SECRET, Caller
 from remotegpu.tests.api.test_authorization import ROLES, ROUTES, _template, expected
 

@@ -27,8 +27,8 @@ from schemathesis.specs.openapi.checks import (
 from sqlalchemy import Engine, create_engine, text
 
 from remotegpu.api.app import create_app
-from remotegpu.core.credentials import hash_password, issue_token
-from remotegpu.core.settings import Settings
+from remotegpu.core.accounts.credentials import hash_password, issue_token
+from remotegpu.core.platform.settings import Settings
 from remotegpu.tests.api.conftest import JWT_SECRET
 
 # The document as the API serves it (msgspec turns struct defaults into plain JSON).

@@ -15,10 +15,10 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from remotegpu.api.app import create_app
-from remotegpu.core import clock
-from remotegpu.core.accounts import register_user
-from remotegpu.core.settings import Settings
-from remotegpu.core.sign_in_limits import SignInLimits, count_sign_in_attempt
+from remotegpu.core.accounts.sign_in_limits import SignInLimits, count_sign_in_attempt
+from remotegpu.core.accounts.users import register_user
+from remotegpu.core.platform import clock
+from remotegpu.core.platform.settings import Settings
 from remotegpu.ops.api_server import running_api
 from remotegpu.tests.api.conftest import JWT_SECRET, PASSWORD
 from remotegpu.tests.ops.test_cli import EXECUTABLE, _env

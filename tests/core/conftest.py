@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine
 
-from remotegpu.core.claim_audit import audit
+from remotegpu.core.capacity.audit import audit
 from remotegpu.tests.allocation_world import make_user, make_workspace
 
 

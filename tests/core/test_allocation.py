@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 
-from remotegpu.core.allocation import (
+from remotegpu.core.accounts.workspaces import delete_workspace
+from remotegpu.core.capacity.allocate import (
     AllocationOptions,
     AllocationOutcome,
     PortRequest,
@@ -17,11 +18,10 @@ from remotegpu.core.allocation import (
     release,
     release_storage,
 )
-from remotegpu.core.hosts import cordon_host, drain_host, set_gpu_health, uncordon_host
-from remotegpu.core.inventory import ObservedNode, sync_inventory
-from remotegpu.core.quotas import QuotaLimits, admission_violations, read_quota, set_quota
-from remotegpu.core.states import GpuHealth, PortPurpose, Protocol
-from remotegpu.core.workspaces import delete_workspace
+from remotegpu.core.capacity.quotas import QuotaLimits, admission_violations, read_quota, set_quota
+from remotegpu.core.environments.states import GpuHealth, PortPurpose, Protocol
+from remotegpu.core.inventory.hosts import cordon_host, drain_host, set_gpu_health, uncordon_host
+from remotegpu.core.inventory.sync import ObservedNode, sync_inventory
 from remotegpu.policies.admission import QuotaRequest
 from remotegpu.policies.placement import Strategy
 from remotegpu.tests.allocation_world import GIB, make_environment, make_host

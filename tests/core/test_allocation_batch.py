@@ -8,17 +8,17 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, Engine, text
 
-from remotegpu.core.allocation import (
+from remotegpu.core.capacity.allocate import (
     AllocationOutcome,
     AllocationRequest,
     AllocationResult,
     PortRequest,
     release,
 )
-from remotegpu.core.allocation_batch import PlannedAllocation, allocate_planned
-from remotegpu.core.hosts import cordon_host
-from remotegpu.core.quotas import QuotaLimits, read_quota, set_quota
-from remotegpu.core.states import PortPurpose, Protocol
+from remotegpu.core.capacity.batch import PlannedAllocation, allocate_planned
+from remotegpu.core.capacity.quotas import QuotaLimits, read_quota, set_quota
+from remotegpu.core.environments.states import PortPurpose, Protocol
+from remotegpu.core.inventory.hosts import cordon_host
 from remotegpu.tests.allocation_world import make_environment, make_host
 
 SSH = PortRequest(22, Protocol.TCP, PortPurpose.SSH)

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from remotegpu.core import clock
+from remotegpu.core.platform import clock
 
 
 def test_now_is_aware_utc() -> None:

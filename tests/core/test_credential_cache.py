@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from remotegpu.core import clock
-from remotegpu.core.accounts import Principal
-from remotegpu.core.credential_cache import PrincipalCache
-from remotegpu.core.states import UserRole
+from remotegpu.core.accounts.credential_cache import PrincipalCache
+from remotegpu.core.accounts.users import Principal
+from remotegpu.core.environments.states import UserRole
+from remotegpu.core.platform import clock
 
 ALICE = Principal(uuid.uuid4(), "alice", "alice@example.org", UserRole.USER)
 

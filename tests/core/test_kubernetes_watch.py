@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from remotegpu.core.kubernetes_cluster import KubernetesCluster
+from remotegpu.core.cluster.kubernetes import KubernetesCluster
 
 
 def test_a_watch_that_cannot_connect_logs_one_debug_line_per_attempt_and_no_warnings(

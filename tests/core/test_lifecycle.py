@@ -10,14 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from remotegpu.core.lifecycle import (
+from remotegpu.core.environments.lifecycle import (
     TRANSITIONS,
     TRIGGERS,
     IllegalTransitionError,
     allowed_triggers,
     next_phase,
 )
-from remotegpu.core.states import Phase
+from remotegpu.core.environments.states import Phase
 
 
 def test_the_happy_path_moves_phase_by_phase() -> None:

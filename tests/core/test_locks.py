@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import OperationalError
 
-from remotegpu.core.locks import (
+from remotegpu.core.platform.locks import (
     LockNamespace,
     lock_key,
     session_unlock,

@@ -7,10 +7,10 @@ import uuid
 import kubernetes_validate
 import pytest
 
-from remotegpu.core.allocation import ClaimedPort
-from remotegpu.core.cluster import PodState, VolumeSpec, WorkloadSpec
-from remotegpu.core.kubernetes_cluster import observation_from_pod
-from remotegpu.core.manifests import (
+from remotegpu.core.capacity.allocate import ClaimedPort
+from remotegpu.core.cluster.driver import PodState, VolumeSpec, WorkloadSpec
+from remotegpu.core.cluster.kubernetes import observation_from_pod
+from remotegpu.core.cluster.manifests import (
     env_config_map_manifest,
     network_policy_manifest,
     pod_manifest,
@@ -18,7 +18,7 @@ from remotegpu.core.manifests import (
     service_manifest,
     volume_claim_manifest,
 )
-from remotegpu.core.states import Protocol
+from remotegpu.core.environments.states import Protocol
 
 SPEC = WorkloadSpec(
     environment_id=uuid.UUID("00000000-0000-0000-0000-000000000001"),

@@ -10,9 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from remotegpu.core.accounts import Principal
-from remotegpu.core.errors import ForbiddenError, NotFoundError
-from remotegpu.core.membership import (
+from remotegpu.core.accounts.membership import (
     add_member,
     create_workspace,
     remove_member,
@@ -21,7 +19,9 @@ from remotegpu.core.membership import (
     update_workspace,
     workspace_access,
 )
-from remotegpu.core.states import UserRole, WorkspaceRole
+from remotegpu.core.accounts.users import Principal
+from remotegpu.core.environments.states import UserRole, WorkspaceRole
+from remotegpu.core.platform.errors import ForbiddenError, NotFoundError
 from remotegpu.tests.allocation_world import make_user
 
 

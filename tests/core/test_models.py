@@ -10,8 +10,14 @@ from sqlalchemy import delete, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from remotegpu.core import clock
-from remotegpu.core.db import transaction
+from remotegpu.core.environments.states import (
+    ActorKind,
+    ClaimAction,
+    ClaimKind,
+    InvoiceStatus,
+    PortPurpose,
+    Protocol,
+)
 from remotegpu.core.models import (
     ClaimHistory,
     Environment,
@@ -27,7 +33,8 @@ from remotegpu.core.models import (
     User,
     Workspace,
 )
-from remotegpu.core.states import ActorKind, ClaimAction, ClaimKind, InvoiceStatus, PortPurpose, Protocol
+from remotegpu.core.platform import clock
+from remotegpu.core.platform.db import transaction
 from remotegpu.tests import factories
 
 Sessions = sessionmaker[Session]

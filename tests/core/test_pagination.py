@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from remotegpu.core.errors import InvalidInputError
-from remotegpu.core.pagination import KeyTypes, decode_cursor, encode_cursor
+from remotegpu.core.platform.errors import InvalidInputError
+from remotegpu.core.platform.pagination import KeyTypes, decode_cursor, encode_cursor
 
 # Every key shape a list declares today.
 KEYS: list[KeyTypes] = [(int,), (str,), (uuid.UUID,), (str, uuid.UUID), (datetime, uuid.UUID)]

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, Engine, text
 
-from remotegpu.core.allocation import AllocationRequest, AllocationResult, release
-from remotegpu.core.scheduling import ports_from_spec, schedule_waiting
-from remotegpu.core.states import PortPurpose
+from remotegpu.core.capacity.allocate import AllocationRequest, AllocationResult, release
+from remotegpu.core.capacity.scheduling import ports_from_spec, schedule_waiting
+from remotegpu.core.environments.states import PortPurpose
 from remotegpu.tests.allocation_world import make_environment, make_host, make_user, make_workspace
 
 

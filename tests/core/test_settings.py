@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from remotegpu.core.errors import SettingsError
-from remotegpu.core.settings import load_settings
+from remotegpu.core.platform.errors import SettingsError
+from remotegpu.core.platform.settings import load_settings
 
 
 def test_defaults_need_no_environment() -> None:

@@ -6,8 +6,8 @@ import datetime as dt
 
 from sqlalchemy import Engine, text
 
-from remotegpu.core import clock
-from remotegpu.core.sign_in_limits import SignInLimits, count_sign_in_attempt
+from remotegpu.core.accounts.sign_in_limits import SignInLimits, count_sign_in_attempt
+from remotegpu.core.platform import clock
 
 LIMITS = SignInLimits(per_address=1, per_account=5)
 

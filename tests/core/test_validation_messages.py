@@ -7,8 +7,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from remotegpu.core.specs import EnvironmentSpec, SpecError, parse_spec, spec_json_schema
-from remotegpu.core.validation_messages import PATTERN_MEANINGS, field_and_message
+from remotegpu.core.environments.spec import EnvironmentSpec, SpecError, parse_spec, spec_json_schema
+from remotegpu.core.platform.validation_messages import PATTERN_MEANINGS, field_and_message
 
 BASE = {"name": "train", "image": "pytorch/pytorch:2.4.0"}
 

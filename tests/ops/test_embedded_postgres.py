@@ -6,7 +6,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from remotegpu.core.db import make_engine
+from remotegpu.core.platform.db import make_engine
 from remotegpu.ops.migrate import current_revision, upgrade
 from remotegpu.ops.postgres import EmbeddedPostgres, ensure_database, server_answers
 

@@ -20,14 +20,20 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import URL
 
-from remotegpu.core.allocation import AllocationOptions, AllocationRequest, PortRequest, allocate, release
-from remotegpu.core.allocation_batch import PlannedAllocation, allocate_planned
-from remotegpu.core.db import make_engine
-from remotegpu.core.hosts import cordon_host, set_gpu_health, uncordon_host
+from remotegpu.core.accounts.workspaces import delete_workspace
+from remotegpu.core.capacity.allocate import (
+    AllocationOptions,
+    AllocationRequest,
+    PortRequest,
+    allocate,
+    release,
+)
+from remotegpu.core.capacity.batch import PlannedAllocation, allocate_planned
+from remotegpu.core.capacity.quotas import QuotaLimits, set_quota
+from remotegpu.core.environments.states import GpuHealth, PortPurpose
+from remotegpu.core.inventory.hosts import cordon_host, set_gpu_health, uncordon_host
 from remotegpu.core.models import Base
-from remotegpu.core.quotas import QuotaLimits, set_quota
-from remotegpu.core.states import GpuHealth, PortPurpose
-from remotegpu.core.workspaces import delete_workspace
+from remotegpu.core.platform.db import make_engine
 from remotegpu.tests.allocation_world import make_environment, make_host, make_user, make_workspace
 
 Operation = tuple[Any, ...]

@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from remotegpu.core.allocation import release
-from remotegpu.core.claim_audit import audit
-from remotegpu.core.db import make_engine
-from remotegpu.core.hosts import uncordon_host
+from remotegpu.core.capacity.allocate import release
+from remotegpu.core.capacity.audit import audit
+from remotegpu.core.inventory.hosts import uncordon_host
+from remotegpu.core.platform.db import make_engine
 from remotegpu.ops.migrate import upgrade
 from remotegpu.ops.postgres import create_fresh_database, drop_database
 from remotegpu.tests.properties.harness import (

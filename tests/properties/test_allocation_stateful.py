@@ -16,11 +16,17 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 from sqlalchemy import Engine, text
 
-from remotegpu.core.allocation import AllocationOutcome, AllocationRequest, PortRequest, allocate, release
-from remotegpu.core.claim_audit import audit
-from remotegpu.core.hosts import cordon_host, set_gpu_health, uncordon_host
-from remotegpu.core.quotas import QuotaLimits, set_quota
-from remotegpu.core.states import GpuHealth, PortPurpose
+from remotegpu.core.capacity.allocate import (
+    AllocationOutcome,
+    AllocationRequest,
+    PortRequest,
+    allocate,
+    release,
+)
+from remotegpu.core.capacity.audit import audit
+from remotegpu.core.capacity.quotas import QuotaLimits, set_quota
+from remotegpu.core.environments.states import GpuHealth, PortPurpose
+from remotegpu.core.inventory.hosts import cordon_host, set_gpu_health, uncordon_host
 from remotegpu.tests.allocation_world import make_environment, make_host, make_user, make_workspace
 from remotegpu.tests.properties.harness import reset
 

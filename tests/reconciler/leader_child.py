@@ -7,7 +7,7 @@ import time
 
 from sqlalchemy import text
 
-from remotegpu.core.db import make_engine
+from remotegpu.core.platform.db import make_engine
 from remotegpu.reconciler.leader import FencedOutError, LeaderElector, fence
 
 

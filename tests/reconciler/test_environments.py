@@ -10,14 +10,14 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from remotegpu.core import clock
-from remotegpu.core.claim_audit import audit
-from remotegpu.core.environments import update_spec
-from remotegpu.core.inventory import ObservedNode, sync_inventory
-from remotegpu.core.quotas import read_quota
-from remotegpu.core.settings import Settings
-from remotegpu.core.states import DesiredState, Phase
-from remotegpu.core.workspaces import delete_workspace
+from remotegpu.core.accounts.workspaces import delete_workspace
+from remotegpu.core.capacity.audit import audit
+from remotegpu.core.capacity.quotas import read_quota
+from remotegpu.core.environments.desired import update_spec
+from remotegpu.core.environments.states import DesiredState, Phase
+from remotegpu.core.inventory.sync import ObservedNode, sync_inventory
+from remotegpu.core.platform import clock
+from remotegpu.core.platform.settings import Settings
 from remotegpu.reconciler.environments import Lease, LeaseLostError, apply, fetch_leases, process
 from remotegpu.reconciler.leader import FencedOutError
 from remotegpu.tests.allocation_world import GIB

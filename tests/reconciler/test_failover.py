@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from remotegpu.core.claim_audit import audit
-from remotegpu.core.settings import Settings
+from remotegpu.core.capacity.audit import audit
+from remotegpu.core.platform.settings import Settings
 from remotegpu.reconciler.context import ReconcilerContext
 from remotegpu.reconciler.leader import FencedOutError, LeaderElector, fence
 from remotegpu.reconciler.loop import Reconciler

@@ -12,13 +12,13 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from remotegpu.core import clock
-from remotegpu.core.claim_audit import audit
-from remotegpu.core.environments import set_desired_state, submit_environment
-from remotegpu.core.inventory import sync_inventory
-from remotegpu.core.kubernetes_cluster import KubernetesCluster
-from remotegpu.core.settings import Settings
-from remotegpu.core.states import DesiredState
+from remotegpu.core.capacity.audit import audit
+from remotegpu.core.cluster.kubernetes import KubernetesCluster
+from remotegpu.core.environments.desired import set_desired_state, submit_environment
+from remotegpu.core.environments.states import DesiredState
+from remotegpu.core.inventory.sync import sync_inventory
+from remotegpu.core.platform import clock
+from remotegpu.core.platform.settings import Settings
 from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
 from remotegpu.ops.simcluster.store import BY_PATH
 from remotegpu.reconciler.context import SimulatedCrashError

@@ -16,13 +16,13 @@ from kubernetes import client, config
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from remotegpu.core.claim_audit import audit
-from remotegpu.core.cluster import NoContainerError
-from remotegpu.core.environments import set_desired_state, submit_environment
-from remotegpu.core.inventory import sync_inventory
-from remotegpu.core.kubernetes_cluster import KubernetesCluster
-from remotegpu.core.settings import Settings
-from remotegpu.core.states import DesiredState
+from remotegpu.core.capacity.audit import audit
+from remotegpu.core.cluster.driver import NoContainerError
+from remotegpu.core.cluster.kubernetes import KubernetesCluster
+from remotegpu.core.environments.desired import set_desired_state, submit_environment
+from remotegpu.core.environments.states import DesiredState
+from remotegpu.core.inventory.sync import sync_inventory
+from remotegpu.core.platform.settings import Settings
 from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
 from remotegpu.reconciler.gc import collect_garbage
 from remotegpu.reconciler.hosts import sync_host_health

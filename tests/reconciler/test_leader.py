@@ -9,8 +9,8 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError
 
-from remotegpu.core.errors import SettingsError
-from remotegpu.core.locks import LockNamespace, lock_key, session_unlock, try_session_lock
+from remotegpu.core.platform.errors import SettingsError
+from remotegpu.core.platform.locks import LockNamespace, lock_key, session_unlock, try_session_lock
 from remotegpu.reconciler.leader import FencedOutError, LeaderElector, check_direct_connection, fence
 
 

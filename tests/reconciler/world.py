@@ -10,10 +10,10 @@ from typing import Any
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from remotegpu.core.environments import set_desired_state, submit_environment
-from remotegpu.core.memory_cluster import InMemoryCluster
-from remotegpu.core.settings import Settings
-from remotegpu.core.states import DesiredState
+from remotegpu.core.cluster.memory import InMemoryCluster
+from remotegpu.core.environments.desired import set_desired_state, submit_environment
+from remotegpu.core.environments.states import DesiredState
+from remotegpu.core.platform.settings import Settings
 from remotegpu.reconciler.loop import Reconciler
 from remotegpu.tests.allocation_world import make_host, make_user, make_workspace
 

@@ -11,8 +11,8 @@ from kubernetes import client, config
 from rich.console import Console
 from sqlalchemy import Engine, text
 
-from remotegpu.core.kubernetes_cluster import KubernetesCluster
-from remotegpu.core.manifests import ENVIRONMENT_LABEL, MANAGED_LABEL, MANAGER
+from remotegpu.core.cluster.kubernetes import KubernetesCluster
+from remotegpu.core.cluster.manifests import ENVIRONMENT_LABEL, MANAGED_LABEL, MANAGER
 from remotegpu.ops.bench.reconcile import ReconcileBenchConfig, cluster_object_violations, run
 from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
 from remotegpu.tests.allocation_world import make_environment, make_user, make_workspace

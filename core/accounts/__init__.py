@@ -1,0 +1,1 @@
+"""Accounts: users, credentials and tokens, sign-in limits, workspaces and their members."""

@@ -1,0 +1,1 @@
+"""Billing: usage and invoices as users and admins read them."""

@@ -1,0 +1,221 @@
+"""Applying the capacity queue: place what fits now, and tell everyone else where they stand.
+
+`policies.queue` decides (order, fair share, head reservation, backfill); this module loads the
+snapshot it decides over, allocates the chosen environments in batches, one short transaction each
+(`allocation_batch`; no row lock is held while host locks are taken), and records each waiting
+environment's position and reason.
+Waiting is not failure: a waiting environment stays `admitted` until capacity frees up.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine, text
+
+from remotegpu.core.capacity.allocate import (
+    AllocationOutcome,
+    AllocationRequest,
+    AllocationResult,
+    PortRequest,
+)
+from remotegpu.core.capacity.batch import Accept, PlannedAllocation, allocate_planned
+from remotegpu.core.environments.states import PortPurpose, Protocol
+from remotegpu.policies.placement import GpuPoolSnapshot, HostSnapshot, Placement, PlacementRequest, Strategy
+from remotegpu.policies.queue import QueuedRequest, plan_queue
+
+ACCESS_PORTS = {
+    "ssh": PortRequest(22, Protocol.TCP, PortPurpose.SSH),
+    "jupyter": PortRequest(8888, Protocol.TCP, PortPurpose.JUPYTER),
+}
+"""Container ports that an `access` entry of the spec asks a host port for."""
+
+
+def ports_from_spec(spec: dict[str, Any]) -> tuple[PortRequest, ...]:
+    """Host-port requests of a spec: its `access` entries (SSH 22, Jupyter 8888) and its `ports`."""
+    wanted = [ACCESS_PORTS[kind] for kind in spec.get("access", []) if kind in ACCESS_PORTS]
+    for port in spec.get("ports", []):
+        wanted.append(
+            PortRequest(
+                int(port["container"]),
+                Protocol(port.get("protocol", "tcp")),
+                PortPurpose(port.get("purpose", "custom")),
+                port.get("name"),
+            )
+        )
+    return tuple(wanted)
+
+
+_WAITING_SQL = text(
+    """
+    SELECT e.id, e.workspace_id, e.user_id, e.generation, e.priority, e.submitted_at, e.spec,
+           e.gpu_count, e.gpu_model, e.cpu_millis, e.memory_bytes, e.storage_bytes
+      FROM environments e
+     WHERE e.phase = 'admitted' AND e.desired_state = 'running' AND e.deleted_at IS NULL
+       AND NOT EXISTS (SELECT 1 FROM allocations a WHERE a.environment_id = e.id AND a.released_at IS NULL)
+     ORDER BY e.priority DESC, e.submitted_at, e.id
+    """
+)
+
+_HOSTS_SQL = text(
+    """
+    SELECT h.id, h.name,
+           NOT h.cordoned AND NOT h.draining AND h.health = 'ready' AND h.removed_at IS NULL AS schedulable,
+           h.cpu_millis_allocatable - h.cpu_millis_foreign - h.cpu_millis_claimed AS cpu_free,
+           h.memory_bytes_allocatable - h.memory_bytes_foreign - h.memory_bytes_claimed AS memory_free,
+           h.port_range_end - h.port_range_start + 1 - h.ports_claimed - jsonb_array_length(h.foreign_ports) AS ports_free,
+           coalesce(json_agg(json_build_array(p.model, p.free, p.total)) FILTER (WHERE p.id IS NOT NULL), '[]') AS pools
+      FROM hosts h LEFT JOIN gpu_pools p ON p.host_id = h.id
+     WHERE h.removed_at IS NULL
+     GROUP BY h.id
+    """
+)
+
+_RUNNING_GPUS_SQL = text(
+    "SELECT workspace_id, sum(gpu_count) FROM allocations WHERE released_at IS NULL GROUP BY workspace_id"
+)
+
+_RECORD_WAITING_SQL = text(
+    """
+    UPDATE environments e SET queue_position = w.position, queue_reason = w.reason
+      FROM unnest(CAST(:ids AS uuid[]), CAST(:positions AS int[]), CAST(:reasons AS text[])) AS w(id, position, reason)
+     WHERE e.id = w.id AND (e.queue_position IS DISTINCT FROM w.position OR e.queue_reason IS DISTINCT FROM w.reason)
+    """
+)
+
+_CLEAR_WAITING_SQL = text(
+    """
+    UPDATE environments SET queue_position = NULL, queue_reason = NULL
+     WHERE queue_position IS NOT NULL AND NOT (id = ANY(CAST(:ids AS uuid[])))
+    """
+)
+
+
+@dataclass
+class SchedulingReport:
+    """What one scheduling pass did."""
+
+    allocated: dict[uuid.UUID, AllocationResult] = field(default_factory=dict)
+    not_allocated: dict[uuid.UUID, AllocationResult] = field(default_factory=dict)
+    waiting: dict[uuid.UUID, tuple[int | None, str]] = field(default_factory=dict)
+
+
+def schedule_waiting(
+    engine: Engine,
+    *,
+    strategy: Strategy = Strategy.BIN_PACK,
+    on_allocated: Accept | None = None,
+    before_commit: Callable[[Connection], None] | None = None,
+    batch_size: int = 32,
+) -> SchedulingReport:
+    """One pass over the capacity queue.
+
+    Placements are allocated in batches, one transaction per batch (`allocation_batch`):
+    `on_allocated` runs inside it before the claims are written and returns the environments that keep
+    them (the reconciler moves their phase there, so claims and phase change commit together), and
+    `before_commit` runs last (the reconciler's fencing check).
+    """
+    with engine.begin() as connection:
+        rows = connection.execute(_WAITING_SQL).all()
+        hosts, totals = _host_snapshots(connection)
+        running = {workspace: int(gpus) for workspace, gpus in connection.execute(_RUNNING_GPUS_SQL)}
+    requests = {row.id: _request(row) for row in rows}
+    queued = [
+        QueuedRequest(
+            key=row.id,
+            workspace=row.workspace_id,
+            priority=row.priority,
+            submitted_order=row.submitted_at.timestamp(),
+            request=PlacementRequest(
+                gpu_count=row.gpu_count,
+                gpu_model=row.gpu_model,
+                cpu_millis=row.cpu_millis,
+                memory_bytes=row.memory_bytes,
+                ports=len(requests[row.id].ports),
+            ),
+        )
+        for row in rows
+    ]
+    plan = plan_queue(queued, hosts, totals, running, strategy)
+    report = SchedulingReport()
+    placements = [(requests[item.key], placement) for item, placement in plan.placements]
+    for start in range(0, len(placements), batch_size):
+        _allocate_batch(
+            engine, placements[start : start + batch_size], strategy, on_allocated, before_commit, report
+        )
+    report.waiting = {
+        key: (w.position, w.reason) for key, w in plan.waiting.items() if isinstance(key, uuid.UUID)
+    }
+    for environment_id, result in report.not_allocated.items():
+        if result.outcome is AllocationOutcome.OVER_QUOTA:  # waits for quota, and says which limit
+            report.waiting[environment_id] = (None, result.reason)
+    with engine.begin() as connection:
+        ids = list(report.waiting)
+        connection.execute(
+            _RECORD_WAITING_SQL,
+            {
+                "ids": ids,
+                "positions": [report.waiting[i][0] for i in ids],
+                "reasons": [report.waiting[i][1] for i in ids],
+            },
+        )
+        connection.execute(_CLEAR_WAITING_SQL, {"ids": ids})
+    return report
+
+
+def _allocate_batch(
+    engine: Engine,
+    batch: list[tuple[AllocationRequest, Placement]],
+    strategy: Strategy,
+    on_allocated: Accept | None,
+    before_commit: Callable[[Connection], None] | None,
+    report: SchedulingReport,
+) -> None:
+    planned = []
+    for request, placement in batch:
+        assert isinstance(placement.host_key, uuid.UUID)
+        planned.append(PlannedAllocation(request, placement.host_key, placement.gpu_model))
+    with engine.begin() as connection:
+        results = allocate_planned(connection, planned, strategy=strategy, accept=on_allocated)
+        if before_commit is not None:
+            before_commit(connection)
+    for environment_id, result in results.items():
+        target = report.allocated if result.holds_claims else report.not_allocated
+        target[environment_id] = result
+
+
+def _request(row: Any) -> AllocationRequest:
+    return AllocationRequest(
+        environment_id=row.id,
+        workspace_id=row.workspace_id,
+        user_id=row.user_id,
+        generation=row.generation,
+        gpu_count=row.gpu_count,
+        gpu_model=row.gpu_model,
+        cpu_millis=row.cpu_millis,
+        memory_bytes=row.memory_bytes,
+        storage_bytes=row.storage_bytes,
+        ports=ports_from_spec(row.spec),
+    )
+
+
+def _host_snapshots(connection: Connection) -> tuple[list[HostSnapshot], dict[Any, dict[str, int]]]:
+    hosts: list[HostSnapshot] = []
+    totals: dict[Any, dict[str, int]] = {}
+    for row in connection.execute(_HOSTS_SQL):
+        hosts.append(
+            HostSnapshot(
+                key=row.id,
+                name=row.name,
+                schedulable=row.schedulable,
+                pools=tuple(GpuPoolSnapshot(model, free) for model, free, _ in row.pools),
+                cpu_millis_free=row.cpu_free,
+                memory_bytes_free=row.memory_free,
+                ports_free=row.ports_free,
+            )
+        )
+        totals[row.id] = {model: total for model, _, total in row.pools}
+    return hosts, totals

@@ -1,0 +1,203 @@
+"""The image catalog as users see it: public images plus the private images of their workspaces.
+
+A spec's `image` may be a catalog name (resolved here to the full reference) or a full reference.
+References the catalog does not know pass through: any OCI registry may be used directly.
+
+Each workspace's private entries are a namespace of their own, beside the one public namespace: a
+reference is unique within its namespace only, so two workspaces may each hold the same one. To
+everyone outside it, another workspace's private entry is exactly an entry that does not exist: adding
+the same reference succeeds, and naming it in a spec behaves as an unknown name or reference does.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import IntegrityError
+
+from remotegpu.core.accounts.users import Principal
+from remotegpu.core.environments.states import ImageVisibility
+from remotegpu.core.platform.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
+from remotegpu.core.platform.events import record_mutation
+from remotegpu.core.platform.pagination import decode_cursor, page
+
+_COLUMNS = (
+    "i.id, i.name, i.registry_host, i.repository, i.tag, i.digest, i.framework, i.cuda_version, i.size_bytes,"
+    " i.visibility, i.owner_workspace_id, i.source, i.created_at"
+)
+_VISIBLE = (
+    "(:admin OR i.visibility = 'public' OR EXISTS (SELECT 1 FROM workspace_members m"
+    " WHERE m.workspace_id = i.owner_workspace_id AND m.user_id = :user))"
+)
+
+
+@dataclass(frozen=True)
+class NewImage:
+    """A catalog entry to add."""
+
+    name: str
+    reference: str
+    visibility: ImageVisibility
+    owner_workspace_id: uuid.UUID | None
+    digest: str | None = None
+    framework: str | None = None
+    cuda_version: str | None = None
+    size_bytes: int | None = None
+
+
+def split_reference(reference: str) -> tuple[str, str, str]:
+    """`registry/repo/path:tag` → (registry, repository, tag); Docker Hub and `latest` when left out."""
+    if "@" in reference:
+        raise InvalidInputError("reference", "give a tag (repo:tag); pin digests with the `digest` field")
+    first, _, rest = reference.partition("/")
+    registry, path = (
+        (first, rest)
+        if rest and ("." in first or ":" in first or first == "localhost")
+        else ("docker.io", reference)
+    )
+    repository, _, tag = path.rpartition(":") if ":" in path else (path, "", "latest")
+    if not repository or not tag or any(c.isspace() for c in reference):
+        raise InvalidInputError(
+            "reference", f"{reference!r} is not an image reference; write registry/repository:tag"
+        )
+    return registry, repository, tag
+
+
+def full_reference(row: Any) -> str:
+    """The pullable reference of a catalog row."""
+    return f"{row.registry_host}/{row.repository}:{row.tag}"
+
+
+def add_image(connection: Connection, principal: Principal, image: NewImage) -> Any:
+    """Add a catalog entry; the same registry/repository:tag twice in one namespace (the public catalog,
+    or one workspace's private entries) is a conflict, in two namespaces it is not."""
+    registry, repository, tag = split_reference(image.reference)
+    # No savepoint: a refused INSERT aborts the transaction, which the raise below ends anyway.
+    try:
+        row = connection.execute(
+            text(
+                "INSERT INTO images AS i (name, registry_host, repository, tag, digest, framework, cuda_version,"
+                " size_bytes, visibility, owner_workspace_id)"
+                " VALUES (:name, :registry, :repository, :tag, :digest, :framework, :cuda, :size, :visibility,"
+                f" :owner) RETURNING {_COLUMNS}"
+            ),
+            {
+                "name": image.name,
+                "registry": registry,
+                "repository": repository,
+                "tag": tag,
+                "digest": image.digest,
+                "framework": image.framework,
+                "cuda": image.cuda_version,
+                "size": image.size_bytes,
+                "visibility": image.visibility.value,
+                "owner": image.owner_workspace_id,
+            },
+        ).one()
+    except IntegrityError as error:
+        if "digest" in str(error.orig):
+            raise InvalidInputError("digest", "write algorithm:hex, e.g. sha256:0123…") from None
+        namespace = "public catalog" if image.owner_workspace_id is None else "workspace's catalog"
+        raise ConflictError(
+            f"reference: {image.reference} is already in the {namespace}; use the entry that is there",
+            "reference",
+        ) from None
+    record_mutation(
+        connection,
+        principal.user_id,
+        "ImageAdded",
+        f"image {image.name} added",
+        workspace_id=image.owner_workspace_id,
+        data={"image_id": str(row.id), "reference": image.reference},
+    )
+    return row
+
+
+def list_images(
+    connection: Connection, principal: Principal, *, query: str | None, limit: int, cursor: str | None
+) -> tuple[list[Any], str | None]:
+    """Visible images by name (then id), optionally matching `query` in name, repository or framework."""
+    after = decode_cursor(cursor, (str, uuid.UUID))
+    rows = list(
+        connection.execute(
+            text(
+                f"SELECT {_COLUMNS} FROM images i WHERE {_VISIBLE}"
+                " AND (CAST(:query AS text) IS NULL OR i.name ILIKE :pattern OR i.repository ILIKE :pattern"
+                "      OR i.framework ILIKE :pattern)"
+                " AND (CAST(:after_name AS text) IS NULL"
+                "      OR (i.name, i.id) > (CAST(:after_name AS text), CAST(:after_id AS uuid)))"
+                " ORDER BY i.name, i.id LIMIT :limit"
+            ),
+            {
+                "user": principal.user_id,
+                "admin": principal.is_admin,
+                "query": query,
+                "pattern": f"%{_escape_like(query or '')}%",
+                "after_name": after[0] if after else None,
+                "after_id": after[1] if after else None,
+                "limit": limit + 1,
+            },
+        )
+    )
+    return page(rows, limit, lambda row: (row.name, row.id))
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def get_image(connection: Connection, principal: Principal, image_id: uuid.UUID) -> Any:
+    """A visible image; NotFoundError otherwise."""
+    row = connection.execute(
+        text(f"SELECT {_COLUMNS} FROM images i WHERE i.id = :id AND {_VISIBLE}"),
+        {"id": image_id, "user": principal.user_id, "admin": principal.is_admin},
+    ).one_or_none()
+    if row is None:
+        raise NotFoundError(f"image {image_id} not found")
+    return row
+
+
+def delete_image(connection: Connection, principal: Principal, image: Any, may_manage_owner: bool) -> None:
+    """Remove a catalog entry (public ones: platform admins; private: the owner workspace's admins)."""
+    allowed = principal.is_admin or (image.visibility == ImageVisibility.PRIVATE.value and may_manage_owner)
+    if not allowed:
+        raise ForbiddenError(
+            "only platform admins remove public images, and workspace admins their private ones"
+        )
+    connection.execute(text("DELETE FROM images WHERE id = :id"), {"id": image.id})
+    record_mutation(
+        connection,
+        principal.user_id,
+        "ImageRemoved",
+        f"image {image.name} removed",
+        workspace_id=image.owner_workspace_id,
+        data={"image_id": str(image.id)},
+    )
+
+
+def resolve_image(connection: Connection, workspace_id: uuid.UUID, image: str) -> str:
+    """The reference a spec's `image` stands for in `workspace_id`: an entry the workspace can see (its
+    own private one before a public one), else `image` itself when it is a full reference; NotFoundError
+    for a bare name the workspace cannot see. Other workspaces' private entries play no part, so naming
+    one reads exactly as naming something the catalog does not hold."""
+    row = connection.execute(
+        text(
+            "SELECT i.registry_host, i.repository, i.tag FROM images i"
+            " WHERE (i.visibility = 'public' OR (i.visibility = 'private' AND i.owner_workspace_id = :workspace))"
+            "   AND (i.name = :image OR (i.registry_host || '/' || i.repository || ':' || i.tag) = :image"
+            "        OR (i.registry_host = 'docker.io' AND (i.repository || ':' || i.tag) = :image))"
+            " ORDER BY i.visibility = 'private' DESC, i.created_at, i.id LIMIT 1"
+        ),
+        {"image": image, "workspace": workspace_id},
+    ).one_or_none()
+    if row is not None:
+        return full_reference(row)
+    if "/" not in image and ":" not in image:
+        raise NotFoundError(
+            f"image {image!r} not found in the catalog of this workspace; see `remotegpu get images`,"
+            " or write a full reference such as docker.io/library/ubuntu:24.04"
+        )
+    return image

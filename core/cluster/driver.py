@@ -1,0 +1,132 @@
+"""The cluster driver interface: what the reconciler (and, for logs, the API) needs from Kubernetes.
+
+Every call is idempotent by name: objects are named after the environment, so a repeated create finds
+the existing object instead of making a second one. Implementations: `InMemoryCluster` (tests,
+benchmarks, `remotegpu dev` until the simulated cluster lands) and the Kubernetes driver.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from remotegpu.core.capacity.allocate import ClaimedPort
+from remotegpu.core.inventory.sync import ObservedNode
+from remotegpu.core.platform.errors import ConflictError
+
+
+def workload_name(environment_id: uuid.UUID) -> str:
+    """Deterministic object name of an environment's pod (and service, volumes' prefix)."""
+    return f"env-{environment_id}"
+
+
+@dataclass(frozen=True)
+class VolumeSpec:
+    """A persistent volume of an environment; kept on stop, removed on delete."""
+
+    name: str
+    size_bytes: int
+    mount: str
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    """Everything needed to create an environment's objects on its node."""
+
+    environment_id: uuid.UUID
+    workspace_id: uuid.UUID
+    generation: int
+    node: str
+    image: str
+    command: tuple[str, ...] = ()
+    gpu_count: int = 0
+    cpu_millis: int = 0
+    memory_bytes: int = 0
+    ports: tuple[ClaimedPort, ...] = ()
+    volumes: tuple[VolumeSpec, ...] = ()
+    env: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    @property
+    def name(self) -> str:
+        """The pod's name."""
+        return workload_name(self.environment_id)
+
+
+class PodState(enum.StrEnum):
+    """What the cluster says of an environment's pod."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    FAILED = "failed"
+    MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class PodObservation:
+    """One look at the pod: its state, why, where, and for which generation it was made."""
+
+    state: PodState
+    reason: str | None = None
+    message: str = ""
+    node: str | None = None
+    generation: int | None = None
+    retryable: bool = True
+    """False for failures a retry cannot fix (e.g. an image that does not exist)."""
+    devices: tuple[str, ...] = ()
+    """GPU UUIDs the node gave the pod (device-plugin mode reads them back), when it reports them."""
+
+
+class ClusterUnavailableError(Exception):
+    """The cluster could not be reached or answered 5xx; a temporary error, retried with backoff."""
+
+
+class NoContainerError(ConflictError):
+    """The environment has no running container to read a log from: no pod, or its container has not
+    started. Raised when a log stream is opened, before any of it is sent."""
+
+
+class ClusterDriver(Protocol):
+    """Kubernetes, as RemoteGPU uses it."""
+
+    def ensure_workload(self, spec: WorkloadSpec) -> bool:
+        """Create the environment's objects unless they exist; True when something was created."""
+
+    def observe_workload(self, environment_id: uuid.UUID) -> PodObservation:
+        """The environment's pod as the cluster reports it now."""
+
+    def delete_workload(self, environment_id: uuid.UUID, *, keep_volumes: bool) -> bool:
+        """Delete the pod and service (and the volumes unless `keep_volumes`); True when something went."""
+
+    def node_ready(self, node: str) -> bool:
+        """Whether the node exists and reports Ready."""
+
+
+@runtime_checkable
+class InventorySource(Protocol):
+    """A driver that can list its nodes, so hosts and GPUs are synced from the cluster."""
+
+    def list_nodes(self) -> list[ObservedNode]:
+        """Every node with its GPU capacity, labels and Ready condition."""
+
+
+@runtime_checkable
+class OwnedObjects(Protocol):
+    """A driver that can list and delete the objects RemoteGPU created, for garbage collection."""
+
+    def owned_objects(self) -> list[tuple[str, str, str, uuid.UUID]]:
+        """(kind, namespace, name, environment id) of every object labelled as an environment's."""
+
+    def delete_object(self, kind: str, namespace: str, name: str) -> bool:
+        """Delete one of them; True when something was deleted."""
+
+
+@runtime_checkable
+class WorkloadWatcher(Protocol):
+    """A driver that can report pod changes as they happen, so the reconciler looks at once."""
+
+    def watch_workloads(self, on_change: Callable[[uuid.UUID], None], stop: threading.Event) -> None:
+        """Call `on_change` with the environment id of every changed pod until `stop` is set."""

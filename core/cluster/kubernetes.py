@@ -1,0 +1,572 @@
+"""The cluster driver on the official `kubernetes` client.
+
+Every create is create-or-get: a 409 means the object exists (it has a deterministic name), which is
+what a repeated step after a crash must find. Deletes ignore 404. Responses are read as plain JSON
+(`_preload_content=False`), which keeps the driver independent of the client's model classes. 5xx
+answers and connection errors become `ClusterUnavailableError`, a temporary error the reconciler retries.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import urllib3
+from kubernetes import client, config, watch  # type: ignore[import-untyped,unused-ignore]
+
+from remotegpu.core.cluster.driver import (
+    ClusterUnavailableError,
+    NoContainerError,
+    PodObservation,
+    PodState,
+    WorkloadSpec,
+    workload_name,
+)
+from remotegpu.core.cluster.manifests import (
+    ACCESS_IMAGE,
+    ALLOCATED_GPUS_ANNOTATION,
+    ENVIRONMENT_LABEL,
+    GPU_RESOURCE,
+    MANAGED_LABEL,
+    MANAGER,
+    env_config_map_manifest,
+    env_config_map_name,
+    network_policy_manifest,
+    pod_manifest,
+    pull_secret_manifest,
+    service_manifest,
+    volume_claim_manifest,
+    volume_claim_name,
+)
+from remotegpu.core.inventory.sync import ForeignUsage, ObservedNode
+
+T = TypeVar("T")
+_log = logging.getLogger(__name__)
+
+# Waiting reasons Kubernetes itself keeps retrying: we report them and retry with backoff.
+RETRYABLE_REASONS = frozenset(
+    {"ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff", "CreateContainerError"}
+)
+# Reasons no retry of the same spec can fix.
+PERMANENT_REASONS = frozenset({"InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError"})
+
+
+class KubernetesCluster:
+    """`ClusterDriver` for a real (or simulated) Kubernetes cluster.
+
+    Objects live in one namespace, or with `namespace_per_workspace` in one namespace per workspace
+    (`<namespace_prefix><workspace id>`, created on first use). The namespace of an environment is
+    remembered when its objects are created; after a restart it is found again by label.
+    """
+
+    def __init__(
+        self,
+        api_client: Any,
+        *,
+        namespace: str = "default",
+        namespace_per_workspace: bool = False,
+        namespace_prefix: str = "rgpu-ws-",
+        storage_class: str | None = None,
+        access_image: str = ACCESS_IMAGE,
+        registry_credentials: str | None = None,
+    ) -> None:
+        self.namespace = namespace
+        self.namespace_per_workspace = namespace_per_workspace
+        self.namespace_prefix = namespace_prefix
+        self.storage_class = storage_class
+        self.access_image = access_image
+        self.registry_credentials = registry_credentials
+        """Docker config JSON for private registries; never logged (it is a secret)."""
+        self._core = client.CoreV1Api(api_client)
+        self._networking = client.NetworkingV1Api(api_client)
+        self._watching = client.CoreV1Api(_without_retries(api_client))
+        self._policies: set[str] = set()
+        self._namespaces: set[str] = set()
+        self._placed_in: dict[uuid.UUID, str] = {}
+
+    @classmethod
+    def from_kubeconfig(cls, path: str | None = None, **options: Any) -> KubernetesCluster:
+        """Load a kubeconfig file (or the in-cluster service account when `path` is None and it exists)."""
+        if path is None:
+            try:
+                config.load_incluster_config()  # type: ignore[no-untyped-call,unused-ignore]
+                return cls(client.ApiClient(), **options)
+            except config.ConfigException:
+                pass
+        return cls(config.new_client_from_config(path), **options)  # type: ignore[no-untyped-call,unused-ignore]
+
+    # -- namespaces ---------------------------------------------------------------------------------
+    def namespace_for(self, workspace_id: uuid.UUID) -> str:
+        """The namespace a workspace's objects go to."""
+        return f"{self.namespace_prefix}{workspace_id}" if self.namespace_per_workspace else self.namespace
+
+    def namespace_of(self, environment_id: uuid.UUID) -> str | None:
+        """Where an environment's objects are; None when it has none anywhere."""
+        if not self.namespace_per_workspace:
+            return self.namespace
+        if environment_id in self._placed_in:
+            return self._placed_in[environment_id]
+        selector = f"{ENVIRONMENT_LABEL}={environment_id}"
+        listings: list[Callable[..., Any]] = [
+            self._core.list_pod_for_all_namespaces,
+            self._core.list_service_for_all_namespaces,
+            self._core.list_persistent_volume_claim_for_all_namespaces,
+            self._core.list_config_map_for_all_namespaces,
+        ]
+        for listing in listings:
+            items = _json(self._call(_bound(listing, label_selector=selector, _preload_content=False)))
+            for item in items.get("items", []):
+                namespace = str(item["metadata"]["namespace"])
+                self._placed_in[environment_id] = namespace
+                return namespace
+        return None
+
+    def _ensure_namespace(self, namespace: str) -> None:
+        if namespace in self._namespaces or not self.namespace_per_workspace:
+            return
+        manifest: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": namespace, "labels": {MANAGED_LABEL: MANAGER}},
+        }
+        try:
+            self._call(_bound(self._core.create_namespace, manifest, _preload_content=False))
+        except client.ApiException as error:
+            if error.status != 409:
+                raise
+        self._namespaces.add(namespace)
+
+    # -- the driver protocol ----------------------------------------------------------------------
+    def ensure_workload(self, spec: WorkloadSpec) -> bool:
+        """Create the namespace and policy of the workspace, the volume claims, the variables, the
+        service and the pod unless they exist."""
+        namespace = self.namespace_for(spec.workspace_id)
+        self._ensure_namespace(namespace)
+        self._placed_in[spec.environment_id] = namespace
+        if namespace + str(spec.workspace_id) not in self._policies:
+            self._create(
+                namespace,
+                self._networking.create_namespaced_network_policy,
+                network_policy_manifest(spec.workspace_id),
+            )
+            self._policies.add(namespace + str(spec.workspace_id))
+        for volume in spec.volumes:
+            self._create(
+                namespace,
+                self._core.create_namespaced_persistent_volume_claim,
+                volume_claim_manifest(spec, volume, self.storage_class),
+            )
+        if self.registry_credentials and namespace + "/pull" not in self._policies:
+            self._create(
+                namespace,
+                self._core.create_namespaced_secret,
+                pull_secret_manifest(self.registry_credentials),
+            )
+            self._policies.add(namespace + "/pull")
+        if spec.env:
+            self._create(namespace, self._core.create_namespaced_config_map, env_config_map_manifest(spec))
+        self._create(namespace, self._core.create_namespaced_service, service_manifest(spec))
+        return self._create(
+            namespace,
+            self._core.create_namespaced_pod,
+            pod_manifest(spec, access_image=self.access_image, pull_secret=bool(self.registry_credentials)),
+        )
+
+    def observe_workload(self, environment_id: uuid.UUID) -> PodObservation:
+        """Map the pod's status to what the reconciler acts on."""
+        namespace = self.namespace_of(environment_id)
+        if namespace is None:
+            return PodObservation(PodState.MISSING)
+        name = workload_name(environment_id)
+        pod = self._read(lambda: self._core.read_namespaced_pod(name, namespace, _preload_content=False))
+        if pod is None:
+            return PodObservation(PodState.MISSING)
+        return observation_from_pod(pod)
+
+    def delete_workload(self, environment_id: uuid.UUID, *, keep_volumes: bool) -> bool:
+        """Delete pod, service and variables, and the volume claims unless kept; gone already is fine."""
+        namespace = self.namespace_of(environment_id)
+        if namespace is None:
+            return False
+        name = workload_name(environment_id)
+        removed = self.delete_object("pod", namespace, name)
+        removed |= self.delete_object("service", namespace, name)
+        removed |= self.delete_object("configmap", namespace, env_config_map_name(environment_id))
+        if not keep_volumes:
+            for claim in self.volume_claims(environment_id):
+                removed |= self.delete_object("pvc", namespace, claim)
+        return removed
+
+    def node_ready(self, node: str) -> bool:
+        """The node's Ready condition; False when the node does not exist."""
+        found = self._read(lambda: self._core.read_node(node, _preload_content=False))
+        return found is not None and _is_ready(found)
+
+    # -- more than the protocol -------------------------------------------------------------------
+    def volume_claims(self, environment_id: uuid.UUID) -> list[str]:
+        """Names of the environment's PVCs that exist."""
+        namespace = self.namespace_of(environment_id)
+        if namespace is None:
+            return []
+        selector = f"{ENVIRONMENT_LABEL}={environment_id}"
+        listed = self._call(
+            lambda: self._core.list_namespaced_persistent_volume_claim(
+                namespace, label_selector=selector, _preload_content=False
+            )
+        )
+        return [item["metadata"]["name"] for item in _json(listed).get("items", [])]
+
+    def volume_claim_exists(self, environment_id: uuid.UUID, volume: str) -> bool:
+        """Whether one named PVC of the environment exists."""
+        return volume_claim_name(environment_id, volume) in self.volume_claims(environment_id)
+
+    def read_logs(self, environment_id: uuid.UUID, tail_lines: int | None = None) -> str:
+        """The main container's log."""
+        return "".join(f"{line}\n" for line in self.stream_logs(environment_id, tail_lines=tail_lines))
+
+    def stream_logs(
+        self, environment_id: uuid.UUID, *, follow: bool = False, tail_lines: int | None = None
+    ) -> Iterator[str]:
+        """The main container's log, line by line; with `follow`, new lines as they are written.
+
+        The request is made before this returns, so a missing pod or a container that has not started
+        raises `NoContainerError` here, not halfway through an HTTP answer that streams the lines."""
+        namespace = self.namespace_of(environment_id)
+        if namespace is None:
+            raise NoContainerError("the environment has no running container (it has no pod)")
+        try:
+            response: Any = self._call(
+                lambda: self._core.read_namespaced_pod_log(
+                    workload_name(environment_id),
+                    namespace,
+                    follow=follow,
+                    tail_lines=tail_lines,
+                    _preload_content=False,
+                )
+            )
+        except client.ApiException as error:
+            # 404: no pod; 400: its container is waiting to start (pulling, creating, crash back-off).
+            if error.status in {400, 404}:
+                reason = "it has no pod" if error.status == 404 else "its container has not started"
+                raise NoContainerError(f"the environment has no running container ({reason})") from None
+            raise
+        return _lines(response)
+
+    def pod_events(self, environment_id: uuid.UUID) -> list[dict[str, Any]]:
+        """Kubernetes events about the environment's pod (scheduling, pulls, kills), oldest first."""
+        namespace = self.namespace_of(environment_id)
+        if namespace is None:
+            return []
+        selector = f"involvedObject.name={workload_name(environment_id)}"
+        listed = _json(
+            self._call(
+                lambda: self._core.list_namespaced_event(
+                    namespace, field_selector=selector, _preload_content=False
+                )
+            )
+        )
+        events = [
+            {
+                "type": item.get("type"),
+                "reason": item.get("reason"),
+                "message": item.get("message"),
+                "at": item.get("lastTimestamp") or item.get("eventTime"),
+                # resourceVersions are opaque but grow in practice: they order events of the same second
+                "order": int(version)
+                if (version := item["metadata"].get("resourceVersion", "")).isdigit()
+                else 0,
+            }
+            for item in listed.get("items", [])
+        ]
+        return sorted(events, key=lambda event: (event["at"] or "", event["order"]))
+
+    def owned_objects(self) -> list[tuple[str, str, str, uuid.UUID]]:
+        """(kind, namespace, name, environment id) of every pod, service, ConfigMap and PVC labelled
+        as an environment's, in every namespace RemoteGPU uses."""
+        selector = f"{MANAGED_LABEL}={MANAGER},{ENVIRONMENT_LABEL}"
+        if self.namespace_per_workspace:
+            listings: list[tuple[str, Callable[..., Any]]] = [
+                ("pod", self._core.list_pod_for_all_namespaces),
+                ("service", self._core.list_service_for_all_namespaces),
+                ("configmap", self._core.list_config_map_for_all_namespaces),
+                ("pvc", self._core.list_persistent_volume_claim_for_all_namespaces),
+            ]
+            calls = [
+                (kind, lambda listing=listing: listing(label_selector=selector, _preload_content=False))
+                for kind, listing in listings
+            ]
+        else:
+            namespaced: list[tuple[str, Callable[..., Any]]] = [
+                ("pod", self._core.list_namespaced_pod),
+                ("service", self._core.list_namespaced_service),
+                ("configmap", self._core.list_namespaced_config_map),
+                ("pvc", self._core.list_namespaced_persistent_volume_claim),
+            ]
+            calls = [
+                (
+                    kind,
+                    lambda listing=listing: listing(
+                        self.namespace, label_selector=selector, _preload_content=False
+                    ),
+                )
+                for kind, listing in namespaced
+            ]
+        found: list[tuple[str, str, str, uuid.UUID]] = []
+        for kind, call in calls:
+            for item in _json(self._call(call)).get("items", []):
+                metadata = item["metadata"]
+                environment = uuid.UUID(metadata["labels"][ENVIRONMENT_LABEL])
+                found.append((kind, metadata["namespace"], metadata["name"], environment))
+        return found
+
+    def delete_object(self, kind: str, namespace: str, name: str) -> bool:
+        """Delete one owned object by kind (`pod`, `service`, `configmap`, `pvc`); gone already is fine."""
+        deleters: dict[str, Callable[[], Any]] = {
+            "pod": lambda: self._core.delete_namespaced_pod(name, namespace, grace_period_seconds=0),
+            "service": lambda: self._core.delete_namespaced_service(name, namespace),
+            "configmap": lambda: self._core.delete_namespaced_config_map(name, namespace),
+            "pvc": lambda: self._core.delete_namespaced_persistent_volume_claim(name, namespace),
+        }
+        return self._delete(deleters[kind])
+
+    def watch_workloads(self, on_change: Callable[[uuid.UUID], None], stop: threading.Event) -> None:
+        """Call `on_change(environment id)` for every change of one of our pods, until `stop` is set.
+
+        A hint only: the reconciler still resyncs, so a missed event delays work and never loses it.
+        Watches end every few seconds and connections drop; reconnecting is normal, so it is logged once
+        at debug level (the watch's own client does not retry, as urllib3 would with a 7-line warning).
+        """
+        selector = f"{MANAGED_LABEL}={MANAGER},{ENVIRONMENT_LABEL}"
+        while not stop.is_set():
+            stream = _RawWatch()  # type: ignore[no-untyped-call,unused-ignore]
+            try:
+                if self.namespace_per_workspace:
+                    events = stream.stream(  # type: ignore[no-untyped-call,unused-ignore]
+                        self._watching.list_pod_for_all_namespaces, label_selector=selector, timeout_seconds=5
+                    )
+                else:
+                    events = stream.stream(  # type: ignore[no-untyped-call,unused-ignore]
+                        self._watching.list_namespaced_pod,
+                        self.namespace,
+                        label_selector=selector,
+                        timeout_seconds=5,
+                    )
+                for event in events:
+                    if stop.is_set():
+                        stream.stop()  # type: ignore[no-untyped-call,unused-ignore]
+                        break
+                    labels = (event["raw_object"].get("metadata") or {}).get("labels") or {}
+                    if ENVIRONMENT_LABEL in labels:
+                        on_change(uuid.UUID(labels[ENVIRONMENT_LABEL]))
+            except Exception as error:  # the API went away or the watch expired: start a new one shortly
+                _log.debug("Pod watch dropped; starting a new one", extra={"error": error.__class__.__name__})
+                stop.wait(1.0)
+
+    def list_nodes(self) -> list[ObservedNode]:
+        """Every node, as inventory sync reads it, with what pods that are not ours use on it."""
+        listed = _json(self._call(lambda: self._core.list_node(_preload_content=False)))
+        # Only pods that are not ours matter here; the API server filters, so ours never travel.
+        pods = _json(
+            self._call(
+                lambda: self._core.list_pod_for_all_namespaces(
+                    label_selector=f"{MANAGED_LABEL}!={MANAGER}", _preload_content=False
+                )
+            )
+        )
+        foreign = foreign_usage_by_node(pods.get("items", []))
+        return [
+            dataclasses.replace(node, foreign=foreign.get(node.name, ForeignUsage()))
+            for node in (node_info(item) for item in listed.get("items", []))
+        ]
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    def _create(self, namespace: str, create: Callable[..., Any], manifest: dict[str, Any]) -> bool:
+        try:
+            self._call(lambda: create(namespace, manifest, _preload_content=False))
+        except client.ApiException as error:
+            if error.status == 409:
+                return False  # it exists: deterministic names make this the idempotent path
+            raise
+        return True
+
+    def _read(self, read: Callable[[], Any]) -> dict[str, Any] | None:
+        try:
+            return _json(self._call(read))
+        except client.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def _delete(self, delete: Callable[[], Any]) -> bool:
+        try:
+            self._call(delete)
+        except client.ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    @staticmethod
+    def _call(call: Callable[[], T]) -> T:
+        try:
+            return call()
+        except client.ApiException as error:
+            if error.status is not None and error.status >= 500:
+                raise ClusterUnavailableError(
+                    f"Kubernetes API answered {error.status}: {error.reason}"
+                ) from None
+            raise
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise ClusterUnavailableError(f"Kubernetes API unreachable: {error.__class__.__name__}") from None
+
+
+def _lines(response: Any) -> Iterator[str]:
+    """The lines of a streamed log answer; the connection goes back to the pool however it ends."""
+    try:
+        pending = b""
+        for chunk in response.stream(4096):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            yield from (line.decode(errors="replace") for line in lines)
+        if pending:
+            yield pending.decode(errors="replace")
+    finally:
+        response.release_conn()
+
+
+class _RawWatch(watch.Watch):  # type: ignore[misc,unused-ignore]
+    """A watch whose events keep the object as parsed JSON.
+
+    The stock watch turns every event into the client's model classes (a `V1Pod` per event, a fifth of a
+    reconciler's CPU under load); we read three labels and a few status fields, so plain dicts do.
+    """
+
+    def get_return_type(self, func: Callable[..., Any]) -> None:
+        """No model type: `unmarshal_event` then leaves the object as it came."""
+        return None
+
+
+def _bound(call: Callable[..., T], *args: Any, **kwargs: Any) -> Callable[[], T]:
+    """`call` with its arguments bound now (a lambda in a loop would see the loop's last value)."""
+    return lambda: call(*args, **kwargs)
+
+
+def _json(response: Any) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(response.data)
+    return data
+
+
+def _is_ready(node: dict[str, Any]) -> bool:
+    conditions = node.get("status", {}).get("conditions", [])
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def observation_from_pod(pod: dict[str, Any]) -> PodObservation:
+    """Pod status → (state, reason): Running+Ready is running; waiting and termination reasons are named."""
+    status = pod.get("status", {})
+    spec = pod.get("spec", {})
+    labels = pod.get("metadata", {}).get("labels", {})
+    generation = int(labels.get("remotegpu.io/generation", 0)) or None
+    node = spec.get("nodeName")
+    phase = status.get("phase", "Pending")
+    annotation = pod.get("metadata", {}).get("annotations", {}).get(ALLOCATED_GPUS_ANNOTATION, "")
+    devices = tuple(device for device in annotation.split(",") if device)
+    message = ""
+    if phase == "Failed":
+        reason = status.get("reason") or "PodFailed"
+        return PodObservation(
+            PodState.FAILED, reason, status.get("message", ""), node, generation, retryable=False
+        )
+    for container in status.get("containerStatuses", []):
+        waiting = container.get("state", {}).get("waiting") or {}
+        reason = waiting.get("reason")
+        terminated = (container.get("lastState") or {}).get("terminated") or {}
+        if terminated.get("reason") == "OOMKilled":
+            return PodObservation(
+                PodState.FAILED, "OOMKilled", "the container ran out of memory", node, generation
+            )
+        if reason in RETRYABLE_REASONS or reason in PERMANENT_REASONS:
+            return PodObservation(
+                PodState.FAILED,
+                reason,
+                waiting.get("message", ""),
+                node,
+                generation,
+                retryable=reason in RETRYABLE_REASONS,
+            )
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", []))
+    if phase == "Running" and ready:
+        return PodObservation(PodState.RUNNING, None, message, node, generation, devices=devices)
+    return PodObservation(PodState.PENDING, "ContainerCreating", message, node, generation, devices=devices)
+
+
+def foreign_usage_by_node(pods: list[dict[str, Any]]) -> dict[str, ForeignUsage]:
+    """Sum what live pods that are not RemoteGPU's request on each node (GPUs, CPU, memory, host ports)."""
+    from remotegpu.core.platform.quantities import parse_bytes, parse_cpu_millis
+
+    totals: dict[str, dict[str, Any]] = {}
+    for pod in pods:
+        labels = pod.get("metadata", {}).get("labels") or {}
+        node = pod.get("spec", {}).get("nodeName")
+        if not node or labels.get(MANAGED_LABEL) == MANAGER:
+            continue
+        if pod.get("status", {}).get("phase") in {"Succeeded", "Failed"}:
+            continue
+        total = totals.setdefault(node, {"gpus": 0, "devices": [], "cpu": 0, "memory": 0, "ports": []})
+        for container in pod.get("spec", {}).get("containers", []):
+            resources = container.get("resources") or {}
+            limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
+            total["gpus"] += int(limits.get(GPU_RESOURCE, requests.get(GPU_RESOURCE, 0)))
+            total["cpu"] += parse_cpu_millis(requests.get("cpu", limits.get("cpu", 0)))
+            total["memory"] += parse_bytes(requests.get("memory", limits.get("memory", 0)))
+            for port in container.get("ports") or []:
+                if port.get("hostPort"):
+                    total["ports"].append((int(port["hostPort"]), str(port.get("protocol", "TCP")).lower()))
+        annotation = (pod.get("metadata", {}).get("annotations") or {}).get(ALLOCATED_GPUS_ANNOTATION, "")
+        total["devices"].extend(device for device in annotation.split(",") if device)
+    return {
+        node: ForeignUsage(
+            gpus=t["gpus"],
+            gpu_devices=tuple(t["devices"]),
+            cpu_millis=t["cpu"],
+            memory_bytes=t["memory"],
+            host_ports=tuple(t["ports"]),
+        )
+        for node, t in totals.items()
+    }
+
+
+def node_info(node: dict[str, Any]) -> ObservedNode:
+    """A node as the NVIDIA device plugin and GPU feature discovery describe it."""
+    from remotegpu.core.platform.quantities import parse_bytes, parse_cpu_millis
+
+    metadata, status = node.get("metadata", {}), node.get("status", {})
+    labels = metadata.get("labels", {})
+    allocatable = status.get("allocatable", {})
+    memory_mib = labels.get("nvidia.com/gpu.memory")
+    uuids = metadata.get("annotations", {}).get("remotegpu.io/gpu-uuids", "")
+    return ObservedNode(
+        name=metadata["name"],
+        ready=_is_ready(node),
+        gpu_count=int(allocatable.get(GPU_RESOURCE, 0)),
+        gpu_model=labels.get("nvidia.com/gpu.product", "unknown"),
+        gpu_memory_bytes=int(memory_mib) << 20 if memory_mib else None,
+        gpu_uuids=tuple(u for u in uuids.split(",") if u),
+        cpu_millis=parse_cpu_millis(allocatable.get("cpu", 0)),
+        memory_bytes=parse_bytes(allocatable.get("memory", 0)),
+        labels=dict(labels),
+    )
+
+
+def _without_retries(api_client: Any) -> Any:
+    """A client on `api_client`'s configuration whose requests urllib3 does not retry: a failed watch
+    request is simply made again by the watch loop."""
+    configuration = copy.deepcopy(api_client.configuration)
+    configuration.retries = False
+    return client.ApiClient(configuration)

@@ -1,0 +1,245 @@
+"""Kubernetes manifests for an environment: pod, service, volumes' claims, and the workspace's network policy.
+
+Names are deterministic (`env-<id>`, `env-<id>-<volume>`, `ws-<id>-isolation`) so a repeated create
+finds the existing object. Every object carries the owner labels RemoteGPU's garbage collector and
+selectors use. The pod is pinned to the chosen node, asks for its GPUs as `nvidia.com/gpu` (the device
+plugin picks the devices; RemoteGPU reads back which), maps its claimed host ports, mounts a
+memory-backed `/dev/shm` sized to the spec (PyTorch data loaders fail at the 64 MiB default), and runs
+with a restrictive security context.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from remotegpu.core.cluster.driver import VolumeSpec, WorkloadSpec, workload_name
+
+ENVIRONMENT_LABEL = "remotegpu.io/environment"
+WORKSPACE_LABEL = "remotegpu.io/workspace"
+GENERATION_LABEL = "remotegpu.io/generation"
+MANAGED_LABEL = "app.kubernetes.io/managed-by"
+MANAGER = "remotegpu"
+GPU_RESOURCE = "nvidia.com/gpu"
+ALLOCATED_GPUS_ANNOTATION = "remotegpu.io/allocated-gpus"
+
+Manifest = dict[str, Any]
+
+
+def labels_for(spec: WorkloadSpec) -> dict[str, str]:
+    """The owner labels every object of an environment carries."""
+    return {
+        MANAGED_LABEL: MANAGER,
+        ENVIRONMENT_LABEL: str(spec.environment_id),
+        WORKSPACE_LABEL: str(spec.workspace_id),
+        GENERATION_LABEL: str(spec.generation),
+    }
+
+
+def volume_claim_name(environment_id: uuid.UUID, volume: str) -> str:
+    """Deterministic PVC name of one volume of an environment."""
+    return f"{workload_name(environment_id)}-{volume}"
+
+
+def _memory_quantity(size_bytes: int) -> str:
+    return f"{max(size_bytes // (1 << 20), 1)}Mi"
+
+
+ACCESS_IMAGE = "ghcr.io/remotegpu/access:1"
+"""Image whose `/access` folder holds a static sshd, its helpers and `bin/entrypoint`; configurable."""
+ACCESS_MOUNT = "/opt/remotegpu"
+
+
+def wants_ssh(spec: WorkloadSpec) -> bool:
+    """Whether the environment asked for SSH access (a claimed port for container port 22)."""
+    return any(port.container_port == 22 for port in spec.ports)
+
+
+def pod_manifest(
+    spec: WorkloadSpec,
+    *,
+    shm_fraction: float = 0.5,
+    access_image: str = ACCESS_IMAGE,
+    pull_secret: bool = False,
+) -> Manifest:
+    """The environment's pod, pinned to `spec.node`.
+
+    With SSH access, an init container copies a static sshd from `access_image` into a shared volume,
+    and the main container starts through its entrypoint, which runs sshd (keys from the optional
+    secret `env-<id>-ssh`) and then execs the user's command: sshd in any image, no root image changes.
+    """
+    limits: dict[str, str] = {}
+    requests: dict[str, str] = {}
+    if spec.gpu_count:
+        limits[GPU_RESOURCE] = str(spec.gpu_count)
+    if spec.cpu_millis:
+        requests["cpu"] = limits["cpu"] = f"{spec.cpu_millis}m"
+    if spec.memory_bytes:
+        requests["memory"] = limits["memory"] = _memory_quantity(spec.memory_bytes)
+    shm_bytes = int(spec.memory_bytes * shm_fraction) if spec.memory_bytes else 1 << 30
+    volume_mounts: list[Manifest] = [{"name": "dshm", "mountPath": "/dev/shm"}]  # noqa: S108 - the container's shm
+    volumes: list[Manifest] = [
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": _memory_quantity(shm_bytes)}}
+    ]
+    for volume in spec.volumes:
+        volume_mounts.append({"name": f"vol-{volume.name}", "mountPath": volume.mount})
+        volumes.append(
+            {
+                "name": f"vol-{volume.name}",
+                "persistentVolumeClaim": {"claimName": volume_claim_name(spec.environment_id, volume.name)},
+            }
+        )
+    container: Manifest = {
+        "name": "main",
+        "image": spec.image,
+        "imagePullPolicy": "IfNotPresent",
+        "resources": {"limits": limits, "requests": requests},
+        "ports": [
+            {
+                "name": f"p{port.container_port}-{port.protocol.value}"[:15],
+                "containerPort": port.container_port,
+                "hostPort": port.host_port,
+                "protocol": port.protocol.value.upper(),
+            }
+            for port in spec.ports
+        ],
+        # the spec's variables live in a ConfigMap, so `kubectl describe` keeps them out of the pod spec
+        "envFrom": [{"configMapRef": {"name": env_config_map_name(spec.environment_id)}}] if spec.env else [],
+        "volumeMounts": volume_mounts,
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "SETUID", "SETGID", "NET_BIND_SERVICE"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    if spec.command:
+        container["command"] = list(spec.command)
+    init_containers: list[Manifest] = []
+    if wants_ssh(spec):
+        init_containers.append(
+            {
+                "name": "access-init",
+                "image": access_image,
+                "command": ["cp", "-a", "/access/.", ACCESS_MOUNT],
+                "volumeMounts": [{"name": "access", "mountPath": ACCESS_MOUNT}],
+                "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+            }
+        )
+        container["command"] = [
+            f"{ACCESS_MOUNT}/bin/entrypoint",
+            "--",
+            *(spec.command or ("sleep", "infinity")),
+        ]
+        volume_mounts.append({"name": "access", "mountPath": ACCESS_MOUNT})
+        volume_mounts.append({"name": "ssh-keys", "mountPath": f"{ACCESS_MOUNT}/keys", "readOnly": True})
+        volumes.append({"name": "access", "emptyDir": {}})
+        volumes.append({"name": "ssh-keys", "secret": {"secretName": f"{spec.name}-ssh", "optional": True}})
+    pod_spec_extra: Manifest = {"initContainers": init_containers} if init_containers else {}
+    if pull_secret:
+        pod_spec_extra["imagePullSecrets"] = [{"name": PULL_SECRET_NAME}]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": spec.name, "labels": labels_for(spec)},
+        "spec": {
+            "nodeName": spec.node,
+            "restartPolicy": "Always",
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "containers": [container],
+            **pod_spec_extra,
+            "volumes": volumes,
+        },
+    }
+
+
+def service_manifest(spec: WorkloadSpec) -> Manifest:
+    """A ClusterIP service in front of the pod's ports (or a headless one when it has none)."""
+    ports = [
+        {
+            "name": f"p{port.container_port}-{port.protocol.value}"[:15],
+            "port": port.container_port,
+            "targetPort": port.container_port,
+            "protocol": port.protocol.value.upper(),
+        }
+        for port in spec.ports
+    ]
+    service_spec: Manifest = {"type": "ClusterIP", "selector": {ENVIRONMENT_LABEL: str(spec.environment_id)}}
+    if ports:
+        service_spec["ports"] = ports
+    else:
+        service_spec["clusterIP"] = "None"
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": spec.name, "labels": labels_for(spec)},
+        "spec": service_spec,
+    }
+
+
+def volume_claim_manifest(spec: WorkloadSpec, volume: VolumeSpec, storage_class: str | None) -> Manifest:
+    """A PVC for one persistent volume; kept on stop, deleted with the environment."""
+    claim_spec: Manifest = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": _memory_quantity(volume.size_bytes or (1 << 30))}},
+    }
+    if storage_class:
+        claim_spec["storageClassName"] = storage_class
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": volume_claim_name(spec.environment_id, volume.name), "labels": labels_for(spec)},
+        "spec": claim_spec,
+    }
+
+
+PULL_SECRET_NAME = "remotegpu-pull"  # noqa: S105 - an object name, not a password
+"""The image pull Secret RemoteGPU keeps in each namespace it uses, when registry credentials are set."""
+
+
+def pull_secret_manifest(docker_config_json: str) -> Manifest:
+    """A `kubernetes.io/dockerconfigjson` Secret from registry credentials (`~/.docker/config.json` form)."""
+    import base64
+
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {"name": PULL_SECRET_NAME, "labels": {MANAGED_LABEL: MANAGER}},
+        "data": {".dockerconfigjson": base64.b64encode(docker_config_json.encode()).decode()},
+    }
+
+
+def env_config_map_name(environment_id: uuid.UUID) -> str:
+    """Deterministic name of the ConfigMap holding an environment's variables."""
+    return f"{workload_name(environment_id)}-env"
+
+
+def env_config_map_manifest(spec: WorkloadSpec) -> Manifest:
+    """The environment's variables (`env:` of the spec) as a ConfigMap the pod reads with `envFrom`."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": env_config_map_name(spec.environment_id), "labels": labels_for(spec)},
+        "data": dict(spec.env),
+    }
+
+
+def network_policy_manifest(workspace_id: uuid.UUID) -> Manifest:
+    """Isolate a workspace: its pods accept traffic from each other and from outside the cluster (host
+    ports, gateways), never from another workspace's pods."""
+    name = f"ws-{workspace_id}-isolation"
+    selector = {"matchLabels": {WORKSPACE_LABEL: str(workspace_id)}}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "labels": {MANAGED_LABEL: MANAGER, WORKSPACE_LABEL: str(workspace_id)}},
+        "spec": {
+            "podSelector": selector,
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {"from": [{"podSelector": selector}]},
+                {"from": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8"]}}]},
+            ],
+        },
+    }

@@ -1,0 +1,144 @@
+"""An in-memory cluster that behaves like one: for tests, benchmarks and `remotegpu dev`.
+
+Pods start asynchronously (Pending until `start_delay` has passed on `core.platform.clock`), a second create of
+the same name is a conflict that the driver resolves to "already exists", and faults can be injected:
+pods that vanish, images that fail to pull, nodes that go NotReady, and an API that is unavailable.
+Thread-safe, since reconciler workers call it concurrently.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from remotegpu.core.cluster.driver import (
+    ClusterUnavailableError,
+    NoContainerError,
+    PodObservation,
+    PodState,
+    WorkloadSpec,
+    workload_name,
+)
+from remotegpu.core.platform import clock
+
+
+@dataclass
+class _Pod:
+    spec: WorkloadSpec
+    created_at: dt.datetime
+    failure: tuple[str, str, bool] | None = None
+
+
+@dataclass
+class InMemoryCluster:
+    """A fake cluster with the semantics the reconciler depends on."""
+
+    nodes: set[str] = field(default_factory=set)
+    start_delay: dt.timedelta = dt.timedelta(seconds=0)
+    pods: dict[str, _Pod] = field(default_factory=dict)
+    volumes: dict[str, set[str]] = field(default_factory=dict)
+    """Environment name -> volume names; they outlive the pod until a delete without keep_volumes."""
+    creates: Counter[str] = field(default_factory=Counter)
+    """Successful creates per object name: more than one for a live name would be a duplicate."""
+    conflicts: int = 0
+    not_ready: set[str] = field(default_factory=set)
+    unavailable: bool = False
+    _failing_images: dict[str, tuple[str, str, bool]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # -- the driver protocol ------------------------------------------------------------------
+    def ensure_workload(self, spec: WorkloadSpec) -> bool:
+        """Create the pod and its volumes; a conflict on an existing name means it already exists."""
+        with self._lock:
+            self._check_available()
+            if spec.name in self.pods:
+                self.conflicts += 1
+                return False
+            self.pods[spec.name] = _Pod(spec, clock.now(), self._failing_images.get(spec.image))
+            self.creates[spec.name] += 1
+            self.volumes.setdefault(spec.name, set()).update(volume.name for volume in spec.volumes)
+            return True
+
+    def observe_workload(self, environment_id: uuid.UUID) -> PodObservation:
+        """Pending until the start delay has passed on its node, then Running, unless a fault says otherwise."""
+        with self._lock:
+            self._check_available()
+            pod = self.pods.get(workload_name(environment_id))
+            if pod is None:
+                return PodObservation(PodState.MISSING)
+            node, generation = pod.spec.node, pod.spec.generation
+            if pod.failure is not None:
+                reason, message, retryable = pod.failure
+                return PodObservation(PodState.FAILED, reason, message, node, generation, retryable)
+            if node in self.not_ready or clock.now() < pod.created_at + self.start_delay:
+                return PodObservation(PodState.PENDING, "ContainerCreating", "", node, generation)
+            return PodObservation(PodState.RUNNING, None, "", node, generation)
+
+    def delete_workload(self, environment_id: uuid.UUID, *, keep_volumes: bool) -> bool:
+        """Delete the pod (and the volumes unless kept); deleting what is gone is not an error."""
+        name = workload_name(environment_id)
+        with self._lock:
+            self._check_available()
+            removed = self.pods.pop(name, None) is not None
+            if not keep_volumes and name in self.volumes:
+                del self.volumes[name]
+                removed = True
+            return removed
+
+    def node_ready(self, node: str) -> bool:
+        """A node is ready when it exists and no fault marks it NotReady."""
+        with self._lock:
+            self._check_available()
+            return node in self.nodes and node not in self.not_ready
+
+    def stream_logs(
+        self, environment_id: uuid.UUID, *, follow: bool = False, tail_lines: int | None = None
+    ) -> Iterator[str]:
+        """What a simulated container prints: its image and command, one line each. `follow` ends at
+        once, as for a container that has exited. No pod, or one whose image failed to pull, raises
+        `NoContainerError` before this returns, as the Kubernetes driver does."""
+        with self._lock:
+            pod = self.pods.get(workload_name(environment_id))
+        if pod is None:
+            raise NoContainerError("the environment has no running container (it has no pod)")
+        if pod.failure is not None:
+            raise NoContainerError("the environment has no running container (its container has not started)")
+        lines = [
+            f"container started from {pod.spec.image}",
+            f"command: {' '.join(pod.spec.command) or '(image default)'}",
+        ]
+        return iter(lines[-tail_lines:] if tail_lines else lines)
+
+    # -- fault injection ----------------------------------------------------------------------
+    def vanish(self, environment_id: uuid.UUID) -> None:
+        """The pod disappears (evicted, deleted by hand) while its node stays healthy."""
+        with self._lock:
+            self.pods.pop(workload_name(environment_id), None)
+
+    def fail_image(self, image: str, reason: str = "ImagePullBackOff", *, retryable: bool = True) -> None:
+        """Pods created from `image` from now on fail with `reason`."""
+        with self._lock:
+            self._failing_images[image] = (reason, f"image {image!r} could not be pulled", retryable)
+
+    def heal_image(self, image: str) -> None:
+        """Pods created from `image` from now on pull it fine again."""
+        with self._lock:
+            self._failing_images.pop(image, None)
+
+    def set_node_ready(self, node: str, ready: bool) -> None:
+        """Mark a node Ready or NotReady."""
+        with self._lock:
+            (self.not_ready.discard if ready else self.not_ready.add)(node)
+
+    def live_pods(self) -> list[str]:
+        """Names of the pods that exist now."""
+        with self._lock:
+            return sorted(self.pods)
+
+    def _check_available(self) -> None:
+        if self.unavailable:
+            raise ClusterUnavailableError("cluster API unavailable (injected fault)")

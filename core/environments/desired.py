@@ -1,0 +1,175 @@
+"""Writing the desired side of environments: submit, change the spec, start, stop, delete.
+
+Only these functions write `spec`, `generation` and `desired_state`; the reconciler writes the rest.
+Each wakes the reconciler with NOTIFY (delivered when the caller's transaction commits); every change of
+`desired_state`, whoever asks for it (a user, a workspace delete, a drain), goes through
+`set_desired_state`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from remotegpu.core.environments.states import ActorKind, DesiredState
+from remotegpu.core.platform import clock
+from remotegpu.core.platform.notify import CHANNEL, notify_environments
+from remotegpu.core.platform.quantities import parse_bytes, parse_cpu_millis
+
+
+@dataclass(frozen=True)
+class Requests:
+    """The resources a spec asks for, in the units the database stores."""
+
+    gpu_count: int
+    gpu_model: str | None
+    cpu_millis: int
+    memory_bytes: int
+    storage_bytes: int
+
+
+def requests_from_spec(spec: dict[str, Any]) -> Requests:
+    """Read the resource requests of a spec (`resources.gpus`, `cpu`, `memory`, `volumes[].size`)."""
+    resources = spec.get("resources", {})
+    gpus = resources.get("gpus", {})
+    if isinstance(gpus, int):
+        gpus = {"count": gpus}
+    model = gpus.get("model")
+    return Requests(
+        gpu_count=int(gpus.get("count", 0)),
+        gpu_model=None if model in (None, "any") else str(model),
+        cpu_millis=parse_cpu_millis(resources.get("cpu", 0)),
+        memory_bytes=parse_bytes(resources.get("memory", 0)),
+        storage_bytes=sum(parse_bytes(volume.get("size", 0)) for volume in spec.get("volumes", [])),
+    )
+
+
+_INSERT_SQL = text(
+    """
+    WITH created AS (
+        INSERT INTO environments (workspace_id, user_id, name, spec, desired_state, priority, submitted_at,
+                                  gpu_count, gpu_model, cpu_millis, memory_bytes, storage_bytes)
+        VALUES (:workspace_id, :user_id, :name, CAST(:spec AS jsonb), :desired, :priority, :now,
+                :gpu_count, :gpu_model, :cpu_millis, :memory_bytes, :storage_bytes)
+        RETURNING id
+    )
+    -- the wake-up NOTIFY in the same statement: one round trip fewer per submit
+    SELECT id, pg_notify(:channel, id::text) FROM created
+    """
+)
+
+
+def submit_environment(
+    connection: Connection,
+    *,
+    workspace_id: uuid.UUID,
+    user_id: uuid.UUID,
+    name: str,
+    spec: dict[str, Any],
+    priority: int = 0,
+    desired: DesiredState | None = None,
+) -> uuid.UUID:
+    """Store a new environment with its desired state (default: the spec's `state`, else running) and
+    wake the reconciler."""
+    import json
+
+    requests = requests_from_spec(spec)
+    if desired is None:
+        desired = DesiredState(spec.get("state", DesiredState.RUNNING.value))
+    environment_id: uuid.UUID = connection.execute(
+        _INSERT_SQL,
+        {
+            "workspace_id": workspace_id,
+            "user_id": user_id,
+            "name": name,
+            "spec": json.dumps(spec),
+            "desired": desired.value,
+            "priority": priority,
+            "now": clock.now(),
+            "channel": CHANNEL,
+            **requests.__dict__,
+        },
+    ).scalar_one()
+    return environment_id
+
+
+def update_spec(connection: Connection, environment_id: uuid.UUID, spec: dict[str, Any]) -> int:
+    """Replace the spec and bump the generation; a running environment restarts. Returns the generation."""
+    import json
+
+    requests = requests_from_spec(spec)
+    generation: int = connection.execute(
+        text(
+            "UPDATE environments SET spec = CAST(:spec AS jsonb), generation = generation + 1,"
+            " desired_version = desired_version + 1,"
+            " gpu_count = :gpu_count, gpu_model = :gpu_model, cpu_millis = :cpu_millis,"
+            " memory_bytes = :memory_bytes, storage_bytes = :storage_bytes, updated_at = now()"
+            " WHERE id = :id AND deleted_at IS NULL RETURNING generation"
+        ),
+        {"id": environment_id, "spec": json.dumps(spec), **requests.__dict__},
+    ).scalar_one()
+    notify_environments(connection, str(environment_id))
+    return generation
+
+
+_SET_DESIRED_SQL = text(
+    """
+    WITH changed AS (
+        UPDATE environments SET desired_state = :state, updated_at = now(),
+               desired_version = desired_version + 1,
+               submitted_at = CASE WHEN :starting AND desired_state <> 'running' THEN :now ELSE submitted_at END,
+               generation = CASE WHEN :starting AND phase = 'failed' THEN generation + 1 ELSE generation END
+         WHERE id = ANY(CAST(:ids AS uuid[])) AND deleted_at IS NULL
+           AND (CAST(:replacing AS text) IS NULL OR desired_state = :replacing)
+        RETURNING id, workspace_id
+    ), recorded AS (
+        INSERT INTO events (actor_kind, actor_user_id, workspace_id, environment_id, kind, reason, message)
+        SELECT :actor_kind, :actor, workspace_id, id, 'api', :reason, :message FROM changed
+        RETURNING 1
+    )
+    -- the wake-up NOTIFY in the same statement, one per environment
+    SELECT id, pg_notify(:channel, id::text) FROM changed ORDER BY id
+    """
+)
+
+
+def set_desired_state(
+    connection: Connection,
+    environment_ids: uuid.UUID | Collection[uuid.UUID],
+    state: DesiredState,
+    *,
+    actor: uuid.UUID | None = None,
+    replacing: DesiredState | None = None,
+) -> list[uuid.UUID]:
+    """Ask for running, stopped or deleted: the one writer of `desired_state`.
+
+    Each change bumps `desired_version` (the reconciler takes the environment at once, even out of a
+    backoff), records a `Desired<State>` event naming `actor` (the system when None) and wakes the
+    reconciler. Starting a failed environment counts as a new attempt: it bumps the generation, since
+    `failed` is terminal for the generation that failed. `replacing`: change only environments that
+    still desire that state (checked on the locked row, so a racing user's change wins). Returns the
+    environments changed (deleted ones are skipped).
+    """
+    ids = [environment_ids] if isinstance(environment_ids, uuid.UUID) else sorted(environment_ids)
+    if not ids:
+        return []
+    rows = connection.execute(
+        _SET_DESIRED_SQL,
+        {
+            "ids": ids,
+            "state": state.value,
+            "starting": state is DesiredState.RUNNING,
+            "now": clock.now(),
+            "actor_kind": (ActorKind.SYSTEM if actor is None else ActorKind.USER).value,
+            "actor": actor,
+            "reason": f"Desired{state.value.capitalize()}",
+            "message": f"desired state set to {state.value}",
+            "channel": CHANNEL,
+            "replacing": None if replacing is None else replacing.value,
+        },
+    )
+    return [row.id for row in rows]

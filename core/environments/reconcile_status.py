@@ -1,0 +1,82 @@
+"""What operators ask of the reconciler: who leads, how much work waits, what is stuck or failing.
+
+Read from the database only, so any API replica can answer while the reconciler runs elsewhere.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from remotegpu.core.platform import clock
+
+
+@dataclass(frozen=True)
+class ReconcilerStatus:
+    """A snapshot of the reconciler's world."""
+
+    leaders: list[Any]
+    phases: dict[str, int]
+    queue_depth: int
+    due_now: int
+    stuck: list[Any] = field(default_factory=list)
+    failing: list[Any] = field(default_factory=list)
+
+
+_ENV_COLUMNS = (
+    "e.id, e.name, w.name AS workspace, e.phase, e.reason, e.last_error, e.retry_count, e.phase_entered_at"
+)
+
+
+def reconciler_status(
+    connection: Connection, *, stuck_after: dt.timedelta, limit: int = 50
+) -> ReconcilerStatus:
+    """Leaders and epochs per shard, environments per phase, the capacity queue's depth, environments
+    retrying or in a work phase for longer than `stuck_after`, and failed ones, with their reasons."""
+    now = clock.now()
+    leaders = list(
+        connection.execute(
+            text(
+                "SELECT shard, epoch, leader_id, leader_since, heartbeat_at FROM shard_leaders ORDER BY shard"
+            )
+        )
+    )
+    phases = {
+        str(row.phase): int(row.total)
+        for row in connection.execute(
+            text("SELECT phase, count(*) AS total FROM environments WHERE deleted_at IS NULL GROUP BY phase")
+        )
+    }
+    counts = connection.execute(
+        text(
+            "SELECT count(*) FILTER (WHERE phase = 'admitted' AND queue_position IS NOT NULL) AS queued,"
+            " count(*) FILTER (WHERE seen_desired_version < desired_version"
+            "   OR (next_attempt_at IS NOT NULL AND next_attempt_at <= :now)) AS due"
+            " FROM environments WHERE deleted_at IS NULL"
+        ),
+        {"now": now},
+    ).one()
+    stuck = list(
+        connection.execute(
+            text(
+                f"SELECT {_ENV_COLUMNS} FROM environments e JOIN workspaces w ON w.id = e.workspace_id"
+                " WHERE e.deleted_at IS NULL AND (e.retry_count > 0 OR (e.phase IN"
+                " ('scheduled', 'provisioning', 'stopping', 'deleting') AND e.phase_entered_at < :before))"
+                " ORDER BY e.phase_entered_at LIMIT :limit"
+            ),
+            {"before": now - stuck_after, "limit": limit},
+        )
+    )
+    failing = list(
+        connection.execute(
+            text(
+                f"SELECT {_ENV_COLUMNS} FROM environments e JOIN workspaces w ON w.id = e.workspace_id"
+                " WHERE e.deleted_at IS NULL AND e.phase = 'failed' ORDER BY e.phase_entered_at DESC LIMIT :limit"
+            ),
+            {"limit": limit},
+        )
+    )
+    return ReconcilerStatus(leaders, phases, int(counts.queued), int(counts.due), stuck, failing)

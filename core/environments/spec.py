@@ -1,0 +1,166 @@
+"""The environment spec as users write it (YAML through the CLI, JSON over REST), as msgspec structs.
+
+One definition serves three purposes: decoding with every unknown field refused (the error names it and
+where it is), the stored form (`spec_to_dict`, defaults left out, so a stored spec reads like what the
+user wrote), and the published JSON Schema (`spec_json_schema`). Checks msgspec cannot express (sizes,
+durations, duplicate names) run in `parse_spec` and raise `SpecError` naming the field.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from remotegpu.core.platform.errors import InvalidInputError
+from remotegpu.core.platform.quantities import parse_bytes, parse_cpu_millis, parse_duration
+from remotegpu.core.platform.validation_messages import field_and_message
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+"""Names of environments, workspaces and volumes: Kubernetes DNS labels."""
+
+Name = Annotated[
+    str, msgspec.Meta(pattern=DNS_LABEL, description="lower-case DNS label, at most 63 characters")
+]
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+EnvName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=256)]
+Quantity = Annotated[str, msgspec.Meta(description="Kubernetes quantity, e.g. 128Gi", examples=["128Gi"])]
+Duration = Annotated[str, msgspec.Meta(description="Go-style duration, e.g. 30m or 24h", examples=["30m"])]
+AccessName = Literal["ssh", "jupyter"]
+
+
+class SpecError(InvalidInputError):
+    """A spec that cannot be accepted; `field` is its JSON path (`$.resources.memory`)."""
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, frozen=True):
+    """Unknown fields are errors; defaults are left out of the stored form."""
+
+
+class GpuRequest(_Strict, frozen=True):
+    """How many GPUs, and of which model (`nvidia.com/gpu.product`); no model means any."""
+
+    count: Annotated[int, msgspec.Meta(ge=0, le=64)] = 0
+    model: str | None = None
+
+
+class Resources(_Strict, frozen=True):
+    """What the environment asks of one host."""
+
+    gpus: GpuRequest | Annotated[int, msgspec.Meta(ge=0, le=64)] = GpuRequest()
+    cpu: str | int | float = 1
+    memory: Quantity = "4Gi"
+
+
+class PortSpec(_Strict, frozen=True):
+    """A container port to publish on a host port."""
+
+    container: Port
+    purpose: Literal["http", "custom"] = "custom"
+    name: Annotated[str, msgspec.Meta(pattern=DNS_LABEL, max_length=15)] | None = None
+    protocol: Literal["tcp", "udp"] = "tcp"
+
+
+class VolumeSpec(_Strict, frozen=True):
+    """A persistent volume: kept when the environment stops, removed when it is deleted."""
+
+    name: Name
+    size: Quantity
+    mount: Annotated[str, msgspec.Meta(pattern=r"^/", description="absolute path in the container")]
+
+
+class PolicySpec(_Strict, frozen=True):
+    """Automatic stop rules."""
+
+    idle_stop_after: Duration | None = None
+    max_duration: Duration | None = None
+
+
+class EnvironmentSpec(_Strict, frozen=True):
+    """A GPU environment as its user wants it to be."""
+
+    name: Name
+    image: Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+    kind: Literal["environment"] = "environment"
+    workspace: Name | None = None
+    command: list[str] = []
+    resources: Resources = Resources()
+    access: list[AccessName] = []
+    ports: list[PortSpec] = []
+    env: dict[EnvName, str] = {}
+    volumes: list[VolumeSpec] = []
+    policies: PolicySpec = PolicySpec()
+    state: Literal["running", "stopped"] = "running"
+
+
+def parse_spec(data: Any) -> EnvironmentSpec:
+    """Validate a decoded YAML/JSON document as an environment spec, normalised (`gpus: 2` → `count: 2`).
+
+    Raises `SpecError` naming the field and what to write instead.
+    """
+    try:
+        spec = msgspec.convert(data, EnvironmentSpec, strict=False)
+    except msgspec.ValidationError as error:
+        raise SpecError(*field_and_message(str(error), EnvironmentSpec)) from None
+    return check_spec(spec)
+
+
+def check_spec(spec: EnvironmentSpec) -> EnvironmentSpec:
+    """The checks msgspec's types cannot express, and normalisation; SpecError names the field."""
+    _check_values(spec)
+    if isinstance(spec.resources.gpus, int):
+        spec = msgspec.structs.replace(
+            spec,
+            resources=msgspec.structs.replace(spec.resources, gpus=GpuRequest(count=spec.resources.gpus)),
+        )
+    return spec
+
+
+def _check_values(spec: EnvironmentSpec) -> None:
+    checks: list[tuple[str, Any, Any]] = [
+        ("$.resources.cpu", parse_cpu_millis, spec.resources.cpu),
+        ("$.resources.memory", parse_bytes, spec.resources.memory),
+    ]
+    checks += [(f"$.volumes[{i}].size", parse_bytes, v.size) for i, v in enumerate(spec.volumes)]
+    for name in ("idle_stop_after", "max_duration"):
+        value = getattr(spec.policies, name)
+        if value is not None:
+            checks.append((f"$.policies.{name}", parse_duration, value))
+    for field, parse, value in checks:
+        try:
+            parse(value)
+        except ValueError as error:
+            raise SpecError(field, str(error)) from None
+    _refuse_duplicates("$.volumes", [v.name for v in spec.volumes], "name")
+    _refuse_duplicates("$.volumes", [v.mount for v in spec.volumes], "mount")
+    _refuse_duplicates("$.access", list(spec.access), "entry")
+    ports = [(p.container, p.protocol) for p in spec.ports] + [
+        (22 if a == "ssh" else 8888, "tcp") for a in spec.access
+    ]
+    _refuse_duplicates("$.ports", [f"{port}/{protocol}" for port, protocol in ports], "container port")
+    _refuse_duplicates("$.ports", [p.name for p in spec.ports if p.name], "name")
+
+
+def _refuse_duplicates(field: str, values: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise SpecError(field, f"{what} {value!r} appears twice; each must be unique")
+        seen.add(value)
+
+
+def spec_to_dict(spec: EnvironmentSpec) -> dict[str, Any]:
+    """The stored (and diffed) form: plain data, defaults left out; `workspace`, `kind` and `state` live in
+    their own columns."""
+    data: dict[str, Any] = msgspec.to_builtins(spec)
+    for key in ("workspace", "kind", "state"):
+        data.pop(key, None)
+    return data
+
+
+def spec_json_schema() -> dict[str, Any]:
+    """JSON Schema of the spec, as published in the README and served by the API."""
+    schema: dict[str, Any] = msgspec.json.schema(EnvironmentSpec)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "RemoteGPU environment spec"
+    return schema

@@ -1,0 +1,228 @@
+"""Environments as users read them: lists with filters, one environment in full, its events and access.
+
+Each read is one query that joins the caller's membership, so an environment of another workspace is
+indistinguishable from one that does not exist.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from psycopg import AsyncConnection
+from sqlalchemy import Connection, text
+
+from remotegpu.core.accounts.users import Principal
+from remotegpu.core.cluster.driver import NoContainerError
+from remotegpu.core.environments.states import Phase, PortPurpose
+from remotegpu.core.platform.db import fetch_all, fetch_one
+from remotegpu.core.platform.errors import NotFoundError
+from remotegpu.core.platform.pagination import decode_cursor, page
+
+_VISIBLE = (
+    "(:admin OR EXISTS (SELECT 1 FROM workspace_members m"
+    " WHERE m.workspace_id = e.workspace_id AND m.user_id = :user))"
+)
+
+_COLUMNS = """
+    e.id, e.name, e.workspace_id, w.name AS workspace, e.user_id, u.username AS owner, e.spec, e.generation,
+    e.observed_generation, e.desired_state, e.phase, e.reason, e.last_error, e.conditions, e.retry_count,
+    e.next_attempt_at, e.queue_position, e.queue_reason, h.name AS host, e.gpu_count, e.gpu_model,
+    e.created_at, e.updated_at, e.phase_entered_at
+"""
+
+_FROM = """
+      FROM environments e
+      JOIN workspaces w ON w.id = e.workspace_id AND w.deleted_at IS NULL
+      JOIN users u ON u.id = e.user_id
+      LEFT JOIN hosts h ON h.id = e.host_id
+"""
+
+
+_LIST_SQL = text(
+    f"SELECT {_COLUMNS} {_FROM} WHERE e.deleted_at IS NULL AND {_VISIBLE}"
+    " AND (CAST(:workspace AS uuid) IS NULL OR e.workspace_id = :workspace)"
+    " AND (CAST(:phase AS text) IS NULL OR e.phase::text = :phase)"
+    " AND (CAST(:name AS text) IS NULL OR e.name = :name)"
+    " AND (CAST(:owner AS uuid) IS NULL OR e.user_id = :owner)"
+    " AND (CAST(:after_at AS timestamptz) IS NULL"
+    "      OR (e.created_at, e.id) < (CAST(:after_at AS timestamptz), CAST(:after_id AS uuid)))"
+    " ORDER BY e.created_at DESC, e.id DESC LIMIT :limit"
+)
+
+
+_GET_SQL = text(
+    f"SELECT {_COLUMNS},"
+    " CASE WHEN :admin THEN 'owner' ELSE (SELECT m.role::text FROM workspace_members m"
+    "   WHERE m.workspace_id = e.workspace_id AND m.user_id = :user) END AS caller_role,"
+    " ARRAY(SELECT g.index FROM gpu_claims c JOIN gpus g ON g.id = c.gpu_id"
+    "       WHERE c.environment_id = e.id AND c.released_at IS NULL ORDER BY g.index) AS gpu_indexes"
+    f" {_FROM} WHERE e.id = :id AND e.deleted_at IS NULL AND {_VISIBLE}"
+)
+
+
+@dataclass(frozen=True)
+class EnvironmentFilter:
+    """What `list_environments` narrows to; None means no filter."""
+
+    workspace_id: uuid.UUID | None = None
+    phase: Phase | None = None
+    name: str | None = None
+    owner_id: uuid.UUID | None = None
+
+
+def _list_params(
+    principal: Principal, filters: EnvironmentFilter, limit: int, cursor: str | None
+) -> dict[str, Any]:
+    after = decode_cursor(cursor, (datetime, uuid.UUID))
+    return {
+        "user": principal.user_id,
+        "admin": principal.is_admin,
+        "workspace": filters.workspace_id,
+        "phase": filters.phase.value if filters.phase else None,
+        "name": filters.name,
+        "owner": filters.owner_id,
+        "after_at": after[0] if after else None,
+        "after_id": after[1] if after else None,
+        "limit": limit + 1,
+    }
+
+
+def _page(rows: list[Any], limit: int) -> tuple[list[Any], str | None]:
+    return page(rows, limit, lambda row: (row.created_at.isoformat(), row.id))
+
+
+def list_environments(
+    connection: Connection,
+    principal: Principal,
+    filters: EnvironmentFilter,
+    *,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[Any], str | None]:
+    """Visible live environments, newest first, one page and the next page's cursor."""
+    rows = list(connection.execute(_LIST_SQL, _list_params(principal, filters, limit, cursor)))
+    return _page(rows, limit)
+
+
+async def list_environments_async(
+    connection: AsyncConnection[Any],
+    principal: Principal,
+    filters: EnvironmentFilter,
+    *,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[Any], str | None]:
+    """`list_environments` on the event loop."""
+    return _page(
+        await fetch_all(connection, _LIST_SQL, _list_params(principal, filters, limit, cursor)), limit
+    )
+
+
+def _found(row: Any, environment_id: uuid.UUID) -> Any:
+    if row is None:
+        raise NotFoundError(f"environment {environment_id} not found")
+    return row
+
+
+def get_environment(connection: Connection, principal: Principal, environment_id: uuid.UUID) -> Any:
+    """One visible live environment with the caller's role and its claimed GPU indexes; else NotFoundError."""
+    params = {"id": environment_id, "user": principal.user_id, "admin": principal.is_admin}
+    return _found(connection.execute(_GET_SQL, params).one_or_none(), environment_id)
+
+
+async def get_environment_async(
+    connection: AsyncConnection[Any], principal: Principal, environment_id: uuid.UUID
+) -> Any:
+    """`get_environment` on the event loop."""
+    params = {"id": environment_id, "user": principal.user_id, "admin": principal.is_admin}
+    return _found(await fetch_one(connection, _GET_SQL, params), environment_id)
+
+
+def list_events(
+    connection: Connection, environment_id: uuid.UUID, *, limit: int, cursor: str | None
+) -> tuple[list[Any], str | None]:
+    """The environment's events, oldest first (the caller has been checked)."""
+    after = decode_cursor(cursor, (int,))
+    rows = list(
+        connection.execute(
+            text(
+                "SELECT seq, created_at, actor_kind, kind, reason, message FROM events"
+                " WHERE environment_id = :id AND seq > :after ORDER BY seq LIMIT :limit"
+            ),
+            {"id": environment_id, "after": after[0] if after else 0, "limit": limit + 1},
+        )
+    )
+    return page(rows, limit, lambda row: (row.seq,))
+
+
+# Only in these phases can the pod run a container; in the others it has no pod or is about to get one.
+_CONTAINER_PHASES = frozenset({Phase.PROVISIONING, Phase.RUNNING, Phase.STOPPING})
+
+_NO_CONTAINER_HINTS = {
+    Phase.PENDING: "it waits for GPUs",
+    Phase.ADMITTED: "it waits for GPUs",
+    Phase.SCHEDULED: "its container is about to be created; try again in a moment",
+    Phase.STOPPED: "start it first",
+    Phase.FAILED: "its events say why it failed; start it to try again",
+}
+
+
+def require_container(environment: Any) -> None:
+    """Raise `NoContainerError` unless the environment is in a phase whose pod may run a container, so a
+    log request is refused before anything streams (the cluster may still find no container)."""
+    phase = Phase(str(environment.phase))
+    if phase in _CONTAINER_PHASES:
+        return
+    hint = _NO_CONTAINER_HINTS.get(phase)
+    raise NoContainerError(
+        f"the environment has no running container (it is {phase.value}{'; ' + hint if hint else ''})"
+    )
+
+
+class AccessDetail(msgspec.Struct, frozen=True):
+    """How to reach one published port of a running environment (also the API's answer, as is)."""
+
+    kind: str
+    name: str | None
+    host: str
+    port: int
+    container_port: int
+    url: str
+    command: str | None
+
+
+def access_details(connection: Connection, environment: Any) -> list[AccessDetail]:
+    """Endpoints of a running environment, from its active port mappings (none unless it runs)."""
+    if environment.phase != Phase.RUNNING.value:
+        return []
+    rows = connection.execute(
+        text(
+            "SELECT p.purpose, p.name, p.host_port, p.container_port, p.protocol, h.name AS host"
+            " FROM port_mappings p JOIN hosts h ON h.id = p.host_id"
+            " WHERE p.environment_id = :id AND p.released_at IS NULL ORDER BY p.container_port"
+        ),
+        {"id": environment.id},
+    )
+    return [_detail(row) for row in rows]
+
+
+def _detail(row: Any) -> AccessDetail:
+    host, port = row.host, row.host_port
+    if row.purpose == PortPurpose.SSH.value:
+        return AccessDetail(
+            "ssh",
+            row.name,
+            host,
+            port,
+            row.container_port,
+            f"ssh://root@{host}:{port}",
+            f"ssh -p {port} root@{host}",
+        )
+    scheme = "http" if row.protocol == "tcp" else row.protocol
+    return AccessDetail(
+        row.purpose, row.name, host, port, row.container_port, f"{scheme}://{host}:{port}/", None
+    )

@@ -1,0 +1,1 @@
+"""Inventory: hosts and GPUs as synced from the cluster's nodes, their maintenance and views."""

@@ -1,0 +1,331 @@
+"""Registering hosts and their GPUs, with the `gpu_pools` counters placement reads.
+
+The cluster inventory sync calls `register_host` for new nodes; tests and benchmarks seed with it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection, text
+
+from remotegpu.core.environments.states import HostHealth
+from remotegpu.core.platform import clock
+
+
+@dataclass(frozen=True)
+class GpuDevice:
+    """One GPU as the node reports it."""
+
+    model: str
+    memory_bytes: int | None = None
+    device_uuid: str | None = None
+
+
+_INSERT_HOST_SQL = text(
+    """
+    INSERT INTO hosts (name, labels, cpu_millis_allocatable, memory_bytes_allocatable,
+                       port_range_start, port_range_end, health, last_heartbeat_at)
+    VALUES (:name, CAST(:labels AS jsonb), :cpu, :memory, :port_start, :port_end, :health, :heartbeat)
+    RETURNING id
+    """
+)
+_INSERT_GPUS_SQL = text(
+    """
+    INSERT INTO gpus (host_id, index, model, memory_bytes, device_uuid)
+    SELECT :host_id, i, m, mem, u
+      FROM unnest(CAST(:indexes AS int[]), CAST(:models AS text[]), CAST(:memories AS bigint[]),
+                  CAST(:uuids AS text[])) AS t(i, m, mem, u)
+    """
+)
+_INSERT_POOLS_SQL = text(
+    """
+    INSERT INTO gpu_pools (host_id, model, total, free)
+    SELECT :host_id, m, n, n FROM unnest(CAST(:models AS text[]), CAST(:counts AS int[])) AS t(m, n)
+    """
+)
+
+
+def register_host(
+    connection: Connection,
+    name: str,
+    gpus: Sequence[GpuDevice],
+    *,
+    cpu_millis: int,
+    memory_bytes: int,
+    port_range: tuple[int, int] = (30000, 32767),
+    health: HostHealth = HostHealth.READY,
+    labels: dict[str, str] | None = None,
+) -> uuid.UUID:
+    """Insert a host with its GPUs (indexes in the given order) and their pools; returns the host id."""
+    import json
+
+    host_id: uuid.UUID = connection.execute(
+        _INSERT_HOST_SQL,
+        {
+            "name": name,
+            "labels": json.dumps(labels or {}),
+            "cpu": cpu_millis,
+            "memory": memory_bytes,
+            "port_start": port_range[0],
+            "port_end": port_range[1],
+            "health": health.value,
+            "heartbeat": clock.now() if health is HostHealth.READY else None,
+        },
+    ).scalar_one()
+    if gpus:
+        connection.execute(
+            _INSERT_GPUS_SQL,
+            {
+                "host_id": host_id,
+                "indexes": list(range(len(gpus))),
+                "models": [gpu.model for gpu in gpus],
+                "memories": [gpu.memory_bytes for gpu in gpus],
+                "uuids": [gpu.device_uuid for gpu in gpus],
+            },
+        )
+        counts = Counter(gpu.model for gpu in gpus)
+        connection.execute(
+            _INSERT_POOLS_SQL,
+            {"host_id": host_id, "models": list(counts), "counts": list(counts.values())},
+        )
+    return host_id
+
+
+_UPDATE_HOSTS_SQL = text(
+    """
+    UPDATE hosts h SET health = n.health, cpu_millis_allocatable = n.cpu, memory_bytes_allocatable = n.memory,
+                       labels = n.labels,
+                       last_heartbeat_at = CASE WHEN n.ready THEN :now ELSE h.last_heartbeat_at END,
+                       removed_at = NULL, updated_at = now()
+      FROM unnest(CAST(:names AS text[]), CAST(:healths AS text[]), CAST(:readies AS boolean[]),
+                  CAST(:cpus AS bigint[]), CAST(:memories AS bigint[]), CAST(:labels AS jsonb[]))
+           AS n(name, health, ready, cpu, memory, labels)
+     WHERE h.name = n.name
+       AND (h.health IS DISTINCT FROM n.health OR h.cpu_millis_allocatable <> n.cpu
+            OR h.memory_bytes_allocatable <> n.memory OR h.labels <> n.labels OR h.removed_at IS NOT NULL
+            OR (n.ready AND (h.last_heartbeat_at IS NULL OR h.last_heartbeat_at < :refresh_before)))
+    """
+)
+
+
+@dataclass(frozen=True)
+class ForeignUsage:
+    """What pods that are not RemoteGPU's use on a node."""
+
+    gpus: int = 0
+    gpu_devices: tuple[str, ...] = ()
+    """Device UUIDs of those GPUs when the node reports them."""
+    cpu_millis: int = 0
+    memory_bytes: int = 0
+    host_ports: tuple[tuple[int, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class ObservedNode:
+    """A node as the cluster reports it (see `KubernetesCluster.list_nodes`)."""
+
+    name: str
+    ready: bool
+    gpu_count: int
+    gpu_model: str
+    gpu_memory_bytes: int | None
+    gpu_uuids: tuple[str, ...]
+    cpu_millis: int
+    memory_bytes: int
+    labels: dict[str, str]
+    foreign: ForeignUsage = field(default_factory=ForeignUsage)
+
+
+_FOREIGN_HOST_SQL = text(
+    """
+    UPDATE hosts SET cpu_millis_foreign = :cpu, memory_bytes_foreign = :memory,
+                     foreign_ports = CAST(:ports AS jsonb), updated_at = now()
+     WHERE id = :host AND (cpu_millis_foreign <> :cpu OR memory_bytes_foreign <> :memory
+                           OR foreign_ports <> CAST(:ports AS jsonb))
+    """
+)
+# Devices a foreign pod holds: the reported ones; without reports, the highest unclaimed indexes.
+_FOREIGN_GPUS_SQL = text(
+    """
+    WITH wanted AS (
+        SELECT g.id FROM gpus g
+         WHERE g.host_id = :host AND g.device_uuid = ANY(CAST(:devices AS text[]))
+        UNION
+        SELECT id FROM (
+            SELECT g.id FROM gpus g
+             WHERE g.host_id = :host AND cardinality(CAST(:devices AS text[])) = 0
+               AND NOT EXISTS (SELECT 1 FROM gpu_claims c WHERE c.gpu_id = g.id AND c.released_at IS NULL)
+             ORDER BY g.index DESC LIMIT :count
+        ) guessed
+    )
+    UPDATE gpus g SET foreign_use = (g.id IN (SELECT id FROM wanted)), updated_at = now()
+     WHERE g.host_id = :host AND g.foreign_use IS DISTINCT FROM (g.id IN (SELECT id FROM wanted))
+    RETURNING g.id
+    """
+)
+_RECOUNT_POOLS_SQL = text(
+    """
+    UPDATE gpu_pools p SET total = x.total, free = x.free
+      FROM (SELECT g.model,
+                   count(*) FILTER (WHERE g.health = 'healthy' AND NOT g.foreign_use) AS total,
+                   count(*) FILTER (WHERE g.health = 'healthy' AND NOT g.foreign_use AND NOT EXISTS (
+                       SELECT 1 FROM gpu_claims c WHERE c.gpu_id = g.id AND c.released_at IS NULL)) AS free
+              FROM gpus g WHERE g.host_id = :host GROUP BY g.model) x
+     WHERE p.host_id = :host AND p.model = x.model
+    """
+)
+
+
+def record_foreign_usage(connection: Connection, host_id: uuid.UUID, usage: ForeignUsage) -> bool:
+    """Record what foreign pods use on a host, under the host's lock; True when GPUs changed hands.
+
+    Runs in its own transaction: the host lock comes first (lock order), then the rows. GPUs a foreign
+    pod holds leave the free pool; GPUs it gave back return to it.
+    """
+    import json
+
+    from remotegpu.core.platform.locks import LockNamespace, lock_key, xact_lock_all
+
+    xact_lock_all(connection, [lock_key(LockNamespace.HOST, host_id)])
+    ports = [{"port": port, "protocol": protocol} for port, protocol in sorted(set(usage.host_ports))]
+    connection.execute(
+        _FOREIGN_HOST_SQL,
+        {"host": host_id, "cpu": usage.cpu_millis, "memory": usage.memory_bytes, "ports": json.dumps(ports)},
+    )
+    changed = connection.execute(
+        _FOREIGN_GPUS_SQL, {"host": host_id, "devices": list(usage.gpu_devices), "count": usage.gpus}
+    ).all()
+    if changed:
+        connection.execute(_RECOUNT_POOLS_SQL, {"host": host_id})
+    return bool(changed)
+
+
+# GPUs of known nodes whose presence changed: reported devices by UUID when the node reports them,
+# else by index (a node reporting N GPUs has indexes 0..N-1).
+_GPU_PRESENCE_SQL = text(
+    """
+    WITH n AS (
+        SELECT * FROM unnest(CAST(:names AS text[]), CAST(:counts AS int[]), CAST(:uuids AS jsonb[]))
+                   AS n(name, gpu_count, uuids)
+    ), observed AS (
+        SELECT g.id, g.host_id, g.index, g.health,
+               CASE WHEN jsonb_array_length(n.uuids) > 0 AND g.device_uuid IS NOT NULL
+                    THEN n.uuids @> to_jsonb(g.device_uuid) ELSE g.index < n.gpu_count END AS present
+          FROM gpus g JOIN hosts h ON h.id = g.host_id JOIN n ON n.name = h.name
+    )
+    SELECT id, host_id, index, present FROM observed
+     WHERE (health = 'lost') = present
+     ORDER BY host_id, index
+    """
+)
+_SET_GPU_PRESENCE_SQL = text(
+    """
+    WITH changed AS (
+        UPDATE gpus g SET health = CASE WHEN x.present THEN 'healthy' ELSE 'lost' END,
+                          health_reason = CASE WHEN x.present THEN NULL ELSE 'no longer reported by its node' END,
+                          updated_at = now()
+          FROM unnest(CAST(:ids AS uuid[]), CAST(:present AS boolean[])) AS x(id, present)
+         WHERE g.id = x.id AND (g.health = 'lost') = x.present
+        RETURNING g.id, g.host_id, g.index, x.present
+    )
+    INSERT INTO events (actor_kind, host_id, kind, reason, message, data)
+    SELECT 'system', host_id, 'host', CASE WHEN present THEN 'GpuFound' ELSE 'GpuLost' END,
+           'GPU ' || index || CASE WHEN present THEN ' reported again' ELSE ' no longer reported by its node' END,
+           jsonb_build_object('gpu', id::text)
+      FROM changed
+    RETURNING host_id
+    """
+)
+
+
+def _sync_gpu_presence(connection: Connection, nodes: Sequence[ObservedNode]) -> None:
+    """Mark GPUs their Ready node no longer reports `lost` (out of the pool, like unhealthy ones; the
+    reconciler moves an environment holding one elsewhere) and those it reports again healthy. A
+    NotReady node is left alone: the host-down path handles it.
+
+    Under the host locks, taken before any row lock of the sync (lock order): a claim on a GPU being
+    lost either committed before (the reconciler then sees it lost) or sees it out of the pool.
+    """
+    import json
+
+    from remotegpu.core.platform.locks import LockNamespace, lock_key, xact_lock_all
+
+    ready = [node for node in nodes if node.ready]  # a NotReady node's report is no evidence
+    parameters = {
+        "names": [node.name for node in ready],
+        "counts": [node.gpu_count for node in ready],
+        "uuids": [json.dumps(list(node.gpu_uuids)) for node in ready],
+    }
+    hosts = sorted({row.host_id for row in connection.execute(_GPU_PRESENCE_SQL, parameters)})
+    if not hosts:
+        return
+    xact_lock_all(connection, [lock_key(LockNamespace.HOST, host) for host in hosts])
+    # Read again under the locks (a new statement, a new snapshot).
+    changed = connection.execute(_GPU_PRESENCE_SQL, parameters).all()
+    connection.execute(
+        _SET_GPU_PRESENCE_SQL,
+        {"ids": [row.id for row in changed], "present": [row.present for row in changed]},
+    )
+    for host in sorted({row.host_id for row in changed}):
+        connection.execute(_RECOUNT_POOLS_SQL, {"host": host})
+
+
+def sync_inventory(connection: Connection, nodes: Sequence[ObservedNode]) -> list[uuid.UUID]:
+    """Register nodes not seen before (with their GPUs) and refresh the others; returns new host ids.
+
+    Health follows the node's Ready condition; an admin's cordon is never touched. A GPU the node no
+    longer reports is marked lost, and healthy again when it comes back. A node that left the cluster
+    is marked removed (its row stays for history).
+    """
+    import json
+
+    _sync_gpu_presence(connection, nodes)
+    added = []
+    now = clock.now()
+    # One statement for every known node; a row is written only when something changed or its
+    # heartbeat is older than a few seconds, so a large cluster costs little per sync.
+    connection.execute(
+        _UPDATE_HOSTS_SQL,
+        {
+            "names": [node.name for node in nodes],
+            "healths": [(HostHealth.READY if node.ready else HostHealth.DOWN).value for node in nodes],
+            "readies": [node.ready for node in nodes],
+            "cpus": [node.cpu_millis for node in nodes],
+            "memories": [node.memory_bytes for node in nodes],
+            "labels": [json.dumps(node.labels) for node in nodes],
+            "now": now,
+            "refresh_before": now - dt.timedelta(seconds=4),
+        },
+    )
+    known = set(connection.execute(text("SELECT name FROM hosts")).scalars())
+    for node in nodes:
+        if node.name not in known:
+            devices = [
+                GpuDevice(
+                    node.gpu_model,
+                    node.gpu_memory_bytes,
+                    node.gpu_uuids[i] if i < len(node.gpu_uuids) else None,
+                )
+                for i in range(node.gpu_count)
+            ]
+            added.append(
+                register_host(
+                    connection,
+                    node.name,
+                    devices,
+                    cpu_millis=node.cpu_millis,
+                    memory_bytes=node.memory_bytes,
+                    health=HostHealth.READY if node.ready else HostHealth.DOWN,
+                    labels=node.labels,
+                )
+            )
+    connection.execute(
+        text("UPDATE hosts SET removed_at = :now WHERE removed_at IS NULL AND NOT (name = ANY(:names))"),
+        {"now": now, "names": [node.name for node in nodes]},
+    )
+    return added

@@ -1,0 +1,217 @@
+"""Settings in one place: defaults, then an optional TOML file, then `REMOTEGPU_*` environment variables.
+
+`DATABASE_URL` is honoured as the conventional name for `REMOTEGPU_DATABASE_URL`. Unknown keys and
+unknown `REMOTEGPU_*` variables are errors, so a typo never silently falls back to a default. Secrets
+(the database password, the JWT key) never appear in `repr()` or in `describe()`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from remotegpu.core.platform.errors import SettingsError
+
+ENV_PREFIX = "REMOTEGPU_"
+CONFIG_FILE_VARIABLE = "REMOTEGPU_CONFIG"
+_SECRET_FIELDS = frozenset({"jwt_secret", "registry_credentials", "token"})
+_REDACTED = "**********"
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Every tunable of a RemoteGPU process."""
+
+    database_url: str | None = None
+    """SQLAlchemy URL of the Postgres to use; None starts an embedded one (development and tests)."""
+    data_dir: Path = Path(".remotegpu")
+    """Where `remotegpu dev` keeps its embedded Postgres data and other local state."""
+    api_host: str = "127.0.0.1"
+    """Interface the API listens on."""
+    api_port: int = 8080
+    """Port the API listens on."""
+    jwt_secret: str | None = None
+    """Key that signs access tokens; `remotegpu dev` generates one when unset."""
+    access_token_minutes: int = 15
+    """Lifetime of the access tokens `POST /auth/login` returns."""
+    refresh_token_hours: int = 168
+    """Lifetime of refresh tokens (sign in again after this)."""
+    login_attempts_per_minute: int = 10
+    """Sign-in attempts one client address may make per minute; more get HTTP 429."""
+    login_failures_per_account_per_hour: int = 20
+    """Sign-in attempts at one account from one client address per hour until one succeeds; more get
+    HTTP 429 (per address too, so a stranger cannot lock the owner out: see `core.accounts.sign_in_limits`)."""
+    max_request_bytes: int = 1_048_576
+    """Largest request body the API accepts; larger ones get HTTP 413."""
+    kubeconfig: str | None = None
+    """Kubeconfig of the cluster (None: in-cluster config when running in a pod, else no cluster)."""
+    server_url: str | None = None
+    """CLI: the API to talk to (default: what `remotegpu login` saved, else http://api_host:api_port)."""
+    token: str | None = None
+    """CLI: API token to send (default: the one `remotegpu login` saved)."""
+    log_level: LogLevel = "info"
+    """Verbosity of the process log."""
+    db_pool_size: int = 10
+    """Connections each process keeps open to Postgres."""
+    reconcile_workers: int = 8
+    """Environments one reconciler processes at once (threads: most of a step waits on the cluster's
+    API or Postgres; `remotegpu bench reconcile --cluster sim` gives 94 envs/s with 4, 109 with 8)."""
+    lease_seconds: float = 30.0
+    """How long a worker owns an environment; a crashed worker's lease expires after this."""
+    resync_seconds: float = 10.0
+    """Every environment is looked at again at least this often, even if every notification is lost."""
+    heartbeat_seconds: float = 1.0
+    """How often the leader pings its lock connection (and followers retry to take over)."""
+    host_down_after_seconds: float = 40.0
+    """A host whose last heartbeat is older than this is marked down."""
+    provisioning_deadline_seconds: float = 600.0
+    """An environment failing to provision for this long, for the same reason, fails."""
+    stopping_deadline_seconds: float = 300.0
+    """An environment failing to stop for this long, for the same reason, fails."""
+    backoff_base_seconds: float = 1.0
+    """First retry delay of a temporary error; doubles per attempt, with jitter."""
+    backoff_cap_seconds: float = 60.0
+    """Longest retry delay."""
+    access_image: str = "ghcr.io/remotegpu/access:1"
+    """Image that brings a static sshd into environments that ask for SSH access."""
+    storage_class: str | None = None
+    """StorageClass of environments' persistent volumes (the cluster's default when unset)."""
+    kubernetes_namespace: str = "default"
+    """Namespace of every environment's objects (unless `namespace_per_workspace`)."""
+    namespace_per_workspace: bool = False
+    """Give each workspace a namespace of its own (`rgpu-ws-<workspace id>`)."""
+    registry_credentials: str | None = None
+    """Docker config JSON for private registries, kept as an image pull Secret in each namespace."""
+
+    def __post_init__(self) -> None:
+        if self.database_url is not None:
+            try:
+                make_url(self.database_url)
+            except ArgumentError:
+                raise SettingsError(
+                    "database_url: not a valid database URL; expected postgresql://USER@HOST:PORT/DBNAME"
+                ) from None
+        for name in (
+            "access_token_minutes",
+            "refresh_token_hours",
+            "login_attempts_per_minute",
+            "login_failures_per_account_per_hour",
+            "max_request_bytes",
+        ):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name}: must be at least 1")
+        if self.jwt_secret is not None and len(self.jwt_secret) < 32:
+            raise SettingsError(
+                "jwt_secret: must be at least 32 characters (HS256 needs 256 bits); generate one with"
+                " `openssl rand -base64 48`"
+            )
+        if not 1 <= self.api_port <= 65535:
+            raise SettingsError(f"api_port: {self.api_port} is outside 1-65535; choose a free TCP port")
+        if self.db_pool_size < 1:
+            raise SettingsError("db_pool_size: must be at least 1")
+        if self.reconcile_workers < 1:
+            raise SettingsError("reconcile_workers: must be at least 1")
+        for name in ("lease_seconds", "resync_seconds", "heartbeat_seconds", "backoff_base_seconds"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{name}: must be more than 0 seconds")
+
+    def __repr__(self) -> str:
+        return f"Settings({', '.join(f'{k}={v!r}' for k, v in self.describe().items())})"
+
+    def describe(self) -> dict[str, str | int | float | None]:
+        """Return the settings as printable values, with every secret redacted."""
+        shown: dict[str, str | int | float | None] = {}
+        for field in self.__struct_fields__:
+            value = getattr(self, field)
+            if field in _SECRET_FIELDS and value is not None:
+                value = _REDACTED
+            elif field == "database_url" and value is not None:
+                value = redact_url(value)
+            elif isinstance(value, Path):
+                value = str(value)
+            shown[field] = value
+        return shown
+
+
+def redact_url(url: str) -> str:
+    """Return `url` with any password replaced, safe to print or log."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return _REDACTED
+
+
+def load_settings(environ: Mapping[str, str] | None = None, config_file: Path | None = None) -> Settings:
+    """Build settings from defaults, the config file (argument or `REMOTEGPU_CONFIG`) and the environment.
+
+    Raises `SettingsError` naming the variable or file key at fault.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    fields = set(Settings.__struct_fields__)
+
+    path = config_file or (Path(env[CONFIG_FILE_VARIABLE]) if env.get(CONFIG_FILE_VARIABLE) else None)
+    if path is not None:
+        for key, value in _read_config_file(path).items():
+            if key not in fields:
+                raise SettingsError(
+                    f"{path}: unknown setting {key!r}; known settings: {', '.join(sorted(fields))}"
+                )
+            values[key] = value
+            origin[key] = f"{path}: {key}"
+
+    if env.get("DATABASE_URL"):
+        values["database_url"] = env["DATABASE_URL"]
+        origin["database_url"] = "DATABASE_URL"
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_FILE_VARIABLE:
+            continue
+        key = name.removeprefix(ENV_PREFIX).lower()
+        if key not in fields:
+            raise SettingsError(
+                f"{name}: unknown setting; known variables: "
+                + ", ".join(ENV_PREFIX + f.upper() for f in sorted(fields))
+            )
+        values[key] = value
+        origin[key] = name
+
+    try:
+        return msgspec.convert(values, Settings, strict=False, dec_hook=_decode_path)
+    except msgspec.ValidationError as error:
+        raise SettingsError(_name_the_source(str(error), origin)) from None
+
+
+def _decode_path(kind: type, value: Any) -> Any:
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    raise NotImplementedError(f"cannot decode {kind}")
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise SettingsError(
+            f"{path}: config file not found; fix {CONFIG_FILE_VARIABLE} or create it"
+        ) from None
+    except tomllib.TOMLDecodeError as error:
+        raise SettingsError(f"{path}: not valid TOML ({error})") from None
+
+
+def _name_the_source(message: str, origin: Mapping[str, str]) -> str:
+    """Rewrite msgspec's `... - at $.field` so the message names the variable or file key instead."""
+    text, _, where = message.partition(" - at `$.")
+    field = where.rstrip("`")
+    if field in origin:
+        return f"{origin[field]}: {text}"
+    return message
