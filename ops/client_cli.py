@@ -76,7 +76,7 @@ def register(
     password = _password(password_stdin, confirm=True)
     settings = load_settings()
     profile = load_profile()
-    client = ApiClient(server, None) if server else ApiClient.from_settings(settings, profile)
+    client = ApiClient(server or server_url(settings, profile), None)  # signing in sends no token
     with contextlib.closing(client):
         user = client.post("/auth/register", {"email": email, "username": username, "password": password})
     if profile.server != client.server:  # a token (and workspace) of another server must not follow it
@@ -98,7 +98,7 @@ def login(
     password = _password(password_stdin, confirm=False)
     settings = load_settings()
     profile = load_profile()
-    client = ApiClient(server, None) if server else ApiClient.from_settings(settings, profile)
+    client = ApiClient(server or server_url(settings, profile), None)  # signing in sends no token
     with contextlib.closing(client):
         access = client.post("/auth/login", {"email": email, "password": password})["access_token"]
     with contextlib.closing(ApiClient(client.server, access)) as signed_in:

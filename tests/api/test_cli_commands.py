@@ -200,8 +200,27 @@ def test_a_wrong_password_does_not_tell_you_to_run_login(
     invoke: InProcess, new_user: Callable[[str], Caller]
 ) -> None:
     alice = new_user("alice")
-    refused = _refused(invoke("login", "--email", alice.email, "--password-stdin", stdin="wrong password\n"))
+    wrong = ("login", "--email", alice.email, "--password-stdin")
+    refused = _refused(invoke(*wrong, stdin="wrong password\n"))
     assert refused == "e-mail or password is wrong, or the account is disabled [HTTP 401]"
+    assert invoke(*wrong, stdin=f"{PASSWORD}\n").exit_code == 0
+    refused = _refused(invoke(*wrong, stdin="wrong password\n"))
+    assert refused == "e-mail or password is wrong, or the account is disabled [HTTP 401]", (
+        "not even with a token saved by an earlier login"
+    )
+
+
+def test_a_refused_saved_token_tells_you_to_sign_in_again(
+    invoke: InProcess, new_user: Callable[[str], Caller], tmp_path: Path
+) -> None:
+    alice = new_user("alice")
+    assert invoke("login", "--email", alice.email, "--password-stdin", stdin=f"{PASSWORD}\n").exit_code == 0
+    profile = tmp_path / "xdg" / "remotegpu" / "cli.json"
+    saved = json.loads(profile.read_text())
+    profile.write_text(json.dumps({**saved, "token": "rg_revoked"}))
+    assert _refused(invoke("get", "envs")).endswith("(run `remotegpu login`) [HTTP 401]")
+    configured = _refused(invoke("get", "envs", token="rg_revoked"))
+    assert configured.endswith("(REMOTEGPU_TOKEN was refused) [HTTP 401]"), "login would not replace it"
 
 
 def test_not_signed_in_commands_say_sign_in_first(invoke: InProcess, api_url: str) -> None:
