@@ -255,6 +255,16 @@ def test_watch_ends_with_the_reason_when_no_host_has_the_gpu_model(
     )
 
 
+def test_watch_of_an_unknown_environment_is_an_error_as_describe_says(
+    invoke: InProcess, new_user: Callable[[str], Caller]
+) -> None:
+    token = _token(new_user("alice"))
+    assert invoke("workspaces", "create", "research", token=token).exit_code == 0
+    said = _refused(invoke("describe", "env", "nope", token=token))
+    assert said == "environment 'nope' not found (see `remotegpu get envs`)"
+    assert _refused(invoke("watch", "nope", "--timeout", "5", token=token)) == said
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
