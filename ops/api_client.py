@@ -153,11 +153,25 @@ class ApiClient:
 def _raise_for_problem(response: httpx.Response, refused_hint: str | None) -> None:
     if response.is_success:
         return
-    try:
-        problem = response.json()
-        detail = problem.get("detail") or problem.get("title")
-    except ValueError:
-        detail = response.text[:200] or response.reason_phrase
+    detail = _problem_detail(response)
+    if detail is None:  # not our API (a wrong URL, a proxy, another service): say where and what it was
+        raise ApiError(
+            response.status_code,
+            f"{response.request.url.copy_with(query=None)} answered {response.status_code}"
+            f" {response.reason_phrase}: is REMOTEGPU_SERVER_URL / --server a RemoteGPU API?",
+        )
     if response.status_code == 401 and refused_hint:
         detail = f"{detail} ({refused_hint})"
     raise ApiError(response.status_code, f"{detail} [HTTP {response.status_code}]")
+
+
+def _problem_detail(response: httpx.Response) -> str | None:
+    """The detail (else title) of a problem document, or None for any other body."""
+    try:
+        problem = response.json()
+    except ValueError:
+        return None
+    if not isinstance(problem, dict):
+        return None
+    detail = problem.get("detail") or problem.get("title")
+    return detail if isinstance(detail, str) and detail else None

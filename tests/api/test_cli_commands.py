@@ -5,11 +5,13 @@ executable start costs a second or more); the real executable shows the errors a
 from __future__ import annotations
 
 import functools
+import http.server
 import json
 import os
 import re
 import subprocess
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -150,6 +152,39 @@ def test_errors_are_one_line_and_exit_non_zero(
 def test_unreachable_api_is_a_clear_error(invoke: InProcess) -> None:
     refused = _refused(invoke("get", "envs", server="http://127.0.0.1:9", token="rg_unused"))
     assert refused.startswith("cannot reach the API at http://127.0.0.1:9")
+
+
+class _NotTheApi(http.server.BaseHTTPRequestHandler):
+    """Some other HTTP server: a Kubernetes-like JSON 404 for environments, a plain-text one for images."""
+
+    def do_GET(self) -> None:
+        as_json = self.path.startswith("/api/v1/environments")
+        body = b'{"kind": "Status", "code": 404}' if as_json else b"404 page not found"
+        self.send_response(404)
+        self.send_header("Content-Type", "application/json" if as_json else "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def not_the_api() -> Iterator[str]:
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotTheApi) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+        server.shutdown()
+
+
+def test_a_server_that_is_not_the_api_is_one_useful_line(invoke: InProcess, not_the_api: str) -> None:
+    for command, path in (("envs", "environments"), ("images", "images")):
+        said = _refused(invoke("get", command, server=not_the_api, token="rg_unused"))
+        assert said == (
+            f"{not_the_api}/api/v1/{path} answered 404 Not Found:"
+            " is REMOTEGPU_SERVER_URL / --server a RemoteGPU API?"
+        )
 
 
 def test_admin_commands(
