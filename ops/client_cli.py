@@ -37,7 +37,11 @@ err_console = Console(stderr=True)
 Output = Annotated[OutputFormat, typer.Option("--output", "-o", help="table, json or yaml.")]
 Workspace = Annotated[
     str | None,
-    typer.Option("--workspace", "-w", help="Workspace name or id (default: the one `workspaces use` set)."),
+    typer.Option(
+        "--workspace",
+        "-w",
+        help="Workspace name or id (default: the one chosen by `remotegpu workspaces use`).",
+    ),
 ]
 Name = Annotated[str, typer.Argument(help="Environment name (or id).")]
 
