@@ -231,28 +231,26 @@ def test_register_remembers_its_server_so_the_suggested_login_works(
     assert f"Signed in to {api_url}" in signed_in.output
 
 
+def _save_profile(tmp_path: Path, server: str, token: str) -> None:
+    """What an earlier `remotegpu login` leaves in the CLI's config folder."""
+    profile = tmp_path / "xdg" / "remotegpu" / "cli.json"
+    profile.parent.mkdir(parents=True, exist_ok=True)
+    profile.write_text(json.dumps({"server": server, "token": token, "workspace": None}))
+
+
 def test_a_wrong_password_does_not_tell_you_to_run_login(
-    invoke: InProcess, new_user: Callable[[str], Caller]
+    invoke: InProcess, new_user: Callable[[str], Caller], api_url: str, tmp_path: Path
 ) -> None:
     alice = new_user("alice")
-    wrong = ("login", "--email", alice.email, "--password-stdin")
-    refused = _refused(invoke(*wrong, stdin="wrong password\n"))
+    _save_profile(tmp_path, api_url, _token(alice))  # even with a token saved by an earlier login
+    refused = _refused(invoke("login", "--email", alice.email, "--password-stdin", stdin="wrong password\n"))
     assert refused == "e-mail or password is wrong, or the account is disabled [HTTP 401]"
-    assert invoke(*wrong, stdin=f"{PASSWORD}\n").exit_code == 0
-    refused = _refused(invoke(*wrong, stdin="wrong password\n"))
-    assert refused == "e-mail or password is wrong, or the account is disabled [HTTP 401]", (
-        "not even with a token saved by an earlier login"
-    )
 
 
 def test_a_refused_saved_token_tells_you_to_sign_in_again(
-    invoke: InProcess, new_user: Callable[[str], Caller], tmp_path: Path
+    invoke: InProcess, api_url: str, tmp_path: Path
 ) -> None:
-    alice = new_user("alice")
-    assert invoke("login", "--email", alice.email, "--password-stdin", stdin=f"{PASSWORD}\n").exit_code == 0
-    profile = tmp_path / "xdg" / "remotegpu" / "cli.json"
-    saved = json.loads(profile.read_text())
-    profile.write_text(json.dumps({**saved, "token": "rg_revoked"}))
+    _save_profile(tmp_path, api_url, "rg_revoked")
     assert _refused(invoke("get", "envs")).endswith("(run `remotegpu login`) [HTTP 401]")
     configured = _refused(invoke("get", "envs", token="rg_revoked"))
     assert configured.endswith("(REMOTEGPU_TOKEN was refused) [HTTP 401]"), "login would not replace it"
@@ -293,11 +291,8 @@ def test_watch_ends_with_the_reason_when_no_host_has_the_gpu_model(
 def test_watch_of_an_unknown_environment_is_an_error_as_describe_says(
     invoke: InProcess, new_user: Callable[[str], Caller]
 ) -> None:
-    token = _token(new_user("alice"))
-    assert invoke("workspaces", "create", "research", token=token).exit_code == 0
-    said = _refused(invoke("describe", "env", "nope", token=token))
-    assert said == "environment 'nope' not found (see `remotegpu get envs`)"
-    assert _refused(invoke("watch", "nope", "--timeout", "5", token=token)) == said
+    said = _refused(invoke("watch", "nope", "--timeout", "5", token=_token(new_user("alice"))))
+    assert said == "environment 'nope' not found (see `remotegpu get envs`)", "as describe, logs and access"
 
 
 @pytest.mark.parametrize(
