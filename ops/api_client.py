@@ -73,11 +73,18 @@ def server_url(settings: Settings, profile: ClientProfile) -> str:
 
 
 class ApiClient:
-    """Calls under `/api/v1`; every non-2xx answer raises `ApiError` with the API's own words."""
+    """Calls under `/api/v1`; every non-2xx answer raises `ApiError` with the API's own words.
 
-    def __init__(self, server: str, token: str | None, *, timeout: float = 30.0) -> None:
+    `refused_hint` is added to a 401 answer: what to do when the token it sent is refused. Only a client
+    with a saved or configured token has one; signing in (`login`, `register`) sends no token, so a wrong
+    password is never answered with "run `remotegpu login`"."""
+
+    def __init__(
+        self, server: str, token: str | None, *, refused_hint: str | None = None, timeout: float = 30.0
+    ) -> None:
         self.server = server.rstrip("/")
         self.signed_in = token is not None
+        self._refused_hint = refused_hint if token else None
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=f"{self.server}/api/v1", headers=headers, timeout=timeout)
 
@@ -85,7 +92,11 @@ class ApiClient:
     def from_settings(cls, settings: Settings, profile: ClientProfile | None = None) -> ApiClient:
         """A client for the configured server and token, falling back to the saved profile."""
         profile = profile or load_profile()
-        return cls(server_url(settings, profile), settings.token or profile.token)
+        if settings.token:  # it wins over the saved one, so `remotegpu login` would not replace it
+            return cls(
+                server_url(settings, profile), settings.token, refused_hint="REMOTEGPU_TOKEN was refused"
+            )
+        return cls(server_url(settings, profile), profile.token, refused_hint="run `remotegpu login`")
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -103,7 +114,7 @@ class ApiClient:
                 f"cannot reach the API at {self.server} ({error.__class__.__name__}); is it running"
                 " (`remotegpu dev`), and is the server URL right (`remotegpu login --server`)?"
             ) from None
-        _raise_for_problem(response, self.signed_in)
+        _raise_for_problem(response, self._refused_hint)
         return None if response.status_code == 204 or not response.content else response.json()
 
     def get(self, path: str, **params: Any) -> Any:
@@ -131,7 +142,7 @@ class ApiClient:
             with self._http.stream("GET", path, params=query, timeout=None) as response:
                 if response.is_error:
                     response.read()
-                    _raise_for_problem(response, self.signed_in)
+                    _raise_for_problem(response, self._refused_hint)
                 yield from response.iter_lines()
         except httpx.TransportError as error:
             raise RemoteGPUError(
@@ -139,14 +150,28 @@ class ApiClient:
             ) from None
 
 
-def _raise_for_problem(response: httpx.Response, signed_in: bool) -> None:
+def _raise_for_problem(response: httpx.Response, refused_hint: str | None) -> None:
     if response.is_success:
         return
+    detail = _problem_detail(response)
+    if detail is None:  # not our API (a wrong URL, a proxy, another service): say where and what it was
+        raise ApiError(
+            response.status_code,
+            f"{response.request.url.copy_with(query=None)} answered {response.status_code}"
+            f" {response.reason_phrase}: is REMOTEGPU_SERVER_URL / --server a RemoteGPU API?",
+        )
+    if response.status_code == 401 and refused_hint:
+        detail = f"{detail} ({refused_hint})"
+    raise ApiError(response.status_code, f"{detail} [HTTP {response.status_code}]")
+
+
+def _problem_detail(response: httpx.Response) -> str | None:
+    """The detail (else title) of a problem document, or None for any other body."""
     try:
         problem = response.json()
-        detail = problem.get("detail") or problem.get("title")
     except ValueError:
-        detail = response.text[:200] or response.reason_phrase
-    if response.status_code == 401 and signed_in:  # a stale token; not while signing in
-        detail = f"{detail} (run `remotegpu login`)"
-    raise ApiError(response.status_code, f"{detail} [HTTP {response.status_code}]")
+        return None
+    if not isinstance(problem, dict):
+        return None
+    detail = problem.get("detail") or problem.get("title")
+    return detail if isinstance(detail, str) and detail else None

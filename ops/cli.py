@@ -11,12 +11,17 @@ import logging
 import sys
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from typer.core import TyperArgument, TyperOption
+
+try:  # typer 0.29 carries its own copy of click, and raises that copy's exceptions
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # older typer: click itself
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
 from remotegpu.core.platform.errors import RemoteGPUError
 from remotegpu.core.platform.settings import Settings, load_settings
@@ -243,15 +248,20 @@ def simcluster(
     model: Annotated[str, typer.Option(help="GPU model (nvidia.com/gpu.product).")] = "H100",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free).")] = 0,
     start_delay: Annotated[float, typer.Option(min=0, help="Seconds from pod admission to Running.")] = 1.0,
-    kubeconfig: Annotated[Path, typer.Option(help="Where to write the kubeconfig.")] = Path(
-        ".remotegpu/simcluster.kubeconfig"
-    ),
+    kubeconfig: Annotated[
+        Path,
+        typer.Option(
+            help="Where to write the kubeconfig (default: simcluster.kubeconfig in the .remotegpu folder).",
+            show_default=False,
+        ),
+    ] = Path(".remotegpu/simcluster.kubeconfig"),
     fail_pulls: Annotated[
         list[str] | None,
         typer.Option(
             "--fail-pulls",
             metavar="IMAGE",
-            help="An image (or repository) whose pulls fail, as do those named *does-not-exist*; repeatable.",
+            help="An image (or repository) whose pulls fail, as do those whose name contains"
+            " `does-not-exist`; repeatable.",
         ),
     ] = None,
 ) -> None:
@@ -375,19 +385,54 @@ def _value_placeholder(param: Any, ctx: Any) -> str | None:
 
 _CLICK_TYPE_NAMES = {"str": "TEXT", "int": "INTEGER", "float": "FLOAT", "path": "PATH", "Path": "PATH"}
 
+
+def _argument_placeholder(argument: TyperArgument) -> str:
+    """An argument as usage lines and errors name it: its metavar, else its name in capitals (`NAME`)."""
+    return argument.metavar or (argument.name or "").upper()
+
+
+def _argument_usage(argument: TyperArgument, ctx: Any) -> list[str]:
+    """Click's usage words (`NAME`, `[NAMES]...`) instead of typer 0.29's `{name}`, which reads as a
+    Python format placeholder."""
+    shown = _argument_placeholder(argument)
+    if not argument.required:
+        shown = f"[{shown}]"
+    return [f"{shown}..." if argument.nargs != 1 else shown]
+
+
+def _argument_error_hint(argument: TyperArgument, *_: Any) -> str:
+    return f"'{_argument_placeholder(argument)}'"
+
+
 for _parameter_class in (TyperOption, TyperArgument):
     if hasattr(_parameter_class, "display_type_rich"):  # typer >= 0.2x; older versions print click's words
         _parameter_class.display_type_rich = _value_placeholder  # type: ignore[method-assign,assignment]
+TyperArgument.get_usage_pieces = _argument_usage  # type: ignore[method-assign,assignment]
+TyperArgument.get_error_hint = _argument_error_hint  # type: ignore[method-assign,assignment]
 
 
 def main() -> None:
-    """Console-script entry point."""
-
+    """Console-script entry point: expected failures, and a command line that does not parse, are one
+    line on stderr (exit 1, and 2 for bad usage as click has it) instead of click's boxed usage text."""
     try:
-        app()
+        status = app(standalone_mode=False)
     except RemoteGPUError as error:
-        err_console.print(f"error: {error}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+        _fail(str(error), 1)
+    except click_exceptions.UsageError as error:
+        if type(error).__name__ == "NoArgsIsHelpError":  # typer has printed the help already
+            sys.exit(error.exit_code)
+        hint = f" (see {error.ctx.command_path} --help)" if error.ctx is not None else ""
+        _fail(error.format_message() + hint, error.exit_code)
+    except click_exceptions.ClickException as error:
+        _fail(error.format_message(), error.exit_code)
+    except typer.Abort:  # end of input or Ctrl-C at a prompt
+        _fail("aborted", 1)
+    sys.exit(status if isinstance(status, int) else 0)
+
+
+def _fail(message: str, status: int) -> NoReturn:
+    err_console.print(f"error: {' '.join(message.split())}", highlight=False, markup=False, soft_wrap=True)
+    sys.exit(status)
 
 
 _group_commands_in_help()

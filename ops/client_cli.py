@@ -37,7 +37,11 @@ err_console = Console(stderr=True)
 Output = Annotated[OutputFormat, typer.Option("--output", "-o", help="table, json or yaml.")]
 Workspace = Annotated[
     str | None,
-    typer.Option("--workspace", "-w", help="Workspace name or id (default: the one `workspaces use` set)."),
+    typer.Option(
+        "--workspace",
+        "-w",
+        help="Workspace name or id (default: the one chosen by `remotegpu workspaces use`).",
+    ),
 ]
 Name = Annotated[str, typer.Argument(help="Environment name (or id).")]
 
@@ -76,7 +80,7 @@ def register(
     password = _password(password_stdin, confirm=True)
     settings = load_settings()
     profile = load_profile()
-    client = ApiClient(server, None) if server else ApiClient.from_settings(settings, profile)
+    client = ApiClient(server or server_url(settings, profile), None)  # signing in sends no token
     with contextlib.closing(client):
         user = client.post("/auth/register", {"email": email, "username": username, "password": password})
     if profile.server != client.server:  # a token (and workspace) of another server must not follow it
@@ -98,7 +102,7 @@ def login(
     password = _password(password_stdin, confirm=False)
     settings = load_settings()
     profile = load_profile()
-    client = ApiClient(server, None) if server else ApiClient.from_settings(settings, profile)
+    client = ApiClient(server or server_url(settings, profile), None)  # signing in sends no token
     with contextlib.closing(client):
         access = client.post("/auth/login", {"email": email, "password": password})["access_token"]
     with contextlib.closing(ApiClient(client.server, access)) as signed_in:
@@ -504,6 +508,18 @@ def settled(environment: dict[str, Any]) -> bool:
     return caught_up and phase == desired
 
 
+def _watched(
+    client: ApiClient, names: list[str], workspace: str | None
+) -> tuple[str | None, set[str] | None]:
+    """The workspace to list and the ids of the named environments (None: all of them); each name is
+    looked up as `describe` does, so a name that matches nothing is an error, not an empty table."""
+    if not names:
+        return _workspace(workspace), None
+    found = [find_environment(client, name, workspace) for name in names]
+    spaces = {e["workspace"] for e in found}
+    return (spaces.pop() if len(spaces) == 1 else None), {str(e["id"]) for e in found}
+
+
 def watch(
     names: Annotated[list[str] | None, typer.Argument(help="Environments to watch (default: all).")] = None,
     workspace: Workspace = None,
@@ -517,21 +533,23 @@ def watch(
         TextColumn("settled"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
     )
     task = progress.add_task("settled", total=None)
-    with _client() as client, Live(console=console, refresh_per_second=4, transient=False) as live:
-        while True:
-            items = list(client.items("/environments", workspace=_workspace(workspace)))
-            if names:
-                items = [e for e in items if e["name"] in names or e["id"] in names]
-            done = [e for e in items if settled(e)]
-            progress.update(task, total=len(items), completed=len(done))
-            live.update(Group(table(items, ENV_COLUMNS), progress))
-            if len(done) == len(items):
-                break
-            if time.monotonic() > deadline:
-                raise RemoteGPUError(
-                    f"{len(items) - len(done)} environments had not settled after {timeout:g} s"
-                )
-            time.sleep(interval)
+    with _client() as client:
+        chosen, wanted = _watched(client, names or [], workspace)
+        with Live(console=console, refresh_per_second=4, transient=False) as live:
+            while True:
+                items = list(client.items("/environments", workspace=chosen))
+                if wanted is not None:
+                    items = [e for e in items if str(e["id"]) in wanted]
+                done = [e for e in items if settled(e)]
+                progress.update(task, total=len(items), completed=len(done))
+                live.update(Group(table(items, ENV_COLUMNS), progress))
+                if len(done) == len(items):
+                    break
+                if time.monotonic() > deadline:
+                    raise RemoteGPUError(
+                        f"{len(items) - len(done)} environments had not settled after {timeout:g} s"
+                    )
+                time.sleep(interval)
     if not console.is_terminal:
         console.print()  # the last frame ends without a newline off a terminal
     failed = [e["name"] for e in items if e["phase"] == "failed"]

@@ -341,8 +341,14 @@ def _fail_over(
     """Terminate the leader's lock session; seconds until the standby leads, and until new work runs."""
     pid = leader.elector.backend_pid()
     started = time.monotonic()
-    with engine.connect() as connection:
-        connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    with engine.connect() as connection:  # that pid in this database only: the server may be shared
+        connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE pid = :pid AND datname = current_database()"
+            ),
+            {"pid": pid},
+        ).scalar_one()
     standby = [replica for replica, _ in replicas if replica is not leader]
     while not any(replica.is_leader for replica in standby):
         if time.monotonic() - started > 60:

@@ -5,11 +5,13 @@ executable start costs a second or more); the real executable shows the errors a
 from __future__ import annotations
 
 import functools
+import http.server
 import json
 import os
 import re
 import subprocess
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -152,6 +154,39 @@ def test_unreachable_api_is_a_clear_error(invoke: InProcess) -> None:
     assert refused.startswith("cannot reach the API at http://127.0.0.1:9")
 
 
+class _NotTheApi(http.server.BaseHTTPRequestHandler):
+    """Some other HTTP server: a Kubernetes-like JSON 404 for environments, a plain-text one for images."""
+
+    def do_GET(self) -> None:
+        as_json = self.path.startswith("/api/v1/environments")
+        body = b'{"kind": "Status", "code": 404}' if as_json else b"404 page not found"
+        self.send_response(404)
+        self.send_header("Content-Type", "application/json" if as_json else "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def not_the_api() -> Iterator[str]:
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotTheApi) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+        server.shutdown()
+
+
+def test_a_server_that_is_not_the_api_is_one_useful_line(invoke: InProcess, not_the_api: str) -> None:
+    for command, path in (("envs", "environments"), ("images", "images")):
+        said = _refused(invoke("get", command, server=not_the_api, token="rg_unused"))
+        assert said == (
+            f"{not_the_api}/api/v1/{path} answered 404 Not Found:"
+            " is REMOTEGPU_SERVER_URL / --server a RemoteGPU API?"
+        )
+
+
 def test_admin_commands(
     signed_in: Callable[[Caller], InProcess], admin: Caller, reconciler: Reconciler
 ) -> None:
@@ -196,12 +231,29 @@ def test_register_remembers_its_server_so_the_suggested_login_works(
     assert f"Signed in to {api_url}" in signed_in.output
 
 
+def _save_profile(tmp_path: Path, server: str, token: str) -> None:
+    """What an earlier `remotegpu login` leaves in the CLI's config folder."""
+    profile = tmp_path / "xdg" / "remotegpu" / "cli.json"
+    profile.parent.mkdir(parents=True, exist_ok=True)
+    profile.write_text(json.dumps({"server": server, "token": token, "workspace": None}))
+
+
 def test_a_wrong_password_does_not_tell_you_to_run_login(
-    invoke: InProcess, new_user: Callable[[str], Caller]
+    invoke: InProcess, new_user: Callable[[str], Caller], api_url: str, tmp_path: Path
 ) -> None:
     alice = new_user("alice")
+    _save_profile(tmp_path, api_url, _token(alice))  # even with a token saved by an earlier login
     refused = _refused(invoke("login", "--email", alice.email, "--password-stdin", stdin="wrong password\n"))
     assert refused == "e-mail or password is wrong, or the account is disabled [HTTP 401]"
+
+
+def test_a_refused_saved_token_tells_you_to_sign_in_again(
+    invoke: InProcess, api_url: str, tmp_path: Path
+) -> None:
+    _save_profile(tmp_path, api_url, "rg_revoked")
+    assert _refused(invoke("get", "envs")).endswith("(run `remotegpu login`) [HTTP 401]")
+    configured = _refused(invoke("get", "envs", token="rg_revoked"))
+    assert configured.endswith("(REMOTEGPU_TOKEN was refused) [HTTP 401]"), "login would not replace it"
 
 
 def test_not_signed_in_commands_say_sign_in_first(invoke: InProcess, api_url: str) -> None:
@@ -234,6 +286,13 @@ def test_watch_ends_with_the_reason_when_no_host_has_the_gpu_model(
     assert refused == (
         "cannot be placed: train (no host can ever fit 1×A100) (see `remotegpu describe env NAME`)"
     )
+
+
+def test_watch_of_an_unknown_environment_is_an_error_as_describe_says(
+    invoke: InProcess, new_user: Callable[[str], Caller]
+) -> None:
+    said = _refused(invoke("watch", "nope", "--timeout", "5", token=_token(new_user("alice"))))
+    assert said == "environment 'nope' not found (see `remotegpu get envs`)", "as describe, logs and access"
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from importlib.metadata import version as package_version
@@ -20,9 +21,10 @@ import httpx
 import pytest
 import typer
 from sqlalchemy.engine import URL
+from typer.core import TyperArgument
 from typer.testing import CliRunner
 
-from remotegpu.ops.cli import app
+from remotegpu.ops.cli import app, main
 from remotegpu.ops.migrate import current_revision
 from remotegpu.ops.ports import bind
 from remotegpu.ops.postgres import create_fresh_database, drop_database, server_answers
@@ -132,6 +134,72 @@ def test_dev_help_says_everything_it_starts() -> None:
         "admin-password",
     ):
         assert part in said, part
+
+
+def _said(shown: str) -> str:
+    """Help text as one line of words, without the boxes around it."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", shown).split())
+
+
+def test_usage_lines_name_arguments_in_capitals() -> None:
+    root = typer.main.get_command(app)
+    context = root.make_context("remotegpu", ["--help"], resilient_parsing=True)
+    for command in _commands(root):
+        for param in command.get_params(context):
+            if isinstance(param, TyperArgument):
+                (shown,) = param.get_usage_pieces(context)
+                assert re.fullmatch(r"\[?[A-Z_]+\]?(\.\.\.)?", shown), (command.name, shown)
+    for args, usage in [
+        (("describe", "env"), "describe env [OPTIONS] NAME"),
+        (("workspaces", "add-member"), "workspaces add-member [OPTIONS] USER"),
+        (("watch",), "watch [OPTIONS] [NAMES]..."),
+    ]:
+        assert re.search(rf"Usage: remotegpu {re.escape(usage)} *\n", _help(*args)), usage
+
+
+def test_help_reads_whole_at_80_columns() -> None:
+    said = _said(_help("get", "envs"))
+    assert "(default: the one chosen by remotegpu workspaces use)" in said
+    simcluster = CliRunner().invoke(app, ["simcluster", "--help"], env={"COLUMNS": "80"}).output
+    assert "…" not in simcluster, "nothing cut off"
+    assert "(default: simcluster.kubeconfig in the .remotegpu folder)" in _said(simcluster)
+    assert "whose name contains does-not-exist" in _said(simcluster)
+
+
+@pytest.mark.parametrize(
+    ("args", "begins", "ends"),
+    [
+        (["get", "envs", "--bogus"], "No such option: --bogus (see ", " get envs --help)"),
+        (["describe", "env"], "Missing argument 'NAME'. (see ", " describe env --help)"),
+        (["watch", "--timeout", "soon"], "Invalid value for '--timeout': ", " watch --help)"),
+    ],
+)
+def test_bad_usage_is_one_line_on_stderr_and_exit_2(
+    args: list[str],
+    begins: str,
+    ends: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["remotegpu", *args])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 2
+    out, err = capsys.readouterr()
+    assert (out, err.count("\n")) == ("", 1), err
+    assert err.startswith(f"error: {begins}"), err
+    assert err.endswith(f"{ends}\n"), err
+
+
+def test_main_exits_0_after_version_and_help(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for args in (["--version"], ["get", "--help"]):
+        monkeypatch.setattr(sys, "argv", ["remotegpu", *args])
+        with pytest.raises(SystemExit) as exited:
+            main()
+        assert exited.value.code == 0, args
+    assert capsys.readouterr().out.startswith(f"remotegpu {package_version('remotegpu')}\n")
 
 
 def _free_port() -> int:

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from remotegpu.core.capacity.audit import audit
+from remotegpu.core.platform.db import make_engine
 from remotegpu.core.platform.settings import Settings
 from remotegpu.reconciler.context import ReconcilerContext
 from remotegpu.reconciler.leader import FencedOutError, LeaderElector, fence
@@ -123,7 +124,14 @@ def test_a_terminated_leader_is_replaced_and_its_epoch_fenced(world: World, engi
         old_epoch = old.elector.epoch
         assert old_epoch is not None
         with engine.connect() as admin:
-            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": old.elector.backend_pid()})
+            terminated = admin.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE pid = :pid AND datname = current_database()"
+                ),
+                {"pid": old.elector.backend_pid()},
+            ).scalar_one()
+        assert terminated
         wait_for(lambda: any(m.is_leader and m is not old for m in replicas.members), what="a new leader")
         with pytest.raises(FencedOutError), engine.begin() as connection:
             fence(connection, 0, old_epoch)
@@ -223,6 +231,36 @@ def test_a_paused_leader_is_replaced_and_its_writes_are_fenced_when_it_resumes(
         successor.close()
 
 
+def drop_connections(engine: Engine, application_name: str, *, keep: int) -> int:
+    """Terminate the connections of one application to this test's database, all but `keep` (a backend
+    pid); how many. Only this database's: parallel test runs and a dev stack share the server, and their
+    reconcilers carry the same application names."""
+    with engine.connect() as connection:
+        return int(
+            connection.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND application_name = :name AND pid <> :keep"
+                ),
+                {"name": application_name, "keep": keep},
+            ).scalar_one()
+        )
+
+
+def test_dropping_connections_spares_other_databases_on_the_server(
+    engine: Engine, postgres_server_url: URL
+) -> None:
+    assert postgres_server_url.database != engine.url.database
+    bystander = make_engine(postgres_server_url, pool_size=1, application_name="remotegpu-reconciler-0")
+    try:
+        with bystander.connect() as connection:
+            connection.execute(text("SELECT 1"))
+            drop_connections(engine, "remotegpu-reconciler-0", keep=0)
+            assert connection.execute(text("SELECT 1")).scalar_one() == 1, "another run's reconciler"
+    finally:
+        bystander.dispose()
+
+
 def test_the_leader_loop_survives_its_database_connections_being_dropped(
     world: World, engine: Engine
 ) -> None:
@@ -231,15 +269,10 @@ def test_the_leader_loop_survives_its_database_connections_being_dropped(
         leader = replicas.members[0]
         before = world.submit("before")
         wait_for(_all_running(world, [before]), what="the first environment")
-        with engine.connect() as connection:  # what a Postgres restart or a proxy timeout does to the pool
-            dropped = connection.execute(
-                text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                    " WHERE application_name = 'remotegpu-reconciler-0' AND pid <> :lock"
-                ),
-                {"lock": leader.elector.backend_pid()},
-            ).scalar_one()
-        assert dropped >= 1
+        lock = leader.elector.backend_pid()
+        assert lock is not None
+        # what a Postgres restart or a proxy timeout does to the pool
+        assert drop_connections(engine, "remotegpu-reconciler-0", keep=lock) >= 1
         after = world.submit("after")
         wait_for(_all_running(world, [after]), what="an environment submitted after the drop")
         assert leader.is_leader

@@ -47,7 +47,14 @@ def test_terminated_backend_is_noticed_at_the_next_heartbeat_and_the_old_epoch_i
     stale_epoch = old.epoch
     assert stale_epoch is not None
     with engine.connect() as admin:
-        admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": old.backend_pid()})
+        terminated = admin.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE pid = :pid AND datname = current_database()"
+            ),
+            {"pid": old.backend_pid()},
+        ).scalar_one()
+    assert terminated
     assert not old.heartbeat(), "a dead lock connection must end leadership at once"
     assert not old.is_leader
     assert new.campaign()
