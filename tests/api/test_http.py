@@ -12,7 +12,7 @@ from remotegpu.api.app import create_app
 from remotegpu.core.pagination import encode_cursor
 from remotegpu.core.settings import Settings
 from remotegpu.ops.api_server import running_api
-from remotegpu.tests.api.conftest import Caller
+from remotegpu.tests.api.conftest import Caller, spec
 
 
 def test_unknown_route_and_method_are_problem_documents(anonymous: httpx.Client) -> None:
@@ -94,3 +94,39 @@ def test_values_postgres_cannot_take_are_422_not_500(admin: Caller) -> None:
     assert "NUL" in nul.json()["detail"]
     cursor = encode_cursor("not a time", "not a uuid")
     assert admin.get("/billing/records", params={"cursor": cursor}).status_code == 422
+
+
+def test_hostile_numbers_and_strings_are_422_naming_the_field(admin: Caller) -> None:
+    """Found by a hostile review: NaN and inf CPU answered 500; values past a column's range (1e18 cores,
+    a 2**63 GPU limit, a 5,000-character model name) and CPU below a millicore reached Postgres or were
+    stored. Each is now refused by the struct or parser, naming the field and the bound."""
+    research = admin.post("/workspaces", json={"name": "research"}).json()["id"]
+
+    def refused(response: httpx.Response) -> tuple[str, str]:
+        assert response.status_code == 422, response.text
+        error = response.json()["errors"][0]
+        return error["field"], error["message"]
+
+    def applied(**resources: object) -> httpx.Response:
+        document = spec("train", "research", resources={"cpu": 1} | resources)
+        return admin.http.post("/environments/apply", json=document, params={"dry_run": True})
+
+    for cpu in ("NaN", "inf"):
+        assert refused(applied(cpu=cpu))[0] == "$.resources.cpu"
+        assert refused(admin.put(f"/quotas/workspaces/{research}", json={"cpu": cpu}))[0] == "$.cpu"
+    for cpu in ("1e18", "1e300"):
+        assert refused(applied(cpu=cpu)) == ("$.resources.cpu", f"must be at most 4096 cores, not {cpu}")
+    assert refused(applied(cpu="0.0001")) == (
+        "$.resources.cpu",
+        "must be at least 1m (0.001 of a core) or 0, not 0.0001",
+    )
+    assert refused(applied(memory="999999999999Pi"))[0] == "$.resources.memory"
+    assert refused(applied(gpus={"count": 1, "model": ""}))[0] == "$.resources.gpus.model"
+    quota = f"/quotas/workspaces/{research}"
+    assert refused(admin.put(quota, json={"cpu": "1e300"}))[0] == "$.cpu"
+    assert refused(admin.put(quota, json={"gpus": 2**63 - 1})) == (
+        "$.gpus",
+        "must be between 0 and 2147483647",
+    )
+    assert refused(admin.put(quota, json={"gpus_by_model": {"x" * 5000: 1}}))[0] == "$.gpus_by_model"
+    assert refused(admin.put(quota, json={"gpus_by_model": {"": 1}}))[0] == "$.gpus_by_model"
