@@ -2,16 +2,23 @@
 
 Expected errors (`RemoteGPUError`s and Litestar's own validation and HTTP errors) keep their status and
 message; anything else is a 500 whose body says nothing about the internals (the log has the trace).
+
+`read_request_input` runs before every handler: it decodes a JSON body once (Litestar reuses it), so a
+body nested too deeply to decode is a 400 rather than a `RecursionError`, and it refuses the NUL
+character in any string of the body or the query, naming the field, in one place for every route
+(Postgres cannot store NUL in text; without this it came back in Postgres's words, or was stored in JSONB
+and broke the pod later).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 import psycopg
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import ClientException, HTTPException, SerializationException, ValidationException
 from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from sqlalchemy.exc import DataError
@@ -28,6 +35,9 @@ from remotegpu.core.validation_messages import field_and_message
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 _log = logging.getLogger(__name__)
+_BODY_STATE_KEY = "remotegpu_json_body"
+"""Where `read_request_input` leaves the decoded body (`request.state`), for `validation_error`."""
+NUL_MESSAGE = "must not contain the NUL character (\\u0000)"
 
 _STATUS: list[tuple[type[RemoteGPUError], int, str]] = [
     (AuthenticationError, 401, "Not signed in"),
@@ -83,6 +93,51 @@ PROBLEM_SCHEMA = Schema(
 )
 """The body of every error answer, for the OpenAPI document (`api.openapi`); it stays open to members
 added later, as RFC 9457 allows."""
+
+
+async def read_request_input(request: Request[Any, Any, Any]) -> None:
+    """Refuse input no handler can use, before any handler reads it (see the module docstring)."""
+    for name, value in request.query_params.multi_items():
+        if "\x00" in name or "\x00" in value:
+            raise InvalidInputError(name, NUL_MESSAGE)
+    if request.route_handler.parsed_data_field is None or not await request.body():
+        return
+    try:
+        data = await request.json()
+    except RecursionError:
+        raise ClientException("the body is not JSON this API can read: it nests too deeply") from None
+    except SerializationException:
+        return  # Litestar answers it as it always does (400, the body is not JSON)
+    request.state[_BODY_STATE_KEY] = data
+    path = _nul_path(data) if b"\\u0000" in await request.body() else None
+    if path is not None:
+        raise InvalidInputError(path, NUL_MESSAGE)
+
+
+def _nul_path(data: Any) -> str | None:
+    """The JSON path of the first string (or the mapping of the first key) holding a NUL character.
+
+    Iterative: the document may nest as deeply as the decoder allowed."""
+    pending: list[tuple[str, Any]] = [("$", data)]
+    while pending:
+        path, value = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return path
+        elif isinstance(value, dict):
+            if any("\x00" in key for key in value):
+                return path
+            pending += reversed([(json_path(path, key), item) for key, item in value.items()])
+        elif isinstance(value, list):
+            pending += reversed([(f"{path}[{index}]", item) for index, item in enumerate(value)])
+    return None
+
+
+def json_path(parent: str, key: str) -> str:
+    """`$.env.A` for a key that reads as a name, `$.env["a b"]` otherwise."""
+    if key.isidentifier():
+        return f"{parent}.{key}"
+    return f"{parent}[{json.dumps(key)}]"
 
 
 def remotegpu_error(request: Request[Any, Any, Any], error: RemoteGPUError) -> Response[dict[str, Any]]:

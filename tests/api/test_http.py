@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -130,3 +131,36 @@ def test_hostile_numbers_and_strings_are_422_naming_the_field(admin: Caller) -> 
     )
     assert refused(admin.put(quota, json={"gpus_by_model": {"x" * 5000: 1}}))[0] == "$.gpus_by_model"
     assert refused(admin.put(quota, json={"gpus_by_model": {"": 1}}))[0] == "$.gpus_by_model"
+
+
+def test_a_body_nested_too_deeply_is_400_not_500(admin: Caller) -> None:
+    """Found by a hostile review: 100,000 nested lists (well under the size limit) overflowed the JSON
+    decoder's recursion and answered 500."""
+    deep = b"[" * 100_000 + b"]" * 100_000
+    for path in ("/environments/apply", "/workspaces"):
+        answer = admin.post(path, content=deep, headers={"content-type": "application/json"})
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["detail"] == "the body is not JSON this API can read: it nests too deeply"
+
+
+def test_a_nul_character_in_any_string_is_422_naming_the_field(admin: Caller) -> None:
+    """Found by a hostile review: NUL in `image` came back in Postgres's words without a field, and NUL
+    in `env` or a GPU model was stored. One check covers every string of every body and query."""
+    admin.post("/workspaces", json={"name": "research"})
+    cases: dict[str, dict[str, Any]] = {
+        "$.image": {"image": "pytorch\x00"},
+        "$.env.TOKEN": {"env": {"TOKEN": "a\x00b"}},
+        "$.env": {"env": {"A\x00": "b"}},
+        "$.command[1]": {"command": ["python", "-c\x00"]},
+        "$.resources.gpus.model": {"resources": {"gpus": {"count": 1, "model": "H100\x00"}}},
+    }
+    for field, change in cases.items():
+        answer = admin.post("/environments/apply", json=spec("train", "research", **change))
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["errors"] == [
+            {"field": field, "message": "must not contain the NUL character (\\u0000)"}
+        ]
+    query = admin.get("/environments", params={"name": "a\x00b"})
+    assert query.status_code == 422
+    assert query.json()["errors"][0]["field"] == "name"
+    assert admin.get("/environments").json()["items"] == []
