@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import psycopg
 from litestar import Request, Response
 from litestar.exceptions import ClientException, HTTPException, SerializationException, ValidationException
@@ -153,31 +154,58 @@ def remotegpu_error(request: Request[Any, Any, Any], error: RemoteGPUError) -> R
 
 
 def validation_error(request: Request[Any, Any, Any], error: ValidationException) -> Response[dict[str, Any]]:
-    """Litestar's parameter and body validation (msgspec): 422, with
-    each field named."""
+    """Litestar's parameter and body validation (msgspec): 422, with each field named as the body's JSON
+    path (`$.resources.cpu`) or the parameter's name (`limit`), and its source (`body`, `query`, `path`)."""
     errors: list[dict[str, str]] = []
     for item in error.extra if isinstance(error.extra, list) else []:
         entry = item if isinstance(item, dict) else {"message": str(item)}
-        message = str(entry.get("message", ""))
+        source = entry.get("source")
+        source = str(getattr(source, "value", source) or "")  # Litestar's ParamType is an enum
         key = entry.get("key")
-        if entry.get("source") == "body":
-            # Litestar moves a top-level field's path into `key` ("data" is the body itself).
-            if "- at `" not in message and key and key != "data":
-                message = f"{message} - at `$.{key}`"
-            field, message = field_and_message(
-                message, getattr(request.route_handler.parsed_data_field, "annotation", None)
-            )
+        if source == "body":
+            field, message = _body_error(request, str(entry.get("message", "")), key)
         else:
-            field, message = str(key or "$"), field_and_message(message)[1]
-        errors.append(
-            {
-                "field": field,
-                "message": message,
-                "source": str(entry.get("source", "")),
-            }
-        )
+            field = str(key or "$")
+            message = field_and_message(
+                str(entry.get("message", "")),
+                _parameter_type(request, field),
+                from_text=source in ("query", "path", "header", "cookie"),
+            )[1]
+        errors.append({"field": field, "message": message, "source": source})
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or str(error.detail)
     return problem(422, "Invalid input", detail, request, errors=errors)
+
+
+def _body_error(request: Request[Any, Any, Any], message: str, key: Any) -> tuple[str, str]:
+    """Litestar keeps only part of msgspec's message (it drops "- at `key` in …"), so the body that
+    `read_request_input` decoded is checked again against the handler's type for the whole of it."""
+    root = getattr(request.route_handler.parsed_data_field, "annotation", None)
+    data = request.state.get(_BODY_STATE_KEY)
+    if root is not None and data is not None:
+        try:
+            msgspec.convert(data, root, strict=False, str_keys=True)
+        except msgspec.ValidationError as full:
+            return field_and_message(str(full), root, data)
+        except (TypeError, ValueError):
+            pass
+    # Litestar moves a top-level field's path into `key` ("data" is the body itself).
+    if "- at `" not in message and key and key != "data":
+        message = f"{message} - at `$.{key}`"
+    return field_and_message(message, root, data)
+
+
+def _parameter_type(request: Request[Any, Any, Any], name: str) -> Any:
+    """A query or path parameter's type as msgspec states it: `int` with its bounds, an enum, …"""
+    parameter = request.route_handler.parsed_fn_signature.parameters.get(name)
+    if parameter is None:
+        return None
+    bounds = {
+        bound: value
+        for bound in ("ge", "gt", "le", "lt")
+        if (value := getattr(parameter.kwarg_definition, bound, None)) is not None
+    }
+    annotation = parameter.annotation
+    return Annotated[annotation, msgspec.Meta(**bounds)] if bounds else annotation
 
 
 def http_error(request: Request[Any, Any, Any], error: HTTPException) -> Response[dict[str, Any]]:

@@ -63,7 +63,7 @@ def register_user(
     """Create a user. The e-mail is stored lower-cased; a taken e-mail or username is a conflict."""
     email = email.strip().lower()
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise InvalidInputError("password", f"must be at least {MIN_PASSWORD_LENGTH} characters long")
+        raise InvalidInputError("$.password", f"must be at least {MIN_PASSWORD_LENGTH} characters long")
     # No savepoint: a refused INSERT aborts the transaction, which the raise below ends anyway.
     try:
         row = connection.execute(
@@ -76,7 +76,7 @@ def register_user(
         ).one()
     except IntegrityError as error:
         field = "email" if "email" in str(error.orig) else "username"
-        raise ConflictError(f"{field}: already registered; sign in or choose another", field) from None
+        raise ConflictError("already registered; sign in or choose another", f"$.{field}") from None
     return _principal(row)
 
 

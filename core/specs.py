@@ -110,7 +110,7 @@ def parse_spec(data: Any) -> EnvironmentSpec:
     try:
         spec = msgspec.convert(data, EnvironmentSpec, strict=False)
     except msgspec.ValidationError as error:
-        raise SpecError(*field_and_message(str(error), EnvironmentSpec)) from None
+        raise SpecError(*field_and_message(str(error), EnvironmentSpec, data)) from None
     return check_spec(spec)
 
 

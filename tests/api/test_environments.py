@@ -79,7 +79,7 @@ def test_create_refuses_a_taken_name_and_put_refuses_a_rename(alice: Caller) -> 
     env = alice.post("/environments", json=spec("train", "research")).json()["environment"]
     taken = alice.post("/environments", json=spec("train", "research"))
     assert taken.status_code == 409
-    assert taken.json()["errors"][0]["field"] == "name"
+    assert taken.json()["errors"][0]["field"] == "$.name"
     renamed = alice.put(f"/environments/{env['id']}", json=spec("other", "research"))
     assert renamed.status_code == 409
     assert (

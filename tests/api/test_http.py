@@ -164,3 +164,44 @@ def test_a_nul_character_in_any_string_is_422_naming_the_field(admin: Caller) ->
     assert query.status_code == 422
     assert query.json()["errors"][0]["field"] == "name"
     assert admin.get("/environments").json()["items"] == []
+
+
+def test_errors_are_in_our_words_with_fields_in_one_form(admin: Caller, anonymous: httpx.Client) -> None:
+    """Found by a hostile review: raw patterns, `ParamType.QUERY`, `not a string` for query text, enum
+    values not listed, `$.env[...]` for a known key, and conflicts as `name` / `name: …` beside 422s'
+    `$.name`. Body fields are JSON paths, parameters their names; messages never repeat the field."""
+
+    def first_error(response: httpx.Response) -> dict[str, str]:
+        assert response.status_code in (409, 422), response.text
+        return dict(response.json()["errors"][0])
+
+    account = {"email": "bad", "username": "bob", "password": "long enough password"}
+    assert first_error(anonymous.post("/auth/register", json=account)) == {
+        "field": "$.email",
+        "message": "must be an e-mail address",
+        "source": "body",
+    }
+    account |= {"email": "bob@example.org", "username": "-bob"}
+    assert first_error(anonymous.post("/auth/register", json=account))["message"] == (
+        "must be 2 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+    )
+    assert first_error(admin.get("/environments", params={"mine": "maybe"})) == {
+        "field": "mine",
+        "message": "must be true or false",
+        "source": "query",
+    }
+    assert (
+        first_error(admin.get("/environments", params={"limit": "abc"}))["message"]
+        == "must be a whole number"
+    )
+    assert (
+        first_error(admin.get("/environments", params={"limit": 0}))["message"] == "must be between 1 and 200"
+    )
+    phase = first_error(admin.get("/environments", params={"phase": "bogus"}))["message"]
+    assert phase.startswith("must be one of 'pending', 'admitted', ")
+    assert phase.endswith(", not 'bogus'")
+    admin.post("/workspaces", json={"name": "research"})
+    env_value = admin.post("/environments/apply", json=spec("train", "research", env={"OK": "x", "BAD": 5}))
+    assert first_error(env_value)["field"] == "$.env.BAD"
+    taken = first_error(admin.post("/workspaces", json={"name": "research"}))
+    assert taken == {"field": "$.name", "message": "workspace 'research' already exists; choose another name"}
