@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 
 from remotegpu.api.context import ApiContext, LogReader
 from remotegpu.api.openapi import document_error_answers
-from remotegpu.api.problems import EXCEPTION_HANDLERS
+from remotegpu.api.problems import EXCEPTION_HANDLERS, read_request_input
 from remotegpu.api.routes import auth, billing, environments, hosts, images, ops, quotas, users, workspaces
 from remotegpu.core.accounts.credential_cache import PrincipalCache, listen_for_credential_changes
 from remotegpu.core.accounts.sign_in_limits import SignInLimits
@@ -102,6 +102,7 @@ def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = N
         route_handlers=[api, ops.healthz, ops.readyz, MetricsController],
         dependencies={"api": Provide(lambda: context, sync_to_thread=False, use_cache=True)},
         exception_handlers=EXCEPTION_HANDLERS,
+        before_request=read_request_input,
         middleware=[metrics.middleware],
         request_max_body_size=settings.max_request_bytes,
         openapi_config=OpenAPIConfig(

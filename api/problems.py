@@ -2,16 +2,24 @@
 
 Expected errors (`RemoteGPUError`s and Litestar's own validation and HTTP errors) keep their status and
 message; anything else is a 500 whose body says nothing about the internals (the log has the trace).
+
+`read_request_input` runs before every handler: it decodes a JSON body once (Litestar reuses it), so a
+body nested too deeply to decode is a 400 rather than a `RecursionError`, and it refuses the NUL
+character in any string of the body or the query, naming the field, in one place for every route
+(Postgres cannot store NUL in text; without this it came back in Postgres's words, or was stored in JSONB
+and broke the pod later).
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import psycopg
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import ClientException, HTTPException, SerializationException, ValidationException
 from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from sqlalchemy.exc import DataError
@@ -28,6 +36,9 @@ from remotegpu.core.platform.validation_messages import field_and_message
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 _log = logging.getLogger(__name__)
+_BODY_STATE_KEY = "remotegpu_json_body"
+"""Where `read_request_input` leaves the decoded body (`request.state`), for `validation_error`."""
+NUL_MESSAGE = "must not contain the NUL character (\\u0000)"
 
 _STATUS: list[tuple[type[RemoteGPUError], int, str]] = [
     (AuthenticationError, 401, "Not signed in"),
@@ -85,6 +96,51 @@ PROBLEM_SCHEMA = Schema(
 added later, as RFC 9457 allows."""
 
 
+async def read_request_input(request: Request[Any, Any, Any]) -> None:
+    """Refuse input no handler can use, before any handler reads it (see the module docstring)."""
+    for name, value in request.query_params.multi_items():
+        if "\x00" in name or "\x00" in value:
+            raise InvalidInputError(name, NUL_MESSAGE)
+    if request.route_handler.parsed_data_field is None or not await request.body():
+        return
+    try:
+        data = await request.json()
+    except RecursionError:
+        raise ClientException("the body is not JSON this API can read: it nests too deeply") from None
+    except SerializationException:
+        return  # Litestar answers it as it always does (400, the body is not JSON)
+    request.state[_BODY_STATE_KEY] = data
+    path = _nul_path(data) if b"\\u0000" in await request.body() else None
+    if path is not None:
+        raise InvalidInputError(path, NUL_MESSAGE)
+
+
+def _nul_path(data: Any) -> str | None:
+    """The JSON path of the first string (or the mapping of the first key) holding a NUL character.
+
+    Iterative: the document may nest as deeply as the decoder allowed."""
+    pending: list[tuple[str, Any]] = [("$", data)]
+    while pending:
+        path, value = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return path
+        elif isinstance(value, dict):
+            if any("\x00" in key for key in value):
+                return path
+            pending += reversed([(json_path(path, key), item) for key, item in value.items()])
+        elif isinstance(value, list):
+            pending += reversed([(f"{path}[{index}]", item) for index, item in enumerate(value)])
+    return None
+
+
+def json_path(parent: str, key: str) -> str:
+    """`$.env.A` for a key that reads as a name, `$.env["a b"]` otherwise."""
+    if key.isidentifier():
+        return f"{parent}.{key}"
+    return f"{parent}[{json.dumps(key)}]"
+
+
 def remotegpu_error(request: Request[Any, Any, Any], error: RemoteGPUError) -> Response[dict[str, Any]]:
     """Our own errors: status from the class, message as the detail, the field when one is named."""
     for kind, status, title in _STATUS:
@@ -98,31 +154,58 @@ def remotegpu_error(request: Request[Any, Any, Any], error: RemoteGPUError) -> R
 
 
 def validation_error(request: Request[Any, Any, Any], error: ValidationException) -> Response[dict[str, Any]]:
-    """Litestar's parameter and body validation (msgspec): 422, with
-    each field named."""
+    """Litestar's parameter and body validation (msgspec): 422, with each field named as the body's JSON
+    path (`$.resources.cpu`) or the parameter's name (`limit`), and its source (`body`, `query`, `path`)."""
     errors: list[dict[str, str]] = []
     for item in error.extra if isinstance(error.extra, list) else []:
         entry = item if isinstance(item, dict) else {"message": str(item)}
-        message = str(entry.get("message", ""))
+        source = entry.get("source")
+        source = str(getattr(source, "value", source) or "")  # Litestar's ParamType is an enum
         key = entry.get("key")
-        if entry.get("source") == "body":
-            # Litestar moves a top-level field's path into `key` ("data" is the body itself).
-            if "- at `" not in message and key and key != "data":
-                message = f"{message} - at `$.{key}`"
-            field, message = field_and_message(
-                message, getattr(request.route_handler.parsed_data_field, "annotation", None)
-            )
+        if source == "body":
+            field, message = _body_error(request, str(entry.get("message", "")), key)
         else:
-            field, message = str(key or "$"), field_and_message(message)[1]
-        errors.append(
-            {
-                "field": field,
-                "message": message,
-                "source": str(entry.get("source", "")),
-            }
-        )
+            field = str(key or "$")
+            message = field_and_message(
+                str(entry.get("message", "")),
+                _parameter_type(request, field),
+                from_text=source in ("query", "path", "header", "cookie"),
+            )[1]
+        errors.append({"field": field, "message": message, "source": source})
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or str(error.detail)
     return problem(422, "Invalid input", detail, request, errors=errors)
+
+
+def _body_error(request: Request[Any, Any, Any], message: str, key: Any) -> tuple[str, str]:
+    """Litestar keeps only part of msgspec's message (it drops "- at `key` in …"), so the body that
+    `read_request_input` decoded is checked again against the handler's type for the whole of it."""
+    root = getattr(request.route_handler.parsed_data_field, "annotation", None)
+    data = request.state.get(_BODY_STATE_KEY)
+    if root is not None and data is not None:
+        try:
+            msgspec.convert(data, root, strict=False, str_keys=True)
+        except msgspec.ValidationError as full:
+            return field_and_message(str(full), root, data)
+        except (TypeError, ValueError):
+            pass
+    # Litestar moves a top-level field's path into `key` ("data" is the body itself).
+    if "- at `" not in message and key and key != "data":
+        message = f"{message} - at `$.{key}`"
+    return field_and_message(message, root, data)
+
+
+def _parameter_type(request: Request[Any, Any, Any], name: str) -> Any:
+    """A query or path parameter's type as msgspec states it: `int` with its bounds, an enum, …"""
+    parameter = request.route_handler.parsed_fn_signature.parameters.get(name)
+    if parameter is None:
+        return None
+    bounds = {
+        bound: value
+        for bound in ("ge", "gt", "le", "lt")
+        if (value := getattr(parameter.kwarg_definition, bound, None)) is not None
+    }
+    annotation = parameter.annotation
+    return Annotated[annotation, msgspec.Meta(**bounds)] if bounds else annotation
 
 
 def http_error(request: Request[Any, Any, Any], error: HTTPException) -> Response[dict[str, Any]]:

@@ -153,20 +153,21 @@ def environment_out(row: Any) -> EnvironmentOut:
 def _target_workspace(
     connection: Connection, principal: Principal, spec: EnvironmentSpec, workspace: str | None
 ) -> WorkspaceAccess:
-    """The workspace named by `?workspace=` (name or id) or the spec; both given must agree."""
+    """The workspace named by `?workspace=` (name or id) or the spec (name or id); both given must name
+    the same workspace."""
     reference = workspace or spec.workspace
     if reference is None:
         raise InvalidInputError("$.workspace", "name the workspace in the spec or as ?workspace=<name or id>")
     access = workspace_access(connection, principal, reference)
-    _require_spec_workspace(spec, access, f"?workspace= says {workspace!r}")
+    _require_spec_workspace(spec, access, f"?workspace= names {access.name!r}")
     return access
 
 
 def _require_spec_workspace(spec: EnvironmentSpec, access: WorkspaceAccess, other: str) -> None:
-    """A spec that names a workspace is applied in that workspace or refused, never silently moved
-    (`other` says where the request points instead)."""
-    if spec.workspace is not None and spec.workspace != access.name:
-        raise InvalidInputError("$.workspace", f"the spec says {spec.workspace!r} but {other}")
+    """A spec that names a workspace (by name or id) is applied in that workspace or refused, never
+    silently moved (`other` says where the request points instead)."""
+    if spec.workspace is not None and spec.workspace not in (access.name, str(access.id)):
+        raise InvalidInputError("$.workspace", f"the spec names {spec.workspace!r} but {other}")
 
 
 def _apply(

@@ -15,22 +15,24 @@ from remotegpu.api.openapi import answers
 from remotegpu.core.accounts.membership import workspace_access
 from remotegpu.core.accounts.users import Principal
 from remotegpu.core.capacity.quotas import QuotaLimits, Subject, read_quota, set_quota
+from remotegpu.core.environments.spec import GpuModel
 from remotegpu.core.platform.errors import InvalidInputError, NotFoundError
 from remotegpu.core.platform.quantities import parse_bytes, parse_cpu_millis
 from remotegpu.policies.admission import QuotaState
 
-NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+"""A count limit: what the `integer` columns holding it take."""
 
 
 class QuotaIn(msgspec.Struct, forbid_unknown_fields=True):
     """New limits; a missing or null limit is unlimited. CPU and sizes in Kubernetes notation."""
 
-    gpus: NonNegative | None = None
-    gpus_by_model: dict[str, NonNegative | None] = {}
+    gpus: Count | None = None
+    gpus_by_model: dict[GpuModel, Count | None] = {}
     cpu: str | int | None = None
     memory: str | None = None
     storage: str | None = None
-    running_environments: NonNegative | None = None
+    running_environments: Count | None = None
 
 
 class QuotaOut(msgspec.Struct):

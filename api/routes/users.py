@@ -51,7 +51,7 @@ def list_all(
 
 def _set_disabled(request: AnyRequest, api: Api, user_id: FromPath[uuid.UUID], disabled: bool) -> UserOut:
     with api.acting(request, admin=True) as (connection, principal):
-        row = set_user_disabled(connection, user_id, disabled)
+        row = set_user_disabled(connection, user_id, disabled, actor_id=principal.user_id)
         record_mutation(
             connection, principal.user_id, "UserDisabled" if disabled else "UserEnabled", row.email
         )
@@ -59,9 +59,10 @@ def _set_disabled(request: AnyRequest, api: Api, user_id: FromPath[uuid.UUID], d
     return user_out(row)
 
 
-@post("/{user_id:uuid}/disable", status_code=200, sync_to_thread=True, opt=answers(403))
+@post("/{user_id:uuid}/disable", status_code=200, sync_to_thread=True, opt=answers(403, 409))
 def disable(user_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> UserOut:
-    """Disable a user (platform admins): every token of theirs stops working at once."""
+    """Disable a user (platform admins): every token of theirs stops working at once. 409 for yourself
+    or the last active platform admin."""
     return _set_disabled(request, api, user_id, True)
 
 

@@ -111,7 +111,7 @@ def create_workspace(connection: Connection, principal: Principal, name: str, di
             {"name": name, "display": display_name, "owner": principal.user_id},
         ).one()
     except IntegrityError:
-        raise ConflictError(f"name: workspace {name!r} already exists; choose another name", "name") from None
+        raise ConflictError(f"workspace {name!r} already exists; choose another name", "$.name") from None
     connection.execute(
         text("INSERT INTO workspace_members (workspace_id, user_id, role) VALUES (:w, :u, 'owner')"),
         {"w": row.id, "u": principal.user_id},
@@ -253,7 +253,7 @@ def add_member(
     _check_assignment(access, current, role.value)
     if current is not None:
         raise ConflictError(
-            f"user {user!r} is already a member ({current}); change their role instead", "user"
+            f"user {user!r} is already a member ({current}); change their role instead", "$.user"
         )
     connection.execute(
         text(

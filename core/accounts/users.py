@@ -63,7 +63,7 @@ def register_user(
     """Create a user. The e-mail is stored lower-cased; a taken e-mail or username is a conflict."""
     email = email.strip().lower()
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise InvalidInputError("password", f"must be at least {MIN_PASSWORD_LENGTH} characters long")
+        raise InvalidInputError("$.password", f"must be at least {MIN_PASSWORD_LENGTH} characters long")
     # No savepoint: a refused INSERT aborts the transaction, which the raise below ends anyway.
     try:
         row = connection.execute(
@@ -76,7 +76,7 @@ def register_user(
         ).one()
     except IntegrityError as error:
         field = "email" if "email" in str(error.orig) else "username"
-        raise ConflictError(f"{field}: already registered; sign in or choose another", field) from None
+        raise ConflictError("already registered; sign in or choose another", f"$.{field}") from None
     return _principal(row)
 
 
@@ -201,8 +201,16 @@ def get_user(connection: Connection, user_id: uuid.UUID) -> Any:
     return row
 
 
-def set_user_disabled(connection: Connection, user_id: uuid.UUID, disabled: bool) -> Any:
-    """Disable or re-enable a user; a disabled user's tokens stop working at once."""
+def set_user_disabled(
+    connection: Connection, user_id: uuid.UUID, disabled: bool, *, actor_id: uuid.UUID | None = None
+) -> Any:
+    """Disable or re-enable a user; a disabled user's tokens stop working at once.
+
+    Nobody disables themselves (`actor_id`), and the last active platform admin is never disabled: the
+    platform would have nobody left to administer it (ConflictError).
+    """
+    if disabled:
+        _refuse_locking_out_the_platform(connection, user_id, actor_id)
     row = connection.execute(
         text(
             "UPDATE users u SET disabled = :disabled, updated_at = now() WHERE u.id = :id"
@@ -214,6 +222,21 @@ def set_user_disabled(connection: Connection, user_id: uuid.UUID, disabled: bool
         raise NotFoundError(f"user {user_id} not found")
     notify_credentials_changed(connection)
     return row
+
+
+def _refuse_locking_out_the_platform(
+    connection: Connection, user_id: uuid.UUID, actor_id: uuid.UUID | None
+) -> None:
+    if user_id == actor_id:
+        raise ConflictError("you cannot disable yourself; ask another platform admin")
+    # Every active admin row locked, in id order: two admins disabling each other at once are serialised,
+    # and the second sees the first's change (Read Committed re-reads a locked row), so one admin stays.
+    admins = connection.execute(
+        text("SELECT id FROM users WHERE role = :admin AND NOT disabled ORDER BY id FOR UPDATE"),
+        {"admin": UserRole.ADMIN.value},
+    ).scalars()
+    if set(admins) == {user_id}:
+        raise ConflictError("this is the last active platform admin; make another user admin first")
 
 
 def find_user_id(connection: Connection, reference: str) -> uuid.UUID:

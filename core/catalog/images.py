@@ -51,7 +51,7 @@ class NewImage:
 def split_reference(reference: str) -> tuple[str, str, str]:
     """`registry/repo/path:tag` → (registry, repository, tag); Docker Hub and `latest` when left out."""
     if "@" in reference:
-        raise InvalidInputError("reference", "give a tag (repo:tag); pin digests with the `digest` field")
+        raise InvalidInputError("$.reference", "give a tag (repo:tag); pin digests with the `digest` field")
     first, _, rest = reference.partition("/")
     registry, path = (
         (first, rest)
@@ -61,7 +61,7 @@ def split_reference(reference: str) -> tuple[str, str, str]:
     repository, _, tag = path.rpartition(":") if ":" in path else (path, "", "latest")
     if not repository or not tag or any(c.isspace() for c in reference):
         raise InvalidInputError(
-            "reference", f"{reference!r} is not an image reference; write registry/repository:tag"
+            "$.reference", f"{reference!r} is not an image reference; write registry/repository:tag"
         )
     return registry, repository, tag
 
@@ -99,11 +99,11 @@ def add_image(connection: Connection, principal: Principal, image: NewImage) -> 
         ).one()
     except IntegrityError as error:
         if "digest" in str(error.orig):
-            raise InvalidInputError("digest", "write algorithm:hex, e.g. sha256:0123…") from None
+            raise InvalidInputError("$.digest", "write algorithm:hex, e.g. sha256:0123…") from None
         namespace = "public catalog" if image.owner_workspace_id is None else "workspace's catalog"
         raise ConflictError(
-            f"reference: {image.reference} is already in the {namespace}; use the entry that is there",
-            "reference",
+            f"{image.reference} is already in the {namespace}; use the entry that is there",
+            "$.reference",
         ) from None
     record_mutation(
         connection,

@@ -110,9 +110,9 @@ def apply_spec(
 
 def _name_taken(name: str, access: WorkspaceAccess) -> ConflictError:
     return ConflictError(
-        f"name: environment {name!r} already exists in workspace {access.name!r};"
+        f"environment {name!r} already exists in workspace {access.name!r};"
         " change it with PUT /environments/{id} or `remotegpu apply`",
-        "name",
+        "$.name",
     )
 
 
@@ -201,7 +201,7 @@ def replace_spec(
     """PUT semantics: the spec must keep the environment's name (renames are a new environment)."""
     if spec.name != environment.name:
         raise ConflictError(
-            f"name: an environment cannot be renamed ({environment.name!r} → {spec.name!r}); create a new one",
-            "name",
+            f"an environment cannot be renamed ({environment.name!r} → {spec.name!r}); create a new one",
+            "$.name",
         )
     return apply_spec(connection, principal, access, spec, dry_run=dry_run)

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from remotegpu.core.platform.errors import InvalidInputError
-from remotegpu.core.platform.quantities import parse_bytes, parse_cpu_millis, parse_duration
+from remotegpu.core.platform.quantities import BIGINT_MAX, parse_bytes, parse_cpu_millis, parse_duration
 from remotegpu.core.platform.validation_messages import field_and_message
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -27,6 +27,12 @@ EnvName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_l
 Quantity = Annotated[str, msgspec.Meta(description="Kubernetes quantity, e.g. 128Gi", examples=["128Gi"])]
 Duration = Annotated[str, msgspec.Meta(description="Go-style duration, e.g. 30m or 24h", examples=["30m"])]
 AccessName = Literal["ssh", "jupyter"]
+GpuModel = Annotated[str, msgspec.Meta(min_length=1, max_length=64, description="e.g. H100")]
+"""A GPU model name (`nvidia.com/gpu.product`), as long as the columns that hold it allow."""
+
+MAX_CPU_MILLIS = 4096 * 1000
+"""The most CPU one environment may ask for (4096 cores): more than any host has, far below the column's
+range."""
 
 
 class SpecError(InvalidInputError):
@@ -41,14 +47,17 @@ class GpuRequest(_Strict, frozen=True):
     """How many GPUs, and of which model (`nvidia.com/gpu.product`); no model means any."""
 
     count: Annotated[int, msgspec.Meta(ge=0, le=64)] = 0
-    model: str | None = None
+    model: GpuModel | None = None
 
 
 class Resources(_Strict, frozen=True):
     """What the environment asks of one host."""
 
     gpus: GpuRequest | Annotated[int, msgspec.Meta(ge=0, le=64)] = GpuRequest()
-    cpu: str | int | float = 1
+    cpu: Annotated[
+        str | int | float,
+        msgspec.Meta(description="cores (`16`, `0.5`) or millicores (`500m`), at most 4096"),
+    ] = 1
     memory: Quantity = "4Gi"
 
 
@@ -101,7 +110,7 @@ def parse_spec(data: Any) -> EnvironmentSpec:
     try:
         spec = msgspec.convert(data, EnvironmentSpec, strict=False)
     except msgspec.ValidationError as error:
-        raise SpecError(*field_and_message(str(error), EnvironmentSpec)) from None
+        raise SpecError(*field_and_message(str(error), EnvironmentSpec, data)) from None
     return check_spec(spec)
 
 
@@ -118,7 +127,7 @@ def check_spec(spec: EnvironmentSpec) -> EnvironmentSpec:
 
 def _check_values(spec: EnvironmentSpec) -> None:
     checks: list[tuple[str, Any, Any]] = [
-        ("$.resources.cpu", parse_cpu_millis, spec.resources.cpu),
+        ("$.resources.cpu", lambda cpu: parse_cpu_millis(cpu, at_most=MAX_CPU_MILLIS), spec.resources.cpu),
         ("$.resources.memory", parse_bytes, spec.resources.memory),
     ]
     checks += [(f"$.volumes[{i}].size", parse_bytes, v.size) for i, v in enumerate(spec.volumes)]
@@ -131,6 +140,8 @@ def _check_values(spec: EnvironmentSpec) -> None:
             parse(value)
         except ValueError as error:
             raise SpecError(field, str(error)) from None
+    if sum(parse_bytes(v.size) for v in spec.volumes) > BIGINT_MAX:  # the environment's storage column
+        raise SpecError("$.volumes", f"the sizes add up to more than {BIGINT_MAX} bytes (just under 8Ei)")
     _refuse_duplicates("$.volumes", [v.name for v in spec.volumes], "name")
     _refuse_duplicates("$.volumes", [v.mount for v in spec.volumes], "mount")
     _refuse_duplicates("$.access", list(spec.access), "entry")

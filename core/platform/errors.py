@@ -33,11 +33,13 @@ class ForbiddenError(RemoteGPUError):
 
 
 class ConflictError(RemoteGPUError):
-    """The request clashes with the current state (a taken name, the last owner leaving)."""
+    """The request clashes with the current state (a taken name, the last owner leaving); `field` names
+    the body field at fault (a JSON path, as InvalidInputError's), and `message` does not repeat it."""
 
     def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(f"{field}: {message}" if field else message)
         self.field = field
+        self.detail = message
 
 
 class AuthenticationError(RemoteGPUError):

@@ -11,6 +11,7 @@ Anything unrecognised passes through unchanged rather than being guessed at.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -23,9 +24,14 @@ PATTERN_MEANINGS = {
     ),
     r"^[A-Za-z_][A-Za-z0-9_]*$": "must be a variable name: letters, digits and '_', not starting with a digit",
     r"^/": "must be an absolute path (starting with /)",
+    r"^[^@\s]+@[^@\s]+\.[^@\s]+$": "must be an e-mail address",
+    r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,63}$": (
+        "must be 2 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+    ),
+    r"^[a-z0-9]+:[a-f0-9]{32,}$": "must be algorithm:hex, e.g. sha256:0123…",
 }
 """What each regular expression of our structs means, said to a person (a test checks each pattern of the
-spec is here)."""
+spec and of the API's document is here)."""
 
 _TYPE_WORDS = {
     "int": "a whole number",
@@ -52,18 +58,24 @@ _MULTIPLE = re.compile(r"^Expected `(?:int|float)` that's a multiple of (?P<valu
 _LENGTH = re.compile(r"^Expected `(?P<kind>str|array|object|bytes)` of length (?P<op>>=|<=) (?P<value>\d+)$")
 _REGEX = re.compile(r"^Expected `str` matching regex '(?P<pattern>.*)'$", re.DOTALL)
 _ENUM = re.compile(r"^Invalid enum value (?P<value>.*)$", re.DOTALL)
-_STEP = re.compile(r"\.(?P<field>[^.\[]+)|\[(?P<index>\d+|\.\.\.)\]")
+_STEP = re.compile(r"""\.(?P<field>[^.\[]+)|\[(?P<index>\d+|\.\.\.|"(?:[^"\\]|\\.)*")\]""")
 
 
-def field_and_message(error: str, root: Any = None) -> tuple[str, str]:
+def field_and_message(
+    error: str, root: Any = None, data: Any = None, *, from_text: bool = False
+) -> tuple[str, str]:
     """The JSON path at fault (`$` for the document itself) and what is wrong with it, readably.
 
     `error` is the text of a `msgspec.ValidationError`; `root` is the type that was being decoded, if
-    known (it lets the message name both bounds of a range and the allowed values of an enum).
+    known (it lets the message name both bounds of a range and the allowed values of an enum); `data`
+    the document that was decoded, if known (it names the key msgspec writes as `[...]`). `from_text`:
+    the value was text (a query parameter), so "not a string" would say nothing.
     """
     match = _AT.match(error)
     assert match is not None, "the pattern matches any text"
     path, message = match["path"] or "$", match["message"]
+    if "[...]" in path and root is not None and data is not None:
+        path = _name_keys(path, root, data)
     for pattern in (_UNKNOWN_FIELD, _MISSING_FIELD):
         named = pattern.match(message)
         if named:
@@ -73,6 +85,8 @@ def field_and_message(error: str, root: Any = None) -> tuple[str, str]:
             return field, "is required"
     types = _types_at(root, path, key=match["key"] is not None)
     said = _say(message, types)
+    if from_text:
+        said = said.removesuffix(", not a string")
     if match["key"] is not None:
         said = f"keys {said}" if said.startswith("must") else f"key: {said}"
     return path, said
@@ -99,7 +113,8 @@ def _say(message: str, types: list[Any]) -> str:
         return _length(length["op"], int(length["value"]), unit, _first(types, *sized))
     regex = _REGEX.match(message)
     if regex:
-        return PATTERN_MEANINGS.get(regex["pattern"], f"must match the pattern {regex['pattern']}")
+        pattern = regex["pattern"].replace("\\\\", "\\")  # msgspec writes the pattern's backslashes twice
+        return PATTERN_MEANINGS.get(pattern, f"must match the pattern {pattern}")
     enum = _ENUM.match(message)
     if enum:
         allowed = _allowed(types)
@@ -166,6 +181,71 @@ def _first(types: list[Any], *kinds: type) -> Any:
     return next((t for t in types if isinstance(t, kinds)), None)
 
 
+def _name_keys(path: str, root: Any, data: Any) -> str:
+    """`path` with each `[...]` (a mapping's value) replaced by the key whose value fails: the first key
+    (in the document's order, as msgspec checks them) whose entry alone still fails at the same place."""
+    while "[...]" in path:
+        before, after = path.split("[...]", 1)
+        mapping = _value_at(data, before)
+        if not isinstance(mapping, dict):
+            return path
+        for key in mapping:
+            trial = _with_only(data, before, key)
+            try:
+                msgspec.convert(trial, root, strict=False)
+            except msgspec.ValidationError as error:
+                found = _AT.match(str(error))
+                if found and (found["path"] or "").startswith(before + "[...]"):
+                    path = f"{_key_path(before, key)}{after}"
+                    break
+            except (TypeError, ValueError):
+                return path
+        else:
+            return path
+    return path
+
+
+def _key_path(parent: str, key: Any) -> str:
+    """`$.env.A` for a key that reads as a name, `$.env["a b"]` otherwise."""
+    text = str(key)
+    return f"{parent}.{text}" if text.isidentifier() else f"{parent}[{json.dumps(text)}]"
+
+
+def _steps(path: str) -> list[str | int]:
+    steps: list[str | int] = []
+    for step in _STEP.finditer(path.removeprefix("$")):
+        if step["field"] is not None:
+            steps.append(step["field"])
+        elif step["index"].startswith('"'):
+            steps.append(json.loads(step["index"]))
+        else:
+            steps.append(int(step["index"]))
+    return steps
+
+
+def _value_at(data: Any, path: str) -> Any:
+    for step in _steps(path):
+        try:
+            data = data[step]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _with_only(data: Any, path: str, key: Any) -> Any:
+    """A copy of `data` in which the mapping at `path` holds only `key`."""
+    steps = _steps(path)
+
+    def rebuilt(node: Any, depth: int) -> Any:
+        if depth == len(steps):
+            return {key: node[key]}
+        copy = list(node) if isinstance(node, list) else dict(node)
+        copy[steps[depth]] = rebuilt(node[steps[depth]], depth + 1)  # type: ignore[index]
+        return copy
+
+    return rebuilt(data, 0)
+
+
 def _types_at(root: Any, path: str, *, key: bool) -> list[Any]:
     """The types (union members unwrapped) found at `path` in `root`; empty when either is unknown."""
     if root is None:
@@ -179,7 +259,7 @@ def _types_at(root: Any, path: str, *, key: bool) -> list[Any]:
         for found in current:
             if step["field"] is not None and isinstance(found, inspect.StructType):
                 following += [f.type for f in found.fields if f.encode_name == step["field"]]
-            elif step["index"] is not None and isinstance(found, inspect.DictType):
+            elif isinstance(found, inspect.DictType):  # `[...]`, or a key named `.A` / `["a b"]`
                 following.append(found.value_type)
             elif step["index"] is not None and hasattr(found, "item_type"):
                 following.append(found.item_type)

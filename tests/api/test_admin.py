@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine
 
+from remotegpu.core.accounts.users import register_user
+from remotegpu.core.environments.states import UserRole
 from remotegpu.reconciler.loop import Reconciler
 from remotegpu.tests.api.conftest import Caller, spec
 
@@ -98,3 +100,18 @@ def test_ops_status_counts_phases_and_names_failures(
     troubled = {t["name"]: t for t in status["failing"] + status["stuck"]}
     waiting = status["queue_depth"]
     assert "too-big" in troubled or waiting == 1, status
+
+
+def test_an_admin_cannot_disable_themselves(admin: Caller, engine: Engine) -> None:
+    """Found by a hostile review: the only platform admin disabled themselves (200) and locked the platform
+    out. Disabling yourself is a 409, whoever else is admin; another admin may still be disabled."""
+    refused = admin.post(f"/users/{admin.user_id}/disable")
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["detail"] == "you cannot disable yourself; ask another platform admin"
+    assert admin.get("/users/me").json()["disabled"] is False
+    with engine.begin() as connection:
+        other = register_user(
+            connection, email="ops@example.org", username="ops", password="x" * 12, role=UserRole.ADMIN
+        )
+    assert admin.post(f"/users/{other.user_id}/disable").json()["disabled"] is True
+    assert admin.post(f"/users/{admin.user_id}/disable").status_code == 409

@@ -38,7 +38,7 @@ def test_duplicate_email_is_a_conflict_naming_the_field(
     )
     assert again.status_code == 409
     assert again.headers["content-type"].startswith("application/problem+json")
-    assert again.json()["errors"][0]["field"] == "email"
+    assert again.json()["errors"][0]["field"] == "$.email"
 
 
 def test_short_password_and_bad_email_are_422_naming_the_field(anonymous: httpx.Client) -> None:
@@ -46,7 +46,7 @@ def test_short_password_and_bad_email_are_422_naming_the_field(anonymous: httpx.
         "/auth/register", json={"email": "a@example.org", "username": "ab", "password": "short"}
     )
     assert short.status_code == 422
-    assert short.json()["errors"][0]["field"] == "password"
+    assert short.json()["errors"][0]["field"] == "$.password"
     bad = anonymous.post(
         "/auth/register", json={"email": "not-an-email", "username": "ab", "password": PASSWORD}
     )

@@ -79,7 +79,7 @@ def test_create_refuses_a_taken_name_and_put_refuses_a_rename(alice: Caller) -> 
     env = alice.post("/environments", json=spec("train", "research")).json()["environment"]
     taken = alice.post("/environments", json=spec("train", "research"))
     assert taken.status_code == 409
-    assert taken.json()["errors"][0]["field"] == "name"
+    assert taken.json()["errors"][0]["field"] == "$.name"
     renamed = alice.put(f"/environments/{env['id']}", json=spec("other", "research"))
     assert renamed.status_code == 409
     assert (
@@ -244,3 +244,23 @@ def test_logs_of_an_environment_without_a_running_container_are_409_before_strea
     reconciler.run_until_idle()
     assert "start it first" in _no_container(alice, env)
     assert alice.get(f"/environments/{uuid.uuid4()}/logs").status_code == 404
+
+
+def test_a_spec_may_name_its_workspace_by_id(alice: Caller) -> None:
+    """Found by a hostile review: `"workspace": "<id>"` was refused as naming another workspace (`… but
+    ?workspace= says None`), by POST, apply and PUT alike."""
+    research = alice.get("/workspaces").json()["items"][0]["id"]
+    created = alice.post("/environments", json=spec("train", research))
+    assert created.status_code == 201, created.text
+    env = created.json()["environment"]
+    assert env["workspace"] == "research"
+    assert _apply(alice, spec("train", research)).json()["outcome"] == "unchanged"
+    assert _apply(alice, spec("train", "research"), workspace=research).json()["outcome"] == "unchanged"
+    replaced = alice.put(f"/environments/{env['id']}", json=spec("train", research, command=["python"]))
+    assert replaced.status_code == 200, replaced.text
+    other = alice.post("/workspaces", json={"name": "elsewhere"}).json()["id"]
+    refused = _apply(alice, spec("train", other), workspace="research")
+    assert refused.status_code == 422
+    assert (
+        refused.json()["detail"] == f"$.workspace: the spec names '{other}' but ?workspace= names 'research'"
+    )

@@ -44,7 +44,7 @@ def test_catalog_add_search_get_delete(admin: Caller, new_user: Callable[[str], 
     assert duplicate.status_code == 409
     bad = alice.post("/images", json={"name": "bad", "reference": "has space:1", "workspace": "research"})
     assert bad.status_code == 422
-    assert bad.json()["errors"][0]["field"] == "reference"
+    assert bad.json()["errors"][0]["field"] == "$.reference"
 
     assert [i["name"] for i in alice.get("/images").json()["items"]] == ["ours", "pytorch"]
     assert [i["name"] for i in alice.get("/images/search", params={"q": "PYTOR"}).json()["items"]] == [
@@ -138,7 +138,7 @@ def test_two_workspaces_may_each_hold_the_same_private_reference(
     # Within one namespace a reference is still unique: the workspace's own, and the public catalog.
     again = bob.post("/images", json={"name": "again", "reference": reference, "workspace": "lab"})
     assert again.status_code == 409
-    assert again.json()["errors"][0]["field"] == "reference"
+    assert again.json()["errors"][0]["field"] == "$.reference"
     public = {"name": "model", "reference": reference, "visibility": "public"}
     assert admin.post("/images", json=public).status_code == 201
     assert admin.post("/images", json=public).status_code == 409

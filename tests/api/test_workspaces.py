@@ -23,7 +23,7 @@ def test_taken_or_invalid_names_are_refused_naming_the_field(new_user: Callable[
     alice.post("/workspaces", json={"name": "research"})
     taken = bob.post("/workspaces", json={"name": "research"})
     assert taken.status_code == 409
-    assert taken.json()["errors"][0]["field"] == "name"
+    assert taken.json()["errors"][0]["field"] == "$.name"
     invalid = bob.post("/workspaces", json={"name": "Not A Label"})
     assert invalid.status_code == 422
     assert invalid.json()["errors"][0]["field"] == "$.name"

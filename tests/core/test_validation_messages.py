@@ -92,6 +92,11 @@ BASE = {"name": "train", "image": "pytorch/pytorch:2.4.0"}
             "$.policies.idle_stop_after: must be a string, not a whole number",
         ),
         (
+            {"env": {"OK": "x", "BAD": 5}},
+            "Expected `str`, got `int` - at `$.env[...]`",
+            "$.env.BAD: must be a string, not a whole number",
+        ),
+        (
             {"command": "python"},
             "Expected `array`, got `str` - at `$.command`",
             "$.command: must be a list, not a string",
