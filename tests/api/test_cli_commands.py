@@ -331,4 +331,6 @@ def test_the_api_and_the_cli_say_the_same_about_a_bad_spec(
     assert said == f"{bad}: $.resources.gpus: must be between 0 and 64"
     too_many = alice.get("/environments", params={"limit": 100000})
     assert too_many.status_code == 422
-    assert re.fullmatch(r"limit: must be at most \d+", too_many.json()["detail"]), "query parameters too"
+    assert re.fullmatch(r"limit: must be between 1 and \d+", too_many.json()["detail"]), (
+        "query parameters too"
+    )
