@@ -48,7 +48,7 @@ def _server(app: Litestar) -> uvicorn.Server:
 def run_worker(settings: Settings) -> None:
     """One API worker: its engine, its app, uvicorn on a SO_REUSEPORT socket; until interrupted."""
     from remotegpu.api.app import create_app
-    from remotegpu.core.cluster.kubernetes import KubernetesCluster
+    from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
     from remotegpu.core.platform.db import make_engine
     from remotegpu.ops.reconciler_runner import driver_options
 

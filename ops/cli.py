@@ -222,7 +222,7 @@ def reconciler(
     """Run one reconciler replica (leader or hot standby) until Ctrl-C."""
     from sqlalchemy.engine import make_url
 
-    from remotegpu.core.cluster.kubernetes import KubernetesCluster
+    from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
     from remotegpu.ops.reconciler_runner import driver_options, running_reconciler
     from remotegpu.ops.stopping import stopped_by_signals, wait_for_stop
 

@@ -19,7 +19,7 @@ import msgspec
 from sqlalchemy.engine import URL
 
 from remotegpu.api.app import create_app
-from remotegpu.core.cluster.kubernetes import KubernetesCluster
+from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
 from remotegpu.core.platform.db import make_engine
 from remotegpu.core.platform.settings import Settings
 from remotegpu.ops.api_server import running_api

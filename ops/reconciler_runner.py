@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL
 
 from remotegpu.core.cluster.driver import ClusterDriver
-from remotegpu.core.cluster.kubernetes import KubernetesCluster
+from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
 from remotegpu.core.cluster.memory import InMemoryCluster
 from remotegpu.core.inventory.sync import sync_inventory
 from remotegpu.core.platform.db import make_engine

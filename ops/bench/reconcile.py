@@ -42,7 +42,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from remotegpu.core.capacity.audit import audit
-from remotegpu.core.cluster.kubernetes import KubernetesCluster
+from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
 from remotegpu.core.cluster.memory import InMemoryCluster
 from remotegpu.core.environments.desired import submit_environment
 from remotegpu.core.inventory.sync import GpuDevice, register_host, sync_inventory

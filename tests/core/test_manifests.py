@@ -8,8 +8,7 @@ import kubernetes_validate
 import pytest
 
 from remotegpu.core.capacity.allocate import ClaimedPort
-from remotegpu.core.cluster.driver import PodState, VolumeSpec, WorkloadSpec
-from remotegpu.core.cluster.kubernetes import observation_from_pod
+from remotegpu.core.cluster.driver import VolumeSpec, WorkloadSpec
 from remotegpu.core.cluster.manifests import (
     env_config_map_manifest,
     network_policy_manifest,
@@ -74,55 +73,6 @@ def test_pod_is_pinned_with_gpus_host_ports_shm_and_a_restrictive_security_conte
     assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert pod["metadata"]["labels"]["remotegpu.io/generation"] == "3"
     assert spec["automountServiceAccountToken"] is False
-
-
-def _pod(
-    phase: str,
-    *,
-    waiting: str | None = None,
-    oom: bool = False,
-    ready: bool = False,
-    reason: str | None = None,
-) -> dict[str, object]:
-    container: dict[str, object] = {
-        "name": "main",
-        "state": {"waiting": {"reason": waiting}} if waiting else {},
-    }
-    if oom:
-        container["lastState"] = {"terminated": {"reason": "OOMKilled"}}
-    status: dict[str, object] = {
-        "phase": phase,
-        "containerStatuses": [container],
-        "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
-    }
-    if reason:
-        status["reason"] = reason
-    return {
-        "metadata": {"labels": {"remotegpu.io/generation": "2"}},
-        "spec": {"nodeName": "n1"},
-        "status": status,
-    }
-
-
-@pytest.mark.parametrize(
-    ("pod", "state", "reason", "retryable"),
-    [
-        (_pod("Pending", waiting="ContainerCreating"), PodState.PENDING, "ContainerCreating", True),
-        (_pod("Running", ready=True), PodState.RUNNING, None, True),
-        (_pod("Pending", waiting="ImagePullBackOff"), PodState.FAILED, "ImagePullBackOff", True),
-        (_pod("Pending", waiting="ErrImagePull"), PodState.FAILED, "ErrImagePull", True),
-        (_pod("Running", waiting="CrashLoopBackOff"), PodState.FAILED, "CrashLoopBackOff", True),
-        (_pod("Running", waiting="CrashLoopBackOff", oom=True), PodState.FAILED, "OOMKilled", True),
-        (_pod("Pending", waiting="InvalidImageName"), PodState.FAILED, "InvalidImageName", False),
-        (_pod("Failed", reason="OutOfnvidia.com/gpu"), PodState.FAILED, "OutOfnvidia.com/gpu", False),
-    ],
-)
-def test_pod_status_maps_to_a_state_and_a_readable_reason(
-    pod: dict[str, object], state: PodState, reason: str | None, retryable: bool
-) -> None:
-    observed = observation_from_pod(pod)
-    assert (observed.state, observed.reason, observed.retryable) == (state, reason, retryable)
-    assert (observed.node, observed.generation) == ("n1", 2)
 
 
 def test_ssh_access_brings_sshd_into_any_image_through_an_init_container() -> None:

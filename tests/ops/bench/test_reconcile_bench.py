@@ -11,7 +11,7 @@ from kubernetes import client, config
 from rich.console import Console
 from sqlalchemy import Engine, text
 
-from remotegpu.core.cluster.kubernetes import KubernetesCluster
+from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
 from remotegpu.core.cluster.manifests import ENVIRONMENT_LABEL, MANAGED_LABEL, MANAGER
 from remotegpu.ops.bench.reconcile import ReconcileBenchConfig, cluster_object_violations, run
 from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster

@@ -1,38 +1,44 @@
-"""The cluster driver on the official `kubernetes` client.
+"""`KubernetesCluster`: the `ClusterDriver` on the official `kubernetes` client.
 
-Every create is create-or-get: a 409 means the object exists (it has a deterministic name), which is
-what a repeated step after a crash must find. Deletes ignore 404. Responses are read as plain JSON
-(`_preload_content=False`), which keeps the driver independent of the client's model classes. 5xx
-answers and connection errors become `ClusterUnavailableError`, a temporary error the reconciler retries.
+It composes the API plumbing (`client`), the pod-status mapping (`pod_status`), node parsing (`nodes`)
+and the manifests; what is left here is which object goes to which namespace, and in which order.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import json
 import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
-import urllib3
-from kubernetes import client, config, watch  # type: ignore[import-untyped,unused-ignore]
+from kubernetes import client  # type: ignore[import-untyped,unused-ignore]
 
 from remotegpu.core.cluster.driver import (
-    ClusterUnavailableError,
     NoContainerError,
     PodObservation,
     PodState,
     WorkloadSpec,
     workload_name,
 )
+from remotegpu.core.cluster.kubernetes.client import (
+    RawWatch,
+    api_client_from_kubeconfig,
+    as_json,
+    bound,
+    call_api,
+    create_or_get,
+    delete_if_present,
+    read_or_none,
+    streamed_lines,
+    without_retries,
+)
+from remotegpu.core.cluster.kubernetes.nodes import foreign_usage_by_node, is_ready, observed_node
+from remotegpu.core.cluster.kubernetes.pod_status import observation_from_pod, pod_events_from_listing
 from remotegpu.core.cluster.manifests import (
     ACCESS_IMAGE,
-    ALLOCATED_GPUS_ANNOTATION,
     ENVIRONMENT_LABEL,
-    GPU_RESOURCE,
     MANAGED_LABEL,
     MANAGER,
     env_config_map_manifest,
@@ -46,15 +52,7 @@ from remotegpu.core.cluster.manifests import (
 )
 from remotegpu.core.inventory.sync import ForeignUsage, ObservedNode
 
-T = TypeVar("T")
 _log = logging.getLogger(__name__)
-
-# Waiting reasons Kubernetes itself keeps retrying: we report them and retry with backoff.
-RETRYABLE_REASONS = frozenset(
-    {"ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff", "CreateContainerError"}
-)
-# Reasons no retry of the same spec can fix.
-PERMANENT_REASONS = frozenset({"InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError"})
 
 
 class KubernetesCluster:
@@ -85,7 +83,7 @@ class KubernetesCluster:
         """Docker config JSON for private registries; never logged (it is a secret)."""
         self._core = client.CoreV1Api(api_client)
         self._networking = client.NetworkingV1Api(api_client)
-        self._watching = client.CoreV1Api(_without_retries(api_client))
+        self._watching = client.CoreV1Api(without_retries(api_client))
         self._policies: set[str] = set()
         self._namespaces: set[str] = set()
         self._placed_in: dict[uuid.UUID, str] = {}
@@ -93,13 +91,7 @@ class KubernetesCluster:
     @classmethod
     def from_kubeconfig(cls, path: str | None = None, **options: Any) -> KubernetesCluster:
         """Load a kubeconfig file (or the in-cluster service account when `path` is None and it exists)."""
-        if path is None:
-            try:
-                config.load_incluster_config()  # type: ignore[no-untyped-call,unused-ignore]
-                return cls(client.ApiClient(), **options)
-            except config.ConfigException:
-                pass
-        return cls(config.new_client_from_config(path), **options)  # type: ignore[no-untyped-call,unused-ignore]
+        return cls(api_client_from_kubeconfig(path), **options)
 
     # -- namespaces ---------------------------------------------------------------------------------
     def namespace_for(self, workspace_id: uuid.UUID) -> str:
@@ -120,7 +112,7 @@ class KubernetesCluster:
             self._core.list_config_map_for_all_namespaces,
         ]
         for listing in listings:
-            items = _json(self._call(_bound(listing, label_selector=selector, _preload_content=False)))
+            items = as_json(call_api(bound(listing, label_selector=selector, _preload_content=False)))
             for item in items.get("items", []):
                 namespace = str(item["metadata"]["namespace"])
                 self._placed_in[environment_id] = namespace
@@ -136,7 +128,7 @@ class KubernetesCluster:
             "metadata": {"name": namespace, "labels": {MANAGED_LABEL: MANAGER}},
         }
         try:
-            self._call(_bound(self._core.create_namespace, manifest, _preload_content=False))
+            call_api(bound(self._core.create_namespace, manifest, _preload_content=False))
         except client.ApiException as error:
             if error.status != 409:
                 raise
@@ -150,29 +142,29 @@ class KubernetesCluster:
         self._ensure_namespace(namespace)
         self._placed_in[spec.environment_id] = namespace
         if namespace + str(spec.workspace_id) not in self._policies:
-            self._create(
+            create_or_get(
                 namespace,
                 self._networking.create_namespaced_network_policy,
                 network_policy_manifest(spec.workspace_id),
             )
             self._policies.add(namespace + str(spec.workspace_id))
         for volume in spec.volumes:
-            self._create(
+            create_or_get(
                 namespace,
                 self._core.create_namespaced_persistent_volume_claim,
                 volume_claim_manifest(spec, volume, self.storage_class),
             )
         if self.registry_credentials and namespace + "/pull" not in self._policies:
-            self._create(
+            create_or_get(
                 namespace,
                 self._core.create_namespaced_secret,
                 pull_secret_manifest(self.registry_credentials),
             )
             self._policies.add(namespace + "/pull")
         if spec.env:
-            self._create(namespace, self._core.create_namespaced_config_map, env_config_map_manifest(spec))
-        self._create(namespace, self._core.create_namespaced_service, service_manifest(spec))
-        return self._create(
+            create_or_get(namespace, self._core.create_namespaced_config_map, env_config_map_manifest(spec))
+        create_or_get(namespace, self._core.create_namespaced_service, service_manifest(spec))
+        return create_or_get(
             namespace,
             self._core.create_namespaced_pod,
             pod_manifest(spec, access_image=self.access_image, pull_secret=bool(self.registry_credentials)),
@@ -184,7 +176,7 @@ class KubernetesCluster:
         if namespace is None:
             return PodObservation(PodState.MISSING)
         name = workload_name(environment_id)
-        pod = self._read(lambda: self._core.read_namespaced_pod(name, namespace, _preload_content=False))
+        pod = read_or_none(lambda: self._core.read_namespaced_pod(name, namespace, _preload_content=False))
         if pod is None:
             return PodObservation(PodState.MISSING)
         return observation_from_pod(pod)
@@ -205,8 +197,8 @@ class KubernetesCluster:
 
     def node_ready(self, node: str) -> bool:
         """The node's Ready condition; False when the node does not exist."""
-        found = self._read(lambda: self._core.read_node(node, _preload_content=False))
-        return found is not None and _is_ready(found)
+        found = read_or_none(lambda: self._core.read_node(node, _preload_content=False))
+        return found is not None and is_ready(found)
 
     # -- more than the protocol -------------------------------------------------------------------
     def volume_claims(self, environment_id: uuid.UUID) -> list[str]:
@@ -215,12 +207,12 @@ class KubernetesCluster:
         if namespace is None:
             return []
         selector = f"{ENVIRONMENT_LABEL}={environment_id}"
-        listed = self._call(
+        listed = call_api(
             lambda: self._core.list_namespaced_persistent_volume_claim(
                 namespace, label_selector=selector, _preload_content=False
             )
         )
-        return [item["metadata"]["name"] for item in _json(listed).get("items", [])]
+        return [item["metadata"]["name"] for item in as_json(listed).get("items", [])]
 
     def volume_claim_exists(self, environment_id: uuid.UUID, volume: str) -> bool:
         """Whether one named PVC of the environment exists."""
@@ -241,7 +233,7 @@ class KubernetesCluster:
         if namespace is None:
             raise NoContainerError("the environment has no running container (it has no pod)")
         try:
-            response: Any = self._call(
+            response: Any = call_api(
                 lambda: self._core.read_namespaced_pod_log(
                     workload_name(environment_id),
                     namespace,
@@ -256,7 +248,7 @@ class KubernetesCluster:
                 reason = "it has no pod" if error.status == 404 else "its container has not started"
                 raise NoContainerError(f"the environment has no running container ({reason})") from None
             raise
-        return _lines(response)
+        return streamed_lines(response)
 
     def pod_events(self, environment_id: uuid.UUID) -> list[dict[str, Any]]:
         """Kubernetes events about the environment's pod (scheduling, pulls, kills), oldest first."""
@@ -264,27 +256,14 @@ class KubernetesCluster:
         if namespace is None:
             return []
         selector = f"involvedObject.name={workload_name(environment_id)}"
-        listed = _json(
-            self._call(
+        listed = as_json(
+            call_api(
                 lambda: self._core.list_namespaced_event(
                     namespace, field_selector=selector, _preload_content=False
                 )
             )
         )
-        events = [
-            {
-                "type": item.get("type"),
-                "reason": item.get("reason"),
-                "message": item.get("message"),
-                "at": item.get("lastTimestamp") or item.get("eventTime"),
-                # resourceVersions are opaque but grow in practice: they order events of the same second
-                "order": int(version)
-                if (version := item["metadata"].get("resourceVersion", "")).isdigit()
-                else 0,
-            }
-            for item in listed.get("items", [])
-        ]
-        return sorted(events, key=lambda event: (event["at"] or "", event["order"]))
+        return pod_events_from_listing(listed)
 
     def owned_objects(self) -> list[tuple[str, str, str, uuid.UUID]]:
         """(kind, namespace, name, environment id) of every pod, service, ConfigMap and PVC labelled
@@ -319,7 +298,7 @@ class KubernetesCluster:
             ]
         found: list[tuple[str, str, str, uuid.UUID]] = []
         for kind, call in calls:
-            for item in _json(self._call(call)).get("items", []):
+            for item in as_json(call_api(call)).get("items", []):
                 metadata = item["metadata"]
                 environment = uuid.UUID(metadata["labels"][ENVIRONMENT_LABEL])
                 found.append((kind, metadata["namespace"], metadata["name"], environment))
@@ -333,7 +312,7 @@ class KubernetesCluster:
             "configmap": lambda: self._core.delete_namespaced_config_map(name, namespace),
             "pvc": lambda: self._core.delete_namespaced_persistent_volume_claim(name, namespace),
         }
-        return self._delete(deleters[kind])
+        return delete_if_present(deleters[kind])
 
     def watch_workloads(self, on_change: Callable[[uuid.UUID], None], stop: threading.Event) -> None:
         """Call `on_change(environment id)` for every change of one of our pods, until `stop` is set.
@@ -344,7 +323,7 @@ class KubernetesCluster:
         """
         selector = f"{MANAGED_LABEL}={MANAGER},{ENVIRONMENT_LABEL}"
         while not stop.is_set():
-            stream = _RawWatch()  # type: ignore[no-untyped-call,unused-ignore]
+            stream = RawWatch()  # type: ignore[no-untyped-call,unused-ignore]
             try:
                 if self.namespace_per_workspace:
                     events = stream.stream(  # type: ignore[no-untyped-call,unused-ignore]
@@ -370,10 +349,10 @@ class KubernetesCluster:
 
     def list_nodes(self) -> list[ObservedNode]:
         """Every node, as inventory sync reads it, with what pods that are not ours use on it."""
-        listed = _json(self._call(lambda: self._core.list_node(_preload_content=False)))
+        listed = as_json(call_api(lambda: self._core.list_node(_preload_content=False)))
         # Only pods that are not ours matter here; the API server filters, so ours never travel.
-        pods = _json(
-            self._call(
+        pods = as_json(
+            call_api(
                 lambda: self._core.list_pod_for_all_namespaces(
                     label_selector=f"{MANAGED_LABEL}!={MANAGER}", _preload_content=False
                 )
@@ -382,191 +361,5 @@ class KubernetesCluster:
         foreign = foreign_usage_by_node(pods.get("items", []))
         return [
             dataclasses.replace(node, foreign=foreign.get(node.name, ForeignUsage()))
-            for node in (node_info(item) for item in listed.get("items", []))
+            for node in (observed_node(item) for item in listed.get("items", []))
         ]
-
-    # -- plumbing ---------------------------------------------------------------------------------
-    def _create(self, namespace: str, create: Callable[..., Any], manifest: dict[str, Any]) -> bool:
-        try:
-            self._call(lambda: create(namespace, manifest, _preload_content=False))
-        except client.ApiException as error:
-            if error.status == 409:
-                return False  # it exists: deterministic names make this the idempotent path
-            raise
-        return True
-
-    def _read(self, read: Callable[[], Any]) -> dict[str, Any] | None:
-        try:
-            return _json(self._call(read))
-        except client.ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-
-    def _delete(self, delete: Callable[[], Any]) -> bool:
-        try:
-            self._call(delete)
-        except client.ApiException as error:
-            if error.status == 404:
-                return False
-            raise
-        return True
-
-    @staticmethod
-    def _call(call: Callable[[], T]) -> T:
-        try:
-            return call()
-        except client.ApiException as error:
-            if error.status is not None and error.status >= 500:
-                raise ClusterUnavailableError(
-                    f"Kubernetes API answered {error.status}: {error.reason}"
-                ) from None
-            raise
-        except (urllib3.exceptions.HTTPError, OSError) as error:
-            raise ClusterUnavailableError(f"Kubernetes API unreachable: {error.__class__.__name__}") from None
-
-
-def _lines(response: Any) -> Iterator[str]:
-    """The lines of a streamed log answer; the connection goes back to the pool however it ends."""
-    try:
-        pending = b""
-        for chunk in response.stream(4096):
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            yield from (line.decode(errors="replace") for line in lines)
-        if pending:
-            yield pending.decode(errors="replace")
-    finally:
-        response.release_conn()
-
-
-class _RawWatch(watch.Watch):  # type: ignore[misc,unused-ignore]
-    """A watch whose events keep the object as parsed JSON.
-
-    The stock watch turns every event into the client's model classes (a `V1Pod` per event, a fifth of a
-    reconciler's CPU under load); we read three labels and a few status fields, so plain dicts do.
-    """
-
-    def get_return_type(self, func: Callable[..., Any]) -> None:
-        """No model type: `unmarshal_event` then leaves the object as it came."""
-        return None
-
-
-def _bound(call: Callable[..., T], *args: Any, **kwargs: Any) -> Callable[[], T]:
-    """`call` with its arguments bound now (a lambda in a loop would see the loop's last value)."""
-    return lambda: call(*args, **kwargs)
-
-
-def _json(response: Any) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(response.data)
-    return data
-
-
-def _is_ready(node: dict[str, Any]) -> bool:
-    conditions = node.get("status", {}).get("conditions", [])
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-
-def observation_from_pod(pod: dict[str, Any]) -> PodObservation:
-    """Pod status → (state, reason): Running+Ready is running; waiting and termination reasons are named."""
-    status = pod.get("status", {})
-    spec = pod.get("spec", {})
-    labels = pod.get("metadata", {}).get("labels", {})
-    generation = int(labels.get("remotegpu.io/generation", 0)) or None
-    node = spec.get("nodeName")
-    phase = status.get("phase", "Pending")
-    annotation = pod.get("metadata", {}).get("annotations", {}).get(ALLOCATED_GPUS_ANNOTATION, "")
-    devices = tuple(device for device in annotation.split(",") if device)
-    message = ""
-    if phase == "Failed":
-        reason = status.get("reason") or "PodFailed"
-        return PodObservation(
-            PodState.FAILED, reason, status.get("message", ""), node, generation, retryable=False
-        )
-    for container in status.get("containerStatuses", []):
-        waiting = container.get("state", {}).get("waiting") or {}
-        reason = waiting.get("reason")
-        terminated = (container.get("lastState") or {}).get("terminated") or {}
-        if terminated.get("reason") == "OOMKilled":
-            return PodObservation(
-                PodState.FAILED, "OOMKilled", "the container ran out of memory", node, generation
-            )
-        if reason in RETRYABLE_REASONS or reason in PERMANENT_REASONS:
-            return PodObservation(
-                PodState.FAILED,
-                reason,
-                waiting.get("message", ""),
-                node,
-                generation,
-                retryable=reason in RETRYABLE_REASONS,
-            )
-    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", []))
-    if phase == "Running" and ready:
-        return PodObservation(PodState.RUNNING, None, message, node, generation, devices=devices)
-    return PodObservation(PodState.PENDING, "ContainerCreating", message, node, generation, devices=devices)
-
-
-def foreign_usage_by_node(pods: list[dict[str, Any]]) -> dict[str, ForeignUsage]:
-    """Sum what live pods that are not RemoteGPU's request on each node (GPUs, CPU, memory, host ports)."""
-    from remotegpu.core.platform.quantities import parse_bytes, parse_cpu_millis
-
-    totals: dict[str, dict[str, Any]] = {}
-    for pod in pods:
-        labels = pod.get("metadata", {}).get("labels") or {}
-        node = pod.get("spec", {}).get("nodeName")
-        if not node or labels.get(MANAGED_LABEL) == MANAGER:
-            continue
-        if pod.get("status", {}).get("phase") in {"Succeeded", "Failed"}:
-            continue
-        total = totals.setdefault(node, {"gpus": 0, "devices": [], "cpu": 0, "memory": 0, "ports": []})
-        for container in pod.get("spec", {}).get("containers", []):
-            resources = container.get("resources") or {}
-            limits, requests = resources.get("limits") or {}, resources.get("requests") or {}
-            total["gpus"] += int(limits.get(GPU_RESOURCE, requests.get(GPU_RESOURCE, 0)))
-            total["cpu"] += parse_cpu_millis(requests.get("cpu", limits.get("cpu", 0)))
-            total["memory"] += parse_bytes(requests.get("memory", limits.get("memory", 0)))
-            for port in container.get("ports") or []:
-                if port.get("hostPort"):
-                    total["ports"].append((int(port["hostPort"]), str(port.get("protocol", "TCP")).lower()))
-        annotation = (pod.get("metadata", {}).get("annotations") or {}).get(ALLOCATED_GPUS_ANNOTATION, "")
-        total["devices"].extend(device for device in annotation.split(",") if device)
-    return {
-        node: ForeignUsage(
-            gpus=t["gpus"],
-            gpu_devices=tuple(t["devices"]),
-            cpu_millis=t["cpu"],
-            memory_bytes=t["memory"],
-            host_ports=tuple(t["ports"]),
-        )
-        for node, t in totals.items()
-    }
-
-
-def node_info(node: dict[str, Any]) -> ObservedNode:
-    """A node as the NVIDIA device plugin and GPU feature discovery describe it."""
-    from remotegpu.core.platform.quantities import parse_bytes, parse_cpu_millis
-
-    metadata, status = node.get("metadata", {}), node.get("status", {})
-    labels = metadata.get("labels", {})
-    allocatable = status.get("allocatable", {})
-    memory_mib = labels.get("nvidia.com/gpu.memory")
-    uuids = metadata.get("annotations", {}).get("remotegpu.io/gpu-uuids", "")
-    return ObservedNode(
-        name=metadata["name"],
-        ready=_is_ready(node),
-        gpu_count=int(allocatable.get(GPU_RESOURCE, 0)),
-        gpu_model=labels.get("nvidia.com/gpu.product", "unknown"),
-        gpu_memory_bytes=int(memory_mib) << 20 if memory_mib else None,
-        gpu_uuids=tuple(u for u in uuids.split(",") if u),
-        cpu_millis=parse_cpu_millis(allocatable.get("cpu", 0)),
-        memory_bytes=parse_bytes(allocatable.get("memory", 0)),
-        labels=dict(labels),
-    )
-
-
-def _without_retries(api_client: Any) -> Any:
-    """A client on `api_client`'s configuration whose requests urllib3 does not retry: a failed watch
-    request is simply made again by the watch loop."""
-    configuration = copy.deepcopy(api_client.configuration)
-    configuration.retries = False
-    return client.ApiClient(configuration)
