@@ -34,6 +34,17 @@ def downgrade(url: str | URL, revision: str = "base") -> None:
     command.downgrade(alembic_config(url), revision)
 
 
+def head_revision() -> str:
+    """The newest revision shipped in `remotegpu.migrations`: what `upgrade` migrates to."""
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None, "the migrations have one head"
+    return head
+
+
 def current_revision(url: str | URL) -> str | None:
     """The revision the database at `url` is at, or None when it has never been migrated."""
     from alembic.runtime.migration import MigrationContext

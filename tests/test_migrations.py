@@ -12,7 +12,7 @@ from sqlalchemy.engine import URL
 
 from remotegpu.core.models import Base
 from remotegpu.core.platform.db import make_engine
-from remotegpu.ops.migrate import current_revision, downgrade, upgrade
+from remotegpu.ops.migrate import current_revision, downgrade, head_revision, upgrade
 from remotegpu.ops.postgres import create_fresh_database, drop_database
 
 
@@ -46,7 +46,7 @@ def _tables(url: URL) -> set[str]:
 def test_upgrade_head_on_an_empty_database_matches_the_models(empty_database: URL) -> None:
     assert current_revision(empty_database) is None
     upgrade(empty_database)
-    assert current_revision(empty_database) is not None
+    assert current_revision(empty_database) == head_revision()
     assert _schema_differences(empty_database) == []
     assert set(Base.metadata.tables) <= _tables(empty_database)
 

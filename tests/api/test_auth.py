@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import httpx
@@ -13,6 +12,7 @@ from remotegpu.core.platform.notify import CREDENTIALS_CHANNEL
 from remotegpu.core.platform.settings import Settings
 from remotegpu.ops.api_server import running_api
 from remotegpu.tests.api.conftest import JWT_SECRET, PASSWORD, Caller
+from remotegpu.tests.polling import poll_until
 
 
 def test_register_login_and_me(anonymous: httpx.Client, new_user: Callable[[str], Caller]) -> None:
@@ -160,15 +160,15 @@ def test_another_api_process_forgets_on_the_notification(
     headers = {"Authorization": f"Bearer {token}"}
     settings = Settings(jwt_secret=JWT_SECRET)
     with running_api(create_app(settings, engine)) as other:
-        deadline = time.monotonic() + 10
-        while httpx.get(f"{other}/api/v1/environments", headers=headers).status_code != 200:
-            assert time.monotonic() < deadline
+
+        def status() -> int:
+            return httpx.get(f"{other}/api/v1/environments", headers=headers).status_code
+
+        poll_until(status, 10, "the other API to serve alice", until=lambda code: code == 200)
         admin.post(f"/users/{alice.user_id}/disable")
-        deadline = time.monotonic() + 5
-        while (status := httpx.get(f"{other}/api/v1/environments", headers=headers).status_code) != 401:
-            assert status == 200
-            assert time.monotonic() < deadline, "the other process still serves a disabled user"
-            time.sleep(0.01)
+        # Until the notification arrives it serves her from its cache (200); then 401, nothing else.
+        poll_until(status, 5, "the other API to refuse a disabled user", until=lambda code: code != 200)
+        assert status() == 401
 
 
 def test_reads_are_served_from_the_cache_until_a_notification_empties_it(
@@ -179,9 +179,11 @@ def test_reads_are_served_from_the_cache_until_a_notification_empties_it(
     alice = new_user("alice")
     token = alice.post("/auth/tokens", json={"name": "cli"}).json()["token"]
     headers = {"Authorization": f"Bearer {token}"}
-    deadline = time.monotonic() + 10
-    while anonymous.get("/environments", headers=headers).status_code != 200:
-        assert time.monotonic() < deadline
+
+    def status() -> int:
+        return anonymous.get("/environments", headers=headers).status_code
+
+    poll_until(status, 10, "alice's token to be served", until=lambda code: code == 200)
     with engine.begin() as connection:
         connection.execute(text("UPDATE users SET disabled = true WHERE id = :id"), {"id": alice.user_id})
     assert anonymous.get("/environments", headers=headers).status_code == 200, "served from the cache"
@@ -190,7 +192,4 @@ def test_reads_are_served_from_the_cache_until_a_notification_empties_it(
     )
     with engine.begin() as connection:
         connection.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CREDENTIALS_CHANNEL})
-    deadline = time.monotonic() + 5
-    while anonymous.get("/environments", headers=headers).status_code != 401:
-        assert time.monotonic() < deadline, "the notification did not empty the cache"
-        time.sleep(0.01)
+    poll_until(status, 5, "the notification to empty the cache", until=lambda code: code == 401)

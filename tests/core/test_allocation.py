@@ -19,7 +19,8 @@ from remotegpu.core.capacity.allocate import (
     release_storage,
 )
 from remotegpu.core.capacity.quotas import QuotaLimits, admission_violations, read_quota, set_quota
-from remotegpu.core.environments.states import GpuHealth, PortPurpose, Protocol
+from remotegpu.core.environments.desired import set_desired_state
+from remotegpu.core.environments.states import DesiredState, GpuHealth, PortPurpose, Protocol
 from remotegpu.core.inventory.hosts import cordon_host, drain_host, set_gpu_health, uncordon_host
 from remotegpu.core.inventory.sync import ObservedNode, sync_inventory
 from remotegpu.policies.admission import QuotaRequest
@@ -271,10 +272,7 @@ def test_stopped_deleted_or_changed_environments_are_not_allocated(
         make_host(connection, gpus=8)
         stopped = make_environment(connection, *tenant)
         changed = make_environment(connection, *tenant)
-        connection.execute(
-            text("UPDATE environments SET desired_state = 'stopped' WHERE id = :e"),
-            {"e": stopped.environment_id},
-        )
+        set_desired_state(connection, stopped.environment_id, DesiredState.STOPPED)
         connection.execute(
             text("UPDATE environments SET generation = 2 WHERE id = :e"), {"e": changed.environment_id}
         )

@@ -17,7 +17,8 @@ from remotegpu.core.capacity.allocate import (
 )
 from remotegpu.core.capacity.batch import PlannedAllocation, allocate_planned
 from remotegpu.core.capacity.quotas import QuotaLimits, read_quota, set_quota
-from remotegpu.core.environments.states import PortPurpose, Protocol
+from remotegpu.core.environments.desired import set_desired_state
+from remotegpu.core.environments.states import DesiredState, PortPurpose, Protocol
 from remotegpu.core.inventory.hosts import cordon_host
 from remotegpu.tests.allocation_world import make_environment, make_host
 
@@ -141,10 +142,7 @@ def test_refusals_are_as_one_by_one_and_an_environment_planned_twice_is_claimed_
     with db.begin() as connection:
         host = make_host(connection, gpus=8)
         stopped, twice, already = (make_environment(connection, workspace, user, gpus=1) for _ in range(3))
-        connection.execute(
-            text("UPDATE environments SET desired_state = 'stopped' WHERE id = :e"),
-            {"e": stopped.environment_id},
-        )
+        set_desired_state(connection, stopped.environment_id, DesiredState.STOPPED)
     with db.begin() as connection:
         allocate_planned(connection, [PlannedAllocation(already, host, "H100")])
     with db.begin() as connection:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from remotegpu.core.cluster.kubernetes import KubernetesCluster
+from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
+from remotegpu.tests.polling import poll_until
 
 
 def test_a_watch_that_cannot_connect_logs_one_debug_line_per_attempt_and_no_warnings(
@@ -39,9 +39,9 @@ def test_a_watch_that_cannot_connect_logs_one_debug_line_per_attempt_and_no_warn
     watching = threading.Thread(target=driver.watch_workloads, args=(lambda _id: None, stop))
     watching.start()
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and "Pod watch dropped" not in caplog.text:
-            stop.wait(0.05)
+        poll_until(
+            lambda: "Pod watch dropped" in caplog.text, 20, "a dropped watch to be logged", interval_s=0.05
+        )
     finally:
         stop.set()
         watching.join(timeout=10)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
@@ -20,6 +19,7 @@ from remotegpu.core.platform.locks import (
     xact_lock,
     xact_lock_all,
 )
+from remotegpu.tests.polling import poll_until
 
 
 def _short_lock_timeout(connection: Connection) -> None:
@@ -81,11 +81,8 @@ def test_session_lock_is_released_when_its_connection_closes(engine: Engine) -> 
     holder.invalidate()  # really closes the database session instead of returning it to the pool
     holder.close()
     # The server ends the backend (and frees its locks) a moment after the client hangs up: poll.
-    deadline = time.monotonic() + 10
     with engine.connect() as other:
-        while not try_session_lock(other, key):
-            assert time.monotonic() < deadline, "the lock outlived its closed connection"
-            time.sleep(0.01)
+        poll_until(lambda: try_session_lock(other, key), 10, "the lock to go with its closed connection")
         assert session_unlock(other, key)
 
 

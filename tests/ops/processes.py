@@ -19,6 +19,10 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import httpx
+
+from remotegpu.tests.polling import poll_until
+
 EXECUTABLE = shutil.which("remotegpu") or str(Path(sys.executable).with_name("remotegpu"))
 
 
@@ -47,7 +51,9 @@ class Output:
         self._lines.put(None)
 
     def wait_for(self, prefix: str, timeout_s: float = 60) -> bool:
-        """Read until a line starting with `prefix` (True), the end of the output or the timeout (False)."""
+        """Read until a line starting with `prefix` (True), the end of the output or the timeout (False).
+
+        A blocking read of the next line with a deadline, not a poll: it returns as the line arrives."""
         deadline = time.monotonic() + timeout_s
         while (left := deadline - time.monotonic()) > 0:
             try:
@@ -92,12 +98,37 @@ def group_members(group: int) -> list[int]:
     return members
 
 
-def wait_for_empty_group(group: int, timeout_s: float = 15) -> list[int]:
-    """Wait until no process of `group` runs; returns those still running at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while (members := group_members(group)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return members
+def wait_for_empty_group(group: int, timeout_s: float = 15) -> None:
+    """Wait until no process of `group` runs; at the timeout, fail naming those still running."""
+    poll_until(
+        lambda: group_members(group),
+        timeout_s,
+        f"every process of group {group} to end",
+        until=lambda members: not members,
+        interval_s=0.05,
+    )
+
+
+def wait_until_serving(
+    process: subprocess.Popen[str], output: Output, url: str, timeout_s: float = 60
+) -> None:
+    """Wait until `url` answers 200; fail with the command's output if it exits first or never answers."""
+
+    def state() -> str:
+        if process.poll() is not None:
+            return f"exited with {process.returncode}"
+        try:
+            return "serving" if httpx.get(url, timeout=1).status_code == 200 else "starting"
+        except httpx.TransportError:
+            return "starting"
+
+    try:
+        seen = poll_until(
+            state, timeout_s, f"{url} to answer 200", until=lambda s: s != "starting", interval_s=0.1
+        )
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{output.text()}") from None
+    assert seen == "serving", f"the command {seen} before serving:\n{output.text()}"
 
 
 def _ignore_sigint() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from remotegpu.core.platform.db import make_engine
-from remotegpu.ops.migrate import current_revision, upgrade
+from remotegpu.ops.migrate import current_revision, head_revision, upgrade
 from remotegpu.ops.postgres import EmbeddedPostgres, ensure_database, server_answers
 
 
@@ -17,7 +17,7 @@ def test_embedded_postgres_starts_migrates_and_stops(tmp_path: Path) -> None:
         url = ensure_database(server.url.set(database="remotegpu"))
         assert url.password is None
         upgrade(url)
-        assert current_revision(url) is not None
+        assert current_revision(url) == head_revision()
         engine = make_engine(url, pool_size=1)
         with engine.connect() as connection:
             assert connection.execute(text("SELECT count(*) FROM environments")).scalar_one() == 0

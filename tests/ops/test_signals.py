@@ -15,18 +15,22 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy.engine import URL
 
 from remotegpu.ops.migrate import upgrade
 from remotegpu.ops.ports import bind
 from remotegpu.ops.postgres import create_fresh_database, drop_database
-from remotegpu.tests.ops.processes import Output, command_env, started, wait_for_empty_group
+from remotegpu.tests.ops.processes import (
+    Output,
+    command_env,
+    started,
+    wait_for_empty_group,
+    wait_until_serving,
+)
 
 JWT_SECRET = "k" * 48
 
@@ -44,17 +48,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def _api_ready(process: subprocess.Popen[str], port: int, timeout_s: float = 60) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return True
-        except httpx.TransportError:
-            time.sleep(0.1)
-    return False
 
 
 def _command(name: str, port: int, database_url: str, folder: Path) -> tuple[list[str], dict[str, str]]:
@@ -76,8 +69,10 @@ READY_LINE = {"dev": "Ready.", "reconciler": "Reconciler ", "simcluster": "Simul
 
 
 def _wait_until_ready(name: str, process: subprocess.Popen[str], output: Output, port: int) -> None:
-    ready = _api_ready(process, port) if name == "api" else output.wait_for(READY_LINE[name])
-    assert ready, f"remotegpu {name} never became ready:\n{output.text()}"
+    if name == "api":
+        wait_until_serving(process, output, f"http://127.0.0.1:{port}/readyz")
+    else:
+        assert output.wait_for(READY_LINE[name]), f"remotegpu {name} never became ready:\n{output.text()}"
 
 
 def _assert_port_free(port: int) -> None:
@@ -109,7 +104,7 @@ def test_a_stop_signal_to_the_command_stops_everything_it_started(
         assert process.returncode == 0, text
         assert "Stopped." in text
         assert "Traceback" not in text, text
-        assert wait_for_empty_group(process.pid) == []
+        wait_for_empty_group(process.pid)
         _assert_port_free(port)
 
 
@@ -134,7 +129,7 @@ def test_a_worker_dies_with_its_parent_killed_by_sigkill() -> None:
         assert output.wait_for("ready", timeout_s=30), output.text()
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
-        assert wait_for_empty_group(process.pid) == []
+        wait_for_empty_group(process.pid)
 
 
 @pytest.mark.parametrize(

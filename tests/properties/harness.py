@@ -160,6 +160,7 @@ def _worker_main(
                 for _ in range(100):
                     if outcome != "contended" or operation[0] != "allocate":
                         break
+                    # Real time: the contending worker is another process holding the host lock.
                     time.sleep(0.005)
                     with engine.begin() as connection:
                         outcome = run_operation(
@@ -189,7 +190,7 @@ def _pause_for(operation: Operation, point_barrier: Any) -> Callable[[str], None
         if milliseconds == "barrier":
             point_barrier.wait(timeout=30)
         else:
-            time.sleep(milliseconds / 1000)
+            time.sleep(milliseconds / 1000)  # real time: widens a race window other processes run in
 
     return pause
 

@@ -13,14 +13,14 @@ from remotegpu.reconciler.leader import FencedOutError, LeaderElector, fence
 
 def main(url: str) -> None:
     elector = LeaderElector(url, identity="child", idle_timeout_s=1.5)
-    while not elector.campaign():
-        time.sleep(0.1)
+    while not elector.campaign():  # the parent kills this process, so no timeout here
+        time.sleep(0.1)  # real time: another process holds the lock
     epoch = elector.epoch
     assert epoch is not None
     print(f"leading {epoch}", flush=True)
     engine = make_engine(url, pool_size=1)
     while True:
-        time.sleep(0.2)
+        time.sleep(0.2)  # real time: the parent pauses this process between writes (SIGSTOP)
         # No heartbeat first: this is a write that was already under way when the process was paused.
         try:
             with engine.begin() as connection:

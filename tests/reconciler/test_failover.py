@@ -3,7 +3,6 @@ old one's writes are refused by fencing, and work converges even with every noti
 
 from __future__ import annotations
 
-import queue
 import signal
 import subprocess
 import sys
@@ -22,18 +21,15 @@ from remotegpu.core.platform.settings import Settings
 from remotegpu.reconciler.context import ReconcilerContext
 from remotegpu.reconciler.leader import FencedOutError, LeaderElector, fence
 from remotegpu.reconciler.loop import Reconciler
+from remotegpu.tests.ops.processes import Output
+from remotegpu.tests.polling import poll_until
 from remotegpu.tests.reconciler.world import World, build_world
 
 FAST = Settings(heartbeat_seconds=0.2, resync_seconds=1.0, lease_seconds=5.0)
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"timed out waiting for {what}")
+WAIT_S = 20.0
+"""How long a failover test waits for what the replicas do on their own (threads, leases, takeovers)."""
 
 
 class Replicas:
@@ -68,21 +64,26 @@ def world(engine: Engine, database_url: URL, sessions: object) -> Iterator[World
         assert audit(connection) == []
 
 
-def _all_running(world: World, envs: list[uuid.UUID]) -> Callable[[], bool]:
-    return lambda: all(world.phase(env) == "running" for env in envs)
+def _phases(world: World, envs: list[uuid.UUID]) -> Callable[[], list[str]]:
+    return lambda: [world.phase(env) for env in envs]
+
+
+def _all_running(phases: list[str]) -> bool:
+    return all(phase == "running" for phase in phases)
 
 
 def test_with_three_replicas_exactly_one_acts(world: World) -> None:
     replicas = Replicas(world, 3)
     try:
-        wait_for(lambda: len(replicas.leaders()) == 1, what="a leader")
+        poll_until(lambda: len(replicas.leaders()), WAIT_S, "exactly one leader", until=lambda n: n == 1)
         envs = [world.submit(f"env-{i}") for i in range(5)]
-        samples = []
-        deadline = time.monotonic() + 20
-        while not _all_running(world, envs)() and time.monotonic() < deadline:
+        samples: list[int] = []
+
+        def phases_sampling_leaders() -> list[str]:
             samples.append(len(replicas.leaders()))
-            time.sleep(0.02)
-        assert _all_running(world, envs)()
+            return _phases(world, envs)()
+
+        poll_until(phases_sampling_leaders, WAIT_S, "every environment running", until=_all_running)
         assert set(samples) == {1}, "never zero or two leaders while work was done"
         (leader,) = replicas.leaders()
         assert leader.steps_done > 0
@@ -107,7 +108,7 @@ def test_singleton_jobs_run_only_on_the_leader(world: World) -> None:
     for thread in threads:
         thread.start()
     try:
-        wait_for(lambda: sum(ran.values()) >= 3, what="the job to run")
+        poll_until(lambda: sum(ran.values()) >= 3, WAIT_S, "the job to run")
         (leader,) = [m for m in members if m.is_leader]
         assert set(ran) == {leader.identity}
     finally:
@@ -119,7 +120,7 @@ def test_singleton_jobs_run_only_on_the_leader(world: World) -> None:
 def test_a_terminated_leader_is_replaced_and_its_epoch_fenced(world: World, engine: Engine) -> None:
     replicas = Replicas(world, 2)
     try:
-        wait_for(lambda: len(replicas.leaders()) == 1, what="a leader")
+        poll_until(lambda: len(replicas.leaders()), WAIT_S, "exactly one leader", until=lambda n: n == 1)
         (old,) = replicas.leaders()
         old_epoch = old.elector.epoch
         assert old_epoch is not None
@@ -132,11 +133,13 @@ def test_a_terminated_leader_is_replaced_and_its_epoch_fenced(world: World, engi
                 {"pid": old.elector.backend_pid()},
             ).scalar_one()
         assert terminated
-        wait_for(lambda: any(m.is_leader and m is not old for m in replicas.members), what="a new leader")
+        poll_until(
+            lambda: any(m.is_leader and m is not old for m in replicas.members), WAIT_S, "a new leader"
+        )
         with pytest.raises(FencedOutError), engine.begin() as connection:
             fence(connection, 0, old_epoch)
         env = world.submit("after-failover")
-        wait_for(_all_running(world, [env]), what="work after the failover")
+        poll_until(_phases(world, [env]), WAIT_S, "work after the failover", until=_all_running)
     finally:
         replicas.close()
 
@@ -145,12 +148,12 @@ def test_every_environment_converges_with_every_notification_lost(world: World) 
     replicas = Replicas(world, 1, listen=False, settings=FAST)
     try:
         envs = [world.submit(f"quiet-{i}") for i in range(4)]
-        wait_for(_all_running(world, envs), timeout_s=3 * FAST.resync_seconds + 5, what="convergence")
+        poll_until(_phases(world, envs), 3 * FAST.resync_seconds + 5, "convergence", until=_all_running)
     finally:
         replicas.close()
 
 
-def _child(database_url: URL) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
+def _child(database_url: URL) -> tuple[subprocess.Popen[str], Output]:
     rendered = database_url.render_as_string(hide_password=False)
     process = subprocess.Popen(
         [
@@ -161,40 +164,24 @@ def _child(database_url: URL) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
         stdout=subprocess.PIPE,
         text=True,
     )
-    lines: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.put(line.strip())
-
-    threading.Thread(target=pump, daemon=True).start()
-    return process, lines
+    return process, Output(process)
 
 
-def _expect(lines: queue.Queue[str], prefix: str, timeout_s: float = 20) -> str:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=0.2)
-        except queue.Empty:
-            continue
-        if line.startswith(prefix):
-            return line
-    pytest.fail(f"the child never printed {prefix!r}")
+def _expect(output: Output, prefix: str, timeout_s: float = WAIT_S) -> None:
+    assert output.wait_for(prefix, timeout_s), f"the child never printed {prefix!r}: {output.seen}"
 
 
 def _campaign_until_leading(elector: LeaderElector, timeout_s: float = 20) -> float:
     started = time.monotonic()
-    wait_for(elector.campaign, timeout_s, what="the takeover")
+    poll_until(elector.campaign, timeout_s, "the takeover", interval_s=0.05)
     return time.monotonic() - started
 
 
 def test_a_killed_leader_process_is_replaced(database_url: URL, sessions: object) -> None:
-    process, lines = _child(database_url)
+    process, output = _child(database_url)
     successor = LeaderElector(database_url, identity="successor")
     try:
-        _expect(lines, "leading")
+        _expect(output, "leading")
         assert not successor.campaign()
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
@@ -208,11 +195,11 @@ def test_a_killed_leader_process_is_replaced(database_url: URL, sessions: object
 def test_a_paused_leader_is_replaced_and_its_writes_are_fenced_when_it_resumes(
     database_url: URL, engine: Engine, sessions: object
 ) -> None:
-    process, lines = _child(database_url)
+    process, output = _child(database_url)
     successor = LeaderElector(database_url, identity="successor")
     try:
-        _expect(lines, "leading")
-        _expect(lines, "write ok")
+        _expect(output, "leading")
+        _expect(output, "write ok")
         process.send_signal(signal.SIGSTOP)
         _campaign_until_leading(successor)  # the server ends the paused leader's idle session
         with engine.connect() as connection:
@@ -220,7 +207,7 @@ def test_a_paused_leader_is_replaced_and_its_writes_are_fenced_when_it_resumes(
                 text("SELECT count(*) FROM events WHERE reason = 'ChildWrite'")
             ).scalar_one()
         process.send_signal(signal.SIGCONT)
-        _expect(lines, "write fenced")
+        _expect(output, "write fenced")
         with engine.connect() as connection:
             writes_after = connection.execute(
                 text("SELECT count(*) FROM events WHERE reason = 'ChildWrite'")
@@ -268,13 +255,15 @@ def test_the_leader_loop_survives_its_database_connections_being_dropped(
     try:
         leader = replicas.members[0]
         before = world.submit("before")
-        wait_for(_all_running(world, [before]), what="the first environment")
+        poll_until(_phases(world, [before]), WAIT_S, "the first environment", until=_all_running)
         lock = leader.elector.backend_pid()
         assert lock is not None
         # what a Postgres restart or a proxy timeout does to the pool
         assert drop_connections(engine, "remotegpu-reconciler-0", keep=lock) >= 1
         after = world.submit("after")
-        wait_for(_all_running(world, [after]), what="an environment submitted after the drop")
+        poll_until(
+            _phases(world, [after]), WAIT_S, "an environment submitted after the drop", until=_all_running
+        )
         assert leader.is_leader
         assert all(thread.is_alive() for thread in replicas.threads)
     finally:

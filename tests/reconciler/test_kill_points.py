@@ -4,7 +4,6 @@ allocation, no duplicate cluster object, a clean claim history."""
 from __future__ import annotations
 
 import datetime as dt
-import time
 import uuid
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from remotegpu.core.capacity.audit import audit
-from remotegpu.core.cluster.kubernetes import KubernetesCluster
+from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
 from remotegpu.core.environments.desired import set_desired_state, submit_environment
 from remotegpu.core.environments.states import DesiredState
 from remotegpu.core.inventory.sync import sync_inventory
@@ -24,6 +23,7 @@ from remotegpu.ops.simcluster.store import BY_PATH
 from remotegpu.reconciler.context import SimulatedCrashError
 from remotegpu.reconciler.loop import Reconciler
 from remotegpu.tests.allocation_world import make_user, make_workspace
+from remotegpu.tests.polling import poll_until
 from remotegpu.tests.reconciler.world import SPEC, build_world
 
 START = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
@@ -105,13 +105,15 @@ def test_killed_step_resumes_against_the_simulated_cluster(
                     )
 
                 def settle(phase: str) -> None:
-                    for _ in range(40):
+                    def step() -> str:
                         reconciler.run_until_idle()
-                        if _phase(engine, env) == phase:
-                            return
-                        advance(dt.timedelta(seconds=31))  # a killed step's lease expires
-                        time.sleep(0.02)  # the simulated kubelet works in real time
-                    pytest.fail(f"never reached {phase}")
+                        reached = _phase(engine, env)
+                        if reached != phase:
+                            advance(dt.timedelta(seconds=31))  # a killed step's lease expires
+                        return reached
+
+                    # Poll: the simulated kubelet works in real time, which the clock cannot move.
+                    poll_until(step, 20, f"phase {phase}", until=lambda reached: reached == phase)
 
                 settle("running")
                 with engine.begin() as connection:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,16 +17,18 @@ from sqlalchemy.engine import URL
 
 from remotegpu.core.capacity.audit import audit
 from remotegpu.core.cluster.driver import NoContainerError
-from remotegpu.core.cluster.kubernetes import KubernetesCluster
+from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
 from remotegpu.core.environments.desired import set_desired_state, submit_environment
 from remotegpu.core.environments.states import DesiredState
 from remotegpu.core.inventory.sync import sync_inventory
+from remotegpu.core.platform import clock
 from remotegpu.core.platform.settings import Settings
 from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
 from remotegpu.reconciler.gc import collect_garbage
 from remotegpu.reconciler.hosts import sync_host_health
 from remotegpu.reconciler.loop import Reconciler
 from remotegpu.tests.allocation_world import make_user, make_workspace
+from remotegpu.tests.polling import poll_until
 
 SPEC: dict[str, Any] = {
     "image": "harbor.example.org/ml/pytorch:24.05-cuda12",
@@ -69,13 +70,13 @@ class Stack:
             ).one()
 
     def converge(self, check: Callable[[], bool], timeout_s: float = 20) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        """Run the reconciler until `check` holds; the simulated kubelet works in real time, so poll."""
+
+        def reconciled() -> bool:
             self.reconciler.run_until_idle()
-            if check():
-                return
-            time.sleep(0.05)
-        pytest.fail("the environment never converged")
+            return check()
+
+        poll_until(reconciled, timeout_s, "the environment to converge", interval_s=0.05)
 
     def phase_is(self, env: uuid.UUID, phase: str) -> Callable[[], bool]:
         return lambda: self.row(env).phase == phase
@@ -174,9 +175,9 @@ def test_a_node_going_not_ready_moves_the_environment_elsewhere(stack: Stack) ->
     stack.converge(stack.phase_is(env, "running"))
     first = stack.row(env).host
     stack.sim.set_node_ready(first, False)
-    stack.reconciler.ctx.settings = Settings(host_down_after_seconds=0.01)
-    time.sleep(0.05)
-    sync_host_health(stack.reconciler.ctx)
+    down_after = dt.timedelta(seconds=stack.reconciler.ctx.settings.host_down_after_seconds)
+    with clock.frozen_at(clock.now() + down_after + dt.timedelta(seconds=1)):  # its heartbeat is stale now
+        sync_host_health(stack.reconciler.ctx)
     stack.converge(lambda: stack.row(env).phase == "running" and stack.row(env).host not in (None, first))
     assert [p.spec.node_name for p in stack.pods()] == [stack.row(env).host]
 
@@ -328,9 +329,13 @@ def test_a_pod_change_makes_its_environment_due_at_the_next_tick(stack: Stack) -
     assert stack.reconciler.steps_done == steps, "nothing is due yet"
     stack.reconciler.on_pod_change(env)
     stack.reconciler.tick()  # leases it and hands it to a worker
-    deadline = time.monotonic() + 20
-    while stack.reconciler.steps_done == steps and time.monotonic() < deadline:
-        time.sleep(0.01)
+    poll_until(
+        lambda: stack.reconciler.steps_done,
+        20,
+        "the worker's step",
+        until=lambda done: done != steps,
+        interval_s=0.01,
+    )
     assert stack.reconciler.steps_done == steps + 1
 
 

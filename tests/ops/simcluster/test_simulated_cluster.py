@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from kubernetes import client, config, watch
 
 from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
 from remotegpu.ops.simcluster.kubelets import ALLOCATED_GPUS
+from remotegpu.tests.polling import poll_until
 
 
 @pytest.fixture
@@ -50,15 +50,6 @@ def pod(
     )
 
 
-def eventually(check: Callable[[], bool], timeout_s: float = 10) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.02)
-    pytest.fail("condition never held")
-
-
 def phase(api: client.CoreV1Api, name: str) -> str:
     return str(api.read_namespaced_pod(name, "default").status.phase)
 
@@ -66,6 +57,18 @@ def phase(api: client.CoreV1Api, name: str) -> str:
 def waiting_reason(api: client.CoreV1Api, name: str) -> str | None:
     statuses = api.read_namespaced_pod(name, "default").status.container_statuses or []
     return next((s.state.waiting.reason for s in statuses if s.state and s.state.waiting), None)
+
+
+def wait_for_phase(api: client.CoreV1Api, name: str, expected: str) -> None:
+    poll_until(lambda: phase(api, name), what=f"pod {name} {expected}", until=lambda seen: seen == expected)
+
+
+def wait_for_waiting_reason(api: client.CoreV1Api, name: str, expected: str) -> None:
+    poll_until(
+        lambda: waiting_reason(api, name),
+        what=f"pod {name} waiting with {expected}",
+        until=lambda seen: seen == expected,
+    )
 
 
 def test_discovery_and_nodes_with_gpu_capacity_and_labels(
@@ -85,7 +88,7 @@ def test_a_pod_is_scheduled_started_given_devices_and_logs(
 ) -> None:
     _, api, _ = sim
     api.create_namespaced_pod("default", pod("train", gpus=2))
-    eventually(lambda: phase(api, "train") == "Running")
+    wait_for_phase(api, "train", "Running")
     created = api.read_namespaced_pod("train", "default")
     assert created.spec.node_name == "gpu-node-0"
     assert len(created.metadata.annotations[ALLOCATED_GPUS].split(",")) == 2
@@ -117,7 +120,11 @@ def test_selectors_filter_lists(sim: tuple[SimulatedCluster, client.CoreV1Api, P
     assert names(label_selector="team=x") == ["a"]
     assert names(label_selector="team in (x,y),!tier") == ["b"]
     assert names(field_selector="metadata.name=b") == ["b"]
-    eventually(lambda: names(field_selector="spec.nodeName=gpu-node-0") == ["a", "b"])
+    poll_until(
+        lambda: names(field_selector="spec.nodeName=gpu-node-0"),
+        what="both pods placed on gpu-node-0",
+        until=lambda placed: placed == ["a", "b"],
+    )
 
 
 def test_watch_replays_and_streams_changes(sim: tuple[SimulatedCluster, client.CoreV1Api, Path]) -> None:
@@ -146,7 +153,7 @@ def test_a_pod_that_fits_nowhere_stays_pending_with_failed_scheduling(
         events = api.list_namespaced_event("default", field_selector="involvedObject.name=huge").items
         return any(e.reason == "FailedScheduling" for e in events)
 
-    eventually(failed_scheduling)
+    poll_until(failed_scheduling, what="a FailedScheduling event")
     assert phase(api, "huge") == "Pending"
 
 
@@ -155,9 +162,9 @@ def test_gpu_capacity_is_enforced_on_pinned_pods(
 ) -> None:
     _, api, _ = sim
     api.create_namespaced_pod("default", pod("first", gpus=3, node="gpu-node-1"))
-    eventually(lambda: phase(api, "first") == "Running")
+    wait_for_phase(api, "first", "Running")
     api.create_namespaced_pod("default", pod("second", gpus=2, node="gpu-node-1"))
-    eventually(lambda: phase(api, "second") == "Failed")
+    wait_for_phase(api, "second", "Failed")
     assert api.read_namespaced_pod("second", "default").status.reason == "OutOfnvidia.com/gpu"
 
 
@@ -176,7 +183,7 @@ def test_injected_pod_faults_show_as_kubernetes_reports_them(
         "oom": lambda: cluster.crash(image, oom=True),
     }[fault]()
     api.create_namespaced_pod("default", pod("faulty", image=image))
-    eventually(lambda: waiting_reason(api, "faulty") == reason)
+    wait_for_waiting_reason(api, "faulty", reason)
     if fault == "oom":
         statuses = api.read_namespaced_pod("faulty", "default").status.container_statuses
         assert statuses[0].last_state.terminated.reason == "OOMKilled"
@@ -197,7 +204,7 @@ def test_node_not_ready_and_api_faults(sim: tuple[SimulatedCluster, client.CoreV
 def test_kubectl_lists_nodes_and_pods(sim: tuple[SimulatedCluster, client.CoreV1Api, Path]) -> None:
     _, api, kubeconfig = sim
     api.create_namespaced_pod("default", pod("shown"))
-    eventually(lambda: phase(api, "shown") == "Running")
+    wait_for_phase(api, "shown", "Running")
 
     def run(*args: str) -> str:
         return subprocess.run(
@@ -241,7 +248,7 @@ def test_logs_follow_sends_lines_as_written_until_the_pod_ends(
 ) -> None:
     cluster, api, _ = sim
     api.create_namespaced_pod("default", pod("train"))
-    eventually(lambda: phase(api, "train") == "Running")
+    wait_for_phase(api, "train", "Running")
     response: Any = api.read_namespaced_pod_log(
         "train", "default", follow=True, _preload_content=False, _request_timeout=30
     )
@@ -256,7 +263,7 @@ def test_logs_follow_sends_lines_as_written_until_the_pod_ends(
 def test_kubectl_logs_follow_follows(sim: tuple[SimulatedCluster, client.CoreV1Api, Path]) -> None:
     cluster, api, kubeconfig = sim
     api.create_namespaced_pod("default", pod("shown"))
-    eventually(lambda: phase(api, "shown") == "Running")
+    wait_for_phase(api, "shown", "Running")
     with subprocess.Popen(
         ["kubectl", "--kubeconfig", str(kubeconfig), "logs", "-f", "--tail", "1", "shown"],
         stdout=subprocess.PIPE,
@@ -297,8 +304,8 @@ def test_an_image_that_does_not_exist_waits_in_err_image_pull_then_back_off(
 ) -> None:
     _, api, _ = sim
     api.create_namespaced_pod("default", pod("missing", image="example.org/team/does-not-exist:1"))
-    eventually(lambda: waiting_reason(api, "missing") == "ErrImagePull")
-    eventually(lambda: waiting_reason(api, "missing") == "ImagePullBackOff")
+    wait_for_waiting_reason(api, "missing", "ErrImagePull")
+    wait_for_waiting_reason(api, "missing", "ImagePullBackOff")
     assert phase(api, "missing") == "Pending"
     reasons = [
         e.reason for e in api.list_namespaced_event("default").items if e.involved_object.name == "missing"
