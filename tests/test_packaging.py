@@ -68,7 +68,7 @@ def test_wheel_holds_only_the_remotegpu_namespace_and_imports_from_it(tmp_path: 
     unpacked = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(unpacked)
     probe = (
-        "import remotegpu.core.models, remotegpu.ops.cli, remotegpu.ops.devstack, remotegpu.ops.bench.reconcile,"
+        "import remotegpu.core.models, remotegpu.ops.cli.app, remotegpu.ops.devstack, remotegpu.ops.bench.reconcile,"
         " remotegpu.migrations, pathlib;"
         "print(pathlib.Path(remotegpu.core.models.__file__).resolve())"
     )

@@ -20,7 +20,7 @@ import yaml
 from typer.testing import CliRunner, Result
 
 from remotegpu.core.platform.errors import RemoteGPUError
-from remotegpu.ops.cli import app
+from remotegpu.ops.cli.app import app
 from remotegpu.reconciler.loop import Reconciler
 from remotegpu.tests.api.conftest import PASSWORD, Caller
 from remotegpu.tests.ops.test_cli import EXAMPLES, EXECUTABLE, _env

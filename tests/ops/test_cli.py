@@ -23,7 +23,7 @@ from sqlalchemy.engine import URL
 from typer.core import TyperArgument
 from typer.testing import CliRunner
 
-from remotegpu.ops.cli import app, main
+from remotegpu.ops.cli.app import app, main
 from remotegpu.ops.migrate import current_revision, head_revision
 from remotegpu.ops.ports import bind
 from remotegpu.ops.postgres import create_fresh_database, drop_database, server_answers

@@ -1,0 +1,59 @@
+"""Client-side commands: they talk to the API, never to the database.
+
+`login`, `register`, `apply -f`, `get`, `describe`, `start|stop|restart|delete`, `logs -f`, `watch`,
+`workspaces`, `ops status`, `quota set`, `hosts cordon|uncordon|drain`, `billing invoices`. Tables by
+default, `-o json|yaml` for scripts; errors are one line on stderr and a non-zero exit status.
+
+One module per noun; `session.py` signs a command in and resolves its workspace, `options.py` holds the
+options they share. `get` lists several nouns, so its group is assembled here from theirs.
+`register_commands` is the table of contents: the order here is the order of the Client panel of
+`remotegpu --help`.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from remotegpu.ops.cli.client.apply import apply
+from remotegpu.ops.cli.client.auth import login, register
+from remotegpu.ops.cli.client.billing import billing_app
+from remotegpu.ops.cli.client.describe import describe_app
+from remotegpu.ops.cli.client.environments import access, delete, get_envs, logs, restart, start, stop
+from remotegpu.ops.cli.client.hosts import get_gpus, get_hosts, hosts_app
+from remotegpu.ops.cli.client.images import get_images
+from remotegpu.ops.cli.client.ops_status import ops_app
+from remotegpu.ops.cli.client.quotas import quota_app
+from remotegpu.ops.cli.client.watch import watch
+from remotegpu.ops.cli.client.workspaces import get_workspaces, workspaces_app
+
+PANEL = "Client"
+
+
+def _get_app() -> typer.Typer:
+    """`remotegpu get NOUN`: the list command of each noun, gathered into one group."""
+    get_app = typer.Typer(help="List things: envs, hosts, gpus, images, workspaces.", no_args_is_help=True)
+    for name, command in (
+        ("envs", get_envs),
+        ("workspaces", get_workspaces),
+        ("images", get_images),
+        ("hosts", get_hosts),
+        ("gpus", get_gpus),
+    ):
+        get_app.command(name)(command)
+    return get_app
+
+
+def register_commands(app: typer.Typer) -> None:
+    """Add the client-side commands to the `remotegpu` app, in the Client panel of its help."""
+    for command in (register, login, apply, start, stop, restart, delete, logs, watch, access):
+        app.command(rich_help_panel=PANEL)(command)
+    for group, name in (
+        (workspaces_app, "workspaces"),
+        (_get_app(), "get"),
+        (describe_app, "describe"),
+        (ops_app, "ops"),
+        (quota_app, "quota"),
+        (hosts_app, "hosts"),
+        (billing_app, "billing"),
+    ):
+        app.add_typer(group, name=name, rich_help_panel=PANEL)

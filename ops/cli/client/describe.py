@@ -1,0 +1,99 @@
+"""`remotegpu describe env`: one environment in full (spec, phase, conditions, access, events)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import typer
+import yaml
+
+from remotegpu.ops.api_client import ApiClient
+from remotegpu.ops.cli.client.environments import find_environment
+from remotegpu.ops.cli.client.options import Name, Output, Workspace
+from remotegpu.ops.cli.client.session import signed_in_client
+from remotegpu.ops.cli.consoles import console
+from remotegpu.ops.output import OutputFormat, emit, table
+
+describe_app = typer.Typer(help="Show one thing in full.", no_args_is_help=True)
+
+
+@describe_app.command("env")
+def describe_env(name: Name, workspace: Workspace = None, output: Output = OutputFormat.TABLE) -> None:
+    """Spec, phase, conditions, queue position, events and access of one environment."""
+    with signed_in_client() as client:
+        environment = find_environment(client, name, workspace)
+        events = client.get(f"/environments/{environment['id']}/events")["items"]
+        access = _access(client, environment)
+    if output is not OutputFormat.TABLE:
+        emit(console, {**environment, "events": events, "access": access}, output, [])
+        return
+    rows = [
+        ("Name", f"{environment['name']}  ({environment['id']})"),
+        ("Workspace", environment["workspace"]),
+        ("Owner", environment["owner"]),
+        ("Phase", environment["phase"] + (f" ({environment['reason']})" if environment["reason"] else "")),
+        ("Desired", environment["desired_state"]),
+        ("Generation", f"{environment['generation']} (observed {environment['observed_generation']})"),
+        ("Host", environment["host"] or "-"),
+        (
+            "GPUs",
+            f"{environment['gpu_count']}×{environment['gpu_model'] or 'any'} {environment.get('gpu_indexes') or ''}",
+        ),
+    ]
+    if environment["queue_position"] is not None:
+        rows.append(("Queue", f"#{environment['queue_position']}: {environment['queue_reason']}"))
+    if environment["message"]:
+        rows.append(("Message", environment["message"]))
+    for key, value in rows:
+        console.print(f"[bold]{key + ':':<12}[/bold] {value}", highlight=False)
+    console.print("[bold]Spec:[/bold]")
+    console.print(
+        yaml.safe_dump(environment["spec"], sort_keys=False).rstrip(), highlight=False, markup=False
+    )
+    if environment["conditions"]:
+        console.print(
+            table(
+                environment["conditions"],
+                [(key.upper(), _getter(key)) for key in environment["conditions"][0]],
+                "Conditions",
+            )
+        )
+    if access:
+        console.print(
+            table(
+                access,
+                [
+                    ("KIND", lambda a: a["kind"]),
+                    ("URL", lambda a: a["url"]),
+                    ("COMMAND", lambda a: a["command"]),
+                ],
+                "Access",
+            )
+        )
+    console.print(
+        table(
+            events[-20:],
+            [
+                ("AT", lambda e: e["at"][11:19]),
+                ("REASON", lambda e: e["reason"]),
+                ("MESSAGE", lambda e: e["message"]),
+            ],
+            "Events",
+        )
+    )
+
+
+def _getter(key: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda item: item.get(key)
+
+
+def _access(client: ApiClient, environment: dict[str, Any]) -> list[dict[str, Any]]:
+    from remotegpu.ops.api_client import ApiError
+
+    try:
+        return list(client.get(f"/environments/{environment['id']}/access"))
+    except ApiError as error:
+        if error.status == 403:  # a viewer, or someone else's environment: the rest is still shown
+            return []
+        raise

@@ -1,0 +1,73 @@
+"""`remotegpu workspaces create|use|add-member` and `remotegpu get workspaces`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from remotegpu.ops.api_client import load_profile, save_profile
+from remotegpu.ops.cli.client.options import Output, Workspace
+from remotegpu.ops.cli.client.session import required_workspace, signed_in_client, workspace_id
+from remotegpu.ops.cli.consoles import console
+from remotegpu.ops.output import OutputFormat, emit
+
+workspaces_app = typer.Typer(help="Create and choose workspaces, manage members.", no_args_is_help=True)
+
+
+@workspaces_app.command("create")
+def workspace_create(
+    name: Annotated[str, typer.Argument(help="Short DNS-label name, e.g. research.")],
+    display_name: Annotated[str, typer.Option(help="Longer name shown in tables.")] = "",
+    use: Annotated[bool, typer.Option(help="Make it the default workspace of this CLI.")] = True,
+) -> None:
+    """Create a workspace you own."""
+    with signed_in_client() as client:
+        created = client.post("/workspaces", {"name": name, "display_name": display_name})
+    if use:
+        profile = load_profile()
+        profile.workspace = created["name"]
+        save_profile(profile)
+    console.print(f"workspace/{created['name']} created" + (" (now the default)" if use else ""))
+
+
+@workspaces_app.command("use")
+def workspace_use(name: Annotated[str, typer.Argument(help="Workspace name.")]) -> None:
+    """Make a workspace the default of `apply`, `get`, `watch`…"""
+    with signed_in_client() as client:
+        found = client.get(f"/workspaces/{workspace_id(client, name)}")
+    profile = load_profile()
+    profile.workspace = found["name"]
+    save_profile(profile)
+    console.print(f"default workspace: {found['name']}")
+
+
+@workspaces_app.command("add-member")
+def workspace_add_member(
+    user: Annotated[str, typer.Argument(help="E-mail, username or id.")],
+    role: Annotated[str, typer.Option(help="owner, admin, member or viewer.")] = "member",
+    workspace: Workspace = None,
+) -> None:
+    """Add someone to a workspace."""
+    with signed_in_client() as client:
+        added = client.post(
+            f"/workspaces/{workspace_id(client, required_workspace(workspace))}/members",
+            {"user": user, "role": role},
+        )
+    console.print(f"{added['username']} is now {added['role']}")
+
+
+def get_workspaces(output: Output = OutputFormat.TABLE) -> None:
+    """Your workspaces and your role in each."""
+    with signed_in_client() as client:
+        items = list(client.items("/workspaces"))
+    emit(
+        console,
+        items,
+        output,
+        [
+            ("NAME", lambda w: w["name"]),
+            ("ROLE", lambda w: w["role"]),
+            ("DISPLAY NAME", lambda w: w["display_name"]),
+        ],
+    )

@@ -1,0 +1,28 @@
+"""Server-side commands: they run or administer a server, so they need its database or its cluster.
+
+Each module holds one command or group and imports its heavy parts (the dev stack, the reconciler,
+migrations) inside the command, so the everyday client commands start quickly. `register_commands`
+is the table of contents: the order here is the order of the Server panel of `remotegpu --help`.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from remotegpu.ops.cli.server.api import api
+from remotegpu.ops.cli.server.bench import bench
+from remotegpu.ops.cli.server.db import db_app
+from remotegpu.ops.cli.server.dev import dev
+from remotegpu.ops.cli.server.reconciler import reconciler
+from remotegpu.ops.cli.server.simcluster import simcluster
+from remotegpu.ops.cli.server.users import users_app
+
+PANEL = "Server"
+
+
+def register_commands(app: typer.Typer) -> None:
+    """Add the server-side commands to the `remotegpu` app, in the Server panel of its help."""
+    for command in (dev, api, reconciler, simcluster, bench):
+        app.command(rich_help_panel=PANEL)(command)
+    app.add_typer(db_app, name="db", rich_help_panel=PANEL)
+    app.add_typer(users_app, name="users", rich_help_panel=PANEL)

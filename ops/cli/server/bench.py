@@ -1,0 +1,46 @@
+"""`remotegpu bench`: the benchmarks of `ops/bench/`, each imported only when it runs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from remotegpu.core.platform.errors import RemoteGPUError
+
+
+def bench(
+    name: Annotated[str, typer.Argument(help="Benchmark to run: allocation, reconcile or api.")],
+    quick: Annotated[bool, typer.Option("--quick", help="A short run (under 30 s).")] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, help="allocation: contending processes; api: API worker processes."),
+    ] = None,
+    envs: Annotated[
+        int | None, typer.Option("--envs", min=1, help="reconcile: environments to submit.")
+    ] = None,
+    cluster: Annotated[
+        str, typer.Option("--cluster", help="reconcile: memory or sim (over HTTP).")
+    ] = "memory",
+    nodes: Annotated[int, typer.Option("--nodes", min=1, help="reconcile --cluster sim: node count.")] = 500,
+    rate: Annotated[
+        float | None, typer.Option("--rate", min=1, help="api: offered requests per second.")
+    ] = None,
+) -> None:
+    """Run a benchmark: a table, then one JSON line of figures."""
+    if name == "allocation":
+        from remotegpu.ops.bench import allocation
+
+        allocation.main(quick, workers)
+    elif name == "reconcile":
+        from remotegpu.ops.bench import reconcile
+
+        if cluster not in {"memory", "sim"}:
+            raise RemoteGPUError(f"--cluster: {cluster!r} is not a cluster; choose memory or sim")
+        reconcile.main(quick, envs, cluster, nodes)
+    elif name == "api":
+        from remotegpu.ops.bench import api as api_bench
+
+        api_bench.main(quick, rate, workers)
+    else:
+        raise RemoteGPUError(f"unknown benchmark {name!r}; choose one of: allocation, reconcile, api")

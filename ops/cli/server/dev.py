@@ -1,0 +1,34 @@
+"""`remotegpu dev`: all of RemoteGPU on this machine, for a first look and for development."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from remotegpu.ops.cli.consoles import console
+from remotegpu.ops.cli.server.api import HostOption, PortOption, api_address
+from remotegpu.ops.cli.server.config import ConfigOption, server_settings
+
+
+def dev(config: ConfigOption = None, host: HostOption = None, port: PortOption = None) -> None:
+    """Run all of RemoteGPU on this machine until Ctrl-C: Postgres (embedded unless DATABASE_URL is set)
+    with the schema migrated, a simulated GPU cluster (with a kubeconfig for kubectl), a reconciler and the
+    API; a platform admin is created on first start (its password is in .remotegpu/admin-password)."""
+    from remotegpu.ops.stopping import stopped_by_signals, wait_for_stop
+
+    with stopped_by_signals():
+        settings = api_address(server_settings(config), host, port)
+        from remotegpu.ops.devstack import running_dev_stack  # after the port check: a large import
+
+        with running_dev_stack(settings) as stack:
+            table = Table(title="RemoteGPU dev stack", show_header=True)
+            table.add_column("component")
+            table.add_column("where", overflow="fold")
+            for component, where in stack.describe():
+                table.add_row(component, where)
+            console.print(table)
+            console.print("Ready. Press Ctrl-C to stop.", highlight=False)
+            try:
+                wait_for_stop()
+            finally:
+                console.print("Stopping…")
+    console.print("Stopped.")

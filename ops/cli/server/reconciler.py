@@ -1,0 +1,41 @@
+"""`remotegpu reconciler`: one reconciler replica against the configured database and cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from remotegpu.ops.cli.consoles import console
+from remotegpu.ops.cli.server.config import ConfigOption, required_database_url, server_settings
+
+
+def reconciler(
+    config: ConfigOption = None,
+    identity: Annotated[str | None, typer.Option(help="Name of this replica (default: host-random).")] = None,
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option(help="Cluster to drive (default: in-cluster config, else the in-memory cluster)."),
+    ] = None,
+) -> None:
+    """Run one reconciler replica (leader or hot standby) until Ctrl-C."""
+    from sqlalchemy.engine import make_url
+
+    from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
+    from remotegpu.ops.reconciler_runner import driver_options, running_reconciler
+    from remotegpu.ops.stopping import stopped_by_signals, wait_for_stop
+
+    with stopped_by_signals():
+        settings = server_settings(config)
+        url = required_database_url(settings)
+        driver = (
+            KubernetesCluster.from_kubeconfig(str(kubeconfig), **driver_options(settings))
+            if kubeconfig
+            else None
+        )
+        where = f"cluster of {kubeconfig}" if kubeconfig else "in-memory cluster"
+        with running_reconciler(make_url(url), settings, driver, identity=identity) as replica:
+            console.print(f"Reconciler {replica.identity} running ({where}). Press Ctrl-C to stop.")
+            wait_for_stop()
+    console.print("Stopped.")
