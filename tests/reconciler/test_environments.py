@@ -18,7 +18,9 @@ from remotegpu.core.environments.states import DesiredState, Phase
 from remotegpu.core.inventory.sync import ObservedNode, sync_inventory
 from remotegpu.core.platform import clock
 from remotegpu.core.platform.settings import Settings
-from remotegpu.reconciler.environments import Lease, LeaseLostError, apply, fetch_leases, process
+from remotegpu.reconciler.environments.apply import LeaseLostError, apply
+from remotegpu.reconciler.environments.leases import Lease, fetch_leases
+from remotegpu.reconciler.environments.process import process
 from remotegpu.reconciler.leader import FencedOutError
 from remotegpu.tests.allocation_world import GIB
 from remotegpu.tests.reconciler.world import SPEC, World, build_world
