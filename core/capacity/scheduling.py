@@ -55,8 +55,7 @@ _WAITING_SQL = text(
     SELECT e.id, e.workspace_id, e.user_id, e.generation, e.priority, e.submitted_at, e.spec,
            e.gpu_count, e.gpu_model, e.cpu_millis, e.memory_bytes, e.storage_bytes
       FROM environments e
-     WHERE e.phase IN ({sql_list(sources(Trigger.SCHEDULE))}) AND e.desired_state = '{DesiredState.RUNNING}'
-       AND e.deleted_at IS NULL
+     WHERE e.phase IN ({sql_list(sources(Trigger.SCHEDULE))}) AND e.desired_state = '{DesiredState.RUNNING}' AND e.deleted_at IS NULL
        AND NOT EXISTS (SELECT 1 FROM allocations a WHERE a.environment_id = e.id AND a.released_at IS NULL)
      ORDER BY e.priority DESC, e.submitted_at, e.id
     """
