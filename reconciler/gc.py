@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from remotegpu.core.capacity.allocate import release, release_storage
 from remotegpu.core.cluster.driver import OwnedObjects
+from remotegpu.core.environments.states import Phase, sql_list
 from remotegpu.reconciler.context import ReconcilerContext
 from remotegpu.reconciler.leader import fence
 
@@ -23,9 +24,10 @@ log = logging.getLogger(__name__)
 
 _LIVE_SQL = text("SELECT id, phase FROM environments WHERE deleted_at IS NULL AND id = ANY(:ids)")
 _ORPHAN_CLAIMS_SQL = text(
-    """
+    f"""
     SELECT DISTINCT a.environment_id FROM allocations a JOIN environments e ON e.id = a.environment_id
-     WHERE a.released_at IS NULL AND (e.deleted_at IS NOT NULL OR e.phase IN ('deleted', 'stopped', 'failed'))
+     WHERE a.released_at IS NULL
+       AND (e.deleted_at IS NOT NULL OR e.phase IN ({sql_list(Phase.where(Phase.is_terminal))}))
        AND (e.lock_token IS NULL OR e.lock_expires_at < now())
     """
 )
@@ -33,7 +35,7 @@ _ORPHAN_STORAGE_SQL = text(
     "SELECT id FROM environments WHERE deleted_at IS NOT NULL AND storage_bytes_held > 0"
 )
 # Phases in which an environment has no business owning a pod.
-_PODLESS = {"pending", "admitted", "stopped", "failed", "deleted"}
+_PODLESS = Phase.where(lambda phase: not phase.may_own_pod())
 
 
 def collect_garbage(ctx: ReconcilerContext) -> dict[str, int]:

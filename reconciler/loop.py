@@ -29,7 +29,8 @@ from remotegpu.core.platform.db import make_engine, normalise_url
 from remotegpu.core.platform.notify import CHANNEL
 from remotegpu.core.platform.settings import Settings
 from remotegpu.reconciler.context import ReconcilerContext, SimulatedCrashError
-from remotegpu.reconciler.environments import Lease, fetch_leases, reconcile
+from remotegpu.reconciler.environments.leases import Lease, fetch_leases
+from remotegpu.reconciler.environments.pipeline import reconcile
 from remotegpu.reconciler.gc import collect_garbage
 from remotegpu.reconciler.hosts import sync_host_health
 from remotegpu.reconciler.leader import FencedOutError, LeaderElector, default_identity

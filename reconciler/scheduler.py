@@ -16,25 +16,34 @@ from sqlalchemy import Connection, text
 
 from remotegpu.core.capacity.allocate import AllocationRequest, AllocationResult
 from remotegpu.core.capacity.scheduling import SchedulingReport, schedule_waiting
+from remotegpu.core.environments.lifecycle import Trigger, destination, sources
+from remotegpu.core.environments.states import DesiredState
 from remotegpu.core.platform import clock
 from remotegpu.reconciler.context import ReconcilerContext
 from remotegpu.reconciler.leader import FENCE_SELECT, fence
 
+# The pass fires two triggers in bulk; which phases they leave and enter is the lifecycle table's.
+(_WAITING,) = sources(Trigger.SCHEDULE)
+_SCHEDULED = destination(Trigger.SCHEDULE)
+(_PENDING,) = sources(Trigger.ADMIT)
+_ADMITTED = destination(Trigger.ADMIT)
+_RUNNING = DesiredState.RUNNING
+
 # The phase change of a whole allocation batch, with its events: one statement. An environment a worker
 # leased, or whose generation or desired state changed since the queue was read, is left out.
 _SCHEDULED_SQL = text(
-    """
+    f"""
     WITH planned AS (
         SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:generations AS int[]), CAST(:hosts AS uuid[]),
                              CAST(:messages AS text[]), CAST(:data AS jsonb[]))
                AS t(id, generation, host_id, message, data)
     ), moved AS (
         UPDATE environments e
-           SET phase = 'scheduled', phase_entered_at = :now, reason = NULL, last_error = NULL,
+           SET phase = '{_SCHEDULED}', phase_entered_at = :now, reason = NULL, last_error = NULL,
                retry_count = 0, next_attempt_at = :now, queue_position = NULL, queue_reason = NULL,
                updated_at = :now
           FROM planned p
-         WHERE e.id = p.id AND e.phase = 'admitted' AND e.desired_state = 'running'
+         WHERE e.id = p.id AND e.phase = '{_WAITING}' AND e.desired_state = '{_RUNNING}'
            AND e.generation = p.generation AND (e.lock_token IS NULL OR e.lock_expires_at < :now)
         RETURNING e.id, e.workspace_id
     ), recorded AS (
@@ -52,29 +61,27 @@ _SCHEDULED_SQL = text(
 # the limit as its reason, so admission itself only records that the reconciler has seen this generation.
 # One statement (fencing check included), which also says whether anything now waits for a placement.
 _ADMIT_SQL = text(
-    """
+    f"""
     WITH leader AS (
-        """
-    + FENCE_SELECT
-    + """
+        {FENCE_SELECT}
     ), admitted AS (
         UPDATE environments
-           SET phase = 'admitted', phase_entered_at = :now, observed_generation = generation,
+           SET phase = '{_ADMITTED}', phase_entered_at = :now, observed_generation = generation,
                seen_desired_version = desired_version, reason = NULL, last_error = NULL, retry_count = 0,
                next_attempt_at = :later, updated_at = :now
-         WHERE phase = 'pending' AND desired_state = 'running' AND deleted_at IS NULL AND shard = :shard
+         WHERE phase = '{_PENDING}' AND desired_state = '{_RUNNING}' AND deleted_at IS NULL AND shard = :shard
            AND (lock_token IS NULL OR lock_expires_at < :now) AND EXISTS (SELECT 1 FROM leader)
         RETURNING id, workspace_id, generation
     ), recorded AS (
         INSERT INTO events (actor_kind, workspace_id, environment_id, kind, reason, message, data)
         SELECT 'reconciler', workspace_id, id, 'transition', 'Admitted', '',
-               jsonb_build_object('from', 'pending', 'to', 'admitted', 'generation', generation)
+               jsonb_build_object('from', '{_PENDING}', 'to', '{_ADMITTED}', 'generation', generation)
           FROM admitted
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM recorded) AS admitted,
            EXISTS (SELECT 1 FROM admitted)
-           OR EXISTS (SELECT 1 FROM environments WHERE phase = 'admitted' AND desired_state = 'running'
+           OR EXISTS (SELECT 1 FROM environments WHERE phase = '{_WAITING}' AND desired_state = '{_RUNNING}'
                          AND deleted_at IS NULL) AS waiting
     """
 )
@@ -109,9 +116,7 @@ def schedule_pass(ctx: ReconcilerContext) -> SchedulingReport | None:
                     f"{len(result.gpu_ids)}×{result.gpu_model or 'no GPU'}" for _, result in allocated
                 ],
                 "data": [
-                    json.dumps(
-                        {"from": "admitted", "to": "scheduled", "gpus": [str(g) for g in result.gpu_ids]}
-                    )
+                    json.dumps({"from": _WAITING, "to": _SCHEDULED, "gpus": [str(g) for g in result.gpu_ids]})
                     for _, result in allocated
                 ],
                 "now": clock.now(),

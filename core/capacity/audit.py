@@ -26,6 +26,8 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from remotegpu.core.environments.states import DesiredState
+
 
 @dataclass(frozen=True)
 class HistoryRow:
@@ -299,11 +301,11 @@ _COUNTER_CHECKS: dict[str, str] = {
     """,
     # A deleted workspace's environments keep their claims until the reconciler has deleted their pods,
     # but each of them must be on its way out.
-    "active claim of a deleted environment, or of a deleted workspace's environment not being deleted": """
+    "active claim of a deleted environment, or of a deleted workspace's environment not being deleted": f"""
         SELECT a.id FROM allocations a
           JOIN environments e ON e.id = a.environment_id JOIN workspaces w ON w.id = e.workspace_id
          WHERE a.released_at IS NULL
-           AND (e.deleted_at IS NOT NULL OR (w.deleted_at IS NOT NULL AND e.desired_state <> 'deleted'))
+           AND (e.deleted_at IS NOT NULL OR (w.deleted_at IS NOT NULL AND e.desired_state <> '{DesiredState.DELETED}'))
     """,
     "GPU claim of another model than its allocation": """
         SELECT c.id FROM gpu_claims c JOIN gpus g ON g.id = c.gpu_id

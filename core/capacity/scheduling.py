@@ -23,7 +23,8 @@ from remotegpu.core.capacity.allocate import (
     PortRequest,
 )
 from remotegpu.core.capacity.batch import Accept, PlannedAllocation, allocate_planned
-from remotegpu.core.environments.states import PortPurpose, Protocol
+from remotegpu.core.environments.lifecycle import Trigger, sources
+from remotegpu.core.environments.states import DesiredState, PortPurpose, Protocol, sql_list
 from remotegpu.policies.placement import GpuPoolSnapshot, HostSnapshot, Placement, PlacementRequest, Strategy
 from remotegpu.policies.queue import QueuedRequest, plan_queue
 
@@ -50,11 +51,11 @@ def ports_from_spec(spec: dict[str, Any]) -> tuple[PortRequest, ...]:
 
 
 _WAITING_SQL = text(
-    """
+    f"""
     SELECT e.id, e.workspace_id, e.user_id, e.generation, e.priority, e.submitted_at, e.spec,
            e.gpu_count, e.gpu_model, e.cpu_millis, e.memory_bytes, e.storage_bytes
       FROM environments e
-     WHERE e.phase = 'admitted' AND e.desired_state = 'running' AND e.deleted_at IS NULL
+     WHERE e.phase IN ({sql_list(sources(Trigger.SCHEDULE))}) AND e.desired_state = '{DesiredState.RUNNING}' AND e.deleted_at IS NULL
        AND NOT EXISTS (SELECT 1 FROM allocations a WHERE a.environment_id = e.id AND a.released_at IS NULL)
      ORDER BY e.priority DESC, e.submitted_at, e.id
     """

@@ -21,7 +21,7 @@ from remotegpu.core.accounts.users import Principal
 from remotegpu.core.catalog.images import resolve_image
 from remotegpu.core.environments.desired import set_desired_state, submit_environment, update_spec
 from remotegpu.core.environments.spec import EnvironmentSpec, spec_to_dict
-from remotegpu.core.environments.states import DesiredState, WorkspaceRole
+from remotegpu.core.environments.states import DesiredState, Phase, WorkspaceRole
 from remotegpu.core.environments.views import get_environment
 from remotegpu.core.platform.errors import ConflictError, ForbiddenError
 from remotegpu.core.platform.events import record_mutation
@@ -166,7 +166,7 @@ def operable_environment(connection: Connection, principal: Principal, environme
 def change_state(connection: Connection, principal: Principal, environment: Any, state: DesiredState) -> None:
     """Start, stop or delete an environment the caller may operate; repeating it changes nothing."""
     if environment.desired_state != state.value or (
-        state is DesiredState.RUNNING and environment.phase == "failed"
+        state is DesiredState.RUNNING and environment.phase == Phase.FAILED
     ):
         set_desired_state(connection, environment.id, state, actor=principal.user_id)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from remotegpu.core.environments.states import ActorKind, DesiredState
+from remotegpu.core.environments.states import ActorKind, DesiredState, Phase
 from remotegpu.core.platform import clock
 from remotegpu.core.platform.notify import CHANNEL, notify_environments
 from remotegpu.core.platform.quantities import parse_bytes, parse_cpu_millis
@@ -117,12 +117,12 @@ def update_spec(connection: Connection, environment_id: uuid.UUID, spec: dict[st
 
 
 _SET_DESIRED_SQL = text(
-    """
+    f"""
     WITH changed AS (
         UPDATE environments SET desired_state = :state, updated_at = now(),
                desired_version = desired_version + 1,
-               submitted_at = CASE WHEN :starting AND desired_state <> 'running' THEN :now ELSE submitted_at END,
-               generation = CASE WHEN :starting AND phase = 'failed' THEN generation + 1 ELSE generation END
+               submitted_at = CASE WHEN :starting AND desired_state <> '{DesiredState.RUNNING}' THEN :now ELSE submitted_at END,
+               generation = CASE WHEN :starting AND phase = '{Phase.FAILED}' THEN generation + 1 ELSE generation END
          WHERE id = ANY(CAST(:ids AS uuid[])) AND deleted_at IS NULL
            AND (CAST(:replacing AS text) IS NULL OR desired_state = :replacing)
         RETURNING id, workspace_id

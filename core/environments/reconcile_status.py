@@ -11,6 +11,8 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from remotegpu.core.environments.lifecycle import Trigger, sources
+from remotegpu.core.environments.states import Phase, sql_list
 from remotegpu.core.platform import clock
 
 
@@ -26,6 +28,10 @@ class ReconcilerStatus:
     failing: list[Any] = field(default_factory=list)
 
 
+_WAITING = sql_list(sources(Trigger.SCHEDULE))
+"""Where the capacity queue's environments wait."""
+_IN_PROGRESS = sql_list(Phase.where(Phase.is_in_progress))
+"""Work phases: an environment that stays in one too long is stuck."""
 _ENV_COLUMNS = (
     "e.id, e.name, w.name AS workspace, e.phase, e.reason, e.last_error, e.retry_count, e.phase_entered_at"
 )
@@ -52,7 +58,7 @@ def reconciler_status(
     }
     counts = connection.execute(
         text(
-            "SELECT count(*) FILTER (WHERE phase = 'admitted' AND queue_position IS NOT NULL) AS queued,"
+            f"SELECT count(*) FILTER (WHERE phase IN ({_WAITING}) AND queue_position IS NOT NULL) AS queued,"
             " count(*) FILTER (WHERE seen_desired_version < desired_version"
             "   OR (next_attempt_at IS NOT NULL AND next_attempt_at <= :now)) AS due"
             " FROM environments WHERE deleted_at IS NULL"
@@ -64,7 +70,7 @@ def reconciler_status(
             text(
                 f"SELECT {_ENV_COLUMNS} FROM environments e JOIN workspaces w ON w.id = e.workspace_id"
                 " WHERE e.deleted_at IS NULL AND (e.retry_count > 0 OR (e.phase IN"
-                " ('scheduled', 'provisioning', 'stopping', 'deleting') AND e.phase_entered_at < :before))"
+                f" ({_IN_PROGRESS}) AND e.phase_entered_at < :before))"
                 " ORDER BY e.phase_entered_at LIMIT :limit"
             ),
             {"before": now - stuck_after, "limit": limit},
@@ -74,7 +80,8 @@ def reconciler_status(
         connection.execute(
             text(
                 f"SELECT {_ENV_COLUMNS} FROM environments e JOIN workspaces w ON w.id = e.workspace_id"
-                " WHERE e.deleted_at IS NULL AND e.phase = 'failed' ORDER BY e.phase_entered_at DESC LIMIT :limit"
+                f" WHERE e.deleted_at IS NULL AND e.phase = '{Phase.FAILED}'"
+                " ORDER BY e.phase_entered_at DESC LIMIT :limit"
             ),
             {"limit": limit},
         )

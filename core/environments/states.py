@@ -7,6 +7,7 @@ These enums are the values the database stores (its CHECK constraints are genera
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Iterable
 
 
 class DesiredState(enum.StrEnum):
@@ -38,6 +39,30 @@ class Phase(enum.StrEnum):
     def holds_claims(self) -> bool:
         """True in the phases where the environment owns GPUs and host ports."""
         return self in {Phase.SCHEDULED, Phase.PROVISIONING, Phase.RUNNING, Phase.STOPPING}
+
+    def is_in_progress(self) -> bool:
+        """True in a work phase: the reconciler is moving the environment along and owes the cluster an
+        action (create, observe, delete); an environment should not stay here for long."""
+        return self in {Phase.SCHEDULED, Phase.PROVISIONING, Phase.STOPPING, Phase.DELETING}
+
+    def may_own_pod(self) -> bool:
+        """True where a pod of the environment may exist: from its placement until the cluster objects
+        are gone (a pod in any other phase is an orphan)."""
+        return self in {Phase.SCHEDULED, Phase.PROVISIONING, Phase.RUNNING, Phase.STOPPING, Phase.DELETING}
+
+    @classmethod
+    def where(cls, test: Callable[[Phase], bool]) -> frozenset[Phase]:
+        """Every phase for which `test` holds, e.g. `Phase.where(Phase.is_terminal)`."""
+        return frozenset(phase for phase in cls if test(phase))
+
+
+def sql_list(values: Iterable[enum.StrEnum]) -> str:
+    """`'a', 'b'`: enum values for an SQL `IN (…)`, sorted so a statement's text is stable.
+
+    Only for our enums' values (lower-case words), never for user input; phase names in SQL come from
+    the enum this way rather than being written out again.
+    """
+    return ", ".join(f"'{value}'" for value in sorted(str(value) for value in values))
 
 
 class UserRole(enum.StrEnum):

@@ -31,7 +31,7 @@ from remotegpu.core.capacity.allocate import (
 )
 from remotegpu.core.capacity.audit import audit
 from remotegpu.core.capacity.quotas import QuotaLimits, set_quota
-from remotegpu.core.environments.states import PortPurpose
+from remotegpu.core.environments.states import Phase, PortPurpose
 from remotegpu.core.inventory.sync import GpuDevice, register_host
 from remotegpu.core.platform.db import make_engine
 from remotegpu.ops.bench import claim_ceiling
@@ -103,7 +103,7 @@ def _seed(url: URL, config: BenchConfig) -> list[list[dict[str, Any]]]:
                 environment = connection.execute(
                     text(
                         "INSERT INTO environments (workspace_id, user_id, name, spec, gpu_count, cpu_millis,"
-                        " memory_bytes, phase) VALUES (:w, :u, :n, '{}', :g, :c, :m, 'admitted') RETURNING id"
+                        " memory_bytes, phase) VALUES (:w, :u, :n, '{}', :g, :c, :m, :phase) RETURNING id"
                     ),
                     {
                         "w": workspace,
@@ -112,6 +112,7 @@ def _seed(url: URL, config: BenchConfig) -> list[list[dict[str, Any]]]:
                         "g": gpus,
                         "c": 4000 * gpus,
                         "m": 32 * GIB * gpus,
+                        "phase": Phase.ADMITTED.value,
                     },
                 ).scalar_one()
                 requests.append(

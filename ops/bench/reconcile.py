@@ -45,6 +45,7 @@ from remotegpu.core.capacity.audit import audit
 from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
 from remotegpu.core.cluster.memory import InMemoryCluster
 from remotegpu.core.environments.desired import submit_environment
+from remotegpu.core.environments.states import Phase
 from remotegpu.core.inventory.sync import GpuDevice, register_host, sync_inventory
 from remotegpu.core.platform.db import make_engine
 from remotegpu.core.platform.settings import Settings
@@ -165,9 +166,9 @@ def _running_count(engine: Engine, envs: list[uuid.UUID] | str) -> int:
             connection.execute(
                 text(
                     "SELECT count(*) FROM environments"
-                    " WHERE id = ANY(CAST(:ids AS uuid[])) AND phase = 'running'"
+                    " WHERE id = ANY(CAST(:ids AS uuid[])) AND phase = :running"
                 ),
-                {"ids": ids},
+                {"ids": ids, "running": Phase.RUNNING.value},
             ).scalar_one()
         )
 
@@ -379,7 +380,9 @@ def cluster_object_violations(engine: Engine, cluster: KubernetesCluster) -> lis
     nothing for an environment that is not running."""
     with engine.connect() as connection:
         running = set(
-            connection.execute(text("SELECT id FROM environments WHERE phase = 'running'")).scalars()
+            connection.execute(
+                text("SELECT id FROM environments WHERE phase = :running"), {"running": Phase.RUNNING.value}
+            ).scalars()
         )
     counts: dict[tuple[str, uuid.UUID], int] = {}
     for kind, _, _, environment in cluster.owned_objects():

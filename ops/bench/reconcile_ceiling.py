@@ -34,11 +34,15 @@ from remotegpu.core.cluster.driver import WorkloadSpec
 from remotegpu.core.cluster.manifests import pod_manifest, service_manifest
 from remotegpu.core.cluster.memory import InMemoryCluster
 from remotegpu.core.environments.desired import submit_environment
+from remotegpu.core.environments.lifecycle import Trigger
+from remotegpu.core.environments.states import Phase
 from remotegpu.core.platform.db import make_engine
 from remotegpu.core.platform.quantities import parse_bytes, parse_cpu_millis
 from remotegpu.core.platform.settings import Settings
 from remotegpu.reconciler.context import ReconcilerContext
-from remotegpu.reconciler.environments import Lease, advance, apply, fetch_leases
+from remotegpu.reconciler.environments.apply import apply
+from remotegpu.reconciler.environments.leases import Lease, fetch_leases
+from remotegpu.reconciler.environments.results import advance
 from remotegpu.reconciler.leader import LeaderElector
 
 CEILING_SHARD = 1
@@ -105,9 +109,9 @@ def statements_envs_per_s(
                     lease = leased.pop()
                     done += 1
                 provisioned = apply(
-                    ctx, lease, lease.state, advance("provision", "Provisioning"), keep_lease=True
+                    ctx, lease, lease.state, advance(Trigger.PROVISION, "Provisioning"), keep_lease=True
                 )
-                apply(ctx, lease, provisioned, advance("become_running", "Running"), keep_lease=False)
+                apply(ctx, lease, provisioned, advance(Trigger.BECOME_RUNNING, "Running"), keep_lease=False)
 
         seconds = _in_threads(workers, work)
     finally:
@@ -131,11 +135,11 @@ def _seed_scheduled(
         ]
         connection.execute(
             text(
-                "UPDATE environments SET phase = 'scheduled', shard = :shard,"
+                "UPDATE environments SET phase = :phase, shard = :shard,"
                 " observed_generation = generation, seen_desired_version = desired_version"
                 " WHERE id = ANY(:ids)"
             ),
-            {"shard": CEILING_SHARD, "ids": ids},
+            {"phase": Phase.SCHEDULED.value, "shard": CEILING_SHARD, "ids": ids},
         )
 
 

@@ -12,10 +12,12 @@ from hypothesis import strategies as st
 
 from remotegpu.core.environments.lifecycle import (
     TRANSITIONS,
-    TRIGGERS,
     IllegalTransitionError,
+    Trigger,
     allowed_triggers,
+    destination,
     next_phase,
+    sources,
 )
 from remotegpu.core.environments.states import Phase
 
@@ -23,14 +25,14 @@ from remotegpu.core.environments.states import Phase
 def test_the_happy_path_moves_phase_by_phase() -> None:
     phase = Phase.PENDING
     for trigger, expected in [
-        ("admit", Phase.ADMITTED),
-        ("schedule", Phase.SCHEDULED),
-        ("provision", Phase.PROVISIONING),
-        ("become_running", Phase.RUNNING),
-        ("stop", Phase.STOPPING),
-        ("finish_stop", Phase.STOPPED),
-        ("delete", Phase.DELETING),
-        ("finish_delete", Phase.DELETED),
+        (Trigger.ADMIT, Phase.ADMITTED),
+        (Trigger.SCHEDULE, Phase.SCHEDULED),
+        (Trigger.PROVISION, Phase.PROVISIONING),
+        (Trigger.BECOME_RUNNING, Phase.RUNNING),
+        (Trigger.STOP, Phase.STOPPING),
+        (Trigger.FINISH_STOP, Phase.STOPPED),
+        (Trigger.DELETE, Phase.DELETING),
+        (Trigger.FINISH_DELETE, Phase.DELETED),
     ]:
         phase = next_phase(phase, trigger)
         assert phase is expected
@@ -41,23 +43,19 @@ def test_illegal_moves_raise_and_are_logged(caplog: pytest.LogCaptureFixture) ->
         caplog.at_level(logging.ERROR),
         pytest.raises(IllegalTransitionError, match="'start' is not allowed"),
     ):
-        next_phase(Phase.RUNNING, "start")
+        next_phase(Phase.RUNNING, Trigger.START)
     assert "Illegal transition refused" in caplog.text
     with pytest.raises(IllegalTransitionError):
-        next_phase(Phase.DELETED, "delete")
+        next_phase(Phase.DELETED, Trigger.DELETE)
     with pytest.raises(IllegalTransitionError):
-        next_phase(Phase.PENDING, "no-such-trigger")
+        next_phase(Phase.PENDING, "no-such-trigger")  # type: ignore[arg-type]  # a stray string, as from a bug
 
 
 def test_the_table_holds_exactly_the_declared_moves() -> None:
     """Invariant: the look-up table read from the machine is the declaration, no move more or less."""
-    declared: dict[tuple[Phase, str], Phase] = {}
-    for transition in TRANSITIONS:
-        source = transition["source"]
-        for phase in source if isinstance(source, list) else [source]:
-            declared[Phase(str(phase)), str(transition["trigger"])] = Phase(str(transition["dest"]))
+    declared = {(phase, t.trigger): t.dest for t in TRANSITIONS for phase in t.sources}
     for phase in Phase:
-        for trigger in TRIGGERS:
+        for trigger in Trigger:
             if (phase, trigger) in declared:
                 assert next_phase(phase, trigger) is declared[phase, trigger]
             else:
@@ -66,12 +64,25 @@ def test_the_table_holds_exactly_the_declared_moves() -> None:
 
 
 def test_failed_is_left_only_by_start_or_delete() -> None:
-    assert allowed_triggers(Phase.FAILED) == {"start", "delete"}
+    assert allowed_triggers(Phase.FAILED) == {Trigger.START, Trigger.DELETE}
     assert allowed_triggers(Phase.DELETED) == frozenset()
 
 
-@given(st.sampled_from(list(Phase)), st.sampled_from(sorted(TRIGGERS)))
-def test_a_trigger_either_moves_legally_or_raises(phase: Phase, trigger: str) -> None:
+def test_sources_and_destination_read_the_same_table() -> None:
+    """Invariant: a trigger leaves exactly its sources, always for its one destination."""
+    assert sources(Trigger.ADMIT) == {Phase.PENDING}
+    assert sources(Trigger.SCHEDULE) == {Phase.ADMITTED}
+    assert destination(Trigger.SCHEDULE) is Phase.SCHEDULED
+    for trigger in Trigger:
+        assert sources(trigger), f"{trigger} leaves no phase"
+        for phase in Phase:
+            assert (phase in sources(trigger)) == (trigger in allowed_triggers(phase))
+        for phase in sources(trigger):
+            assert next_phase(phase, trigger) is destination(trigger)
+
+
+@given(st.sampled_from(list(Phase)), st.sampled_from(list(Trigger)))
+def test_a_trigger_either_moves_legally_or_raises(phase: Phase, trigger: Trigger) -> None:
     """Invariant: no trigger is ever silently ignored."""
     if trigger in allowed_triggers(phase):
         assert isinstance(next_phase(phase, trigger), Phase)
@@ -105,7 +116,7 @@ def test_next_phase_is_safe_to_call_from_many_threads_at_once() -> None:
         wrong = []
         for _ in range(calls):
             try:
-                if next_phase(Phase.STOPPING, "finish_stop") is not Phase.STOPPED:
+                if next_phase(Phase.STOPPING, Trigger.FINISH_STOP) is not Phase.STOPPED:
                     wrong.append("wrong phase")
             except Exception as error:  # any failure is the finding
                 wrong.append(repr(error))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from collections.abc import Iterator
 
@@ -14,11 +15,16 @@ from remotegpu.core.accounts.workspaces import delete_workspace
 from remotegpu.core.capacity.audit import audit
 from remotegpu.core.capacity.quotas import read_quota
 from remotegpu.core.environments.desired import update_spec
+from remotegpu.core.environments.lifecycle import IllegalTransitionError, Trigger
 from remotegpu.core.environments.states import DesiredState, Phase
 from remotegpu.core.inventory.sync import ObservedNode, sync_inventory
 from remotegpu.core.platform import clock
 from remotegpu.core.platform.settings import Settings
-from remotegpu.reconciler.environments import Lease, LeaseLostError, apply, fetch_leases, process
+from remotegpu.reconciler.environments import pipeline
+from remotegpu.reconciler.environments.apply import LeaseLostError, apply
+from remotegpu.reconciler.environments.leases import Lease, fetch_leases
+from remotegpu.reconciler.environments.process import process
+from remotegpu.reconciler.environments.results import advance
 from remotegpu.reconciler.leader import FencedOutError
 from remotegpu.tests.allocation_world import GIB
 from remotegpu.tests.reconciler.world import SPEC, World, build_world
@@ -354,3 +360,31 @@ def test_a_fenced_out_leader_neither_leases_nor_applies(world: World) -> None:
     with world.engine.begin() as connection:  # with the epoch back, the same call leases it
         connection.execute(text("UPDATE shard_leaders SET epoch = epoch - 1 WHERE shard = 0"))
     assert [leased.environment_id for leased in fetch_leases(ctx, 10)] == [env]
+
+
+def test_an_illegal_trigger_raises_and_writes_nothing(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    env, lease = _lease_after_stop(world, "illegal")
+    ctx = world.reconciler.ctx
+    with caplog.at_level(logging.ERROR), pytest.raises(IllegalTransitionError):
+        apply(ctx, lease, lease.state, advance(Trigger.START, "Starting"), keep_lease=False)
+    assert "illegal trigger" in caplog.text
+    assert world.phase(env) == Phase.RUNNING
+    with world.engine.connect() as connection:
+        starting = connection.execute(
+            text("SELECT count(*) FROM events WHERE environment_id = :e AND reason = 'Starting'"), {"e": env}
+        ).scalar_one()
+    assert starting == 0
+
+
+def test_a_step_with_an_illegal_trigger_fails_loudly_and_leaves_the_row_alone(
+    world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    env, lease = _lease_after_stop(world, "illegal-step")
+    monkeypatch.setattr(pipeline, "process", lambda ctx, env: advance(Trigger.FINISH_DELETE, "Deleted"))
+    with caplog.at_level(logging.ERROR):
+        world.reconciler._reconcile(lease)
+    assert world.reconciler.steps_failed == 1
+    assert "Step failed" in caplog.text
+    row = world.row(env)
+    assert (row.phase, row.deleted_at) == (Phase.RUNNING, None)
+    assert world.cluster.live_pods() == [f"env-{env}"]

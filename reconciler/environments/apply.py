@@ -1,0 +1,229 @@
+"""`apply`: record a step's result in one statement, guarded by the lease token and the fencing epoch.
+
+The next phase comes from the lifecycle table; a trigger the table refuses from the current phase is a
+bug in the step, so it raises `IllegalTransitionError` and nothing is written (the worker drops the
+lease, the loop logs the error, and the step is tried again once the lease has expired). When the step
+freed claims, their release runs first in the same transaction (advisory host locks precede row locks).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any, NoReturn
+
+from sqlalchemy import Connection, text
+
+from remotegpu.core.capacity.allocate import release, release_storage
+from remotegpu.core.environments.lifecycle import IllegalTransitionError, next_phase
+from remotegpu.core.environments.states import Phase
+from remotegpu.core.platform import clock
+from remotegpu.reconciler.context import ReconcilerContext
+from remotegpu.reconciler.environments.leases import STATE_COLUMNS, EnvironmentState, Lease, state_from_row
+from remotegpu.reconciler.environments.results import Outcome, StepResult
+from remotegpu.reconciler.leader import FENCE_SELECT, fence
+
+log = logging.getLogger(__name__)
+
+_UPDATE_CTES = (
+    """
+    WITH leader AS (
+        -- the fencing check, in the same statement: a stale leader's update matches nothing
+        """
+    + FENCE_SELECT
+    + """
+    ), updated AS (
+    UPDATE environments SET
+        phase = :phase,
+        phase_entered_at = CASE WHEN :moved THEN :now ELSE phase_entered_at END,
+        reason = :reason, last_error = :last_error, retry_count = :retry_count,
+        next_attempt_at = :next_attempt_at,
+        observed_generation = coalesce(:observed_generation, observed_generation),
+        seen_desired_version = :desired_version,
+        deleted_at = CASE WHEN :mark_deleted THEN :now ELSE deleted_at END,
+        queue_position = NULL, queue_reason = NULL,
+        lock_token = CASE WHEN :keep_lease THEN lock_token END,
+        lock_expires_at = CASE WHEN :keep_lease THEN CAST(:lease_expires AS timestamptz) END,
+        lock_owner = CASE WHEN :keep_lease THEN lock_owner END,
+        updated_at = :now
+     WHERE id = :id AND lock_token = :token AND EXISTS (SELECT 1 FROM leader)
+    RETURNING *
+    ), recorded AS (
+    INSERT INTO events (actor_kind, workspace_id, environment_id, kind, reason, message, data)
+    SELECT 'reconciler', workspace_id, id, :event_kind, :event_reason, :event_message, CAST(:event_data AS jsonb)
+      FROM updated WHERE :record_event
+    RETURNING 1
+    )
+"""
+)
+# The whole record of a step in one statement: fencing check, guarded update, event, and the row as it
+# now is (joined with what it holds after any release made earlier in the transaction).
+_UPDATE_SQL = text(_UPDATE_CTES + STATE_COLUMNS.replace("FROM environments e", "FROM updated e"))
+
+_EVENT_SQL = text(
+    """
+    INSERT INTO events (actor_kind, workspace_id, environment_id, kind, reason, message, data)
+    VALUES ('reconciler', :workspace_id, :environment_id, :kind, :reason, :message, CAST(:data AS jsonb))
+    """
+)
+
+
+class LeaseLostError(Exception):
+    """The guarded update matched no row: another worker owns the environment now."""
+
+
+def apply(
+    ctx: ReconcilerContext, lease: Lease, env: EnvironmentState, result: StepResult, *, keep_lease: bool
+) -> EnvironmentState:
+    """Record `result` in one transaction, guarded by the lease token and the fencing epoch.
+
+    Returns the environment as it now is (the update's RETURNING, joined with what it holds after any
+    release made earlier in the transaction): the next step on the same lease starts from it.
+    Raises `IllegalTransitionError`, writing nothing, when the table refuses the result's trigger.
+    """
+    now = clock.now()
+    new_phase = _next_phase(env, result)
+    moved = new_phase is not env.phase
+    reason: str | None
+    last_error: str | None
+    if result.outcome is Outcome.RETRY:
+        retry_count, reason = env.retry_count + 1, result.reason
+        next_attempt = now + ctx.backoff(env.retry_count)
+        last_error = result.message or result.reason
+    else:
+        retry_count = 0
+        reason = result.reason if new_phase is Phase.FAILED else None
+        last_error = result.message if new_phase is Phase.FAILED else None
+        if keep_lease:
+            next_attempt = now
+        elif result.after is not None:
+            next_attempt = now + result.after
+        else:  # the phase moved and nothing more is due now: look again at the resync
+            next_attempt = now + ctx.resync
+    parameters = {
+        "id": env.id,
+        "token": lease.token,
+        "shard": ctx.shard,
+        "epoch": ctx.epoch,
+        "phase": new_phase.value,
+        "moved": moved,
+        "now": now,
+        "reason": reason,
+        "last_error": last_error,
+        "retry_count": retry_count,
+        "next_attempt_at": next_attempt,
+        "observed_generation": result.observed_generation,
+        "desired_version": env.desired_version,
+        "mark_deleted": result.mark_deleted,
+        "keep_lease": keep_lease,
+        "lease_expires": now + ctx.lease,
+        **_event_parameters(env, result, new_phase, record=moved or result.outcome is Outcome.RETRY),
+    }
+    mismatch = bool(result.devices) and _binding_mismatch(env, result.devices)
+    if not result.release_claims and not mismatch:
+        # One statement: on an autocommit connection it is its own transaction (one round trip).
+        with ctx.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            ctx.kill_point("mid-apply")
+            row = connection.execute(_UPDATE_SQL, parameters).first()
+            if row is None:
+                _explain_missing_update(connection, ctx, env)
+        return state_from_row(row)
+    with ctx.engine.begin() as connection:
+        _release(connection, env.id, result)
+        ctx.kill_point("mid-apply")
+        row = connection.execute(_UPDATE_SQL, parameters).first()
+        if row is None:
+            _explain_missing_update(connection, ctx, env)
+        if mismatch:
+            _record_binding_mismatch(connection, env, result.devices)
+    return state_from_row(row)
+
+
+def _next_phase(env: EnvironmentState, result: StepResult) -> Phase:
+    """The phase after `result`, from the table; an illegal trigger is an error, never skipped."""
+    if result.trigger is None:
+        return env.phase
+    try:
+        return next_phase(env.phase, result.trigger)
+    except IllegalTransitionError:
+        log.error(
+            "Step result refused: illegal trigger; lease dropped",
+            extra={"env": str(env.id), "phase": env.phase.value, "trigger": str(result.trigger)},
+        )
+        raise
+
+
+def _release(connection: Connection, environment_id: uuid.UUID, result: StepResult) -> None:
+    """Give back what the step freed, advisory locks before the row locks of the update that follows."""
+    if result.mark_deleted:
+        # the volumes are gone: their storage leaves the quotas (quota locks before host locks)
+        release_storage(connection, environment_id)
+    if result.release_claims:
+        release(connection, environment_id)
+
+
+def _explain_missing_update(
+    connection: Connection, ctx: ReconcilerContext, env: EnvironmentState
+) -> NoReturn:
+    """The guarded update matched nothing: fenced out (`FencedOutError`) or the lease is gone."""
+    fence(connection, ctx.shard, ctx.epoch)
+    raise LeaseLostError(f"lease on {env.id} lost before apply")
+
+
+def _binding_mismatch(env: EnvironmentState, devices: tuple[str, ...]) -> bool:
+    claimed = {device for device in env.claimed_devices if device}
+    return bool(devices) and bool(claimed) and set(devices) != claimed
+
+
+def _record_binding_mismatch(connection: Connection, env: EnvironmentState, devices: tuple[str, ...]) -> None:
+    """The device plugin gave other GPUs than the ones claimed: an event and a condition say so."""
+    claimed = sorted(device for device in env.claimed_devices if device)
+    message = f"node gave {', '.join(devices)}; claimed {', '.join(claimed)}"
+    connection.execute(
+        _EVENT_SQL,
+        {
+            "workspace_id": env.workspace_id,
+            "environment_id": env.id,
+            "kind": "binding",
+            "reason": "GpuBindingMismatch",
+            "message": message,
+            "data": json.dumps({"given": list(devices), "claimed": claimed}),
+        },
+    )
+    condition = {"type": "GpuBinding", "status": "False", "reason": "GpuBindingMismatch", "message": message}
+    connection.execute(_SET_CONDITION_SQL, {"id": env.id, "condition": json.dumps(condition)})
+
+
+_SET_CONDITION_SQL = text(
+    """
+    UPDATE environments
+       SET conditions = (SELECT coalesce(jsonb_agg(c), '[]') FROM jsonb_array_elements(conditions) c
+                          WHERE c->>'type' <> 'GpuBinding') || jsonb_build_array(CAST(:condition AS jsonb))
+     WHERE id = :id
+    """
+)
+
+
+def _event_parameters(
+    env: EnvironmentState, result: StepResult, new_phase: Phase, *, record: bool
+) -> dict[str, Any]:
+    """The transition or retry event of a step, as parameters of `_UPDATE_SQL` (`record`: write it)."""
+    if not record:
+        return dict.fromkeys(("event_kind", "event_reason", "event_message", "event_data")) | {
+            "record_event": False
+        }
+    return {
+        "record_event": True,
+        "event_kind": "transition" if new_phase is not env.phase else "retry",
+        "event_reason": result.reason or "Retry",
+        "event_message": result.message,
+        "event_data": json.dumps(
+            {
+                "from": env.phase.value,
+                "to": new_phase.value,
+                "generation": env.generation,
+                "devices": list(result.devices),
+            }
+        ),
+    }

@@ -1,0 +1,197 @@
+"""Leasing due environments, and the row as a step sees it.
+
+`fetch_leases` claims due rows with `FOR UPDATE SKIP LOCKED` into short leases, commits, and returns
+each leased row with what it holds (the load of the first step; later steps start from `apply`'s row).
+Which rows are due is the lifecycle's business: the phase sets below come from the table and `Phase`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+
+from remotegpu.core.capacity.allocate import ClaimedPort
+from remotegpu.core.environments.lifecycle import Trigger, sources
+from remotegpu.core.environments.states import DesiredState, GpuHealth, Phase, Protocol, sql_list
+from remotegpu.core.platform import clock
+from remotegpu.reconciler.context import ReconcilerContext
+from remotegpu.reconciler.leader import FENCE_SELECT
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A worker's claim on one environment row."""
+
+    environment_id: uuid.UUID
+    token: uuid.UUID
+    state: EnvironmentState
+    """The row as the lease read it: the first step starts from it."""
+
+
+@dataclass(frozen=True)
+class EnvironmentState:
+    """One environment as loaded under its lease."""
+
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    name: str
+    spec: dict[str, Any]
+    generation: int
+    observed_generation: int
+    desired_state: DesiredState
+    desired_version: int
+    phase: Phase
+    reason: str | None
+    retry_count: int
+    phase_entered_at: dt.datetime
+    gpu_count: int
+    cpu_millis: int
+    memory_bytes: int
+    host_id: uuid.UUID | None
+    host_name: str | None
+    host_health: str | None
+    ports: tuple[ClaimedPort, ...]
+    claimed_devices: tuple[str | None, ...] = ()
+    """Device UUIDs of the GPUs this environment claims (None where the node never reported one)."""
+    lost_gpus: tuple[int, ...] = ()
+    """Indexes of claimed GPUs its node no longer reports (`GpuHealth.LOST`)."""
+
+
+# -- fetch ---------------------------------------------------------------------------------------
+
+_RUNNING = DesiredState.RUNNING
+_LEASE_CTES = f"""
+    WITH leader AS (
+        -- the fencing check, in the same statement: a stale leader leases nothing
+        {FENCE_SELECT}
+    ), due AS (
+        SELECT id FROM environments
+         WHERE shard = :shard AND EXISTS (SELECT 1 FROM leader)
+           -- due by time, or at once when a user changed the desired side (a stop wins over a backoff)
+           AND (next_attempt_at IS NULL OR next_attempt_at <= :now OR desired_version <> seen_desired_version)
+           AND (lock_expires_at IS NULL OR lock_expires_at < :now)
+           -- settled: nothing to do until the user wants something else (or, once failed, a new spec)
+           AND phase <> '{Phase.DELETED}'
+           AND NOT (phase = '{Phase.STOPPED}' AND desired_state = '{DesiredState.STOPPED}')
+           AND NOT (phase = '{Phase.FAILED}' AND desired_state <> '{DesiredState.DELETED}'
+                    AND generation = observed_generation)
+           -- pending and waiting environments that want to run belong to the scheduling pass, which
+           -- admits and places them in bulk; a user's stop or delete makes them the pipeline's again
+           AND NOT (phase IN ({sql_list(sources(Trigger.ADMIT))}) AND desired_state = '{_RUNNING}')
+           AND NOT (phase IN ({sql_list(sources(Trigger.SCHEDULE))}) AND desired_state = '{_RUNNING}'
+                    AND generation = observed_generation AND desired_version = seen_desired_version)
+         ORDER BY next_attempt_at NULLS FIRST, id
+         LIMIT :limit
+         FOR UPDATE SKIP LOCKED
+    )
+    , leased AS (
+    UPDATE environments e
+       SET lock_token = gen_random_uuid(), lock_expires_at = :expires, lock_owner = :owner
+      FROM due WHERE e.id = due.id
+    RETURNING e.*
+    )
+"""
+
+
+_NUDGE_SQL = text(
+    """
+    WITH leader AS ("""
+    + FENCE_SELECT
+    + """)
+    UPDATE environments SET next_attempt_at = :now
+     WHERE id = ANY(:ids) AND next_attempt_at > :now AND (lock_token IS NULL OR lock_expires_at < :now)
+       AND EXISTS (SELECT 1 FROM leader)
+    """
+)
+
+
+def fetch_leases(
+    ctx: ReconcilerContext,
+    limit: int,
+    exclude: set[uuid.UUID] | None = None,
+    nudge: Collection[uuid.UUID] = (),
+) -> list[Lease]:
+    """Lease up to `limit` due environments (skipping rows other workers hold), committed at once.
+
+    `nudge`: environments whose pods changed; they become due now (unless leased), just before the
+    lease, so a burst of pod events costs no transaction of its own. A fenced-out leader leases and
+    nudges nothing; its heartbeat tells it that it no longer leads.
+    """
+    if limit <= 0 and not nudge:
+        return []
+    now = clock.now()
+    fencing = {"shard": ctx.shard, "epoch": ctx.epoch}
+    # Each statement checks the epoch itself, so each may be its own transaction (one round trip).
+    with ctx.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        if nudge:
+            connection.execute(_NUDGE_SQL, {"ids": list(nudge), "now": now, **fencing})
+        rows: Sequence[Any] = []
+        if limit > 0:
+            rows = connection.execute(
+                _LEASE_SQL,
+                {"now": now, "limit": limit, "expires": now + ctx.lease, "owner": ctx.identity, **fencing},
+            ).all()
+    return [
+        Lease(row.id, row.lock_token, state_from_row(row))
+        for row in rows
+        if not exclude or row.id not in exclude
+    ]
+
+
+# -- the row as a step sees it --------------------------------------------------------------------
+
+STATE_COLUMNS = f"""
+    SELECT e.id, e.lock_token, e.workspace_id, e.name, e.spec, e.generation, e.observed_generation,
+           e.desired_state, e.desired_version,
+           e.phase, e.reason, e.retry_count, e.phase_entered_at, e.gpu_count, e.cpu_millis, e.memory_bytes,
+           a.host_id, h.name AS host_name, h.health AS host_health,
+           coalesce((SELECT json_agg(json_build_array(m.container_port, m.host_port, m.protocol)
+                                     ORDER BY m.container_port)
+                       FROM port_mappings m WHERE m.environment_id = e.id AND m.released_at IS NULL), '[]') AS ports,
+           coalesce((SELECT json_agg(g.device_uuid ORDER BY g.device_uuid)
+                       FROM gpu_claims c JOIN gpus g ON g.id = c.gpu_id
+                      WHERE c.environment_id = e.id AND c.released_at IS NULL), '[]') AS claimed_devices,
+           coalesce((SELECT json_agg(g.index ORDER BY g.index)
+                       FROM gpu_claims c JOIN gpus g ON g.id = c.gpu_id
+                      WHERE c.environment_id = e.id AND c.released_at IS NULL AND g.health = '{GpuHealth.LOST}'),
+                    '[]') AS lost_gpus
+      FROM environments e
+      LEFT JOIN allocations a ON a.environment_id = e.id AND a.released_at IS NULL
+      LEFT JOIN hosts h ON h.id = a.host_id
+"""
+"""The row with what it holds; `FROM environments e` is replaced by a CTE of the rows a statement wrote."""
+
+# Leasing returns the leased rows with what they hold, so a first step needs no round trip of its own.
+_LEASE_SQL = text(_LEASE_CTES + STATE_COLUMNS.replace("FROM environments e", "FROM leased e"))
+
+
+def state_from_row(row: Any) -> EnvironmentState:
+    """The step's view of a row selected with `STATE_COLUMNS`."""
+    return EnvironmentState(
+        id=row.id,
+        workspace_id=row.workspace_id,
+        name=row.name,
+        spec=row.spec,
+        generation=row.generation,
+        observed_generation=row.observed_generation,
+        desired_state=DesiredState(row.desired_state),
+        desired_version=row.desired_version,
+        phase=Phase(row.phase),
+        reason=row.reason,
+        retry_count=row.retry_count,
+        phase_entered_at=row.phase_entered_at,
+        gpu_count=row.gpu_count,
+        cpu_millis=row.cpu_millis,
+        memory_bytes=row.memory_bytes,
+        host_id=row.host_id,
+        host_name=row.host_name,
+        host_health=row.host_health,
+        ports=tuple(ClaimedPort(c, h, Protocol(p)) for c, h, p in row.ports),
+        claimed_devices=tuple(row.claimed_devices),
+        lost_gpus=tuple(row.lost_gpus),
+    )

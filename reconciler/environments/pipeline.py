@@ -1,0 +1,34 @@
+"""One lease, start to finish: process and apply steps back to back while each leads to the next."""
+
+from __future__ import annotations
+
+import logging
+
+from remotegpu.reconciler.context import ReconcilerContext
+from remotegpu.reconciler.environments.apply import LeaseLostError, apply
+from remotegpu.reconciler.environments.leases import Lease
+from remotegpu.reconciler.environments.process import process
+
+log = logging.getLogger(__name__)
+
+MAX_STEPS_PER_LEASE = 8
+"""Steps one worker may run back to back on one lease when each leads straight to the next."""
+
+
+def reconcile(ctx: ReconcilerContext, lease: Lease) -> None:
+    """Run steps on one leased environment until it waits, settles or loses the lease.
+
+    An illegal trigger raises `IllegalTransitionError` out of here: the lease is dropped unapplied.
+    """
+    env = lease.state
+    for step in range(MAX_STEPS_PER_LEASE):
+        result = process(ctx, env)
+        keep = result.continues(env.desired_state) and step + 1 < MAX_STEPS_PER_LEASE
+        try:
+            applied = apply(ctx, lease, env, result, keep_lease=keep)
+        except LeaseLostError:
+            log.warning("Apply skipped: lease token changed", extra={"env": str(env.id)})
+            return
+        if not keep:
+            return
+        env = applied

@@ -1,0 +1,251 @@
+"""`process`: observe the cluster, choose a trigger, act at most once, and say what happened.
+
+The choice is table-driven. For each desired state, `_PLANS` lists the triggers a step tries, in order;
+a trigger is considered only where the lifecycle table allows it from the current phase, and its handler
+(one per trigger) checks its own guard, acts on the cluster (idempotently, by name) and returns the
+`StepResult`, or returns None when its guard does not hold. Where no trigger applies, the step requeues.
+The phase the trigger leads to is not decided here: `apply` looks it up in the table.
+
+No database session is open here; a cluster outage is a retry, never an exception.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+
+from remotegpu.core.cluster.driver import (
+    ClusterUnavailableError,
+    PodObservation,
+    PodState,
+    VolumeSpec,
+    WorkloadSpec,
+    WorkloadWatcher,
+)
+from remotegpu.core.environments.lifecycle import Trigger, allowed_triggers
+from remotegpu.core.environments.states import DesiredState, HostHealth, Phase
+from remotegpu.core.platform import clock
+from remotegpu.core.platform.quantities import parse_bytes
+from remotegpu.reconciler.context import ReconcilerContext
+from remotegpu.reconciler.environments.leases import EnvironmentState
+from remotegpu.reconciler.environments.results import Outcome, StepResult, advance, fail, requeue, retry
+
+POD_START_RECHECK = dt.timedelta(milliseconds=200)
+"""How soon a starting pod is looked at again when no event of its own comes first."""
+
+
+def process(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
+    """Decide and act once; never raises for expected outcomes (a cluster outage is a retry)."""
+    try:
+        return _apply_deadline(ctx, env, _decide(ctx, env))
+    except ClusterUnavailableError as error:
+        return retry("ClusterUnavailable", str(error))
+
+
+def _decide(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
+    allowed = allowed_triggers(env.phase)
+    for trigger in _PLANS[env.desired_state]:
+        if trigger in allowed:
+            result = _HANDLERS[trigger](ctx, env)
+            if result is not None:
+                return result
+    return requeue(ctx.resync)
+
+
+# -- one handler per trigger: its guard, its action on the cluster, its result ---------------------
+
+Handler = Callable[[ReconcilerContext, EnvironmentState], StepResult | None]
+
+
+def _delete(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
+    return advance(Trigger.DELETE, "Deleting")
+
+
+def _finish_delete(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
+    ctx.cluster.delete_workload(env.id, keep_volumes=False)
+    ctx.kill_point("after-pod-deleted")
+    return advance(Trigger.FINISH_DELETE, "Deleted", release_claims=True, mark_deleted=True)
+
+
+def _stop_unplaced(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
+    return advance(Trigger.STOP_UNPLACED, "Stopped", release_claims=True)
+
+
+def _stop(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult | None:
+    """A user's stop; or, for an environment that should run, a restart because its spec changed."""
+    if env.desired_state is not DesiredState.RUNNING:
+        return advance(Trigger.STOP, "Stopping")
+    if _spec_changed(env):
+        return advance(Trigger.STOP, "Restarting", f"spec changed to generation {env.generation}")
+    return None
+
+
+def _finish_stop(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
+    ctx.cluster.delete_workload(env.id, keep_volumes=True)  # persistent volumes stay
+    ctx.kill_point("after-pod-deleted")
+    return advance(Trigger.FINISH_STOP, "Stopped", release_claims=True)
+
+
+def _start(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult | None:
+    """From stopped; from failed only for a new generation (a failure is kept until the spec changes)."""
+    if env.phase is Phase.FAILED and not _spec_changed(env):
+        return None
+    return advance(Trigger.START, "Starting")
+
+
+def _schedule(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
+    """The scheduling pass fires SCHEDULE in bulk; a step on a waiting environment (leased because its
+    spec or desire changed) only records that it has seen this generation, whose requests the pass reads."""
+    return requeue(ctx.resync, observed_generation=env.generation)
+
+
+def _reschedule(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult | None:
+    """Back to the queue when the host is down or a GPU it holds is lost."""
+    lost = _lost_placement(env)
+    if lost is None:
+        return None
+    # Its pod goes first (this step); the claims are released when the result is applied, after.
+    ctx.cluster.delete_workload(env.id, keep_volumes=True)
+    return advance(Trigger.RESCHEDULE, *lost, release_claims=True)
+
+
+def _provision(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
+    ctx.cluster.ensure_workload(_workload(env))
+    ctx.kill_point("after-pod-created")
+    if isinstance(ctx.cluster, WorkloadWatcher):
+        # The pod's own change (scheduled, running, failing) makes it due at once; the recheck is the
+        # fallback for a lost event. Looking now would mostly find it Pending: a step for nothing.
+        return advance(Trigger.PROVISION, "Provisioning", recheck_after=POD_START_RECHECK)
+    return advance(Trigger.PROVISION, "Provisioning")
+
+
+def _observe_pod(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
+    """Provisioning or running: the pod's observed state decides (running, recreated, failed, retried)."""
+    pod = ctx.cluster.observe_workload(env.id)
+    if pod.state is PodState.RUNNING:
+        if env.phase is Phase.PROVISIONING:
+            return advance(Trigger.BECOME_RUNNING, "Running", _binding_message(pod), devices=pod.devices)
+        return requeue(ctx.resync)
+    if pod.state is PodState.PENDING:
+        return requeue(POD_START_RECHECK)
+    if pod.state is PodState.FAILED:
+        reason = pod.reason or "PodFailed"
+        if not pod.retryable:
+            ctx.cluster.delete_workload(env.id, keep_volumes=True)
+            return fail(reason, pod.message)
+        # Kubernetes keeps retrying the pod itself (image pulls, crash loops); we look again with backoff
+        # and give up at the phase deadline.
+        return retry(reason, pod.message)
+    # The pod is gone while its host is healthy: create it again, on the same host with the same claims.
+    ctx.cluster.ensure_workload(_workload(env))
+    ctx.kill_point("after-pod-created")
+    if env.phase is Phase.RUNNING:
+        return advance(Trigger.RECREATE, "PodLost", "pod vanished; re-created on the same host")
+    return requeue(POD_START_RECHECK)
+
+
+_HANDLERS: Mapping[Trigger, Handler] = MappingProxyType(
+    {
+        Trigger.DELETE: _delete,
+        Trigger.FINISH_DELETE: _finish_delete,
+        Trigger.STOP_UNPLACED: _stop_unplaced,
+        Trigger.STOP: _stop,
+        Trigger.FINISH_STOP: _finish_stop,
+        Trigger.START: _start,
+        Trigger.SCHEDULE: _schedule,
+        Trigger.RESCHEDULE: _reschedule,
+        Trigger.PROVISION: _provision,
+        # The pod decides in both: provisioning becomes running, a running one whose pod vanished is
+        # re-created; either may fail or retry instead.
+        Trigger.BECOME_RUNNING: _observe_pod,
+        Trigger.RECREATE: _observe_pod,
+    }
+)
+"""ADMIT is the scheduling pass's alone (pending environments that want to run are never leased), and
+FAIL is what a handler returns when the pod or a deadline says so, never a trigger a plan tries."""
+
+_PLANS: Mapping[DesiredState, tuple[Trigger, ...]] = MappingProxyType(
+    {
+        # A user's delete or stop wins over in-flight work in any phase.
+        DesiredState.DELETED: (Trigger.DELETE, Trigger.FINISH_DELETE),
+        DesiredState.STOPPED: (Trigger.STOP_UNPLACED, Trigger.STOP, Trigger.FINISH_STOP),
+        DesiredState.RUNNING: (
+            Trigger.FINISH_STOP,  # a stop under way finishes before anything starts again
+            Trigger.START,
+            Trigger.STOP,  # the spec changed while placed: restart
+            Trigger.RESCHEDULE,  # the placement is lost
+            Trigger.SCHEDULE,
+            Trigger.PROVISION,
+            Trigger.BECOME_RUNNING,
+            Trigger.RECREATE,
+        ),
+    }
+)
+"""Per desired state, the triggers a step tries, in order (each only where the table allows it)."""
+
+
+# -- what the handlers look at ---------------------------------------------------------------------
+
+
+def _spec_changed(env: EnvironmentState) -> bool:
+    return env.generation != env.observed_generation
+
+
+def _lost_placement(env: EnvironmentState) -> tuple[str, str] | None:
+    """(reason, message) when the environment's host is down or a GPU it holds is lost; else None.
+    Either way it goes back to the queue, to be placed again."""
+    if env.host_health == HostHealth.DOWN:
+        return "HostLost", f"host {env.host_name} is down"
+    if env.lost_gpus:
+        indexes = ", ".join(str(index) for index in env.lost_gpus)
+        return "GpuLost", f"GPU {indexes} of host {env.host_name} is no longer reported by its node"
+    return None
+
+
+def _binding_message(pod: PodObservation) -> str:
+    """Where it runs, and with which GPUs when the node reports them (device-plugin mode)."""
+    message = f"on {pod.node}"
+    if pod.devices:
+        message += f" with {', '.join(pod.devices)}"
+    return message
+
+
+def _apply_deadline(ctx: ReconcilerContext, env: EnvironmentState, result: StepResult) -> StepResult:
+    """Past its phase's deadline with the same failing reason, an environment fails with that reason."""
+    deadlines = {
+        Phase.PROVISIONING: ctx.settings.provisioning_deadline_seconds,
+        Phase.SCHEDULED: ctx.settings.provisioning_deadline_seconds,
+        Phase.STOPPING: ctx.settings.stopping_deadline_seconds,
+    }
+    limit = deadlines.get(env.phase)
+    reason = result.reason
+    if result.outcome is not Outcome.RETRY or reason is None or limit is None or reason != env.reason:
+        return result
+    if clock.now() - env.phase_entered_at < dt.timedelta(seconds=limit):
+        return result
+    message = f"{reason} for longer than the {env.phase.value} deadline ({int(limit)} s)"
+    ctx.cluster.delete_workload(env.id, keep_volumes=True)  # failed holds nothing: the pod goes too
+    return fail(reason, message)
+
+
+def _workload(env: EnvironmentState) -> WorkloadSpec:
+    spec = env.spec
+    assert env.host_name is not None, "a placed environment has a host"
+    return WorkloadSpec(
+        environment_id=env.id,
+        workspace_id=env.workspace_id,
+        generation=env.generation,
+        node=env.host_name,
+        image=str(spec.get("image", "")),
+        command=tuple(spec.get("command", ())),
+        gpu_count=env.gpu_count,
+        cpu_millis=env.cpu_millis,
+        memory_bytes=env.memory_bytes,
+        ports=env.ports,
+        volumes=tuple(
+            VolumeSpec(v["name"], parse_bytes(v.get("size", 0)), v.get("mount", f"/{v['name']}"))
+            for v in spec.get("volumes", ())
+        ),
+        env=tuple(sorted((str(k), str(v)) for k, v in spec.get("env", {}).items())),
+    )
