@@ -36,10 +36,6 @@ class Phase(enum.StrEnum):
         """True where no further work happens without a new desire (spec change, start, delete)."""
         return self in {Phase.STOPPED, Phase.DELETED, Phase.FAILED}
 
-    def holds_claims(self) -> bool:
-        """True in the phases where the environment owns GPUs and host ports."""
-        return self in {Phase.SCHEDULED, Phase.PROVISIONING, Phase.RUNNING, Phase.STOPPING}
-
     def is_in_progress(self) -> bool:
         """True in a work phase: the reconciler is moving the environment along and owes the cluster an
         action (create, observe, delete); an environment should not stay here for long."""

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from remotegpu.core.environments.states import Phase
 from remotegpu.core.platform.errors import RemoteGPUError
 from remotegpu.ops.api_client import ApiClient
 from remotegpu.ops.cli.client.options import Name, Output, Workspace
@@ -52,7 +53,7 @@ def access(name: Name, workspace: Workspace = None, output: Output = OutputForma
     """How to reach a running environment (SSH command, URLs); exit 1 if it is not running."""
     with signed_in_client() as client:
         environment = find_environment(client, name, workspace)
-        if environment["phase"] != "running":
+        if environment["phase"] != Phase.RUNNING:
             raise RemoteGPUError(
                 f"environment {environment['name']!r} is not running (phase {environment['phase']}); "
                 f"see `remotegpu describe env {environment['name']}`"

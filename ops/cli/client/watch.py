@@ -10,6 +10,7 @@ from rich.console import Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from remotegpu.core.environments.states import Phase
 from remotegpu.core.platform.errors import RemoteGPUError
 from remotegpu.ops.api_client import ApiClient
 from remotegpu.ops.cli.client.environments import ENV_COLUMNS, find_environment
@@ -23,13 +24,15 @@ from remotegpu.policies.queue import NEVER_FITS
 def unplaceable(environment: dict[str, Any]) -> bool:
     """Whether an environment waits for capacity that no host has (no host has its GPU model, or enough
     GPUs of it, or every such host is cordoned): waiting longer will not place it."""
-    return environment["phase"] == "admitted" and (environment["queue_reason"] or "").startswith(NEVER_FITS)
+    return environment["phase"] == Phase.ADMITTED and (environment["queue_reason"] or "").startswith(
+        NEVER_FITS
+    )
 
 
 def settled(environment: dict[str, Any]) -> bool:
     """Whether the reconciler has finished with an environment for now (it may still change later)."""
     phase, desired = environment["phase"], environment["desired_state"]
-    if phase == "failed" or unplaceable(environment):
+    if phase == Phase.FAILED or unplaceable(environment):
         return True
     caught_up = int(environment["observed_generation"]) >= int(environment["generation"])
     return caught_up and phase == desired
@@ -79,7 +82,7 @@ def watch(
                 time.sleep(interval)
     if not console.is_terminal:
         console.print()  # the last frame ends without a newline off a terminal
-    failed = [e["name"] for e in items if e["phase"] == "failed"]
+    failed = [e["name"] for e in items if e["phase"] == Phase.FAILED]
     stuck = [f"{e['name']} ({e['queue_reason']})" for e in items if unplaceable(e)]
     if failed or stuck:
         said = [f"failed: {', '.join(failed)}"] if failed else []
