@@ -33,8 +33,9 @@ from remotegpu.core.cluster.driver import (
     WorkloadWatcher,
 )
 from remotegpu.core.environments.lifecycle import IllegalTransitionError, next_phase
-from remotegpu.core.environments.states import DesiredState, Phase, Protocol
+from remotegpu.core.environments.states import ActorKind, DesiredState, Phase, Protocol
 from remotegpu.core.platform import clock
+from remotegpu.core.platform.events import record_event
 from remotegpu.core.platform.quantities import parse_bytes
 from remotegpu.reconciler.context import ReconcilerContext
 from remotegpu.reconciler.leader import FENCE_SELECT, fence
@@ -458,13 +459,6 @@ _UPDATE_CTES = (
 # now is (joined with what it holds after any release made earlier in the transaction).
 _UPDATE_SQL = text(_UPDATE_CTES + _STATE_COLUMNS.replace("FROM environments e", "FROM updated e"))
 
-_EVENT_SQL = text(
-    """
-    INSERT INTO events (actor_kind, workspace_id, environment_id, kind, reason, message, data)
-    VALUES ('reconciler', :workspace_id, :environment_id, :kind, :reason, :message, CAST(:data AS jsonb))
-    """
-)
-
 
 class LeaseLostError(Exception):
     """The guarded update matched no row: another worker owns the environment now."""
@@ -563,16 +557,15 @@ def _record_binding_mismatch(connection: Connection, env: EnvironmentState, devi
     """The device plugin gave other GPUs than the ones claimed: an event and a condition say so."""
     claimed = sorted(device for device in env.claimed_devices if device)
     message = f"node gave {', '.join(devices)}; claimed {', '.join(claimed)}"
-    connection.execute(
-        _EVENT_SQL,
-        {
-            "workspace_id": env.workspace_id,
-            "environment_id": env.id,
-            "kind": "binding",
-            "reason": "GpuBindingMismatch",
-            "message": message,
-            "data": json.dumps({"given": list(devices), "claimed": claimed}),
-        },
+    record_event(
+        connection,
+        actor_kind=ActorKind.RECONCILER,
+        kind="binding",
+        reason="GpuBindingMismatch",
+        message=message,
+        workspace_id=env.workspace_id,
+        environment_id=env.id,
+        data={"given": list(devices), "claimed": claimed},
     )
     condition = {"type": "GpuBinding", "status": "False", "reason": "GpuBindingMismatch", "message": message}
     connection.execute(_SET_CONDITION_SQL, {"id": env.id, "condition": json.dumps(condition)})
