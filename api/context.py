@@ -23,7 +23,6 @@ from sqlalchemy import Connection, Engine
 from remotegpu.api.security import authenticate, authenticate_async
 from remotegpu.core.accounts.credential_cache import PrincipalCache
 from remotegpu.core.accounts.users import Principal
-from remotegpu.core.platform.errors import ForbiddenError
 
 
 class LogReader(Protocol):
@@ -80,8 +79,8 @@ class ApiContext:
             context = self.engine.begin()
         with context as connection:
             principal = authenticate(connection, request.headers.get("authorization"), self.jwt_secret)
-            if admin and not principal.is_admin:
-                raise ForbiddenError("this needs a platform administrator")
+            if admin:
+                principal.require_admin()
             yield connection, principal
 
     @contextlib.asynccontextmanager

@@ -13,10 +13,8 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 
 from remotegpu.api.context import AnyRequest, Api
 from remotegpu.api.openapi import answers
-from remotegpu.core.accounts.membership import workspace_access
 from remotegpu.core.billing.views import get_invoice, list_invoices, list_records
 from remotegpu.core.platform.pagination import MAX_PAGE_SIZE
-from remotegpu.policies.roles import Action
 
 Limit = Annotated[int, QueryParameter(ge=1, le=MAX_PAGE_SIZE)]
 
@@ -94,14 +92,6 @@ def _invoice(row: Any, lines: list[Any] | None = None) -> InvoiceOut:
     )
 
 
-def _workspace_id(connection: Any, principal: Any, workspace: str | None) -> uuid.UUID | None:
-    if workspace is None:
-        return None
-    access = workspace_access(connection, principal, workspace)
-    access.require(Action.READ_BILLING)
-    return access.id
-
-
 @get("/records", sync_to_thread=True, opt=answers(403, 404))
 def records(
     request: AnyRequest,
@@ -112,9 +102,7 @@ def records(
 ) -> RecordList:
     """Metered intervals of the workspaces whose bills the caller may see (owners and admins)."""
     with api.acting(request) as (connection, principal):
-        rows, following = list_records(
-            connection, principal, _workspace_id(connection, principal, workspace), limit=limit, cursor=cursor
-        )
+        rows, following = list_records(connection, principal, workspace, limit=limit, cursor=cursor)
     items = [
         RecordOut(
             r.id,
@@ -145,9 +133,7 @@ def invoices(
 ) -> InvoiceList:
     """Invoices of the workspaces whose bills the caller may see."""
     with api.acting(request) as (connection, principal):
-        rows, following = list_invoices(
-            connection, principal, _workspace_id(connection, principal, workspace), limit=limit, cursor=cursor
-        )
+        rows, following = list_invoices(connection, principal, workspace, limit=limit, cursor=cursor)
     return InvoiceList([_invoice(r) for r in rows], following)
 
 

@@ -13,9 +13,8 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from remotegpu.api.context import AnyRequest, Api
 from remotegpu.api.openapi import answers
 from remotegpu.core.environments.states import GpuHealth
-from remotegpu.core.inventory.hosts import cordon_host, drain_host, set_gpu_health, uncordon_host
-from remotegpu.core.inventory.views import get_gpu, get_host, list_gpus, list_hosts
-from remotegpu.core.platform.events import record_mutation
+from remotegpu.core.inventory import control
+from remotegpu.core.inventory.views import get_host, list_gpus, list_hosts
 from remotegpu.core.platform.pagination import MAX_PAGE_SIZE
 
 Reason = Annotated[str, msgspec.Meta(max_length=500)]
@@ -134,65 +133,52 @@ def hosts(
     cursor: FromQuery[str | None] = None,
 ) -> HostList:
     """Hosts by name."""
-    with api.acting(request, admin=True) as (connection, _):
-        rows, following = list_hosts(connection, limit=limit, cursor=cursor)
+    with api.acting(request) as (connection, principal):
+        rows, following = list_hosts(connection, principal, limit=limit, cursor=cursor)
     return HostList([host_out(r) for r in rows], following)
 
 
 @get("/hosts/{host_id:uuid}", sync_to_thread=True, opt=answers(403))
 def host(host_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> HostOut:
     """One host."""
-    with api.acting(request, admin=True) as (connection, _):
-        return host_out(get_host(connection, host_id))
+    with api.acting(request) as (connection, principal):
+        return host_out(get_host(connection, principal, host_id))
 
 
 @get("/hosts/{host_id:uuid}/gpus", sync_to_thread=True, opt=answers(403))
 def host_gpus(host_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> list[GpuOut]:
     """One host's GPUs by index."""
-    with api.acting(request, admin=True) as (connection, _):
-        get_host(connection, host_id)
-        return [gpu_out(r) for r in list_gpus(connection, host_id)]
+    with api.acting(request) as (connection, principal):
+        return [gpu_out(r) for r in list_gpus(connection, principal, host_id)]
 
 
 @post("/hosts/{host_id:uuid}/cordon", status_code=200, sync_to_thread=True, opt=answers(403))
 def cordon(host_id: FromPath[uuid.UUID], data: JSONBody[CordonIn], request: AnyRequest, api: Api) -> HostOut:
     """No new placements on the host; what runs there keeps running."""
-    with api.acting(request, admin=True) as (connection, principal):
-        get_host(connection, host_id)
-        cordon_host(connection, host_id, data.reason)
-        record_mutation(
-            connection, principal.user_id, "HostCordoned", data.reason or "cordoned", host_id=host_id
-        )
-        return host_out(get_host(connection, host_id))
+    with api.acting(request) as (connection, principal):
+        return host_out(control.cordon(connection, principal, host_id, data.reason))
 
 
 @post("/hosts/{host_id:uuid}/uncordon", status_code=200, sync_to_thread=True, opt=answers(403))
 def uncordon(host_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> HostOut:
     """Allow placements again (also ends a drain)."""
-    with api.acting(request, admin=True) as (connection, principal):
-        get_host(connection, host_id)
-        uncordon_host(connection, host_id)
-        record_mutation(connection, principal.user_id, "HostUncordoned", "uncordoned", host_id=host_id)
-        return host_out(get_host(connection, host_id))
+    with api.acting(request) as (connection, principal):
+        return host_out(control.uncordon(connection, principal, host_id))
 
 
 @post("/hosts/{host_id:uuid}/drain", status_code=200, sync_to_thread=True, opt=answers(403))
 def drain(host_id: FromPath[uuid.UUID], data: JSONBody[CordonIn], request: AnyRequest, api: Api) -> DrainOut:
     """Cordon the host and stop every environment on it."""
-    with api.acting(request, admin=True) as (connection, principal):
-        get_host(connection, host_id)
-        stopping = drain_host(connection, host_id, data.reason)
-        record_mutation(
-            connection, principal.user_id, "HostDrained", data.reason or "drained", host_id=host_id
-        )
-        return DrainOut(host_out(get_host(connection, host_id)), stopping)
+    with api.acting(request) as (connection, principal):
+        row, stopping = control.drain(connection, principal, host_id, data.reason)
+        return DrainOut(host_out(row), stopping)
 
 
 @get("/gpus", sync_to_thread=True, opt=answers(403))
 def gpus(request: AnyRequest, api: Api) -> list[GpuOut]:
     """Every GPU, by host and index."""
-    with api.acting(request, admin=True) as (connection, _):
-        return [gpu_out(r) for r in list_gpus(connection)]
+    with api.acting(request) as (connection, principal):
+        return [gpu_out(r) for r in list_gpus(connection, principal)]
 
 
 @post("/gpus/{gpu_id:uuid}/health", status_code=200, sync_to_thread=True, opt=answers(403))
@@ -200,17 +186,8 @@ def gpu_health(
     gpu_id: FromPath[uuid.UUID], data: JSONBody[GpuHealthIn], request: AnyRequest, api: Api
 ) -> GpuOut:
     """Mark a GPU unhealthy (never allocated again until healthy) or healthy."""
-    with api.acting(request, admin=True) as (connection, principal):
-        gpu = get_gpu(connection, gpu_id)
-        set_gpu_health(connection, gpu_id, data.health, data.reason)
-        record_mutation(
-            connection,
-            principal.user_id,
-            "GpuHealthSet",
-            f"GPU {gpu.index} {data.health.value}",
-            host_id=gpu.host_id,
-        )
-        return gpu_out(get_gpu(connection, gpu_id))
+    with api.acting(request) as (connection, principal):
+        return gpu_out(control.set_health(connection, principal, gpu_id, data.health, data.reason))
 
 
 router = Router(

@@ -12,19 +12,10 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from remotegpu.api.context import AnyRequest, Api
 from remotegpu.api.openapi import answers
-from remotegpu.core.accounts.membership import workspace_access
-from remotegpu.core.catalog.images import (
-    NewImage,
-    add_image,
-    delete_image,
-    full_reference,
-    get_image,
-    list_images,
-)
+from remotegpu.core.catalog.control import NewImage, add_image, remove_image
+from remotegpu.core.catalog.images import full_reference, get_image, list_images
 from remotegpu.core.environments.states import ImageVisibility
-from remotegpu.core.platform.errors import ForbiddenError, InvalidInputError, NotFoundError
 from remotegpu.core.platform.pagination import MAX_PAGE_SIZE
-from remotegpu.policies.roles import Action, allows
 
 Limit = Annotated[int, QueryParameter(ge=1, le=MAX_PAGE_SIZE)]
 
@@ -88,28 +79,17 @@ def image_out(row: Any) -> ImageOut:
 def create(data: JSONBody[ImageIn], request: AnyRequest, api: Api) -> ImageOut:
     """Add an image: private to a workspace (its admins) or public (platform admins). A reference is
     unique within the public catalog and within each workspace: 409 only for one already there."""
+    image = NewImage(
+        data.name,
+        data.reference,
+        data.visibility,
+        data.workspace,
+        data.digest,
+        data.framework,
+        data.cuda_version,
+        data.size_bytes,
+    )
     with api.acting(request) as (connection, principal):
-        owner = None
-        if data.visibility is ImageVisibility.PRIVATE:
-            if data.workspace is None:
-                raise InvalidInputError("$.workspace", "a private image belongs to a workspace; name it")
-            access = workspace_access(connection, principal, data.workspace)
-            access.require(Action.MANAGE_IMAGES)
-            owner = access.id
-        elif not principal.is_admin:
-            raise ForbiddenError(
-                "only platform admins add public images; add it as private to your workspace"
-            )
-        image = NewImage(
-            data.name,
-            data.reference,
-            data.visibility,
-            owner,
-            data.digest,
-            data.framework,
-            data.cuda_version,
-            data.size_bytes,
-        )
         return image_out(add_image(connection, principal, image))
 
 
@@ -148,15 +128,7 @@ def show(image_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> ImageO
 def remove(image_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> None:
     """Remove an image from the catalog (running environments keep theirs)."""
     with api.acting(request) as (connection, principal):
-        image = get_image(connection, principal, image_id)
-        may_manage = False
-        if image.owner_workspace_id is not None:
-            try:
-                role = workspace_access(connection, principal, image.owner_workspace_id).role
-                may_manage = allows(role.value, Action.MANAGE_IMAGES)
-            except NotFoundError:
-                may_manage = False
-        delete_image(connection, principal, image, may_manage)
+        remove_image(connection, principal, image_id)
 
 
 router = Router("/images", route_handlers=[create, list_all, search, show, remove], tags=["images"])

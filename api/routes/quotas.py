@@ -8,16 +8,12 @@ from typing import Annotated, Literal
 import msgspec
 from litestar import Router, get, put
 from litestar.params import FromPath, JSONBody
-from sqlalchemy import Connection, text
 
 from remotegpu.api.context import AnyRequest, Api
 from remotegpu.api.openapi import answers
-from remotegpu.core.accounts.membership import workspace_access
-from remotegpu.core.accounts.users import Principal
-from remotegpu.core.capacity.quotas import QuotaLimits, Subject, read_quota, set_quota
+from remotegpu.core.capacity import quota_control
+from remotegpu.core.capacity.quotas import Subject
 from remotegpu.core.environments.spec import GpuModel
-from remotegpu.core.platform.errors import InvalidInputError, NotFoundError
-from remotegpu.core.platform.quantities import parse_bytes, parse_cpu_millis
 from remotegpu.policies.admission import QuotaState
 
 Count = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
@@ -61,22 +57,9 @@ class UsageOut(msgspec.Struct):
     running_environments: int
 
 
-def _limits(data: JSONBody[QuotaIn]) -> QuotaLimits:
-    def parsed(field: str, parse: object, value: object) -> int | None:
-        if value is None:
-            return None
-        try:
-            return parse(value)  # type: ignore[operator,no-any-return]
-        except ValueError as error:
-            raise InvalidInputError(f"$.{field}", str(error)) from None
-
-    return QuotaLimits(
-        max_gpus=data.gpus,
-        max_cpu_millis=parsed("cpu", parse_cpu_millis, data.cpu),
-        max_memory_bytes=parsed("memory", parse_bytes, data.memory),
-        max_storage_bytes=parsed("storage", parse_bytes, data.storage),
-        max_running_environments=data.running_environments,
-        max_gpus_by_model=dict(data.gpus_by_model),
+def _limits(data: QuotaIn) -> quota_control.RequestedLimits:
+    return quota_control.RequestedLimits(
+        data.gpus, data.gpus_by_model, data.cpu, data.memory, data.storage, data.running_environments
     )
 
 
@@ -106,32 +89,18 @@ def _usage_out(subject: Subject, subject_id: FromPath[uuid.UUID], state: QuotaSt
     )
 
 
-def _check_user(connection: Connection, principal: Principal, customer_id: FromPath[uuid.UUID]) -> None:
-    """A user reads their own quota; platform admins anyone's (others: not found)."""
-    if principal.user_id == customer_id:
-        return
-    exists = (
-        principal.is_admin
-        and connection.execute(text("SELECT 1 FROM users WHERE id = :id"), {"id": customer_id}).scalar()
-    )
-    if not exists:
-        raise NotFoundError(f"user {customer_id} not found")
-
-
 @get("/{customer_id:uuid}", sync_to_thread=True)
 def user_quota(customer_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> QuotaOut:
     """A user's limits (their own, or anyone's for platform admins)."""
     with api.acting(request) as (connection, principal):
-        _check_user(connection, principal, customer_id)
-        return _quota_out("user", customer_id, read_quota(connection, "user", customer_id))
+        return _quota_out("user", customer_id, quota_control.user_quota(connection, principal, customer_id))
 
 
 @get("/{customer_id:uuid}/usage", sync_to_thread=True)
 def user_usage(customer_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> UsageOut:
     """What a user holds now."""
     with api.acting(request) as (connection, principal):
-        _check_user(connection, principal, customer_id)
-        return _usage_out("user", customer_id, read_quota(connection, "user", customer_id))
+        return _usage_out("user", customer_id, quota_control.user_quota(connection, principal, customer_id))
 
 
 @put("/{customer_id:uuid}", sync_to_thread=True, opt=answers(403))
@@ -139,26 +108,25 @@ def set_user_quota(
     customer_id: FromPath[uuid.UUID], data: JSONBody[QuotaIn], request: AnyRequest, api: Api
 ) -> QuotaOut:
     """Replace a user's limits (platform admins)."""
-    with api.acting(request, admin=True) as (connection, principal):
-        _check_user(connection, principal, customer_id)
-        set_quota(connection, "user", customer_id, _limits(data), actor_user_id=principal.user_id)
-        return _quota_out("user", customer_id, read_quota(connection, "user", customer_id))
+    with api.acting(request) as (connection, principal):
+        state = quota_control.set_user_quota(connection, principal, customer_id, _limits(data))
+    return _quota_out("user", customer_id, state)
 
 
 @get("/workspaces/{workspace_id:uuid}", sync_to_thread=True)
 def workspace_quota(workspace_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> QuotaOut:
     """A workspace's limits (its members, and platform admins)."""
     with api.acting(request) as (connection, principal):
-        access = workspace_access(connection, principal, workspace_id)
-        return _quota_out("workspace", access.id, read_quota(connection, "workspace", access.id))
+        state = quota_control.workspace_quota(connection, principal, workspace_id)
+    return _quota_out("workspace", workspace_id, state)
 
 
 @get("/workspaces/{workspace_id:uuid}/usage", sync_to_thread=True)
 def workspace_usage(workspace_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> UsageOut:
     """What a workspace holds now."""
     with api.acting(request) as (connection, principal):
-        access = workspace_access(connection, principal, workspace_id)
-        return _usage_out("workspace", access.id, read_quota(connection, "workspace", access.id))
+        state = quota_control.workspace_quota(connection, principal, workspace_id)
+    return _usage_out("workspace", workspace_id, state)
 
 
 @put("/workspaces/{workspace_id:uuid}", sync_to_thread=True, opt=answers(403))
@@ -166,10 +134,9 @@ def set_workspace_quota(
     workspace_id: FromPath[uuid.UUID], data: JSONBody[QuotaIn], request: AnyRequest, api: Api
 ) -> QuotaOut:
     """Replace a workspace's limits (platform admins)."""
-    with api.acting(request, admin=True) as (connection, principal):
-        access = workspace_access(connection, principal, workspace_id)
-        set_quota(connection, "workspace", access.id, _limits(data), actor_user_id=principal.user_id)
-        return _quota_out("workspace", access.id, read_quota(connection, "workspace", access.id))
+    with api.acting(request) as (connection, principal):
+        state = quota_control.set_workspace_quota(connection, principal, workspace_id, _limits(data))
+    return _quota_out("workspace", workspace_id, state)
 
 
 router = Router(

@@ -13,7 +13,6 @@ from remotegpu.api.context import AnyRequest, Api
 from remotegpu.api.openapi import answers
 from remotegpu.api.routes.auth import UserOut
 from remotegpu.core.accounts.users import get_user, list_users, set_user_disabled
-from remotegpu.core.platform.events import record_mutation
 from remotegpu.core.platform.pagination import MAX_PAGE_SIZE
 
 
@@ -52,9 +51,6 @@ def list_all(
 def _set_disabled(request: AnyRequest, api: Api, user_id: FromPath[uuid.UUID], disabled: bool) -> UserOut:
     with api.acting(request, admin=True) as (connection, principal):
         row = set_user_disabled(connection, user_id, disabled, actor_id=principal.user_id)
-        record_mutation(
-            connection, principal.user_id, "UserDisabled" if disabled else "UserEnabled", row.email
-        )
     api.principals.clear()  # committed: this process forgets at once; the others on the NOTIFY
     return user_out(row)
 

@@ -19,7 +19,8 @@ from remotegpu.core.accounts.credentials import api_token_hash, hash_password, n
 from remotegpu.core.environments.states import UserRole
 from remotegpu.core.platform import clock
 from remotegpu.core.platform.db import fetch_one
-from remotegpu.core.platform.errors import ConflictError, InvalidInputError, NotFoundError
+from remotegpu.core.platform.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
+from remotegpu.core.platform.events import record_mutation
 from remotegpu.core.platform.notify import notify_credentials_changed
 from remotegpu.core.platform.pagination import decode_cursor, page
 
@@ -39,6 +40,11 @@ class Principal:
     def is_admin(self) -> bool:
         """Platform administrator: sees and manages every workspace, host and quota."""
         return self.role is UserRole.ADMIN
+
+    def require_admin(self) -> None:
+        """Raise ForbiddenError unless the caller is a platform administrator."""
+        if not self.is_admin:
+            raise ForbiddenError("this needs a platform administrator")
 
 
 _USER_COLUMNS = "u.id, u.username, u.email, u.role, u.disabled, u.created_at"
@@ -202,12 +208,13 @@ def get_user(connection: Connection, user_id: uuid.UUID) -> Any:
 
 
 def set_user_disabled(
-    connection: Connection, user_id: uuid.UUID, disabled: bool, *, actor_id: uuid.UUID | None = None
+    connection: Connection, user_id: uuid.UUID, disabled: bool, *, actor_id: uuid.UUID
 ) -> Any:
-    """Disable or re-enable a user; a disabled user's tokens stop working at once.
+    """Disable or re-enable a user, recording `actor_id` as who did it; a disabled user's tokens stop
+    working at once.
 
-    Nobody disables themselves (`actor_id`), and the last active platform admin is never disabled: the
-    platform would have nobody left to administer it (ConflictError).
+    Nobody disables themselves, and the last active platform admin is never disabled: the platform would
+    have nobody left to administer it (ConflictError).
     """
     if disabled:
         _refuse_locking_out_the_platform(connection, user_id, actor_id)
@@ -221,12 +228,11 @@ def set_user_disabled(
     if row is None:
         raise NotFoundError(f"user {user_id} not found")
     notify_credentials_changed(connection)
+    record_mutation(connection, actor_id, "UserDisabled" if disabled else "UserEnabled", row.email)
     return row
 
 
-def _refuse_locking_out_the_platform(
-    connection: Connection, user_id: uuid.UUID, actor_id: uuid.UUID | None
-) -> None:
+def _refuse_locking_out_the_platform(connection: Connection, user_id: uuid.UUID, actor_id: uuid.UUID) -> None:
     if user_id == actor_id:
         raise ConflictError("you cannot disable yourself; ask another platform admin")
     # Every active admin row locked, in id order: two admins disabling each other at once are serialised,

@@ -1,6 +1,9 @@
 """Billing as users read it: metered intervals and invoices of the workspaces whose bills they may see.
 
-Billing admins are workspace owners and admins; platform admins see every workspace's bills.
+Billing admins are workspace owners and admins; platform admins see every workspace's bills. Naming a
+workspace the caller is not a member of reads as naming one that does not exist (NotFoundError); a
+member below admin is refused (ForbiddenError). Without a workspace, the lists hold every workspace
+whose bills the caller may see.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from remotegpu.core.accounts.membership import workspace_access
 from remotegpu.core.accounts.users import Principal
 from remotegpu.core.platform.errors import ForbiddenError, NotFoundError
 from remotegpu.core.platform.pagination import decode_cursor, page
@@ -25,12 +29,13 @@ _BILLABLE = (
 def list_records(
     connection: Connection,
     principal: Principal,
-    workspace_id: uuid.UUID | None,
+    workspace: str | None,
     *,
     limit: int,
     cursor: str | None,
 ) -> tuple[list[Any], str | None]:
-    """Billing intervals, newest first."""
+    """Billing intervals, newest first, of `workspace` (by name or id) or of every billable one."""
+    workspace_id = _billable_workspace(connection, principal, workspace)
     after = decode_cursor(cursor, (datetime, uuid.UUID))
     rows = list(
         connection.execute(
@@ -55,12 +60,13 @@ _INVOICE_COLUMNS = "i.id, i.workspace_id, i.user_id, i.period_start, i.period_en
 def list_invoices(
     connection: Connection,
     principal: Principal,
-    workspace_id: uuid.UUID | None,
+    workspace: str | None,
     *,
     limit: int,
     cursor: str | None,
 ) -> tuple[list[Any], str | None]:
-    """Invoices, newest period first."""
+    """Invoices, newest period first, of `workspace` (by name or id) or of every billable one."""
+    workspace_id = _billable_workspace(connection, principal, workspace)
     after = decode_cursor(cursor, (datetime, uuid.UUID))
     rows = list(
         connection.execute(
@@ -102,6 +108,16 @@ def get_invoice(connection: Connection, principal: Principal, invoice_id: uuid.U
         )
     )
     return invoice, lines
+
+
+def _billable_workspace(
+    connection: Connection, principal: Principal, workspace: str | None
+) -> uuid.UUID | None:
+    if workspace is None:
+        return None
+    access = workspace_access(connection, principal, workspace)
+    access.require(Action.READ_BILLING)
+    return access.id
 
 
 def _params(

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, text
 
+from remotegpu.core.environments.states import ActorKind
+from remotegpu.core.platform.events import record_event
 from remotegpu.core.platform.locks import LockNamespace, lock_key, xact_lock_all
 from remotegpu.policies.admission import QuotaRequest, QuotaState, QuotaViolation, quota_violations
 
@@ -98,13 +100,6 @@ _CLEAR_OTHER_MODEL_LIMITS_SQL = text(
     "UPDATE gpu_model_quotas SET max_gpus = NULL WHERE quota_id = :quota_id AND NOT (gpu_model = ANY(:models))"
 )
 
-_QUOTA_EVENT_SQL = text(
-    """
-    INSERT INTO events (actor_kind, actor_user_id, workspace_id, kind, reason, message, data)
-    VALUES (:actor_kind, :actor, :workspace_id, 'quota', 'QuotaChanged', :message, CAST(:data AS jsonb))
-    """
-)
-
 
 def set_quota(
     connection: Connection,
@@ -118,8 +113,6 @@ def set_quota(
 
     A limit may be set below current usage: nothing new is admitted until usage drops under it.
     """
-    import json
-
     for name, value in limits.as_dict().items():
         if name != "max_gpus_by_model" and value is not None and value < 0:
             raise ValueError(f"{name}: must be at least 0 (or unset for unlimited)")
@@ -137,15 +130,15 @@ def set_quota(
     connection.execute(
         _CLEAR_OTHER_MODEL_LIMITS_SQL, {"quota_id": quota_id, "models": sorted(limits.max_gpus_by_model)}
     )
-    connection.execute(
-        _QUOTA_EVENT_SQL,
-        {
-            "actor_kind": "user" if actor_user_id else "system",
-            "actor": actor_user_id,
-            "workspace_id": subject_id if subject == "workspace" else None,
-            "message": f"{subject} quota set",
-            "data": json.dumps({"subject": subject, "subject_id": str(subject_id), **limits.as_dict()}),
-        },
+    record_event(
+        connection,
+        actor_kind=ActorKind.USER if actor_user_id else ActorKind.SYSTEM,
+        actor=actor_user_id,
+        kind="quota",
+        reason="QuotaChanged",
+        message=f"{subject} quota set",
+        workspace_id=subject_id if subject == "workspace" else None,
+        data={"subject": subject, "subject_id": str(subject_id), **limits.as_dict()},
     )
 
 

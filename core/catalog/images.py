@@ -1,4 +1,4 @@
-"""The image catalog as users see it: public images plus the private images of their workspaces.
+"""The image catalog as users read it: public images plus the private images of their workspaces.
 
 A spec's `image` may be a catalog name (resolved here to the full reference) or a full reference.
 References the catalog does not know pass through: any OCI registry may be used directly.
@@ -7,24 +7,21 @@ Each workspace's private entries are a namespace of their own, beside the one pu
 reference is unique within its namespace only, so two workspaces may each hold the same one. To
 everyone outside it, another workspace's private entry is exactly an entry that does not exist: adding
 the same reference succeeds, and naming it in a spec behaves as an unknown name or reference does.
+Adding and removing entries, with who may do it, is `core.catalog.control`.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, text
-from sqlalchemy.exc import IntegrityError
 
 from remotegpu.core.accounts.users import Principal
-from remotegpu.core.environments.states import ImageVisibility
-from remotegpu.core.platform.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
-from remotegpu.core.platform.events import record_mutation
+from remotegpu.core.platform.errors import InvalidInputError, NotFoundError
 from remotegpu.core.platform.pagination import decode_cursor, page
 
-_COLUMNS = (
+IMAGE_COLUMNS = (
     "i.id, i.name, i.registry_host, i.repository, i.tag, i.digest, i.framework, i.cuda_version, i.size_bytes,"
     " i.visibility, i.owner_workspace_id, i.source, i.created_at"
 )
@@ -32,20 +29,6 @@ _VISIBLE = (
     "(:admin OR i.visibility = 'public' OR EXISTS (SELECT 1 FROM workspace_members m"
     " WHERE m.workspace_id = i.owner_workspace_id AND m.user_id = :user))"
 )
-
-
-@dataclass(frozen=True)
-class NewImage:
-    """A catalog entry to add."""
-
-    name: str
-    reference: str
-    visibility: ImageVisibility
-    owner_workspace_id: uuid.UUID | None
-    digest: str | None = None
-    framework: str | None = None
-    cuda_version: str | None = None
-    size_bytes: int | None = None
 
 
 def split_reference(reference: str) -> tuple[str, str, str]:
@@ -71,51 +54,6 @@ def full_reference(row: Any) -> str:
     return f"{row.registry_host}/{row.repository}:{row.tag}"
 
 
-def add_image(connection: Connection, principal: Principal, image: NewImage) -> Any:
-    """Add a catalog entry; the same registry/repository:tag twice in one namespace (the public catalog,
-    or one workspace's private entries) is a conflict, in two namespaces it is not."""
-    registry, repository, tag = split_reference(image.reference)
-    # No savepoint: a refused INSERT aborts the transaction, which the raise below ends anyway.
-    try:
-        row = connection.execute(
-            text(
-                "INSERT INTO images AS i (name, registry_host, repository, tag, digest, framework, cuda_version,"
-                " size_bytes, visibility, owner_workspace_id)"
-                " VALUES (:name, :registry, :repository, :tag, :digest, :framework, :cuda, :size, :visibility,"
-                f" :owner) RETURNING {_COLUMNS}"
-            ),
-            {
-                "name": image.name,
-                "registry": registry,
-                "repository": repository,
-                "tag": tag,
-                "digest": image.digest,
-                "framework": image.framework,
-                "cuda": image.cuda_version,
-                "size": image.size_bytes,
-                "visibility": image.visibility.value,
-                "owner": image.owner_workspace_id,
-            },
-        ).one()
-    except IntegrityError as error:
-        if "digest" in str(error.orig):
-            raise InvalidInputError("$.digest", "write algorithm:hex, e.g. sha256:0123…") from None
-        namespace = "public catalog" if image.owner_workspace_id is None else "workspace's catalog"
-        raise ConflictError(
-            f"{image.reference} is already in the {namespace}; use the entry that is there",
-            "$.reference",
-        ) from None
-    record_mutation(
-        connection,
-        principal.user_id,
-        "ImageAdded",
-        f"image {image.name} added",
-        workspace_id=image.owner_workspace_id,
-        data={"image_id": str(row.id), "reference": image.reference},
-    )
-    return row
-
-
 def list_images(
     connection: Connection, principal: Principal, *, query: str | None, limit: int, cursor: str | None
 ) -> tuple[list[Any], str | None]:
@@ -124,7 +62,7 @@ def list_images(
     rows = list(
         connection.execute(
             text(
-                f"SELECT {_COLUMNS} FROM images i WHERE {_VISIBLE}"
+                f"SELECT {IMAGE_COLUMNS} FROM images i WHERE {_VISIBLE}"
                 " AND (CAST(:query AS text) IS NULL OR i.name ILIKE :pattern OR i.repository ILIKE :pattern"
                 "      OR i.framework ILIKE :pattern)"
                 " AND (CAST(:after_name AS text) IS NULL"
@@ -152,30 +90,12 @@ def _escape_like(value: str) -> str:
 def get_image(connection: Connection, principal: Principal, image_id: uuid.UUID) -> Any:
     """A visible image; NotFoundError otherwise."""
     row = connection.execute(
-        text(f"SELECT {_COLUMNS} FROM images i WHERE i.id = :id AND {_VISIBLE}"),
+        text(f"SELECT {IMAGE_COLUMNS} FROM images i WHERE i.id = :id AND {_VISIBLE}"),
         {"id": image_id, "user": principal.user_id, "admin": principal.is_admin},
     ).one_or_none()
     if row is None:
         raise NotFoundError(f"image {image_id} not found")
     return row
-
-
-def delete_image(connection: Connection, principal: Principal, image: Any, may_manage_owner: bool) -> None:
-    """Remove a catalog entry (public ones: platform admins; private: the owner workspace's admins)."""
-    allowed = principal.is_admin or (image.visibility == ImageVisibility.PRIVATE.value and may_manage_owner)
-    if not allowed:
-        raise ForbiddenError(
-            "only platform admins remove public images, and workspace admins their private ones"
-        )
-    connection.execute(text("DELETE FROM images WHERE id = :id"), {"id": image.id})
-    record_mutation(
-        connection,
-        principal.user_id,
-        "ImageRemoved",
-        f"image {image.name} removed",
-        workspace_id=image.owner_workspace_id,
-        data={"image_id": str(image.id)},
-    )
 
 
 def resolve_image(connection: Connection, workspace_id: uuid.UUID, image: str) -> str:

@@ -7,13 +7,13 @@ after a GPU is marked unhealthy, it is never picked again and leaves the free po
 
 from __future__ import annotations
 
-import json
 import uuid
 
 from sqlalchemy import Connection, text
 
 from remotegpu.core.environments.desired import set_desired_state
-from remotegpu.core.environments.states import DesiredState, GpuHealth
+from remotegpu.core.environments.states import ActorKind, DesiredState, GpuHealth
+from remotegpu.core.platform.events import record_event
 from remotegpu.core.platform.locks import LockNamespace, lock_key, xact_lock_all
 
 
@@ -24,12 +24,14 @@ def _lock_host(connection: Connection, host_id: uuid.UUID) -> None:
 def _event(
     connection: Connection, host_id: uuid.UUID, reason: str, message: str, data: dict[str, object]
 ) -> None:
-    connection.execute(
-        text(
-            "INSERT INTO events (actor_kind, host_id, kind, reason, message, data)"
-            " VALUES ('system', :host, 'host', :reason, :message, CAST(:data AS jsonb))"
-        ),
-        {"host": host_id, "reason": reason, "message": message, "data": json.dumps(data)},
+    record_event(
+        connection,
+        actor_kind=ActorKind.SYSTEM,
+        kind="host",
+        reason=reason,
+        message=message,
+        host_id=host_id,
+        data=data,
     )
 
 

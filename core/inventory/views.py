@@ -1,4 +1,8 @@
-"""Hosts and GPUs as administrators read them: inventory, free capacity, cordon and health."""
+"""Hosts and GPUs as administrators read them: inventory, free capacity, cordon and health.
+
+Only platform admins read the inventory: each function refuses anyone else (ForbiddenError) before it
+looks anything up.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from remotegpu.core.accounts.users import Principal
 from remotegpu.core.platform.errors import NotFoundError
 from remotegpu.core.platform.pagination import decode_cursor, page
 
@@ -31,8 +36,11 @@ _GPU_FROM = (
 )
 
 
-def list_hosts(connection: Connection, *, limit: int, cursor: str | None) -> tuple[list[Any], str | None]:
+def list_hosts(
+    connection: Connection, principal: Principal, *, limit: int, cursor: str | None
+) -> tuple[list[Any], str | None]:
     """Live hosts by name: one page and the next page's cursor."""
+    principal.require_admin()
     after = decode_cursor(cursor, (str,))
     rows = list(
         connection.execute(
@@ -46,8 +54,9 @@ def list_hosts(connection: Connection, *, limit: int, cursor: str | None) -> tup
     return page(rows, limit, lambda row: (row.name,))
 
 
-def get_host(connection: Connection, host_id: uuid.UUID) -> Any:
+def get_host(connection: Connection, principal: Principal, host_id: uuid.UUID) -> Any:
     """One host; NotFoundError when there is none."""
+    principal.require_admin()
     row = connection.execute(
         text(f"SELECT {_HOST_COLUMNS} FROM hosts h WHERE h.id = :id"), {"id": host_id}
     ).one_or_none()
@@ -56,8 +65,12 @@ def get_host(connection: Connection, host_id: uuid.UUID) -> Any:
     return row
 
 
-def list_gpus(connection: Connection, host_id: uuid.UUID | None = None) -> list[Any]:
-    """GPUs (of one host, or all), with the environment holding each, by host then index."""
+def list_gpus(connection: Connection, principal: Principal, host_id: uuid.UUID | None = None) -> list[Any]:
+    """GPUs (of one host, or all), with the environment holding each, by host then index; NotFoundError
+    for a host that does not exist."""
+    principal.require_admin()
+    if host_id is not None:
+        get_host(connection, principal, host_id)
     return list(
         connection.execute(
             text(
@@ -70,8 +83,9 @@ def list_gpus(connection: Connection, host_id: uuid.UUID | None = None) -> list[
     )
 
 
-def get_gpu(connection: Connection, gpu_id: uuid.UUID) -> Any:
+def get_gpu(connection: Connection, principal: Principal, gpu_id: uuid.UUID) -> Any:
     """One GPU as `list_gpus` shows it; NotFoundError when there is none."""
+    principal.require_admin()
     row = connection.execute(
         text(f"SELECT {_GPU_COLUMNS} {_GPU_FROM} WHERE g.id = :id"), {"id": gpu_id}
     ).one_or_none()

@@ -17,8 +17,9 @@ from sqlalchemy import Connection, text
 
 from remotegpu.core.capacity.allocate import release, release_storage
 from remotegpu.core.environments.lifecycle import IllegalTransitionError, next_phase
-from remotegpu.core.environments.states import Phase
+from remotegpu.core.environments.states import ActorKind, Phase
 from remotegpu.core.platform import clock
+from remotegpu.core.platform.events import record_event
 from remotegpu.reconciler.context import ReconcilerContext
 from remotegpu.reconciler.environments.leases import STATE_COLUMNS, EnvironmentState, Lease, state_from_row
 from remotegpu.reconciler.environments.results import Outcome, StepResult
@@ -60,13 +61,6 @@ _UPDATE_CTES = (
 # The whole record of a step in one statement: fencing check, guarded update, event, and the row as it
 # now is (joined with what it holds after any release made earlier in the transaction).
 _UPDATE_SQL = text(_UPDATE_CTES + STATE_COLUMNS.replace("FROM environments e", "FROM updated e"))
-
-_EVENT_SQL = text(
-    """
-    INSERT INTO events (actor_kind, workspace_id, environment_id, kind, reason, message, data)
-    VALUES ('reconciler', :workspace_id, :environment_id, :kind, :reason, :message, CAST(:data AS jsonb))
-    """
-)
 
 
 class LeaseLostError(Exception):
@@ -180,16 +174,15 @@ def _record_binding_mismatch(connection: Connection, env: EnvironmentState, devi
     """The device plugin gave other GPUs than the ones claimed: an event and a condition say so."""
     claimed = sorted(device for device in env.claimed_devices if device)
     message = f"node gave {', '.join(devices)}; claimed {', '.join(claimed)}"
-    connection.execute(
-        _EVENT_SQL,
-        {
-            "workspace_id": env.workspace_id,
-            "environment_id": env.id,
-            "kind": "binding",
-            "reason": "GpuBindingMismatch",
-            "message": message,
-            "data": json.dumps({"given": list(devices), "claimed": claimed}),
-        },
+    record_event(
+        connection,
+        actor_kind=ActorKind.RECONCILER,
+        kind="binding",
+        reason="GpuBindingMismatch",
+        message=message,
+        workspace_id=env.workspace_id,
+        environment_id=env.id,
+        data={"given": list(devices), "claimed": claimed},
     )
     condition = {"type": "GpuBinding", "status": "False", "reason": "GpuBindingMismatch", "message": message}
     connection.execute(_SET_CONDITION_SQL, {"id": env.id, "condition": json.dumps(condition)})
