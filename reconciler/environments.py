@@ -23,7 +23,8 @@ from typing import Any, NoReturn
 
 from sqlalchemy import Connection, text
 
-from remotegpu.core.capacity.allocate import ClaimedPort, release, release_storage
+from remotegpu.core.capacity.release import release, release_storage
+from remotegpu.core.capacity.requests import ClaimedPort
 from remotegpu.core.cluster.driver import (
     ClusterUnavailableError,
     PodObservation,

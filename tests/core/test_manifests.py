@@ -7,7 +7,7 @@ import uuid
 import kubernetes_validate
 import pytest
 
-from remotegpu.core.capacity.allocate import ClaimedPort
+from remotegpu.core.capacity.requests import ClaimedPort
 from remotegpu.core.cluster.driver import PodState, VolumeSpec, WorkloadSpec
 from remotegpu.core.cluster.kubernetes import observation_from_pod
 from remotegpu.core.cluster.manifests import (
