@@ -7,8 +7,9 @@ The protocol, in one transaction (Read Committed):
    both quotas and check the request against the limits in force.
 3. Read candidate hosts from the `gpu_pools` counters and rank them with `policies.placement`.
 4. For each candidate, try its host advisory lock without waiting; a busy host is skipped, so an
-   allocator never waits while holding a host lock and no lock cycle can form. Under the lock, re-check
-   the host and pick concrete free GPUs and host ports.
+   allocator never waits while holding a host lock and no lock cycle can form. Under the lock, re-read
+   what the host can still take and pick concrete free GPUs and host ports (`host_room`, shared with
+   the batch path).
 5. Write the allocation, the claims, their history rows and every counter in one statement
    (`claim_write`, shared with the batch path).
 

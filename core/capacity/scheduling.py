@@ -2,7 +2,7 @@
 
 `policies.queue` decides (order, fair share, head reservation, backfill); this module loads the
 snapshot it decides over, allocates the chosen environments in batches, one short transaction each
-(`allocation_batch`; no row lock is held while host locks are taken), and records each waiting
+(`batch`; no row lock is held while host locks are taken), and records each waiting
 environment's position and reason.
 Waiting is not failure: a waiting environment stays `admitted` until capacity frees up.
 """
@@ -110,7 +110,7 @@ def schedule_waiting(
 ) -> SchedulingReport:
     """One pass over the capacity queue.
 
-    Placements are allocated in batches, one transaction per batch (`allocation_batch`):
+    Placements are allocated in batches, one transaction per batch (`batch.allocate_planned`):
     `on_allocated` runs inside it before the claims are written and returns the environments that keep
     them (the reconciler moves their phase there, so claims and phase change commit together), and
     `before_commit` runs last (the reconciler's fencing check).
