@@ -14,7 +14,7 @@ import logging
 
 from sqlalchemy import text
 
-from remotegpu.core.capacity.allocate import release, release_storage
+from remotegpu.core.capacity.release import release, release_storage
 from remotegpu.core.cluster.driver import OwnedObjects
 from remotegpu.core.environments.states import Phase, sql_list
 from remotegpu.reconciler.context import ReconcilerContext

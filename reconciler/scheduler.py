@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, text
 
-from remotegpu.core.capacity.allocate import AllocationRequest, AllocationResult
+from remotegpu.core.capacity.requests import AllocationRequest, AllocationResult
 from remotegpu.core.capacity.scheduling import SchedulingReport, schedule_waiting
 from remotegpu.core.environments.lifecycle import Trigger, destination, sources
 from remotegpu.core.environments.states import DesiredState

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, text
 
-from remotegpu.core.capacity.allocate import AllocationRequest, PortRequest
+from remotegpu.core.capacity.requests import AllocationRequest, PortRequest
 from remotegpu.core.inventory.sync import GpuDevice, register_host
 
 _names = itertools.count(1)

@@ -2,7 +2,7 @@
 
 `policies.queue` decides (order, fair share, head reservation, backfill); this module loads the
 snapshot it decides over, allocates the chosen environments in batches, one short transaction each
-(`allocation_batch`; no row lock is held while host locks are taken), and records each waiting
+(`batch`; no row lock is held while host locks are taken), and records each waiting
 environment's position and reason.
 Waiting is not failure: a waiting environment stays `admitted` until capacity frees up.
 """
@@ -16,13 +16,14 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from remotegpu.core.capacity.allocate import (
+from remotegpu.core.capacity.batch import Accept, PlannedAllocation, allocate_planned
+from remotegpu.core.capacity.capacity_sql import HEADROOM_COLUMNS, SCHEDULABLE
+from remotegpu.core.capacity.requests import (
     AllocationOutcome,
     AllocationRequest,
     AllocationResult,
     PortRequest,
 )
-from remotegpu.core.capacity.batch import Accept, PlannedAllocation, allocate_planned
 from remotegpu.core.environments.lifecycle import Trigger, sources
 from remotegpu.core.environments.states import DesiredState, PortPurpose, Protocol, sql_list
 from remotegpu.policies.placement import GpuPoolSnapshot, HostSnapshot, Placement, PlacementRequest, Strategy
@@ -62,12 +63,8 @@ _WAITING_SQL = text(
 )
 
 _HOSTS_SQL = text(
-    """
-    SELECT h.id, h.name,
-           NOT h.cordoned AND NOT h.draining AND h.health = 'ready' AND h.removed_at IS NULL AS schedulable,
-           h.cpu_millis_allocatable - h.cpu_millis_foreign - h.cpu_millis_claimed AS cpu_free,
-           h.memory_bytes_allocatable - h.memory_bytes_foreign - h.memory_bytes_claimed AS memory_free,
-           h.port_range_end - h.port_range_start + 1 - h.ports_claimed - jsonb_array_length(h.foreign_ports) AS ports_free,
+    f"""
+    SELECT h.id, h.name, {SCHEDULABLE} AS schedulable, {HEADROOM_COLUMNS},
            coalesce(json_agg(json_build_array(p.model, p.free, p.total)) FILTER (WHERE p.id IS NOT NULL), '[]') AS pools
       FROM hosts h LEFT JOIN gpu_pools p ON p.host_id = h.id
      WHERE h.removed_at IS NULL
@@ -114,7 +111,7 @@ def schedule_waiting(
 ) -> SchedulingReport:
     """One pass over the capacity queue.
 
-    Placements are allocated in batches, one transaction per batch (`allocation_batch`):
+    Placements are allocated in batches, one transaction per batch (`batch.allocate_planned`):
     `on_allocated` runs inside it before the claims are written and returns the environments that keep
     them (the reconciler moves their phase there, so claims and phase change commit together), and
     `before_commit` runs last (the reconciler's fencing check).

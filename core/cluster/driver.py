@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from remotegpu.core.capacity.allocate import ClaimedPort
+from remotegpu.core.capacity.requests import ClaimedPort
 from remotegpu.core.inventory.sync import ObservedNode
 from remotegpu.core.platform.errors import ConflictError
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, text
 
+from remotegpu.core.capacity.capacity_sql import GPU_IN_POOL, GPU_UNCLAIMED
 from remotegpu.core.environments.states import HostHealth
 from remotegpu.core.platform import clock
 
@@ -151,7 +152,7 @@ _FOREIGN_HOST_SQL = text(
 )
 # Devices a foreign pod holds: the reported ones; without reports, the highest unclaimed indexes.
 _FOREIGN_GPUS_SQL = text(
-    """
+    f"""
     WITH wanted AS (
         SELECT g.id FROM gpus g
          WHERE g.host_id = :host AND g.device_uuid = ANY(CAST(:devices AS text[]))
@@ -159,7 +160,7 @@ _FOREIGN_GPUS_SQL = text(
         SELECT id FROM (
             SELECT g.id FROM gpus g
              WHERE g.host_id = :host AND cardinality(CAST(:devices AS text[])) = 0
-               AND NOT EXISTS (SELECT 1 FROM gpu_claims c WHERE c.gpu_id = g.id AND c.released_at IS NULL)
+               AND {GPU_UNCLAIMED}
              ORDER BY g.index DESC LIMIT :count
         ) guessed
     )
@@ -169,12 +170,11 @@ _FOREIGN_GPUS_SQL = text(
     """
 )
 _RECOUNT_POOLS_SQL = text(
-    """
+    f"""
     UPDATE gpu_pools p SET total = x.total, free = x.free
       FROM (SELECT g.model,
-                   count(*) FILTER (WHERE g.health = 'healthy' AND NOT g.foreign_use) AS total,
-                   count(*) FILTER (WHERE g.health = 'healthy' AND NOT g.foreign_use AND NOT EXISTS (
-                       SELECT 1 FROM gpu_claims c WHERE c.gpu_id = g.id AND c.released_at IS NULL)) AS free
+                   count(*) FILTER (WHERE {GPU_IN_POOL}) AS total,
+                   count(*) FILTER (WHERE {GPU_IN_POOL} AND {GPU_UNCLAIMED}) AS free
               FROM gpus g WHERE g.host_id = :host GROUP BY g.model) x
      WHERE p.host_id = :host AND p.model = x.model
     """

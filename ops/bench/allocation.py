@@ -22,15 +22,11 @@ from rich.console import Console
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 
-from remotegpu.core.capacity.allocate import (
-    AllocationOutcome,
-    AllocationRequest,
-    PortRequest,
-    allocate,
-    release,
-)
+from remotegpu.core.capacity.allocate import allocate
 from remotegpu.core.capacity.audit import audit
 from remotegpu.core.capacity.quotas import QuotaLimits, set_quota
+from remotegpu.core.capacity.release import release
+from remotegpu.core.capacity.requests import AllocationOutcome, AllocationRequest, PortRequest
 from remotegpu.core.environments.states import Phase, PortPurpose
 from remotegpu.core.inventory.sync import GpuDevice, register_host
 from remotegpu.core.platform.db import make_engine

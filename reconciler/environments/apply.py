@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 from sqlalchemy import Connection, text
 
-from remotegpu.core.capacity.allocate import release, release_storage
+from remotegpu.core.capacity.release import release, release_storage
 from remotegpu.core.environments.lifecycle import IllegalTransitionError, next_phase
 from remotegpu.core.environments.states import ActorKind, Phase
 from remotegpu.core.platform import clock

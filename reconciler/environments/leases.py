@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from remotegpu.core.capacity.allocate import ClaimedPort
+from remotegpu.core.capacity.requests import ClaimedPort
 from remotegpu.core.environments.lifecycle import Trigger, sources
 from remotegpu.core.environments.states import DesiredState, GpuHealth, Phase, Protocol, sql_list
 from remotegpu.core.platform import clock

@@ -9,16 +9,10 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 
 from remotegpu.core.accounts.workspaces import delete_workspace
-from remotegpu.core.capacity.allocate import (
-    AllocationOptions,
-    AllocationOutcome,
-    PortRequest,
-    allocate,
-    choose_host_ports,
-    release,
-    release_storage,
-)
+from remotegpu.core.capacity.allocate import AllocationOptions, allocate
 from remotegpu.core.capacity.quotas import QuotaLimits, admission_violations, read_quota, set_quota
+from remotegpu.core.capacity.release import release, release_storage
+from remotegpu.core.capacity.requests import AllocationOutcome, PortRequest
 from remotegpu.core.environments.desired import set_desired_state
 from remotegpu.core.environments.states import DesiredState, GpuHealth, PortPurpose, Protocol
 from remotegpu.core.inventory.hosts import cordon_host, drain_host, set_gpu_health, uncordon_host
@@ -393,19 +387,3 @@ def test_without_locks_the_unique_index_still_refuses_a_second_claim(
         allocate(connection, second, paused)
     with db.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM gpu_claims")).scalar_one() == 1
-
-
-@pytest.mark.parametrize(
-    ("in_use", "wanted", "expected"),
-    [
-        (set(), [PortRequest(22), PortRequest(8888)], [30000, 30001]),
-        ({(30000, "tcp")}, [PortRequest(22)], [30001]),
-        ({(30000, "tcp")}, [PortRequest(53, Protocol.UDP)], [30000]),
-        ({(30000, "tcp"), (30001, "tcp")}, [PortRequest(22)], None),
-    ],
-)
-def test_host_ports_are_the_lowest_free_per_protocol(
-    in_use: set[tuple[int, str]], wanted: list[PortRequest], expected: list[int] | None
-) -> None:
-    chosen = choose_host_ports(wanted, 30000, 30001, in_use)
-    assert (None if chosen is None else [p.host_port for p in chosen]) == expected

@@ -8,15 +8,15 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, Engine, text
 
-from remotegpu.core.capacity.allocate import (
+from remotegpu.core.capacity.batch import PlannedAllocation, allocate_planned
+from remotegpu.core.capacity.quotas import QuotaLimits, read_quota, set_quota
+from remotegpu.core.capacity.release import release
+from remotegpu.core.capacity.requests import (
     AllocationOutcome,
     AllocationRequest,
     AllocationResult,
     PortRequest,
-    release,
 )
-from remotegpu.core.capacity.batch import PlannedAllocation, allocate_planned
-from remotegpu.core.capacity.quotas import QuotaLimits, read_quota, set_quota
 from remotegpu.core.environments.desired import set_desired_state
 from remotegpu.core.environments.states import DesiredState, PortPurpose, Protocol
 from remotegpu.core.inventory.hosts import cordon_host

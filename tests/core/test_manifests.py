@@ -7,7 +7,7 @@ import uuid
 import kubernetes_validate
 import pytest
 
-from remotegpu.core.capacity.allocate import ClaimedPort
+from remotegpu.core.capacity.requests import ClaimedPort
 from remotegpu.core.cluster.driver import VolumeSpec, WorkloadSpec
 from remotegpu.core.cluster.manifests import (
     env_config_map_manifest,

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, Engine, text
 
-from remotegpu.core.capacity.allocate import AllocationRequest, AllocationResult, release
+from remotegpu.core.capacity.release import release
+from remotegpu.core.capacity.requests import AllocationRequest, AllocationResult
 from remotegpu.core.capacity.scheduling import ports_from_spec, schedule_waiting
 from remotegpu.core.environments.states import PortPurpose
 from remotegpu.tests.allocation_world import make_environment, make_host, make_user, make_workspace

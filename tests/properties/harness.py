@@ -21,15 +21,11 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import URL
 
 from remotegpu.core.accounts.workspaces import delete_workspace
-from remotegpu.core.capacity.allocate import (
-    AllocationOptions,
-    AllocationRequest,
-    PortRequest,
-    allocate,
-    release,
-)
+from remotegpu.core.capacity.allocate import AllocationOptions, allocate
 from remotegpu.core.capacity.batch import PlannedAllocation, allocate_planned
 from remotegpu.core.capacity.quotas import QuotaLimits, set_quota
+from remotegpu.core.capacity.release import release
+from remotegpu.core.capacity.requests import AllocationRequest, PortRequest
 from remotegpu.core.environments.states import GpuHealth, PortPurpose
 from remotegpu.core.inventory.hosts import cordon_host, set_gpu_health, uncordon_host
 from remotegpu.core.models import Base

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from remotegpu.core.capacity.allocate import release
 from remotegpu.core.capacity.audit import audit
+from remotegpu.core.capacity.release import release
 from remotegpu.core.inventory.hosts import uncordon_host
 from remotegpu.core.platform.db import make_engine
 from remotegpu.ops.migrate import upgrade

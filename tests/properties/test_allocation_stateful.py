@@ -16,15 +16,11 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 from sqlalchemy import Engine, text
 
-from remotegpu.core.capacity.allocate import (
-    AllocationOutcome,
-    AllocationRequest,
-    PortRequest,
-    allocate,
-    release,
-)
+from remotegpu.core.capacity.allocate import allocate
 from remotegpu.core.capacity.audit import audit
 from remotegpu.core.capacity.quotas import QuotaLimits, set_quota
+from remotegpu.core.capacity.release import release
+from remotegpu.core.capacity.requests import AllocationOutcome, AllocationRequest, PortRequest
 from remotegpu.core.environments.states import GpuHealth, PortPurpose
 from remotegpu.core.inventory.hosts import cordon_host, set_gpu_health, uncordon_host
 from remotegpu.tests.allocation_world import make_environment, make_host, make_user, make_workspace
