@@ -24,9 +24,10 @@ except ImportError:  # older typer: click itself
     from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
 from remotegpu.core.platform.errors import RemoteGPUError
-from remotegpu.core.platform.settings import Settings, load_settings
+from remotegpu.core.platform.settings import SecretsBackend, Settings, load_settings
 from remotegpu.ops.client_cli import register_commands
 from remotegpu.ops.log_format import console_handler
+from remotegpu.ops.secrets_commands import secrets_app
 
 app = typer.Typer(
     name="remotegpu",
@@ -39,11 +40,12 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema: migrate and inspect.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 register_commands(app)
+app.add_typer(secrets_app, name="secrets")
 
 console = Console()
 err_console = Console(stderr=True)
 
-SERVER_COMMANDS = frozenset({"dev", "api", "reconciler", "simcluster", "bench", "db", "users"})
+SERVER_COMMANDS = frozenset({"dev", "api", "reconciler", "simcluster", "bench", "db", "users", "secrets"})
 """Commands that run or administer a server (they need its database or cluster); the rest talk to the API.
 `--help` lists them in two panels."""
 
@@ -124,7 +126,17 @@ def _api_address(settings: Settings, host: str | None, port: int | None) -> Sett
 
 
 @app.command()
-def dev(config: ConfigOption = None, host: HostOption = None, port: PortOption = None) -> None:
+def dev(
+    config: ConfigOption = None,
+    host: HostOption = None,
+    port: PortOption = None,
+    secrets: Annotated[
+        SecretsBackend | None,
+        typer.Option(
+            "--secrets", help="Secrets store: builtin, or vault (a fake Vault unless vault_url is set)."
+        ),
+    ] = None,
+) -> None:
     """Run all of RemoteGPU on this machine until Ctrl-C: Postgres (embedded unless DATABASE_URL is set)
     with the schema migrated, a simulated GPU cluster (with a kubeconfig for kubectl), a reconciler and the
     API; a platform admin is created on first start (its password is in .remotegpu/admin-password)."""
@@ -132,6 +144,10 @@ def dev(config: ConfigOption = None, host: HostOption = None, port: PortOption =
 
     with stopped_by_signals():
         settings = _api_address(_settings(config), host, port)
+        if secrets is not None:
+            import msgspec
+
+            settings = msgspec.structs.replace(settings, secrets_backend=secrets)
         from remotegpu.ops.devstack import running_dev_stack  # after the port check: a large import
 
         with running_dev_stack(settings) as stack:
