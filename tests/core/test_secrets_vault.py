@@ -4,6 +4,7 @@ refusals (sealed, 403, unreachable) as clear errors that never carry a value."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from collections.abc import Iterator
 from unittest.mock import ANY
@@ -86,7 +87,10 @@ def test_a_static_token_is_renewed_and_then_refused_once_expired(vault: FakeVaul
         assert VALUE not in str(refused.value)
 
 
-def test_a_sealed_vault_is_a_clear_error_until_unsealed(vault: FakeVault) -> None:
+def test_a_sealed_vault_is_a_clear_error_until_unsealed(
+    vault: FakeVault, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     store = vault_store(vault)
     store.put(PATH, VALUE)
     vault.seal()
@@ -97,6 +101,7 @@ def test_a_sealed_vault_is_a_clear_error_until_unsealed(vault: FakeVault) -> Non
     assert sealed.value.__suppress_context__
     httpx.put(f"{vault.url}/v1/sys/unseal", json={"key": vault.unseal_key}).raise_for_status()
     assert store.get(PATH) == VALUE
+    assert not [record for record in caplog.records if VALUE in record.getMessage() + repr(record.__dict__)]
 
 
 def test_a_bad_token_is_refused_with_a_clear_error(vault: FakeVault) -> None:
