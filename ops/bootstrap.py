@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import Engine, text
@@ -21,11 +22,11 @@ def _write_private(path: Path, value: str) -> None:
         file.write(value + "\n")
 
 
-def persistent_secret(path: Path) -> str:
-    """The secret stored at `path` (mode 0600), created on first use, so tokens survive restarts."""
+def persistent_secret(path: Path, generate: Callable[[], str] = lambda: secrets.token_urlsafe(48)) -> str:
+    """The secret stored at `path` (mode 0600), made by `generate` on first use, so it survives restarts."""
     if path.exists():
         return path.read_text().strip()
-    value = secrets.token_urlsafe(48)
+    value = generate()
     _write_private(path, value)
     return value
 

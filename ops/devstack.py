@@ -24,6 +24,7 @@ from remotegpu.core.platform.db import make_engine
 from remotegpu.core.platform.settings import Settings
 from remotegpu.ops.api_server import running_api
 from remotegpu.ops.bootstrap import DEV_ADMIN_EMAIL, ensure_admin, persistent_secret
+from remotegpu.ops.dev_secrets import prepare_dev_secrets
 from remotegpu.ops.migrate import current_revision, upgrade
 from remotegpu.ops.postgres import EmbeddedPostgres, ensure_database
 from remotegpu.ops.reconciler_runner import (
@@ -49,6 +50,7 @@ class DevStack:
     kubeconfig: Path | None = None
     api_url: str | None = None
     admin_password_file: Path | None = None
+    secrets: str = "not configured"
 
     def describe(self) -> list[tuple[str, str]]:
         """(component, where) rows, secrets redacted."""
@@ -61,6 +63,7 @@ class DevStack:
             ("Cluster", self.cluster),
             ("kubectl", f"kubectl --kubeconfig {self.kubeconfig} get pods -o wide"),
             ("Reconciler", self.reconciler),
+            ("Secrets", self.secrets),
             ("API", f"{self.api_url}/api/v1  (OpenAPI: {self.api_url}/api/v1/openapi)"),
             (
                 "Admin login",
@@ -82,6 +85,7 @@ def running_dev_stack(settings: Settings) -> Iterator[DevStack]:
             server = stack.enter_context(EmbeddedPostgres(embedded_dir))
             url = ensure_database(server.url.set(database=DEV_DATABASE))
         upgrade(url)
+        settings, secrets_where = prepare_dev_secrets(settings, stack)
         template = NodeTemplate(count=4, gpus=8, model="H100", prefix="dev-node")
         cluster = stack.enter_context(SimulatedCluster(template, start_delay=dt.timedelta(seconds=2)))
         kubeconfig = cluster.write_kubeconfig((settings.data_dir / "simcluster.kubeconfig").resolve())
@@ -109,4 +113,5 @@ def running_dev_stack(settings: Settings) -> Iterator[DevStack]:
             kubeconfig=kubeconfig,
             api_url=api_url,
             admin_password_file=password_file,
+            secrets=secrets_where,
         )

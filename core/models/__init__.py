@@ -10,6 +10,7 @@ from remotegpu.core.models.identity import ApiToken, User
 from remotegpu.core.models.images import Image
 from remotegpu.core.models.inventory import Gpu, GpuPool, Host
 from remotegpu.core.models.leadership import ShardLeader
+from remotegpu.core.models.secrets import StoredSecret
 from remotegpu.core.models.throttling import SignInCounter
 from remotegpu.core.models.workspaces import GpuModelQuota, ResourceQuota, Workspace, WorkspaceMember
 
@@ -34,6 +35,7 @@ __all__ = [
     "ResourceQuota",
     "ShardLeader",
     "SignInCounter",
+    "StoredSecret",
     "User",
     "Workspace",
     "WorkspaceMember",

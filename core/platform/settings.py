@@ -21,10 +21,22 @@ from remotegpu.core.platform.errors import SettingsError
 
 ENV_PREFIX = "REMOTEGPU_"
 CONFIG_FILE_VARIABLE = "REMOTEGPU_CONFIG"
-_SECRET_FIELDS = frozenset({"jwt_secret", "registry_credentials", "token"})
+_SECRET_FIELDS = frozenset(
+    {
+        "jwt_secret",
+        "registry_credentials",
+        "token",
+        "secrets_key",
+        "vault_token",
+        "vault_role_id",
+        "vault_secret_id",
+    }
+)
 _REDACTED = "**********"
 
 LogLevel = Literal["debug", "info", "warning", "error"]
+SecretsBackend = Literal["builtin", "vault"]
+VaultAuth = Literal["token", "approle"]
 
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -90,6 +102,25 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Give each workspace a namespace of its own (`rgpu-ws-<workspace id>`)."""
     registry_credentials: str | None = None
     """Docker config JSON for private registries, kept as an image pull Secret in each namespace."""
+    secrets_backend: SecretsBackend = "builtin"
+    """Where secrets live: `builtin` (encrypted in Postgres under secrets_key) or `vault` (KV v2)."""
+    secrets_key: str | None = None
+    """Built-in store: Fernet keys, comma-separated; the first encrypts, all decrypt (rotation: put a new
+    key first, run `remotegpu secrets rotate`, then drop the old). `remotegpu dev` generates one."""
+    vault_url: str | None = None
+    """Vault store: the server's address (e.g. https://vault:8200)."""
+    vault_mount: str = "secret"
+    """Vault store: the KV v2 mount."""
+    vault_prefix: str = "remotegpu"
+    """Vault store: the folder under the mount (`platform/…`, `workspaces/<id>/…` below it)."""
+    vault_auth: VaultAuth = "token"
+    """Vault store: log in with `vault_token` or with AppRole (`vault_role_id`, `vault_secret_id`)."""
+    vault_token: str | None = None
+    """Vault store: the token when vault_auth is token."""
+    vault_role_id: str | None = None
+    """Vault store: the AppRole role ID."""
+    vault_secret_id: str | None = None
+    """Vault store: the AppRole secret ID."""
 
     def __post_init__(self) -> None:
         if self.database_url is not None:

@@ -14,6 +14,7 @@ from remotegpu.ops.cli.server.bench import bench
 from remotegpu.ops.cli.server.db import db_app
 from remotegpu.ops.cli.server.dev import dev
 from remotegpu.ops.cli.server.reconciler import reconciler
+from remotegpu.ops.cli.server.secrets import secrets_app
 from remotegpu.ops.cli.server.simcluster import simcluster
 from remotegpu.ops.cli.server.users import users_app
 
@@ -26,3 +27,4 @@ def register_commands(app: typer.Typer) -> None:
         app.command(rich_help_panel=PANEL)(command)
     app.add_typer(db_app, name="db", rich_help_panel=PANEL)
     app.add_typer(users_app, name="users", rich_help_panel=PANEL)
+    app.add_typer(secrets_app, name="secrets", rich_help_panel=PANEL)

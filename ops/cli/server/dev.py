@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import msgspec
+import typer
 from rich.table import Table
 
+from remotegpu.core.platform.settings import SecretsBackend
 from remotegpu.ops.cli.consoles import console
 from remotegpu.ops.cli.server.api import HostOption, PortOption, api_address
 from remotegpu.ops.cli.server.config import ConfigOption, server_settings
 
+SecretsOption = Annotated[
+    SecretsBackend | None,
+    typer.Option(
+        "--secrets", help="Secrets store: builtin, or vault (a fake Vault unless vault_url is set)."
+    ),
+]
 
-def dev(config: ConfigOption = None, host: HostOption = None, port: PortOption = None) -> None:
+
+def dev(
+    config: ConfigOption = None,
+    host: HostOption = None,
+    port: PortOption = None,
+    secrets: SecretsOption = None,
+) -> None:
     """Run all of RemoteGPU on this machine until Ctrl-C: Postgres (embedded unless DATABASE_URL is set)
     with the schema migrated, a simulated GPU cluster (with a kubeconfig for kubectl), a reconciler and the
     API; a platform admin is created on first start (its password is in .remotegpu/admin-password)."""
@@ -17,6 +34,8 @@ def dev(config: ConfigOption = None, host: HostOption = None, port: PortOption =
 
     with stopped_by_signals():
         settings = api_address(server_settings(config), host, port)
+        if secrets is not None:
+            settings = msgspec.structs.replace(settings, secrets_backend=secrets)
         from remotegpu.ops.devstack import running_dev_stack  # after the port check: a large import
 
         with running_dev_stack(settings) as stack:
