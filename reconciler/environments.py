@@ -28,14 +28,14 @@ from remotegpu.core.cluster.driver import (
     ClusterUnavailableError,
     PodObservation,
     PodState,
-    VolumeSpec,
     WorkloadSpec,
     WorkloadWatcher,
 )
+from remotegpu.core.environments.derived import PodPlacement, workload_spec
 from remotegpu.core.environments.lifecycle import IllegalTransitionError, next_phase
-from remotegpu.core.environments.states import DesiredState, Phase, Protocol
+from remotegpu.core.environments.spec import EnvironmentSpec, spec_from_stored
+from remotegpu.core.environments.states import DesiredState, Phase, PortPurpose, Protocol
 from remotegpu.core.platform import clock
-from remotegpu.core.platform.quantities import parse_bytes
 from remotegpu.reconciler.context import ReconcilerContext
 from remotegpu.reconciler.leader import FENCE_SELECT, fence
 
@@ -64,7 +64,8 @@ class EnvironmentState:
     id: uuid.UUID
     workspace_id: uuid.UUID
     name: str
-    spec: dict[str, Any]
+    spec: EnvironmentSpec
+    """Read back from the stored JSONB once, when the row is loaded."""
     generation: int
     observed_generation: int
     desired_state: DesiredState
@@ -216,11 +217,12 @@ def fetch_leases(
 # -- the row as a step sees it --------------------------------------------------------------------
 
 _STATE_COLUMNS = """
-    SELECT e.id, e.lock_token, e.workspace_id, e.name, e.spec, e.generation, e.observed_generation,
+    SELECT e.id, e.lock_token, e.workspace_id, e.name, CAST(e.spec AS text) AS spec, e.generation,
+           e.observed_generation,
            e.desired_state, e.desired_version,
            e.phase, e.reason, e.retry_count, e.phase_entered_at, e.gpu_count, e.cpu_millis, e.memory_bytes,
            a.host_id, h.name AS host_name, h.health AS host_health,
-           coalesce((SELECT json_agg(json_build_array(m.container_port, m.host_port, m.protocol)
+           coalesce((SELECT json_agg(json_build_array(m.container_port, m.host_port, m.protocol, m.purpose, m.name)
                                      ORDER BY m.container_port)
                        FROM port_mappings m WHERE m.environment_id = e.id AND m.released_at IS NULL), '[]') AS ports,
            coalesce((SELECT json_agg(g.device_uuid ORDER BY g.device_uuid)
@@ -243,7 +245,7 @@ def _state(row: Any) -> EnvironmentState:
         id=row.id,
         workspace_id=row.workspace_id,
         name=row.name,
-        spec=row.spec,
+        spec=spec_from_stored(row.spec),
         generation=row.generation,
         observed_generation=row.observed_generation,
         desired_state=DesiredState(row.desired_state),
@@ -258,7 +260,7 @@ def _state(row: Any) -> EnvironmentState:
         host_id=row.host_id,
         host_name=row.host_name,
         host_health=row.host_health,
-        ports=tuple(ClaimedPort(c, h, Protocol(p)) for c, h, p in row.ports),
+        ports=tuple(ClaimedPort(c, h, Protocol(p), PortPurpose(u), n) for c, h, p, u, n in row.ports),
         claimed_devices=tuple(row.claimed_devices),
         lost_gpus=tuple(row.lost_gpus),
     )
@@ -400,25 +402,9 @@ def _apply_deadline(ctx: ReconcilerContext, env: EnvironmentState, result: StepR
 
 
 def _workload(env: EnvironmentState) -> WorkloadSpec:
-    spec = env.spec
     assert env.host_name is not None, "a placed environment has a host"
-    return WorkloadSpec(
-        environment_id=env.id,
-        workspace_id=env.workspace_id,
-        generation=env.generation,
-        node=env.host_name,
-        image=str(spec.get("image", "")),
-        command=tuple(spec.get("command", ())),
-        gpu_count=env.gpu_count,
-        cpu_millis=env.cpu_millis,
-        memory_bytes=env.memory_bytes,
-        ports=env.ports,
-        volumes=tuple(
-            VolumeSpec(v["name"], parse_bytes(v.get("size", 0)), v.get("mount", f"/{v['name']}"))
-            for v in spec.get("volumes", ())
-        ),
-        env=tuple(sorted((str(k), str(v)) for k, v in spec.get("env", {}).items())),
-    )
+    placement = PodPlacement(env.host_name, env.ports, env.gpu_count, env.cpu_millis, env.memory_bytes)
+    return workload_spec(env.id, env.workspace_id, env.generation, env.spec, placement)
 
 
 # -- apply ---------------------------------------------------------------------------------------

@@ -9,8 +9,9 @@ from pathlib import Path
 import yaml
 
 from remotegpu.core.capacity.allocate import choose_host_ports
-from remotegpu.core.capacity.scheduling import ports_from_spec
-from remotegpu.core.environments.spec import parse_spec, spec_json_schema, spec_to_dict
+from remotegpu.core.environments.derived import port_requests
+from remotegpu.core.environments.spec import parse_spec, spec_json_schema
+from remotegpu.core.environments.states import PortPurpose
 from remotegpu.core.models.inventory import Host
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -65,8 +66,8 @@ def test_readme_use_it_puts_the_cli_on_the_path_and_shows_how_to_choose_the_port
 def test_readme_ssh_port_is_the_first_port_a_host_gives() -> None:
     spec = parse_spec(yaml.safe_load((REPOSITORY / "examples" / "pytorch-notebook.yaml").read_text()))
     first = Host.__table__.c.port_range_start.default.arg
-    ports = choose_host_ports(ports_from_spec(spec_to_dict(spec)), first, first + 99, set())
+    ports = choose_host_ports(port_requests(spec), first, first + 99, set())
     assert ports is not None
-    ssh = next(p.host_port for p in ports if p.container_port == 22)
+    ssh = next(p.host_port for p in ports if p.purpose is PortPurpose.SSH)
     shown = re.findall(r"ssh -p (\d+) root@", _section("Use it"))
     assert shown == [str(ssh)]

@@ -123,6 +123,9 @@ class ClaimedPort:
     container_port: int
     host_port: int
     protocol: Protocol
+    purpose: PortPurpose
+    """Why it is published, as requested and stored: SSH is known by this, never by the port number."""
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -525,7 +528,7 @@ def choose_host_ports(
             return None
         taken.add((number, protocol.value))
         candidate[protocol] = number + 1
-        chosen.append(ClaimedPort(port.container_port, number, protocol))
+        chosen.append(ClaimedPort(port.container_port, number, protocol, port.purpose, port.name))
     return chosen
 
 
