@@ -197,7 +197,8 @@ def spec_from_stored(stored: dict[str, Any] | str | bytes) -> EnvironmentSpec:
     """The stored spec (`environments.spec`, as JSON text or as decoded JSONB) read back as the struct.
 
     What is stored was checked when it was written, so this only converts; JSON text is decoded straight
-    into the struct (the reconciler's hot path reads the column as text for that).
+    into the struct (the reconciler's hot path reads the column as text for that). `workspace`, `kind`
+    and `state` are not stored (they live in columns): read back, they are the defaults.
     """
     if isinstance(stored, dict):
         return msgspec.convert(stored, EnvironmentSpec)
