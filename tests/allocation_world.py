@@ -6,10 +6,13 @@ import itertools
 import uuid
 from collections.abc import Sequence
 
+import msgspec
 from sqlalchemy import Connection, text
 
 from remotegpu.core.capacity.requests import AllocationRequest, PortRequest
+from remotegpu.core.environments.spec import spec_to_dict
 from remotegpu.core.inventory.sync import GpuDevice, register_host
+from remotegpu.tests.specs import environment_spec
 
 _names = itertools.count(1)
 GIB = 1 << 30
@@ -68,17 +71,22 @@ def make_environment(
     ports: Sequence[PortRequest] = (),
     priority: int = 0,
 ) -> AllocationRequest:
-    """An admitted environment row and the allocation request for it."""
+    """An admitted environment row and the allocation request for it.
+
+    Its columns hold what the arguments say; its stored spec is a minimal valid one (an image), since
+    these tests claim by the request, not by what the spec asks."""
+    name = f"env{next(_names)}"
     environment_id = connection.execute(
         text(
             "INSERT INTO environments (workspace_id, user_id, name, spec, gpu_count, gpu_model, cpu_millis,"
             " memory_bytes, storage_bytes, phase, priority)"
-            " VALUES (:ws, :u, :n, '{}', :g, :m, :c, :mem, :s, 'admitted', :p) RETURNING id"
+            " VALUES (:ws, :u, :n, CAST(:spec AS jsonb), :g, :m, :c, :mem, :s, 'admitted', :p) RETURNING id"
         ),
         {
             "ws": workspace_id,
             "u": user_id,
-            "n": f"env{next(_names)}",
+            "n": name,
+            "spec": msgspec.json.encode(spec_to_dict(environment_spec(name))).decode(),
             "g": gpus,
             "m": model,
             "c": cpu_millis,

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import yaml
 
-from remotegpu.core.capacity.scheduling import ports_from_spec
-from remotegpu.core.environments.spec import parse_spec, spec_json_schema, spec_to_dict
+from remotegpu.core.environments.derived import port_requests
+from remotegpu.core.environments.spec import parse_spec, spec_json_schema
+from remotegpu.core.environments.states import PortPurpose
 from remotegpu.core.models.inventory import Host
 from remotegpu.policies.host_ports import choose_host_ports
 
@@ -65,9 +66,9 @@ def test_readme_use_it_puts_the_cli_on_the_path_and_shows_how_to_choose_the_port
 def test_readme_ssh_port_is_the_first_port_a_host_gives() -> None:
     spec = parse_spec(yaml.safe_load((REPOSITORY / "examples" / "pytorch-notebook.yaml").read_text()))
     first = Host.__table__.c.port_range_start.default.arg
-    wanted = ports_from_spec(spec_to_dict(spec))
+    wanted = port_requests(spec)
     host_ports = choose_host_ports([p.protocol for p in wanted], first, first + 99, set())
     assert host_ports is not None
-    ssh = next(host for p, host in zip(wanted, host_ports, strict=True) if p.container_port == 22)
+    ssh = next(host for p, host in zip(wanted, host_ports, strict=True) if p.purpose is PortPurpose.SSH)
     shown = re.findall(r"ssh -p (\d+) root@", _section("Use it"))
     assert shown == [str(ssh)]

@@ -114,21 +114,18 @@ def write_claims(
     if not allocations:
         return
     gpu_pairs = [(r.environment_id, gpu) for r, result in allocations for gpu in result.gpu_ids]
-    port_rows = []
-    for request, result in allocations:
-        by_container = {(p.container_port, p.protocol): p for p in request.ports}
-        for port in result.ports:
-            wanted = by_container[(port.container_port, port.protocol)]
-            port_rows.append(
-                (
-                    request.environment_id,
-                    port.container_port,
-                    port.host_port,
-                    port.protocol.value,
-                    wanted.purpose.value,
-                    wanted.name,
-                )
-            )
+    port_rows = [
+        (
+            request.environment_id,
+            port.container_port,
+            port.host_port,
+            port.protocol.value,
+            port.purpose.value,
+            port.name,
+        )
+        for request, result in allocations
+        for port in result.ports
+    ]
     connection.execute(
         _WRITE_CLAIMS_SQL,
         {

@@ -89,7 +89,7 @@ class HostRoom:
             if host_ports is None:
                 return None
             ports = [
-                ClaimedPort(port.container_port, host_port, protocol)
+                ClaimedPort(port.container_port, host_port, protocol, port.purpose, port.name)
                 for port, host_port, protocol in zip(request.ports, host_ports, protocols, strict=True)
             ]
         gpu_ids = tuple(free[: request.gpu_count])

@@ -79,6 +79,9 @@ class ClaimedPort:
     container_port: int
     host_port: int
     protocol: Protocol
+    purpose: PortPurpose
+    """Why it is published, as requested and stored: SSH is known by this, never by the port number."""
+    name: str | None = None
 
 
 @dataclass(frozen=True)

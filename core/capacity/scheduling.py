@@ -22,34 +22,13 @@ from remotegpu.core.capacity.requests import (
     AllocationOutcome,
     AllocationRequest,
     AllocationResult,
-    PortRequest,
 )
+from remotegpu.core.environments.derived import port_requests
 from remotegpu.core.environments.lifecycle import Trigger, sources
-from remotegpu.core.environments.states import DesiredState, PortPurpose, Protocol, sql_list
+from remotegpu.core.environments.spec import spec_from_stored
+from remotegpu.core.environments.states import DesiredState, sql_list
 from remotegpu.policies.placement import GpuPoolSnapshot, HostSnapshot, Placement, PlacementRequest, Strategy
 from remotegpu.policies.queue import QueuedRequest, plan_queue
-
-ACCESS_PORTS = {
-    "ssh": PortRequest(22, Protocol.TCP, PortPurpose.SSH),
-    "jupyter": PortRequest(8888, Protocol.TCP, PortPurpose.JUPYTER),
-}
-"""Container ports that an `access` entry of the spec asks a host port for."""
-
-
-def ports_from_spec(spec: dict[str, Any]) -> tuple[PortRequest, ...]:
-    """Host-port requests of a spec: its `access` entries (SSH 22, Jupyter 8888) and its `ports`."""
-    wanted = [ACCESS_PORTS[kind] for kind in spec.get("access", []) if kind in ACCESS_PORTS]
-    for port in spec.get("ports", []):
-        wanted.append(
-            PortRequest(
-                int(port["container"]),
-                Protocol(port.get("protocol", "tcp")),
-                PortPurpose(port.get("purpose", "custom")),
-                port.get("name"),
-            )
-        )
-    return tuple(wanted)
-
 
 _WAITING_SQL = text(
     f"""
@@ -196,7 +175,7 @@ def _request(row: Any) -> AllocationRequest:
         cpu_millis=row.cpu_millis,
         memory_bytes=row.memory_bytes,
         storage_bytes=row.storage_bytes,
-        ports=ports_from_spec(row.spec),
+        ports=port_requests(spec_from_stored(row.spec)),
     )
 
 

@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 from remotegpu.core.cluster.driver import VolumeSpec, WorkloadSpec, workload_name
+from remotegpu.core.environments.states import PortPurpose
 
 ENVIRONMENT_LABEL = "remotegpu.io/environment"
 WORKSPACE_LABEL = "remotegpu.io/workspace"
@@ -51,8 +52,9 @@ ACCESS_MOUNT = "/opt/remotegpu"
 
 
 def wants_ssh(spec: WorkloadSpec) -> bool:
-    """Whether the environment asked for SSH access (a claimed port for container port 22)."""
-    return any(port.container_port == 22 for port in spec.ports)
+    """Whether the environment asked for SSH access: a claimed port whose purpose is SSH (a custom port 22
+    is the user's own business)."""
+    return any(port.purpose is PortPurpose.SSH for port in spec.ports)
 
 
 def pod_manifest(

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
@@ -20,7 +21,7 @@ from remotegpu.core.accounts.membership import WorkspaceAccess
 from remotegpu.core.accounts.users import Principal
 from remotegpu.core.catalog.images import resolve_image
 from remotegpu.core.environments.desired import set_desired_state, submit_environment, update_spec
-from remotegpu.core.environments.spec import EnvironmentSpec, spec_to_dict
+from remotegpu.core.environments.spec import EnvironmentSpec, spec_from_stored, spec_to_dict
 from remotegpu.core.environments.states import DesiredState, Phase, WorkspaceRole
 from remotegpu.core.environments.views import get_environment
 from remotegpu.core.platform.errors import ConflictError, ForbiddenError
@@ -48,11 +49,9 @@ class ApplyResult:
     """The spec as stored by this apply (image resolved through the catalog)."""
 
 
-def desired_spec(connection: Connection, access: WorkspaceAccess, spec: EnvironmentSpec) -> dict[str, Any]:
+def desired_spec(connection: Connection, access: WorkspaceAccess, spec: EnvironmentSpec) -> EnvironmentSpec:
     """The spec as it will be stored: normalised, with the image resolved through the catalog."""
-    stored = spec_to_dict(spec)
-    stored["image"] = resolve_image(connection, access.id, spec.image)
-    return stored
+    return msgspec.structs.replace(spec, image=resolve_image(connection, access.id, spec.image))
 
 
 def apply_spec(
@@ -67,11 +66,12 @@ def apply_spec(
     """Create the environment named in `spec`, or bring an existing one to it (a changed spec bumps the
     generation; a changed `state` starts or stops it). `dry_run` checks and reports without writing."""
     access.require(Action.CREATE_ENVIRONMENT)
-    wanted = desired_spec(connection, access, spec)
+    resolved = desired_spec(connection, access, spec)
+    wanted = spec_to_dict(resolved)
     desired = DesiredState(spec.state)
     if create_only and not dry_run:
         # No lookup first: the unique index on live names refuses a duplicate (`_create`).
-        created = _create(connection, principal, access, spec.name, wanted, desired)
+        created = _create(connection, principal, access, resolved, desired)
         return ApplyResult(created, ApplyOutcome.CREATED, None, wanted)
     current = connection.execute(
         text(
@@ -83,7 +83,7 @@ def apply_spec(
     if current is None:
         if dry_run:
             return ApplyResult(uuid.UUID(int=0), ApplyOutcome.CREATED, None, wanted)
-        created = _create(connection, principal, access, spec.name, wanted, desired)
+        created = _create(connection, principal, access, resolved, desired)
         return ApplyResult(created, ApplyOutcome.CREATED, None, wanted)
     if create_only:
         raise _name_taken(spec.name, access)
@@ -94,7 +94,7 @@ def apply_spec(
         outcome = ApplyOutcome.UPDATED if changed_spec or changed_state else ApplyOutcome.UNCHANGED
         return ApplyResult(current.id, outcome, current.spec, wanted)
     if changed_spec:
-        generation = update_spec(connection, current.id, wanted)
+        generation = update_spec(connection, current.id, resolved)
         record_mutation(
             connection,
             principal.user_id,
@@ -120,8 +120,7 @@ def _create(
     connection: Connection,
     principal: Principal,
     access: WorkspaceAccess,
-    name: str,
-    spec: dict[str, Any],
+    spec: EnvironmentSpec,
     desired: DesiredState,
 ) -> uuid.UUID:
     # No savepoint: a refused INSERT aborts the transaction, which the raise below ends anyway.
@@ -130,17 +129,16 @@ def _create(
             connection,
             workspace_id=access.id,
             user_id=principal.user_id,
-            name=name,
             spec=spec,
             desired=desired,
         )
     except IntegrityError:
-        raise _name_taken(name, access) from None
+        raise _name_taken(spec.name, access) from None
     record_mutation(
         connection,
         principal.user_id,
         "EnvironmentCreated",
-        f"environment {name} submitted",
+        f"environment {spec.name} submitted",
         workspace_id=access.id,
         environment_id=environment_id,
     )
@@ -175,7 +173,7 @@ def restart(connection: Connection, principal: Principal, environment: Any) -> i
     """Restart with the same spec: a new generation, so the reconciler stops and starts it again."""
     if environment.desired_state == DesiredState.DELETED.value:
         raise ConflictError("environment is being deleted; it cannot be restarted")
-    generation = update_spec(connection, environment.id, environment.spec)
+    generation = update_spec(connection, environment.id, spec_from_stored(environment.spec))
     if environment.desired_state != DesiredState.RUNNING.value:
         set_desired_state(connection, environment.id, DesiredState.RUNNING, actor=principal.user_id)
     record_mutation(

@@ -10,42 +10,20 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection
-from dataclasses import dataclass
-from typing import Any
 
+import msgspec
 from sqlalchemy import Connection, text
 
+from remotegpu.core.environments.derived import resource_requests
+from remotegpu.core.environments.spec import EnvironmentSpec, spec_to_dict
 from remotegpu.core.environments.states import ActorKind, DesiredState, Phase
 from remotegpu.core.platform import clock
 from remotegpu.core.platform.notify import CHANNEL, notify_environments
-from remotegpu.core.platform.quantities import parse_bytes, parse_cpu_millis
 
 
-@dataclass(frozen=True)
-class Requests:
-    """The resources a spec asks for, in the units the database stores."""
-
-    gpu_count: int
-    gpu_model: str | None
-    cpu_millis: int
-    memory_bytes: int
-    storage_bytes: int
-
-
-def requests_from_spec(spec: dict[str, Any]) -> Requests:
-    """Read the resource requests of a spec (`resources.gpus`, `cpu`, `memory`, `volumes[].size`)."""
-    resources = spec.get("resources", {})
-    gpus = resources.get("gpus", {})
-    if isinstance(gpus, int):
-        gpus = {"count": gpus}
-    model = gpus.get("model")
-    return Requests(
-        gpu_count=int(gpus.get("count", 0)),
-        gpu_model=None if model in (None, "any") else str(model),
-        cpu_millis=parse_cpu_millis(resources.get("cpu", 0)),
-        memory_bytes=parse_bytes(resources.get("memory", 0)),
-        storage_bytes=sum(parse_bytes(volume.get("size", 0)) for volume in spec.get("volumes", [])),
-    )
+def _stored(spec: EnvironmentSpec) -> str:
+    """The JSON the `spec` column holds (`spec_to_dict`); `spec_from_stored` reads it back."""
+    return msgspec.json.encode(spec_to_dict(spec)).decode()
 
 
 _INSERT_SQL = text(
@@ -68,40 +46,31 @@ def submit_environment(
     *,
     workspace_id: uuid.UUID,
     user_id: uuid.UUID,
-    name: str,
-    spec: dict[str, Any],
+    spec: EnvironmentSpec,
     priority: int = 0,
     desired: DesiredState | None = None,
 ) -> uuid.UUID:
-    """Store a new environment with its desired state (default: the spec's `state`, else running) and
-    wake the reconciler."""
-    import json
-
-    requests = requests_from_spec(spec)
-    if desired is None:
-        desired = DesiredState(spec.get("state", DesiredState.RUNNING.value))
+    """Store a new environment named `spec.name` with its desired state (default: the spec's `state`)
+    and wake the reconciler. `spec` is as parsed (`parse_spec`, or the API's body after `check_spec`)."""
     environment_id: uuid.UUID = connection.execute(
         _INSERT_SQL,
         {
             "workspace_id": workspace_id,
             "user_id": user_id,
-            "name": name,
-            "spec": json.dumps(spec),
-            "desired": desired.value,
+            "name": spec.name,
+            "spec": _stored(spec),
+            "desired": (desired or DesiredState(spec.state)).value,
             "priority": priority,
             "now": clock.now(),
             "channel": CHANNEL,
-            **requests.__dict__,
+            **vars(resource_requests(spec)),
         },
     ).scalar_one()
     return environment_id
 
 
-def update_spec(connection: Connection, environment_id: uuid.UUID, spec: dict[str, Any]) -> int:
+def update_spec(connection: Connection, environment_id: uuid.UUID, spec: EnvironmentSpec) -> int:
     """Replace the spec and bump the generation; a running environment restarts. Returns the generation."""
-    import json
-
-    requests = requests_from_spec(spec)
     generation: int = connection.execute(
         text(
             "UPDATE environments SET spec = CAST(:spec AS jsonb), generation = generation + 1,"
@@ -110,7 +79,7 @@ def update_spec(connection: Connection, environment_id: uuid.UUID, spec: dict[st
             " memory_bytes = :memory_bytes, storage_bytes = :storage_bytes, updated_at = now()"
             " WHERE id = :id AND deleted_at IS NULL RETURNING generation"
         ),
-        {"id": environment_id, "spec": json.dumps(spec), **requests.__dict__},
+        {"id": environment_id, "spec": _stored(spec), **vars(resource_requests(spec))},
     ).scalar_one()
     notify_environments(connection, str(environment_id))
     return generation

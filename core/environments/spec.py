@@ -2,16 +2,21 @@
 
 One definition serves three purposes: decoding with every unknown field refused (the error names it and
 where it is), the stored form (`spec_to_dict`, defaults left out, so a stored spec reads like what the
-user wrote), and the published JSON Schema (`spec_json_schema`). Checks msgspec cannot express (sizes,
+user wrote; `spec_from_stored` reads it back into the struct, so the defaults live here and nowhere
+else), and the published JSON Schema (`spec_json_schema`). Checks msgspec cannot express (sizes,
 durations, duplicate names) run in `parse_spec` and raise `SpecError` naming the field.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 import msgspec
 
+from remotegpu.core.environments.states import PortPurpose, Protocol
 from remotegpu.core.platform.errors import InvalidInputError
 from remotegpu.core.platform.quantities import BIGINT_MAX, parse_bytes, parse_cpu_millis, parse_duration
 from remotegpu.core.platform.validation_messages import field_and_message
@@ -27,12 +32,31 @@ EnvName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_l
 Quantity = Annotated[str, msgspec.Meta(description="Kubernetes quantity, e.g. 128Gi", examples=["128Gi"])]
 Duration = Annotated[str, msgspec.Meta(description="Go-style duration, e.g. 30m or 24h", examples=["30m"])]
 AccessName = Literal["ssh", "jupyter"]
+"""An `access` entry: a way in that RemoteGPU knows how to publish (see `ACCESS_PORTS`)."""
 GpuModel = Annotated[str, msgspec.Meta(min_length=1, max_length=64, description="e.g. H100")]
 """A GPU model name (`nvidia.com/gpu.product`), as long as the columns that hold it allow."""
 
 MAX_CPU_MILLIS = 4096 * 1000
 """The most CPU one environment may ask for (4096 cores): more than any host has, far below the column's
 range."""
+
+
+@dataclass(frozen=True)
+class AccessPort:
+    """The container port an `access` entry publishes, and the purpose its claimed host port keeps."""
+
+    container_port: int
+    protocol: Protocol
+    purpose: PortPurpose
+
+
+ACCESS_PORTS: Mapping[AccessName, AccessPort] = MappingProxyType(
+    {
+        "ssh": AccessPort(22, Protocol.TCP, PortPurpose.SSH),
+        "jupyter": AccessPort(8888, Protocol.TCP, PortPurpose.JUPYTER),
+    }
+)
+"""The one table of access ports: access kind → container port, protocol, purpose."""
 
 
 class SpecError(InvalidInputError):
@@ -146,7 +170,7 @@ def _check_values(spec: EnvironmentSpec) -> None:
     _refuse_duplicates("$.volumes", [v.mount for v in spec.volumes], "mount")
     _refuse_duplicates("$.access", list(spec.access), "entry")
     ports = [(p.container, p.protocol) for p in spec.ports] + [
-        (22 if a == "ssh" else 8888, "tcp") for a in spec.access
+        (ACCESS_PORTS[a].container_port, ACCESS_PORTS[a].protocol.value) for a in spec.access
     ]
     _refuse_duplicates("$.ports", [f"{port}/{protocol}" for port, protocol in ports], "container port")
     _refuse_duplicates("$.ports", [p.name for p in spec.ports if p.name], "name")
@@ -167,6 +191,18 @@ def spec_to_dict(spec: EnvironmentSpec) -> dict[str, Any]:
     for key in ("workspace", "kind", "state"):
         data.pop(key, None)
     return data
+
+
+def spec_from_stored(stored: dict[str, Any] | str | bytes) -> EnvironmentSpec:
+    """The stored spec (`environments.spec`, as JSON text or as decoded JSONB) read back as the struct.
+
+    What is stored was checked when it was written, so this only converts; JSON text is decoded straight
+    into the struct (the reconciler's hot path reads the column as text for that). `workspace`, `kind`
+    and `state` are not stored (they live in columns): read back, they are the defaults.
+    """
+    if isinstance(stored, dict):
+        return msgspec.convert(stored, EnvironmentSpec)
+    return msgspec.json.decode(stored, type=EnvironmentSpec)
 
 
 def spec_json_schema() -> dict[str, Any]:

@@ -26,8 +26,9 @@ from remotegpu.core.capacity.allocate import allocate
 from remotegpu.core.capacity.audit import audit
 from remotegpu.core.capacity.quotas import QuotaLimits, set_quota
 from remotegpu.core.capacity.release import release
-from remotegpu.core.capacity.requests import AllocationOutcome, AllocationRequest, PortRequest
-from remotegpu.core.environments.states import Phase, PortPurpose
+from remotegpu.core.capacity.requests import AllocationOutcome, AllocationRequest
+from remotegpu.core.environments.derived import access_port_request
+from remotegpu.core.environments.states import Phase
 from remotegpu.core.inventory.sync import GpuDevice, register_host
 from remotegpu.core.platform.db import make_engine
 from remotegpu.ops.bench import claim_ceiling
@@ -38,7 +39,8 @@ from remotegpu.ops.bench.report import ordered, percentile, print_figures, ratio
 GIB = 1 << 30
 SIZES = (1, 1, 1, 1, 2, 2, 4, 8)
 """The request mix: mostly small, a few whole hosts."""
-ACCESS_PORTS = (PortRequest(22, purpose=PortPurpose.SSH), PortRequest(8888, purpose=PortPurpose.JUPYTER))
+ACCESS_PORTS = (access_port_request("ssh"), access_port_request("jupyter"))
+"""The ports of half the requests: SSH and Jupyter access, as a spec asks for them."""
 
 
 @dataclass(frozen=True)

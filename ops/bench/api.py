@@ -46,6 +46,7 @@ from sqlalchemy.engine import URL
 
 from remotegpu.core.accounts.users import create_api_token
 from remotegpu.core.environments.desired import submit_environment
+from remotegpu.core.environments.spec import parse_spec
 from remotegpu.core.platform.db import make_engine
 from remotegpu.ops.bench.bare_api import LIST_PATH, serve_bare_worker
 from remotegpu.ops.bench.calibration import calibrate
@@ -94,7 +95,10 @@ def _seed(url: URL) -> tuple[Target, uuid.UUID]:
             ids = [
                 str(
                     submit_environment(
-                        connection, workspace_id=workspace, user_id=user, name=f"seed-{i}", spec=spec
+                        connection,
+                        workspace_id=workspace,
+                        user_id=user,
+                        spec=parse_spec(spec | {"name": f"seed-{i}"}),
                     )
                 )
                 for i in range(SEEDED)

@@ -45,6 +45,7 @@ from remotegpu.core.capacity.audit import audit
 from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
 from remotegpu.core.cluster.memory import InMemoryCluster
 from remotegpu.core.environments.desired import submit_environment
+from remotegpu.core.environments.spec import parse_spec
 from remotegpu.core.environments.states import Phase
 from remotegpu.core.inventory.sync import GpuDevice, register_host, sync_inventory
 from remotegpu.core.platform.db import make_engine
@@ -56,7 +57,7 @@ from remotegpu.ops.bench.report import ordered, percentile, print_figures, ratio
 from remotegpu.reconciler.loop import Reconciler
 
 GIB = 1 << 30
-SPEC = {
+SPEC: dict[str, Any] = {
     "image": "pytorch:24.05",
     "resources": {"gpus": {"count": 1, "model": "H100"}, "cpu": 1, "memory": "8Gi"},
 }
@@ -153,7 +154,9 @@ def _seed(engine: Engine, envs: int) -> tuple[uuid.UUID, uuid.UUID, set[str]]:
 def _submit(engine: Engine, workspace: uuid.UUID, user: uuid.UUID, names: list[str]) -> list[uuid.UUID]:
     with engine.begin() as connection:
         return [
-            submit_environment(connection, workspace_id=workspace, user_id=user, name=name, spec=SPEC)
+            submit_environment(
+                connection, workspace_id=workspace, user_id=user, spec=parse_spec(SPEC | {"name": name})
+            )
             for name in names
         ]
 

@@ -30,14 +30,14 @@ from kubernetes import client, config
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
-from remotegpu.core.cluster.driver import WorkloadSpec
 from remotegpu.core.cluster.manifests import pod_manifest, service_manifest
 from remotegpu.core.cluster.memory import InMemoryCluster
+from remotegpu.core.environments.derived import PodPlacement, resource_requests, workload_spec
 from remotegpu.core.environments.desired import submit_environment
 from remotegpu.core.environments.lifecycle import Trigger
+from remotegpu.core.environments.spec import parse_spec
 from remotegpu.core.environments.states import Phase
 from remotegpu.core.platform.db import make_engine
-from remotegpu.core.platform.quantities import parse_bytes, parse_cpu_millis
 from remotegpu.core.platform.settings import Settings
 from remotegpu.reconciler.context import ReconcilerContext
 from remotegpu.reconciler.environments.apply import apply
@@ -129,7 +129,10 @@ def _seed_scheduled(
     with engine.begin() as connection:
         ids = [
             submit_environment(
-                connection, workspace_id=workspace, user_id=user, name=f"ceiling-{i}", spec=spec
+                connection,
+                workspace_id=workspace,
+                user_id=user,
+                spec=parse_spec(spec | {"name": f"ceiling-{i}"}),
             )
             for i in range(envs)
         ]
@@ -172,17 +175,17 @@ def cluster_envs_per_s(
     if not nodes:
         raise RuntimeError("no node has a free GPU for the cluster calls' ceiling")
     api = client.CoreV1Api(config.new_client_from_config(kubeconfig))  # type: ignore[no-untyped-call]
-    resources = spec["resources"]
+    parsed = parse_spec(spec | {"name": "ceiling"})
+    wants = resource_requests(parsed)
     workloads = [
-        WorkloadSpec(
-            environment_id=uuid.uuid4(),
-            workspace_id=workspace,
-            generation=1,
-            node=nodes[index % len(nodes)],
-            image=spec["image"],
-            gpu_count=resources["gpus"]["count"],
-            cpu_millis=parse_cpu_millis(resources["cpu"]),
-            memory_bytes=parse_bytes(resources["memory"]),
+        workload_spec(
+            uuid.uuid4(),
+            workspace,
+            1,
+            parsed,
+            PodPlacement(
+                nodes[index % len(nodes)], (), wants.gpu_count, wants.cpu_millis, wants.memory_bytes
+            ),
         )
         for index in range(envs)
     ]

@@ -17,7 +17,8 @@ from sqlalchemy import text
 
 from remotegpu.core.capacity.requests import ClaimedPort
 from remotegpu.core.environments.lifecycle import Trigger, sources
-from remotegpu.core.environments.states import DesiredState, GpuHealth, Phase, Protocol, sql_list
+from remotegpu.core.environments.spec import EnvironmentSpec, spec_from_stored
+from remotegpu.core.environments.states import DesiredState, GpuHealth, Phase, PortPurpose, Protocol, sql_list
 from remotegpu.core.platform import clock
 from remotegpu.reconciler.context import ReconcilerContext
 from remotegpu.reconciler.leader import FENCE_SELECT
@@ -40,7 +41,8 @@ class EnvironmentState:
     id: uuid.UUID
     workspace_id: uuid.UUID
     name: str
-    spec: dict[str, Any]
+    spec: EnvironmentSpec
+    """Read back from the stored JSONB once, when the row is loaded."""
     generation: int
     observed_generation: int
     desired_state: DesiredState
@@ -146,11 +148,12 @@ def fetch_leases(
 # -- the row as a step sees it --------------------------------------------------------------------
 
 STATE_COLUMNS = f"""
-    SELECT e.id, e.lock_token, e.workspace_id, e.name, e.spec, e.generation, e.observed_generation,
+    SELECT e.id, e.lock_token, e.workspace_id, e.name, CAST(e.spec AS text) AS spec, e.generation,
+           e.observed_generation,
            e.desired_state, e.desired_version,
            e.phase, e.reason, e.retry_count, e.phase_entered_at, e.gpu_count, e.cpu_millis, e.memory_bytes,
            a.host_id, h.name AS host_name, h.health AS host_health,
-           coalesce((SELECT json_agg(json_build_array(m.container_port, m.host_port, m.protocol)
+           coalesce((SELECT json_agg(json_build_array(m.container_port, m.host_port, m.protocol, m.purpose, m.name)
                                      ORDER BY m.container_port)
                        FROM port_mappings m WHERE m.environment_id = e.id AND m.released_at IS NULL), '[]') AS ports,
            coalesce((SELECT json_agg(g.device_uuid ORDER BY g.device_uuid)
@@ -176,7 +179,7 @@ def state_from_row(row: Any) -> EnvironmentState:
         id=row.id,
         workspace_id=row.workspace_id,
         name=row.name,
-        spec=row.spec,
+        spec=spec_from_stored(row.spec),
         generation=row.generation,
         observed_generation=row.observed_generation,
         desired_state=DesiredState(row.desired_state),
@@ -191,7 +194,7 @@ def state_from_row(row: Any) -> EnvironmentState:
         host_id=row.host_id,
         host_name=row.host_name,
         host_health=row.host_health,
-        ports=tuple(ClaimedPort(c, h, Protocol(p)) for c, h, p in row.ports),
+        ports=tuple(ClaimedPort(c, h, Protocol(p), PortPurpose(u), n) for c, h, p, u, n in row.ports),
         claimed_devices=tuple(row.claimed_devices),
         lost_gpus=tuple(row.lost_gpus),
     )

@@ -19,14 +19,13 @@ from remotegpu.core.cluster.driver import (
     ClusterUnavailableError,
     PodObservation,
     PodState,
-    VolumeSpec,
     WorkloadSpec,
     WorkloadWatcher,
 )
+from remotegpu.core.environments.derived import PodPlacement, workload_spec
 from remotegpu.core.environments.lifecycle import Trigger, allowed_triggers
 from remotegpu.core.environments.states import DesiredState, HostHealth, Phase
 from remotegpu.core.platform import clock
-from remotegpu.core.platform.quantities import parse_bytes
 from remotegpu.reconciler.context import ReconcilerContext
 from remotegpu.reconciler.environments.leases import EnvironmentState
 from remotegpu.reconciler.environments.results import Outcome, StepResult, advance, fail, requeue, retry
@@ -230,22 +229,6 @@ def _apply_deadline(ctx: ReconcilerContext, env: EnvironmentState, result: StepR
 
 
 def _workload(env: EnvironmentState) -> WorkloadSpec:
-    spec = env.spec
     assert env.host_name is not None, "a placed environment has a host"
-    return WorkloadSpec(
-        environment_id=env.id,
-        workspace_id=env.workspace_id,
-        generation=env.generation,
-        node=env.host_name,
-        image=str(spec.get("image", "")),
-        command=tuple(spec.get("command", ())),
-        gpu_count=env.gpu_count,
-        cpu_millis=env.cpu_millis,
-        memory_bytes=env.memory_bytes,
-        ports=env.ports,
-        volumes=tuple(
-            VolumeSpec(v["name"], parse_bytes(v.get("size", 0)), v.get("mount", f"/{v['name']}"))
-            for v in spec.get("volumes", ())
-        ),
-        env=tuple(sorted((str(k), str(v)) for k, v in spec.get("env", {}).items())),
-    )
+    placement = PodPlacement(env.host_name, env.ports, env.gpu_count, env.cpu_millis, env.memory_bytes)
+    return workload_spec(env.id, env.workspace_id, env.generation, env.spec, placement)

@@ -24,6 +24,7 @@ from remotegpu.core.accounts.users import create_api_token
 from remotegpu.core.environments.desired import submit_environment
 from remotegpu.tests.allocation_world import make_host
 from remotegpu.tests.api.conftest import JWT_SECRET
+from remotegpu.tests.specs import environment_spec
 
 ROLES = ["anonymous", "outsider", "viewer", "member", "admin", "owner", "platform"]
 _HASH = hash_password("irrelevant password")
@@ -83,10 +84,16 @@ def build_world(engine: Engine) -> World:
         )
         spec = {"image": "nvcr.io/nvidia/pytorch:24.05-py3", "resources": {"gpus": {"count": 1}}}
         members_env = submit_environment(
-            connection, workspace_id=workspace, user_id=users["member"], name="members-env", spec=spec
+            connection,
+            workspace_id=workspace,
+            user_id=users["member"],
+            spec=environment_spec("members-env", spec),
         )
         owners_env = submit_environment(
-            connection, workspace_id=workspace, user_id=users["owner"], name="owners-env", spec=spec
+            connection,
+            workspace_id=workspace,
+            user_id=users["owner"],
+            spec=environment_spec("owners-env", spec),
         )
         image = connection.execute(
             text(

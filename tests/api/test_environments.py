@@ -53,6 +53,29 @@ def test_apply_creates_runs_and_shows_access_then_stops(alice: Caller, reconcile
     assert "DesiredStopped" in reasons
 
 
+def test_a_claimed_port_keeps_the_purpose_its_spec_gave_it(
+    alice: Caller, reconciler: Reconciler, api_cluster: InMemoryCluster
+) -> None:
+    own_server = {"container": 22, "purpose": "http", "name": "web"}
+    custom = _apply(alice, spec("web", "research", access=["jupyter"], ports=[own_server])).json()
+    with_ssh = _apply(alice, spec("shell", "research", access=["ssh"])).json()
+    reconciler.run_until_idle()
+
+    access = alice.get(f"/environments/{custom['environment']['id']}/access").json()
+    assert [(a["kind"], a["container_port"], a["command"]) for a in access] == [
+        ("http", 22, None),
+        ("jupyter", 8888, None),
+    ], "a custom port 22 is the user's own server, not SSH"
+    pod = api_cluster.pods[f"env-{custom['environment']['id']}"]
+    assert {(p.container_port, p.purpose.value, p.name) for p in pod.spec.ports} == {
+        (22, "http", "web"),
+        (8888, "jupyter", None),
+    }
+    (ssh,) = alice.get(f"/environments/{with_ssh['environment']['id']}/access").json()
+    assert (ssh["kind"], ssh["container_port"]) == ("ssh", 22)
+    assert ssh["command"].startswith("ssh -p ")
+
+
 def test_apply_is_idempotent_and_a_change_bumps_the_generation(alice: Caller, reconciler: Reconciler) -> None:
     first = _apply(alice, spec("train", "research")).json()
     again = _apply(alice, spec("train", "research")).json()

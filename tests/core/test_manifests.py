@@ -17,7 +17,7 @@ from remotegpu.core.cluster.manifests import (
     service_manifest,
     volume_claim_manifest,
 )
-from remotegpu.core.environments.states import Protocol
+from remotegpu.core.environments.states import PortPurpose, Protocol
 
 SPEC = WorkloadSpec(
     environment_id=uuid.UUID("00000000-0000-0000-0000-000000000001"),
@@ -30,9 +30,9 @@ SPEC = WorkloadSpec(
     cpu_millis=16000,
     memory_bytes=128 << 30,
     ports=(
-        ClaimedPort(22, 30022, Protocol.TCP),
-        ClaimedPort(8888, 30023, Protocol.TCP),
-        ClaimedPort(6006, 30024, Protocol.UDP),
+        ClaimedPort(22, 30022, Protocol.TCP, PortPurpose.SSH),
+        ClaimedPort(8888, 30023, Protocol.TCP, PortPurpose.JUPYTER),
+        ClaimedPort(6006, 30024, Protocol.UDP, PortPurpose.CUSTOM),
     ),
     volumes=(VolumeSpec("data", 500 << 30, "/workspace"),),
     env=(("WANDB_MODE", "offline"),),
@@ -92,6 +92,16 @@ def test_without_ssh_the_command_is_left_as_written() -> None:
     pod = pod_manifest(spec)
     assert "initContainers" not in pod["spec"]
     assert pod["spec"]["containers"][0]["command"] == ["python", "train.py"]
+
+
+def test_a_custom_port_22_is_the_users_own_and_brings_no_sshd() -> None:
+    own_server = ClaimedPort(22, 30022, Protocol.TCP, PortPurpose.HTTP)
+    spec = WorkloadSpec(
+        SPEC.environment_id, SPEC.workspace_id, 1, "n", "img", ("serve",), ports=(own_server,)
+    )
+    pod = pod_manifest(spec)
+    assert "initContainers" not in pod["spec"]
+    assert pod["spec"]["containers"][0]["command"] == ["serve"]
 
 
 def test_environment_variables_come_from_a_config_map() -> None:

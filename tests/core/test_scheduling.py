@@ -10,8 +10,7 @@ from sqlalchemy import Connection, Engine, text
 
 from remotegpu.core.capacity.release import release
 from remotegpu.core.capacity.requests import AllocationRequest, AllocationResult
-from remotegpu.core.capacity.scheduling import ports_from_spec, schedule_waiting
-from remotegpu.core.environments.states import PortPurpose
+from remotegpu.core.capacity.scheduling import schedule_waiting
 from remotegpu.tests.allocation_world import make_environment, make_host, make_user, make_workspace
 
 
@@ -107,17 +106,3 @@ def test_on_allocated_runs_in_the_allocation_transaction(db: Engine) -> None:
     with db.connect() as connection:
         phase = connection.execute(text("SELECT phase FROM environments WHERE id = :e"), {"e": environment})
         assert phase.scalar_one() == "scheduled"
-
-
-def test_spec_access_and_ports_become_port_requests() -> None:
-    ports = ports_from_spec(
-        {
-            "access": ["ssh", "jupyter"],
-            "ports": [{"container": 6006, "purpose": "http", "name": "tensorboard"}],
-        }
-    )
-    assert [(p.container_port, p.purpose, p.name) for p in ports] == [
-        (22, PortPurpose.SSH, None),
-        (8888, PortPurpose.JUPYTER, None),
-        (6006, PortPurpose.HTTP, "tensorboard"),
-    ]

@@ -25,8 +25,9 @@ from remotegpu.core.capacity.allocate import AllocationOptions, allocate
 from remotegpu.core.capacity.batch import PlannedAllocation, allocate_planned
 from remotegpu.core.capacity.quotas import QuotaLimits, set_quota
 from remotegpu.core.capacity.release import release
-from remotegpu.core.capacity.requests import AllocationRequest, PortRequest
-from remotegpu.core.environments.states import GpuHealth, PortPurpose
+from remotegpu.core.capacity.requests import AllocationRequest
+from remotegpu.core.environments.derived import access_port_request
+from remotegpu.core.environments.states import GpuHealth
 from remotegpu.core.inventory.hosts import cordon_host, set_gpu_health, uncordon_host
 from remotegpu.core.models import Base
 from remotegpu.core.platform.db import make_engine
@@ -38,7 +39,7 @@ Operation = tuple[Any, ...]
 
 ENVIRONMENT_SIZES = (1, 2, 1, 4, 2, 1, 3, 2)
 HOST_MODELS = ("H100", "A100")
-PORTS = (PortRequest(22, purpose=PortPurpose.SSH), PortRequest(8888, purpose=PortPurpose.JUPYTER))
+PORTS = (access_port_request("ssh"), access_port_request("jupyter"))
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from remotegpu.reconciler.environments.results import advance
 from remotegpu.reconciler.leader import FencedOutError
 from remotegpu.tests.allocation_world import GIB
 from remotegpu.tests.reconciler.world import SPEC, World, build_world
+from remotegpu.tests.specs import environment_spec
 
 START = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
 
@@ -253,7 +254,8 @@ def test_a_spec_change_while_running_restarts_with_the_new_spec(world: World) ->
     env = world.submit("train")
     world.reconciler.run_until_idle()
     with world.engine.begin() as connection:
-        update_spec(connection, env, {**SPEC, "resources": {"gpus": {"count": 4, "model": "H100"}}})
+        bigger = environment_spec("train", {**SPEC, "resources": {"gpus": {"count": 4, "model": "H100"}}})
+        update_spec(connection, env, bigger)
     world.reconciler.run_until_idle()
     row = world.row(env)
     assert (row.phase, row.observed_generation, row.generation) == ("running", 2, 2)

@@ -25,6 +25,7 @@ from remotegpu.reconciler.loop import Reconciler
 from remotegpu.tests.allocation_world import make_user, make_workspace
 from remotegpu.tests.polling import poll_until
 from remotegpu.tests.reconciler.world import SPEC, build_world
+from remotegpu.tests.specs import environment_spec
 
 START = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
 KILLS = [
@@ -101,7 +102,7 @@ def test_killed_step_resumes_against_the_simulated_cluster(
             try:
                 with engine.begin() as connection:
                     env = submit_environment(
-                        connection, workspace_id=workspace, user_id=user, name="train", spec=SPEC
+                        connection, workspace_id=workspace, user_id=user, spec=environment_spec("train", SPEC)
                     )
 
                 def settle(phase: str) -> None:

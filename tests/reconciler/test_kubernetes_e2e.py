@@ -29,6 +29,7 @@ from remotegpu.reconciler.hosts import sync_host_health
 from remotegpu.reconciler.loop import Reconciler
 from remotegpu.tests.allocation_world import make_user, make_workspace
 from remotegpu.tests.polling import poll_until
+from remotegpu.tests.specs import environment_spec
 
 SPEC: dict[str, Any] = {
     "image": "harbor.example.org/ml/pytorch:24.05-cuda12",
@@ -52,7 +53,10 @@ class Stack:
     def submit(self, name: str, spec: dict[str, Any] | None = None) -> uuid.UUID:
         with self.engine.begin() as connection:
             return submit_environment(
-                connection, workspace_id=self.workspace, user_id=self.user, name=name, spec=spec or SPEC
+                connection,
+                workspace_id=self.workspace,
+                user_id=self.user,
+                spec=environment_spec(name, SPEC if spec is None else spec),
             )
 
     def desire(self, env: uuid.UUID, state: DesiredState) -> None:

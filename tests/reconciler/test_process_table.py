@@ -23,6 +23,7 @@ from remotegpu.reconciler.environments.leases import EnvironmentState
 from remotegpu.reconciler.environments.process import process
 from remotegpu.reconciler.environments.results import Outcome, StepResult, advance, fail, requeue, retry
 from remotegpu.tests.reconciler.world import SPEC
+from remotegpu.tests.specs import environment_spec
 
 NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
 NODE = "node-0"
@@ -46,7 +47,7 @@ def _env(
         id=uuid.uuid4(),
         workspace_id=uuid.uuid4(),
         name="table",
-        spec=SPEC,
+        spec=environment_spec("table", SPEC),
         generation=2 if spec_changed else 1,
         observed_generation=1,
         desired_state=desired,

@@ -16,6 +16,7 @@ from remotegpu.core.environments.states import DesiredState
 from remotegpu.core.platform.settings import Settings
 from remotegpu.reconciler.loop import Reconciler
 from remotegpu.tests.allocation_world import make_host, make_user, make_workspace
+from remotegpu.tests.specs import environment_spec
 
 SPEC: dict[str, Any] = {
     "image": "harbor.example.org/ml/pytorch:24.05-cuda12",
@@ -41,7 +42,10 @@ class World:
     def submit(self, name: str, spec: dict[str, Any] | None = None) -> uuid.UUID:
         with self.engine.begin() as connection:
             return submit_environment(
-                connection, workspace_id=self.workspace, user_id=self.user, name=name, spec=spec or SPEC
+                connection,
+                workspace_id=self.workspace,
+                user_id=self.user,
+                spec=environment_spec(name, SPEC if spec is None else spec),
             )
 
     def desire(self, environment_id: uuid.UUID, state: DesiredState) -> None:
