@@ -36,6 +36,8 @@ _WRITE_CLAIMS_SQL = text(
                              CAST(:gpu_counts AS int[]), CAST(:cpus AS bigint[]), CAST(:mems AS bigint[]),
                              CAST(:storages AS bigint[]), CAST(:port_counts AS int[]))
                AS t(env, ws, usr, host, generation, gpu_model, gpu_count, cpu, mem, storage, port_count)
+    -- The key lookups below also name their keys as arrays (`= ANY(...)`): a prepared statement's generic
+    -- plan cannot see how many rows `unnest` yields and would otherwise scan hosts, pools and environments.
     ), alloc AS (
         INSERT INTO allocations (environment_id, workspace_id, user_id, host_id, generation,
                                  gpu_model, gpu_count, cpu_millis, memory_bytes, storage_bytes)
@@ -67,7 +69,7 @@ _WRITE_CLAIMS_SQL = text(
         UPDATE gpu_pools p SET free = p.free - x.n
           FROM (SELECT host, gpu_model, sum(gpu_count) AS n FROM a WHERE gpu_count > 0
                  GROUP BY host, gpu_model) x
-         WHERE p.host_id = x.host AND p.model = x.gpu_model
+         WHERE p.host_id = x.host AND p.model = x.gpu_model AND p.host_id = ANY(CAST(:hosts AS uuid[]))
         RETURNING 1
     ), host AS (
         UPDATE hosts h SET gpus_claimed = h.gpus_claimed + x.gpus,
@@ -76,7 +78,7 @@ _WRITE_CLAIMS_SQL = text(
                            ports_claimed = h.ports_claimed + x.ports
           FROM (SELECT host, sum(gpu_count) AS gpus, sum(cpu) AS cpu, sum(mem) AS mem, sum(port_count) AS ports
                   FROM a GROUP BY host) x
-         WHERE h.id = x.host
+         WHERE h.id = x.host AND h.id = ANY(CAST(:hosts AS uuid[]))
         RETURNING 1
     ), ws_quota AS ({_QUOTA_UPSERT.format(column="workspace_id", subject="ws")}
     ), user_quota AS ({_QUOTA_UPSERT.format(column="user_id", subject="usr")}
@@ -92,7 +94,7 @@ _WRITE_CLAIMS_SQL = text(
     ), env AS (
         UPDATE environments e SET host_id = a.host, allocated_at = clock_timestamp(),
                                   storage_bytes_held = e.storage_bytes_held + a.storage
-          FROM a WHERE e.id = a.env
+          FROM a WHERE e.id = a.env AND e.id = ANY(CAST(:envs AS uuid[]))
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM alloc), (SELECT count(*) FROM gpu_claim), (SELECT count(*) FROM port_claim),
