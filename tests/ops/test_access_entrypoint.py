@@ -220,9 +220,11 @@ def test_jupyter_missing_from_the_image_is_marked_and_the_command_still_runs(
     assert TOKEN not in output.text()
 
 
+@pytest.mark.parametrize("app", ["lab", "notebook"])
 def test_jupyter_in_the_image_starts_with_the_token_from_the_environment_only(
-    access_dir: Path, run_dir: Path, tmp_path: Path
+    app: str, access_dir: Path, run_dir: Path, tmp_path: Path
 ) -> None:
+    """`jupyter lab` where the image has it, else the classic `jupyter notebook`."""
     fake_bin = tmp_path / "fake-bin"
     fake_bin.mkdir()
     seen = tmp_path / "jupyter-seen"
@@ -232,7 +234,7 @@ def test_jupyter_in_the_image_starts_with_the_token_from_the_environment_only(
         f'{{ echo "args: $*"; [ "$JUPYTER_TOKEN" = {TOKEN} ] && echo token-in-env; }} > {seen}.tmp\n'
         f"mv {seen}.tmp {seen}\nexec sleep 300\n"
     )
-    (fake_bin / "jupyter-lab").write_text("#!/bin/sh\nexit 1\n")
+    (fake_bin / f"jupyter-{app}").write_text("#!/bin/sh\nexit 1\n")
     for tool in fake_bin.iterdir():
         tool.chmod(0o755)
     state = tmp_path / "state"
@@ -254,7 +256,7 @@ def test_jupyter_in_the_image_starts_with_the_token_from_the_environment_only(
             lambda: seen.read_text().splitlines() if seen.exists() else [], 30, "jupyter to start"
         )
         args = lines[0].split()[1:]
-        assert args[:4] == ["lab", "--ip=0.0.0.0", "--port=18888", "--no-browser"]
+        assert args[:4] == [app, "--ip=0.0.0.0", "--port=18888", "--no-browser"]
         assert "token-in-env" in lines
         assert not any(TOKEN in arg for arg in args)
         assert not (state / "jupyter-unavailable").exists()
