@@ -127,6 +127,8 @@ def pod_manifest(
                 "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
             }
         )
+        # sshd started as root separates each login's pre-authentication into a chroot (/run/sshd)
+        container["securityContext"]["capabilities"]["add"].append("SYS_CHROOT")
         container["command"] = [
             f"{ACCESS_MOUNT}/bin/entrypoint",
             "--",

@@ -81,6 +81,9 @@ def test_ssh_access_brings_sshd_into_any_image_through_an_init_container() -> No
     assert init["image"] == "registry.example.org/access:2"
     main = pod["spec"]["containers"][0]
     assert main["command"] == ["/opt/remotegpu/bin/entrypoint", "--", "sleep", "infinity"]
+    assert (
+        "SYS_CHROOT" in main["securityContext"]["capabilities"]["add"]
+    )  # sshd's privilege separation as root
     assert {m["mountPath"] for m in main["volumeMounts"]} >= {"/opt/remotegpu", "/opt/remotegpu/keys"}
     keys = next(v for v in pod["spec"]["volumes"] if v["name"] == "ssh-keys")
     assert keys["secret"] == {"secretName": f"env-{SPEC.environment_id}-ssh", "optional": True}
