@@ -1,6 +1,6 @@
 """Allocation invariants under real concurrency: several processes, real Postgres, forced interleavings.
 
-Invariants (checked over the claim history and the counters by `claim_audit.audit`, after every
+Invariants (checked over the claim history and the counters by `core.capacity.audit.audit`, after every
 schedule): no GPU and no (host, port, protocol) is ever held by two environments at once; no claim
 commits above a workspace GPU limit in force at its commit; nothing is claimed on a cordoned host or an
 unhealthy GPU; counters equal the claims; no active claim outlives its environment's delete; every worker
