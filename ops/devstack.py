@@ -86,7 +86,10 @@ def running_dev_stack(settings: Settings) -> Iterator[DevStack]:
             url = ensure_database(server.url.set(database=DEV_DATABASE))
         upgrade(url)
         settings, secrets_where = prepare_dev_secrets(settings, stack)
-        template = NodeTemplate(count=4, gpus=8, model="H100", prefix="dev-node")
+        # ExternalIP 127.0.0.1: the SSH command `remotegpu access` prints names this machine
+        template = NodeTemplate(
+            count=4, gpus=8, model="H100", prefix="dev-node", external_address="127.0.0.1"
+        )
         cluster = stack.enter_context(SimulatedCluster(template, start_delay=dt.timedelta(seconds=2)))
         kubeconfig = cluster.write_kubeconfig((settings.data_dir / "simcluster.kubeconfig").resolve())
         driver = KubernetesCluster.from_kubeconfig(str(kubeconfig), **driver_options(settings))

@@ -1,4 +1,4 @@
-"""Hosts and GPUs, for platform admins: inventory, cordon, drain, GPU health."""
+"""Hosts and GPUs, for platform admins: inventory, cordon, drain, public address, GPU health."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import uuid
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Router, get, post
+from litestar import Router, get, post, put
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from remotegpu.api.context import AnyRequest, Api
@@ -25,6 +25,15 @@ class HostOut(msgspec.Struct):
 
     id: uuid.UUID
     name: str
+    address: str
+    """The address users reach the host by (SSH commands and URLs use it): `public_address` when set,
+    else what the node reports (its annotation, ExternalIP, InternalIP), else the node name."""
+    observed_address: str | None
+    """What the node reports, before any admin override."""
+    address_source: str | None
+    """Where `observed_address` came from: `annotation`, `ExternalIP`, `InternalIP` or `Hostname`."""
+    public_address: str | None
+    """The admin's override, if any."""
     health: str
     cordoned: bool
     draining: bool
@@ -71,6 +80,13 @@ class CordonIn(msgspec.Struct, forbid_unknown_fields=True):
     reason: Reason = ""
 
 
+class HostUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    """Fields of a host an admin may change; a field left out stays as it is."""
+
+    public_address: Annotated[str, msgspec.Meta(max_length=253)] | msgspec.UnsetType | None = msgspec.UNSET
+    """The address users reach the host by (a hostname or an IPv4/IPv6 address); null clears it."""
+
+
 class GpuHealthIn(msgspec.Struct, forbid_unknown_fields=True):
     """A GPU's new health."""
 
@@ -90,6 +106,10 @@ def host_out(row: Any) -> HostOut:
     return HostOut(
         row.id,
         row.name,
+        row.effective_address,
+        row.address,
+        row.address_source,
+        row.public_address,
         str(row.health),
         row.cordoned,
         row.draining,
@@ -145,6 +165,17 @@ def host(host_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> HostOut
         return host_out(get_host(connection, principal, host_id))
 
 
+@put("/hosts/{host_id:uuid}", sync_to_thread=True, opt=answers(403))
+def update_host(
+    host_id: FromPath[uuid.UUID], data: JSONBody[HostUpdate], request: AnyRequest, api: Api
+) -> HostOut:
+    """Change a host: its public address (platform admins)."""
+    with api.acting(request) as (connection, principal):
+        if data.public_address is msgspec.UNSET:
+            return host_out(get_host(connection, principal, host_id))
+        return host_out(control.set_public_address(connection, principal, host_id, data.public_address))
+
+
 @get("/hosts/{host_id:uuid}/gpus", sync_to_thread=True, opt=answers(403))
 def host_gpus(host_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> list[GpuOut]:
     """One host's GPUs by index."""
@@ -191,5 +222,7 @@ def gpu_health(
 
 
 router = Router(
-    "/", route_handlers=[hosts, host, host_gpus, cordon, uncordon, drain, gpus, gpu_health], tags=["hosts"]
+    "/",
+    route_handlers=[hosts, host, update_host, host_gpus, cordon, uncordon, drain, gpus, gpu_health],
+    tags=["hosts"],
 )

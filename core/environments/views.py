@@ -18,6 +18,7 @@ from sqlalchemy import Connection, text
 from remotegpu.core.accounts.users import Principal
 from remotegpu.core.cluster.driver import NoContainerError
 from remotegpu.core.environments.states import Phase, PortPurpose
+from remotegpu.core.inventory.addresses import EFFECTIVE_ADDRESS_SQL, url_host
 from remotegpu.core.platform.db import fetch_all, fetch_one
 from remotegpu.core.platform.errors import NotFoundError
 from remotegpu.core.platform.pagination import decode_cursor, page
@@ -201,7 +202,8 @@ def access_details(connection: Connection, environment: Any) -> list[AccessDetai
         return []
     rows = connection.execute(
         text(
-            "SELECT p.purpose, p.name, p.host_port, p.container_port, p.protocol, h.name AS host"
+            "SELECT p.purpose, p.name, p.host_port, p.container_port, p.protocol,"
+            f" {EFFECTIVE_ADDRESS_SQL} AS host"
             " FROM port_mappings p JOIN hosts h ON h.id = p.host_id"
             " WHERE p.environment_id = :id AND p.released_at IS NULL ORDER BY p.container_port"
         ),
@@ -211,18 +213,19 @@ def access_details(connection: Connection, environment: Any) -> list[AccessDetai
 
 
 def _detail(row: Any) -> AccessDetail:
-    host, port = row.host, row.host_port
+    # `row.host` is the host's effective address (admin override > node's own > node name)
+    host, port = url_host(row.host), row.host_port
     if row.purpose == PortPurpose.SSH.value:
         return AccessDetail(
             "ssh",
             row.name,
-            host,
+            row.host,
             port,
             row.container_port,
             f"ssh://root@{host}:{port}",
-            f"ssh -p {port} root@{host}",
+            f"ssh -p {port} root@{row.host}",  # ssh takes an IPv6 literal bare, URLs bracket it
         )
     scheme = "http" if row.protocol == "tcp" else row.protocol
     return AccessDetail(
-        row.purpose, row.name, host, port, row.container_port, f"{scheme}://{host}:{port}/", None
+        row.purpose, row.name, row.host, port, row.container_port, f"{scheme}://{host}:{port}/", None
     )

@@ -1,4 +1,5 @@
-"""What a platform admin may do to hosts and GPUs: cordon, uncordon, drain, and set a GPU's health.
+"""What a platform admin may do to hosts and GPUs: cordon, uncordon, drain, set a host's public
+address, and set a GPU's health.
 
 Only platform admins act on the inventory (ForbiddenError for anyone else, before anything is looked
 up); a host or GPU that does not exist is NotFoundError. Each action records who asked as an audit event
@@ -16,6 +17,7 @@ from sqlalchemy import Connection
 from remotegpu.core.accounts.users import Principal
 from remotegpu.core.environments.states import GpuHealth
 from remotegpu.core.inventory import hosts
+from remotegpu.core.inventory.addresses import parse_public_address
 from remotegpu.core.inventory.views import get_gpu, get_host
 from remotegpu.core.platform.events import record_mutation
 
@@ -45,6 +47,26 @@ def drain(
     stopping = hosts.drain_host(connection, host_id, reason)
     record_mutation(connection, principal.user_id, "HostDrained", reason or "drained", host_id=host_id)
     return get_host(connection, principal, host_id), stopping
+
+
+def set_public_address(
+    connection: Connection, principal: Principal, host_id: uuid.UUID, address: str | None
+) -> Any:
+    """Override the address users reach the host by (None clears it, so the node's own address
+    counts again). InvalidInputError names `public_address` for anything but a hostname or IP literal.
+    Returns the host as it now is."""
+    get_host(connection, principal, host_id)
+    parsed = parse_public_address(address)
+    if hosts.set_public_address(connection, host_id, parsed):
+        record_mutation(
+            connection,
+            principal.user_id,
+            "HostAddressSet" if parsed else "HostAddressCleared",
+            f"public address {parsed}" if parsed else "public address override cleared",
+            host_id=host_id,
+            data={"public_address": parsed},
+        )
+    return get_host(connection, principal, host_id)
 
 
 def set_health(

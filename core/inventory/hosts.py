@@ -84,6 +84,22 @@ def drain_host(connection: Connection, host_id: uuid.UUID, reason: str = "") -> 
     return stopped
 
 
+def set_public_address(connection: Connection, host_id: uuid.UUID, address: str | None) -> bool:
+    """Set (or, with None, clear) the admin's override of the host's address; False when unchanged.
+
+    The one writer of `hosts.public_address`; the caller has validated `address` and records the audit
+    event. No host lock and no `host` event: the address plays no part in allocation or its audit.
+    """
+    changed = connection.execute(
+        text(
+            "UPDATE hosts SET public_address = CAST(:address AS text), updated_at = now()"
+            " WHERE id = :id AND public_address IS DISTINCT FROM CAST(:address AS text)"
+        ),
+        {"id": host_id, "address": address},
+    )
+    return bool(changed.rowcount)
+
+
 _SET_GPU_HEALTH_SQL = text(
     """
     WITH old AS (

@@ -30,8 +30,9 @@ class GpuDevice:
 _INSERT_HOST_SQL = text(
     """
     INSERT INTO hosts (name, labels, cpu_millis_allocatable, memory_bytes_allocatable,
-                       port_range_start, port_range_end, health, last_heartbeat_at)
-    VALUES (:name, CAST(:labels AS jsonb), :cpu, :memory, :port_start, :port_end, :health, :heartbeat)
+                       port_range_start, port_range_end, health, last_heartbeat_at, address, address_source)
+    VALUES (:name, CAST(:labels AS jsonb), :cpu, :memory, :port_start, :port_end, :health, :heartbeat,
+            :address, :address_source)
     RETURNING id
     """
 )
@@ -61,8 +62,12 @@ def register_host(
     port_range: tuple[int, int] = (30000, 32767),
     health: HostHealth = HostHealth.READY,
     labels: dict[str, str] | None = None,
+    address: str | None = None,
+    address_source: str | None = None,
 ) -> uuid.UUID:
-    """Insert a host with its GPUs (indexes in the given order) and their pools; returns the host id."""
+    """Insert a host with its GPUs (indexes in the given order) and their pools; returns the host id.
+
+    `address` is the observed address users reach it by (None: the node name stands in)."""
     import json
 
     host_id: uuid.UUID = connection.execute(
@@ -76,6 +81,8 @@ def register_host(
             "port_end": port_range[1],
             "health": health.value,
             "heartbeat": clock.now() if health is HostHealth.READY else None,
+            "address": address,
+            "address_source": address_source,
         },
     ).scalar_one()
     if gpus:
@@ -100,15 +107,17 @@ def register_host(
 _UPDATE_HOSTS_SQL = text(
     """
     UPDATE hosts h SET health = n.health, cpu_millis_allocatable = n.cpu, memory_bytes_allocatable = n.memory,
-                       labels = n.labels,
+                       labels = n.labels, address = n.address, address_source = n.address_source,
                        last_heartbeat_at = CASE WHEN n.ready THEN :now ELSE h.last_heartbeat_at END,
                        removed_at = NULL, updated_at = now()
       FROM unnest(CAST(:names AS text[]), CAST(:healths AS text[]), CAST(:readies AS boolean[]),
-                  CAST(:cpus AS bigint[]), CAST(:memories AS bigint[]), CAST(:labels AS jsonb[]))
-           AS n(name, health, ready, cpu, memory, labels)
+                  CAST(:cpus AS bigint[]), CAST(:memories AS bigint[]), CAST(:labels AS jsonb[]),
+                  CAST(:addresses AS text[]), CAST(:address_sources AS text[]))
+           AS n(name, health, ready, cpu, memory, labels, address, address_source)
      WHERE h.name = n.name
        AND (h.health IS DISTINCT FROM n.health OR h.cpu_millis_allocatable <> n.cpu
             OR h.memory_bytes_allocatable <> n.memory OR h.labels <> n.labels OR h.removed_at IS NOT NULL
+            OR h.address IS DISTINCT FROM n.address OR h.address_source IS DISTINCT FROM n.address_source
             OR (n.ready AND (h.last_heartbeat_at IS NULL OR h.last_heartbeat_at < :refresh_before)))
     """
 )
@@ -140,6 +149,10 @@ class ObservedNode:
     memory_bytes: int
     labels: dict[str, str]
     foreign: ForeignUsage = field(default_factory=ForeignUsage)
+    address: str | None = None
+    """The address users reach the node by (see `core.inventory.addresses.node_address`)."""
+    address_source: str | None = None
+    """Where `address` came from: the annotation, ExternalIP, InternalIP or (a guess) Hostname."""
 
 
 _FOREIGN_HOST_SQL = text(
@@ -298,6 +311,8 @@ def sync_inventory(connection: Connection, nodes: Sequence[ObservedNode]) -> lis
             "cpus": [node.cpu_millis for node in nodes],
             "memories": [node.memory_bytes for node in nodes],
             "labels": [json.dumps(node.labels) for node in nodes],
+            "addresses": [node.address for node in nodes],
+            "address_sources": [node.address_source for node in nodes],
             "now": now,
             "refresh_before": now - dt.timedelta(seconds=4),
         },
@@ -322,6 +337,8 @@ def sync_inventory(connection: Connection, nodes: Sequence[ObservedNode]) -> lis
                     memory_bytes=node.memory_bytes,
                     health=HostHealth.READY if node.ready else HostHealth.DOWN,
                     labels=node.labels,
+                    address=node.address,
+                    address_source=node.address_source,
                 )
             )
     connection.execute(

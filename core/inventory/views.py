@@ -12,11 +12,13 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from remotegpu.core.accounts.users import Principal
+from remotegpu.core.inventory.addresses import EFFECTIVE_ADDRESS_SQL
 from remotegpu.core.platform.errors import NotFoundError
 from remotegpu.core.platform.pagination import decode_cursor, page
 
-_HOST_COLUMNS = """
-    h.id, h.name, h.labels, h.health, h.cordoned, h.draining, h.cordon_reason, h.last_heartbeat_at,
+_HOST_COLUMNS = f"""
+    h.id, h.name, h.labels, h.address, h.address_source, h.public_address,
+    {EFFECTIVE_ADDRESS_SQL} AS effective_address, h.health, h.cordoned, h.draining, h.cordon_reason, h.last_heartbeat_at,
     h.cpu_millis_allocatable, h.memory_bytes_allocatable, h.cpu_millis_claimed, h.memory_bytes_claimed,
     h.port_range_start, h.port_range_end, h.ports_claimed, h.created_at,
     (SELECT count(*) FROM gpus g WHERE g.host_id = h.id) AS gpus_total,

@@ -40,6 +40,13 @@ class Host(Base):
     id: Mapped[UuidPk]
     name: Mapped[str] = mapped_column(String(253), unique=True)
     """The Kubernetes node name."""
+    address: Mapped[str | None] = mapped_column(String(253))
+    """The address the node reports users can reach it by (annotation > ExternalIP > InternalIP > Hostname),
+    written by inventory sync only; see `core.inventory.addresses`."""
+    address_source: Mapped[str | None] = mapped_column(String(32))
+    """Where `address` came from: `annotation`, `ExternalIP`, `InternalIP` or `Hostname` (a guess)."""
+    public_address: Mapped[str | None] = mapped_column(String(253))
+    """An admin's override of `address` (a hostname or IP literal); never touched by inventory sync."""
     labels: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
     cpu_millis_allocatable: Mapped[Millis] = mapped_column(default=0, server_default="0")
     memory_bytes_allocatable: Mapped[Bytes] = mapped_column(default=0, server_default="0")

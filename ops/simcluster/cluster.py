@@ -1,4 +1,12 @@
-"""`SimulatedCluster`: nodes, the API server and the kubelets together, with a kubeconfig for clients."""
+"""`SimulatedCluster`: nodes, the API server and the kubelets together, with a kubeconfig for clients.
+
+Node addresses: every node reports a `Hostname` and a distinct `InternalIP` in 10.0.0.0/16 (the n-th
+node of the cluster gets 10.0.n//254.n%254+1), as a node on a private network does. A template's
+`external_address` adds an `ExternalIP` to its nodes: `remotegpu dev` gives its nodes 127.0.0.1, so the
+SSH command `remotegpu access` prints points at the local machine. The annotation
+`remotegpu.io/public-address` (`annotate_node`, or `kubectl annotate node`) overrides both for inventory
+sync, as it does on a real cluster; the simulated cluster only stores it.
+"""
 
 from __future__ import annotations
 
@@ -26,10 +34,24 @@ class NodeTemplate:
     cpu: int = 128
     memory_gib: int = 1024
     prefix: str = "gpu-node"
+    external_address: str | None = None
+    """An `ExternalIP` every node of the template reports (none by default: InternalIP only)."""
 
 
-def node_object(name: str, template: NodeTemplate) -> dict[str, object]:
-    """A Node as a GPU node with the NVIDIA device plugin and GPU feature discovery reports it."""
+def internal_ip(ordinal: int) -> str:
+    """The `InternalIP` of the cluster's `ordinal`-th node (from 0): distinct up to 65,024 nodes."""
+    return f"10.0.{ordinal // 254}.{ordinal % 254 + 1}"
+
+
+def node_object(name: str, template: NodeTemplate, ordinal: int = 0) -> dict[str, object]:
+    """A Node as a GPU node with the NVIDIA device plugin and GPU feature discovery reports it; the
+    `ordinal`-th node of the cluster (it picks the node's InternalIP)."""
+    addresses = [
+        {"type": "Hostname", "address": name},
+        {"type": "InternalIP", "address": internal_ip(ordinal)},
+    ]
+    if template.external_address:
+        addresses.append({"type": "ExternalIP", "address": template.external_address})
     capacity = {
         "cpu": str(template.cpu),
         "memory": f"{template.memory_gib}Gi",
@@ -61,10 +83,7 @@ def node_object(name: str, template: NodeTemplate) -> dict[str, object]:
                     "lastTransitionTime": now_iso(),
                 }
             ],
-            "addresses": [
-                {"type": "Hostname", "address": name},
-                {"type": "InternalIP", "address": "10.0.0.1"},
-            ],
+            "addresses": addresses,
             "nodeInfo": {
                 "architecture": "amd64",
                 "bootID": device_uuid(name, 9999)[4:],
@@ -100,9 +119,11 @@ class SimulatedCluster:
         self.server = SimulatedApiServer(("127.0.0.1", port), self.store, self.kubelets, self.faults)
         self._thread: threading.Thread | None = None
         templates = nodes if isinstance(nodes, list) else [nodes]
+        ordinal = 0
         for template in templates:
             for index in range(template.count):
-                self.store.create(NODES, None, node_object(f"{template.prefix}-{index}", template))
+                self.store.create(NODES, None, node_object(f"{template.prefix}-{index}", template, ordinal))
+                ordinal += 1
         self.store.create(BY_PATH[("", "v1", "namespaces")], None, {"metadata": {"name": "default"}})
 
     @property
@@ -160,6 +181,10 @@ class SimulatedCluster:
     def crash(self, image: str, *, oom: bool = False) -> None:
         """Pods of `image` crash loop (OOMKilled when `oom`)."""
         (self.faults.oom if oom else self.faults.crash).add(image)
+
+    def annotate_node(self, node: str, key: str, value: str | None) -> None:
+        """Set (or, with None, remove) an annotation of a node, as `kubectl annotate node` does."""
+        self.store.patch(NODES, None, node, {"metadata": {"annotations": {key: value}}})
 
     def set_node_ready(self, node: str, ready: bool) -> None:
         """Mark a node Ready or NotReady."""

@@ -48,19 +48,24 @@ def _node_row(node: Obj) -> list[Any]:
     ready: dict[str, Any] = next((c for c in conditions if c.get("type") == "Ready"), {})
     gpus = node.get("status", {}).get("capacity", {}).get("nvidia.com/gpu", "0")
     model = node.get("metadata", {}).get("labels", {}).get("nvidia.com/gpu.product", "")
+    addresses = {a.get("type"): a.get("address") for a in node.get("status", {}).get("addresses", [])}
     return [
         node["metadata"]["name"],
         "Ready" if ready.get("status") == "True" else "NotReady",
         "<none>",
         _age(node),
         f"{gpus}×{model}",
+        addresses.get("InternalIP", "<none>"),
+        addresses.get("ExternalIP", "<none>"),
     ]
 
 
 _COLUMNS = {
     "pods": (["Name", "Ready", "Status", "Restarts", "Age", "IP", "Node"], _pod_row),
-    "nodes": (["Name", "Status", "Roles", "Age", "GPUs"], _node_row),
+    "nodes": (["Name", "Status", "Roles", "Age", "GPUs", "Internal-IP", "External-IP"], _node_row),
 }
+_WIDE = {"Internal-IP", "External-IP"}
+"""Columns `kubectl get -o wide` adds (priority 1), as the real API server prints nodes."""
 
 
 def table(resource: Resource, items: list[Obj], version: int) -> Obj:
@@ -76,7 +81,7 @@ def table(resource: Resource, items: list[Obj], version: int) -> Obj:
                 "type": "string",
                 "format": "name" if name == "Name" else "",
                 "description": "",
-                "priority": 0,
+                "priority": 1 if name in _WIDE else 0,
             }
             for name in names
         ],

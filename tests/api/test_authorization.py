@@ -192,6 +192,7 @@ ROUTES = [
     Route("PUT", "/quotas/workspaces/{workspace}", "platform", lambda w, r: {"gpus": 8, "memory": "1Ti"}),
     Route("GET", "/hosts", "platform"),
     Route("GET", "/hosts/{host}", "platform"),
+    Route("PUT", "/hosts/{host}", "platform", lambda w, r: {"public_address": "gpu0.lab.example.org"}),
     Route("GET", "/hosts/{host}/gpus", "platform"),
     Route("POST", "/hosts/{host}/cordon", "platform", lambda w, r: {"reason": "maintenance"}),
     Route("POST", "/hosts/{host}/uncordon", "platform"),

@@ -334,3 +334,23 @@ def test_the_api_and_the_cli_say_the_same_about_a_bad_spec(
     assert re.fullmatch(r"limit: must be between 1 and \d+", too_many.json()["detail"]), (
         "query parameters too"
     )
+
+
+def test_hosts_set_address_sets_and_clears_the_address_get_hosts_shows(
+    signed_in: Callable[[Caller], InProcess], admin: Caller, reconciler: Reconciler
+) -> None:
+    run = signed_in(admin)
+    assert "node-0 (node name)" in run("get", "hosts").stdout, "no node address: the name, flagged"
+    set_ = run("hosts", "set-address", "node-0", "gpu0.lab.example.org")
+    assert set_.stdout.strip() == "host/node-0 address set to gpu0.lab.example.org", set_.output
+    listed = run("get", "hosts").stdout
+    assert "gpu0.lab.example.org" in listed
+    hosts = {h["name"]: h for h in json.loads(run("get", "hosts", "-o", "json").stdout)}
+    assert (hosts["node-0"]["address"], hosts["node-0"]["public_address"]) == ("gpu0.lab.example.org",) * 2
+    refused = run("hosts", "set-address", "node-0", "gpu_0!")
+    assert refused.exit_code != 0
+    assert "$.public_address: 'gpu_0!' is neither a hostname nor an IP address" in str(refused.exception)
+    neither = run("hosts", "set-address", "node-0")
+    assert "give either an ADDRESS or --clear" in str(neither.exception)
+    cleared = run("hosts", "set-address", "node-0", "--clear")
+    assert cleared.stdout.strip() == "host/node-0 address override cleared; address node-0", cleared.output

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from remotegpu.core.cluster.kubernetes.nodes import foreign_usage_by_node, is_ready, observed_node
 from remotegpu.core.cluster.manifests import ALLOCATED_GPUS_ANNOTATION, GPU_RESOURCE, MANAGED_LABEL, MANAGER
+from remotegpu.core.inventory.addresses import PUBLIC_ADDRESS_ANNOTATION
 from remotegpu.core.inventory.sync import ForeignUsage, ObservedNode
 
 
@@ -99,3 +102,42 @@ def test_foreign_usage_sums_live_pods_that_are_not_ours_per_node() -> None:
     )
     assert usage["gpu-2"].gpus == 1
     assert set(usage) == {"gpu-1", "gpu-2"}, "a pod not yet scheduled uses nothing on any node"
+
+
+def _addressed(*kinds: tuple[str, str], annotation: str | None = None) -> dict[str, Any]:
+    node: dict[str, Any] = _node()
+    node["status"]["addresses"] = [{"type": kind, "address": address} for kind, address in kinds]
+    if annotation is not None:
+        node["metadata"]["annotations"][PUBLIC_ADDRESS_ANNOTATION] = annotation
+    return node
+
+
+def test_a_node_is_reached_by_its_external_ip_before_its_internal_ip() -> None:
+    node = observed_node(
+        _addressed(("Hostname", "gpu-1"), ("InternalIP", "10.0.0.7"), ("ExternalIP", "203.0.113.7"))
+    )
+    assert (node.address, node.address_source) == ("203.0.113.7", "ExternalIP")
+
+
+def test_without_an_external_ip_the_internal_ip_is_used_and_a_hostname_only_as_a_flagged_last_resort() -> (
+    None
+):
+    internal = observed_node(_addressed(("Hostname", "gpu-1"), ("InternalIP", "10.0.0.7")))
+    assert (internal.address, internal.address_source) == ("10.0.0.7", "InternalIP")
+    named = observed_node(_addressed(("Hostname", "gpu-1.cluster.local")))
+    assert (named.address, named.address_source) == ("gpu-1.cluster.local", "Hostname")
+    assert (observed_node(_node()).address, observed_node(_node()).address_source) == (None, None)
+
+
+def test_the_public_address_annotation_wins_over_the_node_s_own_addresses() -> None:
+    node = observed_node(
+        _addressed(
+            ("InternalIP", "10.0.0.7"), ("ExternalIP", "203.0.113.7"), annotation="gpu1.lab.example.org"
+        )
+    )
+    assert (node.address, node.address_source) == ("gpu1.lab.example.org", "annotation")
+
+
+def test_an_annotation_that_is_not_an_address_is_ignored() -> None:
+    node = observed_node(_addressed(("InternalIP", "10.0.0.7"), annotation="not an address!"))
+    assert (node.address, node.address_source) == ("10.0.0.7", "InternalIP")

@@ -263,6 +263,29 @@ def test_newcomer_flow_on_the_dev_stack(fresh_database: URL, tmp_path: Path) -> 
         assert "Started container" in logs.stdout, logs.stderr
         reach = json.loads(_run("access", "notebook", "-o", "json", **cli).stdout)
         assert sorted(a["kind"] for a in reach) == ["jupyter", "ssh"]
+        pod = json.loads(
+            subprocess.run(
+                [
+                    "kubectl",
+                    "--kubeconfig",
+                    str(kubeconfig),
+                    "get",
+                    "pod",
+                    f"env-{listed[0]['id']}",
+                    "-o",
+                    "json",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            ).stdout
+        )
+        published = {p["containerPort"]: p["hostPort"] for p in pod["spec"]["containers"][0]["ports"]}
+        ssh = next(a for a in reach if a["kind"] == "ssh")
+        assert ssh["command"] == f"ssh -p {published[22]} root@127.0.0.1", (
+            "dev nodes' ExternalIP, the pod's port"
+        )
         assert _run("stop", "notebook", **cli).returncode == 0
         stopped = _run("watch", "notebook", "--timeout", "45", "--interval", "0.2", **cli)
         assert stopped.returncode == 0

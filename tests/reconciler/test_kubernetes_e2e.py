@@ -20,6 +20,8 @@ from remotegpu.core.cluster.driver import NoContainerError
 from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
 from remotegpu.core.environments.desired import set_desired_state, submit_environment
 from remotegpu.core.environments.states import DesiredState
+from remotegpu.core.environments.views import access_details
+from remotegpu.core.inventory.addresses import PUBLIC_ADDRESS_ANNOTATION
 from remotegpu.core.inventory.sync import sync_inventory
 from remotegpu.core.platform import clock
 from remotegpu.core.platform.settings import Settings
@@ -461,3 +463,40 @@ def test_registry_credentials_are_kept_as_a_pull_secret_in_the_namespace(
     assert secret.type == "kubernetes.io/dockerconfigjson"
     (pod,) = stack.pods()
     assert [s.name for s in pod.spec.image_pull_secrets] == ["remotegpu-pull"]
+
+
+def test_ssh_commands_name_the_node_s_address_and_the_claimed_port(stack: Stack) -> None:
+    with stack.engine.connect() as connection:
+        observed = connection.execute(
+            text("SELECT name, address, address_source FROM hosts ORDER BY name")
+        ).all()
+    assert [tuple(r) for r in observed] == [
+        ("gpu-node-0", "10.0.0.1", "InternalIP"),
+        ("gpu-node-1", "10.0.0.2", "InternalIP"),
+    ], "the simulated nodes report an InternalIP and no ExternalIP"
+
+    stack.sim.annotate_node("gpu-node-0", PUBLIC_ADDRESS_ANNOTATION, "gpu0.lab.example.org")
+    with stack.engine.begin() as connection:
+        sync_inventory(connection, stack.driver.list_nodes())
+    expected = {"gpu-node-0": "gpu0.lab.example.org", "gpu-node-1": "10.0.0.2"}
+
+    env = stack.submit("reachable")
+    stack.converge(stack.phase_is(env, "running"))
+    with stack.engine.connect() as connection:
+        environment = connection.execute(
+            text("SELECT id, phase FROM environments WHERE id = :id"), {"id": env}
+        ).one()
+        details = {d.kind: d for d in access_details(connection, environment)}
+        claimed: dict[int, int] = dict(
+            connection.execute(
+                text("SELECT container_port, host_port FROM port_mappings WHERE environment_id = :id"),
+                {"id": env},
+            ).all()
+        )
+    address = expected[stack.row(env).host]
+    assert details["ssh"].command == f"ssh -p {claimed[22]} root@{address}"
+    assert details["jupyter"].url == f"http://{address}:{claimed[8888]}/"
+    (pod,) = stack.pods()
+    assert {p.container_port: p.host_port for p in pod.spec.containers[0].ports} == claimed, (
+        "the command's port is the one the pod publishes on the node"
+    )

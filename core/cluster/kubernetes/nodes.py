@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from remotegpu.core.cluster.manifests import ALLOCATED_GPUS_ANNOTATION, GPU_RESOURCE, MANAGED_LABEL, MANAGER
+from remotegpu.core.inventory.addresses import node_address
 from remotegpu.core.inventory.sync import ForeignUsage, ObservedNode
 from remotegpu.core.platform.quantities import parse_bytes, parse_cpu_millis
 
@@ -23,12 +24,15 @@ def is_ready(node: dict[str, Any]) -> bool:
 
 
 def observed_node(node: dict[str, Any]) -> ObservedNode:
-    """A node as the NVIDIA device plugin and GPU feature discovery describe it (no foreign usage yet)."""
+    """A node as the NVIDIA device plugin and GPU feature discovery describe it (no foreign usage yet),
+    with the address users reach it by (`status.addresses`, or the public-address annotation)."""
     metadata, status = node.get("metadata", {}), node.get("status", {})
     labels = metadata.get("labels", {})
+    annotations = metadata.get("annotations") or {}
     allocatable = status.get("allocatable", {})
     memory_mib = labels.get("nvidia.com/gpu.memory")
-    uuids = metadata.get("annotations", {}).get(GPU_UUIDS_ANNOTATION, "")
+    uuids = annotations.get(GPU_UUIDS_ANNOTATION, "")
+    reached = node_address(status.get("addresses") or [], annotations)
     return ObservedNode(
         name=metadata["name"],
         ready=is_ready(node),
@@ -39,6 +43,8 @@ def observed_node(node: dict[str, Any]) -> ObservedNode:
         cpu_millis=parse_cpu_millis(allocatable.get("cpu", 0)),
         memory_bytes=parse_bytes(allocatable.get("memory", 0)),
         labels=dict(labels),
+        address=reached[0] if reached else None,
+        address_source=reached[1].value if reached else None,
     )
 
 

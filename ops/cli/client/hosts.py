@@ -1,4 +1,5 @@
-"""GPU hosts, for platform admins: `get hosts`, `get gpus` and `hosts cordon|uncordon|drain`."""
+"""GPU hosts, for platform admins: `get hosts`, `get gpus`, `hosts cordon|uncordon|drain` and
+`hosts set-address`."""
 
 from __future__ import annotations
 
@@ -15,12 +16,20 @@ from remotegpu.ops.output import Column, OutputFormat, emit
 
 HOST_COLUMNS: list[Column] = [
     ("NAME", lambda h: h["name"]),
+    ("ADDRESS", lambda h: h["address"] + ("" if h["public_address"] else _source_note(h["address_source"]))),
     ("HEALTH", lambda h: h["health"]),
     ("CORDONED", lambda h: "draining" if h["draining"] else h["cordoned"]),
     ("MODELS", lambda h: h["gpu_models"]),
     ("GPUS FREE", lambda h: f"{h['gpus_free']}/{h['gpus_total']}"),
     ("REASON", lambda h: h["cordon_reason"]),
 ]
+
+
+def _source_note(source: str | None) -> str:
+    """Why an address without an admin override may not be reachable: it is a guess."""
+    if source is None:
+        return " (node name)"
+    return " (hostname)" if source == "Hostname" else ""
 
 
 def get_hosts(output: Output = OutputFormat.TABLE) -> None:
@@ -48,7 +57,10 @@ def get_gpus(output: Output = OutputFormat.TABLE) -> None:
     )
 
 
-hosts_app = typer.Typer(help="Cordon, uncordon and drain hosts (platform admins).", no_args_is_help=True)
+hosts_app = typer.Typer(
+    help="Cordon, uncordon and drain hosts, and set their public address (platform admins).",
+    no_args_is_help=True,
+)
 
 
 def _host_id(client: ApiClient, name: str) -> str:
@@ -91,3 +103,26 @@ def hosts_uncordon(name: Annotated[str, typer.Argument(help="Host name.")]) -> N
 def hosts_drain(name: Annotated[str, typer.Argument(help="Host name.")], reason: Reason = None) -> None:
     """Cordon the host and stop everything on it."""
     _host_action("drain", name, reason)
+
+
+@hosts_app.command("set-address")
+def hosts_set_address(
+    name: Annotated[str, typer.Argument(help="Host name.")],
+    address: Annotated[
+        str | None, typer.Argument(help="Hostname or IP address users reach the host by.", show_default=False)
+    ] = None,
+    clear: Annotated[
+        bool, typer.Option("--clear", help="Remove the override: the node's own address counts again.")
+    ] = False,
+) -> None:
+    """Set the address SSH commands and URLs name for this host (or --clear it)."""
+    if (address is None) == (not clear):
+        raise RemoteGPUError("give either an ADDRESS or --clear (see `remotegpu hosts set-address --help`)")
+    with signed_in_client() as client:
+        host = client.request(
+            "PUT", f"/hosts/{_host_id(client, name)}", json_body={"public_address": address}
+        )
+    if clear:
+        console.print(f"host/{name} address override cleared; address {host['address']}", highlight=False)
+    else:
+        console.print(f"host/{name} address set to {host['address']}", highlight=False)

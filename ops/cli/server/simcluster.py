@@ -32,6 +32,13 @@ def simcluster(
             " `does-not-exist`; repeatable.",
         ),
     ] = None,
+    external_address: Annotated[
+        str | None,
+        typer.Option(
+            help="An ExternalIP every node reports (e.g. 127.0.0.1, so SSH commands reach this machine);"
+            " without it nodes report only their InternalIP (10.0.x.y).",
+        ),
+    ] = None,
 ) -> None:
     """Run a simulated Kubernetes cluster with GPU nodes until Ctrl-C; prints its kubeconfig path."""
     import datetime as dt
@@ -43,7 +50,9 @@ def simcluster(
     with stopped_by_signals():
         if port:
             check_port_free("127.0.0.1", port, port_flag="--port (0: any free port)")
-        template = NodeTemplate(count=nodes, gpus=gpus_per_node, model=model)
+        template = NodeTemplate(
+            count=nodes, gpus=gpus_per_node, model=model, external_address=external_address
+        )
         with SimulatedCluster(
             template,
             start_delay=dt.timedelta(seconds=start_delay),

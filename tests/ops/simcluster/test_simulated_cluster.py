@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -315,3 +316,44 @@ def test_an_image_that_does_not_exist_waits_in_err_image_pull_then_back_off(
         api.read_namespaced_pod_log("missing", "default")
     assert refused.value.status == 400
     assert "is waiting to start: ImagePullBackOff" in refused.value.body
+
+
+def test_nodes_report_distinct_internal_ips_an_external_ip_when_asked_and_take_annotations(
+    tmp_path: Path,
+) -> None:
+    templates = [
+        NodeTemplate(count=2, gpus=1),
+        NodeTemplate(count=1, gpus=1, prefix="edge", external_address="127.0.0.1"),
+    ]
+    with SimulatedCluster(templates) as cluster:
+        kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig")
+
+        def kubectl(*args: str) -> str:
+            return subprocess.run(
+                ["kubectl", "--kubeconfig", str(kubeconfig), *args],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            ).stdout
+
+        listed = json.loads(kubectl("get", "nodes", "-o", "json"))["items"]
+        addresses = {
+            n["metadata"]["name"]: {a["type"]: a["address"] for a in n["status"]["addresses"]} for n in listed
+        }
+        assert addresses == {
+            "gpu-node-0": {"Hostname": "gpu-node-0", "InternalIP": "10.0.0.1"},
+            "gpu-node-1": {"Hostname": "gpu-node-1", "InternalIP": "10.0.0.2"},
+            "edge-0": {"Hostname": "edge-0", "InternalIP": "10.0.0.3", "ExternalIP": "127.0.0.1"},
+        }
+        wide = kubectl("get", "nodes", "-o", "wide")
+        edge = next(line for line in wide.splitlines() if line.startswith("edge-0"))
+        assert edge.split()[5:7] == ["10.0.0.3", "127.0.0.1"], "kubectl's INTERNAL-IP and EXTERNAL-IP columns"
+
+        kubectl("annotate", "node", "gpu-node-0", "remotegpu.io/public-address=gpu0.lab.example.org")
+        cluster.annotate_node("gpu-node-1", "remotegpu.io/public-address", "gpu1.lab.example.org")
+        cluster.annotate_node("gpu-node-1", "remotegpu.io/public-address", None)
+        api = client.CoreV1Api(config.new_client_from_config(str(kubeconfig)))
+        annotations = {n.metadata.name: n.metadata.annotations or {} for n in api.list_node().items}
+        assert annotations["gpu-node-0"]["remotegpu.io/public-address"] == "gpu0.lab.example.org"
+        assert "remotegpu.io/public-address" not in annotations["gpu-node-1"]
