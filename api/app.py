@@ -23,11 +23,24 @@ from sqlalchemy import Engine
 from remotegpu.api.context import ApiContext, LogReader
 from remotegpu.api.openapi import document_error_answers
 from remotegpu.api.problems import EXCEPTION_HANDLERS, read_request_input
-from remotegpu.api.routes import auth, billing, environments, hosts, images, ops, quotas, users, workspaces
+from remotegpu.api.routes import (
+    auth,
+    billing,
+    environments,
+    hosts,
+    images,
+    ops,
+    quotas,
+    registry_credentials,
+    users,
+    workspaces,
+)
 from remotegpu.core.accounts.credential_cache import PrincipalCache, listen_for_credential_changes
 from remotegpu.core.accounts.sign_in_limits import SignInLimits
 from remotegpu.core.platform.db import make_async_pool, make_engine
 from remotegpu.core.platform.settings import Settings
+from remotegpu.core.secrets.configured import open_secret_store
+from remotegpu.core.secrets.store import SecretStore
 
 API_PREFIX = "/api/v1"
 VERSION = "0.1.0"
@@ -39,6 +52,14 @@ class MetricsController(PrometheusController):
 
     path = "/metrics"
     include_in_schema = False
+
+
+def _secret_store(settings: Settings, engine: Engine) -> SecretStore | None:
+    """The configured secrets store; None when the built-in one has no key (routes that need it answer
+    503 saying so, the rest of the API works)."""
+    if settings.secrets_backend == "builtin" and not settings.secrets_key:
+        return None
+    return open_secret_store(settings, engine)
 
 
 def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = None) -> Litestar:
@@ -78,6 +99,7 @@ def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = N
         access_token_lifetime=dt.timedelta(minutes=settings.access_token_minutes),
         refresh_token_lifetime=dt.timedelta(hours=settings.refresh_token_hours),
         logs=logs,
+        secret_store=_secret_store(settings, engine),
     )
     api = Router(
         API_PREFIX,
@@ -92,6 +114,7 @@ def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = N
             environments.router,
             images.router,
             billing.router,
+            registry_credentials.router,
             ops.router,
         ],
     )

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine
 from remotegpu.api.security import authenticate, authenticate_async
 from remotegpu.core.accounts.credential_cache import PrincipalCache
 from remotegpu.core.accounts.users import Principal
+from remotegpu.core.secrets.store import SecretStore, SecretsUnavailableError
 
 
 class LogReader(Protocol):
@@ -57,7 +58,19 @@ class ApiContext:
     access_token_lifetime: dt.timedelta
     refresh_token_lifetime: dt.timedelta
     logs: LogReader | None = None
+    secret_store: SecretStore | None = None
+    """The secrets store the settings configure; None when they configure none (see `secrets`)."""
     stuck_after: dt.timedelta = dt.timedelta(minutes=10)
+
+    @property
+    def secrets(self) -> SecretStore:
+        """The secrets store; `SecretsUnavailableError` (503) naming the missing setting when none is."""
+        if self.secret_store is None:
+            raise SecretsUnavailableError(
+                "no secrets store is configured on this server: set secrets_key (generate one with"
+                " `remotegpu secrets generate-key`) or secrets_backend = vault"
+            )
+        return self.secret_store
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Connection]:

@@ -33,6 +33,7 @@ from remotegpu.core.platform.errors import (
     RemoteGPUError,
 )
 from remotegpu.core.platform.validation_messages import field_and_message
+from remotegpu.core.secrets.store import SecretsAccessDeniedError, SecretsUnavailableError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 _log = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ _STATUS: list[tuple[type[RemoteGPUError], int, str]] = [
     (NotFoundError, 404, "Not found"),
     (ConflictError, 409, "Conflict"),
     (InvalidInputError, 422, "Invalid input"),
+    (SecretsUnavailableError, 503, "Secrets store unavailable"),
+    (SecretsAccessDeniedError, 503, "Secrets store unavailable"),
 ]
 
 

@@ -125,6 +125,10 @@ class ApiClient:
         """POST a JSON body."""
         return self.request("POST", path, json_body=body, params=params)
 
+    def put(self, path: str, body: Any = None, **params: Any) -> Any:
+        """PUT a JSON body."""
+        return self.request("PUT", path, json_body=body, params=params)
+
     def items(self, path: str, **params: Any) -> Iterator[Any]:
         """Every item of a paginated list, page after page."""
         cursor = None

@@ -29,6 +29,7 @@ from remotegpu.ops.migrate import current_revision, upgrade
 from remotegpu.ops.postgres import EmbeddedPostgres, ensure_database
 from remotegpu.ops.reconciler_runner import (
     driver_options,
+    pull_credentials,
     running_reconciler,
     sync_inventory_now,
     wait_for_leadership,
@@ -92,7 +93,9 @@ def running_dev_stack(settings: Settings) -> Iterator[DevStack]:
         )
         cluster = stack.enter_context(SimulatedCluster(template, start_delay=dt.timedelta(seconds=2)))
         kubeconfig = cluster.write_kubeconfig((settings.data_dir / "simcluster.kubeconfig").resolve())
-        driver = KubernetesCluster.from_kubeconfig(str(kubeconfig), **driver_options(settings))
+        driver = KubernetesCluster.from_kubeconfig(
+            str(kubeconfig), **driver_options(settings), registry_credentials=pull_credentials(settings, url)
+        )
         sync_inventory_now(url, driver)
         reconciler = stack.enter_context(running_reconciler(url, settings, driver))
         leading = wait_for_leadership(reconciler)

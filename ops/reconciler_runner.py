@@ -17,7 +17,13 @@ from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
 from remotegpu.core.cluster.memory import InMemoryCluster
 from remotegpu.core.inventory.sync import sync_inventory
 from remotegpu.core.platform.db import make_engine
+from remotegpu.core.platform.errors import SettingsError
 from remotegpu.core.platform.settings import Settings
+from remotegpu.core.secrets.configured import open_secret_store
+from remotegpu.core.secrets.registry_credentials import (
+    CachedRegistryCredentials,
+    import_registry_credentials_setting,
+)
 from remotegpu.reconciler.loop import Reconciler
 
 
@@ -28,8 +34,23 @@ def driver_options(settings: Settings) -> dict[str, Any]:
         "namespace_per_workspace": settings.namespace_per_workspace,
         "storage_class": settings.storage_class,
         "access_image": settings.access_image,
-        "registry_credentials": settings.registry_credentials,
     }
+
+
+def pull_credentials(settings: Settings, url: URL) -> CachedRegistryCredentials | None:
+    """What the reconciler's driver writes as image pull Secrets: the registry credentials in the
+    secrets store, after the old `registry_credentials` setting is imported into it (once, when the store
+    has none). None when no secrets store is configured and the setting is not set either."""
+    if settings.secrets_backend == "builtin" and not settings.secrets_key:
+        if settings.registry_credentials:
+            raise SettingsError(
+                "registry_credentials: kept in the secrets store now; set secrets_key (generate one with"
+                " `remotegpu secrets generate-key`) so the setting can be imported, then remove it"
+            )
+        return None
+    store = open_secret_store(settings, make_engine(url, pool_size=2, application_name="remotegpu-secrets"))
+    import_registry_credentials_setting(settings, store)
+    return CachedRegistryCredentials(store)
 
 
 def sync_inventory_now(url: URL, driver: KubernetesCluster) -> int:

@@ -101,7 +101,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     namespace_per_workspace: bool = False
     """Give each workspace a namespace of its own (`rgpu-ws-<workspace id>`)."""
     registry_credentials: str | None = None
-    """Docker config JSON for private registries, kept as an image pull Secret in each namespace."""
+    """Deprecated, import only: Docker config JSON for private registries. At reconciler start it is
+    written into the secrets store when the store has none (then remove it); the store's credentials
+    (`remotegpu registry login`, PUT /api/v1/registry-credentials) become each namespace's pull Secret."""
     secrets_backend: SecretsBackend = "builtin"
     """Where secrets live: `builtin` (encrypted in Postgres under secrets_key) or `vault` (KV v2)."""
     secrets_key: str | None = None

@@ -27,6 +27,7 @@ PASSWORD = "correct horse battery"
 
 
 JWT_SECRET = "remotegpu-api-tests-signing-key-of-48-characters"  # a test key; conftest may be imported twice
+SECRETS_KEY = "cmVtb3RlZ3B1LWFwaS10ZXN0cy1zZWNyZXRzLWtleSE="  # a test Fernet key (32 bytes, base64)
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +40,10 @@ def api_cluster() -> InMemoryCluster:
 def api_url(engine: Engine, api_cluster: InMemoryCluster) -> Iterator[str]:
     """Base URL of one API process for the whole run (rows are cleaned between tests)."""
     settings = Settings(
-        jwt_secret=JWT_SECRET, login_attempts_per_minute=1000, login_failures_per_account_per_hour=1000
+        jwt_secret=JWT_SECRET,
+        login_attempts_per_minute=1000,
+        login_failures_per_account_per_hour=1000,
+        secrets_key=SECRETS_KEY,
     )
     with running_api(create_app(settings, engine, logs=api_cluster)) as url:
         yield url

@@ -226,6 +226,13 @@ ROUTES = [
     Route("GET", "/billing/records", "signed-in"),
     Route("GET", "/billing/invoices", "signed-in"),
     Route("GET", "/billing/invoices/{invoice}", "admin"),
+    Route(
+        "PUT",
+        "/registry-credentials",
+        "platform",
+        lambda w, r: {"auths": {"harbor.example.org": {"username": "robot", "password": f"pw-{r}"}}},
+    ),
+    Route("GET", "/registry-credentials", "platform"),
     Route("GET", "/ops/status", "platform"),
     Route("GET", "/schemas/environment.json", "public"),
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 
 import kubernetes_validate
@@ -18,6 +20,7 @@ from remotegpu.core.cluster.manifests import (
     volume_claim_manifest,
 )
 from remotegpu.core.environments.states import PortPurpose, Protocol
+from remotegpu.core.secrets.registry_credentials import docker_config_for
 
 SPEC = WorkloadSpec(
     environment_id=uuid.UUID("00000000-0000-0000-0000-000000000001"),
@@ -116,9 +119,12 @@ def test_environment_variables_come_from_a_config_map() -> None:
 
 
 def test_registry_credentials_become_a_pull_secret_the_pod_references() -> None:
-    secret = pull_secret_manifest('{"auths": {"harbor.example.org": {"auth": "dXNlcjpwYXNz"}}}')
+    """The store keeps the `~/.docker/config.json` form; the Secret carries it as Kubernetes expects."""
+    stored = json.dumps(docker_config_for("harbor.example.org", "user", "pass"))
+    secret = pull_secret_manifest(stored)
     kubernetes_validate.validate(secret, VERSION, strict=True)
     assert secret["type"] == "kubernetes.io/dockerconfigjson"
+    assert base64.b64decode(secret["data"][".dockerconfigjson"]).decode() == stored
     assert "dXNlcjpwYXNz" not in str(secret), "the credentials are stored encoded, as Kubernetes expects"
     assert pod_manifest(SPEC, pull_secret=True)["spec"]["imagePullSecrets"] == [{"name": "remotegpu-pull"}]
     assert "imagePullSecrets" not in pod_manifest(SPEC)["spec"]

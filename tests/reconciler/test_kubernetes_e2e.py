@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,12 +27,18 @@ from remotegpu.core.inventory.addresses import PUBLIC_ADDRESS_ANNOTATION
 from remotegpu.core.inventory.sync import sync_inventory
 from remotegpu.core.platform import clock
 from remotegpu.core.platform.settings import Settings
+from remotegpu.core.secrets.registry_credentials import (
+    REGISTRY_CREDENTIALS,
+    CachedRegistryCredentials,
+    docker_config_for,
+)
 from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
 from remotegpu.reconciler.gc import collect_garbage
 from remotegpu.reconciler.hosts import sync_host_health
 from remotegpu.reconciler.loop import Reconciler
 from remotegpu.tests.allocation_world import make_user, make_workspace
 from remotegpu.tests.polling import poll_until
+from remotegpu.tests.secrets_world import builtin_store
 from remotegpu.tests.specs import environment_spec
 
 SPEC: dict[str, Any] = {
@@ -453,16 +461,31 @@ def test_one_namespace_per_workspace_holds_each_workspace_s_objects(stack: Stack
 def test_registry_credentials_are_kept_as_a_pull_secret_in_the_namespace(
     stack: Stack, database_url: URL
 ) -> None:
-    credentials = '{"auths": {"harbor.example.org": {"auth": "dXNlcjpwYXNz"}}}'
-    private = KubernetesCluster(stack.driver._core.api_client, registry_credentials=credentials)
+    """The credentials come from the secrets store; a change reaches the namespace's pull Secret."""
+    store = builtin_store(stack.engine)
+    store.put(REGISTRY_CREDENTIALS, json.dumps(docker_config_for("harbor.example.org", "robot", "first")))
+    private = KubernetesCluster(
+        stack.driver._core.api_client, registry_credentials=CachedRegistryCredentials(store, ttl_seconds=0)
+    )
     stack.reconciler.close()
     stack.reconciler = Reconciler(database_url, private, Settings(), identity="e2e-pull", listen=False)
+
+    def pulled_with() -> str:
+        secret = stack.api.read_namespaced_secret("remotegpu-pull", "default")
+        assert secret.type == "kubernetes.io/dockerconfigjson"
+        config = json.loads(base64.b64decode(secret.data[".dockerconfigjson"]))
+        return base64.b64decode(config["auths"]["harbor.example.org"]["auth"]).decode()
+
     env = stack.submit("private-image")
     stack.converge(stack.phase_is(env, "running"))
-    secret = stack.api.read_namespaced_secret("remotegpu-pull", "default")
-    assert secret.type == "kubernetes.io/dockerconfigjson"
+    assert pulled_with() == "robot:first"
     (pod,) = stack.pods()
     assert [s.name for s in pod.spec.image_pull_secrets] == ["remotegpu-pull"]
+
+    store.put(REGISTRY_CREDENTIALS, json.dumps(docker_config_for("harbor.example.org", "robot", "second")))
+    second = stack.submit("private-image-2")
+    stack.converge(stack.phase_is(second, "running"))
+    assert pulled_with() == "robot:second", "the namespace's Secret follows the store"
 
 
 def test_ssh_commands_name_the_node_s_address_and_the_claimed_port(stack: Stack) -> None:

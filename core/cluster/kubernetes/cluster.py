@@ -7,6 +7,7 @@ and the manifests; what is left here is which object goes to which namespace, an
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import threading
 import uuid
@@ -72,7 +73,7 @@ class KubernetesCluster:
         namespace_prefix: str = "rgpu-ws-",
         storage_class: str | None = None,
         access_image: str = ACCESS_IMAGE,
-        registry_credentials: str | None = None,
+        registry_credentials: Callable[[], str | None] | None = None,
     ) -> None:
         self.namespace = namespace
         self.namespace_per_workspace = namespace_per_workspace
@@ -80,13 +81,16 @@ class KubernetesCluster:
         self.storage_class = storage_class
         self.access_image = access_image
         self.registry_credentials = registry_credentials
-        """Docker config JSON for private registries; never logged (it is a secret)."""
+        """Gives the current Docker config JSON for private registries (None: none), e.g. a
+        `CachedRegistryCredentials` over the secrets store; never logged (it is a secret)."""
         self._core = client.CoreV1Api(api_client)
         self._networking = client.NetworkingV1Api(api_client)
         self._watching = client.CoreV1Api(without_retries(api_client))
         self._policies: set[str] = set()
         self._namespaces: set[str] = set()
         self._placed_in: dict[uuid.UUID, str] = {}
+        self._pull_secrets: dict[str, str] = {}
+        """Namespace → digest of the credentials its pull Secret was last written with."""
 
     @classmethod
     def from_kubeconfig(cls, path: str | None = None, **options: Any) -> KubernetesCluster:
@@ -154,21 +158,33 @@ class KubernetesCluster:
                 self._core.create_namespaced_persistent_volume_claim,
                 volume_claim_manifest(spec, volume, self.storage_class),
             )
-        if self.registry_credentials and namespace + "/pull" not in self._policies:
-            create_or_get(
-                namespace,
-                self._core.create_namespaced_secret,
-                pull_secret_manifest(self.registry_credentials),
-            )
-            self._policies.add(namespace + "/pull")
+        pull_secret = self._ensure_pull_secret(namespace)
         if spec.env:
             create_or_get(namespace, self._core.create_namespaced_config_map, env_config_map_manifest(spec))
         create_or_get(namespace, self._core.create_namespaced_service, service_manifest(spec))
         return create_or_get(
             namespace,
             self._core.create_namespaced_pod,
-            pod_manifest(spec, access_image=self.access_image, pull_secret=bool(self.registry_credentials)),
+            pod_manifest(spec, access_image=self.access_image, pull_secret=pull_secret),
         )
+
+    def _ensure_pull_secret(self, namespace: str) -> bool:
+        """Keep the namespace's image pull Secret equal to the current registry credentials (created, or
+        replaced when they changed since this process wrote it); whether pods should reference it."""
+        credentials = self.registry_credentials() if self.registry_credentials else None
+        if not credentials:
+            return False
+        digest = hashlib.sha256(credentials.encode()).hexdigest()
+        if self._pull_secrets.get(namespace) == digest:
+            return True
+        manifest = pull_secret_manifest(credentials)
+        if not create_or_get(namespace, self._core.create_namespaced_secret, manifest):
+            # It exists: from before a restart or from older credentials; write the current ones.
+            replace: Callable[..., Any] = self._core.replace_namespaced_secret
+            name = manifest["metadata"]["name"]
+            call_api(lambda: replace(name, namespace, manifest, _preload_content=False))
+        self._pull_secrets[namespace] = digest
+        return True
 
     def observe_workload(self, environment_id: uuid.UUID) -> PodObservation:
         """Map the pod's status to what the reconciler acts on."""

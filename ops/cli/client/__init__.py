@@ -1,7 +1,8 @@
 """Client-side commands: they talk to the API, never to the database.
 
 `login`, `register`, `apply -f`, `get`, `describe`, `start|stop|restart|delete`, `logs -f`, `watch`,
-`workspaces`, `ops status`, `quota set`, `hosts cordon|uncordon|drain`, `billing invoices`. Tables by
+`workspaces`, `ops status`, `quota set`, `hosts cordon|uncordon|drain`, `registry login|list`,
+`billing invoices`. Tables by
 default, `-o json|yaml` for scripts; errors are one line on stderr and a non-zero exit status.
 
 One module per noun; `session.py` signs a command in and resolves its workspace, `options.py` holds the
@@ -23,6 +24,7 @@ from remotegpu.ops.cli.client.hosts import get_gpus, get_hosts, hosts_app
 from remotegpu.ops.cli.client.images import get_images
 from remotegpu.ops.cli.client.ops_status import ops_app
 from remotegpu.ops.cli.client.quotas import quota_app
+from remotegpu.ops.cli.client.registry import registry_app
 from remotegpu.ops.cli.client.watch import watch
 from remotegpu.ops.cli.client.workspaces import get_workspaces, workspaces_app
 
@@ -54,6 +56,7 @@ def register_commands(app: typer.Typer) -> None:
         (ops_app, "ops"),
         (quota_app, "quota"),
         (hosts_app, "hosts"),
+        (registry_app, "registry"),
         (billing_app, "billing"),
     ):
         app.add_typer(group, name=name, rich_help_panel=PANEL)

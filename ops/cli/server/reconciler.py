@@ -23,14 +23,18 @@ def reconciler(
     from sqlalchemy.engine import make_url
 
     from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
-    from remotegpu.ops.reconciler_runner import driver_options, running_reconciler
+    from remotegpu.ops.reconciler_runner import driver_options, pull_credentials, running_reconciler
     from remotegpu.ops.stopping import stopped_by_signals, wait_for_stop
 
     with stopped_by_signals():
         settings = server_settings(config)
         url = required_database_url(settings)
         driver = (
-            KubernetesCluster.from_kubeconfig(str(kubeconfig), **driver_options(settings))
+            KubernetesCluster.from_kubeconfig(
+                str(kubeconfig),
+                **driver_options(settings),
+                registry_credentials=pull_credentials(settings, make_url(url)),
+            )
             if kubeconfig
             else None
         )
