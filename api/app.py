@@ -28,6 +28,7 @@ from remotegpu.core.accounts.credential_cache import PrincipalCache, listen_for_
 from remotegpu.core.accounts.sign_in_limits import SignInLimits
 from remotegpu.core.platform.db import make_async_pool, make_engine
 from remotegpu.core.platform.settings import Settings
+from remotegpu.core.secrets.configured import secret_store_if_configured
 
 API_PREFIX = "/api/v1"
 VERSION = "0.1.0"
@@ -78,6 +79,7 @@ def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = N
         access_token_lifetime=dt.timedelta(minutes=settings.access_token_minutes),
         refresh_token_lifetime=dt.timedelta(hours=settings.refresh_token_hours),
         logs=logs,
+        secrets=secret_store_if_configured(settings, engine),
     )
     api = Router(
         API_PREFIX,

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine
 from remotegpu.api.security import authenticate, authenticate_async
 from remotegpu.core.accounts.credential_cache import PrincipalCache
 from remotegpu.core.accounts.users import Principal
+from remotegpu.core.secrets.store import SecretStore
 
 
 class LogReader(Protocol):
@@ -57,6 +58,8 @@ class ApiContext:
     access_token_lifetime: dt.timedelta
     refresh_token_lifetime: dt.timedelta
     logs: LogReader | None = None
+    secrets: SecretStore | None = None
+    """Where Jupyter tokens are read from for the access details; None when no store is configured."""
     stuck_after: dt.timedelta = dt.timedelta(minutes=10)
 
     @contextlib.contextmanager

@@ -102,6 +102,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Give each workspace a namespace of its own (`rgpu-ws-<workspace id>`)."""
     registry_credentials: str | None = None
     """Docker config JSON for private registries, kept as an image pull Secret in each namespace."""
+    jupyter_probe_grace_seconds: float = 15.0
+    """How long a Jupyter container may run without passing its readiness probe (every 5 s) before the
+    environment gets `JupyterUnavailable`: the image has no `jupyter`."""
     secrets_backend: SecretsBackend = "builtin"
     """Where secrets live: `builtin` (encrypted in Postgres under secrets_key) or `vault` (KV v2)."""
     secrets_key: str | None = None

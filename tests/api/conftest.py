@@ -27,6 +27,8 @@ PASSWORD = "correct horse battery"
 
 
 JWT_SECRET = "remotegpu-api-tests-signing-key-of-48-characters"  # a test key; conftest may be imported twice
+SECRETS_KEY = "cmVtb3RlZ3B1LWFwaS10ZXN0cy1zZWNyZXRzLWtleSE="
+"""The built-in secrets store's key, shared by the API (which reads Jupyter tokens) and the reconciler."""
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +41,10 @@ def api_cluster() -> InMemoryCluster:
 def api_url(engine: Engine, api_cluster: InMemoryCluster) -> Iterator[str]:
     """Base URL of one API process for the whole run (rows are cleaned between tests)."""
     settings = Settings(
-        jwt_secret=JWT_SECRET, login_attempts_per_minute=1000, login_failures_per_account_per_hour=1000
+        jwt_secret=JWT_SECRET,
+        login_attempts_per_minute=1000,
+        login_failures_per_account_per_hour=1000,
+        secrets_key=SECRETS_KEY,
     )
     with running_api(create_app(settings, engine, logs=api_cluster)) as url:
         yield url
@@ -54,13 +59,17 @@ def reconciler(
         api_cluster.nodes.update(
             {f"node-{i}": make_host(connection, gpus=8, name=f"node-{i}") for i in range(2)}
         )
-    made = Reconciler(database_url, api_cluster, Settings(), identity="api-test", listen=False)
+    made = Reconciler(
+        database_url, api_cluster, Settings(secrets_key=SECRETS_KEY), identity="api-test", listen=False
+    )
     yield made
     made.close()
     api_cluster.nodes.clear()
     api_cluster.pods.clear()
     api_cluster.volumes.clear()
     api_cluster.creates.clear()
+    api_cluster.secrets.clear()
+    api_cluster.without_jupyter.clear()
 
 
 @dataclass

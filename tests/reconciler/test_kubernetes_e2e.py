@@ -23,12 +23,14 @@ from remotegpu.core.environments.states import DesiredState
 from remotegpu.core.inventory.sync import sync_inventory
 from remotegpu.core.platform import clock
 from remotegpu.core.platform.settings import Settings
+from remotegpu.core.secrets.builtin import EncryptedSecretStore
 from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
 from remotegpu.reconciler.gc import collect_garbage
 from remotegpu.reconciler.hosts import sync_host_health
 from remotegpu.reconciler.loop import Reconciler
 from remotegpu.tests.allocation_world import make_user, make_workspace
 from remotegpu.tests.polling import poll_until
+from remotegpu.tests.secrets_world import builtin_store
 from remotegpu.tests.specs import environment_spec
 
 SPEC: dict[str, Any] = {
@@ -49,6 +51,7 @@ class Stack:
     reconciler: Reconciler
     workspace: uuid.UUID
     user: uuid.UUID
+    secrets: EncryptedSecretStore
 
     def submit(self, name: str, spec: dict[str, Any] | None = None) -> uuid.UUID:
         with self.engine.begin() as connection:
@@ -104,8 +107,11 @@ def stack(engine: Engine, database_url: URL, sessions: object, tmp_path: Path) -
             user = make_user(connection)
             workspace = make_workspace(connection, user)
         api = client.CoreV1Api(config.new_client_from_config(str(kubeconfig)))
-        reconciler = Reconciler(database_url, driver, Settings(), identity="e2e", listen=False)
-        made = Stack(engine, sim, driver, api, reconciler, workspace, user)
+        secrets = builtin_store(engine)
+        reconciler = Reconciler(
+            database_url, driver, Settings(), identity="e2e", listen=False, secrets=secrets
+        )
+        made = Stack(engine, sim, driver, api, reconciler, workspace, user, secrets)
         try:
             yield made
         finally:
@@ -190,7 +196,9 @@ def test_a_restart_mid_provision_creates_no_duplicate_objects(stack: Stack, data
     env = stack.submit("restarted")
     stack.reconciler.run_until_idle()  # scheduled and the pod created; it may not be running yet
     stack.reconciler.close()
-    stack.reconciler = Reconciler(database_url, stack.driver, Settings(), identity="e2e-2", listen=False)
+    stack.reconciler = Reconciler(
+        database_url, stack.driver, Settings(), identity="e2e-2", listen=False, secrets=stack.secrets
+    )
     with stack.engine.begin() as connection:  # the old replica's leases die with it
         connection.execute(text("UPDATE environments SET lock_token = NULL, lock_expires_at = NULL"))
     stack.converge(stack.phase_is(env, "running"))
@@ -431,7 +439,9 @@ def test_crash_loops_and_api_outages_are_retried_not_failed(stack: Stack, fault:
 def test_one_namespace_per_workspace_holds_each_workspace_s_objects(stack: Stack, database_url: URL) -> None:
     per_workspace = KubernetesCluster(stack.driver._core.api_client, namespace_per_workspace=True)
     stack.reconciler.close()
-    stack.reconciler = Reconciler(database_url, per_workspace, Settings(), identity="e2e-ns", listen=False)
+    stack.reconciler = Reconciler(
+        database_url, per_workspace, Settings(), identity="e2e-ns", listen=False, secrets=stack.secrets
+    )
     env = stack.submit("isolated")
     stack.converge(stack.phase_is(env, "running"))
     namespace = f"rgpu-ws-{stack.workspace}"
@@ -454,7 +464,9 @@ def test_registry_credentials_are_kept_as_a_pull_secret_in_the_namespace(
     credentials = '{"auths": {"harbor.example.org": {"auth": "dXNlcjpwYXNz"}}}'
     private = KubernetesCluster(stack.driver._core.api_client, registry_credentials=credentials)
     stack.reconciler.close()
-    stack.reconciler = Reconciler(database_url, private, Settings(), identity="e2e-pull", listen=False)
+    stack.reconciler = Reconciler(
+        database_url, private, Settings(), identity="e2e-pull", listen=False, secrets=stack.secrets
+    )
     env = stack.submit("private-image")
     stack.converge(stack.phase_is(env, "running"))
     secret = stack.api.read_namespaced_secret("remotegpu-pull", "default")
