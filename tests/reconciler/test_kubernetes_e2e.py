@@ -246,8 +246,9 @@ def test_garbage_collection_cleans_every_kind_of_orphan(stack: Stack) -> None:
     stack.reconciler.run_until_idle()  # takes leadership
     cleaned = collect_garbage(stack.reconciler.ctx)
 
-    # ghost: pod + service; stopped: pod + service (its PVC stays); crashed: pod + service + PVC
-    assert cleaned == {"objects": 7, "claims": 1}
+    # ghost: pod + service; stopped: pod + service (its PVC stays; its Jupyter Secret went with the stop);
+    # crashed: pod + service + PVC + Jupyter Secret
+    assert cleaned == {"objects": 8, "claims": 1}
     remaining = {p.metadata.name for p in stack.pods()}
     assert remaining == set(), "the crashed environment's pod goes with its claims' owner"
     assert stack.driver.volume_claim_exists(stopped, "data"), "a stopped environment keeps its volume"
