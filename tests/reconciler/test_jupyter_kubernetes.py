@@ -22,6 +22,7 @@ from kubernetes import client, config
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
+from remotegpu.core.cluster.driver import WorkloadSpec
 from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
 from remotegpu.core.environments.desired import set_desired_state, submit_environment
 from remotegpu.core.environments.jupyter import jupyter_token_path
@@ -149,3 +150,14 @@ def test_an_image_without_jupyter_gives_the_condition_with_the_fix(stack: Stack)
     assert "or drop `jupyter` from access" in condition["message"]
     reasons = {event.reason for event in stack.api.list_namespaced_event("default").items}
     assert "Unhealthy" in reasons, "the kubelet reports the failing readiness probe"
+
+
+def test_writing_an_environment_secret_is_idempotent_and_replaces_other_data(stack: Stack) -> None:
+    workload = WorkloadSpec(uuid.uuid4(), stack.workspace, 1, "gpu-node-0", "img")
+    driver = stack.reconciler.ctx.cluster
+    assert driver.ensure_environment_secret(workload, "jupyter", {"JUPYTER_TOKEN": "first"})
+    assert not driver.ensure_environment_secret(workload, "jupyter", {"JUPYTER_TOKEN": "first"})
+    assert driver.ensure_environment_secret(workload, "jupyter", {"JUPYTER_TOKEN": "second"})
+    secret = _read(stack.api.read_namespaced_secret, f"env-{workload.environment_id}-jupyter")
+    assert base64.b64decode(secret["data"]["JUPYTER_TOKEN"]) == b"second"
+    assert driver.delete_workload(workload.environment_id, keep_volumes=False)
