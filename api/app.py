@@ -39,8 +39,7 @@ from remotegpu.core.accounts.credential_cache import PrincipalCache, listen_for_
 from remotegpu.core.accounts.sign_in_limits import SignInLimits
 from remotegpu.core.platform.db import make_async_pool, make_engine
 from remotegpu.core.platform.settings import Settings
-from remotegpu.core.secrets.configured import open_secret_store
-from remotegpu.core.secrets.store import SecretStore
+from remotegpu.core.secrets.configured import secret_store_if_configured
 
 API_PREFIX = "/api/v1"
 VERSION = "0.1.0"
@@ -52,14 +51,6 @@ class MetricsController(PrometheusController):
 
     path = "/metrics"
     include_in_schema = False
-
-
-def _secret_store(settings: Settings, engine: Engine) -> SecretStore | None:
-    """The configured secrets store; None when the built-in one has no key (routes that need it answer
-    503 saying so, the rest of the API works)."""
-    if settings.secrets_backend == "builtin" and not settings.secrets_key:
-        return None
-    return open_secret_store(settings, engine)
 
 
 def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = None) -> Litestar:
@@ -99,7 +90,7 @@ def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = N
         access_token_lifetime=dt.timedelta(minutes=settings.access_token_minutes),
         refresh_token_lifetime=dt.timedelta(hours=settings.refresh_token_hours),
         logs=logs,
-        secret_store=_secret_store(settings, engine),
+        secret_store=secret_store_if_configured(settings, engine),
     )
     api = Router(
         API_PREFIX,

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from remotegpu.core.cluster.driver import ClusterDriver
 from remotegpu.core.platform.settings import Settings
+from remotegpu.core.secrets.store import SecretStore
 
 
 class SimulatedCrashError(Exception):
@@ -35,6 +36,9 @@ class ReconcilerContext:
     kill_point: Callable[[str], None] = _no_kill
     """Called at named points inside steps (`after-allocation`, `after-pod-created`, `after-pod-deleted`,
     `mid-apply`); tests make it raise `SimulatedCrashError`."""
+    secrets: SecretStore | None = None
+    """Where per-environment secrets (Jupyter tokens) are kept; None when none is configured, and then an
+    environment that needs one waits (`SecretsUnavailable`) naming the setting to set."""
     rng: random.Random = field(default_factory=random.Random)
     wake: Callable[[], None] = lambda: None
     """Wakes the loop (a step requeued work for right now)."""

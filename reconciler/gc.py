@@ -48,7 +48,9 @@ def collect_garbage(ctx: ReconcilerContext) -> dict[str, int]:
             phases = {row.id: row.phase for row in connection.execute(_LIVE_SQL, {"ids": ids})}
         for kind, namespace, name, environment in owned:
             phase = phases.get(environment)
-            orphan = phase is None or (kind in {"pod", "service", "configmap"} and phase in _PODLESS)
+            orphan = phase is None or (
+                kind in {"pod", "service", "configmap", "secret"} and phase in _PODLESS
+            )
             if orphan and ctx.cluster.delete_object(kind, namespace, name):
                 cleaned["objects"] += 1
                 log.info(

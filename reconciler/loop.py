@@ -28,6 +28,8 @@ from remotegpu.core.cluster.driver import ClusterDriver, WorkloadWatcher
 from remotegpu.core.platform.db import make_engine, normalise_url
 from remotegpu.core.platform.notify import CHANNEL
 from remotegpu.core.platform.settings import Settings
+from remotegpu.core.secrets.configured import secret_store_if_configured
+from remotegpu.core.secrets.store import SecretStore
 from remotegpu.reconciler.context import ReconcilerContext, SimulatedCrashError
 from remotegpu.reconciler.environments.leases import Lease, fetch_leases
 from remotegpu.reconciler.environments.pipeline import reconcile
@@ -59,6 +61,7 @@ class Reconciler:
         shard: int = 0,
         kill_point: Callable[[str], None] | None = None,
         listen: bool = True,
+        secrets: SecretStore | None = None,
     ) -> None:
         self.url = normalise_url(make_url(url) if isinstance(url, str) else url)
         self.identity = identity or default_identity()
@@ -71,7 +74,15 @@ class Reconciler:
             # expires) and SQLAlchemy then replaces the pool's connections.
             pre_ping=False,
         )
-        self.ctx = ReconcilerContext(engine, cluster, settings, self.identity, shard, wake=self._wake_now)
+        self.ctx = ReconcilerContext(
+            engine,
+            cluster,
+            settings,
+            self.identity,
+            shard,
+            wake=self._wake_now,
+            secrets=secrets if secrets is not None else secret_store_if_configured(settings, engine),
+        )
         if kill_point is not None:
             self.ctx.kill_point = kill_point
         self._listen = listen

@@ -36,7 +36,7 @@ from remotegpu.core.environments.states import DesiredState, Phase
 from remotegpu.core.environments.views import (
     AccessDetail,
     EnvironmentFilter,
-    access_details,
+    environment_access,
     get_environment,
     get_environment_async,
     list_environments_async,
@@ -308,12 +308,12 @@ def remove(environment_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -
     return _control(request, api, environment_id, DesiredState.DELETED)
 
 
-@get("/{environment_id:uuid}/access", sync_to_thread=True, opt=answers(403))
+@get("/{environment_id:uuid}/access", sync_to_thread=True)
 def access(environment_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> list[AccessDetail]:
-    """How to reach the environment while it runs (empty otherwise)."""
+    """How to reach the environment while it runs (empty otherwise). The SSH command and the Jupyter
+    token are shown only to its owner and the workspace's admins."""
     with api.acting(request) as (connection, principal):
-        environment = operable_environment(connection, principal, environment_id)
-        return access_details(connection, environment)
+        return environment_access(connection, principal, environment_id, api.secret_store)
 
 
 @get("/{environment_id:uuid}/events", sync_to_thread=True)

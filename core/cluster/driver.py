@@ -7,10 +7,11 @@ benchmarks, `remotegpu dev` until the simulated cluster lands) and the Kubernete
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -78,6 +79,11 @@ class PodObservation:
     """False for failures a retry cannot fix (e.g. an image that does not exist)."""
     devices: tuple[str, ...] = ()
     """GPU UUIDs the node gave the pod (device-plugin mode reads them back), when it reports them."""
+    ready: bool = True
+    """For a running pod: whether its main container passes its readiness probe (only Jupyter
+    environments have one; a container that runs but fails it is reported running and not ready)."""
+    started_at: dt.datetime | None = None
+    """When the main container started, so a probe that has not run yet is told from one that failed."""
 
 
 class ClusterUnavailableError(Exception):
@@ -94,6 +100,10 @@ class ClusterDriver(Protocol):
 
     def ensure_workload(self, spec: WorkloadSpec) -> bool:
         """Create the environment's objects unless they exist; True when something was created."""
+
+    def ensure_environment_secret(self, spec: WorkloadSpec, suffix: str, data: Mapping[str, str]) -> bool:
+        """Write the Secret `<name>-<suffix>` of the environment holding `data`, creating it or replacing
+        a different one; True when something was written. Values are never logged."""
 
     def observe_workload(self, environment_id: uuid.UUID) -> PodObservation:
         """The environment's pod as the cluster reports it now."""

@@ -11,6 +11,7 @@ with a restrictive security context.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from remotegpu.core.cluster.driver import VolumeSpec, WorkloadSpec, workload_name
@@ -57,6 +58,61 @@ def wants_ssh(spec: WorkloadSpec) -> bool:
     return any(port.purpose is PortPurpose.SSH for port in spec.ports)
 
 
+JUPYTER_SECRET_SUFFIX = "jupyter"  # noqa: S105 - a name suffix, not a password
+"""The environment's Jupyter token lives in the Secret `env-<id>-jupyter`."""
+JUPYTER_TOKEN_KEY = "JUPYTER_TOKEN"  # noqa: S105 - a key name
+JUPYTER_PORT_VARIABLE = "REMOTEGPU_JUPYTER_PORT"
+JUPYTER_UNAVAILABLE_MARKER = "/run/remotegpu/jupyter-unavailable"
+"""The access entrypoint writes this file when the image has no `jupyter`; the readiness probe fails on it."""
+JUPYTER_PROBE_PERIOD_SECONDS = 5
+
+
+def wants_jupyter(spec: WorkloadSpec) -> bool:
+    """Whether the environment asked for Jupyter: a claimed port whose purpose is Jupyter."""
+    return any(port.purpose is PortPurpose.JUPYTER for port in spec.ports)
+
+
+def environment_secret_name(environment_id: uuid.UUID, suffix: str) -> str:
+    """Deterministic name of one of an environment's Secrets (`env-<id>-jupyter`, `env-<id>-ssh`)."""
+    return f"{workload_name(environment_id)}-{suffix}"
+
+
+def environment_secret_manifest(spec: WorkloadSpec, suffix: str, data: Mapping[str, str]) -> Manifest:
+    """An Opaque Secret of the environment, labelled as its other objects so it is collected with them."""
+    import base64
+
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": environment_secret_name(spec.environment_id, suffix),
+            "labels": labels_for(spec),
+        },
+        "data": {key: base64.b64encode(value.encode()).decode() for key, value in data.items()},
+    }
+
+
+def _jupyter_container_settings(spec: WorkloadSpec) -> Manifest:
+    """The token (from the environment's Secret, never in the pod spec), the port, and a readiness probe
+    that fails when the entrypoint found no `jupyter` in the image, so the pod itself reports it."""
+    port = next(port for port in spec.ports if port.purpose is PortPurpose.JUPYTER)
+    secret = environment_secret_name(spec.environment_id, JUPYTER_SECRET_SUFFIX)
+    return {
+        "env": [
+            {"name": JUPYTER_PORT_VARIABLE, "value": str(port.container_port)},
+            {
+                "name": JUPYTER_TOKEN_KEY,
+                "valueFrom": {"secretKeyRef": {"name": secret, "key": JUPYTER_TOKEN_KEY}},
+            },
+        ],
+        "readinessProbe": {
+            "exec": {"command": ["sh", "-c", f"test ! -e {JUPYTER_UNAVAILABLE_MARKER}"]},
+            "periodSeconds": JUPYTER_PROBE_PERIOD_SECONDS,
+        },
+    }
+
+
 def pod_manifest(
     spec: WorkloadSpec,
     *,
@@ -69,6 +125,7 @@ def pod_manifest(
     With SSH access, an init container copies a static sshd from `access_image` into a shared volume,
     and the main container starts through its entrypoint, which runs sshd (keys from the optional
     secret `env-<id>-ssh`) and then execs the user's command: sshd in any image, no root image changes.
+    With Jupyter access the same entrypoint starts `jupyter lab` with the token of `env-<id>-jupyter`.
     """
     limits: dict[str, str] = {}
     requests: dict[str, str] = {}
@@ -116,8 +173,10 @@ def pod_manifest(
     }
     if spec.command:
         container["command"] = list(spec.command)
+    if wants_jupyter(spec):
+        container.update(_jupyter_container_settings(spec))
     init_containers: list[Manifest] = []
-    if wants_ssh(spec):
+    if wants_ssh(spec) or wants_jupyter(spec):
         init_containers.append(
             {
                 "name": "access-init",
@@ -135,8 +194,9 @@ def pod_manifest(
             *(spec.command or ("sleep", "infinity")),
         ]
         volume_mounts.append({"name": "access", "mountPath": ACCESS_MOUNT})
-        volume_mounts.append({"name": "ssh-keys", "mountPath": f"{ACCESS_MOUNT}/keys", "readOnly": True})
         volumes.append({"name": "access", "emptyDir": {}})
+    if wants_ssh(spec):
+        volume_mounts.append({"name": "ssh-keys", "mountPath": f"{ACCESS_MOUNT}/keys", "readOnly": True})
         volumes.append({"name": "ssh-keys", "secret": {"secretName": f"{spec.name}-ssh", "optional": True}})
     pod_spec_extra: Manifest = {"initContainers": init_containers} if init_containers else {}
     if pull_secret:

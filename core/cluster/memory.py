@@ -12,7 +12,7 @@ import datetime as dt
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from remotegpu.core.cluster.driver import (
@@ -23,6 +23,7 @@ from remotegpu.core.cluster.driver import (
     WorkloadSpec,
     workload_name,
 )
+from remotegpu.core.cluster.manifests import JUPYTER_SECRET_SUFFIX, environment_secret_name, wants_jupyter
 from remotegpu.core.platform import clock
 
 
@@ -47,6 +48,10 @@ class InMemoryCluster:
     conflicts: int = 0
     not_ready: set[str] = field(default_factory=set)
     unavailable: bool = False
+    secrets: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Secret name -> data, as the environments' Secrets would hold it."""
+    without_jupyter: set[str] = field(default_factory=set)
+    """Images that have no `jupyter`: their Jupyter pods run but fail the readiness probe."""
     _failing_images: dict[str, tuple[str, str, bool]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -63,6 +68,16 @@ class InMemoryCluster:
             self.volumes.setdefault(spec.name, set()).update(volume.name for volume in spec.volumes)
             return True
 
+    def ensure_environment_secret(self, spec: WorkloadSpec, suffix: str, data: Mapping[str, str]) -> bool:
+        """Write the Secret `env-<id>-<suffix>`; True when it was missing or held other data."""
+        name = environment_secret_name(spec.environment_id, suffix)
+        with self._lock:
+            self._check_available()
+            if self.secrets.get(name) == dict(data):
+                return False
+            self.secrets[name] = dict(data)
+            return True
+
     def observe_workload(self, environment_id: uuid.UUID) -> PodObservation:
         """Pending until the start delay has passed on its node, then Running, unless a fault says otherwise."""
         with self._lock:
@@ -74,9 +89,20 @@ class InMemoryCluster:
             if pod.failure is not None:
                 reason, message, retryable = pod.failure
                 return PodObservation(PodState.FAILED, reason, message, node, generation, retryable)
-            if node in self.not_ready or clock.now() < pod.created_at + self.start_delay:
+            jupyter = wants_jupyter(pod.spec)
+            secret = environment_secret_name(environment_id, JUPYTER_SECRET_SUFFIX)
+            if jupyter and secret not in self.secrets:  # as a kubelet: a secretKeyRef to nothing
+                message = f'secret "{secret}" not found'
+                return PodObservation(
+                    PodState.FAILED, "CreateContainerConfigError", message, node, generation, False
+                )
+            started_at = pod.created_at + self.start_delay
+            if node in self.not_ready or clock.now() < started_at:
                 return PodObservation(PodState.PENDING, "ContainerCreating", "", node, generation)
-            return PodObservation(PodState.RUNNING, None, "", node, generation)
+            ready = not (jupyter and pod.spec.image in self.without_jupyter)
+            return PodObservation(
+                PodState.RUNNING, None, "", node, generation, ready=ready, started_at=started_at
+            )
 
     def delete_workload(self, environment_id: uuid.UUID, *, keep_volumes: bool) -> bool:
         """Delete the pod (and the volumes unless kept); deleting what is gone is not an error."""
@@ -84,6 +110,10 @@ class InMemoryCluster:
         with self._lock:
             self._check_available()
             removed = self.pods.pop(name, None) is not None
+            removed |= (
+                self.secrets.pop(environment_secret_name(environment_id, JUPYTER_SECRET_SUFFIX), None)
+                is not None
+            )
             if not keep_volumes and name in self.volumes:
                 del self.volumes[name]
                 removed = True

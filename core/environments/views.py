@@ -17,11 +17,14 @@ from sqlalchemy import Connection, text
 
 from remotegpu.core.accounts.users import Principal
 from remotegpu.core.cluster.driver import NoContainerError
+from remotegpu.core.environments.jupyter import read_jupyter_token
 from remotegpu.core.environments.states import Phase, PortPurpose
 from remotegpu.core.inventory.addresses import EFFECTIVE_ADDRESS_SQL, url_host
 from remotegpu.core.platform.db import fetch_all, fetch_one
 from remotegpu.core.platform.errors import NotFoundError
 from remotegpu.core.platform.pagination import decode_cursor, page
+from remotegpu.core.secrets.store import SecretStore
+from remotegpu.policies.roles import may_operate_environment
 
 _VISIBLE = (
     "(:admin OR EXISTS (SELECT 1 FROM workspace_members m"
@@ -194,6 +197,31 @@ class AccessDetail(msgspec.Struct, frozen=True):
     container_port: int
     url: str
     command: str | None
+
+
+def environment_access(
+    connection: Connection, principal: Principal, environment_id: uuid.UUID, secrets: SecretStore | None
+) -> list[AccessDetail]:
+    """How to reach a visible environment while it runs. Everyone who may see it sees its endpoints; only
+    those who may operate it (its owner, the workspace's admins and owners, platform admins) get the SSH
+    command and the Jupyter URL with its token."""
+    environment = get_environment(connection, principal, environment_id)
+    details = access_details(connection, environment)
+    entitled = may_operate_environment(
+        environment.caller_role, is_creator=environment.user_id == principal.user_id
+    )
+    if not entitled:
+        return [msgspec.structs.replace(detail, command=None) for detail in details]
+    if secrets is None or not any(detail.kind == PortPurpose.JUPYTER.value for detail in details):
+        return details
+    token = read_jupyter_token(secrets, environment.workspace_id, environment.id)
+    return [_with_token(detail, token) for detail in details]
+
+
+def _with_token(detail: AccessDetail, token: str | None) -> AccessDetail:
+    if detail.kind != PortPurpose.JUPYTER.value or token is None:
+        return detail
+    return msgspec.structs.replace(detail, url=f"{detail.url}?token={token}")
 
 
 def access_details(connection: Connection, environment: Any) -> list[AccessDetail]:

@@ -104,6 +104,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Deprecated, import only: Docker config JSON for private registries. At reconciler start it is
     written into the secrets store when the store has none (then remove it); the store's credentials
     (`remotegpu registry login`, PUT /api/v1/registry-credentials) become each namespace's pull Secret."""
+    jupyter_probe_grace_seconds: float = 15.0
+    """How long a Jupyter container may run without passing its readiness probe (every 5 s) before the
+    environment gets `JupyterUnavailable`: the image has no `jupyter`."""
     secrets_backend: SecretsBackend = "builtin"
     """Where secrets live: `builtin` (encrypted in Postgres under secrets_key) or `vault` (KV v2)."""
     secrets_key: str | None = None

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy import Engine
 
 from remotegpu.core.platform.errors import SettingsError
 from remotegpu.core.platform.settings import Settings
 from remotegpu.core.secrets.store import SecretStore
+
+log = logging.getLogger(__name__)
 
 
 def open_secret_store(settings: Settings, engine: Engine) -> SecretStore:
@@ -40,3 +44,12 @@ def open_secret_store(settings: Settings, engine: Engine) -> SecretStore:
             " REMOTEGPU_SECRETS_KEY (or set secrets_backend = vault)"
         )
     return EncryptedSecretStore(engine, SecretKeys(settings.secrets_key))
+
+
+def secret_store_if_configured(settings: Settings, engine: Engine) -> SecretStore | None:
+    """`open_secret_store`, or None when the built-in store (the default) has no key: a process without
+    secrets still serves what needs none, and what needs one says which setting to set."""
+    if settings.secrets_backend == "builtin" and not settings.secrets_key:
+        log.warning("Secrets store not configured: set secrets_key (or secrets_backend = vault)")
+        return None
+    return open_secret_store(settings, engine)

@@ -174,6 +174,11 @@ class SimulatedCluster:
         then ImagePullBackOff)."""
         self.faults.image_pull.add(image)
 
+    def lack_jupyter(self, image: str) -> None:
+        """Pods of `image` have no `jupyter`: a Jupyter environment's container runs but fails its
+        readiness probe (images whose reference contains `nojupyter` always do)."""
+        self.faults.no_jupyter.add(image)
+
     def write_log(self, pod: str, line: str, namespace: str = "default") -> None:
         """Print `line` in the log of `pod`'s container (followers of the log receive it)."""
         self.kubelets.write_log((namespace, pod), line)

@@ -11,6 +11,11 @@
 - Pulls fail, as they would from a registry without the image, for images on the deny-list and for
   any whose repository or tag contains `does-not-exist` (so the error path can be tried by hand): the
   container waits in `ErrImagePull`, then `ImagePullBackOff`, and the pod stays Pending.
+- A container that reads a Secret (`env[].valueFrom.secretKeyRef`) that does not exist does not start:
+  it waits in `CreateContainerConfigError`, as a kubelet's does.
+- Images without Jupyter: a container with a readiness probe (Jupyter environments have one) whose image
+  is on the `no_jupyter` list or whose reference contains `nojupyter` runs but never becomes ready, with
+  `Readiness probe failed` events, as the access entrypoint's marker file makes a real probe fail.
 - A container's log is kept per pod; readers waiting for new lines (`logs -f`) are woken as it grows.
 """
 
@@ -36,6 +41,9 @@ GPU = "nvidia.com/gpu"
 ALLOCATED_GPUS = "remotegpu.io/allocated-gpus"
 PULL_FAILS_MARKER = "does-not-exist"
 """Images whose repository or tag contains this cannot be pulled (a digest is never matched)."""
+NO_JUPYTER_MARKER = "nojupyter"
+"""Images whose reference contains this have no `jupyter`: their readiness probe fails."""
+SECRETS = BY_PATH[("", "v1", "secrets")]
 
 
 def device_uuid(node: str, index: int) -> str:
@@ -51,6 +59,7 @@ class Faults:
     crash: set[str] = field(default_factory=set)
     oom: set[str] = field(default_factory=set)
     not_ready: set[str] = field(default_factory=set)
+    no_jupyter: set[str] = field(default_factory=set)
     error_rate_5xx: float = 0.0
     next_5xx: int = 0
     slow_ms: int = 0
@@ -62,6 +71,10 @@ class Faults:
         last = named.rsplit("/", 1)[-1]
         repository = named.rsplit(":", 1)[0] if ":" in last else named
         return bool({image, named, repository} & self.image_pull) or PULL_FAILS_MARKER in named
+
+    def lacks_jupyter(self, image: str) -> bool:
+        """Whether `image` has no `jupyter`: it is on the `no_jupyter` list or its reference says so."""
+        return image in self.no_jupyter or NO_JUPYTER_MARKER in image
 
 
 def _requests(pod: Obj) -> tuple[int, int, int]:
@@ -270,7 +283,16 @@ class Kubelets:
             self._patch_status(pod, {"phase": "Running", "containerStatuses": [status]})
             self.write_log(_key(pod), f"container {name} exited: {reason}")
             return
-        ready = node not in self.faults.not_ready
+        missing = self._missing_secret(pod)
+        if missing is not None:
+            message = f'secret "{missing}" not found'
+            self._event(pod, "Warning", "Failed", f"Error: {message}")
+            status = _waiting(name, "CreateContainerConfigError", message, image)
+            self._patch_status(pod, {"phase": "Pending", "containerStatuses": [status]})
+            return
+        probed = "readinessProbe" in pod["spec"]["containers"][0]
+        probe_fails = probed and self.faults.lacks_jupyter(image)
+        ready = node not in self.faults.not_ready and not probe_fails
         running = {
             "name": name,
             "ready": ready,
@@ -297,6 +319,23 @@ class Kubelets:
             f"command: {' '.join(pod['spec']['containers'][0].get('command', []))}",
         )
         self._event(pod, "Normal", "Started", f"Started container {name}")
+        if probe_fails:
+            self.write_log(_key(pod), "jupyter not found in the image; Jupyter is not started")
+            self._event(pod, "Warning", "Unhealthy", "Readiness probe failed: ")
+
+    def _missing_secret(self, pod: Obj) -> str | None:
+        """The first Secret a container's variables refer to that does not exist, if any."""
+        namespace = pod["metadata"].get("namespace")
+        for container in pod["spec"].get("containers", []):
+            for variable in container.get("env", []):
+                reference = (variable.get("valueFrom") or {}).get("secretKeyRef")
+                if not reference:
+                    continue
+                try:
+                    self.store.get(SECRETS, namespace, reference["name"])
+                except ApiError:
+                    return str(reference["name"])
+        return None
 
     def _fail_pull(self, pod: Obj, name: str, image: str) -> None:
         """As a kubelet does: ErrImagePull at once, ImagePullBackOff after a back-off; the pod stays Pending."""

@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 from sqlalchemy import Connection, text
 
 from remotegpu.core.capacity.release import release, release_storage
+from remotegpu.core.environments.jupyter import JUPYTER_UNAVAILABLE, JUPYTER_UNAVAILABLE_MESSAGE
 from remotegpu.core.environments.lifecycle import IllegalTransitionError, next_phase
 from remotegpu.core.environments.states import ActorKind, Phase
 from remotegpu.core.platform import clock
@@ -43,6 +44,12 @@ _UPDATE_CTES = (
         observed_generation = coalesce(:observed_generation, observed_generation),
         seen_desired_version = :desired_version,
         deleted_at = CASE WHEN :mark_deleted THEN :now ELSE deleted_at END,
+        -- JupyterUnavailable: set while the probe fails, gone once it passes; untouched when not looked at
+        conditions = CASE WHEN CAST(:jupyter_ready AS boolean) IS NULL THEN conditions
+            ELSE (SELECT coalesce(jsonb_agg(c), '[]') FROM jsonb_array_elements(conditions) c
+                   WHERE c->>'type' <> 'JupyterUnavailable')
+                 || CASE WHEN CAST(:jupyter_ready AS boolean) THEN '[]'::jsonb
+                         ELSE jsonb_build_array(CAST(:jupyter_condition AS jsonb)) END END,
         queue_position = NULL, queue_reason = NULL,
         lock_token = CASE WHEN :keep_lease THEN lock_token END,
         lock_expires_at = CASE WHEN :keep_lease THEN CAST(:lease_expires AS timestamptz) END,
@@ -112,6 +119,8 @@ def apply(
         "mark_deleted": result.mark_deleted,
         "keep_lease": keep_lease,
         "lease_expires": now + ctx.lease,
+        "jupyter_ready": result.jupyter_ready,
+        "jupyter_condition": _JUPYTER_CONDITION,
         **_event_parameters(env, result, new_phase, record=moved or result.outcome is Outcome.RETRY),
     }
     mismatch = bool(result.devices) and _binding_mismatch(env, result.devices)
@@ -187,6 +196,15 @@ def _record_binding_mismatch(connection: Connection, env: EnvironmentState, devi
     condition = {"type": "GpuBinding", "status": "False", "reason": "GpuBindingMismatch", "message": message}
     connection.execute(_SET_CONDITION_SQL, {"id": env.id, "condition": json.dumps(condition)})
 
+
+_JUPYTER_CONDITION = json.dumps(
+    {
+        "type": JUPYTER_UNAVAILABLE,
+        "status": "True",
+        "reason": "ImageHasNoJupyter",
+        "message": JUPYTER_UNAVAILABLE_MESSAGE,
+    }
+)
 
 _SET_CONDITION_SQL = text(
     """

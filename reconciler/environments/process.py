@@ -22,7 +22,13 @@ from remotegpu.core.cluster.driver import (
     WorkloadSpec,
     WorkloadWatcher,
 )
+from remotegpu.core.cluster.manifests import JUPYTER_SECRET_SUFFIX, JUPYTER_TOKEN_KEY, wants_jupyter
 from remotegpu.core.environments.derived import PodPlacement, workload_spec
+from remotegpu.core.environments.jupyter import (
+    JUPYTER_UNAVAILABLE_MESSAGE,
+    ensure_jupyter_token,
+    forget_jupyter_token,
+)
 from remotegpu.core.environments.lifecycle import Trigger, allowed_triggers
 from remotegpu.core.environments.states import DesiredState, HostHealth, Phase
 from remotegpu.core.platform import clock
@@ -41,7 +47,7 @@ def process(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
         return _apply_deadline(ctx, env, _decide(ctx, env))
     except ClusterUnavailableError as error:
         return retry("ClusterUnavailable", str(error))
-    except (SecretsUnavailableError, SecretsAccessDeniedError) as error:  # e.g. Vault sealed: wait for it
+    except (SecretsUnavailableError, SecretsAccessDeniedError) as error:  # messages name paths, never values
         return retry("SecretsUnavailable", str(error))
 
 
@@ -66,6 +72,8 @@ def _delete(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
 
 def _finish_delete(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
     ctx.cluster.delete_workload(env.id, keep_volumes=False)
+    if ctx.secrets is not None:
+        forget_jupyter_token(ctx.secrets, env.workspace_id, env.id)
     ctx.kill_point("after-pod-deleted")
     return advance(Trigger.FINISH_DELETE, "Deleted", release_claims=True, mark_deleted=True)
 
@@ -113,7 +121,7 @@ def _reschedule(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult | N
 
 
 def _provision(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
-    ctx.cluster.ensure_workload(_workload(env))
+    _ensure_pod(ctx, _workload(env))
     ctx.kill_point("after-pod-created")
     if isinstance(ctx.cluster, WorkloadWatcher):
         # The pod's own change (scheduled, running, failing) makes it due at once; the recheck is the
@@ -126,9 +134,17 @@ def _observe_pod(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
     """Provisioning or running: the pod's observed state decides (running, recreated, failed, retried)."""
     pod = ctx.cluster.observe_workload(env.id)
     if pod.state is PodState.RUNNING:
+        if not pod.ready and not _jupyter_probe_failed(ctx, env, pod):
+            return requeue(POD_START_RECHECK)  # its probe has not had its chance yet
+        jupyter_ready = pod.ready if "jupyter" in env.spec.access else None
         if env.phase is Phase.PROVISIONING:
-            return advance(Trigger.BECOME_RUNNING, "Running", _binding_message(pod), devices=pod.devices)
-        return requeue(ctx.resync)
+            message = _binding_message(pod)
+            if jupyter_ready is False:
+                message += f"; Jupyter unavailable: {JUPYTER_UNAVAILABLE_MESSAGE}"
+            return advance(
+                Trigger.BECOME_RUNNING, "Running", message, devices=pod.devices, jupyter_ready=jupyter_ready
+            )
+        return requeue(ctx.resync, jupyter_ready=jupyter_ready)
     if pod.state is PodState.PENDING:
         return requeue(POD_START_RECHECK)
     if pod.state is PodState.FAILED:
@@ -140,7 +156,7 @@ def _observe_pod(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
         # and give up at the phase deadline.
         return retry(reason, pod.message)
     # The pod is gone while its host is healthy: create it again, on the same host with the same claims.
-    ctx.cluster.ensure_workload(_workload(env))
+    _ensure_pod(ctx, _workload(env))
     ctx.kill_point("after-pod-created")
     if env.phase is Phase.RUNNING:
         return advance(Trigger.RECREATE, "PodLost", "pod vanished; re-created on the same host")
@@ -229,6 +245,28 @@ def _apply_deadline(ctx: ReconcilerContext, env: EnvironmentState, result: StepR
     message = f"{reason} for longer than the {env.phase.value} deadline ({int(limit)} s)"
     ctx.cluster.delete_workload(env.id, keep_volumes=True)  # failed holds nothing: the pod goes too
     return fail(reason, message)
+
+
+def _ensure_pod(ctx: ReconcilerContext, workload: WorkloadSpec) -> None:
+    """The Secrets the pod reads first (a pod created before its Secret fails to start), then the pod."""
+    if wants_jupyter(workload):
+        if ctx.secrets is None:
+            raise SecretsUnavailableError(
+                "no secrets store for the Jupyter token: set secrets_key (`remotegpu secrets generate-key`)"
+                " or secrets_backend = vault"
+            )
+        token = ensure_jupyter_token(ctx.secrets, workload.workspace_id, workload.environment_id)
+        ctx.cluster.ensure_environment_secret(workload, JUPYTER_SECRET_SUFFIX, {JUPYTER_TOKEN_KEY: token})
+    ctx.cluster.ensure_workload(workload)
+
+
+def _jupyter_probe_failed(ctx: ReconcilerContext, env: EnvironmentState, pod: PodObservation) -> bool:
+    """A Jupyter container that started longer ago than the probe's grace and still is not ready: the
+    entrypoint found no `jupyter` (a container just started may simply not have been probed yet)."""
+    if "jupyter" not in env.spec.access or pod.started_at is None:
+        return False
+    grace = dt.timedelta(seconds=ctx.settings.jupyter_probe_grace_seconds)
+    return clock.now() - pod.started_at >= grace
 
 
 def _workload(env: EnvironmentState) -> WorkloadSpec:

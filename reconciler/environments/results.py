@@ -48,6 +48,9 @@ class StepResult:
     """The spec generation the step has acted on, when it records one."""
     devices: tuple[str, ...] = ()
     """GPU UUIDs the node reported for the pod (recorded with the Running event)."""
+    jupyter_ready: bool | None = None
+    """For a running Jupyter environment: whether its container passes the Jupyter readiness probe
+    (False sets the `JupyterUnavailable` condition, True clears it); None: not looked at."""
 
     def continues(self, desired: DesiredState) -> bool:
         """True when the next step should run at once on the same lease: the phase moved into one where
@@ -71,6 +74,7 @@ def advance(
     mark_deleted: bool = False,
     devices: tuple[str, ...] = (),
     recheck_after: dt.timedelta | None = None,
+    jupyter_ready: bool | None = None,
 ) -> StepResult:
     """Move the phase with `trigger`, recorded as an event with `reason`.
 
@@ -85,12 +89,17 @@ def advance(
         release_claims=release_claims,
         mark_deleted=mark_deleted,
         devices=devices,
+        jupyter_ready=jupyter_ready,
     )
 
 
-def requeue(after: dt.timedelta, *, observed_generation: int | None = None) -> StepResult:
+def requeue(
+    after: dt.timedelta, *, observed_generation: int | None = None, jupyter_ready: bool | None = None
+) -> StepResult:
     """Nothing to do now; look again after `after` (recording `observed_generation` when given)."""
-    return StepResult(Outcome.REQUEUE, after=after, observed_generation=observed_generation)
+    return StepResult(
+        Outcome.REQUEUE, after=after, observed_generation=observed_generation, jupyter_ready=jupyter_ready
+    )
 
 
 def retry(reason: str, message: str = "") -> StepResult:

@@ -27,7 +27,8 @@ PASSWORD = "correct horse battery"
 
 
 JWT_SECRET = "remotegpu-api-tests-signing-key-of-48-characters"  # a test key; conftest may be imported twice
-SECRETS_KEY = "cmVtb3RlZ3B1LWFwaS10ZXN0cy1zZWNyZXRzLWtleSE="  # a test Fernet key (32 bytes, base64)
+SECRETS_KEY = "cmVtb3RlZ3B1LWFwaS10ZXN0cy1zZWNyZXRzLWtleSE="
+"""The built-in secrets store's key, shared by the API (which reads Jupyter tokens) and the reconciler."""
 
 
 @pytest.fixture(scope="session")
@@ -58,13 +59,17 @@ def reconciler(
         api_cluster.nodes.update(
             {f"node-{i}": make_host(connection, gpus=8, name=f"node-{i}") for i in range(2)}
         )
-    made = Reconciler(database_url, api_cluster, Settings(), identity="api-test", listen=False)
+    made = Reconciler(
+        database_url, api_cluster, Settings(secrets_key=SECRETS_KEY), identity="api-test", listen=False
+    )
     yield made
     made.close()
     api_cluster.nodes.clear()
     api_cluster.pods.clear()
     api_cluster.volumes.clear()
     api_cluster.creates.clear()
+    api_cluster.secrets.clear()
+    api_cluster.without_jupyter.clear()
 
 
 @dataclass

@@ -208,7 +208,8 @@ ROUTES = [
     Route("POST", "/environments/{members_env}/stop", "member"),
     Route("POST", "/environments/{members_env}/restart", "member"),
     Route("DELETE", "/environments/{members_env}", "member"),
-    Route("GET", "/environments/{members_env}/access", "member"),
+    # Everyone who may see it sees its endpoints; the command and token only those who may operate it.
+    Route("GET", "/environments/{members_env}/access", "viewer"),
     Route("GET", "/environments/{members_env}/events", "viewer"),
     Route("GET", "/environments/{members_env}/queue", "viewer"),
     # The environment waits for GPUs, so whoever may read its log is told it has no container yet.
@@ -340,7 +341,7 @@ def test_members_cannot_operate_each_others_environments(client: httpx.Client, e
     world = build_world(engine)
     member = _headers("member", world)
     assert client.post(f"/environments/{world.owners_env}/stop", headers=member).status_code == 403
-    assert client.get(f"/environments/{world.owners_env}/access", headers=member).status_code == 403
+    assert client.get(f"/environments/{world.owners_env}/access", headers=member).status_code == 200
     assert client.get(f"/environments/{world.owners_env}", headers=member).status_code == 200
     admin = _headers("admin", world)
     assert client.post(f"/environments/{world.owners_env}/stop", headers=admin).status_code == 202

@@ -13,6 +13,7 @@ from remotegpu.core.capacity.requests import ClaimedPort
 from remotegpu.core.cluster.driver import VolumeSpec, WorkloadSpec
 from remotegpu.core.cluster.manifests import (
     env_config_map_manifest,
+    environment_secret_manifest,
     network_policy_manifest,
     pod_manifest,
     pull_secret_manifest,
@@ -115,7 +116,7 @@ def test_environment_variables_come_from_a_config_map() -> None:
     assert config_map["data"] == {"WANDB_MODE": "offline"}
     container = pod_manifest(SPEC)["spec"]["containers"][0]
     assert container["envFrom"] == [{"configMapRef": {"name": config_map["metadata"]["name"]}}]
-    assert "env" not in container
+    assert "WANDB_MODE" not in {variable["name"] for variable in container.get("env", [])}
 
 
 def test_registry_credentials_become_a_pull_secret_the_pod_references() -> None:
@@ -128,3 +129,44 @@ def test_registry_credentials_become_a_pull_secret_the_pod_references() -> None:
     assert "dXNlcjpwYXNz" not in str(secret), "the credentials are stored encoded, as Kubernetes expects"
     assert pod_manifest(SPEC, pull_secret=True)["spec"]["imagePullSecrets"] == [{"name": "remotegpu-pull"}]
     assert "imagePullSecrets" not in pod_manifest(SPEC)["spec"]
+
+
+def test_jupyter_reads_its_token_from_the_environment_secret_and_has_a_readiness_probe() -> None:
+    pod = pod_manifest(SPEC)
+    main = pod["spec"]["containers"][0]
+    variables = {variable["name"]: variable for variable in main["env"]}
+    assert variables["REMOTEGPU_JUPYTER_PORT"] == {"name": "REMOTEGPU_JUPYTER_PORT", "value": "8888"}
+    assert variables["JUPYTER_TOKEN"]["valueFrom"] == {
+        "secretKeyRef": {"name": f"env-{SPEC.environment_id}-jupyter", "key": "JUPYTER_TOKEN"}
+    }
+    assert main["readinessProbe"]["exec"] == {
+        "command": ["sh", "-c", "test ! -e /run/remotegpu/jupyter-unavailable"]
+    }
+    kubernetes_validate.validate(pod, VERSION, strict=True)
+
+
+def test_jupyter_alone_starts_through_the_entrypoint_without_ssh_keys() -> None:
+    jupyter = ClaimedPort(8888, 30023, Protocol.TCP, PortPurpose.JUPYTER)
+    spec = WorkloadSpec(SPEC.environment_id, SPEC.workspace_id, 1, "n", "img", ("serve",), ports=(jupyter,))
+    pod = pod_manifest(spec)
+    main = pod["spec"]["containers"][0]
+    assert main["command"] == ["/opt/remotegpu/bin/entrypoint", "--", "serve"]
+    assert "ssh-keys" not in {volume["name"] for volume in pod["spec"]["volumes"]}
+    assert "readinessProbe" in main
+    kubernetes_validate.validate(pod, VERSION, strict=True)
+
+
+def test_without_jupyter_there_is_no_token_and_no_readiness_probe() -> None:
+    ssh = ClaimedPort(22, 30022, Protocol.TCP, PortPurpose.SSH)
+    spec = WorkloadSpec(SPEC.environment_id, SPEC.workspace_id, 1, "n", "img", ports=(ssh,))
+    main = pod_manifest(spec)["spec"]["containers"][0]
+    assert "readinessProbe" not in main
+    assert "env" not in main
+
+
+def test_an_environment_secret_is_valid_labelled_and_encoded() -> None:
+    secret = environment_secret_manifest(SPEC, "jupyter", {"JUPYTER_TOKEN": "tok-123"})
+    kubernetes_validate.validate(secret, VERSION, strict=True)
+    assert secret["metadata"]["name"] == f"env-{SPEC.environment_id}-jupyter"
+    assert secret["metadata"]["labels"]["remotegpu.io/environment"] == str(SPEC.environment_id)
+    assert secret["data"] == {"JUPYTER_TOKEN": "dG9rLTEyMw=="}

@@ -126,3 +126,32 @@ def test_events_are_ordered_by_time_then_by_resource_version() -> None:
     assert [event["reason"] for event in events] == ["Unknown", "Pulling", "Pulled", "Started"]
     assert events[0] == {"type": "Warning", "reason": "Unknown", "message": "m0", "at": None, "order": 0}
     assert pod_events_from_listing({}) == []
+
+
+def _started(*, container_ready: bool, pod_ready: bool) -> dict[str, object]:
+    pod = _pod("Running", ready=pod_ready)
+    status = pod["status"]
+    assert isinstance(status, dict)
+    status["containerStatuses"] = [
+        {
+            "name": "main",
+            "ready": container_ready,
+            "state": {"running": {"startedAt": "2026-11-24T12:00:00Z"}},
+        }
+    ]
+    return pod
+
+
+def test_a_running_container_that_fails_its_readiness_probe_is_running_and_not_ready() -> None:
+    seen = observation_from_pod(_started(container_ready=False, pod_ready=False))
+    assert (seen.state, seen.ready) == (PodState.RUNNING, False)
+    assert seen.started_at is not None
+    assert seen.started_at.isoformat() == "2026-11-24T12:00:00+00:00"
+    ready = observation_from_pod(_started(container_ready=True, pod_ready=True))
+    assert (ready.state, ready.ready) == (PodState.RUNNING, True)
+
+
+def test_a_pod_not_ready_while_its_container_is_waits_as_before() -> None:
+    """A node gone NotReady marks the pod, not the container, not ready: no probe failed."""
+    seen = observation_from_pod(_started(container_ready=True, pod_ready=False))
+    assert seen.state is PodState.PENDING

@@ -39,7 +39,14 @@ class Replicas:
         self.world = world
         self.stop = threading.Event()
         self.members = [
-            Reconciler(world.url, world.cluster, settings, identity=f"replica-{i}", listen=listen)
+            Reconciler(
+                world.url,
+                world.cluster,
+                settings,
+                identity=f"replica-{i}",
+                listen=listen,
+                secrets=world.secrets,
+            )
             for i in range(count)
         ]
         self.threads = [threading.Thread(target=r.run, args=(self.stop,), daemon=True) for r in self.members]
@@ -100,7 +107,8 @@ def test_singleton_jobs_run_only_on_the_leader(world: World) -> None:
 
     stop = threading.Event()
     members = [
-        Reconciler(world.url, world.cluster, FAST, identity=f"jobs-{i}", listen=False) for i in range(2)
+        Reconciler(world.url, world.cluster, FAST, identity=f"jobs-{i}", listen=False, secrets=world.secrets)
+        for i in range(2)
     ]
     for member in members:
         member.add_job(job, 0.1, "count")

@@ -25,6 +25,7 @@ from remotegpu.reconciler.loop import Reconciler
 from remotegpu.tests.allocation_world import make_user, make_workspace
 from remotegpu.tests.polling import poll_until
 from remotegpu.tests.reconciler.world import SPEC, build_world
+from remotegpu.tests.secrets_world import builtin_store
 from remotegpu.tests.specs import environment_spec
 
 START = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
@@ -97,7 +98,13 @@ def test_killed_step_resumes_against_the_simulated_cluster(
             workspace = make_workspace(connection, user)
         with clock.frozen_at(START) as advance:
             reconciler = Reconciler(
-                database_url, driver, Settings(), identity="kill-sim", kill_point=kill, listen=False
+                database_url,
+                driver,
+                Settings(),
+                identity="kill-sim",
+                kill_point=kill,
+                listen=False,
+                secrets=builtin_store(engine),
             )
             try:
                 with engine.begin() as connection:

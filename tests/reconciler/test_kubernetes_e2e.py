@@ -27,6 +27,7 @@ from remotegpu.core.inventory.addresses import PUBLIC_ADDRESS_ANNOTATION
 from remotegpu.core.inventory.sync import sync_inventory
 from remotegpu.core.platform import clock
 from remotegpu.core.platform.settings import Settings
+from remotegpu.core.secrets.builtin import EncryptedSecretStore
 from remotegpu.core.secrets.registry_credentials import (
     REGISTRY_CREDENTIALS,
     CachedRegistryCredentials,
@@ -59,6 +60,7 @@ class Stack:
     reconciler: Reconciler
     workspace: uuid.UUID
     user: uuid.UUID
+    secrets: EncryptedSecretStore
 
     def submit(self, name: str, spec: dict[str, Any] | None = None) -> uuid.UUID:
         with self.engine.begin() as connection:
@@ -114,8 +116,11 @@ def stack(engine: Engine, database_url: URL, sessions: object, tmp_path: Path) -
             user = make_user(connection)
             workspace = make_workspace(connection, user)
         api = client.CoreV1Api(config.new_client_from_config(str(kubeconfig)))
-        reconciler = Reconciler(database_url, driver, Settings(), identity="e2e", listen=False)
-        made = Stack(engine, sim, driver, api, reconciler, workspace, user)
+        secrets = builtin_store(engine)
+        reconciler = Reconciler(
+            database_url, driver, Settings(), identity="e2e", listen=False, secrets=secrets
+        )
+        made = Stack(engine, sim, driver, api, reconciler, workspace, user, secrets)
         try:
             yield made
         finally:
@@ -200,7 +205,9 @@ def test_a_restart_mid_provision_creates_no_duplicate_objects(stack: Stack, data
     env = stack.submit("restarted")
     stack.reconciler.run_until_idle()  # scheduled and the pod created; it may not be running yet
     stack.reconciler.close()
-    stack.reconciler = Reconciler(database_url, stack.driver, Settings(), identity="e2e-2", listen=False)
+    stack.reconciler = Reconciler(
+        database_url, stack.driver, Settings(), identity="e2e-2", listen=False, secrets=stack.secrets
+    )
     with stack.engine.begin() as connection:  # the old replica's leases die with it
         connection.execute(text("UPDATE environments SET lock_token = NULL, lock_expires_at = NULL"))
     stack.converge(stack.phase_is(env, "running"))
@@ -248,8 +255,9 @@ def test_garbage_collection_cleans_every_kind_of_orphan(stack: Stack) -> None:
     stack.reconciler.run_until_idle()  # takes leadership
     cleaned = collect_garbage(stack.reconciler.ctx)
 
-    # ghost: pod + service; stopped: pod + service (its PVC stays); crashed: pod + service + PVC
-    assert cleaned == {"objects": 7, "claims": 1}
+    # ghost: pod + service; stopped: pod + service (its PVC stays; its Jupyter Secret went with the stop);
+    # crashed: pod + service + PVC + Jupyter Secret
+    assert cleaned == {"objects": 8, "claims": 1}
     remaining = {p.metadata.name for p in stack.pods()}
     assert remaining == set(), "the crashed environment's pod goes with its claims' owner"
     assert stack.driver.volume_claim_exists(stopped, "data"), "a stopped environment keeps its volume"
@@ -441,7 +449,9 @@ def test_crash_loops_and_api_outages_are_retried_not_failed(stack: Stack, fault:
 def test_one_namespace_per_workspace_holds_each_workspace_s_objects(stack: Stack, database_url: URL) -> None:
     per_workspace = KubernetesCluster(stack.driver._core.api_client, namespace_per_workspace=True)
     stack.reconciler.close()
-    stack.reconciler = Reconciler(database_url, per_workspace, Settings(), identity="e2e-ns", listen=False)
+    stack.reconciler = Reconciler(
+        database_url, per_workspace, Settings(), identity="e2e-ns", listen=False, secrets=stack.secrets
+    )
     env = stack.submit("isolated")
     stack.converge(stack.phase_is(env, "running"))
     namespace = f"rgpu-ws-{stack.workspace}"
@@ -468,7 +478,9 @@ def test_registry_credentials_are_kept_as_a_pull_secret_in_the_namespace(
         stack.driver._core.api_client, registry_credentials=CachedRegistryCredentials(store, ttl_seconds=0)
     )
     stack.reconciler.close()
-    stack.reconciler = Reconciler(database_url, private, Settings(), identity="e2e-pull", listen=False)
+    stack.reconciler = Reconciler(
+        database_url, private, Settings(), identity="e2e-pull", listen=False, secrets=stack.secrets
+    )
 
     def pulled_with() -> str:
         secret = stack.api.read_namespaced_secret("remotegpu-pull", "default")

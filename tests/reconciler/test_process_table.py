@@ -18,6 +18,7 @@ from remotegpu.core.environments.lifecycle import Trigger, allowed_triggers, nex
 from remotegpu.core.environments.states import DesiredState, HostHealth, Phase
 from remotegpu.core.platform import clock
 from remotegpu.core.platform.settings import Settings
+from remotegpu.core.secrets.memory import InMemorySecretStore
 from remotegpu.reconciler.context import ReconcilerContext
 from remotegpu.reconciler.environments.leases import EnvironmentState
 from remotegpu.reconciler.environments.process import process
@@ -31,7 +32,7 @@ NODE = "node-0"
 
 def _context(cluster: InMemoryCluster) -> ReconcilerContext:
     nowhere = create_engine("postgresql+psycopg://nobody@invalid.invalid/none")  # never connected
-    return ReconcilerContext(nowhere, cluster, Settings(), identity="test")
+    return ReconcilerContext(nowhere, cluster, Settings(), identity="test", secrets=InMemorySecretStore())
 
 
 def _env(

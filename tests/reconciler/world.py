@@ -14,8 +14,10 @@ from remotegpu.core.cluster.memory import InMemoryCluster
 from remotegpu.core.environments.desired import set_desired_state, submit_environment
 from remotegpu.core.environments.states import DesiredState
 from remotegpu.core.platform.settings import Settings
+from remotegpu.core.secrets.builtin import EncryptedSecretStore
 from remotegpu.reconciler.loop import Reconciler
 from remotegpu.tests.allocation_world import make_host, make_user, make_workspace
+from remotegpu.tests.secrets_world import builtin_store
 from remotegpu.tests.specs import environment_spec
 
 SPEC: dict[str, Any] = {
@@ -38,6 +40,7 @@ class World:
     workspace: uuid.UUID
     user: uuid.UUID
     hosts: dict[str, uuid.UUID]
+    secrets: EncryptedSecretStore
 
     def submit(self, name: str, spec: dict[str, Any] | None = None) -> uuid.UUID:
         with self.engine.begin() as connection:
@@ -89,7 +92,14 @@ def build_world(
         workspace = make_workspace(connection, user)
         made = {f"node-{i}": make_host(connection, gpus=8, name=f"node-{i}") for i in range(hosts)}
     cluster.nodes.update(made)
+    secrets = builtin_store(engine)
     reconciler = Reconciler(
-        url, cluster, settings or Settings(), identity="test-reconciler", kill_point=kill_point, listen=False
+        url,
+        cluster,
+        settings or Settings(),
+        identity="test-reconciler",
+        kill_point=kill_point,
+        listen=False,
+        secrets=secrets,
     )
-    return World(engine, url, cluster, reconciler, workspace, user, made)
+    return World(engine, url, cluster, reconciler, workspace, user, made, secrets)

@@ -11,7 +11,7 @@ import hashlib
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from kubernetes import client  # type: ignore[import-untyped,unused-ignore]
@@ -40,10 +40,13 @@ from remotegpu.core.cluster.kubernetes.pod_status import observation_from_pod, p
 from remotegpu.core.cluster.manifests import (
     ACCESS_IMAGE,
     ENVIRONMENT_LABEL,
+    JUPYTER_SECRET_SUFFIX,
     MANAGED_LABEL,
     MANAGER,
     env_config_map_manifest,
     env_config_map_name,
+    environment_secret_manifest,
+    environment_secret_name,
     network_policy_manifest,
     pod_manifest,
     pull_secret_manifest,
@@ -186,6 +189,24 @@ class KubernetesCluster:
         self._pull_secrets[namespace] = digest
         return True
 
+    def ensure_environment_secret(self, spec: WorkloadSpec, suffix: str, data: Mapping[str, str]) -> bool:
+        """Create the Secret `env-<id>-<suffix>`, or replace it when its data differs; True when written."""
+        namespace = self.namespace_for(spec.workspace_id)
+        self._ensure_namespace(namespace)
+        self._placed_in[spec.environment_id] = namespace
+        manifest = environment_secret_manifest(spec, suffix, data)
+        name = manifest["metadata"]["name"]
+        current = read_or_none(
+            lambda: self._core.read_namespaced_secret(name, namespace, _preload_content=False)
+        )
+        if current is None:
+            return create_or_get(namespace, self._core.create_namespaced_secret, manifest)
+        if current.get("data") == manifest["data"]:
+            return False
+        replace: Callable[..., Any] = self._core.replace_namespaced_secret  # a manifest dict serialises too
+        call_api(lambda: replace(name, namespace, manifest, _preload_content=False))
+        return True
+
     def observe_workload(self, environment_id: uuid.UUID) -> PodObservation:
         """Map the pod's status to what the reconciler acts on."""
         namespace = self.namespace_of(environment_id)
@@ -206,6 +227,8 @@ class KubernetesCluster:
         removed = self.delete_object("pod", namespace, name)
         removed |= self.delete_object("service", namespace, name)
         removed |= self.delete_object("configmap", namespace, env_config_map_name(environment_id))
+        jupyter_secret = environment_secret_name(environment_id, JUPYTER_SECRET_SUFFIX)
+        removed |= self.delete_object("secret", namespace, jupyter_secret)
         if not keep_volumes:
             for claim in self.volume_claims(environment_id):
                 removed |= self.delete_object("pvc", namespace, claim)
@@ -282,7 +305,7 @@ class KubernetesCluster:
         return pod_events_from_listing(listed)
 
     def owned_objects(self) -> list[tuple[str, str, str, uuid.UUID]]:
-        """(kind, namespace, name, environment id) of every pod, service, ConfigMap and PVC labelled
+        """(kind, namespace, name, environment id) of every pod, service, ConfigMap, Secret and PVC labelled
         as an environment's, in every namespace RemoteGPU uses."""
         selector = f"{MANAGED_LABEL}={MANAGER},{ENVIRONMENT_LABEL}"
         if self.namespace_per_workspace:
@@ -290,6 +313,7 @@ class KubernetesCluster:
                 ("pod", self._core.list_pod_for_all_namespaces),
                 ("service", self._core.list_service_for_all_namespaces),
                 ("configmap", self._core.list_config_map_for_all_namespaces),
+                ("secret", self._core.list_secret_for_all_namespaces),
                 ("pvc", self._core.list_persistent_volume_claim_for_all_namespaces),
             ]
             calls = [
@@ -301,6 +325,7 @@ class KubernetesCluster:
                 ("pod", self._core.list_namespaced_pod),
                 ("service", self._core.list_namespaced_service),
                 ("configmap", self._core.list_namespaced_config_map),
+                ("secret", self._core.list_namespaced_secret),
                 ("pvc", self._core.list_namespaced_persistent_volume_claim),
             ]
             calls = [
@@ -321,11 +346,13 @@ class KubernetesCluster:
         return found
 
     def delete_object(self, kind: str, namespace: str, name: str) -> bool:
-        """Delete one owned object by kind (`pod`, `service`, `configmap`, `pvc`); gone already is fine."""
+        """Delete one owned object by kind (`pod`, `service`, `configmap`, `secret`, `pvc`); gone already is
+        fine."""
         deleters: dict[str, Callable[[], Any]] = {
             "pod": lambda: self._core.delete_namespaced_pod(name, namespace, grace_period_seconds=0),
             "service": lambda: self._core.delete_namespaced_service(name, namespace),
             "configmap": lambda: self._core.delete_namespaced_config_map(name, namespace),
+            "secret": lambda: self._core.delete_namespaced_secret(name, namespace),
             "pvc": lambda: self._core.delete_namespaced_persistent_volume_claim(name, namespace),
         }
         return delete_if_present(deleters[kind])

@@ -5,6 +5,7 @@ Pure functions over the pod's JSON: no cluster needed to test them.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from remotegpu.core.cluster.driver import PodObservation, PodState
@@ -54,7 +55,29 @@ def observation_from_pod(pod: dict[str, Any]) -> PodObservation:
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", []))
     if phase == "Running" and ready:
         return PodObservation(PodState.RUNNING, None, message, node, generation, devices=devices)
+    started_at = _started_unready(status.get("containerStatuses", []))
+    if phase == "Running" and started_at is not None:
+        # Its container runs but fails its readiness probe (only Jupyter environments have one).
+        return PodObservation(
+            PodState.RUNNING,
+            None,
+            message,
+            node,
+            generation,
+            devices=devices,
+            ready=False,
+            started_at=started_at,
+        )
     return PodObservation(PodState.PENDING, "ContainerCreating", message, node, generation, devices=devices)
+
+
+def _started_unready(containers: list[dict[str, Any]]) -> dt.datetime | None:
+    """When the containers started, if every one runs and one of them reports itself not ready; else None
+    (not started yet, or a pod that is not ready for another reason, e.g. its node went NotReady)."""
+    starts = [(c.get("state") or {}).get("running", {}).get("startedAt") for c in containers]
+    if not containers or None in starts or all(c.get("ready") for c in containers):
+        return None
+    return max(dt.datetime.fromisoformat(str(start).replace("Z", "+00:00")) for start in starts)
 
 
 def pod_events_from_listing(listing: dict[str, Any]) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ and `watch` live beside this module and use it too.
 
 from __future__ import annotations
 
+import webbrowser
 from typing import Annotated, Any
 
 import typer
@@ -49,7 +50,14 @@ def get_envs(workspace: Workspace = None, output: Output = OutputFormat.TABLE) -
     emit(console, items, output, ENV_COLUMNS)
 
 
-def access(name: Name, workspace: Workspace = None, output: Output = OutputFormat.TABLE) -> None:
+OpenJupyter = Annotated[
+    bool, typer.Option("--open", help="Open the Jupyter URL (with its token) in a browser.")
+]
+
+
+def access(
+    name: Name, workspace: Workspace = None, output: Output = OutputFormat.TABLE, open_: OpenJupyter = False
+) -> None:
     """How to reach a running environment (SSH command, URLs); exit 1 if it is not running."""
     with signed_in_client() as client:
         environment = find_environment(client, name, workspace)
@@ -68,6 +76,19 @@ def access(name: Name, workspace: Workspace = None, output: Output = OutputForma
         output,
         [("KIND", lambda a: a["kind"]), ("URL", lambda a: a["url"]), ("COMMAND", lambda a: a["command"])],
     )
+    if open_:
+        _open_jupyter(found)
+
+
+def _open_jupyter(found: list[dict[str, Any]]) -> None:
+    """Open the Jupyter URL in a browser, and print it for when no browser opens."""
+    jupyter = next((a for a in found if a["kind"] == "jupyter"), None)
+    if jupyter is None:
+        raise RemoteGPUError("the environment has no Jupyter access; add `jupyter` to its spec's access")
+    if "token=" not in jupyter["url"]:
+        console.print("the Jupyter token is shown only to the environment's owner and workspace admins")
+    console.print(f"opening {jupyter['url']}", highlight=False, soft_wrap=True)
+    webbrowser.open(jupyter["url"])
 
 
 def _control(action: str, name: str, workspace: str | None) -> None:
