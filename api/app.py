@@ -23,7 +23,18 @@ from sqlalchemy import Engine
 from remotegpu.api.context import ApiContext, LogReader
 from remotegpu.api.openapi import document_error_answers
 from remotegpu.api.problems import EXCEPTION_HANDLERS, read_request_input
-from remotegpu.api.routes import auth, billing, environments, hosts, images, ops, quotas, users, workspaces
+from remotegpu.api.routes import (
+    auth,
+    billing,
+    environments,
+    hosts,
+    images,
+    ops,
+    quotas,
+    ssh_keys,
+    users,
+    workspaces,
+)
 from remotegpu.core.accounts.credential_cache import PrincipalCache, listen_for_credential_changes
 from remotegpu.core.accounts.sign_in_limits import SignInLimits
 from remotegpu.core.platform.db import make_async_pool, make_engine
@@ -86,6 +97,7 @@ def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = N
                 SignInLimits(settings.login_attempts_per_minute, settings.login_failures_per_account_per_hour)
             ),
             users.router,
+            ssh_keys.router,
             workspaces.router,
             quotas.router,
             hosts.router,

@@ -1,6 +1,6 @@
 """Garbage collection, a leader job: nothing of RemoteGPU's outlives the environment it belongs to.
 
-- Cluster objects labelled as an environment's (pod, service, PVC) whose environment does not exist or
+- Cluster objects labelled as an environment's (pod, service, ConfigMap, access Secret, PVC) whose environment does not exist or
   is deleted are deleted; a stopped environment keeps its PVCs (stop keeps volumes) but not its pod.
 - Claims whose environment is deleted (or gone from the table) are released, and so is the storage
   quota a deleted environment still holds (its volumes went with its other objects).
@@ -48,7 +48,9 @@ def collect_garbage(ctx: ReconcilerContext) -> dict[str, int]:
             phases = {row.id: row.phase for row in connection.execute(_LIVE_SQL, {"ids": ids})}
         for kind, namespace, name, environment in owned:
             phase = phases.get(environment)
-            orphan = phase is None or (kind in {"pod", "service", "configmap"} and phase in _PODLESS)
+            orphan = phase is None or (
+                kind in {"pod", "service", "configmap", "secret"} and phase in _PODLESS
+            )
             if orphan and ctx.cluster.delete_object(kind, namespace, name):
                 cleaned["objects"] += 1
                 log.info(

@@ -22,12 +22,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import Engine
 from sqlalchemy.engine import URL, make_url
 
 from remotegpu.core.cluster.driver import ClusterDriver, WorkloadWatcher
+from remotegpu.core.environments.access_keys import PlatformKeys
 from remotegpu.core.platform.db import make_engine, normalise_url
+from remotegpu.core.platform.errors import SettingsError
 from remotegpu.core.platform.notify import CHANNEL
 from remotegpu.core.platform.settings import Settings
+from remotegpu.core.secrets.configured import open_secret_store
+from remotegpu.core.secrets.store import SecretStore
 from remotegpu.reconciler.context import ReconcilerContext, SimulatedCrashError
 from remotegpu.reconciler.environments.leases import Lease, fetch_leases
 from remotegpu.reconciler.environments.pipeline import reconcile
@@ -46,6 +51,18 @@ HOST_SYNC_SECONDS = 5.0
 """How often the leader syncs hosts with the cluster's nodes (well inside `host_down_after_seconds`)."""
 
 
+def _platform_keys(secrets: SecretStore | None, settings: Settings, engine: Engine) -> PlatformKeys | None:
+    """The environments' platform keys in the given store, else the configured one; without a store,
+    environments' keys Secrets hold the users' keys only, and the reconciler says so once."""
+    if secrets is None:
+        try:
+            secrets = open_secret_store(settings, engine)
+        except SettingsError as error:
+            log.warning("No secrets store; environments get no platform SSH key", extra={"why": str(error)})
+            return None
+    return PlatformKeys(secrets)
+
+
 class Reconciler:
     """One reconciler replica (leader or standby) for one shard."""
 
@@ -59,6 +76,7 @@ class Reconciler:
         shard: int = 0,
         kill_point: Callable[[str], None] | None = None,
         listen: bool = True,
+        secrets: SecretStore | None = None,
     ) -> None:
         self.url = normalise_url(make_url(url) if isinstance(url, str) else url)
         self.identity = identity or default_identity()
@@ -74,6 +92,7 @@ class Reconciler:
         self.ctx = ReconcilerContext(engine, cluster, settings, self.identity, shard, wake=self._wake_now)
         if kill_point is not None:
             self.ctx.kill_point = kill_point
+        self.ctx.platform_keys = _platform_keys(secrets, settings, engine)
         self._listen = listen
         self._wake = threading.Event()
         self._schedule_wake = threading.Event()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -103,6 +103,13 @@ class ClusterDriver(Protocol):
 
     def node_ready(self, node: str) -> bool:
         """Whether the node exists and reports Ready."""
+
+    def ensure_access_secret(
+        self, environment_id: uuid.UUID, workspace_id: uuid.UUID, name_suffix: str, data: Mapping[str, str]
+    ) -> bool:
+        """Make the Secret `env-<id>-<name_suffix>` hold exactly `data`: create it, or replace it when its
+        content differs; True when something was written. Cheap when nothing changed (implementations
+        remember what they wrote), so a step may call it on every resync. `delete_workload` removes it."""
 
 
 @runtime_checkable

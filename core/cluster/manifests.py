@@ -11,6 +11,7 @@ with a restrictive security context.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from remotegpu.core.cluster.driver import VolumeSpec, WorkloadSpec, workload_name
@@ -135,7 +136,12 @@ def pod_manifest(
         volume_mounts.append({"name": "access", "mountPath": ACCESS_MOUNT})
         volume_mounts.append({"name": "ssh-keys", "mountPath": f"{ACCESS_MOUNT}/keys", "readOnly": True})
         volumes.append({"name": "access", "emptyDir": {}})
-        volumes.append({"name": "ssh-keys", "secret": {"secretName": f"{spec.name}-ssh", "optional": True}})
+        volumes.append(
+            {
+                "name": "ssh-keys",
+                "secret": {"secretName": access_secret_name(spec.environment_id, "ssh"), "optional": True},
+            }
+        )
     pod_spec_extra: Manifest = {"initContainers": init_containers} if init_containers else {}
     if pull_secret:
         pod_spec_extra["imagePullSecrets"] = [{"name": PULL_SECRET_NAME}]
@@ -209,6 +215,37 @@ def pull_secret_manifest(docker_config_json: str) -> Manifest:
         "type": "kubernetes.io/dockerconfigjson",
         "metadata": {"name": PULL_SECRET_NAME, "labels": {MANAGED_LABEL: MANAGER}},
         "data": {".dockerconfigjson": base64.b64encode(docker_config_json.encode()).decode()},
+    }
+
+
+SSH_KEYS_SECRET = "ssh"  # noqa: S105 - a name suffix, not a password
+"""Suffix of the Secret holding an environment's `authorized_keys` (mounted at `/opt/remotegpu/keys`)."""
+
+
+def access_secret_name(environment_id: uuid.UUID, suffix: str) -> str:
+    """Deterministic name of one of an environment's access Secrets (`env-<id>-ssh`, …)."""
+    return f"{workload_name(environment_id)}-{suffix}"
+
+
+def access_secret_manifest(
+    environment_id: uuid.UUID, workspace_id: uuid.UUID, suffix: str, data: Mapping[str, str]
+) -> Manifest:
+    """An Opaque Secret of an environment's access material, labelled as its (so it goes with it)."""
+    import base64
+
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": access_secret_name(environment_id, suffix),
+            "labels": {
+                MANAGED_LABEL: MANAGER,
+                ENVIRONMENT_LABEL: str(environment_id),
+                WORKSPACE_LABEL: str(workspace_id),
+            },
+        },
+        "data": {key: base64.b64encode(value.encode()).decode() for key, value in sorted(data.items())},
     }
 
 

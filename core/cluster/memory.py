@@ -12,7 +12,7 @@ import datetime as dt
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from remotegpu.core.cluster.driver import (
@@ -42,6 +42,10 @@ class InMemoryCluster:
     pods: dict[str, _Pod] = field(default_factory=dict)
     volumes: dict[str, set[str]] = field(default_factory=dict)
     """Environment name -> volume names; they outlive the pod until a delete without keep_volumes."""
+    secrets: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Secret name -> its data (access Secrets: `env-<id>-ssh`…); they go with the pod."""
+    secret_writes: Counter[str] = field(default_factory=Counter)
+    """Creates and replacements per Secret name: an unchanged Secret is never written again."""
     creates: Counter[str] = field(default_factory=Counter)
     """Successful creates per object name: more than one for a live name would be a duplicate."""
     conflicts: int = 0
@@ -84,6 +88,9 @@ class InMemoryCluster:
         with self._lock:
             self._check_available()
             removed = self.pods.pop(name, None) is not None
+            for secret in [secret for secret in self.secrets if secret.startswith(f"{name}-")]:
+                del self.secrets[secret]
+                removed = True
             if not keep_volumes and name in self.volumes:
                 del self.volumes[name]
                 removed = True
@@ -94,6 +101,19 @@ class InMemoryCluster:
         with self._lock:
             self._check_available()
             return node in self.nodes and node not in self.not_ready
+
+    def ensure_access_secret(
+        self, environment_id: uuid.UUID, workspace_id: uuid.UUID, name_suffix: str, data: Mapping[str, str]
+    ) -> bool:
+        """Create or replace the Secret when its data differs; True when it was written."""
+        name = f"{workload_name(environment_id)}-{name_suffix}"
+        with self._lock:
+            self._check_available()
+            if self.secrets.get(name) == dict(data):
+                return False
+            self.secrets[name] = dict(data)
+            self.secret_writes[name] += 1
+            return True
 
     def stream_logs(
         self, environment_id: uuid.UUID, *, follow: bool = False, tail_lines: int | None = None

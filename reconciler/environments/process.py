@@ -22,6 +22,8 @@ from remotegpu.core.cluster.driver import (
     WorkloadSpec,
     WorkloadWatcher,
 )
+from remotegpu.core.cluster.manifests import SSH_KEYS_SECRET, wants_ssh
+from remotegpu.core.environments.access_keys import AUTHORIZED_KEYS, authorized_keys_file
 from remotegpu.core.environments.derived import PodPlacement, workload_spec
 from remotegpu.core.environments.lifecycle import Trigger, allowed_triggers
 from remotegpu.core.environments.states import DesiredState, HostHealth, Phase
@@ -64,6 +66,8 @@ def _delete(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
 def _finish_delete(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
     ctx.cluster.delete_workload(env.id, keep_volumes=False)
     ctx.kill_point("after-pod-deleted")
+    if ctx.platform_keys is not None:  # after the objects: a repeat of this step finds nothing to delete
+        ctx.platform_keys.delete(env.workspace_id, env.id)
     return advance(Trigger.FINISH_DELETE, "Deleted", release_claims=True, mark_deleted=True)
 
 
@@ -110,7 +114,9 @@ def _reschedule(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult | N
 
 
 def _provision(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
-    ctx.cluster.ensure_workload(_workload(env))
+    workload = _workload(env)
+    _ensure_ssh_keys(ctx, env, workload)  # before the pod, so sshd finds its keys when it starts
+    ctx.cluster.ensure_workload(workload)
     ctx.kill_point("after-pod-created")
     if isinstance(ctx.cluster, WorkloadWatcher):
         # The pod's own change (scheduled, running, failing) makes it due at once; the recheck is the
@@ -122,6 +128,10 @@ def _provision(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
 def _observe_pod(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
     """Provisioning or running: the pod's observed state decides (running, recreated, failed, retried)."""
     pod = ctx.cluster.observe_workload(env.id)
+    if pod.state is not PodState.FAILED:
+        # every look re-checks the keys (a compare in the driver's memory when unchanged), so a removed
+        # key is gone from a running environment within one resync
+        _ensure_ssh_keys(ctx, env, _workload(env))
     if pod.state is PodState.RUNNING:
         if env.phase is Phase.PROVISIONING:
             return advance(Trigger.BECOME_RUNNING, "Running", _binding_message(pod), devices=pod.devices)
@@ -226,6 +236,16 @@ def _apply_deadline(ctx: ReconcilerContext, env: EnvironmentState, result: StepR
     message = f"{reason} for longer than the {env.phase.value} deadline ({int(limit)} s)"
     ctx.cluster.delete_workload(env.id, keep_volumes=True)  # failed holds nothing: the pod goes too
     return fail(reason, message)
+
+
+def _ensure_ssh_keys(ctx: ReconcilerContext, env: EnvironmentState, workload: WorkloadSpec) -> None:
+    """Write the environment's keys Secret (`env-<id>-ssh`) when it has SSH access: the entitled users'
+    keys, loaded with its row, and its platform key (generated on first use)."""
+    if not wants_ssh(workload):
+        return
+    platform = ctx.platform_keys.public_key(env.workspace_id, env.id) if ctx.platform_keys else None
+    content = authorized_keys_file(env.authorized_keys, platform)
+    ctx.cluster.ensure_access_secret(env.id, env.workspace_id, SSH_KEYS_SECRET, {AUTHORIZED_KEYS: content})
 
 
 def _workload(env: EnvironmentState) -> WorkloadSpec:

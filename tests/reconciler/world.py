@@ -14,6 +14,7 @@ from remotegpu.core.cluster.memory import InMemoryCluster
 from remotegpu.core.environments.desired import set_desired_state, submit_environment
 from remotegpu.core.environments.states import DesiredState
 from remotegpu.core.platform.settings import Settings
+from remotegpu.core.secrets.store import SecretStore
 from remotegpu.reconciler.loop import Reconciler
 from remotegpu.tests.allocation_world import make_host, make_user, make_workspace
 from remotegpu.tests.specs import environment_spec
@@ -82,6 +83,7 @@ def build_world(
     hosts: int = 1,
     settings: Settings | None = None,
     kill_point: Callable[[str], None] | None = None,
+    secrets: SecretStore | None = None,
 ) -> World:
     cluster = InMemoryCluster()
     with engine.begin() as connection:
@@ -90,6 +92,12 @@ def build_world(
         made = {f"node-{i}": make_host(connection, gpus=8, name=f"node-{i}") for i in range(hosts)}
     cluster.nodes.update(made)
     reconciler = Reconciler(
-        url, cluster, settings or Settings(), identity="test-reconciler", kill_point=kill_point, listen=False
+        url,
+        cluster,
+        settings or Settings(),
+        identity="test-reconciler",
+        kill_point=kill_point,
+        listen=False,
+        secrets=secrets,
     )
     return World(engine, url, cluster, reconciler, workspace, user, made)

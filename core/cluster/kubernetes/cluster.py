@@ -7,10 +7,12 @@ and the manifests; what is left here is which object goes to which namespace, an
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from kubernetes import client  # type: ignore[import-untyped,unused-ignore]
@@ -41,6 +43,7 @@ from remotegpu.core.cluster.manifests import (
     ENVIRONMENT_LABEL,
     MANAGED_LABEL,
     MANAGER,
+    access_secret_manifest,
     env_config_map_manifest,
     env_config_map_name,
     network_policy_manifest,
@@ -87,6 +90,9 @@ class KubernetesCluster:
         self._policies: set[str] = set()
         self._namespaces: set[str] = set()
         self._placed_in: dict[uuid.UUID, str] = {}
+        self._secret_digests: dict[tuple[str, str], str] = {}
+        """(namespace, name) -> digest of the data this process last wrote or read back, so an unchanged
+        access Secret costs no API call on a resync. Forgotten when we delete the Secret."""
 
     @classmethod
     def from_kubeconfig(cls, path: str | None = None, **options: Any) -> KubernetesCluster:
@@ -190,6 +196,8 @@ class KubernetesCluster:
         removed = self.delete_object("pod", namespace, name)
         removed |= self.delete_object("service", namespace, name)
         removed |= self.delete_object("configmap", namespace, env_config_map_name(environment_id))
+        for secret in self._access_secrets(namespace, environment_id):
+            removed |= self.delete_object("secret", namespace, secret)
         if not keep_volumes:
             for claim in self.volume_claims(environment_id):
                 removed |= self.delete_object("pvc", namespace, claim)
@@ -199,6 +207,57 @@ class KubernetesCluster:
         """The node's Ready condition; False when the node does not exist."""
         found = read_or_none(lambda: self._core.read_node(node, _preload_content=False))
         return found is not None and is_ready(found)
+
+    def ensure_access_secret(
+        self, environment_id: uuid.UUID, workspace_id: uuid.UUID, name_suffix: str, data: Mapping[str, str]
+    ) -> bool:
+        """Create the Secret, or replace it when its content differs from `data`; True when written.
+
+        What was written is remembered by digest: an unchanged Secret costs no request at all, and after a
+        restart one read finds it equal. A Secret changed by hand behind our back is put right after a
+        restart (or when the environment's pod is re-created), not on every resync."""
+        namespace = self.namespace_for(workspace_id)
+        self._ensure_namespace(namespace)
+        self._placed_in[environment_id] = namespace
+        manifest = access_secret_manifest(environment_id, workspace_id, name_suffix, data)
+        name = manifest["metadata"]["name"]
+        digest = hashlib.sha256(json.dumps(manifest["data"], sort_keys=True).encode()).hexdigest()
+        if self._secret_digests.get((namespace, name)) == digest:
+            return False
+        found = read_or_none(
+            lambda: self._core.read_namespaced_secret(name, namespace, _preload_content=False)
+        )
+        written = True
+        if found is None:
+            written = create_or_get(namespace, self._core.create_namespaced_secret, manifest)
+            if not written:  # created by another writer a moment ago: make it ours
+                call_api(
+                    bound(
+                        self._core.replace_namespaced_secret,
+                        name,
+                        namespace,
+                        manifest,
+                        _preload_content=False,
+                    )
+                )
+                written = True
+        elif (found.get("data") or {}) != manifest["data"]:
+            call_api(
+                bound(self._core.replace_namespaced_secret, name, namespace, manifest, _preload_content=False)
+            )
+        else:
+            written = False
+        self._secret_digests[(namespace, name)] = digest
+        return written
+
+    def _access_secrets(self, namespace: str, environment_id: uuid.UUID) -> list[str]:
+        selector = f"{MANAGED_LABEL}={MANAGER},{ENVIRONMENT_LABEL}={environment_id}"
+        listed = call_api(
+            lambda: self._core.list_namespaced_secret(
+                namespace, label_selector=selector, _preload_content=False
+            )
+        )
+        return [item["metadata"]["name"] for item in as_json(listed).get("items", [])]
 
     # -- more than the protocol -------------------------------------------------------------------
     def volume_claims(self, environment_id: uuid.UUID) -> list[str]:
@@ -266,7 +325,7 @@ class KubernetesCluster:
         return pod_events_from_listing(listed)
 
     def owned_objects(self) -> list[tuple[str, str, str, uuid.UUID]]:
-        """(kind, namespace, name, environment id) of every pod, service, ConfigMap and PVC labelled
+        """(kind, namespace, name, environment id) of every pod, service, ConfigMap, Secret and PVC labelled
         as an environment's, in every namespace RemoteGPU uses."""
         selector = f"{MANAGED_LABEL}={MANAGER},{ENVIRONMENT_LABEL}"
         if self.namespace_per_workspace:
@@ -274,6 +333,7 @@ class KubernetesCluster:
                 ("pod", self._core.list_pod_for_all_namespaces),
                 ("service", self._core.list_service_for_all_namespaces),
                 ("configmap", self._core.list_config_map_for_all_namespaces),
+                ("secret", self._core.list_secret_for_all_namespaces),
                 ("pvc", self._core.list_persistent_volume_claim_for_all_namespaces),
             ]
             calls = [
@@ -285,6 +345,7 @@ class KubernetesCluster:
                 ("pod", self._core.list_namespaced_pod),
                 ("service", self._core.list_namespaced_service),
                 ("configmap", self._core.list_namespaced_config_map),
+                ("secret", self._core.list_namespaced_secret),
                 ("pvc", self._core.list_namespaced_persistent_volume_claim),
             ]
             calls = [
@@ -305,8 +366,11 @@ class KubernetesCluster:
         return found
 
     def delete_object(self, kind: str, namespace: str, name: str) -> bool:
-        """Delete one owned object by kind (`pod`, `service`, `configmap`, `pvc`); gone already is fine."""
+        """Delete one owned object by kind (`pod`, `service`, `configmap`, `secret`, `pvc`); gone already
+        is fine."""
+        self._secret_digests.pop((namespace, name), None)
         deleters: dict[str, Callable[[], Any]] = {
+            "secret": lambda: self._core.delete_namespaced_secret(name, namespace),
             "pod": lambda: self._core.delete_namespaced_pod(name, namespace, grace_period_seconds=0),
             "service": lambda: self._core.delete_namespaced_service(name, namespace),
             "configmap": lambda: self._core.delete_namespaced_config_map(name, namespace),
