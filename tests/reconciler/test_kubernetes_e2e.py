@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import threading
 import uuid
@@ -15,6 +16,7 @@ from kubernetes import client, config
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
+from remotegpu.core.accounts.ssh_keys import add_ssh_key, remove_ssh_key
 from remotegpu.core.capacity.audit import audit
 from remotegpu.core.cluster.driver import NoContainerError
 from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
@@ -23,12 +25,15 @@ from remotegpu.core.environments.states import DesiredState
 from remotegpu.core.inventory.sync import sync_inventory
 from remotegpu.core.platform import clock
 from remotegpu.core.platform.settings import Settings
+from remotegpu.core.secrets.store import SecretScope
 from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
 from remotegpu.reconciler.gc import collect_garbage
 from remotegpu.reconciler.hosts import sync_host_health
 from remotegpu.reconciler.loop import Reconciler
 from remotegpu.tests.allocation_world import make_user, make_workspace
+from remotegpu.tests.core.test_ssh_keys import ed25519_line
 from remotegpu.tests.polling import poll_until
+from remotegpu.tests.secrets_world import builtin_store
 from remotegpu.tests.specs import environment_spec
 
 SPEC: dict[str, Any] = {
@@ -238,8 +243,8 @@ def test_garbage_collection_cleans_every_kind_of_orphan(stack: Stack) -> None:
     stack.reconciler.run_until_idle()  # takes leadership
     cleaned = collect_garbage(stack.reconciler.ctx)
 
-    # ghost: pod + service; stopped: pod + service (its PVC stays); crashed: pod + service + PVC
-    assert cleaned == {"objects": 7, "claims": 1}
+    # ghost: pod + service; stopped: pod + service (its PVC stays); crashed: pod + service + PVC + keys Secret
+    assert cleaned == {"objects": 8, "claims": 1}
     remaining = {p.metadata.name for p in stack.pods()}
     assert remaining == set(), "the crashed environment's pod goes with its claims' owner"
     assert stack.driver.volume_claim_exists(stopped, "data"), "a stopped environment keeps its volume"
@@ -461,3 +466,46 @@ def test_registry_credentials_are_kept_as_a_pull_secret_in_the_namespace(
     assert secret.type == "kubernetes.io/dockerconfigjson"
     (pod,) = stack.pods()
     assert [s.name for s in pod.spec.image_pull_secrets] == ["remotegpu-pull"]
+
+
+def _authorized_keys(stack: Stack, env: uuid.UUID) -> list[str]:
+    secret = stack.api.read_namespaced_secret(f"env-{env}-ssh", "default")
+    return base64.b64decode(secret.data["authorized_keys"]).decode().splitlines()
+
+
+def test_the_keys_secret_is_mounted_follows_the_keys_and_goes_with_the_environment(
+    stack: Stack, database_url: URL
+) -> None:
+    store = builtin_store(stack.engine)
+    stack.reconciler.close()
+    stack.reconciler = Reconciler(
+        database_url, stack.driver, Settings(), identity="e2e-keys", listen=False, secrets=store
+    )
+    keep, drop = ed25519_line("keep"), ed25519_line("drop")
+    with stack.engine.begin() as connection:
+        add_ssh_key(connection, stack.user, keep)
+        dropped = add_ssh_key(connection, stack.user, drop)
+    env = stack.submit("reachable")
+    stack.converge(stack.phase_is(env, "running"))
+    lines = _authorized_keys(stack, env)
+    assert sorted(lines[:-1]) == sorted([keep, drop])
+    assert lines[-1].startswith("ssh-ed25519 ")
+    assert lines[-1].endswith(" remotegpu-platform")
+    (pod,) = stack.pods()
+    mounted = {v.name: v.secret.secret_name for v in pod.spec.volumes if v.secret}
+    assert mounted == {"ssh-keys": f"env-{env}-ssh"}
+
+    with stack.engine.begin() as connection:
+        remove_ssh_key(connection, stack.user, dropped.id)
+        # the next resync, now rather than in resync_seconds
+        connection.execute(text("UPDATE environments SET next_attempt_at = now() WHERE id = :e"), {"e": env})
+    stack.converge(lambda: _authorized_keys(stack, env)[:-1] == [keep])
+    assert _authorized_keys(stack, env)[-1] == lines[-1], "the platform key stays the same"
+
+    stack.desire(env, DesiredState.DELETED)
+    stack.converge(stack.phase_is(env, "deleted"))
+    assert (
+        stack.api.list_namespaced_secret("default", label_selector=f"remotegpu.io/environment={env}").items
+        == []
+    )
+    assert store.list(SecretScope.workspace(stack.workspace)) == [], "the platform key is deleted too"
