@@ -242,6 +242,7 @@ def remove_ssh_key(connection: Connection, user_id: uuid.UUID, reference: uuid.U
 # -- who may log in to an environment -------------------------------------------------------------
 
 AUTHORIZED_KEYS_SQL = """
+    CASE WHEN e.spec -> 'access' @> CAST('["ssh"]' AS jsonb) THEN
     coalesce((SELECT json_agg(DISTINCT k.public_key ORDER BY k.public_key)
                 FROM ssh_keys k JOIN users u ON u.id = k.user_id AND NOT u.disabled
                WHERE k.user_id = e.user_id
@@ -250,12 +251,15 @@ AUTHORIZED_KEYS_SQL = """
                       AND EXISTS (SELECT 1 FROM workspaces w WHERE w.id = e.workspace_id
                                      AND (w.settings ->> 'admin_keys_in_member_environments') = 'true'))),
              '[]')
+    ELSE CAST('[]' AS json) END
 """
-"""A JSON array of the `authorized_keys` lines of environment `e` (sorted, so equal sets compare equal)."""
+"""A JSON array of the `authorized_keys` lines of environment `e` (sorted, so equal sets compare equal);
+empty, and not even looked up, when the environment has no SSH access (most steps pay nothing)."""
 
 
 def authorized_keys_for(connection: Connection, environment_id: uuid.UUID) -> list[str]:
-    """The public key lines entitled to log in to the environment (without its platform key)."""
+    """The public key lines entitled to log in to the environment (without its platform key); none when it
+    has no SSH access."""
     found = connection.execute(
         text(f"SELECT {AUTHORIZED_KEYS_SQL} AS keys FROM environments e WHERE e.id = :id"),
         {"id": environment_id},

@@ -6,7 +6,7 @@ a trigger is considered only where the lifecycle table allows it from the curren
 `StepResult`, or returns None when its guard does not hold. Where no trigger applies, the step requeues.
 The phase the trigger leads to is not decided here: `apply` looks it up in the table.
 
-No database session is open here; a cluster outage is a retry, never an exception.
+No database session is open here; a cluster or secrets-store outage is a retry, never an exception.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from remotegpu.core.environments.derived import PodPlacement, workload_spec
 from remotegpu.core.environments.lifecycle import Trigger, allowed_triggers
 from remotegpu.core.environments.states import DesiredState, HostHealth, Phase
 from remotegpu.core.platform import clock
+from remotegpu.core.secrets.store import SecretsAccessDeniedError, SecretsUnavailableError
 from remotegpu.reconciler.context import ReconcilerContext
 from remotegpu.reconciler.environments.leases import EnvironmentState
 from remotegpu.reconciler.environments.results import Outcome, StepResult, advance, fail, requeue, retry
@@ -42,6 +43,8 @@ def process(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
         return _apply_deadline(ctx, env, _decide(ctx, env))
     except ClusterUnavailableError as error:
         return retry("ClusterUnavailable", str(error))
+    except (SecretsUnavailableError, SecretsAccessDeniedError) as error:  # messages name paths, never values
+        return retry("SecretsUnavailable", str(error))
 
 
 def _decide(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:

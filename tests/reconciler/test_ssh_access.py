@@ -19,7 +19,13 @@ from remotegpu.core.environments.access_keys import platform_key_path
 from remotegpu.core.environments.states import DesiredState
 from remotegpu.core.platform import clock
 from remotegpu.core.secrets.builtin import EncryptedSecretStore
-from remotegpu.core.secrets.store import SecretNotFoundError
+from remotegpu.core.secrets.store import (
+    SecretNotFoundError,
+    SecretPath,
+    SecretScope,
+    SecretsUnavailableError,
+    SecretValue,
+)
 from remotegpu.tests.allocation_world import make_user
 from remotegpu.tests.core.test_ssh_keys import ed25519_line
 from remotegpu.tests.reconciler.world import World, build_world
@@ -144,3 +150,35 @@ def test_an_environment_without_ssh_gets_no_keys_secret(world: World) -> None:
     world.reconciler.run_until_idle()
     assert world.phase(env) == "running"
     assert world.cluster.secrets == {}
+
+
+class _SealedStore:
+    """A secrets store that cannot answer (a sealed Vault): every call says so."""
+
+    def put(self, path: SecretPath, value: SecretValue) -> None:
+        raise SecretsUnavailableError("Vault is sealed; unseal it")
+
+    def get(self, path: SecretPath) -> SecretValue:
+        raise SecretsUnavailableError("Vault is sealed; unseal it")
+
+    def delete(self, path: SecretPath) -> bool:
+        raise SecretsUnavailableError("Vault is sealed; unseal it")
+
+    def list(self, scope: SecretScope) -> list[str]:
+        raise SecretsUnavailableError("Vault is sealed; unseal it")
+
+
+def test_an_unavailable_secrets_store_is_retried_and_no_pod_starts_without_its_keys(
+    engine: Engine, database_url: URL, sessions: object
+) -> None:
+    with clock.frozen_at(START):
+        sealed = build_world(engine, database_url, secrets=_SealedStore())
+        try:
+            env = sealed.submit("box")
+            sealed.reconciler.run_until_idle()
+            row = sealed.row(env)
+            assert (row.reason, row.retry_count) == ("SecretsUnavailable", 1)
+            assert "sealed" in row.last_error
+            assert sealed.cluster.live_pods() == [], "the pod waits for its keys"
+        finally:
+            sealed.reconciler.close()
