@@ -509,3 +509,27 @@ def test_the_keys_secret_is_mounted_follows_the_keys_and_goes_with_the_environme
         == []
     )
     assert store.list(SecretScope.workspace(stack.workspace)) == [], "the platform key is deleted too"
+
+
+def test_garbage_collection_deletes_the_platform_key_of_a_crashed_delete(
+    stack: Stack, database_url: URL
+) -> None:
+    store = builtin_store(stack.engine)
+    stack.reconciler.close()
+    stack.reconciler = Reconciler(
+        database_url, stack.driver, Settings(), identity="e2e-gc-keys", listen=False, secrets=store
+    )
+    env = stack.submit("crashed")
+    stack.converge(stack.phase_is(env, "running"))
+    assert store.list(SecretScope.workspace(stack.workspace)) == [f"env-{env}-platform-key"]
+    with stack.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE environments SET phase = 'deleted', deleted_at = now() WHERE id = :id"), {"id": env}
+        )
+    stack.reconciler.run_until_idle()  # takes leadership
+    collect_garbage(stack.reconciler.ctx)
+    assert (
+        stack.api.list_namespaced_secret("default", label_selector=f"remotegpu.io/environment={env}").items
+        == []
+    )
+    assert store.list(SecretScope.workspace(stack.workspace)) == []
