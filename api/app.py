@@ -32,6 +32,7 @@ from remotegpu.api.routes import (
     ops,
     quotas,
     registry_credentials,
+    ssh_keys,
     users,
     workspaces,
 )
@@ -99,6 +100,7 @@ def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = N
                 SignInLimits(settings.login_attempts_per_minute, settings.login_failures_per_account_per_hour)
             ),
             users.router,
+            ssh_keys.router,
             workspaces.router,
             quotas.router,
             hosts.router,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from remotegpu.core.cluster.driver import ClusterDriver
+from remotegpu.core.environments.access_keys import PlatformKeys
 from remotegpu.core.platform.settings import Settings
 from remotegpu.core.secrets.store import SecretStore
 
@@ -42,6 +43,9 @@ class ReconcilerContext:
     rng: random.Random = field(default_factory=random.Random)
     wake: Callable[[], None] = lambda: None
     """Wakes the loop (a step requeued work for right now)."""
+    platform_keys: PlatformKeys | None = None
+    """Environments' platform SSH keys in the secrets store; None when no store is configured (the keys
+    Secret then holds the users' keys only)."""
 
     def backoff(self, attempt: int) -> dt.timedelta:
         """Delay before retry number `attempt` (0-based): exponential, capped, with jitter in [½, 1]."""

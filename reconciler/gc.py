@@ -1,9 +1,11 @@
 """Garbage collection, a leader job: nothing of RemoteGPU's outlives the environment it belongs to.
 
-- Cluster objects labelled as an environment's (pod, service, PVC) whose environment does not exist or
+- Cluster objects labelled as an environment's (pod, service, ConfigMap, access Secret, PVC) whose environment does not exist or
   is deleted are deleted; a stopped environment keeps its PVCs (stop keeps volumes) but not its pod.
 - Claims whose environment is deleted (or gone from the table) are released, and so is the storage
   quota a deleted environment still holds (its volumes went with its other objects).
+- The platform SSH key of an environment whose keys Secret was an orphan because the environment is
+  deleted (a delete that crashed before its step finished) is deleted from the secrets store.
 An environment that believes it runs but has no pod needs no collector: its running step observes the
 pod on every resync and re-creates it.
 """
@@ -11,18 +13,23 @@ pod on every resync and re-creates it.
 from __future__ import annotations
 
 import logging
+import uuid
 
 from sqlalchemy import text
 
 from remotegpu.core.capacity.release import release, release_storage
 from remotegpu.core.cluster.driver import OwnedObjects
+from remotegpu.core.environments.access_keys import PlatformKeys
 from remotegpu.core.environments.states import Phase, sql_list
+from remotegpu.core.secrets.store import SecretsAccessDeniedError, SecretsUnavailableError
 from remotegpu.reconciler.context import ReconcilerContext
 from remotegpu.reconciler.leader import fence
 
 log = logging.getLogger(__name__)
 
-_LIVE_SQL = text("SELECT id, phase FROM environments WHERE deleted_at IS NULL AND id = ANY(:ids)")
+_LIVE_SQL = text(
+    "SELECT id, phase, workspace_id, deleted_at IS NOT NULL AS deleted FROM environments WHERE id = ANY(:ids)"
+)
 _ORPHAN_CLAIMS_SQL = text(
     f"""
     SELECT DISTINCT a.environment_id FROM allocations a JOIN environments e ON e.id = a.environment_id
@@ -38,6 +45,15 @@ _ORPHAN_STORAGE_SQL = text(
 _PODLESS = Phase.where(lambda phase: not phase.may_own_pod())
 
 
+def _delete_platform_key(keys: PlatformKeys, workspace_id: uuid.UUID, environment: uuid.UUID) -> None:
+    """A store that cannot answer now is tried again at the next pass (the orphan Secret is gone by
+    then, so a crashed delete's key waits for an operator: the log line says which)."""
+    try:
+        keys.delete(workspace_id, environment)
+    except (SecretsUnavailableError, SecretsAccessDeniedError) as error:
+        log.warning("Platform key not deleted", extra={"env": str(environment), "error": str(error)})
+
+
 def collect_garbage(ctx: ReconcilerContext) -> dict[str, int]:
     """One collection pass; returns how many objects and claims were cleaned."""
     cleaned = {"objects": 0, "claims": 0}
@@ -45,7 +61,9 @@ def collect_garbage(ctx: ReconcilerContext) -> dict[str, int]:
         owned = ctx.cluster.owned_objects()  # no session open during cluster calls
         ids = sorted({environment for _, _, _, environment in owned})
         with ctx.engine.connect() as connection:
-            phases = {row.id: row.phase for row in connection.execute(_LIVE_SQL, {"ids": ids})}
+            rows = connection.execute(_LIVE_SQL, {"ids": ids}).all()
+        phases = {row.id: row.phase for row in rows if not row.deleted}
+        deleted = {row.id: row.workspace_id for row in rows if row.deleted}
         for kind, namespace, name, environment in owned:
             phase = phases.get(environment)
             orphan = phase is None or (
@@ -57,6 +75,8 @@ def collect_garbage(ctx: ReconcilerContext) -> dict[str, int]:
                     "Orphan deleted",
                     extra={"kind": kind, "object": f"{namespace}/{name}", "env": str(environment)},
                 )
+                if kind == "secret" and environment in deleted and ctx.platform_keys is not None:
+                    _delete_platform_key(ctx.platform_keys, deleted[environment], environment)
     with ctx.engine.connect() as connection:
         holding = connection.execute(_ORPHAN_STORAGE_SQL).scalars().all()
     for environment in holding:

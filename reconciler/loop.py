@@ -25,6 +25,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import URL, make_url
 
 from remotegpu.core.cluster.driver import ClusterDriver, WorkloadWatcher
+from remotegpu.core.environments.access_keys import PlatformKeys
 from remotegpu.core.platform.db import make_engine, normalise_url
 from remotegpu.core.platform.notify import CHANNEL
 from remotegpu.core.platform.settings import Settings
@@ -74,6 +75,8 @@ class Reconciler:
             # expires) and SQLAlchemy then replaces the pool's connections.
             pre_ping=False,
         )
+        # One store for both: without one, Jupyter environments wait and keys Secrets hold users' keys only.
+        store = secrets if secrets is not None else secret_store_if_configured(settings, engine)
         self.ctx = ReconcilerContext(
             engine,
             cluster,
@@ -81,7 +84,8 @@ class Reconciler:
             self.identity,
             shard,
             wake=self._wake_now,
-            secrets=secrets if secrets is not None else secret_store_if_configured(settings, engine),
+            secrets=store,
+            platform_keys=PlatformKeys(store) if store is not None else None,
         )
         if kill_point is not None:
             self.ctx.kill_point = kill_point

@@ -24,6 +24,12 @@ from remotegpu.core.accounts.membership import (
     update_workspace,
     workspace_access,
 )
+from remotegpu.core.accounts.workspace_settings import (
+    WorkspaceSettings,
+    WorkspaceSettingsUpdate,
+    get_workspace_settings,
+    update_workspace_settings,
+)
 from remotegpu.core.environments.spec import Name
 from remotegpu.core.environments.states import WorkspaceRole
 from remotegpu.core.platform.pagination import MAX_PAGE_SIZE
@@ -184,8 +190,37 @@ def remove_one(
         remove_member(connection, principal, access, customer_id)
 
 
+@get("/{workspace_id:uuid}/settings", sync_to_thread=True)
+def settings(workspace_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> WorkspaceSettings:
+    """The workspace's settings (any member reads them)."""
+    with api.acting(request) as (connection, principal):
+        return get_workspace_settings(connection, workspace_access(connection, principal, workspace_id))
+
+
+@put("/{workspace_id:uuid}/settings", sync_to_thread=True, opt=answers(403))
+def change_settings(
+    workspace_id: FromPath[uuid.UUID], data: JSONBody[WorkspaceSettingsUpdate], request: AnyRequest, api: Api
+) -> WorkspaceSettings:
+    """Change settings (workspace admins and owners); fields not given keep their value."""
+    with api.acting(request) as (connection, principal):
+        access = workspace_access(connection, principal, workspace_id)
+        return update_workspace_settings(connection, principal, access, data)
+
+
 router = Router(
     "/workspaces",
-    route_handlers=[create, list_mine, show, update, remove, members, add, change_role, remove_one],
+    route_handlers=[
+        create,
+        list_mine,
+        show,
+        update,
+        remove,
+        members,
+        add,
+        change_role,
+        remove_one,
+        settings,
+        change_settings,
+    ],
     tags=["workspaces"],
 )

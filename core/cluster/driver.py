@@ -101,10 +101,6 @@ class ClusterDriver(Protocol):
     def ensure_workload(self, spec: WorkloadSpec) -> bool:
         """Create the environment's objects unless they exist; True when something was created."""
 
-    def ensure_environment_secret(self, spec: WorkloadSpec, suffix: str, data: Mapping[str, str]) -> bool:
-        """Write the Secret `<name>-<suffix>` of the environment holding `data`, creating it or replacing
-        a different one; True when something was written. Values are never logged."""
-
     def observe_workload(self, environment_id: uuid.UUID) -> PodObservation:
         """The environment's pod as the cluster reports it now."""
 
@@ -113,6 +109,13 @@ class ClusterDriver(Protocol):
 
     def node_ready(self, node: str) -> bool:
         """Whether the node exists and reports Ready."""
+
+    def ensure_environment_secret(
+        self, environment_id: uuid.UUID, workspace_id: uuid.UUID, suffix: str, data: Mapping[str, str]
+    ) -> bool:
+        """Make the Secret `env-<id>-<suffix>` (SSH keys, the Jupyter token) hold exactly `data`: create it, or replace it when its
+        content differs; True when something was written. Cheap when nothing changed (implementations
+        remember what they wrote), so a step may call it on every resync. `delete_workload` removes it."""
 
 
 @runtime_checkable

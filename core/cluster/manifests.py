@@ -77,22 +77,6 @@ def environment_secret_name(environment_id: uuid.UUID, suffix: str) -> str:
     return f"{workload_name(environment_id)}-{suffix}"
 
 
-def environment_secret_manifest(spec: WorkloadSpec, suffix: str, data: Mapping[str, str]) -> Manifest:
-    """An Opaque Secret of the environment, labelled as its other objects so it is collected with them."""
-    import base64
-
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "Opaque",
-        "metadata": {
-            "name": environment_secret_name(spec.environment_id, suffix),
-            "labels": labels_for(spec),
-        },
-        "data": {key: base64.b64encode(value.encode()).decode() for key, value in data.items()},
-    }
-
-
 def _jupyter_container_settings(spec: WorkloadSpec) -> Manifest:
     """The token (from the environment's Secret, never in the pod spec), the port, and a readiness probe
     that fails when the entrypoint found no `jupyter` in the image, so the pod itself reports it."""
@@ -197,7 +181,15 @@ def pod_manifest(
         volumes.append({"name": "access", "emptyDir": {}})
     if wants_ssh(spec):
         volume_mounts.append({"name": "ssh-keys", "mountPath": f"{ACCESS_MOUNT}/keys", "readOnly": True})
-        volumes.append({"name": "ssh-keys", "secret": {"secretName": f"{spec.name}-ssh", "optional": True}})
+        volumes.append(
+            {
+                "name": "ssh-keys",
+                "secret": {
+                    "secretName": environment_secret_name(spec.environment_id, "ssh"),
+                    "optional": True,
+                },
+            }
+        )
     pod_spec_extra: Manifest = {"initContainers": init_containers} if init_containers else {}
     if pull_secret:
         pod_spec_extra["imagePullSecrets"] = [{"name": PULL_SECRET_NAME}]
@@ -271,6 +263,32 @@ def pull_secret_manifest(docker_config_json: str) -> Manifest:
         "type": "kubernetes.io/dockerconfigjson",
         "metadata": {"name": PULL_SECRET_NAME, "labels": {MANAGED_LABEL: MANAGER}},
         "data": {".dockerconfigjson": base64.b64encode(docker_config_json.encode()).decode()},
+    }
+
+
+SSH_KEYS_SECRET = "ssh"  # noqa: S105 - a name suffix, not a password
+"""Suffix of the Secret holding an environment's `authorized_keys` (mounted at `/opt/remotegpu/keys`)."""
+
+
+def environment_secret_manifest(
+    environment_id: uuid.UUID, workspace_id: uuid.UUID, suffix: str, data: Mapping[str, str]
+) -> Manifest:
+    """An Opaque Secret of an environment's access material, labelled as its (so it goes with it)."""
+    import base64
+
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": environment_secret_name(environment_id, suffix),
+            "labels": {
+                MANAGED_LABEL: MANAGER,
+                ENVIRONMENT_LABEL: str(environment_id),
+                WORKSPACE_LABEL: str(workspace_id),
+            },
+        },
+        "data": {key: base64.b64encode(value.encode()).decode() for key, value in sorted(data.items())},
     }
 
 

@@ -43,13 +43,16 @@ class InMemoryCluster:
     pods: dict[str, _Pod] = field(default_factory=dict)
     volumes: dict[str, set[str]] = field(default_factory=dict)
     """Environment name -> volume names; they outlive the pod until a delete without keep_volumes."""
+    secrets: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Secret name -> its data (the environments' Secrets: `env-<id>-ssh`, `env-<id>-jupyter`); they go
+    with the pod."""
+    secret_writes: Counter[str] = field(default_factory=Counter)
+    """Creates and replacements per Secret name: an unchanged Secret is never written again."""
     creates: Counter[str] = field(default_factory=Counter)
     """Successful creates per object name: more than one for a live name would be a duplicate."""
     conflicts: int = 0
     not_ready: set[str] = field(default_factory=set)
     unavailable: bool = False
-    secrets: dict[str, dict[str, str]] = field(default_factory=dict)
-    """Secret name -> data, as the environments' Secrets would hold it."""
     without_jupyter: set[str] = field(default_factory=set)
     """Images that have no `jupyter`: their Jupyter pods run but fail the readiness probe."""
     _failing_images: dict[str, tuple[str, str, bool]] = field(default_factory=dict)
@@ -66,16 +69,6 @@ class InMemoryCluster:
             self.pods[spec.name] = _Pod(spec, clock.now(), self._failing_images.get(spec.image))
             self.creates[spec.name] += 1
             self.volumes.setdefault(spec.name, set()).update(volume.name for volume in spec.volumes)
-            return True
-
-    def ensure_environment_secret(self, spec: WorkloadSpec, suffix: str, data: Mapping[str, str]) -> bool:
-        """Write the Secret `env-<id>-<suffix>`; True when it was missing or held other data."""
-        name = environment_secret_name(spec.environment_id, suffix)
-        with self._lock:
-            self._check_available()
-            if self.secrets.get(name) == dict(data):
-                return False
-            self.secrets[name] = dict(data)
             return True
 
     def observe_workload(self, environment_id: uuid.UUID) -> PodObservation:
@@ -110,10 +103,9 @@ class InMemoryCluster:
         with self._lock:
             self._check_available()
             removed = self.pods.pop(name, None) is not None
-            removed |= (
-                self.secrets.pop(environment_secret_name(environment_id, JUPYTER_SECRET_SUFFIX), None)
-                is not None
-            )
+            for secret in [secret for secret in self.secrets if secret.startswith(f"{name}-")]:
+                del self.secrets[secret]
+                removed = True
             if not keep_volumes and name in self.volumes:
                 del self.volumes[name]
                 removed = True
@@ -124,6 +116,19 @@ class InMemoryCluster:
         with self._lock:
             self._check_available()
             return node in self.nodes and node not in self.not_ready
+
+    def ensure_environment_secret(
+        self, environment_id: uuid.UUID, workspace_id: uuid.UUID, suffix: str, data: Mapping[str, str]
+    ) -> bool:
+        """Create or replace the Secret when its data differs; True when it was written."""
+        name = environment_secret_name(environment_id, suffix)
+        with self._lock:
+            self._check_available()
+            if self.secrets.get(name) == dict(data):
+                return False
+            self.secrets[name] = dict(data)
+            self.secret_writes[name] += 1
+            return True
 
     def stream_logs(
         self, environment_id: uuid.UUID, *, follow: bool = False, tail_lines: int | None = None

@@ -11,6 +11,7 @@ from remotegpu.core.models.images import Image
 from remotegpu.core.models.inventory import Gpu, GpuPool, Host
 from remotegpu.core.models.leadership import ShardLeader
 from remotegpu.core.models.secrets import StoredSecret
+from remotegpu.core.models.ssh_keys import SshKey
 from remotegpu.core.models.throttling import SignInCounter
 from remotegpu.core.models.workspaces import GpuModelQuota, ResourceQuota, Workspace, WorkspaceMember
 
@@ -35,6 +36,7 @@ __all__ = [
     "ResourceQuota",
     "ShardLeader",
     "SignInCounter",
+    "SshKey",
     "StoredSecret",
     "User",
     "Workspace",

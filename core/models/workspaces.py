@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -42,6 +43,9 @@ class Workspace(Base):
     created_at: Mapped[CreatedAt]
     updated_at: Mapped[UpdatedAt]
     deleted_at: Mapped[dt.datetime | None]
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+    """The workspace's settings as `core.accounts.workspace_settings.WorkspaceSettings` stores them
+    (missing keys take the struct's defaults)."""
 
 
 class WorkspaceMember(Base):

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import text
 
+from remotegpu.core.accounts.ssh_keys import AUTHORIZED_KEYS_SQL
 from remotegpu.core.capacity.requests import ClaimedPort
 from remotegpu.core.environments.lifecycle import Trigger, sources
 from remotegpu.core.environments.spec import EnvironmentSpec, spec_from_stored
@@ -62,6 +63,8 @@ class EnvironmentState:
     """Device UUIDs of the GPUs this environment claims (None where the node never reported one)."""
     lost_gpus: tuple[int, ...] = ()
     """Indexes of claimed GPUs its node no longer reports (`GpuHealth.LOST`)."""
+    authorized_keys: tuple[str, ...] = ()
+    """Public key lines of the users entitled to SSH in (`AUTHORIZED_KEYS_SQL`), sorted."""
 
 
 # -- fetch ---------------------------------------------------------------------------------------
@@ -162,7 +165,8 @@ STATE_COLUMNS = f"""
            coalesce((SELECT json_agg(g.index ORDER BY g.index)
                        FROM gpu_claims c JOIN gpus g ON g.id = c.gpu_id
                       WHERE c.environment_id = e.id AND c.released_at IS NULL AND g.health = '{GpuHealth.LOST}'),
-                    '[]') AS lost_gpus
+                    '[]') AS lost_gpus,
+           {AUTHORIZED_KEYS_SQL} AS authorized_keys
       FROM environments e
       LEFT JOIN allocations a ON a.environment_id = e.id AND a.released_at IS NULL
       LEFT JOIN hosts h ON h.id = a.host_id
@@ -197,4 +201,5 @@ def state_from_row(row: Any) -> EnvironmentState:
         ports=tuple(ClaimedPort(c, h, Protocol(p), PortPurpose(u), n) for c, h, p, u, n in row.ports),
         claimed_devices=tuple(row.claimed_devices),
         lost_gpus=tuple(row.lost_gpus),
+        authorized_keys=tuple(row.authorized_keys),
     )

@@ -22,7 +22,14 @@ from remotegpu.core.cluster.driver import (
     WorkloadSpec,
     WorkloadWatcher,
 )
-from remotegpu.core.cluster.manifests import JUPYTER_SECRET_SUFFIX, JUPYTER_TOKEN_KEY, wants_jupyter
+from remotegpu.core.cluster.manifests import (
+    JUPYTER_SECRET_SUFFIX,
+    JUPYTER_TOKEN_KEY,
+    SSH_KEYS_SECRET,
+    wants_jupyter,
+    wants_ssh,
+)
+from remotegpu.core.environments.access_keys import AUTHORIZED_KEYS, authorized_keys_file
 from remotegpu.core.environments.derived import PodPlacement, workload_spec
 from remotegpu.core.environments.jupyter import (
     JUPYTER_UNAVAILABLE_MESSAGE,
@@ -75,6 +82,8 @@ def _finish_delete(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
     if ctx.secrets is not None:
         forget_jupyter_token(ctx.secrets, env.workspace_id, env.id)
     ctx.kill_point("after-pod-deleted")
+    if ctx.platform_keys is not None:  # after the objects: a repeat of this step finds nothing to delete
+        ctx.platform_keys.delete(env.workspace_id, env.id)
     return advance(Trigger.FINISH_DELETE, "Deleted", release_claims=True, mark_deleted=True)
 
 
@@ -121,7 +130,7 @@ def _reschedule(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult | N
 
 
 def _provision(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
-    _ensure_pod(ctx, _workload(env))
+    _ensure_pod(ctx, env, _workload(env))
     ctx.kill_point("after-pod-created")
     if isinstance(ctx.cluster, WorkloadWatcher):
         # The pod's own change (scheduled, running, failing) makes it due at once; the recheck is the
@@ -133,6 +142,10 @@ def _provision(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
 def _observe_pod(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
     """Provisioning or running: the pod's observed state decides (running, recreated, failed, retried)."""
     pod = ctx.cluster.observe_workload(env.id)
+    if pod.state is not PodState.FAILED:
+        # every look re-checks the keys (a compare in the driver's memory when unchanged), so a removed
+        # key is gone from a running environment within one resync
+        _ensure_ssh_keys(ctx, env, _workload(env))
     if pod.state is PodState.RUNNING:
         if not pod.ready and not _jupyter_probe_failed(ctx, env, pod):
             return requeue(POD_START_RECHECK)  # its probe has not had its chance yet
@@ -156,7 +169,7 @@ def _observe_pod(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
         # and give up at the phase deadline.
         return retry(reason, pod.message)
     # The pod is gone while its host is healthy: create it again, on the same host with the same claims.
-    _ensure_pod(ctx, _workload(env))
+    _ensure_pod(ctx, env, _workload(env))
     ctx.kill_point("after-pod-created")
     if env.phase is Phase.RUNNING:
         return advance(Trigger.RECREATE, "PodLost", "pod vanished; re-created on the same host")
@@ -247,8 +260,10 @@ def _apply_deadline(ctx: ReconcilerContext, env: EnvironmentState, result: StepR
     return fail(reason, message)
 
 
-def _ensure_pod(ctx: ReconcilerContext, workload: WorkloadSpec) -> None:
-    """The Secrets the pod reads first (a pod created before its Secret fails to start), then the pod."""
+def _ensure_pod(ctx: ReconcilerContext, env: EnvironmentState, workload: WorkloadSpec) -> None:
+    """The Secrets the pod reads first (a pod created before its Secret fails to start; sshd must find
+    its keys when it starts), then the pod."""
+    _ensure_ssh_keys(ctx, env, workload)
     if wants_jupyter(workload):
         if ctx.secrets is None:
             raise SecretsUnavailableError(
@@ -256,7 +271,9 @@ def _ensure_pod(ctx: ReconcilerContext, workload: WorkloadSpec) -> None:
                 " or secrets_backend = vault"
             )
         token = ensure_jupyter_token(ctx.secrets, workload.workspace_id, workload.environment_id)
-        ctx.cluster.ensure_environment_secret(workload, JUPYTER_SECRET_SUFFIX, {JUPYTER_TOKEN_KEY: token})
+        ctx.cluster.ensure_environment_secret(
+            env.id, env.workspace_id, JUPYTER_SECRET_SUFFIX, {JUPYTER_TOKEN_KEY: token}
+        )
     ctx.cluster.ensure_workload(workload)
 
 
@@ -267,6 +284,18 @@ def _jupyter_probe_failed(ctx: ReconcilerContext, env: EnvironmentState, pod: Po
         return False
     grace = dt.timedelta(seconds=ctx.settings.jupyter_probe_grace_seconds)
     return clock.now() - pod.started_at >= grace
+
+
+def _ensure_ssh_keys(ctx: ReconcilerContext, env: EnvironmentState, workload: WorkloadSpec) -> None:
+    """Write the environment's keys Secret (`env-<id>-ssh`) when it has SSH access: the entitled users'
+    keys, loaded with its row, and its platform key (generated on first use)."""
+    if not wants_ssh(workload):
+        return
+    platform = ctx.platform_keys.public_key(env.workspace_id, env.id) if ctx.platform_keys else None
+    content = authorized_keys_file(env.authorized_keys, platform)
+    ctx.cluster.ensure_environment_secret(
+        env.id, env.workspace_id, SSH_KEYS_SECRET, {AUTHORIZED_KEYS: content}
+    )
 
 
 def _workload(env: EnvironmentState) -> WorkloadSpec:

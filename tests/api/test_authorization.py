@@ -24,6 +24,7 @@ from remotegpu.core.accounts.users import create_api_token
 from remotegpu.core.environments.desired import submit_environment
 from remotegpu.tests.allocation_world import make_host
 from remotegpu.tests.api.conftest import JWT_SECRET
+from remotegpu.tests.core.test_ssh_keys import ed25519_line
 from remotegpu.tests.specs import environment_spec
 
 ROLES = ["anonymous", "outsider", "viewer", "member", "admin", "owner", "platform"]
@@ -167,6 +168,9 @@ ROUTES = [
     Route("GET", "/auth/tokens", "signed-in"),
     Route("DELETE", "/auth/tokens/{token}", "signed-in"),
     Route("GET", "/users/me", "signed-in"),
+    Route("GET", "/users/me/ssh-keys", "signed-in"),
+    Route("POST", "/users/me/ssh-keys", "signed-in", lambda w, r: {"public_key": ed25519_line(r)}),
+    Route("DELETE", "/users/me/ssh-keys/{ssh_key}", "signed-in", ok=404),  # nobody's key: 404 once signed in
     Route("GET", "/users", "platform"),
     Route("POST", "/users/{spare}/disable", "platform"),
     Route("POST", "/users/{spare}/enable", "platform"),
@@ -176,6 +180,13 @@ ROUTES = [
     Route("PUT", "/workspaces/{workspace}", "admin", lambda w, r: {"display_name": "renamed"}),
     Route("DELETE", "/workspaces/{workspace}", "owner"),
     Route("GET", "/workspaces/{workspace}/members", "viewer"),
+    Route("GET", "/workspaces/{workspace}/settings", "viewer"),
+    Route(
+        "PUT",
+        "/workspaces/{workspace}/settings",
+        "admin",
+        lambda w, r: {"admin_keys_in_member_environments": True},
+    ),
     Route(
         "POST",
         "/workspaces/{workspace}/members",
@@ -270,6 +281,7 @@ def _path(route: Route, world: World, role: str) -> str:
         "spare": world.spare,
         "viewer_extra": world.viewer_extra,
         "token": world.tokens.get(role, uuid.uuid4()),
+        "ssh_key": uuid.uuid4(),
     }
     return route.path.format(**values)
 
@@ -309,6 +321,7 @@ def _template(path: str) -> str:
         "{gpu}": "{gpu_id}",
         "{spare}": "{user_id}",
         "{token}": "{token_id}",
+        "{ssh_key}": "{key_id}",
     }
     path = path.partition("?")[0]
     for ours, theirs in names.items():

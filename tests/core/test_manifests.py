@@ -53,8 +53,11 @@ VERSION = "1.31"
         volume_claim_manifest(SPEC, SPEC.volumes[0], "fast-ssd"),
         network_policy_manifest(SPEC.workspace_id),
         env_config_map_manifest(SPEC),
+        environment_secret_manifest(
+            SPEC.environment_id, SPEC.workspace_id, "ssh", {"authorized_keys": "ssh-ed25519 AAAA\n"}
+        ),
     ],
-    ids=["pod", "service", "headless-service", "pvc", "network-policy", "configmap"],
+    ids=["pod", "service", "headless-service", "pvc", "network-policy", "configmap", "keys-secret"],
 )
 def test_manifest_is_valid_against_the_official_schema(manifest: dict[str, object]) -> None:
     kubernetes_validate.validate(manifest, VERSION, strict=True)
@@ -92,6 +95,13 @@ def test_ssh_access_brings_sshd_into_any_image_through_an_init_container() -> No
     keys = next(v for v in pod["spec"]["volumes"] if v["name"] == "ssh-keys")
     assert keys["secret"] == {"secretName": f"env-{SPEC.environment_id}-ssh", "optional": True}
     kubernetes_validate.validate(pod, VERSION, strict=True)
+    secret = environment_secret_manifest(
+        SPEC.environment_id, SPEC.workspace_id, "ssh", {"authorized_keys": "k\n"}
+    )
+    assert secret["metadata"]["name"] == keys["secret"]["secretName"], (
+        "the Secret the reconciler writes is the one mounted"
+    )
+    assert secret["metadata"]["labels"]["remotegpu.io/environment"] == str(SPEC.environment_id)
 
 
 def test_without_ssh_the_command_is_left_as_written() -> None:
@@ -165,7 +175,9 @@ def test_without_jupyter_there_is_no_token_and_no_readiness_probe() -> None:
 
 
 def test_an_environment_secret_is_valid_labelled_and_encoded() -> None:
-    secret = environment_secret_manifest(SPEC, "jupyter", {"JUPYTER_TOKEN": "tok-123"})
+    secret = environment_secret_manifest(
+        SPEC.environment_id, SPEC.workspace_id, "jupyter", {"JUPYTER_TOKEN": "tok-123"}
+    )
     kubernetes_validate.validate(secret, VERSION, strict=True)
     assert secret["metadata"]["name"] == f"env-{SPEC.environment_id}-jupyter"
     assert secret["metadata"]["labels"]["remotegpu.io/environment"] == str(SPEC.environment_id)

@@ -155,9 +155,10 @@ def test_an_image_without_jupyter_gives_the_condition_with_the_fix(stack: Stack)
 def test_writing_an_environment_secret_is_idempotent_and_replaces_other_data(stack: Stack) -> None:
     workload = WorkloadSpec(uuid.uuid4(), stack.workspace, 1, "gpu-node-0", "img")
     driver = stack.reconciler.ctx.cluster
-    assert driver.ensure_environment_secret(workload, "jupyter", {"JUPYTER_TOKEN": "first"})
-    assert not driver.ensure_environment_secret(workload, "jupyter", {"JUPYTER_TOKEN": "first"})
-    assert driver.ensure_environment_secret(workload, "jupyter", {"JUPYTER_TOKEN": "second"})
+    ids = (workload.environment_id, workload.workspace_id)
+    assert driver.ensure_environment_secret(*ids, "jupyter", {"JUPYTER_TOKEN": "first"})
+    assert not driver.ensure_environment_secret(*ids, "jupyter", {"JUPYTER_TOKEN": "first"})
+    assert driver.ensure_environment_secret(*ids, "jupyter", {"JUPYTER_TOKEN": "second"})
     secret = _read(stack.api.read_namespaced_secret, f"env-{workload.environment_id}-jupyter")
     assert base64.b64decode(secret["data"]["JUPYTER_TOKEN"]) == b"second"
     assert driver.delete_workload(workload.environment_id, keep_volumes=False)

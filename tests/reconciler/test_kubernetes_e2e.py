@@ -17,6 +17,7 @@ from kubernetes import client, config
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
+from remotegpu.core.accounts.ssh_keys import add_ssh_key, remove_ssh_key
 from remotegpu.core.capacity.audit import audit
 from remotegpu.core.cluster.driver import NoContainerError
 from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
@@ -33,11 +34,13 @@ from remotegpu.core.secrets.registry_credentials import (
     CachedRegistryCredentials,
     docker_config_for,
 )
+from remotegpu.core.secrets.store import SecretScope
 from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
 from remotegpu.reconciler.gc import collect_garbage
 from remotegpu.reconciler.hosts import sync_host_health
 from remotegpu.reconciler.loop import Reconciler
 from remotegpu.tests.allocation_world import make_user, make_workspace
+from remotegpu.tests.core.test_ssh_keys import ed25519_line
 from remotegpu.tests.polling import poll_until
 from remotegpu.tests.secrets_world import builtin_store
 from remotegpu.tests.specs import environment_spec
@@ -255,9 +258,9 @@ def test_garbage_collection_cleans_every_kind_of_orphan(stack: Stack) -> None:
     stack.reconciler.run_until_idle()  # takes leadership
     cleaned = collect_garbage(stack.reconciler.ctx)
 
-    # ghost: pod + service; stopped: pod + service (its PVC stays; its Jupyter Secret went with the stop);
-    # crashed: pod + service + PVC + Jupyter Secret
-    assert cleaned == {"objects": 8, "claims": 1}
+    # ghost: pod + service; stopped: pod + service (its PVC stays; its Secrets went with the stop);
+    # crashed: pod + service + PVC + keys Secret + Jupyter Secret
+    assert cleaned == {"objects": 9, "claims": 1}
     remaining = {p.metadata.name for p in stack.pods()}
     assert remaining == set(), "the crashed environment's pod goes with its claims' owner"
     assert stack.driver.volume_claim_exists(stopped, "data"), "a stopped environment keeps its volume"
@@ -535,3 +538,70 @@ def test_ssh_commands_name_the_node_s_address_and_the_claimed_port(stack: Stack)
     assert {p.container_port: p.host_port for p in pod.spec.containers[0].ports} == claimed, (
         "the command's port is the one the pod publishes on the node"
     )
+
+
+def _authorized_keys(stack: Stack, env: uuid.UUID) -> list[str]:
+    secret = stack.api.read_namespaced_secret(f"env-{env}-ssh", "default")
+    return base64.b64decode(secret.data["authorized_keys"]).decode().splitlines()
+
+
+def test_the_keys_secret_is_mounted_follows_the_keys_and_goes_with_the_environment(
+    stack: Stack, database_url: URL
+) -> None:
+    store = builtin_store(stack.engine)
+    stack.reconciler.close()
+    stack.reconciler = Reconciler(
+        database_url, stack.driver, Settings(), identity="e2e-keys", listen=False, secrets=store
+    )
+    keep, drop = ed25519_line("keep"), ed25519_line("drop")
+    with stack.engine.begin() as connection:
+        add_ssh_key(connection, stack.user, keep)
+        dropped = add_ssh_key(connection, stack.user, drop)
+    env = stack.submit("reachable")
+    stack.converge(stack.phase_is(env, "running"))
+    lines = _authorized_keys(stack, env)
+    assert sorted(lines[:-1]) == sorted([keep, drop])
+    assert lines[-1].startswith("ssh-ed25519 ")
+    assert lines[-1].endswith(" remotegpu-platform")
+    (pod,) = stack.pods()
+    mounted = {v.name: v.secret.secret_name for v in pod.spec.volumes if v.secret}
+    assert mounted == {"ssh-keys": f"env-{env}-ssh"}
+
+    with stack.engine.begin() as connection:
+        remove_ssh_key(connection, stack.user, dropped.id)
+        # the next resync, now rather than in resync_seconds
+        connection.execute(text("UPDATE environments SET next_attempt_at = now() WHERE id = :e"), {"e": env})
+    stack.converge(lambda: _authorized_keys(stack, env)[:-1] == [keep])
+    assert _authorized_keys(stack, env)[-1] == lines[-1], "the platform key stays the same"
+
+    stack.desire(env, DesiredState.DELETED)
+    stack.converge(stack.phase_is(env, "deleted"))
+    assert (
+        stack.api.list_namespaced_secret("default", label_selector=f"remotegpu.io/environment={env}").items
+        == []
+    )
+    assert store.list(SecretScope.workspace(stack.workspace)) == [], "the platform key is deleted too"
+
+
+def test_garbage_collection_deletes_the_platform_key_of_a_crashed_delete(
+    stack: Stack, database_url: URL
+) -> None:
+    store = builtin_store(stack.engine)
+    stack.reconciler.close()
+    stack.reconciler = Reconciler(
+        database_url, stack.driver, Settings(), identity="e2e-gc-keys", listen=False, secrets=store
+    )
+    env = stack.submit("crashed")
+    stack.converge(stack.phase_is(env, "running"))
+    assert store.list(SecretScope.workspace(stack.workspace)) == [f"env-{env}-platform-key"]
+    with stack.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE environments SET phase = 'deleted', deleted_at = now() WHERE id = :id"), {"id": env}
+        )
+    stack.reconciler.run_until_idle()  # takes leadership
+    collect_garbage(stack.reconciler.ctx)
+    assert (
+        stack.api.list_namespaced_secret("default", label_selector=f"remotegpu.io/environment={env}").items
+        == []
+    )
+    assert store.list(SecretScope.workspace(stack.workspace)) == []

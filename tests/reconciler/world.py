@@ -14,7 +14,7 @@ from remotegpu.core.cluster.memory import InMemoryCluster
 from remotegpu.core.environments.desired import set_desired_state, submit_environment
 from remotegpu.core.environments.states import DesiredState
 from remotegpu.core.platform.settings import Settings
-from remotegpu.core.secrets.builtin import EncryptedSecretStore
+from remotegpu.core.secrets.store import SecretStore
 from remotegpu.reconciler.loop import Reconciler
 from remotegpu.tests.allocation_world import make_host, make_user, make_workspace
 from remotegpu.tests.secrets_world import builtin_store
@@ -40,7 +40,7 @@ class World:
     workspace: uuid.UUID
     user: uuid.UUID
     hosts: dict[str, uuid.UUID]
-    secrets: EncryptedSecretStore
+    secrets: SecretStore
 
     def submit(self, name: str, spec: dict[str, Any] | None = None) -> uuid.UUID:
         with self.engine.begin() as connection:
@@ -85,6 +85,7 @@ def build_world(
     hosts: int = 1,
     settings: Settings | None = None,
     kill_point: Callable[[str], None] | None = None,
+    secrets: SecretStore | None = None,
 ) -> World:
     cluster = InMemoryCluster()
     with engine.begin() as connection:
@@ -92,7 +93,7 @@ def build_world(
         workspace = make_workspace(connection, user)
         made = {f"node-{i}": make_host(connection, gpus=8, name=f"node-{i}") for i in range(hosts)}
     cluster.nodes.update(made)
-    secrets = builtin_store(engine)
+    secrets = secrets if secrets is not None else builtin_store(engine)
     reconciler = Reconciler(
         url,
         cluster,

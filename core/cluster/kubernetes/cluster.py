@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import threading
 import uuid
@@ -40,13 +41,11 @@ from remotegpu.core.cluster.kubernetes.pod_status import observation_from_pod, p
 from remotegpu.core.cluster.manifests import (
     ACCESS_IMAGE,
     ENVIRONMENT_LABEL,
-    JUPYTER_SECRET_SUFFIX,
     MANAGED_LABEL,
     MANAGER,
     env_config_map_manifest,
     env_config_map_name,
     environment_secret_manifest,
-    environment_secret_name,
     network_policy_manifest,
     pod_manifest,
     pull_secret_manifest,
@@ -94,6 +93,9 @@ class KubernetesCluster:
         self._placed_in: dict[uuid.UUID, str] = {}
         self._pull_secrets: dict[str, str] = {}
         """Namespace → digest of the credentials its pull Secret was last written with."""
+        self._secret_digests: dict[tuple[str, str], str] = {}
+        """(namespace, name) -> digest of the data this process last wrote or read back, so an unchanged
+        access Secret costs no API call on a resync. Forgotten when we delete the Secret."""
 
     @classmethod
     def from_kubeconfig(cls, path: str | None = None, **options: Any) -> KubernetesCluster:
@@ -189,24 +191,6 @@ class KubernetesCluster:
         self._pull_secrets[namespace] = digest
         return True
 
-    def ensure_environment_secret(self, spec: WorkloadSpec, suffix: str, data: Mapping[str, str]) -> bool:
-        """Create the Secret `env-<id>-<suffix>`, or replace it when its data differs; True when written."""
-        namespace = self.namespace_for(spec.workspace_id)
-        self._ensure_namespace(namespace)
-        self._placed_in[spec.environment_id] = namespace
-        manifest = environment_secret_manifest(spec, suffix, data)
-        name = manifest["metadata"]["name"]
-        current = read_or_none(
-            lambda: self._core.read_namespaced_secret(name, namespace, _preload_content=False)
-        )
-        if current is None:
-            return create_or_get(namespace, self._core.create_namespaced_secret, manifest)
-        if current.get("data") == manifest["data"]:
-            return False
-        replace: Callable[..., Any] = self._core.replace_namespaced_secret  # a manifest dict serialises too
-        call_api(lambda: replace(name, namespace, manifest, _preload_content=False))
-        return True
-
     def observe_workload(self, environment_id: uuid.UUID) -> PodObservation:
         """Map the pod's status to what the reconciler acts on."""
         namespace = self.namespace_of(environment_id)
@@ -227,8 +211,8 @@ class KubernetesCluster:
         removed = self.delete_object("pod", namespace, name)
         removed |= self.delete_object("service", namespace, name)
         removed |= self.delete_object("configmap", namespace, env_config_map_name(environment_id))
-        jupyter_secret = environment_secret_name(environment_id, JUPYTER_SECRET_SUFFIX)
-        removed |= self.delete_object("secret", namespace, jupyter_secret)
+        for secret in self._access_secrets(namespace, environment_id):
+            removed |= self.delete_object("secret", namespace, secret)
         if not keep_volumes:
             for claim in self.volume_claims(environment_id):
                 removed |= self.delete_object("pvc", namespace, claim)
@@ -238,6 +222,57 @@ class KubernetesCluster:
         """The node's Ready condition; False when the node does not exist."""
         found = read_or_none(lambda: self._core.read_node(node, _preload_content=False))
         return found is not None and is_ready(found)
+
+    def ensure_environment_secret(
+        self, environment_id: uuid.UUID, workspace_id: uuid.UUID, suffix: str, data: Mapping[str, str]
+    ) -> bool:
+        """Create the Secret, or replace it when its content differs from `data`; True when written.
+
+        What was written is remembered by digest: an unchanged Secret costs no request at all, and after a
+        restart one read finds it equal. A Secret changed by hand behind our back is put right after a
+        restart (or when the environment's pod is re-created), not on every resync."""
+        namespace = self.namespace_for(workspace_id)
+        self._ensure_namespace(namespace)
+        self._placed_in[environment_id] = namespace
+        manifest = environment_secret_manifest(environment_id, workspace_id, suffix, data)
+        name = manifest["metadata"]["name"]
+        digest = hashlib.sha256(json.dumps(manifest["data"], sort_keys=True).encode()).hexdigest()
+        if self._secret_digests.get((namespace, name)) == digest:
+            return False
+        found = read_or_none(
+            lambda: self._core.read_namespaced_secret(name, namespace, _preload_content=False)
+        )
+        written = True
+        if found is None:
+            written = create_or_get(namespace, self._core.create_namespaced_secret, manifest)
+            if not written:  # created by another writer a moment ago: make it ours
+                call_api(
+                    bound(
+                        self._core.replace_namespaced_secret,
+                        name,
+                        namespace,
+                        manifest,
+                        _preload_content=False,
+                    )
+                )
+                written = True
+        elif (found.get("data") or {}) != manifest["data"]:
+            call_api(
+                bound(self._core.replace_namespaced_secret, name, namespace, manifest, _preload_content=False)
+            )
+        else:
+            written = False
+        self._secret_digests[(namespace, name)] = digest
+        return written
+
+    def _access_secrets(self, namespace: str, environment_id: uuid.UUID) -> list[str]:
+        selector = f"{MANAGED_LABEL}={MANAGER},{ENVIRONMENT_LABEL}={environment_id}"
+        listed = call_api(
+            lambda: self._core.list_namespaced_secret(
+                namespace, label_selector=selector, _preload_content=False
+            )
+        )
+        return [item["metadata"]["name"] for item in as_json(listed).get("items", [])]
 
     # -- more than the protocol -------------------------------------------------------------------
     def volume_claims(self, environment_id: uuid.UUID) -> list[str]:
@@ -346,8 +381,9 @@ class KubernetesCluster:
         return found
 
     def delete_object(self, kind: str, namespace: str, name: str) -> bool:
-        """Delete one owned object by kind (`pod`, `service`, `configmap`, `secret`, `pvc`); gone already is
-        fine."""
+        """Delete one owned object by kind (`pod`, `service`, `configmap`, `secret`, `pvc`); gone already
+        is fine."""
+        self._secret_digests.pop((namespace, name), None)
         deleters: dict[str, Callable[[], Any]] = {
             "pod": lambda: self._core.delete_namespaced_pod(name, namespace, grace_period_seconds=0),
             "service": lambda: self._core.delete_namespaced_service(name, namespace),

@@ -1,7 +1,7 @@
 """Client-side commands: they talk to the API, never to the database.
 
 `login`, `register`, `apply -f`, `get`, `describe`, `start|stop|restart|delete`, `logs -f`, `watch`,
-`workspaces`, `ops status`, `quota set`, `hosts cordon|uncordon|drain`, `registry login|list`,
+`workspaces`, `ssh-keys`, `ops status`, `quota set`, `hosts cordon|uncordon|drain`, `registry login|list`,
 `billing invoices`. Tables by
 default, `-o json|yaml` for scripts; errors are one line on stderr and a non-zero exit status.
 
@@ -25,6 +25,7 @@ from remotegpu.ops.cli.client.images import get_images
 from remotegpu.ops.cli.client.ops_status import ops_app
 from remotegpu.ops.cli.client.quotas import quota_app
 from remotegpu.ops.cli.client.registry import registry_app
+from remotegpu.ops.cli.client.ssh_keys import ssh_keys_app
 from remotegpu.ops.cli.client.watch import watch
 from remotegpu.ops.cli.client.workspaces import get_workspaces, workspaces_app
 
@@ -51,6 +52,7 @@ def register_commands(app: typer.Typer) -> None:
         app.command(rich_help_panel=PANEL)(command)
     for group, name in (
         (workspaces_app, "workspaces"),
+        (ssh_keys_app, "ssh-keys"),
         (_get_app(), "get"),
         (describe_app, "describe"),
         (ops_app, "ops"),

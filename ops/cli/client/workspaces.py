@@ -1,4 +1,4 @@
-"""`remotegpu workspaces create|use|add-member` and `remotegpu get workspaces`."""
+"""`remotegpu workspaces create|use|add-member|settings` and `remotegpu get workspaces`."""
 
 from __future__ import annotations
 
@@ -55,6 +55,37 @@ def workspace_add_member(
             {"user": user, "role": role},
         )
     console.print(f"{added['username']} is now {added['role']}")
+
+
+@workspaces_app.command("settings")
+def workspace_settings(
+    admin_keys: Annotated[
+        bool | None,
+        typer.Option(
+            "--admin-keys/--no-admin-keys",
+            help="Also authorise workspace admins' and owners' SSH keys in members' environments.",
+        ),
+    ] = None,
+    workspace: Workspace = None,
+    output: Output = OutputFormat.TABLE,
+) -> None:
+    """Show the workspace's settings; with a flag, change it first (admins and owners)."""
+    with signed_in_client() as client:
+        path = f"/workspaces/{workspace_id(client, required_workspace(workspace))}/settings"
+        if admin_keys is None:
+            shown = client.get(path)
+        else:
+            shown = client.request("PUT", path, json_body={"admin_keys_in_member_environments": admin_keys})
+    rows = [{"setting": name, "value": value} for name, value in shown.items()]
+    emit(
+        console,
+        rows if output is OutputFormat.TABLE else shown,
+        output,
+        [
+            ("SETTING", lambda s: s["setting"]),
+            ("VALUE", lambda s: "-" if s["value"] is None else str(s["value"])),
+        ],
+    )
 
 
 def get_workspaces(output: Output = OutputFormat.TABLE) -> None:

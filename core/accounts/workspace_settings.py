@@ -1,0 +1,108 @@
+"""A workspace's settings: one typed struct, stored as the workspace's `settings` JSONB.
+
+The struct is the one shape of the data: the API decodes into it (unknown fields refused), the column is
+read back through `msgspec.convert`, and a key missing from an older row takes the struct's default, so
+adding a setting needs no migration. Members read the settings; admins and owners change them.
+
+Settings in use:
+- `admin_keys_in_member_environments`: the SSH keys of the workspace's admins and owners are also
+  authorised in every member's environment (read by `core.accounts.ssh_keys.AUTHORIZED_KEYS_SQL`).
+Homes for later settings, stored and shown but not acted on yet (so they are not invented three times):
+- `default_idle_stop_minutes`: stop an idle environment after this many minutes (None: never).
+- `spending_limit`: a monthly spending limit as a decimal string in the billing currency (None: none).
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal, InvalidOperation
+from typing import Annotated
+
+import msgspec
+from sqlalchemy import Connection, text
+
+from remotegpu.core.accounts.membership import WorkspaceAccess
+from remotegpu.core.accounts.users import Principal
+from remotegpu.core.platform.errors import InvalidInputError
+from remotegpu.core.platform.events import record_mutation
+from remotegpu.policies.roles import Action
+
+IdleMinutes = Annotated[int, msgspec.Meta(ge=1, le=525_600)]
+
+
+class WorkspaceSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Every workspace setting with its default."""
+
+    admin_keys_in_member_environments: bool = False
+    """Whether workspace admins' and owners' SSH keys may log in to members' environments."""
+    default_idle_stop_minutes: IdleMinutes | None = None
+    """Reserved: not acted on yet."""
+    spending_limit: str | None = None
+    """Reserved: not acted on yet. A decimal amount, e.g. "250.00"."""
+
+
+class WorkspaceSettingsUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Changes to the settings: only the fields given change (`null` clears an optional one)."""
+
+    admin_keys_in_member_environments: bool | msgspec.UnsetType = msgspec.UNSET
+    default_idle_stop_minutes: IdleMinutes | msgspec.UnsetType | None = msgspec.UNSET
+    spending_limit: str | msgspec.UnsetType | None = msgspec.UNSET
+
+
+def get_workspace_settings(connection: Connection, access: WorkspaceAccess) -> WorkspaceSettings:
+    """The settings of a workspace the caller belongs to (any role may read them)."""
+    access.require(Action.READ)
+    stored = connection.execute(
+        text("SELECT settings FROM workspaces WHERE id = :id"), {"id": access.id}
+    ).scalar_one()
+    return msgspec.convert(stored or {}, WorkspaceSettings)
+
+
+def update_workspace_settings(
+    connection: Connection, principal: Principal, access: WorkspaceAccess, changes: WorkspaceSettingsUpdate
+) -> WorkspaceSettings:
+    """Apply `changes` (workspace admins and owners); records which settings changed. Environments with
+    SSH access get their `authorized_keys` rewritten at their next resync."""
+    access.require(Action.UPDATE_WORKSPACE)
+    given = {
+        name: value
+        for name in changes.__struct_fields__
+        if (value := getattr(changes, name)) is not msgspec.UNSET
+    }
+    if isinstance(given.get("spending_limit"), str):
+        given["spending_limit"] = _decimal_amount(given["spending_limit"])
+    stored = connection.execute(
+        text("SELECT settings FROM workspaces WHERE id = :id FOR UPDATE"), {"id": access.id}
+    ).scalar_one()
+    merged = msgspec.structs.replace(msgspec.convert(stored or {}, WorkspaceSettings), **given)
+    connection.execute(
+        text("UPDATE workspaces SET settings = CAST(:settings AS jsonb), updated_at = now() WHERE id = :id"),
+        {"id": access.id, "settings": msgspec.json.encode(merged).decode()},
+    )
+    record_mutation(
+        connection,
+        principal.user_id,
+        "WorkspaceSettingsChanged",
+        f"settings changed: {', '.join(sorted(given)) or 'none'}",
+        workspace_id=access.id,
+        data={"changed": sorted(given)},
+    )
+    return merged
+
+
+def _decimal_amount(value: str) -> str:
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise InvalidInputError("$.spending_limit", 'expected a decimal amount such as "250.00"') from None
+    if not amount.is_finite() or amount < 0:
+        raise InvalidInputError("$.spending_limit", "expected a positive amount, or null for no limit")
+    return str(amount)
+
+
+def settings_of(connection: Connection, workspace_id: uuid.UUID) -> WorkspaceSettings:
+    """The settings of a workspace, for the platform's own use (no caller to check)."""
+    stored = connection.execute(
+        text("SELECT settings FROM workspaces WHERE id = :id"), {"id": workspace_id}
+    ).scalar_one()
+    return msgspec.convert(stored or {}, WorkspaceSettings)
