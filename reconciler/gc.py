@@ -1,11 +1,12 @@
 """Garbage collection, a leader job: nothing of RemoteGPU's outlives the environment it belongs to.
 
-- Cluster objects labelled as an environment's (pod, service, ConfigMap, access Secret, PVC) whose environment does not exist or
-  is deleted are deleted; a stopped environment keeps its PVCs (stop keeps volumes) but not its pod.
+- Cluster objects labelled as an environment's (pod, service, ConfigMap, Secret, PVC) whose environment
+  does not exist or is deleted are deleted; a stopped environment keeps its PVCs (stop keeps volumes) but not its pod.
 - Claims whose environment is deleted (or gone from the table) are released, and so is the storage
   quota a deleted environment still holds (its volumes went with its other objects).
-- The platform SSH key of an environment whose keys Secret was an orphan because the environment is
-  deleted (a delete that crashed before its step finished) is deleted from the secrets store.
+- The platform SSH key and the Jupyter token of an environment whose Secret was an orphan because the
+  environment is deleted (a delete that crashed before its step finished) are deleted from the secrets
+  store.
 An environment that believes it runs but has no pod needs no collector: its running step observes the
 pod on every resync and re-creates it.
 """
@@ -19,7 +20,7 @@ from sqlalchemy import text
 
 from remotegpu.core.capacity.release import release, release_storage
 from remotegpu.core.cluster.driver import OwnedObjects
-from remotegpu.core.environments.access_keys import PlatformKeys
+from remotegpu.core.environments.jupyter import forget_jupyter_token
 from remotegpu.core.environments.states import Phase, sql_list
 from remotegpu.core.secrets.store import SecretsAccessDeniedError, SecretsUnavailableError
 from remotegpu.reconciler.context import ReconcilerContext
@@ -45,13 +46,17 @@ _ORPHAN_STORAGE_SQL = text(
 _PODLESS = Phase.where(lambda phase: not phase.may_own_pod())
 
 
-def _delete_platform_key(keys: PlatformKeys, workspace_id: uuid.UUID, environment: uuid.UUID) -> None:
-    """A store that cannot answer now is tried again at the next pass (the orphan Secret is gone by
-    then, so a crashed delete's key waits for an operator: the log line says which)."""
+def _forget_secrets(ctx: ReconcilerContext, workspace_id: uuid.UUID, environment: uuid.UUID) -> None:
+    """Delete a deleted environment's platform key and Jupyter token from the store. A store that cannot
+    answer now is not asked again (the orphan Secret that led here is gone): the log line names the
+    environment for an operator."""
     try:
-        keys.delete(workspace_id, environment)
+        if ctx.platform_keys is not None:
+            ctx.platform_keys.delete(workspace_id, environment)
+        if ctx.secrets is not None:
+            forget_jupyter_token(ctx.secrets, workspace_id, environment)
     except (SecretsUnavailableError, SecretsAccessDeniedError) as error:
-        log.warning("Platform key not deleted", extra={"env": str(environment), "error": str(error)})
+        log.warning("Environment secrets not deleted", extra={"env": str(environment), "error": str(error)})
 
 
 def collect_garbage(ctx: ReconcilerContext) -> dict[str, int]:
@@ -75,8 +80,8 @@ def collect_garbage(ctx: ReconcilerContext) -> dict[str, int]:
                     "Orphan deleted",
                     extra={"kind": kind, "object": f"{namespace}/{name}", "env": str(environment)},
                 )
-                if kind == "secret" and environment in deleted and ctx.platform_keys is not None:
-                    _delete_platform_key(ctx.platform_keys, deleted[environment], environment)
+                if kind == "secret" and environment in deleted:
+                    _forget_secrets(ctx, deleted[environment], environment)
     with ctx.engine.connect() as connection:
         holding = connection.execute(_ORPHAN_STORAGE_SQL).scalars().all()
     for environment in holding:

@@ -593,7 +593,10 @@ def test_garbage_collection_deletes_the_platform_key_of_a_crashed_delete(
     )
     env = stack.submit("crashed")
     stack.converge(stack.phase_is(env, "running"))
-    assert store.list(SecretScope.workspace(stack.workspace)) == [f"env-{env}-platform-key"]
+    assert sorted(store.list(SecretScope.workspace(stack.workspace))) == [
+        f"env-{env}-jupyter-token",
+        f"env-{env}-platform-key",
+    ]
     with stack.engine.begin() as connection:
         connection.execute(
             text("UPDATE environments SET phase = 'deleted', deleted_at = now() WHERE id = :id"), {"id": env}
