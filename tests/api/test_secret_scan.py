@@ -2,7 +2,8 @@
 
 Users register and sign in (passwords, access and refresh tokens), mint API tokens, an admin sets the
 registry credentials (through the API and `remotegpu registry login`), secrets are written through the
-store, environments are created and run on the simulated cluster with the pull Secret, and bad requests
+store, an environment with SSH and Jupyter runs on the simulated cluster with the pull Secret (its
+Jupyter token and platform key are made by the reconciler), and bad requests
 carry secret-looking input. Every log record (DEBUG, every logger), every answer, the CLI's output and
 every table row are then searched (see `tests/secret_scan.py`).
 """
@@ -22,6 +23,8 @@ from typer.testing import CliRunner
 
 from remotegpu.core.accounts.users import register_user
 from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
+from remotegpu.core.environments.access_keys import platform_key_path
+from remotegpu.core.environments.jupyter import jupyter_token_path
 from remotegpu.core.environments.states import UserRole
 from remotegpu.core.inventory.sync import sync_inventory
 from remotegpu.core.platform.settings import Settings
@@ -175,7 +178,10 @@ def test_no_secret_value_leaves_through_logs_answers_output_or_rows(
     )
 
     # Environments: through the API and the CLI, run on the simulated cluster with the pull Secret.
-    created = alice.post("/environments", json=spec("train", "lab", image="harbor.example.org/ml/train:1"))
+    created = alice.post(
+        "/environments",
+        json=spec("train", "lab", image="harbor.example.org/ml/train:1", access=["ssh", "jupyter"]),
+    )
     assert created.status_code == 201, created.text
     environment = created.json()["environment"]["id"]
     assert "train" in _cli(scan, api_url, tmp_path / "alice", alice_token, "get", "envs", "-w", "lab")
@@ -186,7 +192,9 @@ def test_no_secret_value_leaves_through_logs_answers_output_or_rows(
         )
         with engine.begin() as connection:
             sync_inventory(connection, driver.list_nodes())
-        reconciler = Reconciler(database_url, driver, Settings(), identity="scan", listen=False)
+        reconciler = Reconciler(
+            database_url, driver, Settings(), identity="scan", listen=False, secrets=store
+        )
         try:
 
             def running() -> str:
@@ -196,7 +204,17 @@ def test_no_secret_value_leaves_through_logs_answers_output_or_rows(
             poll_until(running, 20, "the environment running", until=lambda phase: phase == "running")
         finally:
             reconciler.close()
-        assert alice.get(f"/environments/{environment}/access").status_code == 200
+        workspace_id, environment_id = uuid.UUID(workspace.json()["id"]), uuid.UUID(environment)
+        # The environment's own secrets: its Jupyter token (shown to its owner only, in the access answer)
+        # and the private half of its platform SSH key (shown to nobody).
+        access_answer = alice.get(f"/environments/{environment}/access")
+        assert access_answer.status_code == 200
+        token = str(store.get(jupyter_token_path(workspace_id, environment_id)))
+        scan.secret("the environment's Jupyter token", token, shown_in=[access_answer])
+        assert token in access_answer.text, "its owner sees the token"
+        scan.secret(
+            "the platform private key", str(store.get(platform_key_path(workspace_id, environment_id)))
+        )
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM events")).scalar_one() > 0
 
