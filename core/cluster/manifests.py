@@ -170,8 +170,11 @@ def pod_manifest(
                 "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
             }
         )
-        # sshd started as root separates each login's pre-authentication into a chroot (/run/sshd)
-        container["securityContext"]["capabilities"]["add"].append("SYS_CHROOT")
+        if wants_ssh(spec):
+            # sshd started as root separates each login's pre-authentication into a chroot (/run/sshd)
+            container["securityContext"]["capabilities"]["add"].append("SYS_CHROOT")
+        else:  # Jupyter only: the entrypoint starts no sshd
+            container.setdefault("env", []).append({"name": "REMOTEGPU_SSH", "value": "0"})
         container["command"] = [
             f"{ACCESS_MOUNT}/bin/entrypoint",
             "--",

@@ -162,6 +162,8 @@ def test_jupyter_alone_starts_through_the_entrypoint_without_ssh_keys() -> None:
     main = pod["spec"]["containers"][0]
     assert main["command"] == ["/opt/remotegpu/bin/entrypoint", "--", "serve"]
     assert "ssh-keys" not in {volume["name"] for volume in pod["spec"]["volumes"]}
+    assert {"name": "REMOTEGPU_SSH", "value": "0"} in main["env"], "the entrypoint starts no sshd"
+    assert "SYS_CHROOT" not in main["securityContext"]["capabilities"]["add"]
     assert "readinessProbe" in main
     kubernetes_validate.validate(pod, VERSION, strict=True)
 
