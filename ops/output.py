@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 
 class OutputFormat(enum.StrEnum):
@@ -37,18 +38,20 @@ def emit(
 
 
 def table(items: list[dict[str, Any]], columns: Sequence[Column], title: str | None = None) -> Table:
-    """A Rich table of `items` with one column per (header, getter)."""
+    """A Rich table of `items` with one column per (header, getter). Cells are plain text (a `[/]` in a
+    name is printed, not read as markup) and fold rather than lose their end: a token in a URL or a
+    fingerprint must be whole to be copied."""
     made = Table(title=title, header_style="bold", box=None, pad_edge=False)
     for header, _ in columns:
-        made.add_column(header)
+        made.add_column(header, overflow="fold")
     for item in items:
         made.add_row(*(_cell(getter(item)) for _, getter in columns))
     return made
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any) -> Text:
     if value is None:
-        return "-"
+        return Text("-")
     if isinstance(value, bool):
-        return "yes" if value else "no"
-    return str(value)
+        return Text("yes" if value else "no")
+    return Text(str(value))

@@ -354,3 +354,35 @@ def test_hosts_set_address_sets_and_clears_the_address_get_hosts_shows(
     assert "give either an ADDRESS or --clear" in str(neither.exception)
     cleared = run("hosts", "set-address", "node-0", "--clear")
     assert cleared.stdout.strip() == "host/node-0 address override cleared; address node-0", cleared.output
+
+
+def test_names_comments_and_addresses_print_as_written_never_read_as_markup(
+    signed_in: Callable[[Caller], InProcess], new_user: Callable[[str], Caller], tmp_path: Path
+) -> None:
+    """What the server holds is printed as written: a `[/]` a user typed neither crashes the CLI nor
+    vanishes, and a bracketed IPv6 host stays in a URL; long cells fold instead of losing their end."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    alice = new_user("alice")
+    run = signed_in(alice)
+    created = alice.post("/workspaces", json={"name": "research", "display_name": "Research [/] lab"})
+    assert created.status_code == 201, created.text
+    listed = run("get", "workspaces")
+    assert listed.exit_code == 0, listed.output
+    assert "Research [/] lab" in listed.stdout
+
+    public = (
+        Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    )
+    key_file = tmp_path / "marked.pub"
+    key_file.write_text(public.decode() + " oops[/][bold]x[/bold]\n")
+    added = run("ssh-keys", "add", str(key_file))
+    assert added.exit_code == 0, added.output
+    assert "oops[/][bold]x[/bold]" in added.stdout
+    keys = run("ssh-keys", "list")
+    assert keys.exit_code == 0, keys.output
+    fingerprint = json.loads(run("ssh-keys", "list", "-o", "json").stdout)[0]["fingerprint"]
+    assert fingerprint in re.sub(r"\s+", "", keys.stdout), "the whole fingerprint, folded, not cut off"

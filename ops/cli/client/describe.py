@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 import yaml
+from rich.text import Text
 
 from remotegpu.ops.api_client import ApiClient
 from remotegpu.ops.cli.client.environments import find_environment
@@ -46,8 +47,8 @@ def describe_env(name: Name, workspace: Workspace = None, output: Output = Outpu
     if environment["message"]:
         rows.append(("Message", environment["message"]))
     for key, value in rows:
-        console.print(f"[bold]{key + ':':<12}[/bold] {value}", highlight=False)
-    console.print("[bold]Spec:[/bold]")
+        console.print(Text.assemble((f"{key + ':':<12}", "bold"), f" {value}"), highlight=False)
+    console.print(Text("Spec:", style="bold"))
     console.print(
         yaml.safe_dump(environment["spec"], sort_keys=False).rstrip(), highlight=False, markup=False
     )
