@@ -92,7 +92,20 @@ def parse_public_address(value: str | None, field: str = "$.public_address") -> 
         raise InvalidInputError(field, f"is empty; {_FIX}")
     if not is_valid_address(cleaned):
         raise InvalidInputError(field, f"{value!r} is neither a hostname nor an IP address; {_FIX}")
+    if _is_unroutable(cleaned):
+        raise InvalidInputError(
+            field, f"{value!r} is an address nobody can connect to (unspecified or multicast); {_FIX}"
+        )
     return cleaned
+
+
+def _is_unroutable(value: str) -> bool:
+    """0.0.0.0, ::, and multicast: a listening or group address, never one a user's SSH can reach."""
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return address.is_unspecified or address.is_multicast
 
 
 def url_host(address: str) -> str:

@@ -41,7 +41,18 @@ def test_a_hostname_or_ip_literal_is_accepted_as_a_public_address(
 
 @pytest.mark.parametrize(
     "given",
-    ["", "gpu_1.example.org", "http://gpu1.example.org", "gpu1..example.org", "-gpu1.org", "1.2.3", "a b"],
+    [
+        "",
+        "gpu_1.example.org",
+        "http://gpu1.example.org",
+        "gpu1..example.org",
+        "-gpu1.org",
+        "1.2.3",
+        "a b",
+        "0.0.0.0",
+        "::",
+        "224.0.0.1",
+    ],
 )
 def test_anything_else_is_refused_naming_the_field_and_the_fix(given: str) -> None:
     with pytest.raises(InvalidInputError) as refused:
