@@ -10,12 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Router, get, put
-from litestar.params import FromQuery, JSONBody
+from litestar import Router, delete, get, put
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from remotegpu.api.context import AnyRequest, Api
 from remotegpu.api.openapi import answers
-from remotegpu.core.secrets.registry_credentials import configured_registries, set_registry_credentials
+from remotegpu.core.secrets.registry_credentials import (
+    configured_registries,
+    remove_registry_credentials,
+    set_registry_credentials,
+)
 
 
 class RegistriesOut(msgspec.Struct):
@@ -41,4 +45,13 @@ def registries(request: AnyRequest, api: Api) -> RegistriesOut:
         return RegistriesOut(configured_registries(principal, api.secrets))
 
 
-router = Router("/", route_handlers=[set_credentials, registries], tags=["registry credentials"])
+@delete("/registry-credentials/{registry:str}", status_code=204, sync_to_thread=True, opt=answers(403, 503))
+def remove_credentials(registry: FromPath[str], request: AnyRequest, api: Api) -> None:
+    """Forget one registry's credentials (done already when it has none)."""
+    with api.acting(request, admin=True) as (connection, principal):
+        remove_registry_credentials(connection, principal, api.secrets, registry)
+
+
+router = Router(
+    "/", route_handlers=[set_credentials, registries, remove_credentials], tags=["registry credentials"]
+)

@@ -146,6 +146,31 @@ def set_registry_credentials(
     return registries
 
 
+def remove_registry_credentials(
+    connection: Connection, principal: Principal, store: SecretStore, registry: str
+) -> list[str]:
+    """Forget the credentials of `registry` (platform admins); idempotent: a registry without any is
+    already gone. Returns the registries still configured. Pods created from now on no longer name the
+    pull Secret once no registry is left; the audit event names the registry, never a credential."""
+    principal.require_admin()
+    current = _stored(store) or {}
+    auths = dict(current.get("auths") or {})
+    if auths.pop(registry, None) is None:
+        return sorted(auths)
+    if auths:
+        store.put(REGISTRY_CREDENTIALS, _serialised({**current, "auths": auths}))
+    else:
+        store.delete(REGISTRY_CREDENTIALS)
+    record_mutation(
+        connection,
+        principal.user_id,
+        "RegistryCredentialsRemoved",
+        f"registry credentials removed for {registry}",
+        data={"registry": registry},
+    )
+    return sorted(auths)
+
+
 def configured_registries(principal: Principal, store: SecretStore) -> list[str]:
     """The registries the platform has credentials for (platform admins); no credential is returned."""
     principal.require_admin()

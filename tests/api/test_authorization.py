@@ -245,6 +245,7 @@ ROUTES = [
         lambda w, r: {"auths": {"harbor.example.org": {"username": "robot", "password": f"pw-{r}"}}},
     ),
     Route("GET", "/registry-credentials", "platform"),
+    Route("DELETE", "/registry-credentials/harbor.example.org", "platform"),
     Route("GET", "/ops/status", "platform"),
     Route("GET", "/schemas/environment.json", "public"),
 ]
@@ -322,6 +323,7 @@ def _template(path: str) -> str:
         "{spare}": "{user_id}",
         "{token}": "{token_id}",
         "{ssh_key}": "{key_id}",
+        "/harbor.example.org": "/{registry}",
     }
     path = path.partition("?")[0]
     for ours, theirs in names.items():

@@ -1,4 +1,4 @@
-"""`remotegpu registry login|list`: the platform's image registry credentials (platform admins).
+"""`remotegpu registry login|logout|list`: the platform's image registry credentials (platform admins).
 
 `login` reads the password from stdin (never an argument: it would land in the shell's history and in
 `ps`), and adds the registry to those configured without touching the others.
@@ -42,6 +42,16 @@ def registry_login(
     with signed_in_client() as client:
         client.put("/registry-credentials", docker_config_for(registry, username, password), merge=True)
     console.print(f"Registry credentials for {registry} saved (user {username}).", highlight=False)
+
+
+@registry_app.command("logout")
+def registry_logout(
+    registry: Annotated[str, typer.Argument(help="Registry host, e.g. harbor.example.org.")],
+) -> None:
+    """Forget the platform's credentials for a registry."""
+    with signed_in_client() as client:
+        client.request("DELETE", f"/registry-credentials/{registry}")
+    console.print(f"Registry credentials for {registry} removed.", highlight=False)
 
 
 @registry_app.command("list")
