@@ -8,65 +8,25 @@ gives the environment the `JupyterUnavailable` condition. The token appears nowh
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 import logging
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from remotegpu.core.cluster.driver import WorkloadSpec
-from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
-from remotegpu.core.environments.desired import set_desired_state, submit_environment
+from remotegpu.core.environments.desired import set_desired_state
 from remotegpu.core.environments.jupyter import jupyter_token_path
 from remotegpu.core.environments.states import DesiredState
-from remotegpu.core.inventory.sync import sync_inventory
 from remotegpu.core.platform.settings import Settings
-from remotegpu.core.secrets.builtin import EncryptedSecretStore
-from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
-from remotegpu.reconciler.loop import Reconciler
-from remotegpu.tests.allocation_world import make_user, make_workspace
-from remotegpu.tests.polling import poll_until
+from remotegpu.tests.reconciler.test_kubernetes_e2e import Stack, running_stack
 from remotegpu.tests.reconciler.world import SPEC
-from remotegpu.tests.secrets_world import builtin_store
-from remotegpu.tests.specs import environment_spec
-
-
-@dataclass
-class Stack:
-    engine: Engine
-    api: client.CoreV1Api
-    reconciler: Reconciler
-    secrets: EncryptedSecretStore
-    workspace: uuid.UUID
-    user: uuid.UUID
-
-    def submit(self, name: str, spec: dict[str, Any]) -> uuid.UUID:
-        with self.engine.begin() as connection:
-            return submit_environment(
-                connection, workspace_id=self.workspace, user_id=self.user, spec=environment_spec(name, spec)
-            )
-
-    def converge(self, check: Callable[[], bool], what: str) -> None:
-        """Run the reconciler until `check` holds; the simulated kubelet works in real time, so poll."""
-
-        def reconciled() -> bool:
-            self.reconciler.run_until_idle()
-            return check()
-
-        poll_until(reconciled, 20, what, interval_s=0.05)
-
-    def column(self, env: uuid.UUID, name: str) -> Any:
-        with self.engine.connect() as connection:
-            query = text(f"SELECT {name} FROM environments WHERE id = :e")
-            return connection.execute(query, {"e": env}).scalar_one()
 
 
 def _read(read: Callable[..., Any], name: str) -> Any:
@@ -76,25 +36,12 @@ def _read(read: Callable[..., Any], name: str) -> Any:
 
 @pytest.fixture
 def stack(engine: Engine, database_url: URL, sessions: object, tmp_path: Path) -> Iterator[Stack]:
-    template = NodeTemplate(count=1, gpus=8, model="H100")
-    with SimulatedCluster(template, start_delay=dt.timedelta(milliseconds=50)) as sim:
-        kubeconfig = sim.write_kubeconfig(tmp_path / "kubeconfig")
-        driver = KubernetesCluster.from_kubeconfig(str(kubeconfig))
-        with engine.begin() as connection:
-            sync_inventory(connection, driver.list_nodes())
-            user = make_user(connection)
-            workspace = make_workspace(connection, user)
-        api = client.CoreV1Api(config.new_client_from_config(str(kubeconfig)))
-        secrets = builtin_store(engine)
-        # The simulated kubelet probes at once: no grace needed before a failing probe counts.
-        settings = Settings(jupyter_probe_grace_seconds=0)
-        reconciler = Reconciler(
-            database_url, driver, settings, identity="jupyter-e2e", listen=False, secrets=secrets
-        )
-        try:
-            yield Stack(engine, api, reconciler, secrets, workspace, user)
-        finally:
-            reconciler.close()
+    # The simulated kubelet probes at once: no grace needed before a failing probe counts.
+    settings = Settings(jupyter_probe_grace_seconds=0)
+    with running_stack(
+        engine, database_url, tmp_path, nodes=1, settings=settings, identity="jupyter-e2e"
+    ) as made:
+        yield made
 
 
 def test_the_pod_reads_the_token_the_store_keeps_through_its_secret_and_nowhere_else(
@@ -102,7 +49,7 @@ def test_the_pod_reads_the_token_the_store_keeps_through_its_secret_and_nowhere_
 ) -> None:
     caplog.set_level(logging.DEBUG)
     env = stack.submit("notebook", SPEC)
-    stack.converge(lambda: stack.column(env, "phase") == "running", "the environment to run")
+    stack.converge(lambda: stack.column(env, "phase") == "running", what="the environment to run")
     token = stack.secrets.get(jupyter_token_path(stack.workspace, env))
     assert isinstance(token, str)
 
@@ -131,7 +78,7 @@ def test_the_pod_reads_the_token_the_store_keeps_through_its_secret_and_nowhere_
 
     with stack.engine.begin() as connection:
         set_desired_state(connection, env, DesiredState.DELETED)
-    stack.converge(lambda: stack.column(env, "deleted_at") is not None, "the environment to be deleted")
+    stack.converge(lambda: stack.column(env, "deleted_at") is not None, what="the environment to be deleted")
     with pytest.raises(client.ApiException) as gone:
         stack.api.read_namespaced_secret(f"env-{env}-jupyter", "default")
     assert gone.value.status == 404
@@ -144,7 +91,7 @@ def test_an_image_without_jupyter_gives_the_condition_with_the_fix(stack: Stack)
         types = [condition["type"] for condition in stack.column(env, "conditions")]
         return stack.column(env, "phase") == "running" and types == ["JupyterUnavailable"]
 
-    stack.converge(unavailable, "the environment to run with JupyterUnavailable")
+    stack.converge(unavailable, what="the environment to run with JupyterUnavailable")
     (condition,) = stack.column(env, "conditions")
     assert "use an image with Jupyter (e.g. jupyter/base-notebook" in condition["message"]
     assert "or drop `jupyter` from access" in condition["message"]

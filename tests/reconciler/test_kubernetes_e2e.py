@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import json
 import threading
@@ -88,14 +89,21 @@ class Stack:
                 {"id": env},
             ).one()
 
-    def converge(self, check: Callable[[], bool], timeout_s: float = 20) -> None:
+    def converge(
+        self, check: Callable[[], bool], timeout_s: float = 20, what: str = "the environment to converge"
+    ) -> None:
         """Run the reconciler until `check` holds; the simulated kubelet works in real time, so poll."""
 
         def reconciled() -> bool:
             self.reconciler.run_until_idle()
             return check()
 
-        poll_until(reconciled, timeout_s, "the environment to converge", interval_s=0.05)
+        poll_until(reconciled, timeout_s, what, interval_s=0.05)
+
+    def column(self, env: uuid.UUID, name: str) -> Any:
+        with self.engine.connect() as connection:
+            query = text(f"SELECT {name} FROM environments WHERE id = :e")
+            return connection.execute(query, {"e": env}).scalar_one()
 
     def phase_is(self, env: uuid.UUID, phase: str) -> Callable[[], bool]:
         return lambda: self.row(env).phase == phase
@@ -108,9 +116,19 @@ class Stack:
         )
 
 
-@pytest.fixture
-def stack(engine: Engine, database_url: URL, sessions: object, tmp_path: Path) -> Iterator[Stack]:
-    template = NodeTemplate(count=2, gpus=8, model="H100")
+@contextlib.contextmanager
+def running_stack(
+    engine: Engine,
+    database_url: URL,
+    tmp_path: Path,
+    *,
+    nodes: int = 2,
+    settings: Settings | None = None,
+    identity: str = "e2e",
+) -> Iterator[Stack]:
+    """A simulated cluster of `nodes` H100 nodes synced into the inventory, a user with a workspace, and
+    a reconciler driving the cluster through the Kubernetes driver; all stopped on exit."""
+    template = NodeTemplate(count=nodes, gpus=8, model="H100")
     with SimulatedCluster(template, start_delay=dt.timedelta(milliseconds=50)) as sim:
         kubeconfig = sim.write_kubeconfig(tmp_path / "kubeconfig")
         driver = KubernetesCluster.from_kubeconfig(str(kubeconfig))
@@ -121,13 +139,19 @@ def stack(engine: Engine, database_url: URL, sessions: object, tmp_path: Path) -
         api = client.CoreV1Api(config.new_client_from_config(str(kubeconfig)))
         secrets = builtin_store(engine)
         reconciler = Reconciler(
-            database_url, driver, Settings(), identity="e2e", listen=False, secrets=secrets
+            database_url, driver, settings or Settings(), identity=identity, listen=False, secrets=secrets
         )
         made = Stack(engine, sim, driver, api, reconciler, workspace, user, secrets)
         try:
             yield made
         finally:
             made.reconciler.close()  # the one the test left in place (a test may replace it)
+
+
+@pytest.fixture
+def stack(engine: Engine, database_url: URL, sessions: object, tmp_path: Path) -> Iterator[Stack]:
+    with running_stack(engine, database_url, tmp_path) as made:
+        yield made
     with engine.connect() as connection:
         assert audit(connection) == []
 
