@@ -1,0 +1,264 @@
+"""The Guacamole gateway against the fake Guacamole over HTTP: create-or-get by name, updates in place,
+READ for exactly the entitled users, idempotent deletes, re-login, and failures as GatewayUnavailableError
+that never carry a password, token or key."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import socket
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from remotegpu.core.environments.states import AccessKind
+from remotegpu.core.gateways.gateway import (
+    GatewayTarget,
+    GatewayUnavailableError,
+    GatewayUser,
+    connection_name,
+)
+from remotegpu.core.gateways.guacamole import GuacamoleGateway
+from remotegpu.ops.fakes.guacamole import FakeGuacamole
+
+ADMIN_PASSWORD = "admin-secret-Zq9"
+KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA-secret-key-body\n-----END OPENSSH PRIVATE KEY-----\n"
+DS = "/api/session/data/postgresql"
+
+
+@pytest.fixture
+def guac() -> Iterator[FakeGuacamole]:
+    with FakeGuacamole(base_path="/guacamole", admin_password=ADMIN_PASSWORD) as fake:
+        yield fake
+        assert fake.unexpected == [], "the gateway made calls the fake Guacamole does not implement"
+
+
+@pytest.fixture
+def gateway(guac: FakeGuacamole) -> Iterator[GuacamoleGateway]:
+    client = GuacamoleGateway(guac.url, "guacadmin", ADMIN_PASSWORD, timeout=5.0)
+    yield client
+    client.close()
+
+
+def user(name: str) -> GatewayUser:
+    return GatewayUser(username=name, email=f"{name}@lab.example", display_name=name.title())
+
+
+def target(
+    environment_id: uuid.UUID | None = None, *, port: int = 2201, users: tuple[str, ...] = ("alice", "bob")
+) -> GatewayTarget:
+    return GatewayTarget(
+        environment_id=environment_id or uuid.uuid4(),
+        environment_name="train-llm",
+        workspace_id=uuid.uuid4(),
+        hostname="10.0.0.5",
+        port=port,
+        username="remotegpu",
+        private_key=KEY,
+        users=tuple(user(name) for name in users),
+    )
+
+
+def decoded_client_id(url: str, base: str) -> list[str]:
+    prefix = f"{base}/#/client/"
+    assert url.startswith(prefix)
+    encoded = url.removeprefix(prefix)
+    assert not set(encoded) & set("=+/"), "unpadded base64url"
+    return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode().split("\0")
+
+
+def test_ensuring_twice_makes_one_connection(gateway: GuacamoleGateway, guac: FakeGuacamole) -> None:
+    wanted = target()
+    first = gateway.ensure_connection(wanted)
+    second = gateway.ensure_connection(wanted)
+
+    assert first == second
+    assert first.kind is AccessKind.GUACAMOLE
+    assert first.environment_id == wanted.environment_id
+    assert len(guac.connections) == 1
+    made = guac.connections[first.connection_id]
+    assert made.name == connection_name(wanted.environment_id)
+    assert made.parent_identifier == "ROOT"
+    assert made.protocol == "ssh"
+    assert made.parameters == {
+        "hostname": "10.0.0.5",
+        "port": "2201",
+        "username": "remotegpu",
+        "private-key": KEY,
+    }
+    assert decoded_client_id(first.url, guac.url) == [first.connection_id, "c", "postgresql"]
+    assert KEY not in first.url
+    assert not [r for r in guac.requests if r.startswith("PUT")], "nothing changed: no update"
+    assert guac.logins == 1, "the token is cached"
+
+
+def test_a_retry_after_a_lost_answer_finds_the_connection_it_made(guac: FakeGuacamole) -> None:
+    wanted = target()
+    crashed = GuacamoleGateway(guac.url, "guacadmin", ADMIN_PASSWORD)
+    guac.fail_next(1, status=None, handled=True, matching=f"POST /guacamole{DS}/connections")
+    with pytest.raises(GatewayUnavailableError):
+        crashed.ensure_connection(wanted)
+    crashed.close()
+    assert len(guac.connections) == 1, "the connection was made; only its answer was lost"
+
+    restarted = GuacamoleGateway(guac.url, "guacadmin", ADMIN_PASSWORD)
+    made = restarted.ensure_connection(wanted)
+    restarted.close()
+    assert list(guac.connections) == [made.connection_id]
+    assert guac.readers_of(made.connection_id) == {"alice", "bob"}
+
+
+def test_a_changed_port_or_key_updates_the_connection_in_place(
+    gateway: GuacamoleGateway, guac: FakeGuacamole
+) -> None:
+    environment = uuid.uuid4()
+    first = gateway.ensure_connection(target(environment, port=2201))
+    tuned = guac.connections[first.connection_id]
+    tuned.parameters["color-scheme"] = "green-black"  # an admin's own touches survive an update
+    tuned.attributes["max-connections"] = "3"
+
+    moved = gateway.ensure_connection(target(environment, port=2202))
+    assert moved.connection_id == first.connection_id
+    assert len(guac.connections) == 1
+    updated = guac.connections[first.connection_id]
+    assert updated.parameters["port"] == "2202"
+    assert updated.parameters["color-scheme"] == "green-black"
+    assert updated.attributes["max-connections"] == "3"
+    assert updated.name == connection_name(environment)
+
+    rekeyed = dataclasses.replace(target(environment, port=2202), private_key=KEY + "\n# rotated")
+    gateway.ensure_connection(rekeyed)
+    assert guac.connections[first.connection_id].parameters["private-key"] == KEY + "\n# rotated"
+    assert len([r for r in guac.requests if r.startswith("PUT")]) == 2
+
+
+def test_only_the_given_users_are_granted_read(gateway: GuacamoleGateway, guac: FakeGuacamole) -> None:
+    guac.add_user("carol", "carols-password")
+    guac.add_user("alice", "alices-password")  # exists already: kept as it is, not re-created
+    first = gateway.ensure_connection(target(users=("alice", "bob")))
+    second = gateway.ensure_connection(target(users=("alice",)))
+
+    assert guac.readers_of(first.connection_id) == {"alice", "bob"}
+    assert guac.readers_of(second.connection_id) == {"alice"}
+    assert guac.permissions_of("carol") == {}
+    assert guac.permissions_of("bob") == {first.connection_id: {"READ"}}
+    assert guac.permissions_of("guacadmin") == {}
+    assert guac.users["alice"].password == "alices-password"
+    bob = guac.users["bob"]
+    assert bob.password is None, "created without a password: bob signs in through the lab's SSO or LDAP"
+    assert bob.attributes == {"guac-full-name": "Bob", "guac-email-address": "bob@lab.example"}
+    assert [r for r in guac.requests if r == f"POST /guacamole{DS}/users"] == [f"POST /guacamole{DS}/users"]
+
+
+def test_deleting_removes_the_connection_and_its_grants_and_is_idempotent(
+    gateway: GuacamoleGateway, guac: FakeGuacamole
+) -> None:
+    kept = gateway.ensure_connection(target())
+    doomed = gateway.ensure_connection(target())
+    gateway.delete_connection(doomed.environment_id)
+
+    assert list(guac.connections) == [kept.connection_id]
+    assert guac.permissions_of("alice") == {kept.connection_id: {"READ"}}
+    assert "alice" in guac.users, "users stay"
+    gateway.delete_connection(doomed.environment_id)
+    gateway.delete_connection(uuid.uuid4())
+    assert list(guac.connections) == [kept.connection_id]
+
+
+def test_connected_environments_are_the_connections_named_by_remotegpu(
+    gateway: GuacamoleGateway, guac: FakeGuacamole
+) -> None:
+    ours = {gateway.ensure_connection(target(users=())).environment_id for _ in range(2)}
+    for foreign in ("Lab desktop", "remotegpu-not-a-uuid", "remotegpu-"):
+        guac.add_connection(foreign)
+
+    assert len(guac.connections) == 5
+    assert gateway.connected_environments() == ours
+
+
+def test_an_expired_session_logs_in_again(gateway: GuacamoleGateway, guac: FakeGuacamole) -> None:
+    made = gateway.ensure_connection(target())
+    guac.expire_tokens()
+    assert gateway.connected_environments() == {made.environment_id}
+    guac.expire_tokens()
+    gateway.delete_connection(made.environment_id)
+    assert guac.connections == {}
+    assert guac.logins == 3
+
+
+def test_a_503_or_a_dropped_connection_is_unavailable_without_secrets(
+    gateway: GuacamoleGateway, guac: FakeGuacamole
+) -> None:
+    gateway.connected_environments()  # logged in: the failures below hit the API calls
+    guac.fail_next(1, status=503)
+    with pytest.raises(GatewayUnavailableError) as unavailable:
+        gateway.ensure_connection(target())
+    assert str(unavailable.value) == "Guacamole list connections: 503 Service Unavailable"
+
+    guac.fail_next(1, status=503, matching=f"PATCH /guacamole{DS}/users")
+    with pytest.raises(GatewayUnavailableError) as unavailable:
+        gateway.ensure_connection(target())
+    assert "Guacamole grant 'alice' READ on connection" in str(unavailable.value)
+    assert "503" in str(unavailable.value)
+
+    guac.fail_next(1, status=None)
+    with pytest.raises(GatewayUnavailableError) as dropped:
+        gateway.connected_environments()
+    assert "RemoteProtocolError" in str(dropped.value)
+
+    for message in (str(unavailable.value), str(dropped.value), repr(gateway), repr(target())):
+        assert ADMIN_PASSWORD not in message
+        assert "secret-key-body" not in message
+    assert len(gateway.connected_environments()) == 1, "the next call works again"
+
+
+def test_a_refused_admin_login_is_unavailable(guac: FakeGuacamole) -> None:
+    wrong = GuacamoleGateway(guac.url, "guacadmin", "not-the-password")
+    with pytest.raises(GatewayUnavailableError) as refused:
+        wrong.connected_environments()
+    wrong.close()
+    assert "Guacamole login as 'guacadmin' refused (403 INVALID_CREDENTIALS: Permission Denied.)" in str(
+        refused.value
+    )
+    assert "not-the-password" not in str(refused.value)
+
+    guac.fail_next(1, status=502, matching="POST /guacamole/api/tokens")
+    proxied = GuacamoleGateway(guac.url, "guacadmin", ADMIN_PASSWORD)
+    with pytest.raises(GatewayUnavailableError, match="Guacamole login: 502 Bad Gateway"):
+        proxied.connected_environments()
+    proxied.close()
+
+
+def test_an_unreachable_gateway_is_unavailable() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    gone = GuacamoleGateway(f"http://127.0.0.1:{port}/guacamole", "guacadmin", ADMIN_PASSWORD, timeout=2.0)
+    with pytest.raises(GatewayUnavailableError, match="Guacamole login: ConnectError"):
+        gone.connected_environments()
+    gone.close()
+
+
+def test_a_named_data_source_must_be_one_the_login_offers(guac: FakeGuacamole) -> None:
+    elsewhere = GuacamoleGateway(guac.url, "guacadmin", ADMIN_PASSWORD, data_source="mysql")
+    with pytest.raises(GatewayUnavailableError, match=r"data source 'mysql' is not one of \['postgresql'\]"):
+        elsewhere.connected_environments()
+    elsewhere.close()
+
+    named = GuacamoleGateway(guac.url, "guacadmin", ADMIN_PASSWORD, data_source="postgresql")
+    made = named.ensure_connection(target())
+    named.close()
+    assert decoded_client_id(made.url, guac.url)[2] == "postgresql"
+
+
+def test_close_signs_out_and_the_token_never_travels_in_a_url(guac: FakeGuacamole) -> None:
+    client = GuacamoleGateway(guac.url, "guacadmin", ADMIN_PASSWORD)
+    client.ensure_connection(target())
+    assert guac.live_tokens == 1
+    client.close()
+    assert guac.live_tokens == 0
+    assert guac.requests[-1] == "DELETE /guacamole/api/session"
+    assert not [r for r in guac.requests if "/api/tokens/" in r or "?" in r]
+    GuacamoleGateway(guac.url, "guacadmin", ADMIN_PASSWORD).close()  # never logged in: nothing to sign out
+    assert guac.requests[-1] == "DELETE /guacamole/api/session"
