@@ -13,7 +13,7 @@ the only kind whose connections and users an API can create.
   logs in again once and repeats the call.
 - The data source is the one the login answer names (`dataSource`) unless the constructor is given one
   (a lab whose admin authenticates through LDAP or SSO names its database, e.g. "postgresql").
-- A connection is found by its deterministic name among the top-level connections (parent ROOT); there
+- A connection is found by its deterministic name among the top-level connections (parent ROOT); if there
   is none, it is created (protocol ssh; hostname, port, username, private-key), or, when the address,
   port, account or key differ, updated with PUT, keeping the connection's other parameters and attributes
   as an admin may have tuned them.
@@ -114,12 +114,13 @@ class GuacamoleGateway:
         )
 
     def delete_connection(self, environment_id: uuid.UUID) -> None:
-        found = self._find(connection_name(environment_id))
+        name = connection_name(environment_id)
+        found = self._find(name)
         if found is not None:  # a 404 too: deleted meanwhile
             self._call(
                 "DELETE",
                 f"connections/{_segment(str(found['identifier']))}",
-                "delete a connection",
+                f"delete connection {name}",
                 ok=(404,),
             )
 

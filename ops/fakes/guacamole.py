@@ -104,6 +104,8 @@ class FakeGuacamole:
         self.requests: list[str] = []
         """Each request as `METHOD /path?query`, oldest first."""
         self.logins = 0
+        self.issued_tokens: list[str] = []
+        """Every token a login answered, so tests can search logs and errors for them."""
         self._sessions: dict[str, _Session] = {}
         self._faults = _Faults()
         self._lock = threading.Lock()
@@ -244,6 +246,7 @@ class FakeGuacamole:
         token = secrets.token_hex(32).upper()  # SecureRandomAuthTokenGenerator: 256 bits, hex
         self._sessions[token] = _Session(user.username, self.now())
         self.logins += 1
+        self.issued_tokens.append(token)
         return {
             "authToken": token,
             "username": user.username,

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import logging
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
+import httpx
 import pytest
 
 from remotegpu.core.environments.states import AccessKind
@@ -107,6 +109,41 @@ def test_a_retry_after_a_lost_answer_finds_the_connection_it_made(guac: FakeGuac
     restarted.close()
     assert list(guac.connections) == [made.connection_id]
     assert guac.readers_of(made.connection_id) == {"alice", "bob"}
+
+
+class _Racing(httpx.HTTPTransport):
+    """Runs `before` once, just ahead of the first POST to a path ending in `suffix`: another worker got there
+    between this gateway's look-up and its create."""
+
+    def __init__(self, suffix: str, before: Callable[[], object]) -> None:
+        super().__init__()
+        self.suffix, self.before = suffix, before
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.url.path.endswith(self.suffix):
+            self.before, before = (lambda: None), self.before
+            before()
+        return super().handle_request(request)
+
+
+def test_a_connection_or_user_made_meanwhile_by_another_worker_is_taken_up(guac: FakeGuacamole) -> None:
+    wanted = target()
+    name = connection_name(wanted.environment_id)
+    other = _Racing("/connections", lambda: guac.add_connection(name, "ssh", hostname="10.0.0.5"))
+    racing = GuacamoleGateway(guac.url, "guacadmin", ADMIN_PASSWORD, transport=other)
+    made = racing.ensure_connection(wanted)
+    racing.close()
+    assert list(guac.connections) == [made.connection_id]
+    assert guac.connections[made.connection_id].name == name
+    assert guac.readers_of(made.connection_id) == {"alice", "bob"}
+
+    again = target(users=("dave",))
+    other = _Racing("/users", lambda: guac.add_user("dave", "daves-password"))
+    racing = GuacamoleGateway(guac.url, "guacadmin", ADMIN_PASSWORD, transport=other)
+    second = racing.ensure_connection(again)
+    racing.close()
+    assert guac.users["dave"].password == "daves-password"
+    assert guac.readers_of(second.connection_id) == {"dave"}
 
 
 def test_a_changed_port_or_key_updates_the_connection_in_place(
@@ -262,3 +299,20 @@ def test_close_signs_out_and_the_token_never_travels_in_a_url(guac: FakeGuacamol
     assert not [r for r in guac.requests if "/api/tokens/" in r or "?" in r]
     GuacamoleGateway(guac.url, "guacadmin", ADMIN_PASSWORD).close()  # never logged in: nothing to sign out
     assert guac.requests[-1] == "DELETE /guacamole/api/session"
+
+
+def test_no_log_record_carries_the_password_the_key_or_a_token(
+    guac: FakeGuacamole, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG):
+        client = GuacamoleGateway(guac.url, "guacadmin", ADMIN_PASSWORD)
+        made = client.ensure_connection(target())
+        guac.expire_tokens()
+        client.ensure_connection(dataclasses.replace(target(made.environment_id), port=2299))
+        client.delete_connection(made.environment_id)
+        client.close()
+    logged = "\n".join(f"{record.getMessage()} {record.__dict__}" for record in caplog.records)
+    assert "HTTP Request" in logged, "httpx's request log was captured"
+    assert len(guac.issued_tokens) == 2
+    for secret in (ADMIN_PASSWORD, "secret-key-body", *guac.issued_tokens):
+        assert secret not in logged
