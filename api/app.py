@@ -92,6 +92,7 @@ def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = N
         refresh_token_lifetime=dt.timedelta(hours=settings.refresh_token_hours),
         logs=logs,
         secret_store=secret_store_if_configured(settings, engine),
+        workspace_gateways=settings.configured_gateways() if settings.workspace_gateways else (),
     )
     api = Router(
         API_PREFIX,

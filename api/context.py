@@ -61,6 +61,8 @@ class ApiContext:
     secret_store: SecretStore | None = None
     """The secrets store the settings configure; None when they configure none (see `secrets`)."""
     stuck_after: dt.timedelta = dt.timedelta(minutes=10)
+    workspace_gateways: tuple[str, ...] = ()
+    """Gateways a workspace may choose for itself (empty: the deployment's `gateway` for all)."""
 
     @property
     def secrets(self) -> SecretStore:

@@ -21,9 +21,10 @@ from sqlalchemy.engine import URL
 from remotegpu.api.app import create_app
 from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
 from remotegpu.core.platform.db import make_engine
-from remotegpu.core.platform.settings import Settings
+from remotegpu.core.platform.settings import GatewayChoice, Settings
 from remotegpu.ops.api_server import running_api
 from remotegpu.ops.bootstrap import DEV_ADMIN_EMAIL, ensure_admin, persistent_secret
+from remotegpu.ops.dev_gateways import prepare_dev_gateway
 from remotegpu.ops.dev_secrets import prepare_dev_secrets
 from remotegpu.ops.migrate import current_revision, upgrade
 from remotegpu.ops.postgres import EmbeddedPostgres, ensure_database
@@ -52,6 +53,7 @@ class DevStack:
     api_url: str | None = None
     admin_password_file: Path | None = None
     secrets: str = "not configured"
+    gateway: str = "direct"
 
     def describe(self) -> list[tuple[str, str]]:
         """(component, where) rows, secrets redacted."""
@@ -65,6 +67,7 @@ class DevStack:
             ("kubectl", f"kubectl --kubeconfig {self.kubeconfig} get pods -o wide"),
             ("Reconciler", self.reconciler),
             ("Secrets", self.secrets),
+            ("Gateway", self.gateway),
             ("API", f"{self.api_url}/api/v1  (OpenAPI: {self.api_url}/api/v1/openapi)"),
             (
                 "Admin login",
@@ -75,8 +78,9 @@ class DevStack:
 
 
 @contextlib.contextmanager
-def running_dev_stack(settings: Settings) -> Iterator[DevStack]:
-    """Start the stack, yield what runs, and stop it again on exit (also on Ctrl-C)."""
+def running_dev_stack(settings: Settings, gateway: GatewayChoice = "direct") -> Iterator[DevStack]:
+    """Start the stack, yield what runs, and stop it again on exit (also on Ctrl-C). `gateway`: where SSH
+    is also published (a contract fake of the product unless its address is set)."""
     with contextlib.ExitStack() as stack:
         embedded_dir: Path | None = None
         if settings.database_url:
@@ -87,6 +91,7 @@ def running_dev_stack(settings: Settings) -> Iterator[DevStack]:
             url = ensure_database(server.url.set(database=DEV_DATABASE))
         upgrade(url)
         settings, secrets_where = prepare_dev_secrets(settings, stack)
+        settings, gateway_where = prepare_dev_gateway(settings, gateway, url, stack)
         # ExternalIP 127.0.0.1: the SSH command `remotegpu access` prints names this machine
         template = NodeTemplate(
             count=4, gpus=8, model="H100", prefix="dev-node", external_address="127.0.0.1"
@@ -120,4 +125,5 @@ def running_dev_stack(settings: Settings) -> Iterator[DevStack]:
             api_url=api_url,
             admin_password_file=password_file,
             secrets=secrets_where,
+            gateway=gateway_where,
         )

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from remotegpu.core.cluster.driver import ClusterDriver
 from remotegpu.core.environments.access_keys import PlatformKeys
+from remotegpu.core.gateways.configured import ConfiguredGateways
 from remotegpu.core.platform.settings import Settings
 from remotegpu.core.secrets.store import SecretStore
 
@@ -36,7 +37,7 @@ class ReconcilerContext:
     """The fencing epoch this process leads with; every write checks it."""
     kill_point: Callable[[str], None] = _no_kill
     """Called at named points inside steps (`after-allocation`, `after-pod-created`, `after-pod-deleted`,
-    `mid-apply`); tests make it raise `SimulatedCrashError`."""
+    `after-gateway-connection`, `mid-apply`); tests make it raise `SimulatedCrashError`."""
     secrets: SecretStore | None = None
     """Where per-environment secrets (Jupyter tokens) are kept; None when none is configured, and then an
     environment that needs one waits (`SecretsUnavailable`) naming the setting to set."""
@@ -46,6 +47,8 @@ class ReconcilerContext:
     platform_keys: PlatformKeys | None = None
     """Environments' platform SSH keys in the secrets store; None when no store is configured (the keys
     Secret then holds the users' keys only)."""
+    gateways: ConfiguredGateways | None = None
+    """The deployment's access gateways (Guacamole, Jumpserver); None: direct access only."""
 
     def backoff(self, attempt: int) -> dt.timedelta:
         """Delay before retry number `attempt` (0-based): exponential, capped, with jitter in [½, 1]."""

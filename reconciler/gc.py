@@ -7,6 +7,10 @@
 - The platform SSH key and the Jupyter token of an environment whose Secret was an orphan because the
   environment is deleted (a delete that crashed before its step finished) are deleted from the secrets
   store.
+- Gateway connections (named `remotegpu-<environment id>`) whose environment does not exist or is neither
+  provisioning nor running, and is not leased by a step right now, are deleted at the gateway, and its
+  endpoints there are marked removed: a stop that failed, or a step killed between the gateway's create
+  and the record, leaves nothing behind.
 An environment that believes it runs but has no pod needs no collector: its running step observes the
 pod on every resync and re-creates it.
 """
@@ -21,7 +25,9 @@ from sqlalchemy import text
 from remotegpu.core.capacity.release import release, release_storage
 from remotegpu.core.cluster.driver import OwnedObjects
 from remotegpu.core.environments.jupyter import forget_jupyter_token
-from remotegpu.core.environments.states import Phase, sql_list
+from remotegpu.core.environments.states import AccessKind, Phase, sql_list
+from remotegpu.core.gateways.gateway import GatewayUnavailableError
+from remotegpu.core.platform import clock
 from remotegpu.core.secrets.store import SecretsAccessDeniedError, SecretsUnavailableError
 from remotegpu.reconciler.context import ReconcilerContext
 from remotegpu.reconciler.leader import fence
@@ -44,6 +50,19 @@ _ORPHAN_STORAGE_SQL = text(
 )
 # Phases in which an environment has no business owning a pod.
 _PODLESS = Phase.where(lambda phase: not phase.may_own_pod())
+# Phases in which an environment keeps its gateway connection (made when provisioning ends).
+_CONNECTED = frozenset({Phase.PROVISIONING, Phase.RUNNING})
+_CONNECTED_SQL = text(
+    f"""
+    SELECT id FROM environments
+     WHERE id = ANY(:ids) AND deleted_at IS NULL
+       AND (phase IN ({sql_list(_CONNECTED)}) OR (lock_token IS NOT NULL AND lock_expires_at >= :now))
+    """
+)
+_ENDPOINTS_GONE_SQL = text(
+    "UPDATE access_endpoints SET removed_at = :now"
+    " WHERE environment_id = :id AND kind = :kind AND removed_at IS NULL"
+)
 
 
 def _forget_secrets(ctx: ReconcilerContext, workspace_id: uuid.UUID, environment: uuid.UUID) -> None:
@@ -90,6 +109,7 @@ def collect_garbage(ctx: ReconcilerContext) -> dict[str, int]:
             release_storage(connection, environment)
             fence(connection, ctx.shard, ctx.epoch)
         log.info("Orphan storage released", extra={"env": str(environment)})
+    cleaned["gateway_connections"] = sum(_collect_gateway(ctx, kind) for kind in _gateway_kinds(ctx))
     with ctx.engine.begin() as connection:
         for environment in connection.execute(_ORPHAN_CLAIMS_SQL).scalars().all():
             if release(connection, environment).released_anything:
@@ -97,3 +117,39 @@ def collect_garbage(ctx: ReconcilerContext) -> dict[str, int]:
                 log.info("Orphan claims released", extra={"env": str(environment)})
         fence(connection, ctx.shard, ctx.epoch)
     return cleaned
+
+
+def _gateway_kinds(ctx: ReconcilerContext) -> tuple[AccessKind, ...]:
+    return ctx.gateways.kinds() if ctx.gateways is not None else ()
+
+
+def _collect_gateway(ctx: ReconcilerContext, kind: AccessKind) -> int:
+    """Delete the connections at gateway `kind` whose environment should have none; how many. A gateway
+    that cannot answer is skipped until the next pass (logged)."""
+    assert ctx.gateways is not None
+    try:
+        gateway = ctx.gateways.get(kind)
+        # listed first, checked after: an environment that starts in between is seen as provisioning
+        connected = gateway.connected_environments()
+        with ctx.engine.connect() as connection:
+            keep = set(
+                connection.execute(_CONNECTED_SQL, {"ids": sorted(connected), "now": clock.now()})
+                .scalars()
+                .all()
+            )
+        removed = 0
+        for environment in sorted(connected - keep):
+            gateway.delete_connection(environment)
+            with ctx.engine.begin() as connection:
+                connection.execute(
+                    _ENDPOINTS_GONE_SQL, {"id": environment, "kind": kind.value, "now": clock.now()}
+                )
+            removed += 1
+            log.info(
+                "Orphan gateway connection deleted", extra={"gateway": str(kind), "env": str(environment)}
+            )
+        return removed
+    except GatewayUnavailableError as error:
+        ctx.gateways.forget(kind)
+        log.warning("Gateway not collected this pass", extra={"gateway": str(kind), "error": str(error)})
+        return 0

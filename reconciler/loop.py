@@ -26,6 +26,7 @@ from sqlalchemy.engine import URL, make_url
 
 from remotegpu.core.cluster.driver import ClusterDriver, WorkloadWatcher
 from remotegpu.core.environments.access_keys import PlatformKeys
+from remotegpu.core.gateways.configured import ConfiguredGateways
 from remotegpu.core.platform.db import make_engine, normalise_url
 from remotegpu.core.platform.notify import CHANNEL
 from remotegpu.core.platform.settings import Settings
@@ -86,6 +87,7 @@ class Reconciler:
             wake=self._wake_now,
             secrets=store,
             platform_keys=PlatformKeys(store) if store is not None else None,
+            gateways=ConfiguredGateways(settings, store) if len(settings.configured_gateways()) > 1 else None,
         )
         if kill_point is not None:
             self.ctx.kill_point = kill_point

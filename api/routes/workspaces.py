@@ -204,7 +204,9 @@ def change_settings(
     """Change settings (workspace admins and owners); fields not given keep their value."""
     with api.acting(request) as (connection, principal):
         access = workspace_access(connection, principal, workspace_id)
-        return update_workspace_settings(connection, principal, access, data)
+        return update_workspace_settings(
+            connection, principal, access, data, gateway_choices=api.workspace_gateways
+        )
 
 
 router = Router(

@@ -6,7 +6,10 @@ adding a setting needs no migration. Members read the settings; admins and owner
 
 Settings in use:
 - `admin_keys_in_member_environments`: the SSH keys of the workspace's admins and owners are also
-  authorised in every member's environment (read by `core.accounts.ssh_keys.AUTHORIZED_KEYS_SQL`).
+  authorised in every member's environment (read by `core.accounts.ssh_keys.AUTHORIZED_KEYS_SQL`), and
+  they may open its gateway connection (`core.gateways.targets`).
+- `gateway`: the access gateway of the workspace's environments (None: the deployment's), where the
+  deployment lets workspaces choose (`workspace_gateways`); read when an environment starts.
 Homes for later settings, stored and shown but not acted on yet (so they are not invented three times):
 - `default_idle_stop_minutes`: stop an idle environment after this many minutes (None: never).
 - `spending_limit`: a monthly spending limit as a decimal string in the billing currency (None: none).
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal, InvalidOperation
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from sqlalchemy import Connection, text
@@ -28,13 +31,18 @@ from remotegpu.core.platform.events import record_mutation
 from remotegpu.policies.roles import Action
 
 IdleMinutes = Annotated[int, msgspec.Meta(ge=1, le=525_600)]
+GatewayName = Literal["direct", "guacamole", "jumpserver"]
 
 
 class WorkspaceSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Every workspace setting with its default."""
 
     admin_keys_in_member_environments: bool = False
-    """Whether workspace admins' and owners' SSH keys may log in to members' environments."""
+    """Whether workspace admins' and owners' SSH keys may log in to members' environments (and they may
+    open members' gateway connections)."""
+    gateway: GatewayName | None = None
+    """How the workspace's environments are reached (None: the deployment's choice); changes apply to
+    environments started after the change."""
     default_idle_stop_minutes: IdleMinutes | None = None
     """Reserved: not acted on yet."""
     spending_limit: str | None = None
@@ -45,6 +53,7 @@ class WorkspaceSettingsUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_onl
     """Changes to the settings: only the fields given change (`null` clears an optional one)."""
 
     admin_keys_in_member_environments: bool | msgspec.UnsetType = msgspec.UNSET
+    gateway: GatewayName | msgspec.UnsetType | None = msgspec.UNSET
     default_idle_stop_minutes: IdleMinutes | msgspec.UnsetType | None = msgspec.UNSET
     spending_limit: str | msgspec.UnsetType | None = msgspec.UNSET
 
@@ -59,11 +68,18 @@ def get_workspace_settings(connection: Connection, access: WorkspaceAccess) -> W
 
 
 def update_workspace_settings(
-    connection: Connection, principal: Principal, access: WorkspaceAccess, changes: WorkspaceSettingsUpdate
+    connection: Connection,
+    principal: Principal,
+    access: WorkspaceAccess,
+    changes: WorkspaceSettingsUpdate,
+    *,
+    gateway_choices: tuple[str, ...] = (),
 ) -> WorkspaceSettings:
     """Apply `changes` (workspace admins and owners); records which settings changed. Environments with
-    SSH access get their `authorized_keys` rewritten at their next resync."""
+    SSH access get their `authorized_keys` rewritten at their next resync. `gateway_choices`: the
+    gateways the deployment lets a workspace choose (none: the setting cannot be set)."""
     access.require(Action.UPDATE_WORKSPACE)
+    _check_gateway(changes.gateway, gateway_choices)
     given = {
         name: value
         for name in changes.__struct_fields__
@@ -88,6 +104,21 @@ def update_workspace_settings(
         data={"changed": sorted(given)},
     )
     return merged
+
+
+def _check_gateway(choice: str | msgspec.UnsetType | None, choices: tuple[str, ...]) -> None:
+    if choice is msgspec.UNSET or choice is None:
+        return
+    if not choices:
+        raise InvalidInputError(
+            "$.gateway",
+            "this deployment uses one gateway for every workspace (its workspace_gateways setting is off);"
+            " leave gateway out, or null",
+        )
+    if choice not in choices:
+        raise InvalidInputError(
+            "$.gateway", f"{choice} is not configured on this deployment; choose one of {', '.join(choices)}"
+        )
 
 
 def _decimal_amount(value: str) -> str:

@@ -76,6 +76,13 @@ class PlatformKeys:
             self._public[environment_id] = line
         return line
 
+    def private_key(self, workspace_id: uuid.UUID, environment_id: uuid.UUID) -> str:
+        """The environment's platform private key (OpenSSH PEM) for a gateway to log in with; generated
+        with its public half when the environment has none yet."""
+        self.public_key(workspace_id, environment_id)
+        stored = self.store.get(platform_key_path(workspace_id, environment_id))
+        return stored.decode() if isinstance(stored, bytes) else stored
+
     def delete(self, workspace_id: uuid.UUID, environment_id: uuid.UUID) -> bool:
         """Forget and delete the environment's platform key; whether one was stored."""
         with self._lock:

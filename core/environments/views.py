@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 from psycopg import AsyncConnection
@@ -18,7 +19,7 @@ from sqlalchemy import Connection, text
 from remotegpu.core.accounts.users import Principal
 from remotegpu.core.cluster.driver import NoContainerError
 from remotegpu.core.environments.jupyter import read_jupyter_token
-from remotegpu.core.environments.states import Phase, PortPurpose
+from remotegpu.core.environments.states import AccessKind, Phase, PortPurpose
 from remotegpu.core.inventory.addresses import EFFECTIVE_ADDRESS_SQL, url_host
 from remotegpu.core.platform.db import fetch_all, fetch_one
 from remotegpu.core.platform.errors import NotFoundError
@@ -202,16 +203,20 @@ class AccessDetail(msgspec.Struct, frozen=True):
 def environment_access(
     connection: Connection, principal: Principal, environment_id: uuid.UUID, secrets: SecretStore | None
 ) -> list[AccessDetail]:
-    """How to reach a visible environment while it runs. Everyone who may see it sees its endpoints; only
-    those who may operate it (its owner, the workspace's admins and owners, platform admins) get the SSH
-    command and the Jupyter URL with its token."""
+    """How to reach a visible environment while it runs. Everyone who may see it sees its direct endpoints;
+    only those who may operate it (its owner, the workspace's admins and owners, platform admins) get the
+    SSH command, the Jupyter URL with its token and its gateway connections."""
     environment = get_environment(connection, principal, environment_id)
     details = access_details(connection, environment)
     entitled = may_operate_environment(
         environment.caller_role, is_creator=environment.user_id == principal.user_id
     )
     if not entitled:
-        return [msgspec.structs.replace(detail, command=None) for detail in details]
+        return [
+            msgspec.structs.replace(detail, command=None)
+            for detail in details
+            if detail.kind not in _GATEWAYS
+        ]
     if secrets is None or not any(detail.kind == PortPurpose.JUPYTER.value for detail in details):
         return details
     token = read_jupyter_token(secrets, environment.workspace_id, environment.id)
@@ -237,7 +242,30 @@ def access_details(connection: Connection, environment: Any) -> list[AccessDetai
         ),
         {"id": environment.id},
     )
-    return [_detail(row) for row in rows]
+    return [_detail(row) for row in rows] + _gateway_details(connection, environment.id)
+
+
+_GATEWAYS = frozenset({AccessKind.GUACAMOLE.value, AccessKind.JUMPSERVER.value})
+_GATEWAY_ENDPOINTS_SQL = text(
+    "SELECT x.kind, x.url, p.container_port FROM access_endpoints x"
+    " LEFT JOIN port_mappings p ON p.environment_id = x.environment_id AND p.released_at IS NULL"
+    f" AND p.purpose = '{PortPurpose.SSH}'"
+    " WHERE x.environment_id = :id AND x.removed_at IS NULL ORDER BY x.kind"
+)
+
+
+def _gateway_details(connection: Connection, environment_id: uuid.UUID) -> list[AccessDetail]:
+    """The environment's gateway connections: the gateway's address, and the container port it reaches."""
+    details = []
+    for row in connection.execute(_GATEWAY_ENDPOINTS_SQL, {"id": environment_id}):
+        if row.kind not in _GATEWAYS:
+            continue
+        where = urlsplit(row.url)
+        port = where.port or (443 if where.scheme == "https" else 80)
+        details.append(
+            AccessDetail(row.kind, "ssh", where.hostname or "", port, row.container_port or 22, row.url, None)
+        )
+    return details
 
 
 def _detail(row: Any) -> AccessDetail:

@@ -37,6 +37,7 @@ _REDACTED = "**********"
 LogLevel = Literal["debug", "info", "warning", "error"]
 SecretsBackend = Literal["builtin", "vault"]
 VaultAuth = Literal["token", "approle"]
+GatewayChoice = Literal["direct", "guacamole", "jumpserver"]
 
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -126,6 +127,21 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Vault store: the AppRole role ID."""
     vault_secret_id: str | None = None
     """Vault store: the AppRole secret ID."""
+    gateway: GatewayChoice = "direct"
+    """How users reach environments with SSH access: `direct` (the claimed host ports only), or also through
+    the lab's Apache Guacamole or Jumpserver (a connection per running environment). The gateway's admin
+    login lives in the secrets store: `remotegpu gateways set-credentials KIND --username USER`."""
+    workspace_gateways: bool = False
+    """Let workspace admins choose another configured gateway for their workspace (its `gateway` setting)."""
+    guacamole_url: str | None = None
+    """Guacamole: the web application's address, e.g. https://guacamole.example.org/guacamole."""
+    guacamole_data_source: str | None = None
+    """Guacamole: the data source connections are created in (default: the one the admin login returns,
+    e.g. `postgresql`)."""
+    jumpserver_url: str | None = None
+    """Jumpserver: its address, e.g. https://jumpserver.example.org."""
+    jumpserver_org: str = "00000000-0000-0000-0000-000000000002"
+    """Jumpserver: the organisation (X-JMS-ORG) assets and permissions are created in; the default org."""
 
     def __post_init__(self) -> None:
         if self.database_url is not None:
@@ -158,6 +174,26 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         for name in ("lease_seconds", "resync_seconds", "heartbeat_seconds", "backoff_base_seconds"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name}: must be more than 0 seconds")
+        self._check_gateways()
+
+    def _check_gateways(self) -> None:
+        for name in ("guacamole_url", "jumpserver_url"):
+            url = getattr(self, name)
+            if url is not None and not url.startswith(("http://", "https://")):
+                raise SettingsError(
+                    f"{name}: {url!r} is not an http(s) URL; e.g. https://gateway.example.org"
+                )
+        if self.gateway != "direct" and getattr(self, f"{self.gateway}_url") is None:
+            raise SettingsError(f"gateway: {self.gateway} needs {self.gateway}_url (its web address)")
+
+    def configured_gateways(self) -> tuple[GatewayChoice, ...]:
+        """`direct` and every gateway whose address is set, in a fixed order."""
+        kinds: list[GatewayChoice] = ["direct"]
+        if self.guacamole_url is not None:
+            kinds.append("guacamole")
+        if self.jumpserver_url is not None:
+            kinds.append("jumpserver")
+        return tuple(kinds)
 
     def __repr__(self) -> str:
         return f"Settings({', '.join(f'{k}={v!r}' for k, v in self.describe().items())})"

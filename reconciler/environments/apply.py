@@ -124,7 +124,8 @@ def apply(
         **_event_parameters(env, result, new_phase, record=moved or result.outcome is Outcome.RETRY),
     }
     mismatch = bool(result.devices) and _binding_mismatch(env, result.devices)
-    if not result.release_claims and not mismatch:
+    endpoints = result.gateway is not None or result.gateway_withdrawn
+    if not result.release_claims and not mismatch and not endpoints:
         # One statement: on an autocommit connection it is its own transaction (one round trip).
         with ctx.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             ctx.kill_point("mid-apply")
@@ -140,7 +141,36 @@ def apply(
             _explain_missing_update(connection, ctx, env)
         if mismatch:
             _record_binding_mismatch(connection, env, result.devices)
+        if endpoints:
+            _record_endpoints(connection, env, result)
+            row = connection.execute(_STATE_SQL, {"id": env.id}).first()  # with its endpoints as now
     return state_from_row(row)
+
+
+_STATE_SQL = text(STATE_COLUMNS + " WHERE e.id = :id")
+_ENDPOINT_SQL = text(
+    """
+    INSERT INTO access_endpoints (environment_id, kind, url)
+    VALUES (:id, :kind, :url)
+    ON CONFLICT (environment_id, kind) WHERE removed_at IS NULL DO UPDATE SET url = EXCLUDED.url
+    """
+)
+_WITHDRAW_SQL = text(
+    "UPDATE access_endpoints SET removed_at = :now WHERE environment_id = :id AND removed_at IS NULL"
+    " AND kind = ANY(CAST(:kinds AS text[]))"
+)
+
+
+def _record_endpoints(connection: Connection, env: EnvironmentState, result: StepResult) -> None:
+    """The gateway endpoint a step made, or the removal of those it withdrew (after the guarded update,
+    in its transaction: a step that lost its lease records nothing)."""
+    if result.gateway_withdrawn:
+        connection.execute(
+            _WITHDRAW_SQL, {"id": env.id, "now": clock.now(), "kinds": [str(k) for k in env.gateway_kinds]}
+        )
+    if result.gateway is not None:
+        gateway = result.gateway
+        connection.execute(_ENDPOINT_SQL, {"id": env.id, "kind": gateway.kind.value, "url": gateway.url})
 
 
 def _next_phase(env: EnvironmentState, result: StepResult) -> Phase:

@@ -19,7 +19,15 @@ from remotegpu.core.accounts.ssh_keys import AUTHORIZED_KEYS_SQL
 from remotegpu.core.capacity.requests import ClaimedPort
 from remotegpu.core.environments.lifecycle import Trigger, sources
 from remotegpu.core.environments.spec import EnvironmentSpec, spec_from_stored
-from remotegpu.core.environments.states import DesiredState, GpuHealth, Phase, PortPurpose, Protocol, sql_list
+from remotegpu.core.environments.states import (
+    AccessKind,
+    DesiredState,
+    GpuHealth,
+    Phase,
+    PortPurpose,
+    Protocol,
+    sql_list,
+)
 from remotegpu.core.platform import clock
 from remotegpu.reconciler.context import ReconcilerContext
 from remotegpu.reconciler.leader import FENCE_SELECT
@@ -65,6 +73,8 @@ class EnvironmentState:
     """Indexes of claimed GPUs its node no longer reports (`GpuHealth.LOST`)."""
     authorized_keys: tuple[str, ...] = ()
     """Public key lines of the users entitled to SSH in (`AUTHORIZED_KEYS_SQL`), sorted."""
+    gateway_kinds: tuple[AccessKind, ...] = ()
+    """Gateways the environment has a recorded (not removed) endpoint at."""
 
 
 # -- fetch ---------------------------------------------------------------------------------------
@@ -166,7 +176,11 @@ STATE_COLUMNS = f"""
                        FROM gpu_claims c JOIN gpus g ON g.id = c.gpu_id
                       WHERE c.environment_id = e.id AND c.released_at IS NULL AND g.health = '{GpuHealth.LOST}'),
                     '[]') AS lost_gpus,
-           {AUTHORIZED_KEYS_SQL} AS authorized_keys
+           {AUTHORIZED_KEYS_SQL} AS authorized_keys,
+           coalesce((SELECT json_agg(x.kind ORDER BY x.kind) FROM access_endpoints x
+                      WHERE x.environment_id = e.id AND x.removed_at IS NULL
+                        AND x.kind IN ({sql_list((AccessKind.GUACAMOLE, AccessKind.JUMPSERVER))})), '[]')
+               AS gateway_kinds
       FROM environments e
       LEFT JOIN allocations a ON a.environment_id = e.id AND a.released_at IS NULL
       LEFT JOIN hosts h ON h.id = a.host_id
@@ -202,4 +216,5 @@ def state_from_row(row: Any) -> EnvironmentState:
         claimed_devices=tuple(row.claimed_devices),
         lost_gpus=tuple(row.lost_gpus),
         authorized_keys=tuple(row.authorized_keys),
+        gateway_kinds=tuple(AccessKind(kind) for kind in row.gateway_kinds),
     )

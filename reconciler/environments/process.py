@@ -38,9 +38,11 @@ from remotegpu.core.environments.jupyter import (
 )
 from remotegpu.core.environments.lifecycle import Trigger, allowed_triggers
 from remotegpu.core.environments.states import DesiredState, HostHealth, Phase
+from remotegpu.core.gateways.gateway import GatewayUnavailableError
 from remotegpu.core.platform import clock
 from remotegpu.core.secrets.store import SecretsAccessDeniedError, SecretsUnavailableError
 from remotegpu.reconciler.context import ReconcilerContext
+from remotegpu.reconciler.environments import gateway_step
 from remotegpu.reconciler.environments.leases import EnvironmentState
 from remotegpu.reconciler.environments.results import Outcome, StepResult, advance, fail, requeue, retry
 
@@ -56,6 +58,8 @@ def process(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
         return retry("ClusterUnavailable", str(error))
     except (SecretsUnavailableError, SecretsAccessDeniedError) as error:  # messages name paths, never values
         return retry("SecretsUnavailable", str(error))
+    except GatewayUnavailableError as error:  # messages name the gateway and the call, never a credential
+        return retry("GatewayUnavailable", str(error))
 
 
 def _decide(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
@@ -78,13 +82,18 @@ def _delete(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
 
 
 def _finish_delete(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
+    withdrawn = gateway_step.withdraw(
+        ctx, env
+    )  # before the pod: a gateway outage retries with it still there
     ctx.cluster.delete_workload(env.id, keep_volumes=False)
     if ctx.secrets is not None:
         forget_jupyter_token(ctx.secrets, env.workspace_id, env.id)
     ctx.kill_point("after-pod-deleted")
     if ctx.platform_keys is not None:  # after the objects: a repeat of this step finds nothing to delete
         ctx.platform_keys.delete(env.workspace_id, env.id)
-    return advance(Trigger.FINISH_DELETE, "Deleted", release_claims=True, mark_deleted=True)
+    return advance(
+        Trigger.FINISH_DELETE, "Deleted", release_claims=True, mark_deleted=True, gateway_withdrawn=withdrawn
+    )
 
 
 def _stop_unplaced(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
@@ -101,9 +110,10 @@ def _stop(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult | None:
 
 
 def _finish_stop(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
+    withdrawn = gateway_step.withdraw(ctx, env)
     ctx.cluster.delete_workload(env.id, keep_volumes=True)  # persistent volumes stay
     ctx.kill_point("after-pod-deleted")
-    return advance(Trigger.FINISH_STOP, "Stopped", release_claims=True)
+    return advance(Trigger.FINISH_STOP, "Stopped", release_claims=True, gateway_withdrawn=withdrawn)
 
 
 def _start(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult | None:
@@ -125,8 +135,9 @@ def _reschedule(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult | N
     if lost is None:
         return None
     # Its pod goes first (this step); the claims are released when the result is applied, after.
+    withdrawn = gateway_step.withdraw(ctx, env, best_effort=True)  # it is re-published where it lands
     ctx.cluster.delete_workload(env.id, keep_volumes=True)
-    return advance(Trigger.RESCHEDULE, *lost, release_claims=True)
+    return advance(Trigger.RESCHEDULE, *lost, release_claims=True, gateway_withdrawn=withdrawn)
 
 
 def _provision(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
@@ -154,8 +165,18 @@ def _observe_pod(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
             message = _binding_message(pod)
             if jupyter_ready is False:
                 message += f"; Jupyter unavailable: {JUPYTER_UNAVAILABLE_MESSAGE}"
+            # reported running only once its gateway connection exists
+            gateway = gateway_step.publish(ctx, env)
+            if gateway is not None:
+                ctx.kill_point("after-gateway-connection")
+                message += f"; {gateway.kind} connection {gateway.connection_id}"
             return advance(
-                Trigger.BECOME_RUNNING, "Running", message, devices=pod.devices, jupyter_ready=jupyter_ready
+                Trigger.BECOME_RUNNING,
+                "Running",
+                message,
+                devices=pod.devices,
+                jupyter_ready=jupyter_ready,
+                gateway=gateway,
             )
         return requeue(ctx.resync, jupyter_ready=jupyter_ready)
     if pod.state is PodState.PENDING:
@@ -163,8 +184,9 @@ def _observe_pod(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
     if pod.state is PodState.FAILED:
         reason = pod.reason or "PodFailed"
         if not pod.retryable:
+            withdrawn = gateway_step.withdraw(ctx, env, best_effort=True)
             ctx.cluster.delete_workload(env.id, keep_volumes=True)
-            return fail(reason, pod.message)
+            return fail(reason, pod.message, gateway_withdrawn=withdrawn)
         # Kubernetes keeps retrying the pod itself (image pulls, crash loops); we look again with backoff
         # and give up at the phase deadline.
         return retry(reason, pod.message)
@@ -256,8 +278,9 @@ def _apply_deadline(ctx: ReconcilerContext, env: EnvironmentState, result: StepR
     if clock.now() - env.phase_entered_at < dt.timedelta(seconds=limit):
         return result
     message = f"{reason} for longer than the {env.phase.value} deadline ({int(limit)} s)"
+    withdrawn = gateway_step.withdraw(ctx, env, best_effort=True)
     ctx.cluster.delete_workload(env.id, keep_volumes=True)  # failed holds nothing: the pod goes too
-    return fail(reason, message)
+    return fail(reason, message, gateway_withdrawn=withdrawn)
 
 
 def _ensure_pod(ctx: ReconcilerContext, env: EnvironmentState, workload: WorkloadSpec) -> None:

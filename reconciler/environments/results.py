@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from remotegpu.core.environments.lifecycle import Trigger, destination
 from remotegpu.core.environments.states import DesiredState, Phase
+from remotegpu.core.gateways.gateway import GatewayConnection
 
 
 class Outcome(enum.Enum):
@@ -51,6 +52,10 @@ class StepResult:
     jupyter_ready: bool | None = None
     """For a running Jupyter environment: whether its container passes the Jupyter readiness probe
     (False sets the `JupyterUnavailable` condition, True clears it); None: not looked at."""
+    gateway: GatewayConnection | None = None
+    """The gateway connection the step made (or found) for the environment: recorded as its endpoint."""
+    gateway_withdrawn: bool = False
+    """The step removed the environment's gateway connections: its endpoints are marked removed."""
 
     def continues(self, desired: DesiredState) -> bool:
         """True when the next step should run at once on the same lease: the phase moved into one where
@@ -75,6 +80,8 @@ def advance(
     devices: tuple[str, ...] = (),
     recheck_after: dt.timedelta | None = None,
     jupyter_ready: bool | None = None,
+    gateway: GatewayConnection | None = None,
+    gateway_withdrawn: bool = False,
 ) -> StepResult:
     """Move the phase with `trigger`, recorded as an event with `reason`.
 
@@ -90,6 +97,8 @@ def advance(
         mark_deleted=mark_deleted,
         devices=devices,
         jupyter_ready=jupyter_ready,
+        gateway=gateway,
+        gateway_withdrawn=gateway_withdrawn,
     )
 
 
@@ -107,6 +116,13 @@ def retry(reason: str, message: str = "") -> StepResult:
     return StepResult(Outcome.RETRY, reason=reason, message=message)
 
 
-def fail(reason: str, message: str = "") -> StepResult:
+def fail(reason: str, message: str = "", *, gateway_withdrawn: bool = False) -> StepResult:
     """Terminal for this generation: claims are released and the reason kept."""
-    return StepResult(Outcome.FAIL, trigger=Trigger.FAIL, reason=reason, message=message, release_claims=True)
+    return StepResult(
+        Outcome.FAIL,
+        trigger=Trigger.FAIL,
+        reason=reason,
+        message=message,
+        release_claims=True,
+        gateway_withdrawn=gateway_withdrawn,
+    )

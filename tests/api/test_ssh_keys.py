@@ -84,6 +84,7 @@ def test_settings_members_read_admins_change_outsiders_see_nothing(new_user: Cal
     path = f"/workspaces/{ws}/settings"
     defaults = {
         "admin_keys_in_member_environments": False,
+        "gateway": None,
         "default_idle_stop_minutes": None,
         "spending_limit": None,
     }
@@ -97,6 +98,7 @@ def test_settings_members_read_admins_change_outsiders_see_nothing(new_user: Cal
     later = owner.put(path, json={"default_idle_stop_minutes": 30, "spending_limit": "250.00"}).json()
     assert later == {
         "admin_keys_in_member_environments": True,
+        "gateway": None,
         "default_idle_stop_minutes": 30,
         "spending_limit": "250.00",
     }, "fields not given keep their value"

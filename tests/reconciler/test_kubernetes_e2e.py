@@ -284,7 +284,7 @@ def test_garbage_collection_cleans_every_kind_of_orphan(stack: Stack) -> None:
 
     # ghost: pod + service; stopped: pod + service (its PVC stays; its Secrets went with the stop);
     # crashed: pod + service + PVC + keys Secret + Jupyter Secret
-    assert cleaned == {"objects": 9, "claims": 1}
+    assert cleaned == {"objects": 9, "claims": 1, "gateway_connections": 0}
     remaining = {p.metadata.name for p in stack.pods()}
     assert remaining == set(), "the crashed environment's pod goes with its claims' owner"
     assert stack.driver.volume_claim_exists(stopped, "data"), "a stopped environment keeps its volume"
@@ -294,7 +294,9 @@ def test_garbage_collection_cleans_every_kind_of_orphan(stack: Stack) -> None:
             text("SELECT count(*) FROM gpu_claims WHERE released_at IS NULL")
         ).scalar_one()
     assert active == 0
-    assert collect_garbage(stack.reconciler.ctx) == {"objects": 0, "claims": 0}, "a second pass finds nothing"
+    assert collect_garbage(stack.reconciler.ctx) == {"objects": 0, "claims": 0, "gateway_connections": 0}, (
+        "a second pass finds nothing"
+    )
 
 
 def test_a_running_environment_without_its_pod_is_repaired(stack: Stack) -> None:

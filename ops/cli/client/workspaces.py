@@ -66,16 +66,26 @@ def workspace_settings(
             help="Also authorise workspace admins' and owners' SSH keys in members' environments.",
         ),
     ] = None,
+    gateway: Annotated[
+        str | None,
+        typer.Option(
+            "--gateway",
+            help="How environments are reached: direct, guacamole or jumpserver (where the deployment lets"
+            " workspaces choose); `default` for the deployment's choice.",
+        ),
+    ] = None,
     workspace: Workspace = None,
     output: Output = OutputFormat.TABLE,
 ) -> None:
     """Show the workspace's settings; with a flag, change it first (admins and owners)."""
+    changes: dict[str, object] = {}
+    if admin_keys is not None:
+        changes["admin_keys_in_member_environments"] = admin_keys
+    if gateway is not None:
+        changes["gateway"] = None if gateway == "default" else gateway
     with signed_in_client() as client:
         path = f"/workspaces/{workspace_id(client, required_workspace(workspace))}/settings"
-        if admin_keys is None:
-            shown = client.get(path)
-        else:
-            shown = client.request("PUT", path, json_body={"admin_keys_in_member_environments": admin_keys})
+        shown = client.request("PUT", path, json_body=changes) if changes else client.get(path)
     rows = [{"setting": name, "value": value} for name, value in shown.items()]
     emit(
         console,

@@ -13,6 +13,7 @@ from remotegpu.ops.cli.server.api import api
 from remotegpu.ops.cli.server.bench import bench
 from remotegpu.ops.cli.server.db import db_app
 from remotegpu.ops.cli.server.dev import dev
+from remotegpu.ops.cli.server.gateways import gateways_app
 from remotegpu.ops.cli.server.reconciler import reconciler
 from remotegpu.ops.cli.server.secrets import secrets_app
 from remotegpu.ops.cli.server.simcluster import simcluster
@@ -28,3 +29,4 @@ def register_commands(app: typer.Typer) -> None:
     app.add_typer(db_app, name="db", rich_help_panel=PANEL)
     app.add_typer(users_app, name="users", rich_help_panel=PANEL)
     app.add_typer(secrets_app, name="secrets", rich_help_panel=PANEL)
+    app.add_typer(gateways_app, name="gateways", rich_help_panel=PANEL)

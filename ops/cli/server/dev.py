@@ -8,7 +8,7 @@ import msgspec
 import typer
 from rich.table import Table
 
-from remotegpu.core.platform.settings import SecretsBackend
+from remotegpu.core.platform.settings import GatewayChoice, SecretsBackend
 from remotegpu.ops.cli.consoles import console
 from remotegpu.ops.cli.server.api import HostOption, PortOption, api_address
 from remotegpu.ops.cli.server.config import ConfigOption, server_settings
@@ -20,12 +20,21 @@ SecretsOption = Annotated[
     ),
 ]
 
+GatewayOption = Annotated[
+    GatewayChoice | None,
+    typer.Option(
+        "--gateway",
+        help="Also publish SSH through guacamole or jumpserver (a contract fake unless its URL is set).",
+    ),
+]
+
 
 def dev(
     config: ConfigOption = None,
     host: HostOption = None,
     port: PortOption = None,
     secrets: SecretsOption = None,
+    gateway: GatewayOption = None,
 ) -> None:
     """Run all of RemoteGPU on this machine until Ctrl-C: Postgres (embedded unless DATABASE_URL is set)
     with the schema migrated, a simulated GPU cluster (with a kubeconfig for kubectl), a reconciler and the
@@ -38,7 +47,7 @@ def dev(
             settings = msgspec.structs.replace(settings, secrets_backend=secrets)
         from remotegpu.ops.devstack import running_dev_stack  # after the port check: a large import
 
-        with running_dev_stack(settings) as stack:
+        with running_dev_stack(settings, gateway or settings.gateway) as stack:
             table = Table(title="RemoteGPU dev stack", show_header=True)
             table.add_column("component")
             table.add_column("where", overflow="fold")
