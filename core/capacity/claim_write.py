@@ -36,13 +36,16 @@ _WRITE_CLAIMS_SQL = text(
                              CAST(:gpu_counts AS int[]), CAST(:cpus AS bigint[]), CAST(:mems AS bigint[]),
                              CAST(:storages AS bigint[]), CAST(:port_counts AS int[]))
                AS t(env, ws, usr, host, generation, gpu_model, gpu_count, cpu, mem, storage, port_count)
-    -- The key lookups below also name their keys as arrays (`= ANY(...)`): a prepared statement's generic
-    -- plan cannot see how many rows `unnest` yields and would otherwise scan hosts, pools and environments.
+         LIMIT cardinality(CAST(:envs AS uuid[]))
+    -- The statement runs on a generic plan once psycopg has prepared it, and a generic plan cannot see how
+    -- many rows `unnest` yields (it guesses 10). The LIMIT keeps every row (one per environment) but makes
+    -- that guess 1, so the writes below join their rows by index (hosts, environments) instead of hashing
+    -- seq-scanned tables; the key lookups also name their keys as arrays (`= ANY(...)`) for the same reason.
+    -- Data-modifying CTEs run to completion whether read or not: only those read later return rows.
     ), alloc AS (
         INSERT INTO allocations (environment_id, workspace_id, user_id, host_id, generation,
                                  gpu_model, gpu_count, cpu_millis, memory_bytes, storage_bytes)
         SELECT env, ws, usr, host, generation, gpu_model, gpu_count, cpu, mem, storage FROM a
-        RETURNING 1
     ), gpu_claim AS (
         INSERT INTO gpu_claims (gpu_id, environment_id, host_id)
         SELECT g.gpu, g.env, a.host
@@ -64,13 +67,11 @@ _WRITE_CLAIMS_SQL = text(
         UNION ALL
         SELECT 'port', 'claim', a.env, a.ws, a.usr, a.host, NULL, NULL, c.host_port, c.protocol
           FROM port_claim c JOIN a ON a.env = c.environment_id
-        RETURNING 1
     ), pool AS (
         UPDATE gpu_pools p SET free = p.free - x.n
           FROM (SELECT host, gpu_model, sum(gpu_count) AS n FROM a WHERE gpu_count > 0
                  GROUP BY host, gpu_model) x
          WHERE p.host_id = x.host AND p.model = x.gpu_model AND p.host_id = ANY(CAST(:hosts AS uuid[]))
-        RETURNING 1
     ), host AS (
         UPDATE hosts h SET gpus_claimed = h.gpus_claimed + x.gpus,
                            cpu_millis_claimed = h.cpu_millis_claimed + x.cpu,
@@ -79,7 +80,6 @@ _WRITE_CLAIMS_SQL = text(
           FROM (SELECT host, sum(gpu_count) AS gpus, sum(cpu) AS cpu, sum(mem) AS mem, sum(port_count) AS ports
                   FROM a GROUP BY host) x
          WHERE h.id = x.host AND h.id = ANY(CAST(:hosts AS uuid[]))
-        RETURNING 1
     ), ws_quota AS ({_QUOTA_UPSERT.format(column="workspace_id", subject="ws")}
     ), user_quota AS ({_QUOTA_UPSERT.format(column="user_id", subject="usr")}
     ), model_quota AS (
@@ -90,16 +90,12 @@ _WRITE_CLAIMS_SQL = text(
         SELECT q.id, a.gpu_model, sum(a.gpu_count) FROM a JOIN user_quota q ON q.subject = a.usr
          WHERE a.gpu_count > 0 GROUP BY q.id, a.gpu_model
         ON CONFLICT (quota_id, gpu_model) DO UPDATE SET used_gpus = gpu_model_quotas.used_gpus + EXCLUDED.used_gpus
-        RETURNING 1
     ), env AS (
         UPDATE environments e SET host_id = a.host, allocated_at = clock_timestamp(),
                                   storage_bytes_held = e.storage_bytes_held + a.storage
           FROM a WHERE e.id = a.env AND e.id = ANY(CAST(:envs AS uuid[]))
-        RETURNING 1
     )
-    SELECT (SELECT count(*) FROM alloc), (SELECT count(*) FROM gpu_claim), (SELECT count(*) FROM port_claim),
-           (SELECT count(*) FROM history), (SELECT count(*) FROM pool), (SELECT count(*) FROM host),
-           (SELECT count(*) FROM model_quota), (SELECT count(*) FROM env)
+    SELECT 1
     """
 )
 
