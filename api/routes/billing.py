@@ -20,14 +20,18 @@ Limit = Annotated[int, QueryParameter(ge=1, le=MAX_PAGE_SIZE)]
 
 
 class RecordOut(msgspec.Struct):
-    """One metered interval; money as a decimal string."""
+    """One metered interval: `quantity` of `resource` (GPUs of `gpu_model`, cores, GiB of memory, or GiB of
+    volume `subject`) over [started_at, ended_at), at `unit_price` per `unit`; money as a decimal string."""
 
     id: uuid.UUID
     environment_id: uuid.UUID
     workspace_id: uuid.UUID
     user_id: uuid.UUID
-    gpu_model: str
-    gpu_count: int
+    resource: str
+    subject: str
+    gpu_model: str | None
+    quantity: Decimal
+    unit: str
     started_at: dt.datetime
     ended_at: dt.datetime
     currency: str
@@ -109,8 +113,11 @@ def records(
             r.environment_id,
             r.workspace_id,
             r.user_id,
+            r.resource,
+            r.subject,
             r.gpu_model,
-            r.gpu_count,
+            r.quantity,
+            r.unit,
             r.started_at,
             r.ended_at,
             r.currency,

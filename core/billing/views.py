@@ -40,7 +40,8 @@ def list_records(
     rows = list(
         connection.execute(
             text(
-                "SELECT b.id, b.environment_id, b.workspace_id, b.user_id, b.gpu_model, b.gpu_count, b.started_at,"
+                "SELECT b.id, b.environment_id, b.workspace_id, b.user_id, b.resource, b.subject, b.gpu_model,"
+                " b.quantity, b.unit, b.started_at,"
                 " b.ended_at, b.currency, b.unit_price, b.amount, b.invoice_id FROM billing_intervals b"
                 f" WHERE {_BILLABLE.format(table='b')}"
                 " AND (CAST(:workspace AS uuid) IS NULL OR b.workspace_id = :workspace)"

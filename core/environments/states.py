@@ -141,6 +141,32 @@ class ClaimAction(enum.StrEnum):
     RELEASE = "release"
 
 
+class MeteredResource(enum.StrEnum):
+    """What usage is metered and priced by."""
+
+    GPU = "gpu"
+    """GPUs of one model, per GPU-hour."""
+    CPU = "cpu"
+    """CPU cores, per core-hour."""
+    MEMORY = "memory"
+    """Memory, per GiB-hour."""
+    STORAGE = "storage"
+    """A persistent volume, per GiB-month (730 hours), from its creation to its deletion."""
+
+    @property
+    def unit(self) -> str:
+        """The unit a price of this resource is per."""
+        return _UNITS[self]
+
+
+_UNITS = {
+    MeteredResource.GPU: "gpu_hour",
+    MeteredResource.CPU: "core_hour",
+    MeteredResource.MEMORY: "gib_hour",
+    MeteredResource.STORAGE: "gib_month",
+}
+
+
 class InvoiceStatus(enum.StrEnum):
     """An invoice is editable while draft and immutable once finalized."""
 

@@ -2,7 +2,7 @@
 
 from remotegpu.core.models.access import AccessEndpoint
 from remotegpu.core.models.base import Base
-from remotegpu.core.models.billing import BillingInterval, Invoice, InvoiceLine
+from remotegpu.core.models.billing import BillingInterval, Invoice, InvoiceLine, Meter, Price
 from remotegpu.core.models.claims import Allocation, ClaimHistory, GpuClaim, PortMapping
 from remotegpu.core.models.environments import Environment
 from remotegpu.core.models.events import Event
@@ -32,7 +32,9 @@ __all__ = [
     "Image",
     "Invoice",
     "InvoiceLine",
+    "Meter",
     "PortMapping",
+    "Price",
     "ResourceQuota",
     "ShardLeader",
     "SignInCounter",

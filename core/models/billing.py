@@ -10,43 +10,116 @@ import datetime as dt
 import uuid
 from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, ForeignKey, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Numeric, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from remotegpu.core.environments.states import InvoiceStatus
+from remotegpu.core.environments.states import InvoiceStatus, MeteredResource
 from remotegpu.core.models.base import Base, CreatedAt, GpuModel, UuidPk, enum_type
 
 Money = Numeric(18, 6)
+Amount = Numeric(24, 12)
+"""An interval's amount: 12 decimal places, so rounding happens once, per invoice line."""
+
+
+class Price(Base):
+    """The price of one resource (of one GPU model) from `effective_from` until the next one's."""
+
+    __tablename__ = "prices"
+    __table_args__ = (
+        Index(
+            "uq_prices_resource_model_effective_from",
+            "resource",
+            text("coalesce(gpu_model, '')"),
+            "effective_from",
+            unique=True,
+        ),
+        CheckConstraint("unit_price >= 0", name="not_negative"),
+        CheckConstraint("(resource = 'gpu') = (gpu_model IS NOT NULL)", name="model_only_for_gpu"),
+    )
+
+    id: Mapped[UuidPk]
+    resource: Mapped[MeteredResource] = mapped_column(enum_type(MeteredResource, "resource"))
+    gpu_model: Mapped[str | None] = mapped_column(String(64))
+    unit_price: Mapped[Decimal] = mapped_column(Money)
+    """Per `resource.unit`: GPU-hour, core-hour, GiB-hour or GiB-month, in the deployment's currency."""
+    effective_from: Mapped[dt.datetime]
+    created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[CreatedAt]
+
+
+class Meter(Base):
+    """One resource of one environment over one observed spell, and how far it has been metered.
+
+    Compute (GPUs, CPU, memory) is one spell per run: from the moment the reconciler observes the
+    environment running to the moment it observes it not running. Storage is one spell per volume, from
+    its creation to its deletion. `metered_until` is the cursor: the end of the spell's last interval,
+    moved only by the statement that inserts the next one, guarded by its previous value.
+    """
+
+    __tablename__ = "meters"
+    __table_args__ = (
+        UniqueConstraint("environment_id", "resource", "subject", "started_at"),
+        CheckConstraint("metered_until >= started_at", name="cursor_after_start"),
+        CheckConstraint("ended_at IS NULL OR metered_until <= ended_at", name="cursor_before_end"),
+        CheckConstraint("quantity > 0", name="positive_quantity"),
+        CheckConstraint("(resource = 'gpu') = (gpu_model IS NOT NULL)", name="model_only_for_gpu"),
+        Index(
+            "ix_meters_due",
+            "metered_until",
+            postgresql_where=text("ended_at IS NULL OR metered_until < ended_at"),
+        ),
+    )
+
+    id: Mapped[UuidPk]
+    environment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("environments.id", ondelete="RESTRICT"))
+    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="RESTRICT"))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    resource: Mapped[MeteredResource] = mapped_column(enum_type(MeteredResource, "resource"))
+    subject: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    """The volume's name for storage; empty for compute."""
+    gpu_model: Mapped[str | None] = mapped_column(String(64))
+    quantity: Mapped[Decimal] = mapped_column(Money)
+    """GPUs, cores, GiB of memory or GiB of volume."""
+    started_at: Mapped[dt.datetime]
+    ended_at: Mapped[dt.datetime | None]
+    metered_until: Mapped[dt.datetime]
+    created_at: Mapped[CreatedAt]
 
 
 class BillingInterval(Base):
-    """Usage of one environment over [started_at, ended_at), priced with the unit price of the time.
+    """Usage of one meter over [started_at, ended_at), priced with the price in force at its start.
 
-    Intervals of one environment never overlap and leave no gap while it runs; each is emitted once
-    (unique start per environment).
+    A meter's intervals tile its spell: no gap, no overlap, each emitted once (unique start per meter),
+    none crossing a price change or a billing-period boundary. `amount` keeps 12 decimal places; money is
+    rounded once, per invoice line, never per interval.
     """
 
     __tablename__ = "billing_intervals"
     __table_args__ = (
-        UniqueConstraint("environment_id", "started_at"),
+        UniqueConstraint("meter_id", "started_at"),
         CheckConstraint("ended_at > started_at", name="positive_length"),
-        CheckConstraint("gpu_count >= 0 AND unit_price >= 0 AND amount >= 0", name="not_negative"),
+        CheckConstraint("quantity > 0 AND unit_price >= 0 AND amount >= 0", name="not_negative"),
+        Index("ix_billing_intervals_environment_id_started_at", "environment_id", "started_at"),
     )
 
     id: Mapped[UuidPk]
+    meter_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("meters.id", ondelete="RESTRICT"))
     environment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("environments.id", ondelete="RESTRICT"))
     workspace_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("workspaces.id", ondelete="RESTRICT"), index=True
     )
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
-    gpu_model: Mapped[GpuModel]
-    gpu_count: Mapped[int]
+    resource: Mapped[MeteredResource] = mapped_column(enum_type(MeteredResource, "resource"))
+    subject: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    gpu_model: Mapped[str | None] = mapped_column(String(64))
+    quantity: Mapped[Decimal] = mapped_column(Money)
+    unit: Mapped[str] = mapped_column(String(16))
     started_at: Mapped[dt.datetime]
     ended_at: Mapped[dt.datetime]
     currency: Mapped[str] = mapped_column(String(3))
     unit_price: Mapped[Decimal] = mapped_column(Money)
-    """Price of one GPU-hour at the time the interval was emitted."""
-    amount: Mapped[Decimal] = mapped_column(Money)
+    """The price per `unit` in force at `started_at`."""
+    amount: Mapped[Decimal] = mapped_column(Amount)
     invoice_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("invoices.id", ondelete="RESTRICT"), index=True
     )

@@ -38,6 +38,7 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 SecretsBackend = Literal["builtin", "vault"]
 VaultAuth = Literal["token", "approle"]
 GatewayChoice = Literal["direct", "guacamole", "jumpserver"]
+BillingPeriod = Literal["month", "week", "day"]
 
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -127,6 +128,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Vault store: the AppRole role ID."""
     vault_secret_id: str | None = None
     """Vault store: the AppRole secret ID."""
+    currency: str = "USD"
+    """The deployment's one currency (ISO 4217 code): every price and every amount is in it."""
+    billing_period: BillingPeriod = "month"
+    """Billing periods, in UTC: calendar months, ISO weeks (from Monday) or days; no interval crosses one."""
+    meter_seconds: float = 300.0
+    """How often the leader closes usage intervals up to now (each tick adds at most one interval per
+    resource per environment, so shorter means more rows; usage views add the open tail live)."""
     gateway: GatewayChoice = "direct"
     """How users reach environments with SSH access: `direct` (the claimed host ports only), or also through
     the lab's Apache Guacamole or Jumpserver (a connection per running environment). The gateway's admin
@@ -175,6 +183,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name}: must be more than 0 seconds")
         self._check_gateways()
+        if len(self.currency) != 3 or not self.currency.isalpha() or not self.currency.isupper():
+            raise SettingsError(f"currency: {self.currency!r} is not an ISO 4217 code such as USD or EUR")
+        if self.meter_seconds < 1:
+            raise SettingsError("meter_seconds: must be at least 1 second")
 
     def _check_gateways(self) -> None:
         for name in ("guacamole_url", "jumpserver_url"):

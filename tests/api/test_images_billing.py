@@ -71,14 +71,23 @@ def test_billing_is_for_workspace_admins_and_paginated(
     env = alice.post("/environments", json=spec("train", "research")).json()["environment"]["id"]
     start = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
     with engine.begin() as connection:
+        meter = connection.execute(
+            text(
+                "INSERT INTO meters (environment_id, workspace_id, user_id, resource, gpu_model, quantity,"
+                " started_at, ended_at, metered_until) VALUES (:e, :w, :u, 'gpu', 'H100', 1, :s, :t, :t)"
+                " RETURNING id"
+            ),
+            {"e": env, "w": research, "u": alice.user_id, "s": start, "t": start + dt.timedelta(hours=3)},
+        ).scalar_one()
         for hour in range(3):
             connection.execute(
                 text(
-                    "INSERT INTO billing_intervals (environment_id, workspace_id, user_id, gpu_model, gpu_count,"
-                    " started_at, ended_at, currency, unit_price, amount)"
-                    " VALUES (:e, :w, :u, 'H100', 1, :s, :t, 'EUR', 2.5, 2.5)"
+                    "INSERT INTO billing_intervals (meter_id, environment_id, workspace_id, user_id, resource,"
+                    " gpu_model, quantity, unit, started_at, ended_at, currency, unit_price, amount)"
+                    " VALUES (:m, :e, :w, :u, 'gpu', 'H100', 1, 'gpu_hour', :s, :t, 'EUR', 2.5, 2.5)"
                 ),
                 {
+                    "m": meter,
                     "e": env,
                     "w": research,
                     "u": alice.user_id,
