@@ -38,6 +38,7 @@ from remotegpu.reconciler.environments.pipeline import reconcile
 from remotegpu.reconciler.gc import collect_garbage
 from remotegpu.reconciler.hosts import sync_host_health
 from remotegpu.reconciler.leader import FencedOutError, LeaderElector, default_identity
+from remotegpu.reconciler.metering import meter_tick
 from remotegpu.reconciler.scheduler import schedule_pass
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ class Reconciler:
         self._job_specs: list[tuple[Callable[[ReconcilerContext], object], float, str]] = [
             (sync_host_health, HOST_SYNC_SECONDS, "host-heartbeats"),
             (collect_garbage, GC_SECONDS, "garbage-collection"),
+            (meter_tick, settings.meter_seconds, "metering"),
         ]
         self._last_heartbeat = 0.0
         self.steps_done = 0

@@ -8,16 +8,24 @@ freed claims, their release runs first in the same transaction (advisory host lo
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from sqlalchemy import Connection, text
 
+from remotegpu.core.billing.meters import (
+    close_compute_meters,
+    close_storage_meters,
+    open_compute_meters,
+    open_storage_meters,
+)
 from remotegpu.core.capacity.release import release, release_storage
 from remotegpu.core.environments.jupyter import JUPYTER_UNAVAILABLE, JUPYTER_UNAVAILABLE_MESSAGE
-from remotegpu.core.environments.lifecycle import IllegalTransitionError, next_phase
+from remotegpu.core.environments.lifecycle import IllegalTransitionError, Trigger, next_phase
 from remotegpu.core.environments.states import ActorKind, Phase
 from remotegpu.core.platform import clock
 from remotegpu.core.platform.events import record_event
@@ -125,7 +133,8 @@ def apply(
     }
     mismatch = bool(result.devices) and _binding_mismatch(env, result.devices)
     endpoints = result.gateway is not None or result.gateway_withdrawn
-    if not result.release_claims and not mismatch and not endpoints:
+    metering = _meter_changes(env, result, new_phase)
+    if not result.release_claims and not mismatch and not endpoints and not metering:
         # One statement: on an autocommit connection it is its own transaction (one round trip).
         with ctx.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             ctx.kill_point("mid-apply")
@@ -139,12 +148,32 @@ def apply(
         row = connection.execute(_UPDATE_SQL, parameters).first()
         if row is None:
             _explain_missing_update(connection, ctx, env)
+        for change in metering:  # after the guarded update: a step that lost its lease meters nothing
+            change(connection, env, now)
         if mismatch:
             _record_binding_mismatch(connection, env, result.devices)
         if endpoints:
             _record_endpoints(connection, env, result)
             row = connection.execute(_STATE_SQL, {"id": env.id}).first()  # with its endpoints as now
     return state_from_row(row)
+
+
+MeterChange = Callable[[Connection, EnvironmentState, dt.datetime], None]
+
+
+def _meter_changes(env: EnvironmentState, result: StepResult, new_phase: Phase) -> list[MeterChange]:
+    """What the move observes for metering: running starts or ends compute, provisioning opens the
+    volumes' storage, a delete with the volumes ends it (`core.billing.meters`)."""
+    changes: list[MeterChange] = []
+    if env.phase is not Phase.RUNNING and new_phase is Phase.RUNNING:
+        changes.append(lambda c, e, now: open_compute_meters(c, e.id, now))
+    if env.phase is Phase.RUNNING and new_phase is not Phase.RUNNING:
+        changes.append(lambda c, e, now: close_compute_meters(c, e.id, now))
+    if result.trigger is Trigger.PROVISION and env.spec.volumes:
+        changes.append(lambda c, e, now: open_storage_meters(c, e.id, e.spec, now))
+    if result.mark_deleted:
+        changes.append(lambda c, e, now: close_storage_meters(c, e.id, now))
+    return changes
 
 
 _STATE_SQL = text(STATE_COLUMNS + " WHERE e.id = :id")
