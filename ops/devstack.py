@@ -25,6 +25,7 @@ from remotegpu.core.platform.settings import GatewayChoice, Settings
 from remotegpu.ops.api_server import running_api
 from remotegpu.ops.bootstrap import DEV_ADMIN_EMAIL, ensure_admin, persistent_secret
 from remotegpu.ops.dev_gateways import prepare_dev_gateway
+from remotegpu.ops.dev_prices import seed_demo_prices
 from remotegpu.ops.dev_secrets import prepare_dev_secrets
 from remotegpu.ops.migrate import current_revision, upgrade
 from remotegpu.ops.postgres import EmbeddedPostgres, ensure_database
@@ -54,6 +55,7 @@ class DevStack:
     admin_password_file: Path | None = None
     secrets: str = "not configured"
     gateway: str = "direct"
+    prices: str = "none"
 
     def describe(self) -> list[tuple[str, str]]:
         """(component, where) rows, secrets redacted."""
@@ -68,6 +70,7 @@ class DevStack:
             ("Reconciler", self.reconciler),
             ("Secrets", self.secrets),
             ("Gateway", self.gateway),
+            ("Prices", self.prices),
             ("API", f"{self.api_url}/api/v1  (OpenAPI: {self.api_url}/api/v1/openapi)"),
             (
                 "Admin login",
@@ -111,6 +114,7 @@ def running_dev_stack(settings: Settings, gateway: GatewayChoice = "direct") -> 
         jwt_secret = settings.jwt_secret or persistent_secret((settings.data_dir / "jwt-secret").resolve())
         password_file = (settings.data_dir / "admin-password").resolve()
         ensure_admin(engine, DEV_ADMIN_EMAIL, "admin", password_file)
+        prices = seed_demo_prices(engine, settings.currency)
         app = create_app(msgspec.structs.replace(settings, jwt_secret=jwt_secret), engine, logs=driver)
         api_url = stack.enter_context(running_api(app, settings.api_host, settings.api_port))
         epoch = reconciler.elector.epoch
@@ -126,4 +130,5 @@ def running_dev_stack(settings: Settings, gateway: GatewayChoice = "direct") -> 
             admin_password_file=password_file,
             secrets=secrets_where,
             gateway=gateway_where,
+            prices=prices,
         )
