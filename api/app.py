@@ -30,6 +30,7 @@ from remotegpu.api.routes import (
     hosts,
     images,
     ops,
+    prices,
     quotas,
     registry_credentials,
     ssh_keys,
@@ -93,6 +94,7 @@ def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = N
         logs=logs,
         secret_store=secret_store_if_configured(settings, engine),
         workspace_gateways=settings.configured_gateways() if settings.workspace_gateways else (),
+        currency=settings.currency,
     )
     api = Router(
         API_PREFIX,
@@ -108,6 +110,7 @@ def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = N
             environments.router,
             images.router,
             billing.router,
+            prices.router,
             registry_credentials.router,
             ops.router,
         ],

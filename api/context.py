@@ -63,6 +63,8 @@ class ApiContext:
     stuck_after: dt.timedelta = dt.timedelta(minutes=10)
     workspace_gateways: tuple[str, ...] = ()
     """Gateways a workspace may choose for itself (empty: the deployment's `gateway` for all)."""
+    currency: str = "USD"
+    """The deployment's one currency (the `currency` setting): every price is in it."""
 
     @property
     def secrets(self) -> SecretStore:

@@ -238,6 +238,13 @@ ROUTES = [
     Route("GET", "/billing/records", "signed-in"),
     Route("GET", "/billing/invoices", "signed-in"),
     Route("GET", "/billing/invoices/{invoice}", "admin"),
+    Route("GET", "/billing/prices", "signed-in"),
+    Route(
+        "PUT",
+        "/billing/prices",
+        "platform",
+        lambda w, r: {"prices": [{"resource": "gpu", "gpu_model": "H100", "unit_price": "2.49"}]},
+    ),
     Route(
         "PUT",
         "/registry-credentials",

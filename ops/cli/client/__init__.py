@@ -2,7 +2,7 @@
 
 `login`, `register`, `apply -f`, `get`, `describe`, `start|stop|restart|delete`, `logs -f`, `watch`,
 `workspaces`, `ssh-keys`, `ops status`, `quota set`, `hosts cordon|uncordon|drain`, `registry login|list`,
-`billing invoices`. Tables by
+`billing invoices`, `prices set|list`. Tables by
 default, `-o json|yaml` for scripts; errors are one line on stderr and a non-zero exit status.
 
 One module per noun; `session.py` signs a command in and resolves its workspace, `options.py` holds the
@@ -23,6 +23,7 @@ from remotegpu.ops.cli.client.environments import access, delete, get_envs, logs
 from remotegpu.ops.cli.client.hosts import get_gpus, get_hosts, hosts_app
 from remotegpu.ops.cli.client.images import get_images
 from remotegpu.ops.cli.client.ops_status import ops_app
+from remotegpu.ops.cli.client.prices import prices_app
 from remotegpu.ops.cli.client.quotas import quota_app
 from remotegpu.ops.cli.client.registry import registry_app
 from remotegpu.ops.cli.client.ssh_keys import ssh_keys_app
@@ -60,5 +61,6 @@ def register_commands(app: typer.Typer) -> None:
         (hosts_app, "hosts"),
         (registry_app, "registry"),
         (billing_app, "billing"),
+        (prices_app, "prices"),
     ):
         app.add_typer(group, name=name, rich_help_panel=PANEL)
