@@ -17,7 +17,7 @@ from sqlalchemy import Connection, text
 from remotegpu.core.capacity.capacity_sql import (
     CPU_FREE,
     GPU_IN_POOL,
-    GPU_UNCLAIMED,
+    GPU_UNCLAIMED_PROBED,
     MEMORY_FREE,
     PORTS_IN_USE,
     SCHEDULABLE,
@@ -32,12 +32,15 @@ from remotegpu.core.capacity.requests import (
 from remotegpu.core.environments.states import Protocol
 from remotegpu.policies.host_ports import choose_host_ports
 
+# Planned anew at each execution (a generic plan guesses 10 hosts for `ANY(:hosts)`, so Postgres keeps
+# custom plans): unlike a generic plan made once while the claim tables were still small, a custom plan
+# keeps probing indexes as they grow. The free-GPU test is the probed one (see `GPU_UNCLAIMED_PROBED`).
 _HOSTS_UNDER_LOCK_SQL = text(
     f"""
     SELECT h.id, {SCHEDULABLE} AS schedulable, {CPU_FREE} AS cpu_free, {MEMORY_FREE} AS memory_free,
            h.port_range_start, h.port_range_end,
            coalesce((SELECT json_agg(json_build_array(g.id, g.model) ORDER BY g.index) FROM gpus g
-                      WHERE g.host_id = h.id AND {GPU_IN_POOL} AND {GPU_UNCLAIMED}), '[]') AS free_gpus,
+                      WHERE g.host_id = h.id AND {GPU_IN_POOL} AND {GPU_UNCLAIMED_PROBED}), '[]') AS free_gpus,
            {PORTS_IN_USE} AS ports_in_use
       FROM hosts h
      WHERE h.id = ANY(CAST(:hosts AS uuid[]))
