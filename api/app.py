@@ -95,6 +95,7 @@ def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = N
         secret_store=secret_store_if_configured(settings, engine),
         workspace_gateways=settings.configured_gateways() if settings.workspace_gateways else (),
         currency=settings.currency,
+        billing_period=settings.billing_period,
     )
     api = Router(
         API_PREFIX,

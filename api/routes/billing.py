@@ -13,10 +13,40 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 
 from remotegpu.api.context import AnyRequest, Api
 from remotegpu.api.openapi import answers
-from remotegpu.core.billing.views import get_invoice, list_invoices, list_records
+from remotegpu.core.billing.usage import Usage, usage
+from remotegpu.core.billing.views import RecordFilter, get_invoice, list_invoices, list_records
+from remotegpu.core.platform import clock
+from remotegpu.core.platform.errors import InvalidInputError
 from remotegpu.core.platform.pagination import MAX_PAGE_SIZE
 
 Limit = Annotated[int, QueryParameter(ge=1, le=MAX_PAGE_SIZE)]
+From = Annotated[
+    str | None,
+    QueryParameter(
+        name="from",
+        description="an ISO 8601 time (2026-11-01T00:00:00Z; a date is its midnight; no offset means UTC)",
+    ),
+]
+To = Annotated[str | None, QueryParameter(name="to", description="an ISO 8601 time, after `from`")]
+
+
+def parse_time(field: str, value: str | None) -> dt.datetime | None:
+    """An ISO 8601 time from the query; 422 naming `field` when it is not one. No offset means UTC."""
+    if value is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value)
+        return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+    except (ValueError, OverflowError):  # OverflowError: an offset that moves it out of years 1–9999
+        raise InvalidInputError(field, "expected an ISO 8601 time such as 2026-11-01T00:00:00Z") from None
+
+
+def parse_window(start: str | None, end: str | None) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """`from` and `to` as times; 422 naming `from` when it is not before `to`."""
+    first, last = parse_time("from", start), parse_time("to", end)
+    if first is not None and last is not None and first >= last:
+        raise InvalidInputError("from", "must be before `to`")
+    return first, last
 
 
 class RecordOut(msgspec.Struct):
@@ -101,12 +131,25 @@ def records(
     request: AnyRequest,
     api: Api,
     workspace: FromQuery[str | None] = None,
+    environment: FromQuery[str | None] = None,
+    from_: From = None,
+    to: To = None,
     limit: Limit = 50,
     cursor: FromQuery[str | None] = None,
 ) -> RecordList:
-    """Metered intervals of the workspaces whose bills the caller may see (owners and admins)."""
+    """Metered intervals of the workspaces whose bills the caller may see (owners and admins), newest
+    first; `environment` (id, or name — within `workspace` when given) and `from`/`to` keep those of
+    that environment and overlapping [from, to)."""
+    start, end = parse_window(from_, to)
     with api.acting(request) as (connection, principal):
-        rows, following = list_records(connection, principal, workspace, limit=limit, cursor=cursor)
+        rows, following = list_records(
+            connection,
+            principal,
+            workspace,
+            limit=limit,
+            cursor=cursor,
+            filters=RecordFilter(environment, start, end),
+        )
     items = [
         RecordOut(
             r.id,
@@ -128,6 +171,97 @@ def records(
         for r in rows
     ]
     return RecordList(items, following)
+
+
+class UsageLineOut(msgspec.Struct):
+    """One resource of one environment over the window: `quantity` in `unit` (gpu_hour, core_hour,
+    gib_hour, gib_month), `amount` unrounded."""
+
+    workspace_id: uuid.UUID
+    workspace: str
+    environment_id: uuid.UUID
+    environment: str
+    resource: str
+    gpu_model: str | None
+    subject: str
+    quantity: Decimal
+    unit: str
+    amount: Decimal
+
+
+class EnvironmentTotalOut(msgspec.Struct):
+    """One environment's unrounded total over the window."""
+
+    environment_id: uuid.UUID
+    environment: str
+    amount: Decimal
+
+
+class UsageOut(msgspec.Struct):
+    """Usage over [from, to): closed intervals (pro rata when partly inside) plus every meter's open tail
+    up to now. Amounts are unrounded; `total_rounded` is `total` rounded once to cents, half-even."""
+
+    start: dt.datetime = msgspec.field(name="from")
+    end: dt.datetime = msgspec.field(name="to")
+    currency: str
+    lines: list[UsageLineOut]
+    environments: list[EnvironmentTotalOut]
+    """Each environment's unrounded total."""
+    total: Decimal
+    total_rounded: Decimal
+
+
+def usage_out(answer: Usage) -> UsageOut:
+    """The API's view of a usage answer."""
+    lines = [
+        UsageLineOut(
+            line.workspace_id,
+            line.workspace,
+            line.environment_id,
+            line.environment,
+            line.resource.value,
+            line.gpu_model,
+            line.subject,
+            line.quantity,
+            line.resource.unit,
+            line.amount,
+        )
+        for line in answer.lines
+    ]
+    names = {line.environment_id: line.environment for line in answer.lines}
+    environments = [
+        EnvironmentTotalOut(environment_id, names[environment_id], amount)
+        for environment_id, amount in answer.by_environment().items()
+    ]
+    return UsageOut(
+        answer.start, answer.end, answer.currency, lines, environments, answer.total, answer.total_rounded
+    )
+
+
+@get("/usage", sync_to_thread=True, opt=answers(403, 404))
+def usage_view(
+    request: AnyRequest,
+    api: Api,
+    workspace: FromQuery[str | None] = None,
+    from_: From = None,
+    to: To = None,
+) -> UsageOut:
+    """Live usage by environment and resource of `workspace` (or of every workspace whose bills the
+    caller may see) over [from, to) — by default the current billing period up to now — including the
+    running environments' cost so far."""
+    start, end = parse_window(from_, to)
+    with api.acting(request) as (connection, principal):
+        answer = usage(
+            connection,
+            principal,
+            workspace,
+            start,
+            end,
+            clock.now(),
+            api.billing_period,
+            currency=api.currency,
+        )
+    return usage_out(answer)
 
 
 @get("/invoices", sync_to_thread=True, opt=answers(403, 404))
@@ -152,4 +286,4 @@ def invoice(invoice_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> I
     return _invoice(row, lines)
 
 
-router = Router("/billing", route_handlers=[records, invoices, invoice], tags=["billing"])
+router = Router("/billing", route_handlers=[records, usage_view, invoices, invoice], tags=["billing"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterator
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any
 
 import msgspec
@@ -22,6 +23,7 @@ from remotegpu.api.context import AnyRequest, Api
 from remotegpu.api.openapi import answers
 from remotegpu.core.accounts.membership import WorkspaceAccess, workspace_access, workspace_access_async
 from remotegpu.core.accounts.users import Principal
+from remotegpu.core.billing.usage import CENTS, environment_cost_async
 from remotegpu.core.cluster.driver import ClusterUnavailableError
 from remotegpu.core.environments.control import (
     ApplyResult,
@@ -43,10 +45,22 @@ from remotegpu.core.environments.views import (
     list_events,
     require_container,
 )
+from remotegpu.core.platform import clock
 from remotegpu.core.platform.errors import InvalidInputError
 from remotegpu.core.platform.pagination import MAX_PAGE_SIZE
+from remotegpu.policies.roles import Action, allows
 
 Limit = Annotated[int, QueryParameter(ge=1, le=MAX_PAGE_SIZE, description="page size")]
+
+
+class CostOut(msgspec.Struct):
+    """What the environment has cost since it was created: every run's GPUs, CPU and memory and its
+    volumes' storage, closed intervals plus the open tails up to now; `amount` unrounded, `rounded` to
+    cents (half-even)."""
+
+    amount: Decimal
+    rounded: Decimal
+    currency: str
 
 
 class EnvironmentOut(msgspec.Struct):
@@ -75,6 +89,9 @@ class EnvironmentOut(msgspec.Struct):
     updated_at: dt.datetime
     phase_entered_at: dt.datetime
     gpu_indexes: list[int] | None = None
+    cost_so_far: CostOut | None = None
+    """Only in `GET /environments/{id}`, and only for the environment's owner, the workspace's owners
+    and admins, and platform admins (null for everyone else)."""
 
 
 class EnvironmentList(msgspec.Struct):
@@ -243,9 +260,17 @@ async def list_all(
 
 @get("/{environment_id:uuid}")
 async def show(environment_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> EnvironmentOut:
-    """One environment, with the GPUs it holds."""
+    """One environment, with the GPUs it holds and, for its owner and those who may see the workspace's
+    bills, its cost so far."""
     async with api.reading(request) as (connection, principal):
-        return environment_out(await get_environment_async(connection, principal, environment_id))
+        row = await get_environment_async(connection, principal, environment_id)
+        shown = environment_out(row)
+        if row.user_id == principal.user_id or allows(row.caller_role, Action.READ_BILLING):
+            amount = await environment_cost_async(connection, environment_id, clock.now(), api.billing_period)
+            shown.cost_so_far = CostOut(
+                amount, amount.quantize(CENTS, rounding=ROUND_HALF_EVEN), api.currency
+            )
+    return shown
 
 
 @put("/{environment_id:uuid}", sync_to_thread=True, opt=answers(403, 409))

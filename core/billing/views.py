@@ -9,6 +9,7 @@ whose bills the caller may see.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -20,10 +21,24 @@ from remotegpu.core.platform.errors import ForbiddenError, NotFoundError
 from remotegpu.core.platform.pagination import decode_cursor, page
 from remotegpu.policies.roles import Action, allows
 
-_BILLABLE = (
+BILLABLE = (
     "(:admin OR EXISTS (SELECT 1 FROM workspace_members m WHERE m.workspace_id = {table}.workspace_id"
     " AND m.user_id = :user AND m.role IN ('owner', 'admin')))"
 )
+"""Whether the caller may read the bills of `{table}`'s workspace (parameters :user and :admin); `m` is
+taken by the membership, so give the outer table another alias."""
+
+
+@dataclass(frozen=True)
+class RecordFilter:
+    """What `list_records` narrows to; None means no filter."""
+
+    environment: str | None = None
+    """An environment's id, or its name: every environment ever called so (in `workspace` when one is
+    named), since a deleted environment's records are kept and its name may have been reused."""
+    start: datetime | None = None
+    end: datetime | None = None
+    """Records overlapping [start, end): the same rule as usage windows."""
 
 
 def list_records(
@@ -33,26 +48,50 @@ def list_records(
     *,
     limit: int,
     cursor: str | None,
+    filters: RecordFilter = RecordFilter(),
 ) -> tuple[list[Any], str | None]:
-    """Billing intervals, newest first, of `workspace` (by name or id) or of every billable one."""
-    workspace_id = _billable_workspace(connection, principal, workspace)
+    """Billing intervals, newest first, of `workspace` (by name or id) or of every billable one.
+
+    The filters are plain predicates beside the keyset condition on (started_at, id), so a cursor taken
+    with them continues the same filtered list."""
+    workspace_id = billable_workspace(connection, principal, workspace)
     after = decode_cursor(cursor, (datetime, uuid.UUID))
+    environment_id = _as_uuid(filters.environment) if filters.environment else None
+    params = _params(principal, workspace_id, after, limit) | {
+        "environment_id": environment_id,
+        "environment_name": filters.environment if filters.environment and not environment_id else None,
+        "window_start": filters.start,
+        "window_end": filters.end,
+    }
     rows = list(
         connection.execute(
             text(
                 "SELECT b.id, b.environment_id, b.workspace_id, b.user_id, b.resource, b.subject, b.gpu_model,"
                 " b.quantity, b.unit, b.started_at,"
                 " b.ended_at, b.currency, b.unit_price, b.amount, b.invoice_id FROM billing_intervals b"
-                f" WHERE {_BILLABLE.format(table='b')}"
+                f" WHERE {BILLABLE.format(table='b')}"
                 " AND (CAST(:workspace AS uuid) IS NULL OR b.workspace_id = :workspace)"
+                " AND (CAST(:environment_id AS uuid) IS NULL OR b.environment_id = :environment_id)"
+                " AND (CAST(:environment_name AS text) IS NULL OR b.environment_id IN"
+                "      (SELECT e.id FROM environments e WHERE e.name = :environment_name"
+                "          AND (CAST(:workspace AS uuid) IS NULL OR e.workspace_id = :workspace)))"
+                " AND (CAST(:window_start AS timestamptz) IS NULL OR b.ended_at > :window_start)"
+                " AND (CAST(:window_end AS timestamptz) IS NULL OR b.started_at < :window_end)"
                 " AND (CAST(:after_at AS timestamptz) IS NULL"
                 "      OR (b.started_at, b.id) < (CAST(:after_at AS timestamptz), CAST(:after_id AS uuid)))"
                 " ORDER BY b.started_at DESC, b.id DESC LIMIT :limit"
             ),
-            _params(principal, workspace_id, after, limit),
+            params,
         )
     )
     return page(rows, limit, lambda row: (row.started_at.isoformat(), row.id))
+
+
+def _as_uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
 
 
 _INVOICE_COLUMNS = "i.id, i.workspace_id, i.user_id, i.period_start, i.period_end, i.status, i.currency, i.total, i.finalized_at"
@@ -67,12 +106,12 @@ def list_invoices(
     cursor: str | None,
 ) -> tuple[list[Any], str | None]:
     """Invoices, newest period first, of `workspace` (by name or id) or of every billable one."""
-    workspace_id = _billable_workspace(connection, principal, workspace)
+    workspace_id = billable_workspace(connection, principal, workspace)
     after = decode_cursor(cursor, (datetime, uuid.UUID))
     rows = list(
         connection.execute(
             text(
-                f"SELECT {_INVOICE_COLUMNS} FROM invoices i WHERE {_BILLABLE.format(table='i')}"
+                f"SELECT {_INVOICE_COLUMNS} FROM invoices i WHERE {BILLABLE.format(table='i')}"
                 " AND (CAST(:workspace AS uuid) IS NULL OR i.workspace_id = :workspace)"
                 " AND (CAST(:after_at AS timestamptz) IS NULL"
                 "      OR (i.period_start, i.id) < (CAST(:after_at AS timestamptz), CAST(:after_id AS uuid)))"
@@ -111,9 +150,10 @@ def get_invoice(connection: Connection, principal: Principal, invoice_id: uuid.U
     return invoice, lines
 
 
-def _billable_workspace(
+def billable_workspace(
     connection: Connection, principal: Principal, workspace: str | None
 ) -> uuid.UUID | None:
+    """The id of `workspace` (name or id) once the caller may read its bills; None when none is named."""
     if workspace is None:
         return None
     access = workspace_access(connection, principal, workspace)

@@ -236,7 +236,11 @@ ROUTES = [
     Route("GET", "/images/{image}", "viewer"),
     Route("DELETE", "/images/{image}", "admin"),
     Route("GET", "/billing/records", "signed-in"),
+    Route("GET", "/billing/records?workspace={workspace}&environment=members-env&from=2026-11-01", "admin"),
+    Route("GET", "/billing/usage", "signed-in"),
+    Route("GET", "/billing/usage?workspace={workspace}", "admin"),
     Route("GET", "/billing/invoices", "signed-in"),
+    Route("GET", "/billing/invoices?workspace={workspace}", "admin"),
     Route("GET", "/billing/invoices/{invoice}", "admin"),
     Route("GET", "/billing/prices", "signed-in"),
     Route(

@@ -93,14 +93,14 @@ def test_every_refusal_of_the_authorization_matrix_is_documented() -> None:
             if outcome == "403":
                 refused_403.add((route.method, _template(route.path)))
     # The converse for 403 (the status most easily claimed in error): every documented 403 is a refusal
-    # of the matrix, but for the billing lists, which refuse only a `?workspace=` whose bills the caller
-    # may not read (the matrix calls them without one).
+    # of the matrix (the billing lists refuse only a `?workspace=` whose bills the caller may not read:
+    # the matrix calls them with one as well as without).
     documented_403 = {
         (method, path.removeprefix("/api/v1"))
         for method, path, operation in _operations()
         if 403 in _errors(operation)
     }
-    assert documented_403 - refused_403 == {("GET", "/billing/records"), ("GET", "/billing/invoices")}
+    assert documented_403 - refused_403 == set()
 
 
 def test_an_unknown_status_cannot_be_declared() -> None:

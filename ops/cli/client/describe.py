@@ -1,4 +1,4 @@
-"""`remotegpu describe env`: one environment in full (spec, phase, conditions, access, events)."""
+"""`remotegpu describe env`: one environment in full (spec, phase, cost so far, conditions, access, events)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,9 @@ def describe_env(name: Name, workspace: Workspace = None, output: Output = Outpu
             f"{environment['gpu_count']}×{environment['gpu_model'] or 'any'} {environment.get('gpu_indexes') or ''}",
         ),
     ]
+    cost = environment.get("cost_so_far")
+    if cost is not None:  # shown to its owner and to those who may see the workspace's bills
+        rows.append(("Cost so far", f"{cost['rounded']} {cost['currency']}"))
     if environment["queue_position"] is not None:
         rows.append(("Queue", f"#{environment['queue_position']}: {environment['queue_reason']}"))
     if environment["message"]:
