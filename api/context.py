@@ -63,13 +63,11 @@ class ApiContext:
     """The secrets store the settings configure; None when they configure none (see `secrets`)."""
     stuck_after: dt.timedelta = dt.timedelta(minutes=10)
     workspace_gateways: tuple[str, ...] = ()
-    currency: str = "USD"
-    """The deployment's one currency (the `currency` setting)."""
-    billing_period: BillingPeriod = "month"
-    """Where usage windows start by default and tails are cut (the `billing_period` setting)."""
     """Gateways a workspace may choose for itself (empty: the deployment's `gateway` for all)."""
     currency: str = "USD"
     """The deployment's one currency (the `currency` setting): every price is in it."""
+    billing_period: BillingPeriod = "month"
+    """Where usage windows start by default and tails are cut (the `billing_period` setting)."""
 
     @property
     def secrets(self) -> SecretStore:
