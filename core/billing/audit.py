@@ -11,6 +11,7 @@ import datetime as dt
 import itertools
 import uuid
 from collections import defaultdict
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -21,8 +22,8 @@ from remotegpu.core.environments.states import MeteredResource
 from remotegpu.core.platform.settings import BillingPeriod
 
 _METERS_SQL = text(
-    "SELECT id, environment_id, resource, subject, gpu_model, quantity, started_at, ended_at, metered_until"
-    " FROM meters ORDER BY environment_id, resource, subject, started_at"
+    "SELECT id, environment_id, resource, subject, gpu_model, quantity, started_at, ended_at, metered_until,"
+    " amount FROM meters ORDER BY environment_id, resource, subject, started_at"
 )
 _INTERVALS_SQL = text(
     "SELECT id, meter_id, resource, gpu_model, quantity, unit, started_at, ended_at, unit_price, amount, currency"
@@ -72,6 +73,9 @@ def _check_meter(
         expected_start = max(expected_start, interval.ended_at)
     if expected_start != meter.metered_until:
         findings.append(f"{name}: intervals end at {expected_start}, its cursor is at {meter.metered_until}")
+    billed = sum((interval.amount for interval in intervals), Decimal(0))
+    if meter.amount != billed:
+        findings.append(f"{name}: running total {meter.amount}, its intervals add up to {billed}")
     return findings
 
 

@@ -58,6 +58,8 @@ class Advance:
     meter_id: uuid.UUID
     old: dt.datetime
     new: dt.datetime
+    added: Decimal
+    """The amounts of its pieces, added to the meter's running total."""
 
 
 def cut(meter: DueMeter, book: PriceBook, period: BillingPeriod, now: dt.datetime) -> list[Piece]:
@@ -87,7 +89,8 @@ def plan(
     for meter in meters:
         cut_pieces = cut(meter, book, period, now)
         if cut_pieces:
-            advances.append(Advance(meter.id, meter.metered_until, cut_pieces[-1].end))
+            added = sum((piece.amount for piece in cut_pieces), Decimal(0))
+            advances.append(Advance(meter.id, meter.metered_until, cut_pieces[-1].end, added))
             pieces.extend(cut_pieces)
     return advances, pieces
 
@@ -119,12 +122,13 @@ def due_meters(connection: Connection, shard: int, now: dt.datetime) -> list[Due
 
 WRITE_CTES = """
     moves AS (
-        SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:olds AS timestamptz[]), CAST(:news AS timestamptz[]))
-               AS v(id, old, new)
+        SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:olds AS timestamptz[]), CAST(:news AS timestamptz[]),
+                             CAST(:added AS numeric[]))
+               AS v(id, old, new, added)
     ), advanced AS (
         -- the guard: the cursor is where this tick read it, and the spell has not ended before the new
         -- cursor (a stop observed meanwhile); row locks make a racing meter re-check both
-        UPDATE meters m SET metered_until = v.new FROM moves v
+        UPDATE meters m SET metered_until = v.new, amount = m.amount + v.added FROM moves v
          WHERE m.id = v.id AND m.metered_until = v.old AND (m.ended_at IS NULL OR m.ended_at >= v.new)
            AND EXISTS (SELECT 1 FROM leader)
         RETURNING m.id, m.environment_id, m.workspace_id, m.user_id, m.resource, m.subject, m.gpu_model,
@@ -154,6 +158,7 @@ def write_parameters(advances: Sequence[Advance], pieces: Sequence[Piece], curre
         "ids": [a.meter_id for a in advances],
         "olds": [a.old for a in advances],
         "news": [a.new for a in advances],
+        "added": [a.added for a in advances],
         "p_meters": [p.meter_id for p in pieces],
         "p_units": [p.unit for p in pieces],
         "p_starts": [p.start for p in pieces],

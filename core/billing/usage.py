@@ -246,6 +246,8 @@ def _tail(
 
 
 # -- one environment's cost so far ---------------------------------------------------------------------
+# The closed part is the meters' running totals (a few rows per environment, however long it has run),
+# the open part each meter's tail from its cursor, priced now.
 
 _COST_SQL = text(
     """
@@ -255,7 +257,7 @@ _COST_SQL = text(
     )
     SELECT 'closed' AS kind, CAST(NULL AS uuid) AS meter_id, CAST(NULL AS text) AS resource,
            CAST(NULL AS text) AS gpu_model, CAST(NULL AS numeric) AS quantity,
-           (SELECT coalesce(sum(b.amount), 0) FROM billing_intervals b WHERE b.environment_id = :id) AS amount,
+           (SELECT coalesce(sum(t.amount), 0) FROM meters t WHERE t.environment_id = :id) AS amount,
            CAST(NULL AS timestamptz) AS since, CAST(NULL AS timestamptz) AS until
     UNION ALL
     SELECT 'open', o.id, o.resource, o.gpu_model, o.quantity, NULL, o.metered_until, o.ended_at FROM open o

@@ -83,6 +83,9 @@ class Meter(Base):
     started_at: Mapped[dt.datetime]
     ended_at: Mapped[dt.datetime | None]
     metered_until: Mapped[dt.datetime]
+    amount: Mapped[Decimal] = mapped_column(Amount, default=Decimal(0), server_default="0")
+    """The sum of its intervals' amounts, added by the statement that writes them: an environment's cost
+    so far reads a few meters, never its (ever-growing) intervals."""
     created_at: Mapped[CreatedAt]
 
 

@@ -84,6 +84,7 @@ def upgrade() -> None:
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("metered_until", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("amount", sa.Numeric(precision=24, scale=12), server_default="0", nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.CheckConstraint(
             "(resource = 'gpu') = (gpu_model IS NOT NULL)", name=op.f("ck_meters_model_only_for_gpu")
