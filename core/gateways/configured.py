@@ -8,6 +8,7 @@ it raises `GatewayUnavailableError` naming the fix, which the reconciler retries
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable
 
 from remotegpu.core.environments.states import AccessKind
@@ -51,6 +52,9 @@ class ConfiguredGateways:
         self.store = store
         self._made: dict[AccessKind, Gateway] = {}
         self._lock = threading.Lock()
+        self.sent: dict[uuid.UUID, str] = {}
+        """Per environment, a digest of what its gateway was last sent (the reconciler's; one worker per
+        environment at a time, so plain dict operations suffice)."""
 
     def kinds(self) -> tuple[AccessKind, ...]:
         """The gateways whose address is set (direct is not a gateway: it holds no connections)."""

@@ -132,7 +132,7 @@ def apply(
         **_event_parameters(env, result, new_phase, record=moved or result.outcome is Outcome.RETRY),
     }
     mismatch = bool(result.devices) and _binding_mismatch(env, result.devices)
-    endpoints = result.gateway is not None or result.gateway_withdrawn
+    endpoints = result.gateway is not None or bool(result.gateways_withdrawn)
     metering = _meter_changes(env, result, new_phase)
     if not result.release_claims and not mismatch and not endpoints and not metering:
         # One statement: on an autocommit connection it is its own transaction (one round trip).
@@ -193,10 +193,9 @@ _WITHDRAW_SQL = text(
 def _record_endpoints(connection: Connection, env: EnvironmentState, result: StepResult) -> None:
     """The gateway endpoint a step made, or the removal of those it withdrew (after the guarded update,
     in its transaction: a step that lost its lease records nothing)."""
-    if result.gateway_withdrawn:
-        connection.execute(
-            _WITHDRAW_SQL, {"id": env.id, "now": clock.now(), "kinds": [str(k) for k in env.gateway_kinds]}
-        )
+    if result.gateways_withdrawn:
+        kinds = [str(kind) for kind in result.gateways_withdrawn]
+        connection.execute(_WITHDRAW_SQL, {"id": env.id, "now": clock.now(), "kinds": kinds})
     if result.gateway is not None:
         gateway = result.gateway
         connection.execute(_ENDPOINT_SQL, {"id": env.id, "kind": gateway.kind.value, "url": gateway.url})

@@ -92,7 +92,7 @@ def _finish_delete(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
     if ctx.platform_keys is not None:  # after the objects: a repeat of this step finds nothing to delete
         ctx.platform_keys.delete(env.workspace_id, env.id)
     return advance(
-        Trigger.FINISH_DELETE, "Deleted", release_claims=True, mark_deleted=True, gateway_withdrawn=withdrawn
+        Trigger.FINISH_DELETE, "Deleted", release_claims=True, mark_deleted=True, gateways_withdrawn=withdrawn
     )
 
 
@@ -113,7 +113,7 @@ def _finish_stop(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
     withdrawn = gateway_step.withdraw(ctx, env)
     ctx.cluster.delete_workload(env.id, keep_volumes=True)  # persistent volumes stay
     ctx.kill_point("after-pod-deleted")
-    return advance(Trigger.FINISH_STOP, "Stopped", release_claims=True, gateway_withdrawn=withdrawn)
+    return advance(Trigger.FINISH_STOP, "Stopped", release_claims=True, gateways_withdrawn=withdrawn)
 
 
 def _start(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult | None:
@@ -137,7 +137,7 @@ def _reschedule(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult | N
     # Its pod goes first (this step); the claims are released when the result is applied, after.
     withdrawn = gateway_step.withdraw(ctx, env, best_effort=True)  # it is re-published where it lands
     ctx.cluster.delete_workload(env.id, keep_volumes=True)
-    return advance(Trigger.RESCHEDULE, *lost, release_claims=True, gateway_withdrawn=withdrawn)
+    return advance(Trigger.RESCHEDULE, *lost, release_claims=True, gateways_withdrawn=withdrawn)
 
 
 def _provision(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
@@ -178,7 +178,13 @@ def _observe_pod(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
                 jupyter_ready=jupyter_ready,
                 gateway=gateway,
             )
-        return requeue(ctx.resync, jupyter_ready=jupyter_ready)
+        change = gateway_step.refresh(ctx, env)
+        return requeue(
+            ctx.resync,
+            jupyter_ready=jupyter_ready,
+            gateway=change.connection,
+            gateways_withdrawn=change.withdrawn,
+        )
     if pod.state is PodState.PENDING:
         return requeue(POD_START_RECHECK)
     if pod.state is PodState.FAILED:
@@ -186,7 +192,7 @@ def _observe_pod(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
         if not pod.retryable:
             withdrawn = gateway_step.withdraw(ctx, env, best_effort=True)
             ctx.cluster.delete_workload(env.id, keep_volumes=True)
-            return fail(reason, pod.message, gateway_withdrawn=withdrawn)
+            return fail(reason, pod.message, gateways_withdrawn=withdrawn)
         # Kubernetes keeps retrying the pod itself (image pulls, crash loops); we look again with backoff
         # and give up at the phase deadline.
         return retry(reason, pod.message)
@@ -280,7 +286,7 @@ def _apply_deadline(ctx: ReconcilerContext, env: EnvironmentState, result: StepR
     message = f"{reason} for longer than the {env.phase.value} deadline ({int(limit)} s)"
     withdrawn = gateway_step.withdraw(ctx, env, best_effort=True)
     ctx.cluster.delete_workload(env.id, keep_volumes=True)  # failed holds nothing: the pod goes too
-    return fail(reason, message, gateway_withdrawn=withdrawn)
+    return fail(reason, message, gateways_withdrawn=withdrawn)
 
 
 def _ensure_pod(ctx: ReconcilerContext, env: EnvironmentState, workload: WorkloadSpec) -> None:

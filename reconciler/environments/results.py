@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass
 
 from remotegpu.core.environments.lifecycle import Trigger, destination
-from remotegpu.core.environments.states import DesiredState, Phase
+from remotegpu.core.environments.states import AccessKind, DesiredState, Phase
 from remotegpu.core.gateways.gateway import GatewayConnection
 
 
@@ -54,8 +54,8 @@ class StepResult:
     (False sets the `JupyterUnavailable` condition, True clears it); None: not looked at."""
     gateway: GatewayConnection | None = None
     """The gateway connection the step made (or found) for the environment: recorded as its endpoint."""
-    gateway_withdrawn: bool = False
-    """The step removed the environment's gateway connections: its endpoints are marked removed."""
+    gateways_withdrawn: tuple[AccessKind, ...] = ()
+    """Gateways whose connection the step removed: those endpoints are marked removed."""
 
     def continues(self, desired: DesiredState) -> bool:
         """True when the next step should run at once on the same lease: the phase moved into one where
@@ -81,7 +81,7 @@ def advance(
     recheck_after: dt.timedelta | None = None,
     jupyter_ready: bool | None = None,
     gateway: GatewayConnection | None = None,
-    gateway_withdrawn: bool = False,
+    gateways_withdrawn: tuple[AccessKind, ...] = (),
 ) -> StepResult:
     """Move the phase with `trigger`, recorded as an event with `reason`.
 
@@ -98,16 +98,27 @@ def advance(
         devices=devices,
         jupyter_ready=jupyter_ready,
         gateway=gateway,
-        gateway_withdrawn=gateway_withdrawn,
+        gateways_withdrawn=gateways_withdrawn,
     )
 
 
 def requeue(
-    after: dt.timedelta, *, observed_generation: int | None = None, jupyter_ready: bool | None = None
+    after: dt.timedelta,
+    *,
+    observed_generation: int | None = None,
+    jupyter_ready: bool | None = None,
+    gateway: GatewayConnection | None = None,
+    gateways_withdrawn: tuple[AccessKind, ...] = (),
 ) -> StepResult:
-    """Nothing to do now; look again after `after` (recording `observed_generation` when given)."""
+    """Nothing to do now; look again after `after` (recording `observed_generation` when given, and
+    what a look at a running environment changed at its gateways)."""
     return StepResult(
-        Outcome.REQUEUE, after=after, observed_generation=observed_generation, jupyter_ready=jupyter_ready
+        Outcome.REQUEUE,
+        after=after,
+        observed_generation=observed_generation,
+        jupyter_ready=jupyter_ready,
+        gateway=gateway,
+        gateways_withdrawn=gateways_withdrawn,
     )
 
 
@@ -116,7 +127,7 @@ def retry(reason: str, message: str = "") -> StepResult:
     return StepResult(Outcome.RETRY, reason=reason, message=message)
 
 
-def fail(reason: str, message: str = "", *, gateway_withdrawn: bool = False) -> StepResult:
+def fail(reason: str, message: str = "", *, gateways_withdrawn: tuple[AccessKind, ...] = ()) -> StepResult:
     """Terminal for this generation: claims are released and the reason kept."""
     return StepResult(
         Outcome.FAIL,
@@ -124,5 +135,5 @@ def fail(reason: str, message: str = "", *, gateway_withdrawn: bool = False) -> 
         reason=reason,
         message=message,
         release_claims=True,
-        gateway_withdrawn=gateway_withdrawn,
+        gateways_withdrawn=gateways_withdrawn,
     )

@@ -105,10 +105,19 @@ GATEWAYS: dict[str, Callable[[], contextlib.AbstractContextManager[GatewayView]]
 
 
 def gateway_world(
-    engine: Engine, url: URL, view: GatewayView, *, kill_point: Callable[[str], None] | None = None
+    engine: Engine,
+    url: URL,
+    view: GatewayView,
+    *,
+    kill_point: Callable[[str], None] | None = None,
+    workspace_gateways: bool = False,
 ) -> World:
-    """A world whose deployment uses `view`'s gateway, its admin login stored."""
-    settings = msgspec.convert({"gateway": view.kind, f"{view.kind}_url": view.fake.url}, Settings)
+    """A world whose deployment uses `view`'s gateway, its admin login stored (`workspace_gateways`:
+    workspaces may choose another, or direct access)."""
+    settings = msgspec.convert(
+        {"gateway": view.kind, f"{view.kind}_url": view.fake.url, "workspace_gateways": workspace_gateways},
+        Settings,
+    )
     store = builtin_store(engine)
     store_gateway_login(store, view.kind, ADMIN)
     return build_world(engine, url, settings=settings, secrets=store, kill_point=kill_point)

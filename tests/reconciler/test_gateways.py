@@ -213,3 +213,61 @@ def test_the_collector_removes_connections_of_environments_that_do_not_run(
     assert cleaned["gateway_connections"] == 2
     assert view.connections() == [f"remotegpu-{running}"]
     assert collect_garbage(ctx)["gateway_connections"] == 0
+
+
+def test_who_may_open_the_connection_follows_the_workspace_within_one_resync(
+    world: World, view: GatewayView
+) -> None:
+    with world.engine.begin() as connection:
+        admin = make_user(connection)
+        connection.execute(
+            text("INSERT INTO workspace_members (workspace_id, user_id, role) VALUES (:w, :u, 'admin')"),
+            {"w": world.workspace, "u": admin},
+        )
+        connection.execute(
+            text(
+                "UPDATE workspaces SET settings = '{\"admin_keys_in_member_environments\": true}' WHERE id = :w"
+            ),
+            {"w": world.workspace},
+        )
+    env = world.submit("shared", SSH_ONLY)
+    world.reconciler.run_until_idle()
+    owner, colleague = _username(world, world.user), _username(world, admin)
+    assert view.entitled(env) == {owner, colleague}
+    calls = len(view.fake.requests)
+    with clock.frozen_at(START + dt.timedelta(seconds=11)):
+        world.reconciler.run_until_idle()
+    assert len(view.fake.requests) == calls, "an unchanged plan costs no gateway call"
+
+    with world.engine.begin() as connection:  # the admin leaves the workspace
+        connection.execute(
+            text("DELETE FROM workspace_members WHERE workspace_id = :w AND user_id = :u"),
+            {"w": world.workspace, "u": admin},
+        )
+    with clock.frozen_at(START + dt.timedelta(seconds=22)):
+        world.reconciler.run_until_idle()
+    assert view.entitled(env) == {owner}, "a removed member loses the connection within one resync"
+    assert view.count(env) == 1
+
+
+def test_a_workspace_moving_to_direct_access_loses_its_gateway_connections(
+    engine: Engine, database_url: URL, sessions: object, view: GatewayView
+) -> None:
+    with clock.frozen_at(START) as advance:
+        world = gateway_world(engine, database_url, view, workspace_gateways=True)
+        try:
+            env = world.submit("box", SSH_ONLY)
+            world.reconciler.run_until_idle()
+            assert view.count(env) == 1
+            with engine.begin() as connection:
+                connection.execute(
+                    text('UPDATE workspaces SET settings = \'{"gateway": "direct"}\' WHERE id = :w'),
+                    {"w": world.workspace},
+                )
+            advance(dt.timedelta(seconds=11))
+            world.reconciler.run_until_idle()
+            assert world.phase(env) == "running"
+            assert view.connections() == []
+            assert live_endpoints(engine, env) == []
+        finally:
+            world.reconciler.close()
