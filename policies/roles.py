@@ -27,6 +27,8 @@ class Action(enum.StrEnum):
     MANAGE_IMAGES = "manage_images"
     READ_BILLING = "read_billing"
     UPDATE_WORKSPACE = "update_workspace"
+    SET_SPENDING_LIMIT = "set_spending_limit"
+    """Set or clear the workspace's spending limit (owners; platform admins act as owners)."""
     DELETE_WORKSPACE = "delete_workspace"
     GRANT_OWNER = "grant_owner"
 
@@ -40,6 +42,7 @@ MINIMUM_ROLE = {
     Action.MANAGE_IMAGES: "admin",
     Action.READ_BILLING: "admin",
     Action.UPDATE_WORKSPACE: "admin",
+    Action.SET_SPENDING_LIMIT: "owner",
     Action.DELETE_WORKSPACE: "owner",
     Action.GRANT_OWNER: "owner",
 }

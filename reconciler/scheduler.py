@@ -1,5 +1,6 @@
 """The scheduling pass: pending environments are admitted in bulk, then admitted ones get their claims,
-in queue order, and move to `scheduled`.
+in queue order, and move to `scheduled`. Environments of a workspace that spent its budget
+(`core.billing.budget`) stay out of the queue and wait with the reason `budget exhausted`.
 
 Allocation and the phase change commit together (the `on_allocated` callback runs in the allocation's
 transaction before the claims are written, and leaves out an environment leased by a worker or changed
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, text
 
+from remotegpu.core.billing.budget import exhausted_workspaces
 from remotegpu.core.capacity.requests import AllocationRequest, AllocationResult
 from remotegpu.core.capacity.scheduling import SchedulingReport, schedule_waiting
 from remotegpu.core.environments.lifecycle import Trigger, destination, sources
@@ -127,7 +129,12 @@ def schedule_pass(ctx: ReconcilerContext) -> SchedulingReport | None:
     def fenced(connection: Connection) -> None:
         fence(connection, ctx.shard, ctx.epoch)
 
-    report = schedule_waiting(ctx.engine, on_allocated=move_to_scheduled, before_commit=fenced)
+    def spent_budgets(connection: Connection, workspaces: set[uuid.UUID]) -> dict[uuid.UUID, str]:
+        return exhausted_workspaces(connection, workspaces, clock.now(), ctx.settings.billing_period)
+
+    report = schedule_waiting(
+        ctx.engine, on_allocated=move_to_scheduled, before_commit=fenced, hold=spent_budgets
+    )
     if report.allocated:
         ctx.kill_point("after-allocation")
         ctx.wake()

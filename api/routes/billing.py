@@ -11,8 +11,11 @@ import msgspec
 from litestar import Router, get
 from litestar.params import FromPath, FromQuery, QueryParameter
 
+from remotegpu.api.budget import BudgetOut, budget_out
 from remotegpu.api.context import AnyRequest, Api
 from remotegpu.api.openapi import answers
+from remotegpu.core.accounts.membership import workspace_access
+from remotegpu.core.billing.budget import workspace_budget
 from remotegpu.core.billing.usage import Usage, usage
 from remotegpu.core.billing.views import RecordFilter, get_invoice, list_invoices, list_records
 from remotegpu.core.platform import clock
@@ -209,6 +212,9 @@ class UsageOut(msgspec.Struct):
     """Each environment's unrounded total."""
     total: Decimal
     total_rounded: Decimal
+    budget: BudgetOut | None = None
+    """With `?workspace=` and a spending limit set: the workspace's limit, spend and state in the current
+    billing period (whatever the window), and the `overrun` past the limit (volumes keep accruing)."""
 
 
 def usage_out(answer: Usage) -> UsageOut:
@@ -261,7 +267,12 @@ def usage_view(
             api.billing_period,
             currency=api.currency,
         )
-    return usage_out(answer)
+        shown = usage_out(answer)
+        if workspace is not None:  # `usage` has checked that the caller may read its bills
+            workspace_id = workspace_access(connection, principal, workspace).id
+            budget = workspace_budget(connection, workspace_id, clock.now(), api.billing_period)
+            shown.budget = budget_out(budget, api.currency, figures=True)
+    return shown
 
 
 @get("/invoices", sync_to_thread=True, opt=answers(403, 404))

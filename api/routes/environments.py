@@ -19,10 +19,12 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Stream
 from sqlalchemy import Connection
 
+from remotegpu.api.budget import BudgetOut, budget_out
 from remotegpu.api.context import AnyRequest, Api
 from remotegpu.api.openapi import answers
 from remotegpu.core.accounts.membership import WorkspaceAccess, workspace_access, workspace_access_async
 from remotegpu.core.accounts.users import Principal
+from remotegpu.core.billing.budget import workspace_budget, workspace_budget_async
 from remotegpu.core.billing.usage import CENTS, environment_cost_async
 from remotegpu.core.cluster.driver import ClusterUnavailableError
 from remotegpu.core.environments.control import (
@@ -33,6 +35,8 @@ from remotegpu.core.environments.control import (
     replace_spec,
     restart,
 )
+from remotegpu.core.environments.desired import POLICY_STOPPED
+from remotegpu.core.environments.run_limits import max_duration, run_deadline
 from remotegpu.core.environments.spec import EnvironmentSpec, check_spec
 from remotegpu.core.environments.states import DesiredState, Phase
 from remotegpu.core.environments.views import (
@@ -61,6 +65,15 @@ class CostOut(msgspec.Struct):
     amount: Decimal
     rounded: Decimal
     currency: str
+
+
+class PolicyStopOut(msgspec.Struct):
+    """Why the system stopped the environment (its `PolicyStopped` condition): `BudgetExceeded` or
+    `MaxDurationReached`, a sentence, and when. Gone once someone starts it again."""
+
+    reason: str
+    message: str
+    since: str | None
 
 
 class EnvironmentOut(msgspec.Struct):
@@ -92,6 +105,14 @@ class EnvironmentOut(msgspec.Struct):
     cost_so_far: CostOut | None = None
     """Only in `GET /environments/{id}`, and only for the environment's owner, the workspace's owners
     and admins, and platform admins (null for everyone else)."""
+    policy_stop: PolicyStopOut | None = None
+    """Why the system stopped it (a spent budget, its max duration); null when it did not."""
+    max_duration_deadline: dt.datetime | None = None
+    """Only in `GET /environments/{id}`: when the current run reaches the spec's `policies.max_duration`
+    and is stopped (null without a limit or when not running)."""
+    budget: BudgetOut | None = None
+    """Only in `GET /environments/{id}` and a start's answer: its workspace's spending limit and spend
+    (null without a limit)."""
 
 
 class EnvironmentList(msgspec.Struct):
@@ -164,7 +185,18 @@ def environment_out(row: Any) -> EnvironmentOut:
         row.phase_entered_at,
         # Only the one-environment query reads the claimed GPUs; lists leave them out.
         list(row.gpu_indexes or []) if hasattr(row, "gpu_indexes") else None,
+        policy_stop=_policy_stop(row.conditions),
+        max_duration_deadline=run_deadline(max_duration(row.spec), getattr(row, "run_started_at", None)),
     )
+
+
+def _policy_stop(conditions: list[dict[str, Any]]) -> PolicyStopOut | None:
+    for condition in conditions or []:
+        if condition.get("type") == POLICY_STOPPED:
+            return PolicyStopOut(
+                str(condition.get("reason", "")), str(condition.get("message", "")), condition.get("since")
+            )
+    return None
 
 
 def _target_workspace(
@@ -260,16 +292,21 @@ async def list_all(
 
 @get("/{environment_id:uuid}")
 async def show(environment_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> EnvironmentOut:
-    """One environment, with the GPUs it holds and, for its owner and those who may see the workspace's
-    bills, its cost so far."""
+    """One environment, with the GPUs it holds, its max-duration deadline, its workspace's budget and,
+    for its owner and those who may see the workspace's bills, its cost so far."""
     async with api.reading(request) as (connection, principal):
         row = await get_environment_async(connection, principal, environment_id)
         shown = environment_out(row)
+        now = clock.now()
         if row.user_id == principal.user_id or allows(row.caller_role, Action.READ_BILLING):
-            amount = await environment_cost_async(connection, environment_id, clock.now(), api.billing_period)
+            amount = await environment_cost_async(connection, environment_id, now, api.billing_period)
             shown.cost_so_far = CostOut(
                 amount, amount.quantize(CENTS, rounding=ROUND_HALF_EVEN), api.currency
             )
+        if row.spending_limit is not None:  # no statement for a workspace without a limit
+            budget = await workspace_budget_async(connection, row.workspace_id, now, api.billing_period)
+            figures = allows(row.caller_role, Action.READ_BILLING)
+            shown.budget = budget_out(budget, api.currency, figures=figures)
     return shown
 
 
@@ -303,12 +340,21 @@ def _control(
     with api.acting(request) as (connection, principal):
         environment = operable_environment(connection, principal, environment_id)
         change_state(connection, principal, environment, state)
-        return environment_out(get_environment(connection, principal, environment_id))
+        row = get_environment(connection, principal, environment_id)
+        shown = environment_out(row)
+        if state is DesiredState.RUNNING and row.spending_limit is not None:  # accepted; says it waits
+            budget = workspace_budget(connection, row.workspace_id, clock.now(), api.billing_period)
+            shown.budget = budget_out(
+                budget, api.currency, figures=allows(row.caller_role, Action.READ_BILLING)
+            )
+        return shown
 
 
 @post("/{environment_id:uuid}/start", status_code=202, sync_to_thread=True, opt=answers(403))
 def start(environment_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> EnvironmentOut:
-    """Ask for running (also leaves `failed`, as a new attempt)."""
+    """Ask for running (also leaves `failed`, as a new attempt). While the workspace's budget is spent the
+    start is accepted but the environment waits (queue reason `budget exhausted`); the answer's `budget`
+    says so."""
     return _control(request, api, environment_id, DesiredState.RUNNING)
 
 

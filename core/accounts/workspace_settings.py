@@ -2,7 +2,9 @@
 
 The struct is the one shape of the data: the API decodes into it (unknown fields refused), the column is
 read back through `msgspec.convert`, and a key missing from an older row takes the struct's default, so
-adding a setting needs no migration. Members read the settings; admins and owners change them.
+adding a setting needs no migration. Members read the settings; admins and owners change them, except
+the spending limit, which only owners (and platform admins) set: it decides when everyone's
+environments stop.
 
 Settings in use:
 - `admin_keys_in_member_environments`: the SSH keys of the workspace's admins and owners are also
@@ -10,9 +12,11 @@ Settings in use:
   they may open its gateway connection (`core.gateways.targets`).
 - `gateway`: the access gateway of the workspace's environments (None: the deployment's), where the
   deployment lets workspaces choose (`workspace_gateways`); read when an environment starts.
+- `spending_limit`: a limit per billing period as a decimal string in the billing currency (None:
+  none), read by `core.billing.budget`: a warning at 80 %, and at 100 % new environments wait and
+  running ones are stopped (`reconciler.policies`).
 Homes for later settings, stored and shown but not acted on yet (so they are not invented three times):
 - `default_idle_stop_minutes`: stop an idle environment after this many minutes (None: never).
-- `spending_limit`: a monthly spending limit as a decimal string in the billing currency (None: none).
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ class WorkspaceSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     default_idle_stop_minutes: IdleMinutes | None = None
     """Reserved: not acted on yet."""
     spending_limit: str | None = None
-    """Reserved: not acted on yet. A decimal amount, e.g. "250.00"."""
+    """A decimal amount per billing period, e.g. "250.00" (None: no limit); owners set it."""
 
 
 class WorkspaceSettingsUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -75,10 +79,13 @@ def update_workspace_settings(
     *,
     gateway_choices: tuple[str, ...] = (),
 ) -> WorkspaceSettings:
-    """Apply `changes` (workspace admins and owners); records which settings changed. Environments with
-    SSH access get their `authorized_keys` rewritten at their next resync. `gateway_choices`: the
-    gateways the deployment lets a workspace choose (none: the setting cannot be set)."""
+    """Apply `changes` (workspace admins and owners; the spending limit owners only); records which
+    settings changed. Environments with SSH access get their `authorized_keys` rewritten at their next
+    resync. `gateway_choices`: the gateways the deployment lets a workspace choose (none: the setting
+    cannot be set)."""
     access.require(Action.UPDATE_WORKSPACE)
+    if changes.spending_limit is not msgspec.UNSET:
+        access.require(Action.SET_SPENDING_LIMIT)
     _check_gateway(changes.gateway, gateway_choices)
     given = {
         name: value

@@ -71,6 +71,10 @@ _CLEAR_WAITING_SQL = text(
 )
 
 
+Hold = Callable[[Connection, set[uuid.UUID]], dict[uuid.UUID, str]]
+"""Of the workspaces given, those whose environments must wait, with the queue reason."""
+
+
 @dataclass
 class SchedulingReport:
     """What one scheduling pass did."""
@@ -87,18 +91,24 @@ def schedule_waiting(
     on_allocated: Accept | None = None,
     before_commit: Callable[[Connection], None] | None = None,
     batch_size: int = 32,
+    hold: Hold | None = None,
 ) -> SchedulingReport:
     """One pass over the capacity queue.
 
     Placements are allocated in batches, one transaction per batch (`batch.allocate_planned`):
     `on_allocated` runs inside it before the claims are written and returns the environments that keep
     them (the reconciler moves their phase there, so claims and phase change commit together), and
-    `before_commit` runs last (the reconciler's fencing check).
+    `before_commit` runs last (the reconciler's fencing check). `hold`, given the workspaces with
+    waiting environments, names those whose environments may not be placed now and why (a spent budget):
+    they stay out of the queue and wait with that reason.
     """
     with engine.begin() as connection:
         rows = connection.execute(_WAITING_SQL).all()
+        held = hold(connection, {row.workspace_id for row in rows}) if hold is not None and rows else {}
         hosts, totals = _host_snapshots(connection)
         running = {workspace: int(gpus) for workspace, gpus in connection.execute(_RUNNING_GPUS_SQL)}
+    held_rows = [row for row in rows if row.workspace_id in held]
+    rows = [row for row in rows if row.workspace_id not in held]
     requests = {row.id: _request(row) for row in rows}
     queued = [
         QueuedRequest(
@@ -126,6 +136,8 @@ def schedule_waiting(
     report.waiting = {
         key: (w.position, w.reason) for key, w in plan.waiting.items() if isinstance(key, uuid.UUID)
     }
+    for row in held_rows:
+        report.waiting[row.id] = (None, held[row.workspace_id])
     for environment_id, result in report.not_allocated.items():
         if result.outcome is AllocationOutcome.OVER_QUOTA:  # waits for quota, and says which limit
             report.waiting[environment_id] = (None, result.reason)

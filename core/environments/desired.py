@@ -8,8 +8,11 @@ Each wakes the reconciler with NOTIFY (delivered when the caller's transaction c
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 from sqlalchemy import Connection, text
@@ -85,25 +88,45 @@ def update_spec(connection: Connection, environment_id: uuid.UUID, spec: Environ
     return generation
 
 
+POLICY_STOPPED = "PolicyStopped"
+"""The condition an environment carries while a policy (not a user) stopped it: its reason
+(`BudgetExceeded`, `MaxDurationReached`, later `Idle`) and message. Cleared when it is asked to run again."""
+
 _SET_DESIRED_SQL = text(
     f"""
     WITH changed AS (
         UPDATE environments SET desired_state = :state, updated_at = now(),
                desired_version = desired_version + 1,
                submitted_at = CASE WHEN :starting AND desired_state <> '{DesiredState.RUNNING}' THEN :now ELSE submitted_at END,
-               generation = CASE WHEN :starting AND phase = '{Phase.FAILED}' THEN generation + 1 ELSE generation END
+               generation = CASE WHEN :starting AND phase = '{Phase.FAILED}' THEN generation + 1 ELSE generation END,
+               -- a policy stop says why on the environment; asking for running again clears it
+               conditions = CASE WHEN CAST(:condition AS jsonb) IS NULL AND NOT :starting THEN conditions
+                   ELSE (SELECT coalesce(jsonb_agg(c), '[]') FROM jsonb_array_elements(conditions) c
+                          WHERE c->>'type' <> '{POLICY_STOPPED}')
+                        || CASE WHEN CAST(:condition AS jsonb) IS NULL THEN '[]'::jsonb
+                                ELSE jsonb_build_array(CAST(:condition AS jsonb)) END END
          WHERE id = ANY(CAST(:ids AS uuid[])) AND deleted_at IS NULL
            AND (CAST(:replacing AS text) IS NULL OR desired_state = :replacing)
         RETURNING id, workspace_id
     ), recorded AS (
-        INSERT INTO events (actor_kind, actor_user_id, workspace_id, environment_id, kind, reason, message)
-        SELECT :actor_kind, :actor, workspace_id, id, 'api', :reason, :message FROM changed
+        INSERT INTO events (actor_kind, actor_user_id, workspace_id, environment_id, kind, reason, message, data)
+        SELECT :actor_kind, :actor, workspace_id, id, :kind, :reason, :message, CAST(:data AS jsonb) FROM changed
         RETURNING 1
     )
     -- the wake-up NOTIFY in the same statement, one per environment
     SELECT id, pg_notify(:channel, id::text) FROM changed ORDER BY id
     """
 )
+
+
+@dataclass(frozen=True)
+class PolicyReason:
+    """Why the system (not a user) changes the desired state: a machine-readable `reason`
+    (`BudgetExceeded`, `MaxDurationReached`), a sentence for people, and facts for the event's data."""
+
+    reason: str
+    message: str
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 def set_desired_state(
@@ -113,6 +136,7 @@ def set_desired_state(
     *,
     actor: uuid.UUID | None = None,
     replacing: DesiredState | None = None,
+    policy: PolicyReason | None = None,
 ) -> list[uuid.UUID]:
     """Ask for running, stopped or deleted: the one writer of `desired_state`.
 
@@ -122,10 +146,28 @@ def set_desired_state(
     `failed` is terminal for the generation that failed. `replacing`: change only environments that
     still desire that state (checked on the locked row, so a racing user's change wins). Returns the
     environments changed (deleted ones are skipped).
+
+    `policy`: the system stops it for a policy (the policy-stop path, `reconciler.policies`): the event
+    (kind `policy`) carries the policy's reason, message and data instead, and the environment carries
+    a `PolicyStopped` condition with the reason and message until it is asked to run again, so
+    `describe` and the API say why it stopped. Nothing restarts it by itself.
     """
     ids = [environment_ids] if isinstance(environment_ids, uuid.UUID) else sorted(environment_ids)
     if not ids:
         return []
+    if policy is not None and (actor is not None or state is DesiredState.RUNNING):
+        raise ValueError("a policy only stops or deletes, and only the system applies one")
+    condition = (
+        None
+        if policy is None
+        else {
+            "type": POLICY_STOPPED,
+            "status": "True",
+            "reason": policy.reason,
+            "message": policy.message,
+            "since": clock.now().isoformat(),
+        }
+    )
     rows = connection.execute(
         _SET_DESIRED_SQL,
         {
@@ -135,8 +177,13 @@ def set_desired_state(
             "now": clock.now(),
             "actor_kind": (ActorKind.SYSTEM if actor is None else ActorKind.USER).value,
             "actor": actor,
-            "reason": f"Desired{state.value.capitalize()}",
-            "message": f"desired state set to {state.value}",
+            "kind": "api" if policy is None else "policy",
+            "reason": f"Desired{state.value.capitalize()}" if policy is None else policy.reason,
+            "message": f"desired state set to {state.value}" if policy is None else policy.message,
+            "data": json.dumps(
+                {} if policy is None else {"desired": state.value, **policy.data}, default=str
+            ),
+            "condition": None if condition is None else json.dumps(condition),
             "channel": CHANNEL,
             "replacing": None if replacing is None else replacing.value,
         },

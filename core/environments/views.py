@@ -19,6 +19,7 @@ from sqlalchemy import Connection, text
 from remotegpu.core.accounts.users import Principal
 from remotegpu.core.cluster.driver import NoContainerError
 from remotegpu.core.environments.jupyter import read_jupyter_token
+from remotegpu.core.environments.run_limits import RUN_STARTED_SQL
 from remotegpu.core.environments.states import AccessKind, Phase, PortPurpose
 from remotegpu.core.inventory.addresses import EFFECTIVE_ADDRESS_SQL, url_host
 from remotegpu.core.platform.db import fetch_all, fetch_one
@@ -64,7 +65,8 @@ _GET_SQL = text(
     " CASE WHEN :admin THEN 'owner' ELSE (SELECT m.role::text FROM workspace_members m"
     "   WHERE m.workspace_id = e.workspace_id AND m.user_id = :user) END AS caller_role,"
     " ARRAY(SELECT g.index FROM gpu_claims c JOIN gpus g ON g.id = c.gpu_id"
-    "       WHERE c.environment_id = e.id AND c.released_at IS NULL ORDER BY g.index) AS gpu_indexes"
+    "       WHERE c.environment_id = e.id AND c.released_at IS NULL ORDER BY g.index) AS gpu_indexes,"
+    f" {RUN_STARTED_SQL} AS run_started_at, w.settings->>'spending_limit' AS spending_limit"
     f" {_FROM} WHERE e.id = :id AND e.deleted_at IS NULL AND {_VISIBLE}"
 )
 
@@ -134,7 +136,9 @@ def _found(row: Any, environment_id: uuid.UUID) -> Any:
 
 
 def get_environment(connection: Connection, principal: Principal, environment_id: uuid.UUID) -> Any:
-    """One visible live environment with the caller's role and its claimed GPU indexes; else NotFoundError."""
+    """One visible live environment with the caller's role, its claimed GPU indexes, when its current run
+    started (`run_started_at`, for its max-duration deadline) and its workspace's `spending_limit`
+    (None: no budget to read); else NotFoundError."""
     params = {"id": environment_id, "user": principal.user_id, "admin": principal.is_admin}
     return _found(connection.execute(_GET_SQL, params).one_or_none(), environment_id)
 

@@ -80,6 +80,24 @@ def billing_usage(
     console.print(
         Text.assemble(("Total", "bold"), f" {window}: {answer['total_rounded']} {currency}"), highlight=False
     )
+    budget = answer.get("budget")
+    if budget:
+        console.print(Text.assemble(("Budget", "bold"), f" {budget_line(budget)}"), highlight=False)
+
+
+def budget_line(budget: dict[str, Any]) -> str:
+    """The period's limit, spend and state, and the overrun past the limit (volumes keep accruing)."""
+    text = (
+        f"since {budget['period_start'][:10]}: {cents(budget['spent'])} of {budget['limit']}"
+        f" {budget['currency']} ({budget['percent']}%, {budget['state']})"
+    )
+    if budget["state"] == "warning":
+        text += " — WARNING: at 100% new environments wait and running ones are stopped"
+    if budget["state"] == "exhausted":
+        text += " — EXHAUSTED: new environments wait, running ones were stopped"
+    if Decimal(budget["overrun"]) > 0:
+        text += f"; overrun {cents(budget['overrun'])} {budget['currency']} (volumes keep accruing storage)"
+    return text
 
 
 def resource_label(line: dict[str, Any]) -> str:

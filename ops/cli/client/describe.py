@@ -1,8 +1,10 @@
-"""`remotegpu describe env`: one environment in full (spec, phase, cost so far, conditions, access, events)."""
+"""`remotegpu describe env`: one environment in full (spec, phase, cost so far, policy stops, deadline,
+budget, conditions, access, events)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import typer
@@ -47,6 +49,9 @@ def describe_env(name: Name, workspace: Workspace = None, output: Output = Outpu
         rows.append(("Cost so far", f"{cost['rounded']} {cost['currency']}"))
     if environment["queue_position"] is not None:
         rows.append(("Queue", f"#{environment['queue_position']}: {environment['queue_reason']}"))
+    elif environment.get("queue_reason"):  # waits for something other than room: quota, a spent budget
+        rows.append(("Queue", environment["queue_reason"]))
+    rows += policy_rows(environment)
     if environment["message"]:
         rows.append(("Message", environment["message"]))
     for key, value in rows:
@@ -86,6 +91,33 @@ def describe_env(name: Name, workspace: Workspace = None, output: Output = Outpu
             "Events",
         )
     )
+
+
+def policy_rows(environment: dict[str, Any]) -> list[tuple[str, str]]:
+    """What the stop policies say: why the system stopped it, when its run's max duration ends, and
+    the workspace's budget once it is at 80 % or more."""
+    rows = []
+    stop = environment.get("policy_stop")
+    if stop:
+        rows.append(("Stopped by", f"{stop['reason']}: {stop['message']}"))
+    if environment.get("max_duration_deadline"):
+        rows.append(("Deadline", f"{environment['max_duration_deadline'][:19]}Z (policies.max_duration)"))
+    budget = environment.get("budget")
+    if budget and budget["state"] != "ok":
+        rows.append(("Budget", budget_text(budget)))
+    return rows
+
+
+def budget_text(budget: dict[str, Any]) -> str:
+    """`WARNING: 85.0% of the limit spent (85.00 of 100 USD)`, or the state alone without the figures."""
+    shown = "EXHAUSTED" if budget["state"] == "exhausted" else "WARNING"
+    if budget.get("limit") is None:
+        return f"{shown}: the workspace is near or past its spending limit"
+    spent = Decimal(budget["spent"]).quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
+    text = f"{shown}: {budget['percent']}% of the limit spent ({spent} of {budget['limit']} {budget['currency']})"
+    if budget["state"] == "exhausted":
+        text += "; new environments wait and running ones are stopped"
+    return text
 
 
 def _getter(key: str) -> Callable[[dict[str, Any]], Any]:

@@ -74,11 +74,22 @@ def workspace_settings(
             " workspaces choose); `default` for the deployment's choice.",
         ),
     ] = None,
+    spending_limit: Annotated[
+        str | None,
+        typer.Option(
+            "--spending-limit",
+            help="Limit per billing period in the deployment's currency, e.g. 250.00; `none` to remove it"
+            " (owners). At 80% a warning; at 100% new environments wait and running ones stop.",
+        ),
+    ] = None,
     workspace: Workspace = None,
     output: Output = OutputFormat.TABLE,
 ) -> None:
-    """Show the workspace's settings; with a flag, change it first (admins and owners)."""
+    """Show the workspace's settings; with a flag, change it first (admins and owners; the spending
+    limit owners only)."""
     changes: dict[str, object] = {}
+    if spending_limit is not None:
+        changes["spending_limit"] = None if spending_limit.lower() == "none" else spending_limit
     if admin_keys is not None:
         changes["admin_keys_in_member_environments"] = admin_keys
     if gateway is not None:
