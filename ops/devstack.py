@@ -25,6 +25,7 @@ from remotegpu.core.platform.settings import GatewayChoice, Settings
 from remotegpu.ops.api_server import running_api
 from remotegpu.ops.bootstrap import DEV_ADMIN_EMAIL, ensure_admin, persistent_secret
 from remotegpu.ops.dev_gateways import prepare_dev_gateway
+from remotegpu.ops.dev_lock import data_dir_lock
 from remotegpu.ops.dev_prices import seed_demo_prices
 from remotegpu.ops.dev_secrets import prepare_dev_secrets
 from remotegpu.ops.migrate import current_revision, upgrade
@@ -85,6 +86,7 @@ def running_dev_stack(settings: Settings, gateway: GatewayChoice = "direct") -> 
     """Start the stack, yield what runs, and stop it again on exit (also on Ctrl-C). `gateway`: where SSH
     is also published (a contract fake of the product unless its address is set)."""
     with contextlib.ExitStack() as stack:
+        stack.enter_context(data_dir_lock(settings.data_dir))
         embedded_dir: Path | None = None
         if settings.database_url:
             url = ensure_database(settings.database_url)

@@ -21,8 +21,9 @@ Homes for later settings, stored and shown but not acted on yet (so they are not
 
 from __future__ import annotations
 
+import re
 import uuid
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated, Literal
 
 import msgspec
@@ -119,8 +120,8 @@ def _check_gateway(choice: str | msgspec.UnsetType | None, choices: tuple[str, .
     if not choices:
         raise InvalidInputError(
             "$.gateway",
-            "this deployment uses one gateway for every workspace (its workspace_gateways setting is off);"
-            " leave gateway out, or null",
+            "this deployment uses one gateway for every workspace (its workspace_gateways setting is off):"
+            " keep the deployment's (`--gateway default`; null in the API)",
         )
     if choice not in choices:
         raise InvalidInputError(
@@ -128,14 +129,19 @@ def _check_gateway(choice: str | msgspec.UnsetType | None, choices: tuple[str, .
         )
 
 
+_AMOUNT = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,2})?$")
+
+
 def _decimal_amount(value: str) -> str:
-    try:
-        amount = Decimal(value)
-    except InvalidOperation:
-        raise InvalidInputError("$.spending_limit", 'expected a decimal amount such as "250.00"') from None
-    if not amount.is_finite() or amount < 0:
-        raise InvalidInputError("$.spending_limit", "expected a positive amount, or null for no limit")
-    return str(amount)
+    """A limit as plain digits with at most two decimals (no exponent, sign or other scripts' digits),
+    stored as given: zero stops all spending, null removes the limit."""
+    if not _AMOUNT.match(value.strip()):
+        raise InvalidInputError(
+            "$.spending_limit",
+            'expected an amount of zero or more with at most two decimals, such as "250.00", or null for'
+            " no limit",
+        )
+    return str(Decimal(value.strip()))
 
 
 def settings_of(connection: Connection, workspace_id: uuid.UUID) -> WorkspaceSettings:

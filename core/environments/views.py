@@ -209,22 +209,37 @@ def environment_access(
 ) -> list[AccessDetail]:
     """How to reach a visible environment while it runs. Everyone who may see it sees its direct endpoints;
     only those who may operate it (its owner, the workspace's admins and owners, platform admins) get the
-    SSH command, the Jupyter URL with its token and its gateway connections."""
+    SSH command and the Jupyter URL with its token. A gateway link goes to those the gateway lets in: the
+    owner, and the workspace's admins and owners where `admin_keys_in_member_environments` is on."""
     environment = get_environment(connection, principal, environment_id)
     details = access_details(connection, environment)
-    entitled = may_operate_environment(
-        environment.caller_role, is_creator=environment.user_id == principal.user_id
-    )
+    is_owner = environment.user_id == principal.user_id
+    entitled = may_operate_environment(environment.caller_role, is_creator=is_owner)
+    if not _may_open_gateway(connection, environment, is_owner):
+        details = [detail for detail in details if detail.kind not in _GATEWAYS]
     if not entitled:
-        return [
-            msgspec.structs.replace(detail, command=None)
-            for detail in details
-            if detail.kind not in _GATEWAYS
-        ]
+        return [msgspec.structs.replace(detail, command=None) for detail in details]
     if secrets is None or not any(detail.kind == PortPurpose.JUPYTER.value for detail in details):
         return details
     token = read_jupyter_token(secrets, environment.workspace_id, environment.id)
     return [_with_token(detail, token) for detail in details]
+
+
+def _may_open_gateway(connection: Connection, environment: Any, is_owner: bool) -> bool:
+    """The gateway grants the owner, and the workspace's admins and owners when the workspace says so
+    (`core.gateways.targets`); the link is shown to exactly them."""
+    if is_owner:
+        return True
+    if environment.caller_role not in ("admin", "owner"):
+        return False
+    return bool(
+        connection.execute(
+            text(
+                "SELECT (settings ->> 'admin_keys_in_member_environments') = 'true' FROM workspaces WHERE id = :id"
+            ),
+            {"id": environment.workspace_id},
+        ).scalar()
+    )
 
 
 def _with_token(detail: AccessDetail, token: str | None) -> AccessDetail:

@@ -68,9 +68,10 @@ def test_the_gateway_endpoint_is_listed_to_those_who_may_operate_the_environment
     api_url: str,
     tmp_path: Path,
 ) -> None:
-    owner, member = new_user("gina"), new_user("milo")
+    owner, member, colleague = new_user("gina"), new_user("milo"), new_user("ada")
     workspace = owner.post("/workspaces", json={"name": "vision"}).json()["id"]
     owner.post(f"/workspaces/{workspace}/members", json={"user": member.email, "role": "member"})
+    owner.post(f"/workspaces/{workspace}/members", json={"user": colleague.email, "role": "admin"})
     applied = owner.post("/environments/apply", json=spec("box", "vision"))
     assert applied.status_code == 200, applied.text
     environment = applied.json()["environment"]["id"]
@@ -84,6 +85,9 @@ def test_the_gateway_endpoint_is_listed_to_those_who_may_operate_the_environment
     assert listed[1]["container_port"] == listed[0]["container_port"]
     seen_by_member = member.get(f"/environments/{environment}/access").json()
     assert [detail["kind"] for detail in seen_by_member] == ["ssh"], "a member who may not operate it"
+    seen_by_admin = colleague.get(f"/environments/{environment}/access").json()
+    assert [detail["kind"] for detail in seen_by_admin] == ["ssh"], "the gateway does not let admins in"
+    assert seen_by_admin[0]["command"] is not None, "though they may operate it"
 
     api_token = owner.post("/auth/tokens", json={"name": "cli"}).json()["token"]
     env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("REMOTEGPU_")}

@@ -102,6 +102,12 @@ def test_settings_members_read_admins_change_outsiders_see_nothing(new_user: Cal
         "default_idle_stop_minutes": 30,
         "spending_limit": "250.00",
     }, "fields not given keep their value"
+    odd_amounts = ("lots", "1e400", "1E+3", "\u0661\u0662", "-5", "0.001", "1" * 13)
+    for amount in odd_amounts:  # an exponent, a sign, other scripts' digits, too precise, too large
+        refused = owner.put(path, json={"spending_limit": amount})
+        assert refused.status_code == 422, amount
+        assert "spending_limit" in refused.text
+    assert owner.put(path, json={"spending_limit": "0"}).json()["spending_limit"] == "0"
     for bad, field in (({"spending_limit": "lots"}, "spending_limit"), ({"colour": 1}, "colour")):
         refused = owner.put(path, json=bad)
         assert refused.status_code == 422

@@ -1,14 +1,20 @@
-"""`remotegpu dev`'s secrets store: a key generated once into the data folder, or the fake Vault."""
+"""`remotegpu dev`'s secrets store: a key generated once into the data folder, or the fake Vault; and one
+dev stack per data folder."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import stat
 from pathlib import Path
 
+import pytest
+
+from remotegpu.core.platform.errors import RemoteGPUError
 from remotegpu.core.platform.settings import Settings
 from remotegpu.core.secrets.store import PLATFORM, SecretPath
 from remotegpu.core.secrets.vault import AppRoleLogin, VaultSecretStore
+from remotegpu.ops.dev_lock import data_dir_lock
 from remotegpu.ops.dev_secrets import prepare_dev_secrets
 
 
@@ -38,3 +44,11 @@ def test_dev_with_vault_runs_the_fake_and_logs_in_with_approle(tmp_path: Path) -
         store.put(SecretPath(PLATFORM, "x"), "y")
         assert store.list(PLATFORM) == ["x"]
     assert not (tmp_path / "secrets-key").exists()
+
+
+def test_one_dev_stack_per_data_folder(tmp_path: Path) -> None:
+    busy = rf"another remotegpu dev \(pid {os.getpid()}\) is using"
+    with data_dir_lock(tmp_path), pytest.raises(RemoteGPUError, match=busy), data_dir_lock(tmp_path):
+        pass
+    with data_dir_lock(tmp_path):  # released on exit
+        pass

@@ -67,5 +67,12 @@ def test_set_credentials_stores_the_login_and_check_signs_in_with_it(
     assert isinstance(refused.exception, RemoteGPUError)
     assert "Guacamole login as 'remotegpu' refused" in str(refused.exception)
     assert "a-wrong-password" not in str(refused.exception)
+    blank = runner.invoke(
+        app,
+        ["gateways", "set-credentials", "guacamole", "--username", " ", "--password-stdin"],
+        input=f"{PASSWORD}\n",
+        env=env,
+    )
+    assert "--username: empty" in str(blank.exception)
     unconfigured = runner.invoke(app, ["gateways", "check", "jumpserver"], env=env)
     assert "set jumpserver_url" in str(unconfigured.exception)

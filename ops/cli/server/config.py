@@ -26,8 +26,9 @@ def server_settings(config: Path | None) -> Settings:
         format="%(message)s",
         handlers=[console_handler(err_console)],
     )
-    # Third-party chatter (pgserver's command lines, Alembic's context lines) only at debug level.
-    for noisy in ("pgserver", "alembic", "apscheduler", "transitions", "urllib3"):
+    # Third-party chatter (pgserver's command lines, Alembic's context lines, httpx's request lines) only at
+    # debug level.
+    for noisy in ("pgserver", "alembic", "apscheduler", "transitions", "urllib3", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if settings.log_level == "debug" else logging.WARNING)
     return settings
 

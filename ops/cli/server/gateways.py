@@ -54,6 +54,8 @@ def set_credentials(
     its next connection). The password is read from standard input or a prompt, never an argument."""
     from remotegpu.core.gateways.credentials import GatewayLogin, store_gateway_login
 
+    if not username.strip():
+        raise RemoteGPUError("--username: empty; give the gateway account RemoteGPU signs in as")
     settings = server_settings(config)
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
