@@ -135,6 +135,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     meter_seconds: float = 300.0
     """How often the leader closes usage intervals up to now (each tick adds at most one interval per
     resource per environment, so shorter means more rows; usage views add the open tail live)."""
+    invoice_grace_seconds: float = 3600.0
+    """How long after a billing period ends its invoices stay drafts before the leader finalizes them, so
+    usage metered late (a tick delayed by an outage) still lands on the right invoice; usage of a period
+    metered after its invoice is final goes on the next invoice as an adjustment line."""
     gateway: GatewayChoice = "direct"
     """How users reach environments with SSH access: `direct` (the claimed host ports only), or also through
     the lab's Apache Guacamole or Jumpserver (a connection per running environment). The gateway's admin
@@ -183,10 +187,15 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name}: must be more than 0 seconds")
         self._check_gateways()
+        self._check_billing()
+
+    def _check_billing(self) -> None:
         if len(self.currency) != 3 or not self.currency.isalpha() or not self.currency.isupper():
             raise SettingsError(f"currency: {self.currency!r} is not an ISO 4217 code such as USD or EUR")
         if self.meter_seconds < 1:
             raise SettingsError("meter_seconds: must be at least 1 second")
+        if self.invoice_grace_seconds < 0:
+            raise SettingsError("invoice_grace_seconds: must be 0 or more seconds")
 
     def _check_gateways(self) -> None:
         for name in ("guacamole_url", "jumpserver_url"):
