@@ -6,8 +6,9 @@ runs), runs the scheduling pass, leases due environments for its free workers an
 tick happens when a NOTIFY arrives, when a worker requeues work for right now, and at least every
 `POLL_SECONDS`, so every environment whose `next_attempt_at` has passed is picked up even when every
 notification is lost (level-triggered). Singleton jobs (host heartbeats, and the hooks later features
-register: meter tick, policy stops, registry sync, garbage collection) run under APScheduler only while leading. The
-scheduling pass runs on a thread of its own, woken with the loop, so leasing never waits for it.
+register: meter tick, policy stops, invoices, registry sync, garbage collection) run under APScheduler
+only while leading. The scheduling pass runs on a thread of its own, woken with the loop, so leasing
+never waits for it.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from remotegpu.reconciler.environments.leases import Lease, fetch_leases
 from remotegpu.reconciler.environments.pipeline import reconcile
 from remotegpu.reconciler.gc import collect_garbage
 from remotegpu.reconciler.hosts import sync_host_health
+from remotegpu.reconciler.invoicing import INVOICE_SECONDS, invoice_tick
 from remotegpu.reconciler.leader import FencedOutError, LeaderElector, default_identity
 from remotegpu.reconciler.metering import meter_tick
 from remotegpu.reconciler.policies import policy_tick
@@ -107,6 +109,7 @@ class Reconciler:
             (collect_garbage, GC_SECONDS, "garbage-collection"),
             (meter_tick, settings.meter_seconds, "metering"),
             (policy_tick, settings.policy_seconds, "policies"),
+            (invoice_tick, INVOICE_SECONDS, "invoices"),
         ]
         self._last_heartbeat = 0.0
         self.steps_done = 0

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import uuid
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
-from litestar import Router, get
+from litestar import Response, Router, get
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from remotegpu.api.budget import BudgetOut, budget_out
@@ -16,10 +18,11 @@ from remotegpu.api.context import AnyRequest, Api
 from remotegpu.api.openapi import answers
 from remotegpu.core.accounts.membership import workspace_access
 from remotegpu.core.billing.budget import workspace_budget
+from remotegpu.core.billing.invoices import CSV_HEADER, csv_rows
 from remotegpu.core.billing.usage import Usage, usage
-from remotegpu.core.billing.views import RecordFilter, get_invoice, list_invoices, list_records
+from remotegpu.core.billing.views import InvoiceView, RecordFilter, get_invoice, list_invoices, list_records
 from remotegpu.core.platform import clock
-from remotegpu.core.platform.errors import InvalidInputError
+from remotegpu.core.platform.errors import InvalidInputError, NotFoundError
 from remotegpu.core.platform.pagination import MAX_PAGE_SIZE
 
 Limit = Annotated[int, QueryParameter(ge=1, le=MAX_PAGE_SIZE)]
@@ -81,17 +84,23 @@ class RecordList(msgspec.Struct):
 
 
 class InvoiceLineOut(msgspec.Struct):
-    """GPU-hours of one model at one price."""
+    """Usage of one resource (GPUs of `gpu_model`, cores, GiB of memory, GiB of volumes) at one unit price:
+    `quantity` in `unit`; `amount` its intervals' sum rounded once to cents, half-even. An adjustment
+    line (`adjusts_period_start` set) bills usage of that earlier, already finalized period metered late."""
 
     description: str
-    gpu_model: str
-    gpu_hours: Decimal
+    resource: str
+    gpu_model: str | None
+    quantity: Decimal
+    unit: str
     unit_price: Decimal
     amount: Decimal
+    adjusts_period_start: dt.datetime | None
 
 
 class InvoiceOut(msgspec.Struct):
-    """An invoice; `lines` only when one invoice is asked for."""
+    """An invoice; `lines` only when one invoice is asked for. A draft's total and lines are its usage so
+    far (computed when read); a finalized one never changes. `total` is the sum of the lines."""
 
     id: uuid.UUID
     workspace_id: uuid.UUID | None
@@ -112,20 +121,32 @@ class InvoiceList(msgspec.Struct):
     next_cursor: str | None = None
 
 
-def _invoice(row: Any, lines: list[Any] | None = None) -> InvoiceOut:
+def _invoice(view: InvoiceView) -> InvoiceOut:
     return InvoiceOut(
-        row.id,
-        row.workspace_id,
-        row.user_id,
-        row.period_start,
-        row.period_end,
-        str(row.status),
-        row.currency,
-        row.total,
-        row.finalized_at,
+        view.id,
+        view.workspace_id,
+        view.user_id,
+        view.period_start,
+        view.period_end,
+        view.status,
+        view.currency,
+        view.total,
+        view.finalized_at,
         None
-        if lines is None
-        else [InvoiceLineOut(x.description, x.gpu_model, x.gpu_hours, x.unit_price, x.amount) for x in lines],
+        if view.lines is None
+        else [
+            InvoiceLineOut(
+                x.description,
+                x.resource.value,
+                x.gpu_model,
+                x.quantity,
+                x.unit,
+                x.unit_price,
+                x.amount,
+                x.adjusts_period_start,
+            )
+            for x in view.lines
+        ],
     )
 
 
@@ -283,18 +304,38 @@ def invoices(
     limit: Limit = 50,
     cursor: FromQuery[str | None] = None,
 ) -> InvoiceList:
-    """Invoices of the workspaces whose bills the caller may see."""
+    """Invoices of the workspaces whose bills the caller may see: a draft per workspace for the current
+    period (its usage so far) and the finalized ones."""
     with api.acting(request) as (connection, principal):
-        rows, following = list_invoices(connection, principal, workspace, limit=limit, cursor=cursor)
-    return InvoiceList([_invoice(r) for r in rows], following)
+        views, following = list_invoices(
+            connection, principal, workspace, limit=limit, cursor=cursor, period=api.billing_period
+        )
+    return InvoiceList([_invoice(view) for view in views], following)
 
 
-@get("/invoices/{invoice_id:uuid}", sync_to_thread=True, opt=answers(403))
-def invoice(invoice_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> InvoiceOut:
-    """One invoice with its lines."""
+@get("/invoices/{invoice_id:str}", sync_to_thread=True, opt=answers(403))
+def invoice(invoice_id: FromPath[str], request: AnyRequest, api: Api) -> Response[InvoiceOut]:
+    """One invoice with its lines; `/invoices/{id}.csv` answers its lines as CSV (`text/csv`, a header
+    row, then one row per line). One route serves both: a path parameter cannot carry a suffix."""
+    as_csv = invoice_id.endswith(".csv")
+    try:
+        wanted = uuid.UUID(invoice_id.removesuffix(".csv"))
+    except ValueError:
+        raise NotFoundError(f"invoice {invoice_id} not found") from None
     with api.acting(request) as (connection, principal):
-        row, lines = get_invoice(connection, principal, invoice_id)
-    return _invoice(row, lines)
+        view = get_invoice(connection, principal, wanted, api.billing_period)
+    if not as_csv:
+        return Response(_invoice(view))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_HEADER)
+    writer.writerows(csv_rows(view.lines or []))
+    name = f"invoice-{view.period_start:%Y-%m-%d}-{view.id}.csv"
+    return Response(
+        out.getvalue(),  # type: ignore[arg-type]  # the CSV twin of the documented JSON answer
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 router = Router("/billing", route_handlers=[records, usage_view, invoices, invoice], tags=["billing"])

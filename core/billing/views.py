@@ -11,14 +11,18 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, text
 
 from remotegpu.core.accounts.membership import workspace_access
 from remotegpu.core.accounts.users import Principal
+from remotegpu.core.billing.invoices import CENTS, Line, draft_lines, stored_lines, total_of
+from remotegpu.core.environments.states import InvoiceStatus
 from remotegpu.core.platform.errors import ForbiddenError, NotFoundError
 from remotegpu.core.platform.pagination import decode_cursor, page
+from remotegpu.core.platform.settings import BillingPeriod
 from remotegpu.policies.roles import Action, allows
 
 BILLABLE = (
@@ -97,6 +101,45 @@ def _as_uuid(value: str) -> uuid.UUID | None:
 _INVOICE_COLUMNS = "i.id, i.workspace_id, i.user_id, i.period_start, i.period_end, i.status, i.currency, i.total, i.finalized_at"
 
 
+@dataclass(frozen=True)
+class InvoiceView:
+    """An invoice as read: a draft's total (and lines) computed now from its usage, a finalized one's as
+    written when it was finalized."""
+
+    id: uuid.UUID
+    workspace_id: uuid.UUID | None
+    user_id: uuid.UUID | None
+    period_start: datetime
+    period_end: datetime
+    status: str
+    currency: str
+    total: Decimal
+    finalized_at: datetime | None
+    lines: list[Line] | None
+    """Only when one invoice is asked for."""
+
+
+def _view(connection: Connection, row: Any, period: BillingPeriod, *, with_lines: bool) -> InvoiceView:
+    if str(row.status) == InvoiceStatus.DRAFT and row.workspace_id is not None:
+        lines = draft_lines(connection, row.workspace_id, row.period_start, row.period_end, period)
+        total = total_of(lines)
+    else:
+        lines = stored_lines(connection, row.id) if with_lines else []
+        total = row.total.quantize(CENTS)
+    return InvoiceView(
+        row.id,
+        row.workspace_id,
+        row.user_id,
+        row.period_start,
+        row.period_end,
+        str(row.status),
+        row.currency,
+        total,
+        row.finalized_at,
+        lines if with_lines else None,
+    )
+
+
 def list_invoices(
     connection: Connection,
     principal: Principal,
@@ -104,8 +147,10 @@ def list_invoices(
     *,
     limit: int,
     cursor: str | None,
-) -> tuple[list[Any], str | None]:
-    """Invoices, newest period first, of `workspace` (by name or id) or of every billable one."""
+    period: BillingPeriod = "month",
+) -> tuple[list[InvoiceView], str | None]:
+    """Invoices, newest period first, of `workspace` (by name or id) or of every billable one; drafts'
+    totals as of now (`period` names their adjustment lines' periods)."""
     workspace_id = billable_workspace(connection, principal, workspace)
     after = decode_cursor(cursor, (datetime, uuid.UUID))
     rows = list(
@@ -120,10 +165,13 @@ def list_invoices(
             _params(principal, workspace_id, after, limit),
         )
     )
-    return page(rows, limit, lambda row: (row.period_start.isoformat(), row.id))
+    shown, following = page(rows, limit, lambda row: (row.period_start.isoformat(), row.id))
+    return [_view(connection, row, period, with_lines=False) for row in shown], following
 
 
-def get_invoice(connection: Connection, principal: Principal, invoice_id: uuid.UUID) -> tuple[Any, list[Any]]:
+def get_invoice(
+    connection: Connection, principal: Principal, invoice_id: uuid.UUID, period: BillingPeriod
+) -> InvoiceView:
     """An invoice the caller may see, with its lines; NotFoundError for non-members, ForbiddenError for
     members below admin."""
     invoice = connection.execute(
@@ -138,16 +186,7 @@ def get_invoice(connection: Connection, principal: Principal, invoice_id: uuid.U
         raise NotFoundError(f"invoice {invoice_id} not found")
     if not principal.is_admin and not allows(invoice.caller_role, Action.READ_BILLING):
         raise ForbiddenError("invoices are for workspace owners and admins")
-    lines = list(
-        connection.execute(
-            text(
-                "SELECT description, gpu_model, gpu_hours, unit_price, amount FROM invoice_lines"
-                " WHERE invoice_id = :id ORDER BY gpu_model, description"
-            ),
-            {"id": invoice_id},
-        )
-    )
-    return invoice, lines
+    return _view(connection, invoice, period, with_lines=True)
 
 
 def billable_workspace(

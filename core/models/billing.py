@@ -14,7 +14,7 @@ from sqlalchemy import CheckConstraint, ForeignKey, Index, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from remotegpu.core.environments.states import InvoiceStatus, MeteredResource
-from remotegpu.core.models.base import Base, CreatedAt, GpuModel, UuidPk, enum_type
+from remotegpu.core.models.base import Base, CreatedAt, UuidPk, enum_type
 
 Money = Numeric(18, 6)
 Amount = Numeric(24, 12)
@@ -103,6 +103,12 @@ class BillingInterval(Base):
         CheckConstraint("ended_at > started_at", name="positive_length"),
         CheckConstraint("quantity > 0 AND unit_price >= 0 AND amount >= 0", name="not_negative"),
         Index("ix_billing_intervals_environment_id_started_at", "environment_id", "started_at"),
+        Index(
+            "ix_billing_intervals_uninvoiced",
+            "started_at",
+            "workspace_id",
+            postgresql_where=text("invoice_id IS NULL"),
+        ),
     )
 
     id: Mapped[UuidPk]
@@ -126,6 +132,8 @@ class BillingInterval(Base):
     invoice_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("invoices.id", ondelete="RESTRICT"), index=True
     )
+    """The finalized invoice it is on, set in the transaction that finalizes it: each interval is invoiced
+    exactly once. Until then it shows on a draft (`core.billing.invoices`)."""
     created_at: Mapped[CreatedAt]
 
 
@@ -158,15 +166,26 @@ class Invoice(Base):
 
 
 class InvoiceLine(Base):
-    """One line of an invoice: GPU-hours of one model at one unit price."""
+    """One line of an invoice: the usage of one resource (and GPU model) at one unit price — or, when
+    `adjusts_period_start` is set, such usage of an earlier, already finalized period metered late.
+
+    `amount` is the sum of its intervals' (12-place) amounts rounded once, half-even, to cents;
+    `quantity` is in `unit` (GPU-hours, core-hours, GiB-hours, GiB-months)."""
 
     __tablename__ = "invoice_lines"
-    __table_args__ = (CheckConstraint("gpu_hours >= 0 AND amount >= 0", name="not_negative"),)
+    __table_args__ = (
+        CheckConstraint("quantity >= 0 AND amount >= 0", name="not_negative"),
+        CheckConstraint("(resource = 'gpu') = (gpu_model IS NOT NULL)", name="model_only_for_gpu"),
+    )
 
     id: Mapped[UuidPk]
     invoice_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("invoices.id", ondelete="RESTRICT"), index=True)
     description: Mapped[str] = mapped_column(Text)
-    gpu_model: Mapped[GpuModel]
-    gpu_hours: Mapped[Decimal] = mapped_column(Money)
+    resource: Mapped[MeteredResource] = mapped_column(enum_type(MeteredResource, "resource"))
+    gpu_model: Mapped[str | None] = mapped_column(String(64))
+    quantity: Mapped[Decimal] = mapped_column(Money)
+    unit: Mapped[str] = mapped_column(String(16))
     unit_price: Mapped[Decimal] = mapped_column(Money)
     amount: Mapped[Decimal] = mapped_column(Money)
+    adjusts_period_start: Mapped[dt.datetime | None]
+    """Set on an adjustment line: the start of the (finalized) period whose late usage it bills."""

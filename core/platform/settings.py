@@ -138,6 +138,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     policy_seconds: float = 15.0
     """How often the leader applies stop policies: `policies.max_duration` deadlines and workspaces'
     spending limits (an environment stops at most this long after its deadline or its budget's end)."""
+    invoice_grace_seconds: float = 3600.0
+    """How long after a billing period ends its invoices stay drafts before the leader finalizes them, so
+    usage metered late (a tick delayed by an outage) still lands on the right invoice; usage of a period
+    metered after its invoice is final goes on the next invoice as an adjustment line."""
     gateway: GatewayChoice = "direct"
     """How users reach environments with SSH access: `direct` (the claimed host ports only), or also through
     the lab's Apache Guacamole or Jumpserver (a connection per running environment). The gateway's admin
@@ -194,6 +198,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         for name in ("meter_seconds", "policy_seconds"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name}: must be at least 1 second")
+        if self.invoice_grace_seconds < 0:
+            raise SettingsError("invoice_grace_seconds: must be 0 or more seconds")
 
     def _check_gateways(self) -> None:
         for name in ("guacamole_url", "jumpserver_url"):

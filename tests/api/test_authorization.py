@@ -242,6 +242,7 @@ ROUTES = [
     Route("GET", "/billing/invoices", "signed-in"),
     Route("GET", "/billing/invoices?workspace={workspace}", "admin"),
     Route("GET", "/billing/invoices/{invoice}", "admin"),
+    Route("GET", "/billing/invoices/{invoice}.csv", "admin"),
     Route("GET", "/billing/prices", "signed-in"),
     Route(
         "PUT",
@@ -336,7 +337,8 @@ def _template(path: str) -> str:
         "{ssh_key}": "{key_id}",
         "/harbor.example.org": "/{registry}",
     }
-    path = path.partition("?")[0]
+    # the CSV of an invoice is the same operation as the invoice (a path parameter cannot carry a suffix)
+    path = path.partition("?")[0].removesuffix(".csv")
     for ours, theirs in names.items():
         path = path.replace(ours, theirs)
     if path.startswith("/quotas/") and not path.startswith("/quotas/workspaces"):

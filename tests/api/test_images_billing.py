@@ -104,9 +104,13 @@ def test_billing_is_for_workspace_admins_and_paginated(
         ).scalar_one()
         connection.execute(
             text(
-                "INSERT INTO invoice_lines (invoice_id, description, gpu_model, gpu_hours, unit_price, amount)"
-                " VALUES (:i, 'H100 GPU-hours', 'H100', 3, 2.5, 7.5)"
+                "INSERT INTO invoice_lines (invoice_id, description, resource, gpu_model, quantity, unit,"
+                " unit_price, amount) VALUES (:i, 'H100 GPU-hours', 'gpu', 'H100', 3, 'gpu_hour', 2.5, 7.5)"
             ),
+            {"i": invoice},
+        )
+        connection.execute(
+            text("UPDATE invoices SET status = 'finalized', finalized_at = now() WHERE id = :i"),
             {"i": invoice},
         )
     first = alice.get("/billing/records", params={"limit": 2}).json()

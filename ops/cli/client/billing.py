@@ -1,4 +1,5 @@
-"""`remotegpu billing invoices|usage`: the bills and live usage of workspaces whose bills you may see."""
+"""`remotegpu billing invoices|invoice|usage`: the bills and live usage of workspaces whose bills you may
+see."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ To = Annotated[str | None, typer.Option("--to", help="End, ISO 8601, exclusive (
 
 @billing_app.command("invoices")
 def billing_invoices(workspace: Workspace = None, output: Output = OutputFormat.TABLE) -> None:
-    """Invoices of workspaces whose bills you may see."""
+    """Invoices of workspaces whose bills you may see: the current period's drafts (usage so far) and the
+    finalized ones."""
     with signed_in_client() as client:
         items = list(client.items("/billing/invoices", workspace=chosen_workspace(workspace)))
     emit(
@@ -35,10 +37,50 @@ def billing_invoices(workspace: Workspace = None, output: Output = OutputFormat.
         items,
         output,
         [
+            ("ID", lambda i: i["id"]),
             ("PERIOD", lambda i: f"{i['period_start'][:10]} – {i['period_end'][:10]}"),
             ("STATUS", lambda i: i["status"]),
             ("TOTAL", lambda i: f"{i['total']} {i['currency']}"),
         ],
+    )
+
+
+@billing_app.command("invoice")
+def billing_invoice(
+    invoice_id: Annotated[str, typer.Argument(metavar="ID", help="The invoice's id (`billing invoices`).")],
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print its lines as CSV, with a header row.")] = False,
+    output: Output = OutputFormat.TABLE,
+) -> None:
+    """One invoice with its lines; a draft's are its usage so far. Each line's amount is its usage's
+    exact sum rounded once to cents (half-even); the total is the sum of the lines."""
+    with signed_in_client() as client:
+        if as_csv:
+            for line in client.stream_lines(f"/billing/invoices/{invoice_id}.csv"):
+                typer.echo(line)
+            return
+        invoice = dict(client.get(f"/billing/invoices/{invoice_id}"))
+    if output is not OutputFormat.TABLE:
+        emit(console, invoice, output, [])
+        return
+    currency = invoice["currency"]
+    period = f"{invoice['period_start'][:10]} – {invoice['period_end'][:10]}"
+    console.print(Text.assemble(("Invoice", "bold"), f" {invoice['id']}  {period}  {invoice['status']}"))
+    console.print(
+        table(
+            invoice["lines"],
+            [
+                ("DESCRIPTION", lambda li: li["description"]),
+                (
+                    "QUANTITY",
+                    lambda li: f"{quantity_text(li['quantity'])} {UNITS.get(li['unit'], li['unit'])}",
+                ),
+                ("UNIT PRICE", lambda li: f"{Decimal(li['unit_price']).normalize():f}"),
+                ("AMOUNT", lambda li: f"{cents(li['amount'])} {currency}"),
+            ],
+        )
+    )
+    console.print(
+        Text.assemble(("Total", "bold"), f": {cents(invoice['total'])} {currency}"), highlight=False
     )
 
 
