@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 
-from remotegpu.core.billing.metering import WRITE_CTES, Advance, Piece, due_meters, plan, write_parameters
+from remotegpu.core.billing.metering import WRITE_CTES, Chunk, due_groups, plan
 from remotegpu.core.billing.pricing import load_price_book
 from remotegpu.core.platform import clock
 from remotegpu.reconciler.context import ReconcilerContext
@@ -43,29 +43,24 @@ def meter_tick(ctx: ReconcilerContext) -> TickReport:
     now = clock.now()
     with ctx.engine.connect() as connection:
         book = load_price_book(connection)
-        due = due_meters(connection, ctx.shard, now)
-    advances, pieces = plan(due, book, ctx.settings.billing_period, now)
+        groups = due_groups(connection, ctx.shard, now)
+    meters, chunks = plan(groups, book, ctx.settings.billing_period, CHUNK)
     ctx.kill_point("meter-planned")
     advanced = inserted = 0
-    for start in range(0, len(advances), CHUNK):
-        chunk = advances[start : start + CHUNK]
-        moved, written = _write(ctx, chunk, _pieces_of(chunk, pieces))
+    for chunk in chunks:
+        moved, written = _write(ctx, chunk)
         advanced, inserted = advanced + moved, inserted + written
         ctx.kill_point("meter-chunk-written")
-    if advanced < len(advances):
-        log.info("Meter cursors moved by another meter first", extra={"skipped": len(advances) - advanced})
-    return TickReport(len(advances), advanced, inserted)
+    if advanced < meters:
+        log.info("Meter cursors moved by another meter first", extra={"skipped": meters - advanced})
+    return TickReport(meters, advanced, inserted)
 
 
-def _pieces_of(chunk: list[Advance], pieces: list[Piece]) -> list[Piece]:
-    ids = {advance.meter_id for advance in chunk}
-    return [piece for piece in pieces if piece.meter_id in ids]
-
-
-def _write(ctx: ReconcilerContext, chunk: list[Advance], pieces: list[Piece]) -> tuple[int, int]:
-    parameters = write_parameters(chunk, pieces, ctx.settings.currency)
+def _write(ctx: ReconcilerContext, chunk: Chunk) -> tuple[int, int]:
     with ctx.engine.begin() as connection:
-        row = connection.execute(_WRITE_SQL, {**parameters, "shard": ctx.shard, "epoch": ctx.epoch}).one()
+        row = connection.execute(
+            _WRITE_SQL, {**chunk.parameters(ctx.settings.currency), "shard": ctx.shard, "epoch": ctx.epoch}
+        ).one()
         if row.advanced == 0:
             fence(connection, ctx.shard, ctx.epoch)  # a fenced-out leader's tick raises here
     return int(row.advanced), int(row.inserted)

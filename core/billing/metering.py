@@ -7,6 +7,11 @@ boundary, prices each piece with the price in force at its start, and writes the
 statement that advances the cursors, each guarded by the cursor's previous value and by its spell's end.
 So a second meter working from the same read (a race, a stale leader, a retried tick) advances nothing
 and inserts nothing for a span already metered; the unique (meter, start) is the last line of defence.
+
+The read groups the due meters that are metered alike (`DueGroup`): the pieces are cut and priced once
+per group, and a write sends each meter's id with its group's number, and each group's pieces once;
+the statement joins them. So a tick's Python work and parameters grow with its groups, not with its
+meters times their pieces.
 """
 
 from __future__ import annotations
@@ -14,8 +19,8 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -41,9 +46,8 @@ class DueMeter:
 
 @dataclass(frozen=True)
 class Piece:
-    """One interval to write: [start, end) of a meter, at the price in force at `start`."""
+    """One interval to write, for each meter of a group: [start, end), at the price in force at `start`."""
 
-    meter_id: uuid.UUID
     unit: str
     start: dt.datetime
     end: dt.datetime
@@ -52,79 +56,151 @@ class Piece:
 
 
 @dataclass(frozen=True)
-class Advance:
-    """A cursor move: from `old` (as read) to `new` (the end of the meter's last piece)."""
+class DueGroup:
+    """Due meters alike in everything their next intervals depend on — resource, GPU model, quantity,
+    cursor, and the end of what is due (their end, or now) — so they are cut and priced once, together.
+    After a tick every open meter's cursor is that tick's now, so a tick has few groups however many
+    meters it writes."""
 
-    meter_id: uuid.UUID
-    old: dt.datetime
-    new: dt.datetime
-    added: Decimal
-    """The amounts of its pieces, added to the meter's running total."""
+    resource: MeteredResource
+    gpu_model: str | None
+    quantity: Decimal
+    metered_until: dt.datetime
+    until: dt.datetime
+    ids: list[uuid.UUID]
+
+
+def cut_span(
+    resource: MeteredResource,
+    gpu_model: str | None,
+    quantity: Decimal,
+    start: dt.datetime,
+    until: dt.datetime,
+    book: PriceBook,
+    period: BillingPeriod,
+) -> list[Piece]:
+    """The intervals of [start, until): split at price changes and period boundaries, each priced with
+    the price in force at its start. Empty when `until` is not after `start`."""
+    if until <= start:
+        return []
+    cuts = set(book.changes_between(resource, gpu_model, start, until))
+    cuts.update(boundaries_between(start, until, period))
+    points = [start, *sorted(cuts), until]
+    pieces = []
+    for begin, end in itertools.pairwise(points):
+        price = book.price_at(resource, gpu_model, begin)
+        amount = amount_for(resource, quantity, price, begin, end)
+        pieces.append(Piece(resource.unit, begin, end, price, amount))
+    return pieces
 
 
 def cut(meter: DueMeter, book: PriceBook, period: BillingPeriod, now: dt.datetime) -> list[Piece]:
     """The meter's next intervals: from its cursor to its end (or `now`), split at price changes and
     period boundaries. Empty when there is nothing to meter yet."""
     until = min(meter.ended_at, now) if meter.ended_at is not None else now
-    start = meter.metered_until
-    if until <= start:
-        return []
-    cuts = set(book.changes_between(meter.resource, meter.gpu_model, start, until))
-    cuts.update(boundaries_between(start, until, period))
-    points = [start, *sorted(cuts), until]
-    pieces = []
-    for begin, end in itertools.pairwise(points):
-        price = book.price_at(meter.resource, meter.gpu_model, begin)
-        amount = amount_for(meter.resource, meter.quantity, price, begin, end)
-        pieces.append(Piece(meter.id, meter.resource.unit, begin, end, price, amount))
-    return pieces
+    return cut_span(meter.resource, meter.gpu_model, meter.quantity, meter.metered_until, until, book, period)
+
+
+@dataclass
+class Chunk:
+    """One write: at most `size` meters (whole groups or a group's slice), their groups' cursor moves and
+    pieces. Group numbers are local to the chunk (1-based, as `WITH ORDINALITY` counts)."""
+
+    ids: list[uuid.UUID] = field(default_factory=list)
+    groups: list[int] = field(default_factory=list)
+    """The chunk-local group number of each of `ids`."""
+    olds: list[dt.datetime] = field(default_factory=list)
+    news: list[dt.datetime] = field(default_factory=list)
+    added: list[Decimal] = field(default_factory=list)
+    """Per group, its pieces' amounts: added to each of its meters' running totals."""
+    pieces: list[tuple[int, Piece]] = field(default_factory=list)
+
+    def add(self, ids: list[uuid.UUID], group: DueGroup, pieces: list[Piece]) -> None:
+        number = len(self.olds) + 1
+        self.ids += ids
+        self.groups += [number] * len(ids)
+        self.olds.append(group.metered_until)
+        self.news.append(pieces[-1].end)
+        self.added.append(sum((piece.amount for piece in pieces), Decimal(0)))
+        self.pieces += [(number, piece) for piece in pieces]
+
+    def parameters(self, currency: str) -> dict[str, Any]:
+        """The parameters of `WRITE_CTES`."""
+        return {
+            "ids": self.ids,
+            "groups": self.groups,
+            "olds": self.olds,
+            "news": self.news,
+            "added": self.added,
+            "p_groups": [number for number, _ in self.pieces],
+            "p_units": [p.unit for _, p in self.pieces],
+            "p_starts": [p.start for _, p in self.pieces],
+            "p_ends": [p.end for _, p in self.pieces],
+            "p_prices": [p.unit_price for _, p in self.pieces],
+            "p_amounts": [p.amount for _, p in self.pieces],
+            "currency": currency,
+        }
 
 
 def plan(
-    meters: Iterable[DueMeter], book: PriceBook, period: BillingPeriod, now: dt.datetime
-) -> tuple[list[Advance], list[Piece]]:
-    """The cursor moves and intervals of one tick."""
-    advances: list[Advance] = []
-    pieces: list[Piece] = []
-    for meter in meters:
-        cut_pieces = cut(meter, book, period, now)
-        if cut_pieces:
-            added = sum((piece.amount for piece in cut_pieces), Decimal(0))
-            advances.append(Advance(meter.id, meter.metered_until, cut_pieces[-1].end, added))
-            pieces.extend(cut_pieces)
-    return advances, pieces
+    groups: Iterable[DueGroup], book: PriceBook, period: BillingPeriod, size: int
+) -> tuple[int, list[Chunk]]:
+    """The meters to advance and the writes of one tick, at most `size` meters a write."""
+    chunks: list[Chunk] = []
+    current = Chunk()
+    meters = 0
+    for group in groups:
+        pieces = cut_span(
+            group.resource, group.gpu_model, group.quantity, group.metered_until, group.until, book, period
+        )
+        if not pieces:
+            continue
+        meters += len(group.ids)
+        offset = 0
+        while offset < len(group.ids):
+            room = size - len(current.ids)
+            current.add(group.ids[offset : offset + room], group, pieces)
+            offset += room
+            if len(current.ids) >= size:
+                chunks.append(current)
+                current = Chunk()
+    if current.ids:
+        chunks.append(current)
+    return meters, chunks
 
 
 DUE_SQL = text(
     """
-    SELECT m.id, m.resource, m.gpu_model, m.quantity, m.metered_until, m.ended_at
+    SELECT m.resource, m.gpu_model, m.quantity, m.metered_until, least(m.ended_at, :now) AS until,
+           array_agg(m.id) AS ids
       FROM meters m JOIN environments e ON e.id = m.environment_id
      WHERE (m.ended_at IS NULL OR m.metered_until < m.ended_at) AND m.metered_until < :now
        AND e.shard = :shard
+     GROUP BY 1, 2, 3, 4, 5
     """
 )
+"""`least` ignores NULL: an open meter is due up to now."""
 
 
-def due_meters(connection: Connection, shard: int, now: dt.datetime) -> list[DueMeter]:
-    """Every meter of `shard` with usage before `now` not yet in intervals."""
+def due_groups(connection: Connection, shard: int, now: dt.datetime) -> list[DueGroup]:
+    """Every meter of `shard` with usage before `now` not yet in intervals, in groups metered alike."""
     return [
-        DueMeter(
-            row.id,
-            MeteredResource(row.resource),
-            row.gpu_model,
-            row.quantity,
-            row.metered_until,
-            row.ended_at,
+        DueGroup(
+            MeteredResource(row.resource), row.gpu_model, row.quantity, row.metered_until, row.until, row.ids
         )
         for row in connection.execute(DUE_SQL, {"now": now, "shard": shard})
     ]
 
 
 WRITE_CTES = """
-    moves AS (
-        SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:olds AS timestamptz[]), CAST(:news AS timestamptz[]),
-                             CAST(:added AS numeric[]))
-               AS v(id, old, new, added)
+    groups AS (
+        SELECT * FROM unnest(CAST(:olds AS timestamptz[]), CAST(:news AS timestamptz[]),
+                             CAST(:added AS numeric[])) WITH ORDINALITY
+               AS g(old, new, added, number)
+    ), moves AS (
+        SELECT v.id, v.number, g.old, g.new, g.added
+          FROM unnest(CAST(:ids AS uuid[]), CAST(:groups AS bigint[])) AS v(id, number)
+          JOIN groups g USING (number)
     ), advanced AS (
         -- the guard: the cursor is where this tick read it, and the spell has not ended before the new
         -- cursor (a stop observed meanwhile); row locks make a racing meter re-check both
@@ -132,38 +208,21 @@ WRITE_CTES = """
          WHERE m.id = v.id AND m.metered_until = v.old AND (m.ended_at IS NULL OR m.ended_at >= v.new)
            AND EXISTS (SELECT 1 FROM leader)
         RETURNING m.id, m.environment_id, m.workspace_id, m.user_id, m.resource, m.subject, m.gpu_model,
-                  m.quantity
+                  m.quantity, v.number
     ), pieces AS (
-        SELECT * FROM unnest(CAST(:p_meters AS uuid[]), CAST(:p_units AS text[]),
+        SELECT * FROM unnest(CAST(:p_groups AS bigint[]), CAST(:p_units AS text[]),
                              CAST(:p_starts AS timestamptz[]), CAST(:p_ends AS timestamptz[]),
                              CAST(:p_prices AS numeric[]), CAST(:p_amounts AS numeric[]))
-               AS p(meter, unit, s, e, price, amount)
+               AS p(number, unit, s, e, price, amount)
     ), inserted AS (
         INSERT INTO billing_intervals (meter_id, environment_id, workspace_id, user_id, resource, subject,
                                        gpu_model, quantity, unit, started_at, ended_at, currency, unit_price,
                                        amount)
         SELECT a.id, a.environment_id, a.workspace_id, a.user_id, a.resource, a.subject, a.gpu_model,
                a.quantity, p.unit, p.s, p.e, :currency, p.price, p.amount
-          FROM pieces p JOIN advanced a ON a.id = p.meter
+          FROM advanced a JOIN pieces p USING (number)
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM advanced) AS advanced, (SELECT count(*) FROM inserted) AS inserted
 """
 """The write, after a `leader` CTE (the fencing check) that the caller puts first."""
-
-
-def write_parameters(advances: Sequence[Advance], pieces: Sequence[Piece], currency: str) -> dict[str, Any]:
-    """The parameters of `WRITE_CTES` for one chunk (the pieces of exactly the meters advanced)."""
-    return {
-        "ids": [a.meter_id for a in advances],
-        "olds": [a.old for a in advances],
-        "news": [a.new for a in advances],
-        "added": [a.added for a in advances],
-        "p_meters": [p.meter_id for p in pieces],
-        "p_units": [p.unit for p in pieces],
-        "p_starts": [p.start for p in pieces],
-        "p_ends": [p.end for p in pieces],
-        "p_prices": [p.unit_price for p in pieces],
-        "p_amounts": [p.amount for p in pieces],
-        "currency": currency,
-    }

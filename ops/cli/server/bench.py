@@ -10,14 +10,17 @@ from remotegpu.core.platform.errors import RemoteGPUError
 
 
 def bench(
-    name: Annotated[str, typer.Argument(help="Benchmark to run: allocation, reconcile or api.")],
+    name: Annotated[str, typer.Argument(help="Benchmark to run: allocation, reconcile, api or billing.")],
     quick: Annotated[bool, typer.Option("--quick", help="A short run (under 30 s).")] = False,
     workers: Annotated[
         int | None,
         typer.Option("--workers", min=1, help="allocation: contending processes; api: API worker processes."),
     ] = None,
     envs: Annotated[
-        int | None, typer.Option("--envs", min=1, help="reconcile: environments to submit.")
+        int | None,
+        typer.Option(
+            "--envs", min=1, help="reconcile: environments to submit; billing: running ones to meter."
+        ),
     ] = None,
     cluster: Annotated[
         str, typer.Option("--cluster", help="reconcile: memory or sim (over HTTP).")
@@ -42,5 +45,11 @@ def bench(
         from remotegpu.ops.bench import api as api_bench
 
         api_bench.main(quick, rate, workers)
+    elif name == "billing":
+        from remotegpu.ops.bench import billing
+
+        billing.main(quick, envs)
     else:
-        raise RemoteGPUError(f"unknown benchmark {name!r}; choose one of: allocation, reconcile, api")
+        raise RemoteGPUError(
+            f"unknown benchmark {name!r}; choose one of: allocation, reconcile, api, billing"
+        )
