@@ -3,8 +3,9 @@
 It speaks the REST API of guacamole-client 1.5 (apache/guacamole-client, `guacamole/src/main/java/org/
 apache/guacamole/rest/`: `auth/TokenRESTService.java`, `auth/AuthenticationService.java`,
 `session/SessionResource.java`, `directory/DirectoryResource.java`, `connection/ConnectionResource.java`,
-`user/UserResource.java`, `permission/PermissionSetResource.java`) against a database (JDBC) data source,
-the only kind whose connections and users an API can create.
+`user/UserResource.java`, `usergroup/UserGroupResource.java`, `identifier/RelatedObjectSetResource.java`,
+`permission/PermissionSetResource.java`) against a database (JDBC) data source, the only kind whose
+connections, users and user groups an API can create.
 
 - Login is `POST /api/tokens` with the admin's username and password (form-encoded), done lazily and
   cached. The token travels in the `Guacamole-Token` header only, never in a URL (a URL reaches access
@@ -17,12 +18,18 @@ the only kind whose connections and users an API can create.
   is none, it is created (protocol ssh; hostname, port, username, private-key), or, when the address,
   port, account or key differ, updated with PUT, keeping the connection's other parameters and attributes
   as an admin may have tuned them.
-- Guacamole grants permissions only to users its database knows. Each entitled user missing there is
-  created with no password: the JDBC extension then stores a random hash, so nobody can sign in as that
-  user with a password; the user signs in through the lab's SSO or LDAP extension, and Guacamole applies
-  the database user's permissions to that login because the usernames match. Each gets READ on the
-  connection. Users are never deleted, and a user who loses an environment keeps READ until the
-  connection is deleted (Guacamole deletes a connection's permissions with it).
+- Who may open the connection is a user group of the same name, granted READ on it: its member users are
+  made exactly `target.users` on every ensure (the members read with GET, the difference sent as one JSON
+  Patch of `add` / `remove` on `memberUsers`), so a user who lost the environment loses the connection at
+  the next ensure. A group, not READ per user, because Guacamole cannot answer "who may read connection X"
+  (only "what may user U read"), so per-user grants could never be taken back. Connections made by an
+  earlier per-user client (never shipped) keep those grants until the connection is deleted.
+- Guacamole adds to a group only users its database knows (an unknown name is silently skipped). Each
+  entitled user missing there is created with no password: the JDBC extension then stores a random hash,
+  so nobody can sign in as that user with a password; the user signs in through the lab's SSO or LDAP
+  extension, and Guacamole applies the database user's groups and permissions to that login because the
+  usernames match. Users are never deleted. Deleting the connection deletes its group (group first: a
+  connection left behind is still listed, so the next delete finds both; a group left behind would not be).
 - Every failure the next attempt may not see (unreachable, 5xx, refused login, an answer it did not
   expect) raises `GatewayUnavailableError` naming the call and Guacamole's own reason (status, `type`,
   `message` of its `APIError`), never a password, token or key.
@@ -35,7 +42,7 @@ import logging
 import threading
 import uuid
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
@@ -44,6 +51,7 @@ from remotegpu.core.gateways.gateway import (
     GatewayConnection,
     GatewayTarget,
     GatewayUnavailableError,
+    GatewayUser,
     connection_name,
     environment_of,
 )
@@ -98,14 +106,9 @@ class GuacamoleGateway:
         else:
             identifier = str(existing["identifier"])
             self._update_if_changed(existing, wanted)
-        for user in target.users:
-            self._ensure_user(user.username, user.display_name, user.email)
-            self._call(
-                "PATCH",
-                f"users/{_segment(user.username)}/permissions",
-                f"grant {user.username!r} READ on connection {identifier}",
-                json=[{"op": "add", "path": f"/connectionPermissions/{identifier}", "value": "READ"}],
-            )
+        self._ensure_group(name)
+        self._grant_group(name, identifier)
+        self._set_members(name, target.users)
         return GatewayConnection(
             kind=AccessKind.GUACAMOLE,
             environment_id=target.environment_id,
@@ -115,6 +118,7 @@ class GuacamoleGateway:
 
     def delete_connection(self, environment_id: uuid.UUID) -> None:
         name = connection_name(environment_id)
+        self._call("DELETE", f"userGroups/{_segment(name)}", f"delete user group {name}", ok=(404,))
         found = self._find(name)
         if found is not None:  # a 404 too: deleted meanwhile
             self._call(
@@ -195,6 +199,54 @@ class GuacamoleGateway:
         )
         log.info("Guacamole connection updated", extra={"gateway": self.url, "connection": existing["name"]})
 
+    # Who may open it: a user group of the connection's name
+
+    def _ensure_group(self, name: str) -> None:
+        path = f"userGroups/{_segment(name)}"
+        if self._call("GET", path, f"read user group {name}", ok=(404,)).status_code != 404:
+            return
+        body = {"identifier": name, "attributes": {}}
+        created = self._call("POST", "userGroups", f"create user group {name}", json=body, ok=(400,))
+        if created.status_code == 400:  # made meanwhile: "Group … already exists."; anything else is real
+            if self._call("GET", path, f"read user group {name}", ok=(404,)).status_code == 404:
+                raise GatewayUnavailableError(f"Guacamole create user group {name}: {_reason(created)}")
+            return
+        log.info("Guacamole user group created", extra={"gateway": self.url, "user_group": name})
+
+    def _grant_group(self, name: str, identifier: str) -> None:
+        path = f"userGroups/{_segment(name)}/permissions"
+        held = self._call("GET", path, f"read permissions of user group {name}").json()
+        connections = held.get("connectionPermissions") if isinstance(held, dict) else None
+        if isinstance(connections, dict) and "READ" in (connections.get(identifier) or ()):
+            return
+        patch = [{"op": "add", "path": f"/connectionPermissions/{identifier}", "value": "READ"}]
+        self._call("PATCH", path, f"grant user group {name} READ on connection {identifier}", json=patch)
+
+    def _set_members(self, name: str, users: tuple[GatewayUser, ...]) -> None:
+        path = f"userGroups/{_segment(name)}/memberUsers"
+        current = self._call("GET", path, f"read members of user group {name}").json()
+        if not isinstance(current, list):
+            raise GatewayUnavailableError(f"Guacamole read members of user group {name}: not a list")
+        wanted = {user.username: user for user in users}
+        joining = [user for username, user in wanted.items() if username not in current]
+        leaving = sorted(set(current) - wanted.keys())
+        for user in joining:  # a member exists already; only a newcomer may need creating
+            self._ensure_user(user.username, user.display_name, user.email)
+        patch = [{"op": "add", "path": "/", "value": user.username} for user in joining] + [
+            {"op": "remove", "path": "/", "value": username} for username in leaving
+        ]
+        if patch:
+            self._call("PATCH", path, f"set members of user group {name}", json=patch)
+            log.info(
+                "Guacamole user group members set",
+                extra={
+                    "gateway": self.url,
+                    "user_group": name,
+                    "added": len(joining),
+                    "removed": len(leaving),
+                },
+            )
+
     # Users
 
     def _ensure_user(self, username: str, display_name: str, email: str) -> None:
@@ -258,6 +310,11 @@ class GuacamoleGateway:
             )
         except httpx.HTTPError as exc:
             raise GatewayUnavailableError(f"Guacamole login: {_network_reason(exc)}") from exc
+        if answer.status_code == 404:
+            raise GatewayUnavailableError(
+                f"Guacamole login: 404 at {_without_userinfo(self.url)}/api/tokens: is guacamole_url the web"
+                " application's address (e.g. https://host/guacamole)?"
+            )
         if answer.status_code in (401, 403):
             raise GatewayUnavailableError(
                 f"Guacamole login as {self.username!r} refused ({_reason(answer)}): check the admin"
@@ -284,6 +341,12 @@ def client_identifier(identifier: str, data_source: str) -> str:
     identifier, the type "c" and the data source, joined by NUL."""
     raw = "\0".join((identifier, "c", data_source)).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _without_userinfo(url: str) -> str:
+    """The URL without any `user:password@` a careless setting may carry."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _segment(value: str) -> str:

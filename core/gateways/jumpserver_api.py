@@ -146,11 +146,11 @@ class JumpserverApi:
             if self._token is not None:  # another thread logged in meanwhile
                 return self._token
             if self._refused is not None:
-                until, reason = self._refused
+                until, earlier = self._refused
                 if self._monotonic() < until:
                     raise GatewayUnavailableError(
-                        f"Jumpserver login: refused ({reason}); not tried again for"
-                        f" {int(until - self._monotonic())} s, so the admin account is not locked"
+                        f"{earlier}; not tried again for {int(until - self._monotonic())} s, so the admin"
+                        " account is not locked"
                     )
             try:
                 response = self._client.post(
@@ -169,8 +169,14 @@ class JumpserverApi:
             # 400: a wrong password, a blocked account; 200 without a token: MFA or a login confirmation asked.
             if response.status_code in (200, 400):
                 reason = _short(refusal) if refusal else f"HTTP {response.status_code}"
-                self._refused = (self._monotonic() + REFUSED_LOGIN_PAUSE, reason)
-                raise GatewayUnavailableError(f"Jumpserver login: refused ({reason})")
+                hint = (
+                    "check the admin username and password"
+                    if response.status_code == 400
+                    else "the admin account must log in without MFA or a login confirmation"
+                )
+                message = f"Jumpserver login as {self._username!r} refused ({reason}): {hint}"
+                self._refused = (self._monotonic() + REFUSED_LOGIN_PAUSE, message)
+                raise GatewayUnavailableError(message)
             raise GatewayUnavailableError(f"Jumpserver login: HTTP {response.status_code}")
 
 

@@ -1,4 +1,5 @@
-"""A contract fake of Apache Guacamole 1.5's REST API over real HTTP: tokens, connections, users, permissions.
+"""A contract fake of Apache Guacamole 1.5's REST API over real HTTP: tokens, connections, users, user groups,
+permissions.
 
 It follows guacamole-client 1.5.5 (apache/guacamole-client), the web application's REST layer in
 `guacamole/src/main/java/org/apache/guacamole/rest/`: `auth/TokenRESTService.java` (POST /api/tokens with
@@ -16,12 +17,15 @@ password fields `expected`), `auth/HashTokenSessionMap.java` (a session ends aft
 …/parameters), `user/UserResource.java`, `permission/PermissionSetResource.java` (JSON Patch `add` and
 `remove` on `/connectionPermissions/{id}` and `/systemPermissions`), `APIError.java`,
 `RESTExceptionMapper.java` and guacamole-common's `GuacamoleStatus` (the status of each exception). The
-directory's own rules (duplicate names, blank names, …) are the JDBC extension's:
-see `guacamole_directory`. The JSON resources consume `application/json` only (415 otherwise).
+directory's own rules (duplicate names, blank names, …) are the JDBC extension's: see `guacamole_directory`;
+user groups (`/userGroups`, their `memberUsers`, `memberUserGroups`, `userGroups` and `permissions`, a
+user's `userGroups` and `effectivePermissions`): see `guacamole_groups`. The JSON resources consume
+`application/json` only (415 otherwise).
 
 A request it does not implement is answered 404 and recorded in `unexpected`, which tests check is empty.
-`GET /` (and the base path) serves a small HTML list of the connections: a dev convenience, not part of
-the product's API, so a newcomer running `remotegpu dev --gateway guacamole` can watch one appear.
+`GET /` (and the base path) serves a small HTML list of the connections and who may open each (READ held
+directly or through a user group): a dev convenience, not part of the product's API, so a newcomer running
+`remotegpu dev --gateway guacamole` can watch one appear.
 
 Tests move time with the clock they pass (`now`), end every session with `expire_tokens()`, and make the
 next requests fail with `fail_next(n, status=503)` (status None: the connection is dropped unanswered;
@@ -43,25 +47,10 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from remotegpu.core.platform import clock
-from remotegpu.ops.fakes.guacamole_directory import (
-    ApiError,
-    FakeConnection,
-    FakeUser,
-    GuacamoleDirectory,
-    not_found,
-)
-
-
-def unauthorized() -> ApiError:
-    """`GuacamoleUnauthorizedException("Permission Denied.")`: no session for the token."""
-    return ApiError(403, "PERMISSION_DENIED", "Permission Denied.")
-
-
-def invalid_credentials() -> ApiError:
-    """`GuacamoleInvalidCredentialsException` with `CredentialsInfo.USERNAME_PASSWORD`."""
-    fields = [{"name": "username", "type": "USERNAME"}, {"name": "password", "type": "PASSWORD"}]
-    return ApiError(403, "INVALID_CREDENTIALS", "Permission Denied.", expected=fields)
-
+from remotegpu.ops.fakes import guacamole_groups
+from remotegpu.ops.fakes.guacamole_directory import FakeConnection, FakeUser, GuacamoleDirectory
+from remotegpu.ops.fakes.guacamole_errors import ApiError, invalid_credentials, not_found, unauthorized
+from remotegpu.ops.fakes.guacamole_groups import FakeUserGroup
 
 Answer = tuple[int, str, bytes]
 """Status, content type and body of one answer."""
@@ -170,9 +159,19 @@ class FakeGuacamole:
             return {key: set(types) for key, types in self.users[username].connection_permissions.items()}
 
     def readers_of(self, identifier: str) -> set[str]:
-        """The users holding READ on a connection."""
+        """The users who may open a connection: READ held themselves or through an effective user group."""
         with self._lock:
             return self._readers(identifier)
+
+    @property
+    def user_groups(self) -> dict[str, FakeUserGroup]:
+        return self.directory.user_groups.groups
+
+    def add_user_group(self, identifier: str, *members: str) -> FakeUserGroup:
+        """A user group made by someone else (an admin, in the web UI), with these member users."""
+        with self._lock:
+            group = self.user_groups[identifier] = FakeUserGroup(identifier, member_users=set(members))
+            return group
 
     @property
     def live_tokens(self) -> int:
@@ -288,6 +287,9 @@ class FakeGuacamole:
         self, viewer: FakeUser, method: str, rest: list[str], payload: Any, route: str
     ) -> Answer:
         d = self.directory
+        routed = guacamole_groups.route(d, viewer, method, rest, payload)
+        if routed is not None:
+            return _routed(routed)
         match method, rest:
             case "GET", ["connections"]:
                 return _json(200, d.list_connections(viewer))
@@ -311,11 +313,20 @@ class FakeGuacamole:
                 return _json(200, d.user(viewer, username).api())
             case "GET", ["users", username, "permissions"]:
                 return _json(200, d.user(viewer, username).permission_set())
-            case "PATCH", ["users", username, "permissions"]:
-                for path in d.patch_permissions(viewer, username, payload):
-                    self.unexpected.append(f"PATCH {route} {path}")
+            case "PATCH", ["users" | "userGroups" as kind, identifier, "permissions"]:
+                self._patch_permissions(viewer, kind, identifier, payload, route)
                 return 204, "", b""
         return self._unexpected(method, route)
+
+    def _patch_permissions(
+        self, viewer: FakeUser, kind: str, identifier: str, payload: Any, route: str
+    ) -> None:
+        d = self.directory
+        holder: guacamole_groups.PermissionHolder = (
+            d.user(viewer, identifier) if kind == "users" else d.user_groups.get(viewer.is_admin, identifier)
+        )
+        for path in self.directory.patch_permissions(viewer, holder, payload):
+            self.unexpected.append(f"PATCH {route} {path}")
 
     def _unexpected(self, method: str, path: str) -> Answer:
         self.unexpected.append(f"{method} {path}")
@@ -333,13 +344,17 @@ class FakeGuacamole:
             "<!doctype html><html><head><meta charset='utf-8'><title>Fake Guacamole</title></head><body>"
             "<h1>Fake Guacamole: connections</h1><p>A development stand-in; no remote desktop here.</p>"
             "<table border='1'><tr><th>Name</th><th>Identifier</th><th>Protocol</th><th>Address</th>"
-            f"<th>Readers</th></tr>{rows}</table></body></html>"
+            f"<th>Who may open it</th></tr>{rows}</table></body></html>"
         )
 
     def _readers(self, identifier: str) -> set[str]:
-        return {
-            u.username for u in self.users.values() if "READ" in u.connection_permissions.get(identifier, ())
-        }
+        effective = self.directory.effective_connection_permissions
+        return {u.username for u in self.users.values() if "READ" in effective(u).get(identifier, ())}
+
+
+def _routed(routed: guacamole_groups.Routed) -> Answer:
+    status, payload = routed
+    return _json(status, payload) if payload is not None else (status, "", b"")
 
 
 def _json(status: int, payload: Any) -> Answer:

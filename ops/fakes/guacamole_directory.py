@@ -8,9 +8,12 @@ the data source's extension; the rules that reject one are those of `guacamole-a
 modelled here, each failure as the `GuacamoleException` the product throws, answered as
 `rest/RESTExceptionMapper.java` answers it (an `APIError` body, see `ApiError.body`).
 
+User groups, and what a user gains through them, are `guacamole_groups`'; a user's connection permissions
+count as the product's effective permissions do (its own and its effective groups').
+
 Simplifications, all on the side of refusing: a user other than an administrator (system permission
-ADMINISTER) may read the connections it has READ on and itself, and nothing else; connection groups,
-sharing profiles and user groups do not exist, so the only parent is ROOT.
+ADMINISTER) may read the connections it effectively has READ on and itself, and nothing else; connection
+groups and sharing profiles do not exist, so the only parent is ROOT.
 """
 
 from __future__ import annotations
@@ -18,6 +21,16 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from typing import Any
+
+from remotegpu.ops.fakes.guacamole_errors import (
+    ApiError,
+    bad_request,
+    filtered,
+    internal_error,
+    not_found,
+    permission_denied,
+)
+from remotegpu.ops.fakes.guacamole_groups import PermissionHolder, UserGroups
 
 ROOT = "ROOT"
 """`RootConnectionGroup.IDENTIFIER`: the parent of every top-level connection."""
@@ -60,45 +73,6 @@ SYSTEM_PERMISSIONS = (
     "AUDIT",
     "ADMINISTER",
 )
-
-
-class ApiError(Exception):
-    """A `GuacamoleException` on its way out: the HTTP status and `APIError` type it maps to."""
-
-    def __init__(self, status: int, kind: str, message: str, expected: list[dict[str, str]] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.kind = kind
-        self.message = message
-        self.expected = expected
-
-    def body(self) -> dict[str, Any]:
-        """`APIError` as Jackson writes it (1.5 has no `patches`; an untranslated message is wrapped)."""
-        return {
-            "message": self.message,
-            "translatableMessage": {"key": "APP.TEXT_UNTRANSLATED", "variables": {"MESSAGE": self.message}},
-            "statusCode": None,
-            "expected": self.expected,
-            "type": self.kind,
-        }
-
-
-def not_found(message: str) -> ApiError:
-    return ApiError(404, "NOT_FOUND", message)
-
-
-def bad_request(message: str) -> ApiError:
-    return ApiError(400, "BAD_REQUEST", message)
-
-
-def permission_denied() -> ApiError:
-    """`GuacamoleSecurityException("Permission denied.")`, the JDBC extension's refusal."""
-    return ApiError(403, "PERMISSION_DENIED", "Permission denied.")
-
-
-def internal_error() -> ApiError:
-    """What the mapper answers for an unchecked exception (a NullPointerException, an SQL error)."""
-    return ApiError(500, "INTERNAL_ERROR", "Unexpected internal error")
 
 
 @dataclass
@@ -163,7 +137,17 @@ class GuacamoleDirectory:
     def __init__(self) -> None:
         self.connections: dict[str, FakeConnection] = {}
         self.users: dict[str, FakeUser] = {}
+        self.user_groups = UserGroups()
         self._ids = itertools.count(1)
+
+    def effective_connection_permissions(self, user: FakeUser) -> dict[str, set[str]]:
+        """`ModeledUser.getEffectivePermissions`: the user's own and its effective groups' permissions."""
+        held: dict[str, set[str]] = {}
+        holders: list[PermissionHolder] = [user, *self.user_groups.effective_groups(user.username)]
+        for holder in holders:
+            for identifier, types in holder.connection_permissions.items():
+                held.setdefault(identifier, set()).update(types)
+        return held
 
     # Connections: rest/connection/*, auth/jdbc/connection/ConnectionService.java
 
@@ -178,7 +162,9 @@ class GuacamoleDirectory:
 
     def parameters(self, viewer: FakeUser, identifier: str) -> dict[str, str]:
         found = self.connection(viewer, identifier)
-        if not viewer.is_admin and "UPDATE" not in viewer.connection_permissions.get(identifier, set()):
+        if not viewer.is_admin and "UPDATE" not in self.effective_connection_permissions(viewer).get(
+            identifier, set()
+        ):
             raise ApiError(403, "PERMISSION_DENIED", "Permission to read connection parameters denied.")
         return dict(found.parameters)
 
@@ -216,6 +202,7 @@ class GuacamoleDirectory:
         del self.connections[identifier]
         for user in self.users.values():  # guacamole_connection_permission: ON DELETE CASCADE
             user.connection_permissions.pop(identifier, None)
+        self.user_groups.forget_connection(identifier)
 
     def _connection_fields(
         self, body: dict[str, Any]
@@ -231,7 +218,7 @@ class GuacamoleDirectory:
         if parent != ROOT or not isinstance(protocol, str):
             raise internal_error()  # no such parent group / protocol NOT NULL: an SQL error
         kept = {key: str(value) for key, value in parameters.items() if value not in (None, "")}
-        return name, parent, protocol, kept, _filtered(attributes, CONNECTION_ATTRIBUTES)
+        return name, parent, protocol, kept, filtered(attributes, CONNECTION_ATTRIBUTES)
 
     def _named(self, parent: str, name: str) -> FakeConnection | None:
         """`connectionMapper.selectOneByName(parent, name)`: names are unique within a parent group."""
@@ -239,9 +226,10 @@ class GuacamoleDirectory:
             (c for c in self.connections.values() if c.parent_identifier == parent and c.name == name), None
         )
 
-    @staticmethod
-    def _can_read(viewer: FakeUser, identifier: str) -> bool:
-        return viewer.is_admin or "READ" in viewer.connection_permissions.get(identifier, set())
+    def _can_read(self, viewer: FakeUser, identifier: str) -> bool:
+        return viewer.is_admin or "READ" in self.effective_connection_permissions(viewer).get(
+            identifier, set()
+        )
 
     # Users and permissions: rest/user/*, rest/permission/*, auth/jdbc/user/UserService.java
 
@@ -268,13 +256,13 @@ class GuacamoleDirectory:
         if username in self.users:
             raise bad_request(f'User "{username}" already exists.')
         password = body.get("password")
-        kept = _filtered(attributes, USER_ATTRIBUTES)
+        kept = filtered(attributes, USER_ATTRIBUTES)
         self.users[username] = FakeUser(username, password if isinstance(password, str) else None, kept)
         return {**body, "attributes": kept}
 
-    def patch_permissions(self, viewer: FakeUser, username: str, patches: Any) -> list[str]:
-        """Apply a JSON Patch of permissions; returns the valid paths the fake does not model."""
-        target = self.user(viewer, username)
+    def patch_permissions(self, viewer: FakeUser, target: PermissionHolder, patches: Any) -> list[str]:
+        """Apply a JSON Patch of permissions to a user or group the viewer found; returns the valid paths the
+        fake does not model."""
         if not viewer.is_admin:
             raise permission_denied()
         if not isinstance(patches, list) or not all(isinstance(p, dict) for p in patches):
@@ -327,7 +315,7 @@ def _permission_change(patch: dict[str, Any]) -> tuple[str, str, str] | str:
     return op, identifier, str(value)
 
 
-def _apply(user: FakeUser, op: str, identifier: str, value: str) -> None:
+def _apply(user: PermissionHolder, op: str, identifier: str, value: str) -> None:
     held = (
         user.connection_permissions.setdefault(identifier, set()) if identifier else user.system_permissions
     )
@@ -337,10 +325,3 @@ def _apply(user: FakeUser, op: str, identifier: str, value: str) -> None:
         held.discard(value)
     if identifier and not held:
         del user.connection_permissions[identifier]
-
-
-def _filtered(attributes: dict[str, Any], schema: tuple[str, ...]) -> dict[str, str | None]:
-    """`DirectoryObjectTranslator.filterAttributes`: only the schema's attributes survive."""
-    return {
-        key: (None if value is None else str(value)) for key, value in attributes.items() if key in schema
-    }

@@ -1,6 +1,6 @@
 """The Guacamole gateway against the fake Guacamole over HTTP: create-or-get by name, updates in place,
-READ for exactly the entitled users, idempotent deletes, re-login, and failures as GatewayUnavailableError
-that never carry a password, token or key."""
+the connection's user group holding exactly the entitled users (revoking the others), idempotent deletes,
+re-login, and failures as GatewayUnavailableError that never carry a password, token or key."""
 
 from __future__ import annotations
 
@@ -170,25 +170,81 @@ def test_a_changed_port_or_key_updates_the_connection_in_place(
     assert len([r for r in guac.requests if r.startswith("PUT")]) == 2
 
 
-def test_only_the_given_users_are_granted_read(gateway: GuacamoleGateway, guac: FakeGuacamole) -> None:
+def test_exactly_the_given_users_may_open_it_and_the_others_are_revoked(
+    gateway: GuacamoleGateway, guac: FakeGuacamole
+) -> None:
     guac.add_user("carol", "carols-password")
     guac.add_user("alice", "alices-password")  # exists already: kept as it is, not re-created
-    first = gateway.ensure_connection(target(users=("alice", "bob")))
-    second = gateway.ensure_connection(target(users=("alice",)))
-
+    environment = uuid.uuid4()
+    first = gateway.ensure_connection(target(environment, users=("alice", "bob")))
+    name = connection_name(environment)
     assert guac.readers_of(first.connection_id) == {"alice", "bob"}
-    assert guac.readers_of(second.connection_id) == {"alice"}
-    assert guac.permissions_of("carol") == {}
-    assert guac.permissions_of("bob") == {first.connection_id: {"READ"}}
-    assert guac.permissions_of("guacadmin") == {}
+    assert guac.user_groups[name].member_users == {"alice", "bob"}
+    assert guac.user_groups[name].connection_permissions == {first.connection_id: {"READ"}}
+
+    guac.user_groups[name].member_users.add("carol")  # someone widened it in Guacamole's UI
+    second = gateway.ensure_connection(target(environment, users=("alice",)))
+    assert second.connection_id == first.connection_id
+    assert guac.readers_of(first.connection_id) == {"alice"}, "bob and carol can no longer open it"
+    gateway.ensure_connection(target(environment, users=()))
+    assert guac.readers_of(first.connection_id) == set()
+    gateway.ensure_connection(target(environment, users=("bob",)))
+    assert guac.readers_of(first.connection_id) == {"bob"}
+
+    assert list(guac.user_groups) == [name], "one group per connection"
+    for username in ("alice", "bob", "carol", "guacadmin"):
+        assert guac.permissions_of(username) == {}, "nothing is granted per user"
     assert guac.users["alice"].password == "alices-password"
     bob = guac.users["bob"]
     assert bob.password is None, "created without a password: bob signs in through the lab's SSO or LDAP"
     assert bob.attributes == {"guac-full-name": "Bob", "guac-email-address": "bob@lab.example"}
     assert [r for r in guac.requests if r == f"POST /guacamole{DS}/users"] == [f"POST /guacamole{DS}/users"]
+    grants = [r for r in guac.requests if r.startswith("PATCH") and r.endswith("/permissions")]
+    assert len(grants) == 1, "the group is granted READ once"
 
 
-def test_deleting_removes_the_connection_and_its_grants_and_is_idempotent(
+def test_an_unchanged_ensure_only_reads(gateway: GuacamoleGateway, guac: FakeGuacamole) -> None:
+    wanted = target()
+    gateway.ensure_connection(wanted)
+    before = len(guac.requests)
+    gateway.ensure_connection(wanted)
+    assert [r.split()[0] for r in guac.requests[before:]] == ["GET"] * len(guac.requests[before:])
+
+
+def test_a_lost_answer_after_the_group_was_made_still_leaves_one_group(guac: FakeGuacamole) -> None:
+    wanted = target(users=("alice",))
+    name = connection_name(wanted.environment_id)
+    for step in (
+        "POST /guacamole{DS}/userGroups",
+        "PATCH /guacamole{DS}/userGroups/" + name + "/permissions",
+    ):
+        crashed = GuacamoleGateway(guac.url, "guacadmin", ADMIN_PASSWORD)
+        guac.fail_next(1, status=None, handled=True, matching=step.format(DS=DS))
+        with pytest.raises(GatewayUnavailableError):
+            crashed.ensure_connection(wanted)
+        crashed.close()
+    assert list(guac.user_groups) == [name], "the group was made; only its answer was lost"
+
+    restarted = GuacamoleGateway(guac.url, "guacadmin", ADMIN_PASSWORD)
+    made = restarted.ensure_connection(wanted)
+    restarted.close()
+    assert list(guac.user_groups) == [name]
+    assert guac.readers_of(made.connection_id) == {"alice"}
+
+
+def test_a_group_made_meanwhile_by_another_worker_is_taken_up(guac: FakeGuacamole) -> None:
+    wanted = target(users=("alice",))
+    name = connection_name(wanted.environment_id)
+    other = _Racing("/userGroups", lambda: guac.add_user_group(name, "mallory-not-a-user"))
+    racing = GuacamoleGateway(guac.url, "guacadmin", ADMIN_PASSWORD, transport=other)
+    made = racing.ensure_connection(wanted)
+    racing.close()
+    assert list(guac.user_groups) == [name]
+    assert guac.user_groups[name].member_users == {"alice"}
+    assert guac.readers_of(made.connection_id) == {"alice"}
+
+
+def test_deleting_removes_the_connection_and_its_group_and_is_idempotent(
     gateway: GuacamoleGateway, guac: FakeGuacamole
 ) -> None:
     kept = gateway.ensure_connection(target())
@@ -196,11 +252,22 @@ def test_deleting_removes_the_connection_and_its_grants_and_is_idempotent(
     gateway.delete_connection(doomed.environment_id)
 
     assert list(guac.connections) == [kept.connection_id]
-    assert guac.permissions_of("alice") == {kept.connection_id: {"READ"}}
+    assert list(guac.user_groups) == [connection_name(kept.environment_id)]
+    assert guac.readers_of(kept.connection_id) == {"alice", "bob"}
     assert "alice" in guac.users, "users stay"
     gateway.delete_connection(doomed.environment_id)
     gateway.delete_connection(uuid.uuid4())
     assert list(guac.connections) == [kept.connection_id]
+
+    half = target()  # a delete that stopped after the group went: the next one removes the connection
+    gateway.ensure_connection(half)
+    guac.fail_next(1, status=503, matching=f"GET /guacamole{DS}/connections")
+    with pytest.raises(GatewayUnavailableError):
+        gateway.delete_connection(half.environment_id)
+    assert gateway.connected_environments() == {kept.environment_id, half.environment_id}
+    gateway.delete_connection(half.environment_id)
+    assert gateway.connected_environments() == {kept.environment_id}
+    assert list(guac.user_groups) == [connection_name(kept.environment_id)]
 
 
 def test_connected_environments_are_the_connections_named_by_remotegpu(
@@ -233,10 +300,10 @@ def test_a_503_or_a_dropped_connection_is_unavailable_without_secrets(
         gateway.ensure_connection(target())
     assert str(unavailable.value) == "Guacamole list connections: 503 Service Unavailable"
 
-    guac.fail_next(1, status=503, matching=f"PATCH /guacamole{DS}/users")
+    guac.fail_next(1, status=503, matching=f"PATCH /guacamole{DS}/userGroups")
     with pytest.raises(GatewayUnavailableError) as unavailable:
         gateway.ensure_connection(target())
-    assert "Guacamole grant 'alice' READ on connection" in str(unavailable.value)
+    assert "Guacamole grant user group remotegpu-" in str(unavailable.value)
     assert "503" in str(unavailable.value)
 
     guac.fail_next(1, status=None)
@@ -265,6 +332,23 @@ def test_a_refused_admin_login_is_unavailable(guac: FakeGuacamole) -> None:
     with pytest.raises(GatewayUnavailableError, match="Guacamole login: 502 Bad Gateway"):
         proxied.connected_environments()
     proxied.close()
+
+
+def test_a_url_without_the_web_application_path_is_named(guac: FakeGuacamole) -> None:
+    root = guac.url.removesuffix("/guacamole")
+    secret_in_url = root.replace("http://", "http://ops:url-secret@")
+    misplaced = GuacamoleGateway(secret_in_url, "guacadmin", ADMIN_PASSWORD)
+    with pytest.raises(GatewayUnavailableError) as not_there:
+        misplaced.connected_environments()
+    misplaced.close()
+    assert str(not_there.value) == (
+        f"Guacamole login: 404 at {root}/api/tokens: is guacamole_url the web application's address"
+        " (e.g. https://host/guacamole)?"
+    )
+    assert "url-secret" not in str(not_there.value)
+    assert ADMIN_PASSWORD not in str(not_there.value)
+    assert guac.unexpected == ["POST /api/tokens"]
+    guac.unexpected.clear()
 
 
 def test_an_unreachable_gateway_is_unavailable() -> None:
