@@ -8,7 +8,8 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
-from remotegpu.core.models import BillingInterval, Environment, Gpu, Host, User, Workspace
+from remotegpu.core.environments.states import MeteredResource
+from remotegpu.core.models import BillingInterval, Environment, Gpu, Host, Meter, User, Workspace
 from remotegpu.core.platform import clock
 
 _counter = itertools.count(1)
@@ -55,14 +56,30 @@ def environment(session: Session, ws: Workspace, owner: User, *, name: str | Non
 
 
 def billing_interval(session: Session, env: Environment) -> BillingInterval:
-    """One hour of one H100 for `env`, at 2.50 per GPU-hour."""
+    """One hour of one H100 for `env`, at 2.50 per GPU-hour, on a meter of its own."""
     start = clock.now().replace(microsecond=0)
-    row = BillingInterval(
+    meter = Meter(
         environment_id=env.id,
         workspace_id=env.workspace_id,
         user_id=env.user_id,
+        resource=MeteredResource.GPU,
         gpu_model="H100",
-        gpu_count=1,
+        quantity=Decimal(1),
+        started_at=start,
+        metered_until=start + dt.timedelta(hours=1),
+        amount=Decimal("2.50"),
+    )
+    session.add(meter)
+    session.flush()
+    row = BillingInterval(
+        meter_id=meter.id,
+        environment_id=env.id,
+        workspace_id=env.workspace_id,
+        user_id=env.user_id,
+        resource=MeteredResource.GPU,
+        gpu_model="H100",
+        quantity=Decimal(1),
+        unit="gpu_hour",
         started_at=start,
         ended_at=start + dt.timedelta(hours=1),
         currency="EUR",

@@ -15,6 +15,7 @@ from remotegpu.core.environments.states import (
     ClaimAction,
     ClaimKind,
     InvoiceStatus,
+    MeteredResource,
     PortPurpose,
     Protocol,
 )
@@ -210,8 +211,10 @@ def test_finalized_invoice_and_its_lines_are_immutable(sessions: Sessions) -> No
             InvoiceLine(
                 invoice_id=invoice.id,
                 description="H100",
+                resource=MeteredResource.GPU,
                 gpu_model="H100",
-                gpu_hours=1,
+                quantity=1,
+                unit="gpu_hour",
                 unit_price=2,
                 amount=2,
             )
@@ -228,7 +231,14 @@ def test_finalized_invoice_and_its_lines_are_immutable(sessions: Sessions) -> No
         sessions,
         lambda s: s.add(
             InvoiceLine(
-                invoice_id=invoice.id, description="x", gpu_model="A100", gpu_hours=1, unit_price=1, amount=1
+                invoice_id=invoice.id,
+                description="x",
+                resource=MeteredResource.GPU,
+                gpu_model="A100",
+                quantity=1,
+                unit="gpu_hour",
+                unit_price=1,
+                amount=1,
             )
         ),
         "finalized and immutable",
