@@ -19,6 +19,7 @@ from remotegpu.api.openapi import answers
 from remotegpu.core.accounts.membership import workspace_access
 from remotegpu.core.billing.budget import workspace_budget
 from remotegpu.core.billing.invoices import CSV_HEADER, csv_rows
+from remotegpu.core.billing.pricing import plain
 from remotegpu.core.billing.usage import Usage, usage
 from remotegpu.core.billing.views import InvoiceView, RecordFilter, get_invoice, list_invoices, list_records
 from remotegpu.core.platform import clock
@@ -183,13 +184,13 @@ def records(
             r.resource,
             r.subject,
             r.gpu_model,
-            r.quantity,
+            plain(r.quantity),
             r.unit,
             r.started_at,
             r.ended_at,
             r.currency,
-            r.unit_price,
-            r.amount,
+            plain(r.unit_price),
+            plain(r.amount),
             r.invoice_id,
         )
         for r in rows
@@ -249,19 +250,25 @@ def usage_out(answer: Usage) -> UsageOut:
             line.resource.value,
             line.gpu_model,
             line.subject,
-            line.quantity,
+            plain(line.quantity),
             line.resource.unit,
-            line.amount,
+            plain(line.amount),
         )
         for line in answer.lines
     ]
     names = {line.environment_id: line.environment for line in answer.lines}
     environments = [
-        EnvironmentTotalOut(environment_id, names[environment_id], amount)
+        EnvironmentTotalOut(environment_id, names[environment_id], plain(amount))
         for environment_id, amount in answer.by_environment().items()
     ]
     return UsageOut(
-        answer.start, answer.end, answer.currency, lines, environments, answer.total, answer.total_rounded
+        answer.start,
+        answer.end,
+        answer.currency,
+        lines,
+        environments,
+        plain(answer.total),
+        plain(answer.total_rounded),
     )
 
 

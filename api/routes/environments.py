@@ -25,6 +25,7 @@ from remotegpu.api.openapi import answers
 from remotegpu.core.accounts.membership import WorkspaceAccess, workspace_access, workspace_access_async
 from remotegpu.core.accounts.users import Principal
 from remotegpu.core.billing.budget import workspace_budget, workspace_budget_async
+from remotegpu.core.billing.pricing import plain
 from remotegpu.core.billing.usage import CENTS, environment_cost_async
 from remotegpu.core.cluster.driver import ClusterUnavailableError
 from remotegpu.core.environments.control import (
@@ -301,7 +302,7 @@ async def show(environment_id: FromPath[uuid.UUID], request: AnyRequest, api: Ap
         if row.user_id == principal.user_id or allows(row.caller_role, Action.READ_BILLING):
             amount = await environment_cost_async(connection, environment_id, now, api.billing_period)
             shown.cost_so_far = CostOut(
-                amount, amount.quantize(CENTS, rounding=ROUND_HALF_EVEN), api.currency
+                plain(amount), plain(amount.quantize(CENTS, rounding=ROUND_HALF_EVEN)), api.currency
             )
         if row.spending_limit is not None:  # no statement for a workspace without a limit
             budget = await workspace_budget_async(connection, row.workspace_id, now, api.billing_period)

@@ -46,6 +46,11 @@ def amount_for(
     return exact.quantize(AMOUNT_PLACES, rounding=ROUND_HALF_EVEN)
 
 
+def plain(amount: Decimal) -> Decimal:
+    """`amount` as an answer shows it: a zero kept to 12 places would print as `0E-12`, so zero is 0."""
+    return amount if amount else Decimal(0)
+
+
 PriceKey = tuple[MeteredResource, str | None]
 """(resource, GPU model) — the model only for GPUs."""
 
