@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from decimal import Decimal
 
 import msgspec
 
 from remotegpu.core.billing.budget import Budget
+from remotegpu.core.billing.pricing import money
 
 
 class BudgetOut(msgspec.Struct):
@@ -23,10 +23,10 @@ class BudgetOut(msgspec.Struct):
     state: str
     period_start: dt.datetime
     currency: str
-    limit: Decimal | None
-    spent: Decimal | None
-    percent: Decimal | None
-    overrun: Decimal | None
+    limit: str | None
+    spent: str | None
+    percent: str | None
+    overrun: str | None
 
 
 def budget_out(budget: Budget | None, currency: str, *, figures: bool) -> BudgetOut | None:
@@ -39,9 +39,9 @@ def budget_out(budget: Budget | None, currency: str, *, figures: bool) -> Budget
     )
     if figures:
         shown.limit, shown.spent, shown.percent, shown.overrun = (
-            budget.limit,
-            budget.spent,
-            budget.percent,
-            budget.overrun,
+            money(budget.limit),
+            money(budget.spent),
+            money(budget.percent),
+            money(budget.overrun),
         )
     return shown

@@ -19,7 +19,7 @@ from remotegpu.api.openapi import answers
 from remotegpu.core.accounts.membership import workspace_access
 from remotegpu.core.billing.budget import workspace_budget
 from remotegpu.core.billing.invoices import CSV_HEADER, csv_rows
-from remotegpu.core.billing.pricing import plain
+from remotegpu.core.billing.pricing import money
 from remotegpu.core.billing.usage import Usage, usage
 from remotegpu.core.billing.views import InvoiceView, RecordFilter, get_invoice, list_invoices, list_records
 from remotegpu.core.platform import clock
@@ -58,7 +58,7 @@ def parse_window(start: str | None, end: str | None) -> tuple[dt.datetime | None
 
 class RecordOut(msgspec.Struct):
     """One metered interval: `quantity` of `resource` (GPUs of `gpu_model`, cores, GiB of memory, or GiB of
-    volume `subject`) over [started_at, ended_at), at `unit_price` per `unit`; money as a decimal string."""
+    volume `subject`) over [started_at, ended_at), at `unit_price` per `unit`; money as a fixed-point decimal string."""
 
     id: uuid.UUID
     environment_id: uuid.UUID
@@ -67,13 +67,13 @@ class RecordOut(msgspec.Struct):
     resource: str
     subject: str
     gpu_model: str | None
-    quantity: Decimal
+    quantity: str
     unit: str
     started_at: dt.datetime
     ended_at: dt.datetime
     currency: str
-    unit_price: Decimal
-    amount: Decimal
+    unit_price: str
+    amount: str
     invoice_id: uuid.UUID | None
 
 
@@ -184,13 +184,13 @@ def records(
             r.resource,
             r.subject,
             r.gpu_model,
-            plain(r.quantity),
+            money(r.quantity),
             r.unit,
             r.started_at,
             r.ended_at,
             r.currency,
-            plain(r.unit_price),
-            plain(r.amount),
+            money(r.unit_price),
+            money(r.amount),
             r.invoice_id,
         )
         for r in rows
@@ -209,9 +209,9 @@ class UsageLineOut(msgspec.Struct):
     resource: str
     gpu_model: str | None
     subject: str
-    quantity: Decimal
+    quantity: str
     unit: str
-    amount: Decimal
+    amount: str
 
 
 class EnvironmentTotalOut(msgspec.Struct):
@@ -219,7 +219,7 @@ class EnvironmentTotalOut(msgspec.Struct):
 
     environment_id: uuid.UUID
     environment: str
-    amount: Decimal
+    amount: str
 
 
 class UsageOut(msgspec.Struct):
@@ -232,8 +232,8 @@ class UsageOut(msgspec.Struct):
     lines: list[UsageLineOut]
     environments: list[EnvironmentTotalOut]
     """Each environment's unrounded total."""
-    total: Decimal
-    total_rounded: Decimal
+    total: str
+    total_rounded: str
     budget: BudgetOut | None = None
     """With `?workspace=` and a spending limit set: the workspace's limit, spend and state in the current
     billing period (whatever the window), and the `overrun` past the limit (volumes keep accruing)."""
@@ -250,15 +250,15 @@ def usage_out(answer: Usage) -> UsageOut:
             line.resource.value,
             line.gpu_model,
             line.subject,
-            plain(line.quantity),
+            money(line.quantity),
             line.resource.unit,
-            plain(line.amount),
+            money(line.amount),
         )
         for line in answer.lines
     ]
     names = {line.environment_id: line.environment for line in answer.lines}
     environments = [
-        EnvironmentTotalOut(environment_id, names[environment_id], plain(amount))
+        EnvironmentTotalOut(environment_id, names[environment_id], money(amount))
         for environment_id, amount in answer.by_environment().items()
     ]
     return UsageOut(
@@ -267,8 +267,8 @@ def usage_out(answer: Usage) -> UsageOut:
         answer.currency,
         lines,
         environments,
-        plain(answer.total),
-        plain(answer.total_rounded),
+        money(answer.total),
+        money(answer.total_rounded),
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterator
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN
 from typing import Annotated, Any
 
 import msgspec
@@ -25,7 +25,7 @@ from remotegpu.api.openapi import answers
 from remotegpu.core.accounts.membership import WorkspaceAccess, workspace_access, workspace_access_async
 from remotegpu.core.accounts.users import Principal
 from remotegpu.core.billing.budget import workspace_budget, workspace_budget_async
-from remotegpu.core.billing.pricing import plain
+from remotegpu.core.billing.pricing import money
 from remotegpu.core.billing.usage import CENTS, environment_cost_async
 from remotegpu.core.cluster.driver import ClusterUnavailableError
 from remotegpu.core.environments.control import (
@@ -63,8 +63,8 @@ class CostOut(msgspec.Struct):
     volumes' storage, closed intervals plus the open tails up to now; `amount` unrounded, `rounded` to
     cents (half-even)."""
 
-    amount: Decimal
-    rounded: Decimal
+    amount: str
+    rounded: str
     currency: str
 
 
@@ -302,7 +302,7 @@ async def show(environment_id: FromPath[uuid.UUID], request: AnyRequest, api: Ap
         if row.user_id == principal.user_id or allows(row.caller_role, Action.READ_BILLING):
             amount = await environment_cost_async(connection, environment_id, now, api.billing_period)
             shown.cost_so_far = CostOut(
-                plain(amount), plain(amount.quantize(CENTS, rounding=ROUND_HALF_EVEN)), api.currency
+                money(amount), money(amount.quantize(CENTS, rounding=ROUND_HALF_EVEN)), api.currency
             )
         if row.spending_limit is not None:  # no statement for a workspace without a limit
             budget = await workspace_budget_async(connection, row.workspace_id, now, api.billing_period)

@@ -31,7 +31,7 @@ from remotegpu.core.platform.errors import ConflictError, ForbiddenError, NotFou
 from remotegpu.core.platform.events import record_mutation
 from remotegpu.core.platform.locks import LockNamespace, lock_key, xact_lock
 from remotegpu.core.platform.pagination import decode_cursor, page
-from remotegpu.policies.roles import Action, allows, may_assign_role
+from remotegpu.policies.roles import MINIMUM_ROLE, Action, allows, may_assign_role
 
 
 @dataclass(frozen=True)
@@ -45,9 +45,10 @@ class WorkspaceAccess:
     def require(self, action: Action) -> None:
         """Raise ForbiddenError unless the caller's role allows `action`."""
         if not allows(self.role.value, action):
+            needed = MINIMUM_ROLE[action]
             raise ForbiddenError(
                 f"your role in workspace {self.name!r} is {self.role.value}; {action.value.replace('_', ' ')}"
-                " needs a higher role (ask a workspace admin)"
+                f" needs the role {needed} or higher (ask a workspace {needed})"
             )
 
 

@@ -46,9 +46,10 @@ def amount_for(
     return exact.quantize(AMOUNT_PLACES, rounding=ROUND_HALF_EVEN)
 
 
-def plain(amount: Decimal) -> Decimal:
-    """`amount` as an answer shows it: a zero kept to 12 places would print as `0E-12`, so zero is 0."""
-    return amount if amount else Decimal(0)
+def money(amount: Decimal) -> str:
+    """`amount` as an answer shows it: fixed-point digits, never `0E-12` or `4.34E-7` (a `Decimal` below
+    10⁻⁶ prints in scientific notation, which clients reading decimal strings may not parse)."""
+    return format(amount, "f")
 
 
 PriceKey = tuple[MeteredResource, str | None]

@@ -9,6 +9,7 @@ durations, duplicate names) run in `parse_spec` and raise `SpecError` naming the
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -158,7 +159,7 @@ def _check_values(spec: EnvironmentSpec) -> None:
     for name in ("idle_stop_after", "max_duration"):
         value = getattr(spec.policies, name)
         if value is not None:
-            checks.append((f"$.policies.{name}", parse_duration, value))
+            checks.append((f"$.policies.{name}", _policy_duration, value))
     for field, parse, value in checks:
         try:
             parse(value)
@@ -174,6 +175,18 @@ def _check_values(spec: EnvironmentSpec) -> None:
     ]
     _refuse_duplicates("$.ports", [f"{port}/{protocol}" for port, protocol in ports], "container port")
     _refuse_duplicates("$.ports", [p.name for p in spec.ports if p.name], "name")
+
+
+MIN_POLICY_DURATION = dt.timedelta(minutes=1)
+
+
+def _policy_duration(value: str) -> dt.timedelta:
+    """A stop policy's duration: at least a minute (policies are applied every few seconds, and a
+    shorter one would stop an environment before it could be used)."""
+    duration = parse_duration(value)
+    if duration < MIN_POLICY_DURATION:
+        raise ValueError(f"must be at least 1m, not {value}")
+    return duration
 
 
 def _refuse_duplicates(field: str, values: list[str], what: str) -> None:

@@ -146,6 +146,8 @@ def test_put_refuses_a_spec_of_another_workspace_as_apply_does(alice: Caller) ->
         ({"volumes": [{"name": "data", "size": "1Gi", "mount": "relative"}]}, "$.volumes[0].mount"),
         ({"ports": [{"container": 70000}]}, "$.ports[0].container"),
         ({"policies": {"max_duration": "forever"}}, "$.policies.max_duration"),
+        ({"policies": {"max_duration": "0s"}}, "$.policies.max_duration"),
+        ({"policies": {"idle_stop_after": "30s"}}, "$.policies.idle_stop_after"),
         ({"access": ["ssh", "ssh"]}, "$.access"),
         ({"name": "Bad_Name"}, "$.name"),
     ],

@@ -97,12 +97,13 @@ def test_limits_deadlines_and_policy_stops_are_shown_and_a_start_waits_until_the
         assert "EXHAUSTED" in usage.output
         assert "overrun 0.33 USD" in usage.output
 
-        started = bob.post(f"/environments/{ids['train']}/start")
-        assert started.status_code == 202
-        assert started.json()["budget"]["state"] == "exhausted", "the start is accepted and says so"
-        assert started.json()["policy_stop"] is None
+        started = runner.invoke(app, ["start", "train", "-w", "lab"], env=as_bob)
+        assert started.exit_code == 0, started.output
+        assert "it will wait: its workspace's budget is exhausted" in " ".join(started.output.split())
         reconciler.run_until_idle()
         shown = bob.get(f"/environments/{ids['train']}").json()
+        assert shown["budget"]["state"] == "exhausted", "the start is accepted"
+        assert shown["policy_stop"] is None, "a user's start clears the policy stop"
         assert (shown["phase"], shown["queue_reason"]) == ("admitted", "budget exhausted")
         described = runner.invoke(app, ["describe", "env", "train", "-w", "lab"], env=as_bob)
         assert "Queue:       budget exhausted" in described.output

@@ -8,7 +8,7 @@ from decimal import Decimal
 import msgspec
 
 from remotegpu.core.billing.periods import boundaries_between, next_period_start, period_start
-from remotegpu.core.billing.pricing import PriceBook, amount_for, plain
+from remotegpu.core.billing.pricing import PriceBook, amount_for, money
 from remotegpu.core.environments.states import MeteredResource
 
 T = dt.datetime(2026, 11, 30, 22, 30, tzinfo=dt.UTC)
@@ -44,7 +44,9 @@ def test_the_price_in_force_is_the_latest_started_one_and_none_costs_nothing() -
     assert book.changes_between(MeteredResource.GPU, "H100", T, later + dt.timedelta(seconds=1)) == [later]
 
 
-def test_a_zero_amount_is_shown_as_0_not_in_scientific_notation() -> None:
-    assert msgspec.json.encode(Decimal("0E-12")) == b'"0E-12"'
-    assert msgspec.json.encode(plain(Decimal("0E-12"))) == b'"0"'
-    assert plain(Decimal("2.490000000000")) == Decimal("2.49")
+def test_amounts_are_shown_in_fixed_point_never_scientific_notation() -> None:
+    assert msgspec.json.encode(Decimal("4.34059E-7")) == b'"4.34059E-7"', "what a bare Decimal would give"
+    assert money(Decimal("4.34059E-7")) == "0.000000434059"
+    assert money(Decimal("0E-12")) == "0.000000000000"
+    assert money(Decimal("0.00")) == "0.00"
+    assert money(Decimal("250")) == "250"

@@ -94,11 +94,19 @@ def _open_jupyter(found: list[dict[str, Any]]) -> None:
 def _control(action: str, name: str, workspace: str | None) -> None:
     with signed_in_client() as client:
         environment = find_environment(client, name, workspace)
+        answer: Any = None
         if action == "delete":
             client.request("DELETE", f"/environments/{environment['id']}")
         else:
-            client.post(f"/environments/{environment['id']}/{action}")
+            answer = client.post(f"/environments/{environment['id']}/{action}")
     console.print(f"environment/{environment['name']} {action} requested", highlight=False)
+    budget = answer.get("budget") if isinstance(answer, dict) else None
+    if action != "stop" and budget and budget.get("state") == "exhausted":
+        console.print(
+            "it will wait: its workspace's budget is exhausted for this billing period (budget exhausted);"
+            " it starts when the limit is raised or the next period begins",
+            highlight=False,
+        )
 
 
 def start(name: Name, workspace: Workspace = None) -> None:
