@@ -42,7 +42,7 @@ import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -51,6 +51,7 @@ from remotegpu.ops.fakes import guacamole_groups
 from remotegpu.ops.fakes.guacamole_directory import FakeConnection, FakeUser, GuacamoleDirectory
 from remotegpu.ops.fakes.guacamole_errors import ApiError, invalid_credentials, not_found, unauthorized
 from remotegpu.ops.fakes.guacamole_groups import FakeUserGroup
+from remotegpu.ops.fakes.served import ServedFake
 
 Answer = tuple[int, str, bytes]
 """Status, content type and body of one answer."""
@@ -70,7 +71,7 @@ class _Faults:
     matching: str = ""
 
 
-class FakeGuacamole:
+class FakeGuacamole(ServedFake):
     """A Guacamole web application on 127.0.0.1 with one JDBC data source; use as a context manager."""
 
     def __init__(
@@ -99,31 +100,8 @@ class FakeGuacamole:
         self._faults = _Faults()
         self._lock = threading.Lock()
         self.add_user(admin_username, admin_password, admin=True)
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
-        self._server.daemon_threads = True
-        self._server.guacamole = self  # type: ignore[attr-defined]
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}{self.base_path}"
-
-    def __enter__(self) -> FakeGuacamole:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-guacamole",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._base_path = self.base_path
+        self._serve(_Handler, port, guacamole=self)
 
     # What tests arrange and read
 

@@ -39,7 +39,6 @@ import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -49,6 +48,7 @@ from remotegpu.ops.fakes.jumpserver_accounts import Accounts, FakeAccount
 from remotegpu.ops.fakes.jumpserver_assets import DEFAULT_ORG, Assets, FakeHost, platform_json
 from remotegpu.ops.fakes.jumpserver_fields import ApiError, jms_time, new_token
 from remotegpu.ops.fakes.jumpserver_http import Handler, Reply, json_object, page, payload
+from remotegpu.ops.fakes.served import ServedFake
 
 TOKEN_TTL = dt.timedelta(hours=24)
 LOGIN_LIMIT = 7
@@ -70,7 +70,7 @@ class _Kind:
     delete: Callable[[Any], None] | None = None
 
 
-class FakeJumpserver:
+class FakeJumpserver(ServedFake):
     """A Jumpserver on 127.0.0.1 with one admin (`admin_username`/`admin_password`); a context manager."""
 
     def __init__(
@@ -128,32 +128,7 @@ class FakeJumpserver:
                 self._delete_permission,
             ),
         }
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self._server.daemon_threads = True
-        self._server.handle = self.handle  # type: ignore[attr-defined]
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def __enter__(self) -> FakeJumpserver:
-        # A short poll interval: `shutdown()` waits up to one interval, and tests start one server each.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-jumpserver",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._serve(Handler, port, handle=self.handle)
 
     # What tests and `remotegpu dev` use
 

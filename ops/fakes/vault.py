@@ -22,11 +22,12 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from remotegpu.core.platform import clock
+from remotegpu.ops.fakes.served import ServedFake
 from remotegpu.ops.fakes.vault_kv import Error, KeyValueEngine, rfc3339
 
 PERMISSION_DENIED = Error(403, ("permission denied",))
@@ -65,7 +66,7 @@ class _AppRole:
     paths: tuple[str, ...] | None
 
 
-class FakeVault:
+class FakeVault(ServedFake):
     """A Vault server on 127.0.0.1 holding one KV v2 mount; use as a context manager."""
 
     def __init__(
@@ -85,26 +86,7 @@ class FakeVault:
         self._roles: dict[str, _AppRole] = {}
         self._lock = threading.Lock()
         self.root_token = self.issue_token(ttl=dt.timedelta(0), renewable=False, policies=["root"])
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
-        self._server.daemon_threads = True
-        self._server.vault = self  # type: ignore[attr-defined]
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def __enter__(self) -> FakeVault:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-vault", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._serve(_Handler, port, vault=self)
 
     def issue_token(
         self,
