@@ -1,5 +1,8 @@
 """The meter tick, a leader job: close every due meter's usage into intervals up to now.
 
+Due are the meters whose spell ended and the running ones whose close point passed (each closes every
+`meter_close_seconds`, at a moment of its own), so a tick writes a share of the running meters, not all.
+
 One read of the due meters and the price book, then one write per chunk of meters (the intervals and
 the cursor moves in one statement, fenced by the leader's epoch). A tick killed anywhere loses nothing:
 a chunk not written is metered by the next tick from the unchanged cursors, and one written is not
@@ -43,7 +46,7 @@ def meter_tick(ctx: ReconcilerContext) -> TickReport:
     now = clock.now()
     with ctx.engine.connect() as connection:
         book = load_price_book(connection)
-        groups = due_groups(connection, ctx.shard, now)
+        groups = due_groups(connection, ctx.shard, now, round(ctx.settings.meter_close_seconds))
     meters, chunks = plan(groups, book, ctx.settings.billing_period, CHUNK)
     ctx.kill_point("meter-planned")
     advanced = inserted = 0

@@ -1,8 +1,8 @@
 """The meter's arithmetic and its statements: which meters are due, how their next intervals are cut,
 and the one statement that records them.
 
-A tick reads every due meter of a shard (open, or closed but not metered to its end), cuts the span from
-its cursor to now (or to its end) at every price change of its resource and every billing-period
+A tick reads every due meter of a shard (ended but not metered to its end, or open with one of its close
+points passed: `CLOSE_POINT_DUE`), cuts the span from its cursor to now (or to its end) at every price change of its resource and every billing-period
 boundary, prices each piece with the price in force at its start, and writes the pieces in the same
 statement that advances the cursors, each guarded by the cursor's previous value and by its spell's end.
 So a second meter working from the same read (a race, a stale leader, a retried tick) advances nothing
@@ -169,12 +169,27 @@ def plan(
     return meters, chunks
 
 
+CLOSE_POINT_DUE = """
+    m.metered_until < :now
+    AND (m.ended_at IS NOT NULL
+         OR :close_s = 0
+         OR floor((extract(epoch FROM CAST(:now AS timestamptz)) - mod({phase}, :close_s)) / :close_s)
+            > floor((extract(epoch FROM m.metered_until) - mod({phase}, :close_s)) / :close_s))
+""".format(phase="CAST(CAST('x' || left(CAST(m.id AS text), 8) AS bit(32)) AS bigint)")
+"""Whether meter `m` is due at `:now`: it has usage before now not yet in intervals, and either its spell
+has ended (a stop closes at once, `metered_until < ended_at` then), or one of its close points lies in
+(cursor, now]. A meter's close points are `:close_s` seconds apart, offset by a phase taken from its id
+(the first 32 bits of a random UUID), so running meters close at moments spread evenly over the close
+period whatever their start: a tick closes about meter_seconds ÷ meter_close_seconds of them, and no
+moment (a month boundary, a price change, a mass start) lines them up again. `:close_s` 0 closes every
+meter with usage at every tick."""
+
 DUE_SQL = text(
-    """
+    f"""
     SELECT m.resource, m.gpu_model, m.quantity, m.metered_until, least(m.ended_at, :now) AS until,
            array_agg(m.id) AS ids
       FROM meters m JOIN environments e ON e.id = m.environment_id
-     WHERE (m.ended_at IS NULL OR m.metered_until < m.ended_at) AND m.metered_until < :now
+     WHERE (m.ended_at IS NULL OR m.metered_until < m.ended_at) AND {CLOSE_POINT_DUE}
        AND e.shard = :shard
      GROUP BY 1, 2, 3, 4, 5
     """
@@ -182,13 +197,13 @@ DUE_SQL = text(
 """`least` ignores NULL: an open meter is due up to now."""
 
 
-def due_groups(connection: Connection, shard: int, now: dt.datetime) -> list[DueGroup]:
-    """Every meter of `shard` with usage before `now` not yet in intervals, in groups metered alike."""
+def due_groups(connection: Connection, shard: int, now: dt.datetime, close_s: int) -> list[DueGroup]:
+    """Every due meter of `shard` (`CLOSE_POINT_DUE`), in groups metered alike."""
     return [
         DueGroup(
             MeteredResource(row.resource), row.gpu_model, row.quantity, row.metered_until, row.until, row.ids
         )
-        for row in connection.execute(DUE_SQL, {"now": now, "shard": shard})
+        for row in connection.execute(DUE_SQL, {"now": now, "shard": shard, "close_s": close_s})
     ]
 
 

@@ -133,8 +133,15 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     billing_period: BillingPeriod = "month"
     """Billing periods, in UTC: calendar months, ISO weeks (from Monday) or days; no interval crosses one."""
     meter_seconds: float = 300.0
-    """How often the leader closes usage intervals up to now (each tick adds at most one interval per
-    resource per environment, so shorter means more rows; usage views add the open tail live)."""
+    """How often the leader's meter tick runs: it closes into intervals the usage of every stopped
+    environment or deleted volume, and of each running meter whose close point passed."""
+    meter_close_seconds: float = 1800.0
+    """How long a running meter's usage stays open before a tick closes it into billing intervals (whole
+    seconds). Open usage is never lost or late for users: usage, cost so far and budgets add each meter's
+    open tail live. Each meter closes at moments of its own (spread by its id), so a tick writes about
+    meter_seconds ÷ meter_close_seconds of the running meters; 0 closes every meter at every tick (one
+    interval per resource per environment per tick). With a period's invoice finalized
+    invoice_grace_seconds after it ends, this plus meter_seconds must fit in that grace."""
     policy_seconds: float = 15.0
     """How often the leader applies stop policies: `policies.max_duration` deadlines and workspaces'
     spending limits (an environment stops at most this long after its deadline or its budget's end)."""
@@ -200,6 +207,18 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
                 raise SettingsError(f"{name}: must be at least 1 second")
         if self.invoice_grace_seconds < 0:
             raise SettingsError("invoice_grace_seconds: must be 0 or more seconds")
+        if self.meter_close_seconds < 0:
+            raise SettingsError("meter_close_seconds: must be 0 (close every tick) or more seconds")
+        if (
+            self.meter_close_seconds
+            and self.meter_close_seconds + self.meter_seconds > self.invoice_grace_seconds
+        ):
+            raise SettingsError(
+                f"meter_close_seconds: {self.meter_close_seconds:g} s plus meter_seconds"
+                f" ({self.meter_seconds:g} s) exceeds invoice_grace_seconds ({self.invoice_grace_seconds:g} s),"
+                " so usage would close after its invoice is final; lower meter_close_seconds (0 closes every"
+                " tick) or raise invoice_grace_seconds"
+            )
 
     def _check_gateways(self) -> None:
         for name in ("guacamole_url", "jumpserver_url"):

@@ -3,19 +3,26 @@
 Seeds N running environments (1–4 H100 each, 4 cores and 32 GiB per GPU, one 100 GiB volume) in bulk,
 straight into the database: each has the four meters the reconciler opens when it observes it running
 (GPU, CPU, memory; storage for its volume), all started at one moment. Prices are set for every resource,
-and the GPU price changes in the middle of the third tick, so that tick cuts every GPU meter in two.
-Then the leader's tick (`reconciler.metering.meter_tick`) runs several times on a frozen clock, five
-minutes apart, each timed whole: the read of the due meters and the price book, the plan, and the
-fenced writes. Afterwards the billing audit recomputes everything: each finding is a violation.
+and the GPU price changes in the middle of the third tick, so that tick cuts every GPU meter it closes in
+two; the second tick crosses a month boundary. Then the leader's tick (`reconciler.metering.meter_tick`)
+runs on a frozen clock, five minutes apart (the default `meter_seconds`), each timed whole: the read of
+the due meters and the price book, the plan, and the fenced writes.
 
-The same-run ceiling: one bare INSERT of as many interval rows as a tick writes, through raw psycopg
-with one array per column and `unnest`, into a copy of `billing_intervals` with its indexes and checks
-(no foreign keys, no cursor moves, no fencing, no Python arithmetic) → `ceiling_intervals_per_s`;
-`ratio_intervals` = intervals/s ÷ ceiling.
+First as deployed (`Settings()`: each running meter closes every `meter_close_seconds`, 30 minutes, at a
+moment of its own): six ticks, one close period, so every meter closes once → `tick_ms_p50`,
+`tick_ms_max`, `closed_per_tick`. Then every meter at every tick (`meter_close_seconds` 0, which is also
+what a tick costs after a mass stop): three ticks → `full_tick_ms_p50` and `intervals_per_s`.
+Afterwards the billing audit recomputes everything: each finding is a violation.
+
+The same-run ceiling: one bare INSERT of as many interval rows as a full tick writes, through raw
+psycopg with one array per column and `unnest`, into a copy of `billing_intervals` with its indexes and
+checks (no foreign keys, no cursor moves, no fencing, no Python arithmetic) → `ceiling_intervals_per_s`;
+`ratio_intervals` = the full ticks' intervals/s ÷ ceiling.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import time
@@ -58,7 +65,9 @@ class BillingBenchConfig:
     """Size of one run."""
 
     envs: int = 10_000
-    ticks: int = 5
+    ticks: int = 6
+    """Ticks as deployed: six, five minutes apart, is one default close period."""
+    full_ticks: int = 3
 
 
 QUICK = BillingBenchConfig(envs=1_000)
@@ -115,23 +124,40 @@ def set_prices(connection: Connection, prices: dict[tuple[str, str | None], str]
         )
 
 
-def _ticks(url: URL, engine: Engine, config: BillingBenchConfig) -> tuple[list[float], int]:
-    """Each tick's wall time (seconds) and the intervals written, as the leader of shard 0."""
+@dataclass
+class Ticks:
+    """The wall time (seconds) of each tick of one phase, and what they did."""
+
+    times: list[float]
+    closed: int
+    intervals: int
+
+
+def _tick_phases(url: URL, engine: Engine, config: BillingBenchConfig) -> tuple[Ticks, Ticks]:
+    """As the leader of shard 0: the ticks as deployed, then those closing every meter."""
     elector = LeaderElector(url, identity="bench-billing")
     try:
         if not elector.campaign() or elector.epoch is None:
             raise RuntimeError("the benchmark could not lead shard 0 of its own database")
-        ctx = ReconcilerContext(engine, InMemoryCluster(), Settings(), "bench-billing", epoch=elector.epoch)
-        times: list[float] = []
-        intervals = 0
+        phases = []
         with clock.frozen_at(START) as advance:
-            for _ in range(config.ticks):
-                advance(TICK)
-                started = time.perf_counter()
-                report = meter_tick(ctx)
-                times.append(time.perf_counter() - started)
-                intervals += report.intervals
-        return times, intervals
+            for settings, ticks in (
+                (Settings(), config.ticks),
+                (Settings(meter_close_seconds=0), config.full_ticks),
+            ):
+                ctx = ReconcilerContext(
+                    engine, InMemoryCluster(), settings, "bench-billing", epoch=elector.epoch
+                )
+                phase = Ticks([], 0, 0)
+                for _ in range(ticks):
+                    advance(TICK)
+                    started = time.perf_counter()
+                    report = meter_tick(ctx)
+                    phase.times.append(time.perf_counter() - started)
+                    phase.closed += report.advanced
+                    phase.intervals += report.intervals
+                phases.append(phase)
+        return phases[0], phases[1]
     finally:
         elector.close()
 
@@ -184,22 +210,21 @@ def run(
     console = console or Console()
     config = config or (QUICK if quick else BillingBenchConfig())
     if envs is not None:
-        config = BillingBenchConfig(envs=envs, ticks=config.ticks)
+        config = dataclasses.replace(config, envs=envs)
     with bench_database("remotegpu_bench_billing") as url:
         calibration = calibrate(url)
         engine = make_engine(url, pool_size=2, application_name="remotegpu-bench")
         try:
             seed(engine, config.envs, START)
-            times, intervals = _ticks(url, engine, config)
+            staggered, full = _tick_phases(url, engine, config)
             with engine.connect() as connection:
                 violations = audit_billing(connection, "month", "USD")
                 meters = connection.execute(text("SELECT count(*) FROM meters")).scalar_one()
         finally:
             engine.dispose()
-        per_tick = intervals // max(1, config.ticks)
-        ceiling = bare_insert_rows_per_s(url, per_tick)
-    wall = sum(times)
-    intervals_per_s = round(intervals / wall, 1) if wall > 0 else 0.0
+        ceiling = bare_insert_rows_per_s(url, full.intervals // max(1, config.full_ticks))
+    full_wall = sum(full.times)
+    intervals_per_s = round(full.intervals / full_wall, 1) if full_wall > 0 else 0.0
     figures = {
         "ceiling_intervals_per_s": ceiling,
         "ratio_intervals": ratio(intervals_per_s, ceiling),
@@ -208,15 +233,21 @@ def run(
         "envs": config.envs,
         "meters": meters,
         "ticks": config.ticks,
-        "intervals": intervals,
-        "tick_ms_p50": round(percentile(sorted(times), 0.50) * 1000, 1),
-        "tick_ms_max": round(max(times) * 1000, 1),
+        "closed_per_tick": round(staggered.closed / max(1, config.ticks), 1),
+        "intervals": staggered.intervals + full.intervals,
+        "tick_ms_p50": _ms(percentile(sorted(staggered.times), 0.50)),
+        "tick_ms_max": _ms(max(staggered.times, default=0.0)),
+        "full_tick_ms_p50": _ms(percentile(sorted(full.times), 0.50)),
         "intervals_per_s": intervals_per_s,
         "violations": len(violations),
         **calibration,
     }
     print_figures(console, "remotegpu bench billing", figures, violations)
     return ordered(figures)
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
 
 
 def main(quick: bool, envs: int | None = None) -> None:

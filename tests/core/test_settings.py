@@ -65,6 +65,9 @@ def test_malformed_value_names_the_variable() -> None:
         ({"DATABASE_URL": "not a url"}, "database_url"),
         ({"REMOTEGPU_DB_POOL_SIZE": "0"}, "db_pool_size"),
         ({"REMOTEGPU_LOG_LEVEL": "loud"}, "REMOTEGPU_LOG_LEVEL"),
+        ({"REMOTEGPU_METER_CLOSE_SECONDS": "-1"}, "meter_close_seconds"),
+        # usage closed after its invoice is final would land on the next one as an adjustment
+        ({"REMOTEGPU_INVOICE_GRACE_SECONDS": "1800"}, "meter_close_seconds.*raise invoice_grace_seconds"),
     ],
 )
 def test_invalid_values_are_refused_with_the_field_named(variables: dict[str, str], field: str) -> None:
@@ -93,3 +96,8 @@ def test_secrets_never_appear_in_repr_or_describe() -> None:
 def test_short_jwt_secret_is_refused_with_how_to_make_one() -> None:
     with pytest.raises(SettingsError, match=r"jwt_secret: must be at least 32 characters.*openssl rand"):
         load_settings({"REMOTEGPU_JWT_SECRET": "short"})
+
+
+def test_closing_every_tick_fits_any_invoice_grace() -> None:
+    settings = load_settings({"REMOTEGPU_INVOICE_GRACE_SECONDS": "0", "REMOTEGPU_METER_CLOSE_SECONDS": "0"})
+    assert (settings.meter_close_seconds, settings.invoice_grace_seconds) == (0, 0)

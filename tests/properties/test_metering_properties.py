@@ -1,6 +1,7 @@
 """Metering against a model of the timeline: random starts, stops, restarts, deletes, price changes (now
 or later), clock moves (across month boundaries), ticks, ticks killed between statements, two meters
-racing, and leader changes — through the real reconciler on a frozen clock.
+racing, and leader changes — through the real reconciler on a frozen clock, with every meter closed
+at every tick or each running meter at its own close points (`meter_close_seconds`).
 
 After every step the billing audit finds nothing, every meter's intervals tile [started_at,
 metered_until) exactly, and none crosses a price change or a month boundary or carries another price
@@ -25,6 +26,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from remotegpu.core.billing.audit import audit_billing
+from remotegpu.core.billing.metering import CLOSE_POINT_DUE
 from remotegpu.core.environments.states import DesiredState
 from remotegpu.core.platform import clock
 from remotegpu.core.platform.settings import Settings
@@ -51,6 +53,8 @@ PRICE_KEYS: tuple[PriceKey, ...] = (("gpu", MODEL), ("cpu", None), ("memory", No
 PRICES = st.decimals(min_value=0, max_value=50, places=6)
 MOVE = st.one_of(st.just(0), st.integers(1, 4 * 3600))
 """How far a tick rule moves the clock first (so ticks find usage even where `wait` is left out)."""
+CLOSE_SECONDS = st.sampled_from([0, 600, 1800])
+"""`meter_close_seconds`: every tick closes every meter, or each running meter at its own close points."""
 SLOTS = st.integers(0, len(SHAPES) - 1)
 """Each slot holds one environment at a time (a new one after a delete), of that slot's shape."""
 
@@ -68,12 +72,13 @@ def _no_kill(_point: str) -> None:
 
 def run_machine(engine: Engine, url: URL) -> None:
     class MeteringMachine(RuleBasedStateMachine):
-        @initialize()
-        def build(self) -> None:
+        @initialize(close=CLOSE_SECONDS)
+        def build(self, close: int) -> None:
             reset(engine)
+            self.settings = Settings(meter_close_seconds=close)
             self.exits = contextlib.ExitStack()
             self.advance = self.exits.enter_context(clock.frozen_at(START))
-            self.world: World = build_world(engine, url)
+            self.world: World = build_world(engine, url, settings=self.settings)
             self.exits.callback(self._close_current)  # the leader changes: close the last one
             self.world.reconciler.run_until_idle()  # leads from here on
             self.timeline = Timeline()
@@ -134,9 +139,11 @@ def run_machine(engine: Engine, url: URL) -> None:
             with engine.connect() as connection:
                 return int(
                     connection.execute(
-                        # least() ignores NULL: an open meter is due up to now
-                        text("SELECT count(*) FROM meters WHERE metered_until < least(ended_at, :now)"),
-                        {"now": clock.now()},
+                        text(
+                            "SELECT count(*) FROM meters m WHERE (m.ended_at IS NULL OR m.metered_until"
+                            f" < m.ended_at) AND {CLOSE_POINT_DUE}"
+                        ),
+                        {"now": clock.now(), "close_s": round(self.settings.meter_close_seconds)},
                     ).scalar_one()
                 )
 
@@ -258,7 +265,7 @@ def run_machine(engine: Engine, url: URL) -> None:
             successor = Reconciler(
                 url,
                 self.world.cluster,
-                Settings(),
+                self.settings,
                 identity=f"successor-{self.successors}",
                 listen=False,
                 secrets=self.world.secrets,

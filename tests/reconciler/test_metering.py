@@ -18,6 +18,7 @@ from sqlalchemy.engine import URL
 from remotegpu.core.billing.audit import audit_billing
 from remotegpu.core.environments.states import DesiredState
 from remotegpu.core.platform import clock
+from remotegpu.core.platform.settings import Settings
 from remotegpu.reconciler.context import SimulatedCrashError
 from remotegpu.reconciler.leader import FencedOutError
 from remotegpu.reconciler.metering import TickReport, meter_tick
@@ -108,6 +109,39 @@ def test_a_run_accrues_compute_while_running_and_storage_until_deleted(world: Wo
 
 
 PRICES_R = ("gpu", "cpu", "memory", "storage")
+
+
+def test_running_meters_close_at_moments_of_their_own_and_each_once_per_close_period(
+    engine: Engine, database_url: URL, sessions: object
+) -> None:
+    """With `meter_close_seconds` 1800 and a tick every 5 minutes, each running meter has exactly one
+    close point in any half hour: six ticks close each once, spread over the ticks rather than all at
+    one, and the intervals still tile each meter up to its cursor."""
+    with clock.frozen_at(START) as advance:
+        world = build_world(engine, database_url, hosts=4, settings=Settings(meter_close_seconds=1800))
+        try:
+            set_prices(engine, PRICES, START - dt.timedelta(days=1))
+            for index in range(8):
+                world.submit(f"train-{index}")
+            world.reconciler.run_until_idle()
+            closed = []
+            for _ in range(6):
+                advance(dt.timedelta(minutes=5))
+                closed.append(meter_tick(world.reconciler.ctx).advanced)
+        finally:
+            world.reconciler.close()
+    with engine.connect() as connection:
+        meters = connection.execute(text("SELECT count(*) FROM meters WHERE ended_at IS NULL")).scalar_one()
+        per_meter = (
+            connection.execute(text("SELECT count(*) FROM billing_intervals GROUP BY meter_id"))
+            .scalars()
+            .all()
+        )
+        assert audit_billing(connection, "month", "USD") == []
+    assert meters == 32, "8 environments, each with GPU, CPU, memory and a volume"
+    assert sum(closed) == meters
+    assert per_meter == [1] * meters
+    assert max(closed) < meters, f"spread over the ticks: {closed}"
 
 
 def test_a_price_change_mid_run_cuts_the_interval_and_is_never_retroactive(world: World) -> None:
