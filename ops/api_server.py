@@ -14,7 +14,9 @@ import contextlib
 import gc
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.context
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -90,6 +92,27 @@ def serve_workers(settings: Settings, workers: int) -> None:
         run_worker(settings)
         return
     context = multiprocessing.get_context("spawn")
+    with _shared_metrics_dir():
+        _serve_processes(context, settings, workers)
+
+
+@contextlib.contextmanager
+def _shared_metrics_dir() -> Iterator[None]:
+    """Workers write their metrics to files in one folder, and `/metrics` of any of them adds all up
+    (prometheus_client's multiprocess mode): the kernel spreads scrapes over the workers like any request,
+    so each worker's own counters alone would jump back and forth. Spawned workers inherit the variable."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield  # the operator chose the folder
+        return
+    with tempfile.TemporaryDirectory(prefix="remotegpu-api-metrics-") as folder:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+        try:
+            yield
+        finally:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
+def _serve_processes(context: multiprocessing.context.SpawnContext, settings: Settings, workers: int) -> None:
     processes = [
         context.Process(
             target=_worker_process, args=(settings, os.getpid()), name=f"api-worker-{index}", daemon=True

@@ -50,6 +50,7 @@ class DevStack:
     embedded_data_dir: Path | None
     schema_revision: str | None
     reconciler: str = "not started"
+    reconciler_metrics: str | None = None
     cluster: str = "not started"
     kubeconfig: Path | None = None
     api_url: str | None = None
@@ -69,6 +70,7 @@ class DevStack:
             ("Cluster", self.cluster),
             ("kubectl", f"kubectl --kubeconfig {self.kubeconfig} get pods -o wide"),
             ("Reconciler", self.reconciler),
+            ("Metrics", f"{self.api_url}/metrics (API), {self.reconciler_metrics} (reconciler)"),
             ("Secrets", self.secrets),
             ("Gateway", self.gateway),
             ("Prices", self.prices),
@@ -107,7 +109,9 @@ def running_dev_stack(settings: Settings, gateway: GatewayChoice = "direct") -> 
             str(kubeconfig), **driver_options(settings), registry_credentials=pull_credentials(settings, url)
         )
         sync_inventory_now(url, driver)
-        reconciler = stack.enter_context(running_reconciler(url, settings, driver))
+        # any free port: a second dev stack or a `remotegpu reconciler` may hold the default one
+        metrics_settings = msgspec.structs.replace(settings, reconciler_metrics_port=0)
+        reconciler = stack.enter_context(running_reconciler(url, metrics_settings, driver))
         leading = wait_for_leadership(reconciler)
         engine = make_engine(
             url, pool_size=settings.db_pool_size, application_name="remotegpu-api", pre_ping=False
@@ -126,6 +130,7 @@ def running_dev_stack(settings: Settings, gateway: GatewayChoice = "direct") -> 
             embedded_data_dir=embedded_dir,
             schema_revision=current_revision(url),
             reconciler=state,
+            reconciler_metrics=reconciler.metrics_url,
             cluster=f"simulated, {template.count} nodes × {template.gpus} {template.model} at {cluster.url}",
             kubeconfig=kubeconfig,
             api_url=api_url,

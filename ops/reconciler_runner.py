@@ -78,8 +78,11 @@ def memory_cluster_for(url: URL, start_delay: dt.timedelta = dt.timedelta(second
 def running_reconciler(
     url: URL, settings: Settings, cluster: ClusterDriver | None = None, identity: str | None = None
 ) -> Iterator[Reconciler]:
-    """A reconciler replica in a background thread, stopped (and resigned) on exit."""
+    """A reconciler replica in a background thread, stopped (and resigned) on exit; it serves `/metrics`
+    where `reconciler_metrics_port` says (the caller checked the port is free)."""
     reconciler = Reconciler(url, cluster or memory_cluster_for(url), settings, identity=identity)
+    if settings.reconciler_metrics_port is not None:
+        reconciler.serve_metrics(settings.reconciler_metrics_host, settings.reconciler_metrics_port)
     stop = threading.Event()
     thread = threading.Thread(target=reconciler.run, args=(stop,), name="reconciler", daemon=True)
     thread.start()

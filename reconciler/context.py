@@ -14,6 +14,7 @@ from remotegpu.core.environments.access_keys import PlatformKeys
 from remotegpu.core.gateways.configured import ConfiguredGateways
 from remotegpu.core.platform.settings import Settings
 from remotegpu.core.secrets.store import SecretStore
+from remotegpu.reconciler.telemetry import ReconcilerMetrics
 
 
 class SimulatedCrashError(Exception):
@@ -49,6 +50,8 @@ class ReconcilerContext:
     Secret then holds the users' keys only)."""
     gateways: ConfiguredGateways | None = None
     """The deployment's access gateways (Guacamole, Jumpserver); None: direct access only."""
+    metrics: ReconcilerMetrics = field(default_factory=ReconcilerMetrics)
+    """This replica's Prometheus metrics (steps, errors, jobs, leadership)."""
 
     def backoff(self, attempt: int) -> dt.timedelta:
         """Delay before retry number `attempt` (0-based): exponential, capped, with jitter in [½, 1]."""

@@ -43,6 +43,7 @@ from remotegpu.reconciler.leader import FencedOutError, LeaderElector, default_i
 from remotegpu.reconciler.metering import meter_tick
 from remotegpu.reconciler.policies import policy_tick
 from remotegpu.reconciler.scheduler import schedule_pass
+from remotegpu.reconciler.telemetry import MetricsServer, PlatformCollector, ReconcilerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,11 @@ class Reconciler:
             secrets=store,
             platform_keys=PlatformKeys(store) if store is not None else None,
             gateways=ConfiguredGateways(settings, store) if len(settings.configured_gateways()) > 1 else None,
+            metrics=ReconcilerMetrics(shard),
         )
+        self.metrics = self.ctx.metrics
+        self.metrics.registry.register(PlatformCollector(self.ctx, lambda: self.is_leader and shard == 0))
+        self._metrics_server: MetricsServer | None = None
         if kill_point is not None:
             self.ctx.kill_point = kill_point
         self._listen = listen
@@ -119,6 +124,17 @@ class Reconciler:
     def add_job(self, job: Callable[[ReconcilerContext], object], every_seconds: float, name: str) -> None:
         """Register a singleton job that runs only on the leader (meter tick, registry sync, gc…)."""
         self._job_specs.append((job, every_seconds, name))
+
+    def serve_metrics(self, host: str, port: int) -> str:
+        """Serve this replica's `/metrics` on host:port (0: any free port) until `close`; returns its URL."""
+        if self._metrics_server is None:
+            self._metrics_server = MetricsServer(self.metrics.registry, host, port)
+        return self._metrics_server.url
+
+    @property
+    def metrics_url(self) -> str | None:
+        """Where this replica serves `/metrics`; None when it does not."""
+        return self._metrics_server.url if self._metrics_server is not None else None
 
     @property
     def is_leader(self) -> bool:
@@ -168,9 +184,14 @@ class Reconciler:
         if self._jobs is not None:
             self._jobs.shutdown(wait=True)
             self._jobs = None
+        if self.elector.is_leader:
+            self.metrics.lost("resigned")
         self.elector.resign()
         self.elector.close()
         self._workers.shutdown(wait=True, cancel_futures=True)
+        if self._metrics_server is not None:
+            self._metrics_server.close()
+            self._metrics_server = None
         self.ctx.engine.dispose()
 
     def tick(self) -> None:
@@ -186,6 +207,7 @@ class Reconciler:
             return
         for lease in leases:
             self._in_flight[lease.environment_id] = self._workers.submit(self._reconcile, lease)
+        self.metrics.in_flight.labels(self.metrics.shard).set(len(self._in_flight))
 
     def run_until_idle(self, max_rounds: int = 100) -> int:
         """Synchronously reconcile until nothing is due (tests; needs leadership). Returns steps run."""
@@ -219,6 +241,7 @@ class Reconciler:
             return False
         assert self.elector.epoch is not None
         self.ctx.epoch = self.elector.epoch
+        self.metrics.led(self.elector.epoch)
         self._last_heartbeat = time.monotonic()
         self._start_jobs()
         return True
@@ -229,6 +252,7 @@ class Reconciler:
             self._jobs = None
         if self.elector.is_leader:
             self.elector.step_down(reason)
+            self.metrics.lost(reason)
 
     def _start_jobs(self) -> None:
         jobs = BackgroundScheduler(daemon=True)
@@ -242,7 +266,7 @@ class Reconciler:
     def _guarded(self, job: Callable[[ReconcilerContext], object], name: str) -> Callable[[], None]:
         def run() -> None:
             try:
-                job(self.ctx)
+                self.metrics.timed_job(name, lambda: job(self.ctx))
             except FencedOutError:
                 log.warning("Singleton job fenced out", extra={"job": name})
             except Exception:
@@ -261,6 +285,7 @@ class Reconciler:
             log.warning("Step fenced out: another replica leads now")
         except Exception:
             self.steps_failed += 1
+            self.metrics.errors.labels(lease.state.phase.value, "Exception").inc()
             log.exception("Step failed; the lease will expire and the step be retried")
         finally:
             self._wake_now()

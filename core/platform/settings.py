@@ -52,6 +52,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Interface the API listens on."""
     api_port: int = 8080
     """Port the API listens on."""
+    reconciler_metrics_host: str = "127.0.0.1"
+    """Interface the reconciler serves its Prometheus `/metrics` on (0.0.0.0 for a scraper elsewhere)."""
+    reconciler_metrics_port: int | None = 9465
+    """Port of the reconciler's `/metrics` (None: not served; `remotegpu dev` uses any free port)."""
     jwt_secret: str | None = None
     """Key that signs access tokens; `remotegpu dev` generates one when unset."""
     access_token_minutes: int = 15
@@ -189,6 +193,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             )
         if not 1 <= self.api_port <= 65535:
             raise SettingsError(f"api_port: {self.api_port} is outside 1-65535; choose a free TCP port")
+        if self.reconciler_metrics_port is not None and not 0 <= self.reconciler_metrics_port <= 65535:
+            raise SettingsError(
+                f"reconciler_metrics_port: {self.reconciler_metrics_port} is outside 0-65535; choose a free TCP"
+                " port (0: any)"
+            )
         if self.db_pool_size < 1:
             raise SettingsError("db_pool_size: must be at least 1")
         if self.reconcile_workers < 1:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 
+from remotegpu.core.environments.states import Phase
 from remotegpu.reconciler.context import ReconcilerContext
 from remotegpu.reconciler.environments.apply import LeaseLostError, apply
 from remotegpu.reconciler.environments.leases import Lease
 from remotegpu.reconciler.environments.process import process
+from remotegpu.reconciler.environments.results import Outcome, StepResult
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +25,7 @@ def reconcile(ctx: ReconcilerContext, lease: Lease) -> None:
     """
     env = lease.state
     for step in range(MAX_STEPS_PER_LEASE):
+        started = time.perf_counter()
         result = process(ctx, env)
         keep = result.continues(env.desired_state) and step + 1 < MAX_STEPS_PER_LEASE
         try:
@@ -29,6 +33,19 @@ def reconcile(ctx: ReconcilerContext, lease: Lease) -> None:
         except LeaseLostError:
             log.warning("Apply skipped: lease token changed", extra={"env": str(env.id)})
             return
+        finally:
+            _observe(ctx, env.phase, result, time.perf_counter() - started)
         if not keep:
             return
         env = applied
+
+
+def _observe(ctx: ReconcilerContext, phase: Phase, result: StepResult, seconds: float) -> None:
+    """A step's duration and outcome; a retry or failure also by its reason."""
+    metrics = ctx.metrics
+    metrics.step_duration.labels(phase.value, result.outcome.value).observe(seconds)
+    if result.outcome in {Outcome.RETRY, Outcome.FAIL}:
+        reason = result.reason or "Unknown"
+        metrics.errors.labels(phase.value, reason).inc()
+        if result.outcome is Outcome.RETRY:
+            metrics.backoffs.labels(phase.value, reason).inc()

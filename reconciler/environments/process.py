@@ -284,6 +284,7 @@ def _apply_deadline(ctx: ReconcilerContext, env: EnvironmentState, result: StepR
     if clock.now() - env.phase_entered_at < dt.timedelta(seconds=limit):
         return result
     message = f"{reason} for longer than the {env.phase.value} deadline ({int(limit)} s)"
+    ctx.metrics.deadline_failures.labels(env.phase.value).inc()
     withdrawn = gateway_step.withdraw(ctx, env, best_effort=True)
     ctx.cluster.delete_workload(env.id, keep_volumes=True)  # failed holds nothing: the pod goes too
     return fail(reason, message, gateways_withdrawn=withdrawn)

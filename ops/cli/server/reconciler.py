@@ -23,12 +23,20 @@ def reconciler(
     from sqlalchemy.engine import make_url
 
     from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
+    from remotegpu.ops.ports import check_port_free
     from remotegpu.ops.reconciler_runner import driver_options, pull_credentials, running_reconciler
     from remotegpu.ops.stopping import stopped_by_signals, wait_for_stop
 
     with stopped_by_signals():
         settings = server_settings(config)
         url = required_database_url(settings)
+        if settings.reconciler_metrics_port:
+            check_port_free(
+                settings.reconciler_metrics_host,
+                settings.reconciler_metrics_port,
+                port_flag="REMOTEGPU_RECONCILER_METRICS_PORT (0: any free port)",
+                host_flag="REMOTEGPU_RECONCILER_METRICS_HOST",
+            )
         driver = (
             KubernetesCluster.from_kubeconfig(
                 str(kubeconfig),
@@ -41,5 +49,7 @@ def reconciler(
         where = f"cluster of {kubeconfig}" if kubeconfig else "in-memory cluster"
         with running_reconciler(make_url(url), settings, driver, identity=identity) as replica:
             console.print(f"Reconciler {replica.identity} running ({where}). Press Ctrl-C to stop.")
+            if replica.metrics_url is not None:
+                console.print(f"Metrics: {replica.metrics_url}")
             wait_for_stop()
     console.print("Stopped.")
