@@ -19,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy import text
 
+from remotegpu.core.environments.states import Phase
 from remotegpu.core.platform import clock
 from remotegpu.core.platform.gauges import PlatformGauges, read_platform_gauges
 
@@ -227,8 +228,9 @@ def families(gauges: PlatformGauges, currency: str) -> Iterator[Metric]:
         "Environments still in a work phase past that phase's deadline.",
         labels=["phase"],
     )
-    for phase, count in gauges.stuck:
-        stuck.add_metric([phase], count)
+    counts = dict.fromkeys(sorted(Phase.where(Phase.is_in_progress)), 0) | dict(gauges.stuck)
+    for phase, count in counts.items():  # every work phase, 0 too: an alert's series never vanishes
+        stuck.add_metric([str(phase)], count)
     yield stuck
     due = GaugeMetricFamily(
         "remotegpu_reconcile_due",

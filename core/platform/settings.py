@@ -55,7 +55,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     reconciler_metrics_host: str = "127.0.0.1"
     """Interface the reconciler serves its Prometheus `/metrics` on (0.0.0.0 for a scraper elsewhere)."""
     reconciler_metrics_port: int | None = 9465
-    """Port of the reconciler's `/metrics` (None: not served; `remotegpu dev` uses any free port)."""
+    """Port of the reconciler's `/metrics` (None: not served; 0: any free port; `remotegpu dev` uses any)."""
     jwt_secret: str | None = None
     """Key that signs access tokens; `remotegpu dev` generates one when unset."""
     access_token_minutes: int = 15

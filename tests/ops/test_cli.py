@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import typer
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import URL
 from typer.core import TyperArgument
 from typer.testing import CliRunner
@@ -365,6 +366,10 @@ def test_api_command_serves_with_workers_and_users_create_bootstraps_an_admin(
         ).json()["access_token"]
         me = httpx.get(f"{base}/api/v1/users/me", headers={"Authorization": f"Bearer {token}"}).json()
         assert (me["username"], me["role"]) == ("ops", "admin")
+        for _ in range(6):  # new connections: the kernel spreads them over both workers
+            httpx.get(f"{base}/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
+        # whichever worker answers a scrape counts every worker's requests
+        assert [_requests_counted(f"{base}/metrics", "/api/v1/users/me") for _ in range(6)] == [7] * 6
 
         # SIGINT to the parent alone, which inherited SIG_IGN for it: the workers stop with it.
         server.send_signal(signal.SIGINT)
@@ -372,6 +377,16 @@ def test_api_command_serves_with_workers_and_users_create_bootstraps_an_admin(
         assert server.returncode == 0, output.text()
         wait_for_empty_group(server.pid)
     bind("127.0.0.1", int(port)).close()  # nobody serves the port any more
+
+
+def _requests_counted(metrics_url: str, path: str) -> float:
+    families = text_string_to_metric_families(httpx.get(metrics_url).text)
+    return sum(
+        sample.value
+        for family in families
+        for sample in family.samples
+        if sample.name == "remotegpu_requests_total" and sample.labels.get("path") == path
+    )
 
 
 def test_api_command_needs_a_jwt_secret(fresh_database: URL) -> None:
