@@ -91,6 +91,7 @@ def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = N
         jwt_secret=settings.jwt_secret or secrets.token_urlsafe(32),
         access_token_lifetime=dt.timedelta(minutes=settings.access_token_minutes),
         refresh_token_lifetime=dt.timedelta(hours=settings.refresh_token_hours),
+        password_reset_lifetime=dt.timedelta(hours=settings.password_reset_hours),
         logs=logs,
         secret_store=secret_store_if_configured(settings, engine),
         workspace_gateways=settings.configured_gateways() if settings.workspace_gateways else (),

@@ -58,6 +58,7 @@ class ApiContext:
     jwt_secret: str
     access_token_lifetime: dt.timedelta
     refresh_token_lifetime: dt.timedelta
+    password_reset_lifetime: dt.timedelta = dt.timedelta(hours=24)
     logs: LogReader | None = None
     secret_store: SecretStore | None = None
     """The secrets store the settings configure; None when they configure none (see `secrets`)."""

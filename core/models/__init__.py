@@ -6,7 +6,7 @@ from remotegpu.core.models.billing import BillingInterval, Invoice, InvoiceLine,
 from remotegpu.core.models.claims import Allocation, ClaimHistory, GpuClaim, PortMapping
 from remotegpu.core.models.environments import Environment
 from remotegpu.core.models.events import Event
-from remotegpu.core.models.identity import ApiToken, User
+from remotegpu.core.models.identity import ApiToken, PasswordReset, User
 from remotegpu.core.models.images import Image
 from remotegpu.core.models.inventory import Gpu, GpuPool, Host
 from remotegpu.core.models.leadership import ShardLeader
@@ -33,6 +33,7 @@ __all__ = [
     "Invoice",
     "InvoiceLine",
     "Meter",
+    "PasswordReset",
     "PortMapping",
     "Price",
     "ResourceQuota",

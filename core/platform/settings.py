@@ -62,6 +62,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Lifetime of the access tokens `POST /auth/login` returns."""
     refresh_token_hours: int = 168
     """Lifetime of refresh tokens (sign in again after this)."""
+    password_reset_hours: int = 24
+    """How long a password reset token a platform admin issues stays redeemable (it works once)."""
     login_attempts_per_minute: int = 10
     """Sign-in attempts one client address may make per minute; more get HTTP 429."""
     login_failures_per_account_per_hour: int = 20
@@ -180,6 +182,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         for name in (
             "access_token_minutes",
             "refresh_token_hours",
+            "password_reset_hours",
             "login_attempts_per_minute",
             "login_failures_per_account_per_hour",
             "max_request_bytes",

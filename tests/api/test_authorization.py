@@ -164,16 +164,27 @@ ROUTES = [
         "POST", "/auth/login", "public", lambda w, r: {"email": "nobody@example.org", "password": "x"}, ok=401
     ),
     Route("POST", "/auth/refresh", "public", lambda w, r: {"refresh_token": "x"}, ok=401),
+    Route("POST", "/auth/reset", "public", lambda w, r: {"reset_token": "x", "new_password": "y" * 12}, ok=422),
     Route("POST", "/auth/tokens", "signed-in", lambda w, r: {"name": "ci"}),
     Route("GET", "/auth/tokens", "signed-in"),
     Route("DELETE", "/auth/tokens/{token}", "signed-in"),
     Route("GET", "/users/me", "signed-in"),
+    Route("PATCH", "/users/me", "signed-in", lambda w, r: {"display_name": f"{r} at work"}),
+    # the wrong current password: refused (422) only once signed in
+    Route(
+        "PUT",
+        "/users/me/password",
+        "signed-in",
+        lambda w, r: {"old_password": "not it at all", "new_password": "purple elephants dance"},
+        ok=422,
+    ),
     Route("GET", "/users/me/ssh-keys", "signed-in"),
     Route("POST", "/users/me/ssh-keys", "signed-in", lambda w, r: {"public_key": ed25519_line(r)}),
     Route("DELETE", "/users/me/ssh-keys/{ssh_key}", "signed-in", ok=404),  # nobody's key: 404 once signed in
     Route("GET", "/users", "platform"),
     Route("POST", "/users/{spare}/disable", "platform"),
     Route("POST", "/users/{spare}/enable", "platform"),
+    Route("POST", "/users/{spare}/password-reset", "platform"),
     Route("POST", "/workspaces", "signed-in", lambda w, r: {"name": f"made-by-{r}-{uuid.uuid4().hex[:6]}"}),
     Route("GET", "/workspaces", "signed-in"),
     Route("GET", "/workspaces/{workspace}", "viewer"),

@@ -16,7 +16,7 @@ from __future__ import annotations
 import typer
 
 from remotegpu.ops.cli.client.apply import apply
-from remotegpu.ops.cli.client.auth import login, register
+from remotegpu.ops.cli.client.auth import login, passwd, register, reset_password
 from remotegpu.ops.cli.client.billing import billing_app
 from remotegpu.ops.cli.client.describe import describe_app
 from remotegpu.ops.cli.client.environments import access, delete, get_envs, logs, restart, start, stop
@@ -49,7 +49,20 @@ def _get_app() -> typer.Typer:
 
 def register_commands(app: typer.Typer) -> None:
     """Add the client-side commands to the `remotegpu` app, in the Client panel of its help."""
-    for command in (register, login, apply, start, stop, restart, delete, logs, watch, access):
+    for command in (
+        register,
+        login,
+        passwd,
+        reset_password,
+        apply,
+        start,
+        stop,
+        restart,
+        delete,
+        logs,
+        watch,
+        access,
+    ):
         app.command(rich_help_panel=PANEL)(command)
     for group, name in (
         (workspaces_app, "workspaces"),
