@@ -164,7 +164,9 @@ ROUTES = [
         "POST", "/auth/login", "public", lambda w, r: {"email": "nobody@example.org", "password": "x"}, ok=401
     ),
     Route("POST", "/auth/refresh", "public", lambda w, r: {"refresh_token": "x"}, ok=401),
-    Route("POST", "/auth/reset", "public", lambda w, r: {"reset_token": "x", "new_password": "y" * 12}, ok=422),
+    Route(
+        "POST", "/auth/reset", "public", lambda w, r: {"reset_token": "x", "new_password": "y" * 12}, ok=422
+    ),
     Route("POST", "/auth/tokens", "signed-in", lambda w, r: {"name": "ci"}),
     Route("GET", "/auth/tokens", "signed-in"),
     Route("DELETE", "/auth/tokens/{token}", "signed-in"),
