@@ -10,6 +10,7 @@ from remotegpu.core.models.identity import ApiToken, User
 from remotegpu.core.models.images import Image
 from remotegpu.core.models.inventory import Gpu, GpuPool, Host
 from remotegpu.core.models.leadership import ShardLeader
+from remotegpu.core.models.registries import Registry, RegistryProject
 from remotegpu.core.models.secrets import StoredSecret
 from remotegpu.core.models.ssh_keys import SshKey
 from remotegpu.core.models.throttling import SignInCounter
@@ -35,6 +36,8 @@ __all__ = [
     "Meter",
     "PortMapping",
     "Price",
+    "Registry",
+    "RegistryProject",
     "ResourceQuota",
     "ShardLeader",
     "SignInCounter",
