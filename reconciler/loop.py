@@ -31,6 +31,8 @@ from remotegpu.core.gateways.configured import ConfiguredGateways
 from remotegpu.core.platform.db import make_engine, normalise_url
 from remotegpu.core.platform.notify import CHANNEL
 from remotegpu.core.platform.settings import Settings
+from remotegpu.core.registry.directory import ClientFactory, RegistryDirectory
+from remotegpu.core.registry.factory import default_client_factory
 from remotegpu.core.secrets.configured import secret_store_if_configured
 from remotegpu.core.secrets.store import SecretStore
 from remotegpu.reconciler.context import ReconcilerContext, SimulatedCrashError
@@ -42,6 +44,7 @@ from remotegpu.reconciler.invoicing import INVOICE_SECONDS, invoice_tick
 from remotegpu.reconciler.leader import FencedOutError, LeaderElector, default_identity
 from remotegpu.reconciler.metering import meter_tick
 from remotegpu.reconciler.policies import policy_tick
+from remotegpu.reconciler.registry_sync import registry_sync_tick
 from remotegpu.reconciler.scheduler import schedule_pass
 
 log = logging.getLogger(__name__)
@@ -68,6 +71,7 @@ class Reconciler:
         kill_point: Callable[[str], None] | None = None,
         listen: bool = True,
         secrets: SecretStore | None = None,
+        registry_clients: ClientFactory | None = None,
     ) -> None:
         self.url = normalise_url(make_url(url) if isinstance(url, str) else url)
         self.identity = identity or default_identity()
@@ -92,6 +96,7 @@ class Reconciler:
             secrets=store,
             platform_keys=PlatformKeys(store) if store is not None else None,
             gateways=ConfiguredGateways(settings, store) if len(settings.configured_gateways()) > 1 else None,
+            registries=RegistryDirectory(engine, store, registry_clients or default_client_factory),
         )
         if kill_point is not None:
             self.ctx.kill_point = kill_point
@@ -110,6 +115,7 @@ class Reconciler:
             (meter_tick, settings.meter_seconds, "metering"),
             (policy_tick, settings.policy_seconds, "policies"),
             (invoice_tick, INVOICE_SECONDS, "invoices"),
+            (registry_sync_tick, settings.registry_sync_seconds, "registry-sync"),
         ]
         self._last_heartbeat = 0.0
         self.steps_done = 0

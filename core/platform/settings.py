@@ -135,6 +135,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     meter_seconds: float = 300.0
     """How often the leader closes usage intervals up to now (each tick adds at most one interval per
     resource per environment, so shorter means more rows; usage views add the open tail live)."""
+    registry_sync_seconds: float = 300.0
+    """How often the leader syncs the image catalog from the configured registries (`remotegpu images
+    sync` runs it at once)."""
     policy_seconds: float = 15.0
     """How often the leader applies stop policies: `policies.max_duration` deadlines and workspaces'
     spending limits (an environment stops at most this long after its deadline or its budget's end)."""
@@ -195,7 +198,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     def _check_billing(self) -> None:
         if len(self.currency) != 3 or not self.currency.isalpha() or not self.currency.isupper():
             raise SettingsError(f"currency: {self.currency!r} is not an ISO 4217 code such as USD or EUR")
-        for name in ("meter_seconds", "policy_seconds"):
+        for name in ("meter_seconds", "policy_seconds", "registry_sync_seconds"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name}: must be at least 1 second")
         if self.invoice_grace_seconds < 0:
