@@ -103,22 +103,29 @@ def sync_registry(
     try:
         entries = read_registry(config, client)
     except (RegistryUnavailableError, RegistryAuthError) as error:
-        message = str(error)  # the clients' messages name the registry and the call, never a credential
-        log.warning("Catalog sync failed", extra={"registry": config.name, "error": message})
-        with engine.begin() as connection:
-            if guard is not None:
-                guard(connection)
-            connection.execute(
-                text("UPDATE registries SET last_sync_error = :error WHERE id = :id"),
-                {"id": config.id, "error": message[:2000]},
-            )
-        return SyncReport(config.name, error=message)
+        return _record_failure(engine, config, error, guard)
     with engine.begin() as connection:
         if guard is not None:
             guard(connection)
         report = write_entries(connection, config, entries)
     log.info("Catalog synced", extra={"registry": config.name, "images": report.images, "gone": report.gone})
     return report
+
+
+def _record_failure(
+    engine: Engine, config: RegistryConfig, error: Exception, guard: Guard | None
+) -> SyncReport:
+    """Nothing was read: the entries stay as they are; the registry says why."""
+    message = str(error)  # the clients' messages name the registry and the call, never a credential
+    log.warning("Catalog sync failed", extra={"registry": config.name, "error": message})
+    with engine.begin() as connection:
+        if guard is not None:
+            guard(connection)
+        connection.execute(
+            text("UPDATE registries SET last_sync_error = :error WHERE id = :id"),
+            {"id": config.id, "error": message[:2000]},
+        )
+    return SyncReport(config.name, error=message)
 
 
 _UPSERT_COLUMNS = (
@@ -200,7 +207,11 @@ def sync_catalog(
     for config in directory.registries():
         if registry is not None and config.name != registry:
             continue
-        client = directory.client(config)
+        try:
+            client = directory.client(config)
+        except (RegistryUnavailableError, RegistryAuthError) as error:
+            reports.append(_record_failure(engine, config, error, guard))
+            continue
         try:
             reports.append(sync_registry(engine, config, client, guard=guard))
         finally:

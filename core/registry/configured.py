@@ -54,6 +54,16 @@ class RegistryConfig:
         return max(covering, key=lambda m: len(m.path), default=None)
 
 
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def check_registry_name(name: str) -> str:
+    """A registry's name is a DNS label (it names its pull Secrets); InvalidInputError otherwise."""
+    if not _NAME.match(name):
+        raise InvalidInputError("name", "a registry name is a DNS label: lower-case letters, digits and '-'")
+    return name
+
+
 def host_of(url: str) -> str:
     """host[:port] of a registry URL, as image references name it."""
     return urlsplit(url).netloc
@@ -148,6 +158,7 @@ def put_registry(
     """Create or replace a registry's configuration (platform admins). Its mappings become exactly the
     document's; images of paths no longer covered are marked gone by the next sync."""
     principal.require_admin()
+    check_registry_name(name)
     if document.kind not in KINDS:
         raise InvalidInputError("$.kind", f"one of {', '.join(KINDS)}")
     url = check_url(document.url)
