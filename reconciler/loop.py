@@ -25,7 +25,7 @@ import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import URL, make_url
 
-from remotegpu.core.cluster.driver import ClusterDriver, WorkloadWatcher
+from remotegpu.core.cluster.driver import ClusterDriver, PullSecretConsumer, WorkloadWatcher
 from remotegpu.core.environments.access_keys import PlatformKeys
 from remotegpu.core.gateways.configured import ConfiguredGateways
 from remotegpu.core.platform.db import make_engine, normalise_url
@@ -98,6 +98,8 @@ class Reconciler:
             gateways=ConfiguredGateways(settings, store) if len(settings.configured_gateways()) > 1 else None,
             registries=RegistryDirectory(engine, store, registry_clients or default_client_factory),
         )
+        if isinstance(cluster, PullSecretConsumer) and self.ctx.registries is not None:
+            cluster.use_pull_secrets(self.ctx.registries.pull_secret)
         if kill_point is not None:
             self.ctx.kill_point = kill_point
         self._listen = listen
