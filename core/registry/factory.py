@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from remotegpu.core.registry.client import RegistryClient, RegistryUnavailableError
+from remotegpu.core.registry.auth import RegistryCredentials
+from remotegpu.core.registry.client import RegistryClient
 from remotegpu.core.registry.configured import RegistryConfig
 from remotegpu.core.registry.credentials import RegistryLogin
+from remotegpu.core.registry.oci import OciRegistryClient
 
 
 def default_client_factory(config: RegistryConfig, login: RegistryLogin | None) -> RegistryClient:
     """A client of `config` with `login` (anonymous without one)."""
-    raise RegistryUnavailableError(f"registry {config.name}: no {config.kind} client in this build")
+    credentials = None if login is None else RegistryCredentials(login.username, login.password)
+    # Harbor serves the OCI Distribution API as well; its own API client takes over once it is built.
+    return OciRegistryClient(config.url, credentials)
