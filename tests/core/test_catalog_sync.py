@@ -5,7 +5,6 @@ an unknown tag or a gone image is refused with the known tags, with no registry 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -72,7 +71,7 @@ class Lab:
 
 
 @pytest.fixture
-def lab(engine: Engine, sessions: sessionmaker[Session], registry: RunningRegistry) -> Iterator[Lab]:
+def lab(engine: Engine, sessions: sessionmaker[Session], registry: RunningRegistry) -> Lab:
     return Lab(engine, builtin_store(engine), registry, registry.url)
 
 
