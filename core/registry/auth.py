@@ -1,19 +1,15 @@
-"""Registry credentials and how they are presented: answer the registry's `WWW-Authenticate` challenge.
+"""Registry credentials, and the `WWW-Authenticate` challenge a registry answers a 401 with.
 
-A Distribution registry says how it wants to be authenticated in its 401's challenge: `Basic realm=…`
-(htpasswd) or `Bearer realm=…,service=…,scope=…` (token auth, `core/registry/tokens.py`). The first
-request goes out bare; once a registry has asked for Basic, later requests carry the credentials at once.
-The password never leaves the `Authorization` header: not in a repr, a log line or an error.
+A Distribution registry says how it wants to be authenticated: `Basic realm=…` (htpasswd) or
+`Bearer realm=…,service=…,scope=…` (token auth, answered by `core/registry/tokens.py`). The password never
+leaves the `Authorization` header: not in a repr, a log line or an error.
 """
 
 from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Generator
 from dataclasses import dataclass, field
-
-import httpx
 
 _PARAM = re.compile(r'([A-Za-z0-9_-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 
@@ -48,28 +44,3 @@ def parse_challenge(header: str) -> Challenge | None:
         for m in _PARAM.finditer(rest)
     }
     return Challenge(scheme.lower(), {k: v.replace('\\"', '"') for k, v in params.items()})
-
-
-class ChallengeAuth(httpx.Auth):
-    """`httpx.Auth` that answers a registry's Basic challenge (Bearer: see `TokenAuth`)."""
-
-    def __init__(self, credentials: RegistryCredentials | None) -> None:
-        self._credentials = credentials
-        self._basic = False
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._credentials!r})"
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if self._basic and self._credentials is not None:
-            request.headers["Authorization"] = self._credentials.basic()
-            yield request
-            return
-        response = yield request
-        challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
-        if response.status_code != 401 or challenge is None or self._credentials is None:
-            return
-        if challenge.scheme == "basic":
-            self._basic = True
-            request.headers["Authorization"] = self._credentials.basic()
-            yield request

@@ -4,7 +4,8 @@ Repositories come from `/v2/_catalog` and tags from `/v2/<name>/tags/list`, both
 through their `Link` headers. A tag's digest comes from a manifest HEAD (`Docker-Content-Digest`; the
 sha256 of a GET's body where a registry leaves the header out). Sizes need the manifest's body: it is
 fetched by digest once and remembered, since what a digest names never changes, so a repeated resolve or
-sync costs one HEAD per tag. Authentication answers the registry's challenge (`core/registry/auth.py`).
+sync costs one HEAD per tag. Authentication answers the registry's challenge: Basic or a
+Bearer token from the registry's token endpoint (`tokens.py`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Iterator, Sequence
 import httpx
 
 from remotegpu.core.registry import manifests
-from remotegpu.core.registry.auth import ChallengeAuth, RegistryCredentials
+from remotegpu.core.registry.auth import RegistryCredentials
 from remotegpu.core.registry.client import (
     Artifact,
     ReferenceGoneError,
@@ -25,6 +26,7 @@ from remotegpu.core.registry.client import (
     ResolvedTag,
 )
 from remotegpu.core.registry.http import DEFAULT_RETRY_DELAYS, RegistryHttp, next_link
+from remotegpu.core.registry.tokens import TokenAuth
 
 # The distribution spec's grammar: path components of lower-case alphanumerics joined by separators.
 _REPOSITORY = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
@@ -52,9 +54,10 @@ class OciRegistryClient:
         verify: bool | str = True,
         page_size: int = 100,
     ) -> None:
+        self._auth = TokenAuth(credentials, timeout=timeout, verify=verify)
         self._http = RegistryHttp(
             url,
-            auth=ChallengeAuth(credentials),
+            auth=self._auth,
             timeout=timeout,
             retry_delays=retry_delays,
             verify=verify,
@@ -96,6 +99,7 @@ class OciRegistryClient:
 
     def close(self) -> None:
         self._http.close()
+        self._auth.close()
 
     # -- manifests ---------------------------------------------------------------------------------
     def _head(self, repository: str, reference: str) -> tuple[str, str]:
