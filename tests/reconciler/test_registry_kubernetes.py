@@ -132,7 +132,7 @@ def test_pods_run_the_pinned_digest_with_their_registry_s_pull_secret(
         return api.read_namespaced_pod(f"env-{environment}", "default")
 
     def pulled_with(name: str) -> dict[str, str]:
-        secret = api.read_namespaced_secret(name, "default")
+        secret: Any = api.read_namespaced_secret(name, "default")
         assert secret.type == "kubernetes.io/dockerconfigjson"
         auths = json.loads(base64.b64decode(secret.data[".dockerconfigjson"]))["auths"]
         return {key: base64.b64decode(value["auth"]).decode() for key, value in auths.items()}
