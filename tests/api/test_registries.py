@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from remotegpu.core.cluster.memory import InMemoryCluster
+from remotegpu.reconciler.loop import Reconciler
 from remotegpu.tests.api.conftest import Caller, spec
 from remotegpu.tests.api.test_cli_commands import InProcess, invoke, signed_in
 from remotegpu.tests.registry_world import ImagePusher, RunningRegistry, pusher, registry, unique_repository
@@ -112,3 +114,44 @@ def test_registry_input_is_checked_field_by_field(
     nothing = cli("images", "sync")
     assert nothing.exit_code == 0, nothing.output
     assert "No registry is configured" in nothing.stdout
+
+
+def test_describe_shows_the_pinned_digest_and_restart_pull_resolves_the_tag_again(
+    admin: Caller,
+    reconciler: Reconciler,
+    api_cluster: InMemoryCluster,
+    signed_in: Callable[[Caller], InProcess],
+    registry: RunningRegistry,
+    pusher: ImagePusher,
+) -> None:
+    assert admin.post("/workspaces", json={"name": "research"}).status_code == 201
+    repository = unique_repository("ml")
+    first = pusher.image(repository, "v1")
+    cli = signed_in(admin)
+    body = {"kind": "oci", "url": registry.url, "public": ["ml"]}
+    assert admin.put("/registries/lab", json=body).status_code == 200
+    login = {"username": registry.username, "password": registry.password}
+    assert admin.put("/registries/lab/login", json=login).status_code == 204
+    assert cli("images", "sync").exit_code == 0
+    document = spec("pinned", "research", image=f"{registry.host}/{repository}:v1")
+    created = admin.post("/environments", json=document)
+    assert created.status_code == 201, created.text
+    environment = created.json()["environment"]["id"]
+    reconciler.run_until_idle()
+
+    shown = admin.get(f"/environments/{environment}").json()
+    assert shown["phase"] == "running"
+    assert shown["pinned_image"]["digest"] == first.digest
+    assert shown["spec"]["image"] == document["image"], "the spec keeps the tag"
+    described = cli("describe", "env", "pinned", "-w", "research")
+    assert f"{document['image']} @ {first.digest}" in described.stdout
+
+    second = pusher.image(repository, "v1")
+    assert admin.post("/environments/apply", json=document).json()["outcome"] == "unchanged"
+    restarted = cli("restart", "pinned", "-w", "research", "--pull")
+    assert restarted.exit_code == 0, restarted.output
+    reconciler.run_until_idle()
+    assert admin.get(f"/environments/{environment}").json()["pinned_image"]["digest"] == second.digest
+    assert (
+        api_cluster.pods[f"env-{environment}"].spec.image == f"{registry.host}/{repository}@{second.digest}"
+    )
