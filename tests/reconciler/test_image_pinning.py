@@ -21,6 +21,9 @@ from remotegpu.core.environments.states import UserRole, WorkspaceRole
 from remotegpu.core.environments.views import get_environment
 from remotegpu.core.registry.configured import RegistryDocument, put_registry
 from remotegpu.core.registry.credentials import RegistryLogin, set_login
+from remotegpu.reconciler.leader import FencedOutError
+from remotegpu.reconciler.loop import Reconciler
+from remotegpu.reconciler.registry_sync import registry_sync_tick
 from remotegpu.tests.reconciler.world import SPEC, World, build_world
 from remotegpu.tests.registry_world import (
     FlakyProxy,
@@ -187,3 +190,40 @@ def test_a_tag_gone_upstream_fails_the_environment_with_a_reason(
     assert "no longer exists at registry lab" in row.last_error
     assert world.cluster.live_pods() == []
     assert world.active_gpu_claims() == 0
+
+
+def test_the_leader_syncs_the_catalog_and_a_replaced_leader_writes_nothing(
+    world: World, registry: RunningRegistry, pusher: ImagePusher
+) -> None:
+    repository = unique_repository("ml")
+    configure(world, registry)
+    pusher.image(repository, "v1")
+    ctx = world.reconciler.ctx
+    world.reconciler.run_until_idle()  # leads: its epoch is current
+    assert "registry-sync" in [name for _, _, name in world.reconciler._job_specs]
+
+    def tags() -> set[str]:
+        with world.engine.connect() as connection:
+            found = connection.execute(
+                text("SELECT tag FROM images WHERE repository = :r"), {"r": repository}
+            )
+            return set(found.scalars())
+
+    (report,) = registry_sync_tick(ctx)
+    assert report.error is None
+    assert tags() == {"v1"}
+
+    pusher.image(repository, "v2")
+    world.reconciler.elector.resign()  # the old leader pauses; another replica takes over
+    successor = Reconciler(
+        world.url, world.cluster, ctx.settings, identity="successor", listen=False, secrets=world.secrets
+    )
+    try:
+        successor.run_until_idle()
+        with pytest.raises(FencedOutError):
+            registry_sync_tick(ctx)
+        assert tags() == {"v1"}, "the fenced-out leader wrote nothing"
+        registry_sync_tick(successor.ctx)
+        assert tags() == {"v1", "v2"}
+    finally:
+        successor.close()
