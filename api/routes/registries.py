@@ -11,7 +11,7 @@ import datetime as dt
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Router, delete, get, put
+from litestar import Router, delete, get, post, put
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from remotegpu.api.context import AnyRequest, Api
@@ -33,6 +33,7 @@ from remotegpu.core.registry.credentials import (
     remove_login,
     set_login,
 )
+from remotegpu.core.registry.robots import DEFAULT_ROBOT, create_project_robot
 from remotegpu.core.secrets.store import SecretStore
 
 Path = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
@@ -172,8 +173,35 @@ def remove_registry_login(
         remove_login(connection, principal, api.secrets, config, project=project)
 
 
+class RobotIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A Harbor pull robot for one mapped project (made, or given a new secret if it exists)."""
+
+    project: Path
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] = DEFAULT_ROBOT
+
+
+class RobotOut(msgspec.Struct):
+    """The robot made; its secret is stored as the project's login and never shown."""
+
+    registry: str
+    project: str
+    robot: str
+
+
+@post("/{name:str}/robots", status_code=201, sync_to_thread=True, opt=answers(403, 404, 503))
+def make_robot(name: FromPath[str], data: JSONBody[RobotIn], request: AnyRequest, api: Api) -> RobotOut:
+    """Ask Harbor (with the registry's own login) for a robot that may pull from `project`, and store it
+    as that project's login: its images are then pulled with it. No session is open during the call."""
+    with api.acting(request, admin=True) as (_connection, principal):
+        pass  # the caller is checked; the Harbor call runs with no session open
+    robot = create_project_robot(
+        api.engine, principal, api.secrets, api.registry_clients, name, data.project, data.name
+    )
+    return RobotOut(name, data.project, robot)
+
+
 router = Router(
     "/registries",
-    route_handlers=[configure, list_all, show, remove, set_registry_login, remove_registry_login],
+    route_handlers=[configure, list_all, show, remove, set_registry_login, remove_registry_login, make_robot],
     tags=["registries"],
 )

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import Connection, text
 
 from remotegpu.core.accounts.users import Principal
-from remotegpu.core.platform.errors import InvalidInputError, NotFoundError
+from remotegpu.core.platform.errors import ConflictError, InvalidInputError, NotFoundError
 from remotegpu.core.platform.events import record_mutation
 
 KINDS = ("oci", "harbor")
@@ -165,6 +165,14 @@ def put_registry(
     host = document.host or host_of(url)
     wanted = _check_paths(document)
     workspaces = _workspace_ids(connection, {w for w in wanted.values() if w is not None})
+    taken = connection.execute(
+        text("SELECT name FROM registries WHERE host = :host AND name <> :name"), {"host": host, "name": name}
+    ).scalar_one_or_none()
+    if taken is not None:
+        raise ConflictError(
+            f"registry {taken} already syncs {host}; change that one, or give this one another `host`",
+            "$.host",
+        )
     row = connection.execute(
         text(
             "INSERT INTO registries (name, kind, url, host) VALUES (:name, :kind, :url, :host)"

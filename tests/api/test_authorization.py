@@ -280,6 +280,8 @@ ROUTES = [
         lambda w, r: {"username": "robot", "password": f"pw-{r}"},
     ),
     Route("DELETE", "/registries/lab-registry/login", "platform"),
+    # an OCI registry makes no robots: a platform admin is told so (422), everyone else is refused first
+    Route("POST", "/registries/lab-registry/robots", "platform", lambda w, r: {"project": "library"}, ok=422),
     Route("POST", "/images/sync?registry=lab-registry", "platform"),
     Route("DELETE", "/registry-credentials/harbor.example.org", "platform"),
     Route("GET", "/ops/status", "platform"),

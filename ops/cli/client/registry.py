@@ -173,3 +173,22 @@ def registry_list(output: Output = OutputFormat.TABLE) -> None:
     with signed_in_client() as client:
         found = client.get("/registry-credentials")["registries"]
     emit(console, [{"registry": name} for name in found], output, [("REGISTRY", lambda r: r["registry"])])
+
+
+@registry_app.command("robot")
+def registry_robot(
+    name: Annotated[str, typer.Argument(help="A configured Harbor registry's name.")],
+    project: Annotated[
+        str, typer.Option("--project", help="The mapped Harbor project its images come from.")
+    ],
+    robot: Annotated[
+        str, typer.Option("--robot-name", help="The robot's name in the project.")
+    ] = "remotegpu-pull",
+) -> None:
+    """Make a Harbor robot account that may pull from one project (or give it a new secret), with the
+    registry's login, and store it as that project's pull login; its secret is never shown."""
+    with signed_in_client() as client:
+        made = client.post(f"/registries/{name}/robots", {"project": project, "name": robot})
+    console.print(
+        f"Robot {made['robot']} stored as the pull login of {name} project {project}.", highlight=False
+    )
