@@ -39,6 +39,8 @@ SecretsBackend = Literal["builtin", "vault"]
 VaultAuth = Literal["token", "approle"]
 GatewayChoice = Literal["direct", "guacamole", "jumpserver"]
 BillingPeriod = Literal["month", "week", "day"]
+DevRegistryChoice = Literal["none", "harbor"]
+"""`remotegpu dev --registry`: no registry, or Harbor's contract fake with demo images."""
 
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
