@@ -105,7 +105,7 @@ def _out(config: RegistryConfig, row: Any, store: SecretStore | None) -> Registr
     )
 
 
-@put("/{name:str}", sync_to_thread=True, opt=answers(403))
+@put("/{name:str}", sync_to_thread=True, opt=answers(403, 409))
 def configure(name: FromPath[str], data: JSONBody[RegistryIn], request: AnyRequest, api: Api) -> RegistryOut:
     """Add a registry or replace its configuration; the next sync fills (and prunes) its images."""
     document = RegistryDocument(data.kind, data.url, data.public, data.workspaces, data.host)
@@ -188,7 +188,7 @@ class RobotOut(msgspec.Struct):
     robot: str
 
 
-@post("/{name:str}/robots", status_code=201, sync_to_thread=True, opt=answers(403, 404, 503))
+@post("/{name:str}/robots", status_code=201, sync_to_thread=True, opt=answers(403, 404, 409, 503))
 def make_robot(name: FromPath[str], data: JSONBody[RobotIn], request: AnyRequest, api: Api) -> RobotOut:
     """Ask Harbor (with the registry's own login) for a robot that may pull from `project`, and store it
     as that project's login: its images are then pulled with it. No session is open during the call."""

@@ -54,6 +54,7 @@ class RegistryConfig:
         return max(covering, key=lambda m: len(m.path), default=None)
 
 
+_HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?$")
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
@@ -71,7 +72,11 @@ def host_of(url: str) -> str:
 
 def check_url(url: str) -> str:
     """The URL without a trailing slash; InvalidInputError naming `$.url` when it is not http(s)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parses the port: a bad one raises here, not later
+    except ValueError:
+        raise InvalidInputError("$.url", "not a URL; write e.g. https://harbor.example.org") from None
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
         raise InvalidInputError("$.url", "write the registry's base URL, e.g. https://harbor.example.org")
     if "@" in parts.netloc:
@@ -163,6 +168,8 @@ def put_registry(
         raise InvalidInputError("$.kind", f"one of {', '.join(KINDS)}")
     url = check_url(document.url)
     host = document.host or host_of(url)
+    if not _HOST.match(host):
+        raise InvalidInputError("$.host", "host[:port] as image references name it, e.g. harbor.example.org")
     wanted = _check_paths(document)
     workspaces = _workspace_ids(connection, {w for w in wanted.values() if w is not None})
     taken = connection.execute(
