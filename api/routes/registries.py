@@ -193,9 +193,9 @@ def make_robot(name: FromPath[str], data: JSONBody[RobotIn], request: AnyRequest
     """Ask Harbor (with the registry's own login) for a robot that may pull from `project`, and store it
     as that project's login: its images are then pulled with it. No session is open during the call."""
     with api.acting(request, admin=True) as (_connection, principal):
-        pass  # the caller is checked; the Harbor call runs with no session open
+        caller = principal  # checked here; the Harbor call below runs with no session open
     robot = create_project_robot(
-        api.engine, principal, api.secrets, api.registry_clients, name, data.project, data.name
+        api.engine, caller, api.secrets, api.registry_clients, name, data.project, data.name
     )
     return RobotOut(name, data.project, robot)
 
