@@ -16,10 +16,12 @@ from remotegpu.core.catalog.images import ImageGoneError, resolve_image
 from remotegpu.core.catalog.sync import sync_catalog
 from remotegpu.core.environments.states import UserRole
 from remotegpu.core.platform.errors import InvalidInputError
-from remotegpu.core.registry.configured import RegistryDocument, put_registry
+from remotegpu.core.registry.auth import RegistryCredentials
+from remotegpu.core.registry.configured import RegistryConfig, RegistryDocument, put_registry
 from remotegpu.core.registry.credentials import RegistryLogin, set_login
-from remotegpu.core.registry.directory import RegistryDirectory
+from remotegpu.core.registry.directory import ClientFactory, RegistryDirectory
 from remotegpu.core.registry.factory import default_client_factory
+from remotegpu.core.registry.oci import OciRegistryClient
 from remotegpu.core.secrets.store import SecretStore
 from remotegpu.tests.allocation_world import make_user, make_workspace
 from remotegpu.tests.registry_world import (
@@ -39,7 +41,14 @@ __all__ = ["flaky_registry", "pusher", "registry"]
 class Lab:
     """A workspace, a platform admin, and the registry configured: `ml` public, `team` the workspace's."""
 
-    def __init__(self, engine: Engine, store: SecretStore, registry: RunningRegistry, url: str) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        store: SecretStore,
+        registry: RunningRegistry,
+        url: str,
+        factory: ClientFactory = default_client_factory,
+    ) -> None:
         self.engine = engine
         with engine.begin() as connection:
             self.admin = make_user(connection)
@@ -56,7 +65,7 @@ class Lab:
             set_login(
                 connection, principal, store, config, RegistryLogin(registry.username, registry.password)
             )
-        self.directory = RegistryDirectory(engine, store, default_client_factory)
+        self.directory = RegistryDirectory(engine, store, factory)
 
     def sync(self) -> Any:
         (report,) = sync_catalog(self.engine, self.directory)
@@ -146,7 +155,12 @@ def test_a_registry_that_is_down_changes_no_entry_and_says_why(
     flaky_registry: FlakyProxy,
     pusher: ImagePusher,
 ) -> None:
-    lab = Lab(engine, builtin_store(engine), registry, flaky_registry.url)
+    def impatient(config: RegistryConfig, login: RegistryLogin | None) -> OciRegistryClient:
+        assert login is not None
+        credentials = RegistryCredentials(login.username, login.password)
+        return OciRegistryClient(config.url, credentials, retry_delays=(0.0, 0.0))
+
+    lab = Lab(engine, builtin_store(engine), registry, flaky_registry.url, impatient)
     repository = unique_repository("ml")
     pusher.image(repository, "v1")
     lab.sync()
