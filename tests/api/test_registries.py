@@ -80,7 +80,9 @@ def test_a_configured_registry_fills_the_catalog_and_checks_specs(
     removed = cli("registry", "remove", "lab")
     assert removed.exit_code == 0, removed.output
     assert [i for i in admin.get("/images").json()["items"] if i["reference"].startswith(registry.host)] == []
-    assert admin.put("/registries/lab", json={"kind": "oci", "url": registry.url}).json()["has_login"] is False
+    assert (
+        admin.put("/registries/lab", json={"kind": "oci", "url": registry.url}).json()["has_login"] is False
+    )
 
 
 def test_registry_input_is_checked_field_by_field(
