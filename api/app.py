@@ -32,6 +32,7 @@ from remotegpu.api.routes import (
     ops,
     prices,
     quotas,
+    registries,
     registry_credentials,
     ssh_keys,
     users,
@@ -41,6 +42,8 @@ from remotegpu.core.accounts.credential_cache import PrincipalCache, listen_for_
 from remotegpu.core.accounts.sign_in_limits import SignInLimits
 from remotegpu.core.platform.db import make_async_pool, make_engine
 from remotegpu.core.platform.settings import Settings
+from remotegpu.core.registry.directory import ClientFactory
+from remotegpu.core.registry.factory import default_client_factory
 from remotegpu.core.secrets.configured import secret_store_if_configured
 
 API_PREFIX = "/api/v1"
@@ -55,7 +58,13 @@ class MetricsController(PrometheusController):
     include_in_schema = False
 
 
-def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = None) -> Litestar:
+def create_app(
+    settings: Settings,
+    engine: Engine,
+    *,
+    logs: LogReader | None = None,
+    registry_clients: ClientFactory = default_client_factory,
+) -> Litestar:
     """The API app for `engine`, signing tokens with `settings.jwt_secret` (a random key when unset:
     tokens then die with the process, fine for one-off runs, wrong for replicas)."""
     read_engine = make_engine(
@@ -97,6 +106,7 @@ def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = N
         workspace_gateways=settings.configured_gateways() if settings.workspace_gateways else (),
         currency=settings.currency,
         billing_period=settings.billing_period,
+        registry_clients=registry_clients,
     )
     api = Router(
         API_PREFIX,
@@ -114,6 +124,7 @@ def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = N
             billing.router,
             prices.router,
             registry_credentials.router,
+            registries.router,
             ops.router,
         ],
     )

@@ -24,6 +24,8 @@ from remotegpu.api.security import authenticate, authenticate_async
 from remotegpu.core.accounts.credential_cache import PrincipalCache
 from remotegpu.core.accounts.users import Principal
 from remotegpu.core.platform.settings import BillingPeriod
+from remotegpu.core.registry.directory import ClientFactory
+from remotegpu.core.registry.factory import default_client_factory
 from remotegpu.core.secrets.store import SecretStore, SecretsUnavailableError
 
 
@@ -69,6 +71,8 @@ class ApiContext:
     """The deployment's one currency (the `currency` setting): every price is in it."""
     billing_period: BillingPeriod = "month"
     """Where usage windows start by default and tails are cut (the `billing_period` setting)."""
+    registry_clients: ClientFactory = default_client_factory
+    """Builds a configured registry's client for `POST /images/sync` (tests may give their own)."""
 
     @property
     def secrets(self) -> SecretStore:

@@ -31,6 +31,7 @@ from remotegpu.core.platform.errors import (
     InvalidInputError,
     NotFoundError,
     RemoteGPUError,
+    UpstreamUnavailableError,
 )
 from remotegpu.core.platform.validation_messages import field_and_message
 from remotegpu.core.secrets.store import SecretsAccessDeniedError, SecretsUnavailableError
@@ -49,6 +50,7 @@ _STATUS: list[tuple[type[RemoteGPUError], int, str]] = [
     (InvalidInputError, 422, "Invalid input"),
     (SecretsUnavailableError, 503, "Secrets store unavailable"),
     (SecretsAccessDeniedError, 503, "Secrets store unavailable"),
+    (UpstreamUnavailableError, 503, "Upstream unavailable"),
 ]
 
 

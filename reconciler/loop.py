@@ -25,12 +25,14 @@ import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import URL, make_url
 
-from remotegpu.core.cluster.driver import ClusterDriver, WorkloadWatcher
+from remotegpu.core.cluster.driver import ClusterDriver, PullSecretConsumer, WorkloadWatcher
 from remotegpu.core.environments.access_keys import PlatformKeys
 from remotegpu.core.gateways.configured import ConfiguredGateways
 from remotegpu.core.platform.db import make_engine, normalise_url
 from remotegpu.core.platform.notify import CHANNEL
 from remotegpu.core.platform.settings import Settings
+from remotegpu.core.registry.directory import ClientFactory, RegistryDirectory
+from remotegpu.core.registry.factory import default_client_factory
 from remotegpu.core.secrets.configured import secret_store_if_configured
 from remotegpu.core.secrets.store import SecretStore
 from remotegpu.reconciler.context import ReconcilerContext, SimulatedCrashError
@@ -42,6 +44,7 @@ from remotegpu.reconciler.invoicing import INVOICE_SECONDS, invoice_tick
 from remotegpu.reconciler.leader import FencedOutError, LeaderElector, default_identity
 from remotegpu.reconciler.metering import meter_tick
 from remotegpu.reconciler.policies import policy_tick
+from remotegpu.reconciler.registry_sync import registry_sync_tick
 from remotegpu.reconciler.scheduler import schedule_pass
 from remotegpu.reconciler.telemetry import MetricsServer, PlatformCollector, ReconcilerMetrics
 
@@ -69,6 +72,7 @@ class Reconciler:
         kill_point: Callable[[str], None] | None = None,
         listen: bool = True,
         secrets: SecretStore | None = None,
+        registry_clients: ClientFactory | None = None,
     ) -> None:
         self.url = normalise_url(make_url(url) if isinstance(url, str) else url)
         self.identity = identity or default_identity()
@@ -94,7 +98,10 @@ class Reconciler:
             platform_keys=PlatformKeys(store) if store is not None else None,
             gateways=ConfiguredGateways(settings, store) if len(settings.configured_gateways()) > 1 else None,
             metrics=ReconcilerMetrics(shard),
+            registries=RegistryDirectory(engine, store, registry_clients or default_client_factory),
         )
+        if isinstance(cluster, PullSecretConsumer) and self.ctx.registries is not None:
+            cluster.use_pull_secrets(self.ctx.registries.pull_secret)
         self.metrics = self.ctx.metrics
         self.metrics.registry.register(PlatformCollector(self.ctx, lambda: self.is_leader and shard == 0))
         self._metrics_server: MetricsServer | None = None
@@ -115,6 +122,7 @@ class Reconciler:
             (meter_tick, settings.meter_seconds, "metering"),
             (policy_tick, settings.policy_seconds, "policies"),
             (invoice_tick, INVOICE_SECONDS, "invoices"),
+            (registry_sync_tick, settings.registry_sync_seconds, "registry-sync"),
         ]
         self._last_heartbeat = 0.0
         self.steps_done = 0

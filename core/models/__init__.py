@@ -10,6 +10,7 @@ from remotegpu.core.models.identity import ApiToken, PasswordReset, User
 from remotegpu.core.models.images import Image
 from remotegpu.core.models.inventory import Gpu, GpuPool, Host
 from remotegpu.core.models.leadership import ShardLeader
+from remotegpu.core.models.registries import Registry, RegistryProject
 from remotegpu.core.models.secrets import StoredSecret
 from remotegpu.core.models.ssh_keys import SshKey
 from remotegpu.core.models.throttling import SignInCounter
@@ -36,6 +37,8 @@ __all__ = [
     "PasswordReset",
     "PortMapping",
     "Price",
+    "Registry",
+    "RegistryProject",
     "ResourceQuota",
     "ShardLeader",
     "SignInCounter",

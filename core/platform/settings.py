@@ -39,6 +39,8 @@ SecretsBackend = Literal["builtin", "vault"]
 VaultAuth = Literal["token", "approle"]
 GatewayChoice = Literal["direct", "guacamole", "jumpserver"]
 BillingPeriod = Literal["month", "week", "day"]
+DevRegistryChoice = Literal["none", "harbor"]
+"""`remotegpu dev --registry`: no registry, or Harbor's contract fake with demo images."""
 
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -148,6 +150,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     meter_seconds ÷ meter_close_seconds of the running meters; 0 closes every meter at every tick (one
     interval per resource per environment per tick). With a period's invoice finalized
     invoice_grace_seconds after it ends, this plus meter_seconds must fit in that grace."""
+    registry_sync_seconds: float = 300.0
+    """How often the leader syncs the image catalog from the configured registries (`remotegpu images
+    sync` runs it at once)."""
     policy_seconds: float = 15.0
     """How often the leader applies stop policies: `policies.max_duration` deadlines and workspaces'
     spending limits (an environment stops at most this long after its deadline or its budget's end)."""
@@ -214,7 +219,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     def _check_billing(self) -> None:
         if len(self.currency) != 3 or not self.currency.isalpha() or not self.currency.isupper():
             raise SettingsError(f"currency: {self.currency!r} is not an ISO 4217 code such as USD or EUR")
-        for name in ("meter_seconds", "policy_seconds"):
+        for name in ("meter_seconds", "policy_seconds", "registry_sync_seconds"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name}: must be at least 1 second")
         if self.invoice_grace_seconds < 0:

@@ -74,6 +74,13 @@ def build_world(engine: Engine) -> World:
             {"n": f"ws{next(_names)}", "o": users["owner"]},
         ).scalar_one()
         viewer_extra = _user(connection)
+        connection.execute(
+            text(
+                "INSERT INTO registries (name, kind, url, host) VALUES"
+                " ('lab-registry', 'oci', 'https://registry.lab.example.org', 'registry.lab.example.org')"
+                " ON CONFLICT (name) DO NOTHING"
+            )
+        )
         for role in ("viewer", "member", "admin", "owner"):
             connection.execute(
                 text("INSERT INTO workspace_members (workspace_id, user_id, role) VALUES (:w, :u, :r)"),
@@ -270,6 +277,25 @@ ROUTES = [
         lambda w, r: {"auths": {"harbor.example.org": {"username": "robot", "password": f"pw-{r}"}}},
     ),
     Route("GET", "/registry-credentials", "platform"),
+    Route(
+        "PUT",
+        "/registries/lab-registry",
+        "platform",
+        lambda w, r: {"kind": "oci", "url": "https://registry.lab.example.org", "public": ["library"]},
+    ),
+    Route("GET", "/registries", "platform"),
+    Route("GET", "/registries/lab-registry", "platform"),
+    Route("DELETE", "/registries/lab-registry", "platform"),
+    Route(
+        "PUT",
+        "/registries/lab-registry/login",
+        "platform",
+        lambda w, r: {"username": "robot", "password": f"pw-{r}"},
+    ),
+    Route("DELETE", "/registries/lab-registry/login", "platform"),
+    # an OCI registry makes no robots: a platform admin is told so (422), everyone else is refused first
+    Route("POST", "/registries/lab-registry/robots", "platform", lambda w, r: {"project": "library"}, ok=422),
+    Route("POST", "/images/sync?registry=lab-registry", "platform"),
     Route("DELETE", "/registry-credentials/harbor.example.org", "platform"),
     Route("GET", "/ops/status", "platform"),
     Route("GET", "/schemas/environment.json", "public"),
@@ -349,6 +375,7 @@ def _template(path: str) -> str:
         "{token}": "{token_id}",
         "{ssh_key}": "{key_id}",
         "/harbor.example.org": "/{registry}",
+        "/lab-registry": "/{name}",
     }
     # the CSV of an invoice is the same operation as the invoice (a path parameter cannot carry a suffix)
     path = path.partition("?")[0].removesuffix(".csv")
