@@ -12,17 +12,21 @@ import datetime as dt
 import secrets
 
 from litestar import Litestar, Router
+from litestar.config.cors import CORSConfig
 from litestar.config.response_cache import ResponseCacheConfig
 from litestar.di import Provide
 from litestar.logging import LoggingConfig
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from sqlalchemy import Engine
 
 from remotegpu.api.context import ApiContext, LogReader
+from remotegpu.api.drain import Drain, DrainMiddleware
 from remotegpu.api.openapi import document_error_answers
 from remotegpu.api.problems import EXCEPTION_HANDLERS, read_request_input
+from remotegpu.api.request_log import RequestLogMiddleware
 from remotegpu.api.routes import (
     auth,
     billing,
@@ -56,6 +60,20 @@ class MetricsController(PrometheusController):
 
     path = "/metrics"
     include_in_schema = False
+
+
+def _cors(origins: list[str]) -> CORSConfig | None:
+    """Browsers on `origins` may call the API with credentials; None (no CORS headers) without any."""
+    if not origins:
+        return None
+    return CORSConfig(
+        allow_origins=origins,
+        allow_credentials=True,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+        expose_headers=["X-Request-ID", "Retry-After", "Location"],
+        max_age=600,
+    )
 
 
 def create_app(
@@ -131,12 +149,14 @@ def create_app(
     metrics = PrometheusConfig(
         app_name="remotegpu", prefix="remotegpu", group_path=True, exclude=["/metrics"]
     )
+    drain = Drain()
     app = Litestar(
         route_handlers=[api, ops.healthz, ops.readyz, MetricsController],
         dependencies={"api": Provide(lambda: context, sync_to_thread=False, use_cache=True)},
         exception_handlers=EXCEPTION_HANDLERS,
         before_request=read_request_input,
-        middleware=[metrics.middleware],
+        middleware=[RequestLogMiddleware, DefineMiddleware(DrainMiddleware, drain=drain), metrics.middleware],
+        cors_config=_cors(settings.cors_origins),
         request_max_body_size=settings.max_request_bytes,
         openapi_config=OpenAPIConfig(
             title="RemoteGPU API",
@@ -158,4 +178,6 @@ def create_app(
         debug=False,
     )
     document_error_answers(app)
+    app.state.drain = drain  # the server drains through it (`api.drain.DrainingServer`)
+    app.state.drain_seconds = settings.drain_seconds
     return app

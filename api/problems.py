@@ -33,6 +33,7 @@ from remotegpu.core.platform.errors import (
     RemoteGPUError,
     UpstreamUnavailableError,
 )
+from remotegpu.core.platform.log_context import log_field
 from remotegpu.core.platform.validation_messages import field_and_message
 from remotegpu.core.secrets.store import SecretsAccessDeniedError, SecretsUnavailableError
 
@@ -65,6 +66,9 @@ def problem(
         "detail": detail,
         "instance": request.url.path,
     }
+    request_id = log_field("request_id")
+    if request_id is not None:
+        body["request_id"] = request_id
     body.update(extra)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
@@ -81,6 +85,10 @@ PROBLEM_SCHEMA = Schema(
         "status": Schema(type=OpenAPIType.INTEGER, description="the HTTP status, repeated"),
         "detail": Schema(type=OpenAPIType.STRING, description="what went wrong and how to fix it"),
         "instance": Schema(type=OpenAPIType.STRING, description="the path of the request"),
+        "request_id": Schema(
+            type=OpenAPIType.STRING,
+            description="the request's id (also the `X-Request-ID` header): quote it when reporting a problem",
+        ),
         "errors": Schema(
             type=OpenAPIType.ARRAY,
             description="each field at fault, when the input was refused",

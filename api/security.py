@@ -19,6 +19,7 @@ from remotegpu.core.accounts.users import (
     token_owner_async,
 )
 from remotegpu.core.platform.errors import AuthenticationError
+from remotegpu.core.platform.log_context import add_log_fields
 
 
 def _credential(authorization: str | None) -> str:
@@ -36,6 +37,7 @@ def _known(principal: Principal | None) -> Principal:
         raise AuthenticationError(
             "the token is invalid, expired or revoked, or its user is disabled; sign in again"
         )
+    add_log_fields(user=str(principal.user_id))  # the request's log line says who called
     return principal
 
 

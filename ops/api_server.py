@@ -24,9 +24,12 @@ from multiprocessing.process import BaseProcess
 
 import uvicorn
 from litestar import Litestar
+from rich.console import Console
 
+from remotegpu.api.drain import DrainingServer
 from remotegpu.core.platform.errors import RemoteGPUError
 from remotegpu.core.platform.settings import Settings
+from remotegpu.ops.log_format import configure_logging
 from remotegpu.ops.ports import bind
 from remotegpu.ops.stopping import StopRequested, die_with_parent, install_stop_handlers
 
@@ -40,11 +43,11 @@ async def _freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def _server(app: Litestar) -> uvicorn.Server:
+def _server(app: Litestar) -> DrainingServer:
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2
     )
-    return uvicorn.Server(config)
+    return DrainingServer(config, app.state.drain, app.state.drain_seconds)
 
 
 def run_worker(settings: Settings) -> None:
@@ -78,6 +81,7 @@ def run_worker(settings: Settings) -> None:
 def _worker_process(settings: Settings, parent_pid: int) -> None:
     """A spawned worker's entry: serves until SIGINT or SIGTERM, or until its parent dies."""
     install_stop_handlers()
+    configure_logging(settings.log_level, settings.log_format or "json", Console(stderr=True))
     try:
         die_with_parent(parent_pid)
         run_worker(settings)
@@ -127,7 +131,7 @@ def _serve_processes(context: multiprocessing.context.SpawnContext, settings: Se
         ended = next(process for process in processes if not process.is_alive())
         raise RemoteGPUError(f"{ended.name} exited with status {ended.exitcode}; stopped the other workers")
     finally:
-        stop_processes(processes)
+        stop_processes(processes, grace_s=settings.drain_seconds + 5)  # each drains first
 
 
 def stop_processes(processes: Sequence[BaseProcess], grace_s: float = 10.0) -> None:
@@ -148,6 +152,15 @@ def stop_processes(processes: Sequence[BaseProcess], grace_s: float = 10.0) -> N
 @contextlib.contextmanager
 def running_api(app: Litestar, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
     """Serve `app` on a background thread; yields its base URL and stops it on exit."""
+    with running_api_server(app, host, port) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def running_api_server(
+    app: Litestar, host: str = "127.0.0.1", port: int = 0
+) -> Iterator[tuple[str, DrainingServer]]:
+    """`running_api`, also yielding the server (tests drain it)."""
     sock = bind(host, port)
     server = _server(app)
     thread = threading.Thread(
@@ -161,7 +174,7 @@ def running_api(app: Litestar, host: str = "127.0.0.1", port: int = 0) -> Iterat
         time.sleep(0.01)
     bound_host, bound_port = sock.getsockname()[:2]
     try:
-        yield f"http://{bound_host}:{bound_port}"
+        yield f"http://{bound_host}:{bound_port}", server
     finally:
         server.should_exit = True
         thread.join(timeout=10)

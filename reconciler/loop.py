@@ -23,12 +23,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 
 from remotegpu.core.cluster.driver import ClusterDriver, PullSecretConsumer, WorkloadWatcher
 from remotegpu.core.environments.access_keys import PlatformKeys
 from remotegpu.core.gateways.configured import ConfiguredGateways
 from remotegpu.core.platform.db import make_engine, normalise_url
+from remotegpu.core.platform.log_context import bound_log_fields
 from remotegpu.core.platform.notify import CHANNEL
 from remotegpu.core.platform.settings import Settings
 from remotegpu.core.registry.directory import ClientFactory, RegistryDirectory
@@ -188,19 +190,37 @@ class Reconciler:
             self.close()
 
     def close(self) -> None:
-        """Resign (if leading), wait for workers and jobs, and close every connection."""
+        """Wait for jobs and the steps in flight, give back the leases not worked on, resign (if
+        leading: a standby takes over at its next campaign, within a heartbeat), close every connection."""
         if self._jobs is not None:
             self._jobs.shutdown(wait=True)
             self._jobs = None
+        self._workers.shutdown(wait=True, cancel_futures=True)
         if self.elector.is_leader:
             self.metrics.lost("resigned")
+            self._release_leases()
         self.elector.resign()
         self.elector.close()
-        self._workers.shutdown(wait=True, cancel_futures=True)
         if self._metrics_server is not None:
             self._metrics_server.close()
             self._metrics_server = None
         self.ctx.engine.dispose()
+
+    def _release_leases(self) -> None:
+        """Give back the leases of work this replica will not do (queued steps cancelled at shutdown), so
+        the next leader takes those environments at once rather than after the lease expires. Best
+        effort: a lease left behind still expires."""
+        try:
+            with self.ctx.engine.begin() as connection:
+                connection.execute(
+                    text(
+                        "UPDATE environments SET lock_token = NULL, lock_expires_at = NULL, lock_owner = NULL"
+                        " WHERE lock_owner = :me AND lock_token IS NOT NULL"
+                    ),
+                    {"me": self.identity},
+                )
+        except Exception as error:
+            log.warning("Leases not released; they expire", extra={"error": type(error).__name__})
 
     def tick(self) -> None:
         """One round of leader work: hand due environments to free workers."""
@@ -274,7 +294,8 @@ class Reconciler:
     def _guarded(self, job: Callable[[ReconcilerContext], object], name: str) -> Callable[[], None]:
         def run() -> None:
             try:
-                self.metrics.timed_job(name, lambda: job(self.ctx))
+                with bound_log_fields(job=name, shard=self.ctx.shard, epoch=self.ctx.epoch):
+                    self.metrics.timed_job(name, lambda: job(self.ctx))
             except FencedOutError:
                 log.warning("Singleton job fenced out", extra={"job": name})
             except Exception:
@@ -285,18 +306,21 @@ class Reconciler:
     # -- workers --------------------------------------------------------------------------------
     def _reconcile(self, lease: Lease) -> None:
         self.steps_done += 1
-        try:
-            reconcile(self.ctx, lease)
-        except SimulatedCrashError:
-            log.warning("Step killed at a kill point; its lease will expire", extra={"lease": str(lease)})
-        except FencedOutError:
-            log.warning("Step fenced out: another replica leads now")
-        except Exception:
-            self.steps_failed += 1
-            self.metrics.errors.labels(lease.state.phase.value, "Exception").inc()
-            log.exception("Step failed; the lease will expire and the step be retried")
-        finally:
-            self._wake_now()
+        with bound_log_fields(
+            environment=str(lease.environment_id), shard=self.ctx.shard, epoch=self.ctx.epoch
+        ):
+            try:
+                reconcile(self.ctx, lease)
+            except SimulatedCrashError:
+                log.warning("Step killed at a kill point; its lease will expire", extra={"lease": str(lease)})
+            except FencedOutError:
+                log.warning("Step fenced out: another replica leads now")
+            except Exception:
+                self.steps_failed += 1
+                self.metrics.errors.labels(lease.state.phase.value, "Exception").inc()
+                log.exception("Step failed; the lease will expire and the step be retried")
+            finally:
+                self._wake_now()
 
     def _reap(self) -> None:
         for environment_id, future in list(self._in_flight.items()):

@@ -54,6 +54,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Interface the API listens on."""
     api_port: int = 8080
     """Port the API listens on."""
+    drain_seconds: float = 10.0
+    """On SIGTERM an API process refuses new requests (503, `Retry-After`) and lets those in flight
+    finish for up to this long before it stops."""
+    cors_origins: list[str] = msgspec.field(default_factory=list)
+    """Web origins (scheme://host[:port]) whose pages may call the API from a browser, with credentials;
+    none by default (the web console is same-origin and needs none)."""
     reconciler_metrics_host: str = "127.0.0.1"
     """Interface the reconciler serves its Prometheus `/metrics` on (0.0.0.0 for a scraper elsewhere)."""
     reconciler_metrics_port: int | None = 9465
@@ -79,6 +85,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """CLI: the API to talk to (default: what `remotegpu login` saved, else http://api_host:api_port)."""
     token: str | None = None
     """CLI: API token to send (default: the one `remotegpu login` saved)."""
+    log_format: Literal["json", "console"] | None = None
+    """Server logs: `json` (one object per line, with request id, user, environment, shard and epoch
+    fields) or `console`; unset: json for `api` and `reconciler`, console for `remotegpu dev`.
+    `--log-format` wins."""
     log_level: LogLevel = "info"
     """Verbosity of the process log."""
     db_pool_size: int = 10
@@ -215,6 +225,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
                 raise SettingsError(f"{name}: must be more than 0 seconds")
         self._check_gateways()
         self._check_billing()
+        self._check_cors()
 
     def _check_billing(self) -> None:
         if len(self.currency) != 3 or not self.currency.isalpha() or not self.currency.isupper():
@@ -236,6 +247,15 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
                 " so usage would close after its invoice is final; lower meter_close_seconds (0 closes every"
                 " tick) or raise invoice_grace_seconds"
             )
+
+    def _check_cors(self) -> None:
+        for origin in self.cors_origins:
+            scheme, _, rest = origin.partition("://")
+            if origin == "*" or scheme not in {"http", "https"} or not rest or "/" in rest:
+                raise SettingsError(
+                    f"cors_origins: {origin!r} is not an origin; list each as scheme://host[:port], e.g."
+                    " https://console.example.org (no path, no *: credentials need exact origins)"
+                )
 
     def _check_gateways(self) -> None:
         for name in ("guacamole_url", "jumpserver_url"):
@@ -282,6 +302,10 @@ def redact_url(url: str) -> str:
         return _REDACTED
 
 
+_LISTS = frozenset({"cors_origins"})
+"""Settings that are lists: a variable gives them comma-separated."""
+
+
 def load_settings(environ: Mapping[str, str] | None = None, config_file: Path | None = None) -> Settings:
     """Build settings from defaults, the config file (argument or `REMOTEGPU_CONFIG`) and the environment.
 
@@ -314,7 +338,7 @@ def load_settings(environ: Mapping[str, str] | None = None, config_file: Path | 
                 f"{name}: unknown setting; known variables: "
                 + ", ".join(ENV_PREFIX + f.upper() for f in sorted(fields))
             )
-        values[key] = value
+        values[key] = [item.strip() for item in value.split(",") if item.strip()] if key in _LISTS else value
         origin[key] = name
 
     try:

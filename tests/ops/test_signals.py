@@ -15,10 +15,12 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
 from remotegpu.ops.migrate import upgrade
@@ -31,6 +33,7 @@ from remotegpu.tests.ops.processes import (
     wait_for_empty_group,
     wait_until_serving,
 )
+from remotegpu.tests.polling import poll_until
 
 JWT_SECRET = "k" * 48
 
@@ -160,3 +163,52 @@ def test_a_taken_port_is_refused_in_one_line_before_anything_starts(
     assert process.returncode == 1
     assert text == f"error: port {port} on 127.0.0.1 is in use: choose another with {flag}\n"
     assert not (tmp_path / ".remotegpu").exists()  # nothing started: no embedded Postgres, no kubeconfig
+
+
+def _leader(database_url: str) -> str | None:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(
+                text(
+                    "SELECT leader_id FROM shard_leaders WHERE shard = 0 AND heartbeat_at > now() - interval '5 s'"
+                )
+            ).scalar()
+    finally:
+        engine.dispose()
+
+
+def test_a_sigterm_leader_hands_over_within_a_heartbeat_not_a_lease(
+    migrated_database: str, tmp_path: Path
+) -> None:
+    """The leader resigns on SIGTERM (its lock released, its unworked leases given back), so a standby
+    that campaigns every heartbeat leads again long before a lease (30 s) would have run out."""
+    env = command_env(
+        DATABASE_URL=migrated_database,
+        REMOTEGPU_HEARTBEAT_SECONDS="0.5",
+        REMOTEGPU_RECONCILER_METRICS_PORT="0",
+    )
+    with started(["reconciler", "--identity", "replica-a"], env, cwd=tmp_path) as (first, first_output):
+        assert first_output.wait_for("Reconciler "), first_output.text()
+        poll_until(
+            lambda: _leader(migrated_database), 20, "replica-a to lead", until=lambda who: who == "replica-a"
+        )
+        with started(["reconciler", "--identity", "replica-b"], env, cwd=tmp_path) as (second, second_output):
+            assert second_output.wait_for("Reconciler "), second_output.text()
+            stopped_at = time.monotonic()
+            os.kill(first.pid, signal.SIGTERM)
+            poll_until(
+                lambda: _leader(migrated_database),
+                20,
+                "replica-b to lead",
+                until=lambda who: who == "replica-b",
+            )
+            takeover = time.monotonic() - stopped_at
+            first.wait(timeout=30)
+            assert first.returncode == 0, first_output.text()
+            print(f"takeover after SIGTERM: {takeover:.2f} s (heartbeat 0.5 s, lease 30 s)")
+            assert takeover < 10, (
+                "a lease is 30 s; a resigned leader is replaced at the standby's next campaign"
+            )
+            os.kill(second.pid, signal.SIGTERM)
+            second.wait(timeout=30)

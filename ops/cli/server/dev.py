@@ -11,7 +11,7 @@ from rich.table import Table
 from remotegpu.core.platform.settings import DevRegistryChoice, GatewayChoice, SecretsBackend
 from remotegpu.ops.cli.consoles import console
 from remotegpu.ops.cli.server.api import HostOption, PortOption, api_address
-from remotegpu.ops.cli.server.config import ConfigOption, server_settings
+from remotegpu.ops.cli.server.config import ConfigOption, LogFormatOption, server_settings
 
 SecretsOption = Annotated[
     SecretsBackend | None,
@@ -40,6 +40,7 @@ RegistryOption = Annotated[
 
 def dev(
     config: ConfigOption = None,
+    log_format: LogFormatOption = None,
     host: HostOption = None,
     port: PortOption = None,
     secrets: SecretsOption = None,
@@ -52,7 +53,9 @@ def dev(
     from remotegpu.ops.stopping import stopped_by_signals, wait_for_stop
 
     with stopped_by_signals():
-        settings = api_address(server_settings(config), host, port)
+        settings = api_address(
+            server_settings(config, log_format=log_format, default_format="console"), host, port
+        )
         if secrets is not None:
             settings = msgspec.structs.replace(settings, secrets_backend=secrets)
         from remotegpu.ops.devstack import running_dev_stack  # after the port check: a large import

@@ -8,11 +8,17 @@ from typing import Annotated
 import typer
 
 from remotegpu.ops.cli.consoles import console
-from remotegpu.ops.cli.server.config import ConfigOption, required_database_url, server_settings
+from remotegpu.ops.cli.server.config import (
+    ConfigOption,
+    LogFormatOption,
+    required_database_url,
+    server_settings,
+)
 
 
 def reconciler(
     config: ConfigOption = None,
+    log_format: LogFormatOption = None,
     identity: Annotated[str | None, typer.Option(help="Name of this replica (default: host-random).")] = None,
     kubeconfig: Annotated[
         Path | None,
@@ -28,7 +34,7 @@ def reconciler(
     from remotegpu.ops.stopping import stopped_by_signals, wait_for_stop
 
     with stopped_by_signals():
-        settings = server_settings(config)
+        settings = server_settings(config, log_format=log_format, default_format="json")
         url = required_database_url(settings)
         if settings.reconciler_metrics_port:
             check_port_free(
