@@ -26,6 +26,7 @@ from remotegpu.api.context import ApiContext, LogReader
 from remotegpu.api.drain import Drain, DrainMiddleware
 from remotegpu.api.openapi import document_error_answers
 from remotegpu.api.problems import EXCEPTION_HANDLERS, read_request_input
+from remotegpu.api.reload import LiveApiSettings
 from remotegpu.api.request_log import RequestLogMiddleware
 from remotegpu.api.routes import (
     auth,
@@ -126,12 +127,14 @@ def create_app(
         billing_period=settings.billing_period,
         registry_clients=registry_clients,
     )
+    cors = _cors(settings.cors_origins)
+    live = LiveApiSettings(
+        SignInLimits(settings.login_attempts_per_minute, settings.login_failures_per_account_per_hour), cors
+    )
     api = Router(
         API_PREFIX,
         route_handlers=[
-            auth.make_router(
-                SignInLimits(settings.login_attempts_per_minute, settings.login_failures_per_account_per_hour)
-            ),
+            auth.make_router(lambda: live.sign_in_limits),
             users.router,
             ssh_keys.router,
             workspaces.router,
@@ -156,7 +159,7 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         before_request=read_request_input,
         middleware=[RequestLogMiddleware, DefineMiddleware(DrainMiddleware, drain=drain), metrics.middleware],
-        cors_config=_cors(settings.cors_origins),
+        cors_config=cors,
         request_max_body_size=settings.max_request_bytes,
         openapi_config=OpenAPIConfig(
             title="RemoteGPU API",
@@ -180,4 +183,5 @@ def create_app(
     document_error_answers(app)
     app.state.drain = drain  # the server drains through it (`api.drain.DrainingServer`)
     app.state.drain_seconds = settings.drain_seconds
+    app.state.live_settings = live  # a settings reload applies through it (`ops.reload`)
     return app

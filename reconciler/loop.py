@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import msgspec
 import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import text
@@ -58,6 +59,25 @@ GC_SECONDS = 60.0
 """How often the leader collects orphaned cluster objects and claims."""
 HOST_SYNC_SECONDS = 5.0
 """How often the leader syncs hosts with the cluster's nodes (well inside `host_down_after_seconds`)."""
+JOB_INTERVALS = {
+    "metering": "meter_seconds",
+    "policies": "policy_seconds",
+    "registry-sync": "registry_sync_seconds",
+}
+"""The leader jobs whose interval is a setting (a reload reschedules them)."""
+RELOADABLE = frozenset(
+    {
+        "reconcile_workers",
+        "resync_seconds",
+        "backoff_base_seconds",
+        "backoff_cap_seconds",
+        "provisioning_deadline_seconds",
+        "stopping_deadline_seconds",
+        "meter_close_seconds",
+        *JOB_INTERVALS.values(),
+    }
+)
+"""What a running replica takes from reloaded settings (`apply_settings`); the rest needs a restart."""
 
 
 class Reconciler:
@@ -107,6 +127,7 @@ class Reconciler:
         self.metrics = self.ctx.metrics
         self.metrics.registry.register(PlatformCollector(self.ctx, lambda: self.is_leader and shard == 0))
         self._metrics_server: MetricsServer | None = None
+        self._pending_settings: Settings | None = None
         if kill_point is not None:
             self.ctx.kill_point = kill_point
         self._listen = listen
@@ -134,6 +155,35 @@ class Reconciler:
     def add_job(self, job: Callable[[ReconcilerContext], object], every_seconds: float, name: str) -> None:
         """Register a singleton job that runs only on the leader (meter tick, registry sync, gc…)."""
         self._job_specs.append((job, every_seconds, name))
+
+    def apply_settings(self, new: Settings) -> set[str]:
+        """Take the reloadable settings of `new` (`RELOADABLE`); returns those that changed. The loop's
+        thread applies them at its next tick: the worker pool resized, the leader jobs rescheduled."""
+        old = self.ctx.settings
+        changed = {name for name in RELOADABLE if getattr(old, name) != getattr(new, name)}
+        if changed:
+            self._pending_settings = msgspec.structs.replace(
+                old, **{name: getattr(new, name) for name in changed}
+            )
+            self._wake_now()
+        return changed
+
+    def _take_pending_settings(self) -> None:
+        pending, self._pending_settings = self._pending_settings, None
+        if pending is None:
+            return
+        old, self.ctx.settings = self.ctx.settings, pending
+        if pending.reconcile_workers != old.reconcile_workers:
+            previous = self._workers  # its steps in flight finish; they stay in `_in_flight` until reaped
+            self._workers = ThreadPoolExecutor(pending.reconcile_workers, thread_name_prefix="reconcile")
+            previous.shutdown(wait=False)
+        self._job_specs = [
+            (job, getattr(pending, JOB_INTERVALS[name]) if name in JOB_INTERVALS else every, name)
+            for job, every, name in self._job_specs
+        ]
+        if self._jobs is not None:
+            for _job, every, name in self._job_specs:
+                self._jobs.reschedule_job(name, trigger="interval", seconds=every)
 
     def serve_metrics(self, host: str, port: int) -> str:
         """Serve this replica's `/metrics` on host:port (0: any free port) until `close`; returns its URL."""
@@ -224,6 +274,7 @@ class Reconciler:
 
     def tick(self) -> None:
         """One round of leader work: hand due environments to free workers."""
+        self._take_pending_settings()
         self._reap()
         free = self.ctx.settings.reconcile_workers - len(self._in_flight)
         try:

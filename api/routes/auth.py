@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from typing import Annotated
 
 import msgspec
@@ -199,14 +200,12 @@ def revoke_token(token_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -
     api.principals.clear()  # committed: this process forgets at once; the others on the NOTIFY
 
 
-def make_router(sign_in_limits: SignInLimits) -> Router:
-    """The `/auth` router; sign-in counts its attempts against `sign_in_limits` (the only route that
-    does, so the rest of the API does not pay for it)."""
+def make_router(sign_in_limits: Callable[[], SignInLimits]) -> Router:
+    """The `/auth` router; sign-in counts its attempts against the limits `sign_in_limits()` gives now
+    (the only route that does, so the rest of the API does not pay for it; a reload changes them)."""
     return Router(
         "/auth",
         route_handlers=[register, login, refresh, reset_password, create_token, list_tokens, revoke_token],
-        dependencies={
-            "sign_in_limits": Provide(lambda: sign_in_limits, sync_to_thread=False, use_cache=True)
-        },
+        dependencies={"sign_in_limits": Provide(sign_in_limits, sync_to_thread=False, use_cache=False)},
         tags=["auth"],
     )

@@ -133,3 +133,28 @@ def test_a_drain_finishes_the_request_in_flight_and_refuses_new_ones(
         writer.join(timeout=30)
         assert answers[0].status_code == 200, "the request in flight finished"
         poll_until(lambda: server.should_exit, 5, "the server to stop once drained")
+
+
+def test_a_reload_changes_cors_origins_and_sign_in_limits_in_place(engine: Engine) -> None:
+    preflight = {"Access-Control-Request-Method": "POST"}
+    first, second = "https://a.example.org", "https://b.example.org"
+    app = create_app(Settings(jwt_secret=JWT_SECRET, cors_origins=[first]), engine)
+    with running_api(app) as url:
+        assert (
+            httpx.options(f"{url}/api/v1/users/me", headers={"Origin": first, **preflight}).headers.get(
+                "access-control-allow-origin"
+            )
+            == first
+        )
+        reloaded = Settings(
+            jwt_secret=JWT_SECRET, cors_origins=[second], login_attempts_per_minute=1, api_port=9999
+        )
+        taken = app.state.live_settings.apply(reloaded)
+        assert taken == {"cors_origins", "login_attempts_per_minute", "login_failures_per_account_per_hour"}
+        moved = httpx.options(f"{url}/api/v1/users/me", headers={"Origin": second, **preflight})
+        assert moved.headers.get("access-control-allow-origin") == second
+        gone = httpx.options(f"{url}/api/v1/users/me", headers={"Origin": first, **preflight})
+        assert "access-control-allow-origin" not in gone.headers
+        attempt = {"email": "nobody@example.org", "password": "not a password"}
+        assert httpx.post(f"{url}/api/v1/auth/login", json=attempt).status_code == 401
+        assert httpx.post(f"{url}/api/v1/auth/login", json=attempt).status_code == 429, "one a minute now"

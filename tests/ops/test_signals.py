@@ -10,6 +10,7 @@ starts.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -212,3 +213,29 @@ def test_a_sigterm_leader_hands_over_within_a_heartbeat_not_a_lease(
             )
             os.kill(second.pid, signal.SIGTERM)
             second.wait(timeout=30)
+
+
+def test_sighup_reloads_what_may_change_and_names_what_needs_a_restart(
+    migrated_database: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "remotegpu.toml"
+    config.write_text("reconcile_workers = 8\n")
+    env = command_env(DATABASE_URL=migrated_database, REMOTEGPU_RECONCILER_METRICS_PORT="0")
+    args = ["reconciler", "--config", str(config), "--log-format", "json"]
+    with started(args, env, cwd=tmp_path) as (process, output):
+        assert output.wait_for("Reconciler "), output.text()
+        config.write_text(
+            'reconcile_workers = 2\nlog_level = "debug"\napi_port = 9999\nmeter_seconds = "x"\n'
+        )
+        os.kill(process.pid, signal.SIGHUP)
+        assert output.wait_for('{"time"', timeout_s=10)  # some JSON line; the bad file is refused:
+        poll_until(lambda: "Settings not reloaded" in output.text(), 10, "the invalid file refused")
+        config.write_text('reconcile_workers = 2\nlog_level = "debug"\napi_port = 9999\n')
+        os.kill(process.pid, signal.SIGHUP)
+        poll_until(lambda: '"Settings reloaded"' in output.text(), 10, "the reload")
+        line = next(json.loads(raw) for raw in output.text().splitlines() if '"Settings reloaded"' in raw)
+        assert line["applied"] == ["log_level", "reconcile_workers"]
+        assert line["need_restart"] == ["api_port"]
+        os.kill(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+        assert process.returncode == 0, output.text()

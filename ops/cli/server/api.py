@@ -73,5 +73,5 @@ def api(
             f" ({workers} worker{'s' if workers > 1 else ''})",
             highlight=False,
         )
-        serve_workers(settings, workers)
+        serve_workers(settings, workers, config)
     console.print("Stopped.")

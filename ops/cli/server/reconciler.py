@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from remotegpu.ops.cli.consoles import console
+from remotegpu.ops.cli.consoles import console, err_console
 from remotegpu.ops.cli.server.config import (
     ConfigOption,
     LogFormatOption,
@@ -31,6 +31,7 @@ def reconciler(
     from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
     from remotegpu.ops.ports import check_port_free
     from remotegpu.ops.reconciler_runner import driver_options, pull_credentials, running_reconciler
+    from remotegpu.ops.reload import SettingsReloader
     from remotegpu.ops.stopping import stopped_by_signals, wait_for_stop
 
     with stopped_by_signals():
@@ -53,7 +54,16 @@ def reconciler(
             else None
         )
         where = f"cluster of {kubeconfig}" if kubeconfig else "in-memory cluster"
-        with running_reconciler(make_url(url), settings, driver, identity=identity) as replica:
+        with (
+            running_reconciler(make_url(url), settings, driver, identity=identity) as replica,
+            SettingsReloader(
+                settings,
+                replica.apply_settings,
+                config_file=config,
+                console=err_console,
+                log_format_flag=log_format,
+            ).watch(),
+        ):
             console.print(f"Reconciler {replica.identity} running ({where}). Press Ctrl-C to stop.")
             if replica.metrics_url is not None:
                 console.print(f"Metrics: {replica.metrics_url}")
