@@ -22,7 +22,8 @@ from litestar import Request, Response
 from litestar.exceptions import ClientException, HTTPException, SerializationException, ValidationException
 from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from remotegpu.core.platform.errors import (
     AuthenticationError,
@@ -243,6 +244,27 @@ def database_refused_value(
     )
 
 
+DATABASE_RETRY_AFTER_SECONDS = 2
+
+
+def database_unavailable(request: Request[Any, Any, Any], error: Exception) -> Response[dict[str, Any]]:
+    """The database could not be reached, dropped the connection (a restart, a failover, a cut
+    connection) or has no connection free: nothing the caller did, and a retry in a moment works, so
+    503 with `Retry-After`."""
+    _log.warning(
+        "Database unavailable for a request",
+        extra={"path": request.url.path, "error": type(getattr(error, "orig", None) or error).__name__},
+    )
+    response = problem(
+        503,
+        "Database unavailable",
+        f"the database is not reachable right now; retry in {DATABASE_RETRY_AFTER_SECONDS} seconds",
+        request,
+    )
+    response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+    return response
+
+
 def internal_error(request: Request[Any, Any, Any], error: Exception) -> Response[dict[str, Any]]:
     """Anything unexpected: logged with its trace, answered without internals."""
     _log.exception("Request failed", extra={"path": request.url.path, "method": request.method})
@@ -269,6 +291,10 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     HTTPException: http_error,
     DataError: database_refused_value,
     psycopg.DataError: database_refused_value,
+    OperationalError: database_unavailable,
+    InterfaceError: database_unavailable,
+    PoolTimeoutError: database_unavailable,
+    psycopg.OperationalError: database_unavailable,
     Exception: internal_error,
 }
 """Handlers for `Litestar(exception_handlers=…)`; the most specific class wins."""

@@ -158,3 +158,34 @@ def test_a_reload_changes_cors_origins_and_sign_in_limits_in_place(engine: Engin
         attempt = {"email": "nobody@example.org", "password": "not a password"}
         assert httpx.post(f"{url}/api/v1/auth/login", json=attempt).status_code == 401
         assert httpx.post(f"{url}/api/v1/auth/login", json=attempt).status_code == 429, "one a minute now"
+
+
+def test_cut_database_connections_answer_503_with_retry_after_then_recover(
+    engine: Engine, new_user: Callable[[str], Caller]
+) -> None:
+    dave = new_user("dave")
+    with running_api(create_app(Settings(jwt_secret=JWT_SECRET), engine)) as url:
+        me = f"{url}/api/v1/users/me"
+        headers = {"Authorization": dave.headers["authorization"]}
+        rename = f"{url}/api/v1/users/me"
+        assert httpx.get(me, headers=headers).status_code == 200
+        assert httpx.patch(rename, json={"display_name": "D"}, headers=headers).status_code == 200
+        with engine.begin() as connection:  # what a database restart or failover does to the API's pools
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name LIKE 'remotegpu-api%' AND pid <> pg_backend_pid()"
+                )
+            )
+        statuses = []
+        for _ in range(6):
+            for answer in (
+                httpx.get(me, headers=headers),
+                httpx.patch(rename, json={"display_name": "D"}, headers=headers),
+            ):
+                statuses.append(answer.status_code)
+                if answer.status_code == 503:
+                    assert answer.headers["retry-after"] == "2"
+                    assert answer.json()["title"] == "Database unavailable"
+        assert 500 not in statuses
+        assert statuses[-2:] == [200, 200], f"recovered by itself: {statuses}"
