@@ -45,8 +45,8 @@ def test_the_schedule_is_seeded_and_strikes_each_kind_before_repeating() -> None
 
 
 def test_an_environment_stuck_short_of_its_desired_state_is_reported(
-    engine: Engine, database_url, sessions
-) -> None:  # type: ignore[no-untyped-def]
+    engine: Engine, database_url: URL, sessions: object
+) -> None:
     world = build_world(engine, database_url)
     try:
         stuck = world.submit("stuck")
