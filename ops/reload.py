@@ -95,6 +95,8 @@ class SettingsReloader:
         seen = self._stamp()
         while not stop.is_set():
             wanted = self._wanted.wait(FILE_POLL_SECONDS)
+            if stop.is_set():
+                return
             stamp = self._stamp()
             if wanted or stamp != seen:
                 self._wanted.clear()

@@ -79,7 +79,25 @@ def node_not_ready(stack: ChaosStack) -> str:
     return "node chaos-node-1 NotReady for 4 s"
 
 
+def drop_watches(stack: ChaosStack) -> str:
+    """Every watch stream the cluster serves ends at once (the reconcilers must watch again)."""
+    return f"cluster: {stack.cluster.drop_watches()} watch streams dropped"
+
+
+def gpu_unhealthy(stack: ChaosStack) -> str:
+    """A claimed GPU is marked unhealthy by an admin for a while, then healthy again."""
+    with stack.admin_client() as admin:
+        gpus = admin.get("/gpus").json()
+        target = next((gpu for gpu in gpus if gpu.get("environment_id")), gpus[0])
+        admin.post(f"/gpus/{target['id']}/health", json={"health": "unhealthy", "reason": "chaos: XID 79"})
+        time.sleep(3)
+        admin.post(f"/gpus/{target['id']}/health", json={"health": "healthy"})
+    return f"GPU {target['id']} unhealthy for 3 s"
+
+
 FAULTS: dict[str, Callable[[ChaosStack], str]] = {
+    "drop-watches": drop_watches,
+    "gpu-unhealthy": gpu_unhealthy,
     "kill-leader": kill_leader,
     "kill-follower": kill_follower,
     "pause-leader": pause_leader,

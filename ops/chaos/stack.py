@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -171,6 +172,15 @@ class ChaosStack:
                 raise RuntimeError(f"the API exited; see {self.api.log}")
             time.sleep(0.2)
         raise RuntimeError(f"the API did not become ready; see {self.api.log}")
+
+    @contextlib.contextmanager
+    def admin_client(self) -> Iterator[httpx.Client]:
+        """The platform admin, signed in to the API."""
+        password = self.admin_password_file.read_text().strip()
+        with httpx.Client(base_url=f"{self.api_url}/api/v1", timeout=15) as client:
+            token = client.post("/auth/login", json={"email": DEV_ADMIN_EMAIL, "password": password}).json()
+            client.headers["Authorization"] = f"Bearer {token['access_token']}"
+            yield client
 
     def leader(self) -> Managed | None:
         """The replica that leads shard 0 now (by the lock table), if any."""

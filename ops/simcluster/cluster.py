@@ -199,6 +199,10 @@ class SimulatedCluster:
         """Answer the next `count` requests with 503, and a `rate` share of all requests with 500."""
         self.faults.next_5xx, self.faults.error_rate_5xx = count, rate
 
+    def drop_watches(self) -> int:
+        """End every open watch stream (clients must reconnect); returns how many were open."""
+        return self.store.end_watches()
+
     def slow_down(self, milliseconds: int) -> None:
         """Delay every response."""
         self.faults.slow_ms = milliseconds

@@ -281,7 +281,7 @@ class _Handler(BaseHTTPRequestHandler):
         self, resource: Resource, namespace: str | None, matches: Any, since: int | None, timeout_s: float
     ) -> None:
         store = self.server.store
-        subscription = store.watch(resource, namespace, matches, since)
+        subscription = store.watch(resource, namespace, matches, since, served=True)
         try:
             self.send_response(200)
             self.send_header("Content-Type", "application/json")

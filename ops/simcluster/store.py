@@ -89,6 +89,8 @@ class _Watch:
     namespace: str | None
     matches: Predicate
     events: queue.Queue[Obj | None] = field(default_factory=queue.Queue)
+    served: bool = False
+    """A client's watch over HTTP (the kubelets' own watch is not: a dropped connection never ends it)."""
 
 
 class Store:
@@ -215,12 +217,18 @@ class Store:
             return obj
 
     def watch(
-        self, resource: Resource, namespace: str | None, matches: Predicate, since: int | None
+        self,
+        resource: Resource,
+        namespace: str | None,
+        matches: Predicate,
+        since: int | None,
+        *,
+        served: bool = False,
     ) -> _Watch:
         """Subscribe to changes: with `since`, newer events are replayed first (410 when too old);
         without, every current object comes first as ADDED."""
         with self._lock:
-            subscription = _Watch(resource, namespace, matches)
+            subscription = _Watch(resource, namespace, matches, served=served)
             if since is None:  # "start at most recent": the current objects first, as ADDED events
                 for (ns, _), obj in sorted(self._objects[resource.plural].items()):
                     if (namespace is None or ns == namespace) and matches(obj):
@@ -233,6 +241,16 @@ class Store:
                         subscription.events.put({"type": event_type, "object": copy.deepcopy(obj)})
             self._watches.append(subscription)
             return subscription
+
+    def end_watches(self) -> int:
+        """End every client's watch stream now (as an API server restart or a dropped connection does);
+        returns how many. Clients must list again or resume from their last resource version."""
+        with self._lock:
+            ended = [subscription for subscription in self._watches if subscription.served]
+            self._watches = [subscription for subscription in self._watches if not subscription.served]
+        for subscription in ended:
+            subscription.events.put(None)
+        return len(ended)
 
     def unwatch(self, subscription: _Watch) -> None:
         """End a watch."""
