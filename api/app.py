@@ -27,6 +27,7 @@ from remotegpu.api.routes import (
     auth,
     billing,
     environments,
+    gpu_metrics,
     hosts,
     images,
     ops,
@@ -39,6 +40,7 @@ from remotegpu.api.routes import (
 )
 from remotegpu.core.accounts.credential_cache import PrincipalCache, listen_for_credential_changes
 from remotegpu.core.accounts.sign_in_limits import SignInLimits
+from remotegpu.core.monitoring.gpu_metrics import GpuMetrics
 from remotegpu.core.platform.db import make_async_pool, make_engine
 from remotegpu.core.platform.settings import Settings
 from remotegpu.core.secrets.configured import secret_store_if_configured
@@ -82,6 +84,8 @@ def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = N
                 await task
         await read_pool.close()
         read_engine.dispose()
+        if context.gpu_metrics is not None:
+            context.gpu_metrics.close()
 
     context = ApiContext(
         engine=engine,
@@ -96,6 +100,10 @@ def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = N
         workspace_gateways=settings.configured_gateways() if settings.workspace_gateways else (),
         currency=settings.currency,
         billing_period=settings.billing_period,
+        gpu_metrics=GpuMetrics.from_settings(settings),
+        idle_threshold_percent=settings.idle_gpu_threshold_percent,
+        idle_step=dt.timedelta(seconds=settings.idle_step_seconds),
+        idle_time_scale=settings.idle_time_scale,
     )
     api = Router(
         API_PREFIX,
@@ -109,6 +117,7 @@ def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = N
             quotas.router,
             hosts.router,
             environments.router,
+            gpu_metrics.router,
             images.router,
             billing.router,
             prices.router,

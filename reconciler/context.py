@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from remotegpu.core.cluster.driver import ClusterDriver
 from remotegpu.core.environments.access_keys import PlatformKeys
 from remotegpu.core.gateways.configured import ConfiguredGateways
+from remotegpu.core.monitoring.gpu_metrics import GpuMetrics
 from remotegpu.core.platform.settings import Settings
 from remotegpu.core.secrets.store import SecretStore
 
@@ -49,6 +50,8 @@ class ReconcilerContext:
     Secret then holds the users' keys only)."""
     gateways: ConfiguredGateways | None = None
     """The deployment's access gateways (Guacamole, Jumpserver); None: direct access only."""
+    gpu_metrics: GpuMetrics | None = None
+    """GPU utilisation from Prometheus (the idle check); None when `prometheus_url` is not set."""
 
     def backoff(self, attempt: int) -> dt.timedelta:
         """Delay before retry number `attempt` (0-based): exponential, capped, with jitter in [½, 1]."""

@@ -28,6 +28,7 @@ from sqlalchemy.engine import URL, make_url
 from remotegpu.core.cluster.driver import ClusterDriver, WorkloadWatcher
 from remotegpu.core.environments.access_keys import PlatformKeys
 from remotegpu.core.gateways.configured import ConfiguredGateways
+from remotegpu.core.monitoring.gpu_metrics import GpuMetrics
 from remotegpu.core.platform.db import make_engine, normalise_url
 from remotegpu.core.platform.notify import CHANNEL
 from remotegpu.core.platform.settings import Settings
@@ -92,6 +93,7 @@ class Reconciler:
             secrets=store,
             platform_keys=PlatformKeys(store) if store is not None else None,
             gateways=ConfiguredGateways(settings, store) if len(settings.configured_gateways()) > 1 else None,
+            gpu_metrics=GpuMetrics.from_settings(settings),
         )
         if kill_point is not None:
             self.ctx.kill_point = kill_point
@@ -171,6 +173,8 @@ class Reconciler:
         self.elector.resign()
         self.elector.close()
         self._workers.shutdown(wait=True, cancel_futures=True)
+        if self.ctx.gpu_metrics is not None:
+            self.ctx.gpu_metrics.close()
         self.ctx.engine.dispose()
 
     def tick(self) -> None:

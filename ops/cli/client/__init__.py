@@ -2,7 +2,7 @@
 
 `login`, `register`, `apply -f`, `get`, `describe`, `start|stop|restart|delete`, `logs -f`, `watch`,
 `workspaces`, `ssh-keys`, `ops status`, `quota set`, `hosts cordon|uncordon|drain`, `registry login|list`,
-`billing invoices`, `prices set|list`. Tables by
+`billing invoices`, `prices set|list`, `top`. Tables by
 default, `-o json|yaml` for scripts; errors are one line on stderr and a non-zero exit status.
 
 One module per noun; `session.py` signs a command in and resolves its workspace, `options.py` holds the
@@ -27,6 +27,7 @@ from remotegpu.ops.cli.client.prices import prices_app
 from remotegpu.ops.cli.client.quotas import quota_app
 from remotegpu.ops.cli.client.registry import registry_app
 from remotegpu.ops.cli.client.ssh_keys import ssh_keys_app
+from remotegpu.ops.cli.client.top import top
 from remotegpu.ops.cli.client.watch import watch
 from remotegpu.ops.cli.client.workspaces import get_workspaces, workspaces_app
 
@@ -49,7 +50,7 @@ def _get_app() -> typer.Typer:
 
 def register_commands(app: typer.Typer) -> None:
     """Add the client-side commands to the `remotegpu` app, in the Client panel of its help."""
-    for command in (register, login, apply, start, stop, restart, delete, logs, watch, access):
+    for command in (register, login, apply, start, stop, restart, delete, logs, watch, access, top):
         app.command(rich_help_panel=PANEL)(command)
     for group, name in (
         (workspaces_app, "workspaces"),
