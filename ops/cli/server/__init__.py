@@ -13,6 +13,7 @@ from remotegpu.ops.cli.server.api import api
 from remotegpu.ops.cli.server.bench import bench
 from remotegpu.ops.cli.server.db import db_app
 from remotegpu.ops.cli.server.dev import dev
+from remotegpu.ops.cli.server.doctor import doctor
 from remotegpu.ops.cli.server.gateways import gateways_app
 from remotegpu.ops.cli.server.reconciler import reconciler
 from remotegpu.ops.cli.server.secrets import secrets_app
@@ -24,7 +25,7 @@ PANEL = "Server"
 
 def register_commands(app: typer.Typer) -> None:
     """Add the server-side commands to the `remotegpu` app, in the Server panel of its help."""
-    for command in (dev, api, reconciler, simcluster, bench):
+    for command in (dev, api, reconciler, simcluster, doctor, bench):
         app.command(rich_help_panel=PANEL)(command)
     app.add_typer(db_app, name="db", rich_help_panel=PANEL)
     app.add_typer(users_app, name="users", rich_help_panel=PANEL)
