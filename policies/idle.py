@@ -60,7 +60,9 @@ def idle_verdict(
     start = now - window
     shown = f"idle_stop_after {format_span(window)}"
     if run_started_at is None or run_started_at > start:
-        return IdleVerdict(IdleState.TOO_SOON, f"running for less than its {shown}; not idle-checked yet")
+        return IdleVerdict(
+            IdleState.TOO_SOON, "the current run is younger than the idle window; checked once it is older"
+        )
     if len(gpus) < max(gpu_count, 1):
         return IdleVerdict(
             IdleState.NO_DATA,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import re
 import socket
 import uuid
 from collections.abc import Iterator
@@ -235,26 +236,27 @@ def test_an_idle_environment_is_stopped_for_idling_and_a_busy_one_keeps_running(
     assert stack.column(busy, "phase") == "running"
 
 
-def test_the_workspace_default_idle_window_applies_when_the_spec_has_none(stack: Stack, user: User) -> None:
+def test_the_workspace_default_idle_window_applies_when_the_spec_has_none(
+    stack: Stack, user: User, api: str, tmp_path: Path
+) -> None:
     env = _create(user, "defaulted")
     stack.converge(env, "running")
-    assert policy_tick(stack.reconciler.ctx).stopped == [], "no window: never idle-stopped"
-    answer = user.http.put(
-        f"/workspaces/{_workspace_of(stack, env)}/settings", json={"default_idle_stop_minutes": 1}
+    assert policy_tick(stack.reconciler.ctx).stopped == [], "no window: never stopped for idling"
+    changed = _cli(
+        api, user, tmp_path, "workspaces", "settings", "--idle-stop-minutes", "1", "-w", user.workspace
     )
-    assert answer.status_code == 200, answer.text
+    assert changed.exit_code == 0, changed.output
+    assert re.search(r"default_idle_stop_minutes +1 ", changed.output)
+
+    stopped = poll_until(
+        lambda: policy_tick(stack.reconciler.ctx).stopped, 30, "the idle stop", interval_s=0.5
+    )
+    assert stopped == [env]
     with stack.engine.connect() as connection:
-        row = connection.execute(
-            text("SELECT CAST(settings->>'default_idle_stop_minutes' AS int) FROM workspaces WHERE id = :w"),
-            {"w": _workspace_of(stack, env)},
+        message = connection.execute(
+            text("SELECT message FROM events WHERE environment_id = :e AND reason = 'Idle'"), {"e": env}
         ).scalar_one()
-    assert row == 1
-    # a minute of data is not there yet: too soon, and no stop
-    found = candidate(env, _workspace_of(stack, env), 1, None, 1, dt.datetime.now(dt.UTC), SCALE)
-    assert found is not None
-    assert found.window == dt.timedelta(seconds=3)
-    assert found.source == "the workspace's default_idle_stop_minutes"
-    assert policy_tick(stack.reconciler.ctx).stopped == []
+    assert "for 3s (the workspace's default_idle_stop_minutes)" in message
 
 
 def test_both_label_shapes_join_to_the_environment_and_other_namespaces_do_not(

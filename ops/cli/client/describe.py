@@ -137,7 +137,7 @@ def utilisation_rows(metrics: dict[str, Any] | None) -> list[tuple[str, str]]:
             (
                 "Idle stop",
                 f"after {idle['after']} below {idle['threshold_percent']:g}% ({idle['source']}):"
-                f" {idle['state']}: {idle['message']}",
+                f" {idle['state']} — {idle['message']}",
             )
         )
     return rows
