@@ -16,6 +16,7 @@ from litestar import Router, get
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from remotegpu.api.context import AnyRequest, Api
+from remotegpu.api.openapi import answers
 from remotegpu.core.accounts.membership import workspace_access
 from remotegpu.core.accounts.workspace_settings import settings_of
 from remotegpu.core.environments.states import Phase
@@ -68,7 +69,7 @@ def environment_gpu_metrics(
     )
 
 
-@get("/metrics", sync_to_thread=True)
+@get("/metrics", sync_to_thread=True, opt=answers(404))
 def running_gpu_metrics(
     request: AnyRequest,
     api: Api,

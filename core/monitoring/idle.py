@@ -27,6 +27,9 @@ IDLE_AFTER_SQL = "e.spec->'policies'->>'idle_stop_after'"
 DEFAULT_IDLE_SQL = "CAST(w.settings->>'default_idle_stop_minutes' AS int)"
 """SQL for the workspace `w`'s default idle window in minutes (NULL when not set)."""
 
+MAX_POINTS = 10_000
+"""Points per GPU the idle check asks for at most (Prometheus refuses more than 11,000 per series)."""
+
 _CANDIDATES_SQL = text(
     f"""
     SELECT e.id, e.workspace_id, e.gpu_count, {IDLE_AFTER_SQL} AS idle_after,
@@ -103,6 +106,8 @@ def judge_idleness(
     if not candidates:
         return {}
     longest = max(c.window for c in candidates)
+    # Prometheus answers at most 11,000 points per series: a very long window gets a coarser step.
+    step = max(step, longest / MAX_POINTS)
     found = metrics.peak_utilisation(
         {c.environment_id: c.workspace_id for c in candidates}, now - longest - step, now, step
     )

@@ -43,10 +43,12 @@ from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
 from remotegpu.ops.simcluster.kubelets import PODS
 from remotegpu.ops.simcluster.server import DCGM_PATH
 from remotegpu.policies.idle import IdleState
+from remotegpu.reconciler.context import SimulatedCrashError
 from remotegpu.reconciler.loop import Reconciler
 from remotegpu.reconciler.policies import policy_tick
 from remotegpu.tests.polling import poll_until
 from remotegpu.tests.prometheus_world import Prometheus, ScrapeJob, running_prometheus
+from remotegpu.tests.reconciler.test_kill_points import KillOnce
 
 HONOURED = 'job="dcgm-honoured"'
 RENAMED = 'job="dcgm-renamed"'
@@ -215,12 +217,20 @@ def test_an_idle_environment_is_stopped_for_idling_and_a_busy_one_keeps_running(
     stack.converge(busy, "running")
     stack.sim.set_gpu_utilisation(f"env-{idle}", 0)
 
-    def stopped_for_idling() -> list[uuid.UUID]:
-        stopped = policy_tick(stack.reconciler.ctx).stopped
-        assert busy not in stopped, "a busy environment is never stopped for idling"
-        return stopped
+    # killed right after the stop is written: the next run finds it done and writes nothing twice
+    stack.reconciler.ctx.kill_point = KillOnce("policy-stopped")
 
-    assert poll_until(stopped_for_idling, 30, "the idle environment to be stopped", interval_s=0.5) == [idle]
+    def stopped_for_idling() -> bool:
+        try:
+            stopped = policy_tick(stack.reconciler.ctx).stopped
+        except SimulatedCrashError:
+            return True
+        assert busy not in stopped, "a busy environment is never stopped for idling"
+        return False
+
+    poll_until(stopped_for_idling, 30, "the idle environment to be stopped", interval_s=0.5)
+    assert stack.column(idle, "desired_state") == DesiredState.STOPPED
+    assert policy_tick(stack.reconciler.ctx).stopped == []
     assert stack.column(busy, "desired_state") == DesiredState.RUNNING
     stack.converge(idle, "stopped")
     with stack.engine.connect() as connection:
