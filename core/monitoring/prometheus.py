@@ -49,7 +49,7 @@ class PrometheusClient:
         parameters = {"query": expression}
         if at is not None:
             parameters["time"] = f"{at.timestamp():.3f}"
-        data = self._get("/api/v1/query", parameters)
+        data = self._ask("/api/v1/query", parameters)
         if data.get("resultType") != "vector":
             raise PrometheusUnavailableError(f"expected a vector answer, got {data.get('resultType')!r}")
         return [Series(item["metric"], _points([item["value"]])) for item in data["result"]]
@@ -64,7 +64,7 @@ class PrometheusClient:
             "end": f"{end.timestamp():.3f}",
             "step": f"{max(step.total_seconds(), 0.001):g}",
         }
-        data = self._get("/api/v1/query_range", parameters)
+        data = self._ask("/api/v1/query_range", parameters)
         if data.get("resultType") != "matrix":
             raise PrometheusUnavailableError(f"expected a matrix answer, got {data.get('resultType')!r}")
         return [Series(item["metric"], _points(item["values"])) for item in data["result"]]
@@ -79,11 +79,11 @@ class PrometheusClient:
             raise PrometheusUnavailableError(f"{self.url} is not ready (HTTP {answer.status_code})")
         return answer.text.strip()
 
-    def _get(self, path: str, parameters: dict[str, str]) -> dict[str, Any]:
+    def _ask(self, path: str, parameters: dict[str, str]) -> dict[str, Any]:
         # The server-side limit a little under ours, so a slow query ends as Prometheus's own error.
         parameters = {**parameters, "timeout": f"{max(int(self.timeout_s * 900), 100)}ms"}
-        try:
-            answer = self._http.get(path, params=parameters)
+        try:  # POST with a form, as Prometheus allows: a query naming many pods fits no URL
+            answer = self._http.post(path, data=parameters)
         except httpx.HTTPError as error:
             raise PrometheusUnavailableError(_transport_message(self.url, error)) from None
         try:
