@@ -89,13 +89,14 @@ class PrometheusClient:
         try:
             body = answer.json()
         except ValueError:
+            body = None
+        if not isinstance(body, dict) or body.get("status") not in ("success", "error"):
             raise PrometheusUnavailableError(
                 f"{self.url}{path} answered HTTP {answer.status_code} without a Prometheus body"
                 " (is prometheus_url the Prometheus server's address?)"
-            ) from None
-        if not isinstance(body, dict) or body.get("status") != "success":
-            error_type = body.get("errorType") if isinstance(body, dict) else None
-            error_text = body.get("error") if isinstance(body, dict) else None
+            )
+        if body["status"] != "success":
+            error_type, error_text = body.get("errorType"), body.get("error")
             blame = " (a bug in RemoteGPU's query)" if error_type == "bad_data" else ""
             raise PrometheusUnavailableError(
                 f"Prometheus answered HTTP {answer.status_code}: {error_type or 'error'}: {error_text}{blame}"

@@ -33,7 +33,7 @@ from remotegpu.core.environments.states import DesiredState
 from remotegpu.core.inventory.sync import sync_inventory
 from remotegpu.core.monitoring.gpu_metrics import GPU_UTIL, GpuMetrics, PodNamespaces
 from remotegpu.core.monitoring.idle import candidate, judge_idleness
-from remotegpu.core.monitoring.prometheus import PrometheusClient
+from remotegpu.core.monitoring.prometheus import PrometheusClient, PrometheusUnavailableError
 from remotegpu.core.monitoring.views import environment_metrics
 from remotegpu.core.platform import clock
 from remotegpu.core.platform.settings import Settings
@@ -310,6 +310,22 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def test_what_is_not_a_good_answer_from_prometheus_is_one_error_that_says_why(
+    prometheus: Prometheus, sim: SimulatedCluster
+) -> None:
+    with contextlib.closing(PrometheusClient(prometheus.url)) as client:
+        with pytest.raises(
+            PrometheusUnavailableError, match=r"HTTP 400: bad_data: .*a bug in RemoteGPU's query"
+        ):
+            client.query("sum(")
+        assert client.ready() == "Prometheus Server is Ready."
+    with (
+        contextlib.closing(PrometheusClient(sim.url)) as not_prometheus,
+        pytest.raises(PrometheusUnavailableError, match=r"without a Prometheus body \(is prometheus_url"),
+    ):
+        not_prometheus.query("up")
 
 
 def test_prometheus_unavailable_stops_nothing_and_is_said_not_raised(stack: Stack, user: User) -> None:
