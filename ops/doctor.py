@@ -229,6 +229,7 @@ class Doctor:
         finally:
             client.close()
         gpus = int(found[0].points[0][1]) if found and found[0].points else 0
+        url = client.url  # without any password the setting carries
         if gpus == 0:
             return f"{url} ready; no {GPU_UTIL} series yet: scrape NVIDIA's DCGM exporter"
         return f"{url} ready; {gpus} GPUs report {GPU_UTIL}"

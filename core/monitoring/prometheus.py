@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from remotegpu.core.platform.errors import RemoteGPUError
+from remotegpu.core.platform.settings import without_userinfo
 
 
 class PrometheusUnavailableError(RemoteGPUError):
@@ -33,12 +34,11 @@ class Series:
 class PrometheusClient:
     """Queries one Prometheus; safe to share between threads (httpx's client is)."""
 
-    def __init__(
-        self, url: str, *, timeout_s: float = 5.0, transport: httpx.BaseTransport | None = None
-    ) -> None:
-        self.url = url.rstrip("/")
+    def __init__(self, url: str, *, timeout_s: float = 5.0) -> None:
+        self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout_s)
+        self.url = without_userinfo(url.rstrip("/"))
+        """The address as messages show it: a `user:password@` in the setting is left out."""
         self.timeout_s = timeout_s
-        self._http = httpx.Client(base_url=self.url, timeout=timeout_s, transport=transport)
 
     def close(self) -> None:
         """Close the connections."""

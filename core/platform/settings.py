@@ -12,6 +12,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 from sqlalchemy.engine import make_url
@@ -286,10 +287,18 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
                 value = _REDACTED
             elif field == "database_url" and value is not None:
                 value = redact_url(value)
+            elif field == "prometheus_url" and value is not None:
+                value = without_userinfo(value)
             elif isinstance(value, Path):
                 value = str(value)
             shown[field] = value
         return shown
+
+
+def without_userinfo(url: str) -> str:
+    """An http(s) URL without any `user:password@` it may carry (a Prometheus behind basic auth)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def redact_url(url: str) -> str:
