@@ -141,5 +141,6 @@ def test_it_runs_without_a_database_url() -> None:
     assert all(row["state"] == "not configured" for row in found.values())
     assert "set DATABASE_URL" in found["database"]["detail"]
     assert "set prometheus_url" in found["prometheus"]["detail"]
-    table = CliRunner().invoke(app, ["doctor"], env={"DATABASE_URL": None, "COLUMNS": "300"})
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("REMOTEGPU_")}
+    table = CliRunner().invoke(app, ["doctor"], env=env | {"DATABASE_URL": None, "COLUMNS": "300"})
     assert [line.split()[0] for line in table.stdout.splitlines()[1:7]] == PARTS
