@@ -32,6 +32,7 @@ from remotegpu.api.routes import (
     auth,
     billing,
     environments,
+    gpu_metrics,
     hosts,
     images,
     ops,
@@ -45,6 +46,7 @@ from remotegpu.api.routes import (
 )
 from remotegpu.core.accounts.credential_cache import PrincipalCache, listen_for_credential_changes
 from remotegpu.core.accounts.sign_in_limits import SignInLimits
+from remotegpu.core.monitoring.gpu_metrics import GpuMetrics
 from remotegpu.core.platform.db import make_async_pool, make_engine
 from remotegpu.core.platform.settings import Settings
 from remotegpu.core.registry.directory import ClientFactory
@@ -110,6 +112,8 @@ def create_app(
                 await task
         await read_pool.close()
         read_engine.dispose()
+        if context.gpu_metrics is not None:
+            context.gpu_metrics.close()
 
     context = ApiContext(
         engine=engine,
@@ -126,6 +130,10 @@ def create_app(
         currency=settings.currency,
         billing_period=settings.billing_period,
         registry_clients=registry_clients,
+        gpu_metrics=GpuMetrics.from_settings(settings),
+        idle_threshold_percent=settings.idle_gpu_threshold_percent,
+        idle_step=dt.timedelta(seconds=settings.idle_step_seconds),
+        idle_time_scale=settings.idle_time_scale,
     )
     cors = _cors(settings.cors_origins)
     live = LiveApiSettings(
@@ -141,6 +149,7 @@ def create_app(
             quotas.router,
             hosts.router,
             environments.router,
+            gpu_metrics.router,
             images.router,
             billing.router,
             prices.router,

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine
 from remotegpu.api.security import authenticate, authenticate_async
 from remotegpu.core.accounts.credential_cache import PrincipalCache
 from remotegpu.core.accounts.users import Principal
+from remotegpu.core.monitoring.gpu_metrics import GpuMetrics
 from remotegpu.core.platform.settings import BillingPeriod
 from remotegpu.core.registry.directory import ClientFactory
 from remotegpu.core.registry.factory import default_client_factory
@@ -73,6 +74,14 @@ class ApiContext:
     """Where usage windows start by default and tails are cut (the `billing_period` setting)."""
     registry_clients: ClientFactory = default_client_factory
     """Builds a configured registry's client for `POST /images/sync` (tests may give their own)."""
+    gpu_metrics: GpuMetrics | None = None
+    """GPU utilisation from Prometheus; None when `prometheus_url` is not set."""
+    idle_threshold_percent: float = 5.0
+    """The `idle_gpu_threshold_percent` setting."""
+    idle_step: dt.timedelta = dt.timedelta(seconds=60)
+    """The `idle_step_seconds` setting."""
+    idle_time_scale: float = 1.0
+    """The `idle_time_scale` setting."""
 
     @property
     def secrets(self) -> SecretStore:

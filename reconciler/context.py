@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from remotegpu.core.cluster.driver import ClusterDriver
 from remotegpu.core.environments.access_keys import PlatformKeys
 from remotegpu.core.gateways.configured import ConfiguredGateways
+from remotegpu.core.monitoring.gpu_metrics import GpuMetrics
 from remotegpu.core.platform.settings import Settings
 from remotegpu.core.registry.directory import RegistryDirectory
 from remotegpu.core.secrets.store import SecretStore
@@ -56,6 +57,8 @@ class ReconcilerContext:
     registries: RegistryDirectory | None = None
     """The configured registries: the catalog sync reads them, the pinning step resolves tags at them.
     None: no registry is synced and images run by tag."""
+    gpu_metrics: GpuMetrics | None = None
+    """GPU utilisation from Prometheus (the idle check); None when `prometheus_url` is not set."""
 
     def backoff(self, attempt: int) -> dt.timedelta:
         """Delay before retry number `attempt` (0-based): exponential, capped, with jitter in [½, 1]."""

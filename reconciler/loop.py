@@ -30,6 +30,7 @@ from sqlalchemy.engine import URL, make_url
 from remotegpu.core.cluster.driver import ClusterDriver, PullSecretConsumer, WorkloadWatcher
 from remotegpu.core.environments.access_keys import PlatformKeys
 from remotegpu.core.gateways.configured import ConfiguredGateways
+from remotegpu.core.monitoring.gpu_metrics import GpuMetrics
 from remotegpu.core.platform.db import make_engine, normalise_url
 from remotegpu.core.platform.log_context import bound_log_fields
 from remotegpu.core.platform.notify import CHANNEL
@@ -121,6 +122,7 @@ class Reconciler:
             gateways=ConfiguredGateways(settings, store) if len(settings.configured_gateways()) > 1 else None,
             metrics=ReconcilerMetrics(shard),
             registries=RegistryDirectory(engine, store, registry_clients or default_client_factory),
+            gpu_metrics=GpuMetrics.from_settings(settings),
         )
         if isinstance(cluster, PullSecretConsumer) and self.ctx.registries is not None:
             cluster.use_pull_secrets(self.ctx.registries.pull_secret)
@@ -254,6 +256,8 @@ class Reconciler:
         if self._metrics_server is not None:
             self._metrics_server.close()
             self._metrics_server = None
+        if self.ctx.gpu_metrics is not None:
+            self.ctx.gpu_metrics.close()
         self.ctx.engine.dispose()
 
     def _release_leases(self) -> None:

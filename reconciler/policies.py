@@ -2,6 +2,10 @@
 
 - **Max duration**: an environment past its spec's `policies.max_duration`, counted from the start of
   its current run (`core.environments.run_limits`), is stopped with the reason `MaxDurationReached`.
+- **Idle GPUs**: a running environment whose GPUs were all below `idle_gpu_threshold_percent` for its
+  `policies.idle_stop_after` (else its workspace's `default_idle_stop_minutes`) is stopped with `Idle`
+  (`core.monitoring.idle`). One Prometheus query per run for all of them, sent with no database session
+  open; Prometheus not answering, or data that does not cover the window, stops nothing.
 - **Spending limits**: a workspace that spent its limit for the period (`core.billing.budget`) has its
   environments that hold capacity stopped with `BudgetExceeded` (new ones wait in the scheduling pass);
   one that spent 80 % or more gets one `BudgetWarning` event per period.
@@ -28,8 +32,11 @@ from remotegpu.core.billing.budget import Budget, BudgetState, budgets
 from remotegpu.core.environments.desired import PolicyReason, set_desired_state
 from remotegpu.core.environments.run_limits import MAX_DURATION_SQL, RUN_STARTED_SQL, run_deadline
 from remotegpu.core.environments.states import ActorKind, DesiredState
+from remotegpu.core.monitoring.idle import IdleCandidate, idle_candidates, idle_message, judge_idleness
+from remotegpu.core.monitoring.prometheus import PrometheusUnavailableError
 from remotegpu.core.platform import clock
 from remotegpu.core.platform.events import record_event
+from remotegpu.policies.idle import IdleState, format_span
 from remotegpu.reconciler.context import ReconcilerContext
 from remotegpu.reconciler.leader import fence
 
@@ -38,6 +45,7 @@ log = logging.getLogger(__name__)
 BUDGET_EXCEEDED = "BudgetExceeded"
 MAX_DURATION_REACHED = "MaxDurationReached"
 BUDGET_WARNING = "BudgetWarning"
+IDLE = "Idle"
 
 _TIMED_SQL = text(
     f"""
@@ -96,6 +104,12 @@ def policy_tick(ctx: ReconcilerContext) -> PolicyReport:
         stops = _max_duration_stops(connection, ctx.shard, now)
         found = budgets(connection, now, ctx.settings.billing_period)
         stops += _budget_stops(connection, ctx, found)
+        idle = (
+            idle_candidates(connection, ctx.shard, ctx.settings.idle_time_scale)
+            if ctx.gpu_metrics is not None
+            else []
+        )
+    stops += _idle_stops(ctx, idle, now, already={stop.environment_id for stop in stops})
     ctx.kill_point("policy-planned")
     report = PolicyReport()
     for stop in stops:
@@ -132,6 +146,37 @@ def _max_duration_stops(connection: Connection, shard: int, now: dt.datetime) ->
         )
         data = {"max_duration": row.max_duration, "run_started_at": row.run_started_at, "deadline": deadline}
         stops.append(Stop(row.id, PolicyReason(MAX_DURATION_REACHED, message, data)))
+    return stops
+
+
+def _idle_stops(
+    ctx: ReconcilerContext, candidates: list[IdleCandidate], now: dt.datetime, already: set[uuid.UUID]
+) -> list[Stop]:
+    """Stops for the idle ones among `candidates` (not already stopped for another reason): one query."""
+    candidates = [c for c in candidates if c.environment_id not in already]
+    if ctx.gpu_metrics is None or not candidates:
+        return []
+    threshold = ctx.settings.idle_gpu_threshold_percent
+    try:
+        verdicts = judge_idleness(
+            ctx.gpu_metrics,
+            candidates,
+            now=now,
+            step=dt.timedelta(seconds=ctx.settings.idle_step_seconds),
+            threshold=threshold,
+        )
+    except PrometheusUnavailableError as error:
+        log.warning("Idle check skipped", extra={"reason": str(error)})
+        return []
+    stops = []
+    for c in candidates:
+        if verdicts[c.environment_id].state is IdleState.IDLE:
+            data = {
+                "idle_stop_after": format_span(c.window),
+                "threshold_percent": threshold,
+                "source": c.source,
+            }
+            stops.append(Stop(c.environment_id, PolicyReason(IDLE, idle_message(c, threshold), data)))
     return stops
 
 

@@ -11,7 +11,7 @@ import contextlib
 import shutil
 import socket
 import subprocess
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,8 @@ class ScrapeJob:
     honor_labels: bool = False
     """Off, Prometheus renames a scraped `pod` or `namespace` label to `exported_pod`/`exported_namespace`
     (it adds its own target labels); on, the scraped labels win."""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """Target labels, as Kubernetes service discovery attaches the exporter's own `pod` and `namespace`."""
 
     def config(self) -> dict[str, Any]:
         return {
@@ -43,7 +45,7 @@ class ScrapeJob:
             "honor_labels": self.honor_labels,
             "scrape_interval": "1s",
             "scrape_timeout": "1s",
-            "static_configs": [{"targets": list(self.targets)}],
+            "static_configs": [{"targets": list(self.targets), "labels": dict(self.labels)}],
         }
 
 

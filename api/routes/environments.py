@@ -69,8 +69,8 @@ class CostOut(msgspec.Struct):
 
 
 class PolicyStopOut(msgspec.Struct):
-    """Why the system stopped the environment (its `PolicyStopped` condition): `BudgetExceeded` or
-    `MaxDurationReached`, a sentence, and when. Gone once someone starts it again."""
+    """Why the system stopped the environment (its `PolicyStopped` condition): `BudgetExceeded`,
+    `MaxDurationReached` or `Idle`, a sentence, and when. Gone once someone starts it again."""
 
     reason: str
     message: str
@@ -115,7 +115,7 @@ class EnvironmentOut(msgspec.Struct):
     """Only in `GET /environments/{id}`, and only for the environment's owner, the workspace's owners
     and admins, and platform admins (null for everyone else)."""
     policy_stop: PolicyStopOut | None = None
-    """Why the system stopped it (a spent budget, its max duration); null when it did not."""
+    """Why the system stopped it (a spent budget, its max duration, idle GPUs); null when it did not."""
     max_duration_deadline: dt.datetime | None = None
     """Only in `GET /environments/{id}`: when the current run reaches the spec's `policies.max_duration`
     and is stopped (null without a limit or when not running)."""

@@ -15,8 +15,9 @@ Settings in use:
 - `spending_limit`: a limit per billing period as a decimal string in the billing currency (None:
   none), read by `core.billing.budget`: a warning at 80 %, and at 100 % new environments wait and
   running ones are stopped (`reconciler.policies`).
-Homes for later settings, stored and shown but not acted on yet (so they are not invented three times):
-- `default_idle_stop_minutes`: stop an idle environment after this many minutes (None: never).
+- `default_idle_stop_minutes`: the idle window of environments whose spec has no
+  `policies.idle_stop_after` (None: never), read by `core.monitoring.idle`: a running environment whose
+  GPUs were all idle that long is stopped (`reconciler.policies`).
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ class WorkspaceSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     """How the workspace's environments are reached (None: the deployment's choice); changes apply to
     environments started after the change."""
     default_idle_stop_minutes: IdleMinutes | None = None
-    """Reserved: not acted on yet."""
+    """Stop a running environment whose GPUs were all idle this many minutes, unless its spec says
+    otherwise (`policies.idle_stop_after`); None: never. Needs monitoring (`prometheus_url`)."""
     spending_limit: str | None = None
     """A decimal amount per billing period, e.g. "250.00" (None: no limit); owners set it."""
 

@@ -20,6 +20,9 @@ from remotegpu.core.inventory.sync import ObservedNode
 from remotegpu.core.platform.errors import ConflictError
 from remotegpu.core.registry.credentials import PullSecret
 
+WORKSPACE_NAMESPACE_PREFIX = "rgpu-ws-"
+"""With `namespace_per_workspace`, a workspace's objects live in `rgpu-ws-<workspace id>`."""
+
 
 def workload_name(environment_id: uuid.UUID) -> str:
     """Deterministic object name of an environment's pod (and service, volumes' prefix)."""

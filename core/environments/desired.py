@@ -127,7 +127,7 @@ _SET_DESIRED_SQL = text(
 @dataclass(frozen=True)
 class PolicyReason:
     """Why the system (not a user) changes the desired state: a machine-readable `reason`
-    (`BudgetExceeded`, `MaxDurationReached`), a sentence for people, and facts for the event's data."""
+    (`BudgetExceeded`, `MaxDurationReached`, `Idle`), a sentence for people, and facts for the event's data."""
 
     reason: str
     message: str

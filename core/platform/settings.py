@@ -12,6 +12,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 from sqlalchemy.engine import make_url
@@ -185,6 +186,22 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Jumpserver: its address, e.g. https://jumpserver.example.org."""
     jumpserver_org: str = "00000000-0000-0000-0000-000000000002"
     """Jumpserver: the organisation (X-JMS-ORG) assets and permissions are created in; the default org."""
+    prometheus_url: str | None = None
+    """Monitoring: the Prometheus that scrapes NVIDIA's DCGM exporter, e.g. http://prometheus:9090 (None:
+    monitoring is not configured: no GPU utilisation is shown and no environment is stopped for idling)."""
+    prometheus_timeout_seconds: float = 5.0
+    """Monitoring: how long one query to Prometheus may take before it counts as unavailable."""
+    dcgm_selector: str = ""
+    """Monitoring: label matchers added to every query of the DCGM series, e.g. `cluster="lab-a"` when one
+    Prometheus watches several clusters or `job="dcgm-exporter"` when several jobs scrape the exporter."""
+    idle_gpu_threshold_percent: float = 5.0
+    """Idle stop: a GPU below this utilisation (DCGM_FI_DEV_GPU_UTIL, %) counts as idle."""
+    idle_time_scale: float = 1.0
+    """Idle stop: every idle window is multiplied by this; 1 in production, less in tests and demos (0.05
+    makes a `1m` idle_stop_after a 3-second window)."""
+    idle_step_seconds: float = 60.0
+    """Idle stop: the resolution of the idle check, at least the DCGM exporter's scrape interval; each
+    point is a GPU's highest utilisation over the step before it, so no busy moment is missed."""
 
     def __post_init__(self) -> None:
         if self.database_url is not None:
@@ -226,6 +243,25 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         self._check_gateways()
         self._check_billing()
         self._check_cors()
+        self._check_monitoring()
+
+    def _check_monitoring(self) -> None:
+        if self.prometheus_url is not None and not self.prometheus_url.startswith(("http://", "https://")):
+            raise SettingsError(
+                f"prometheus_url: {self.prometheus_url!r} is not an http(s) URL; e.g. http://prometheus:9090"
+            )
+        if self.prometheus_timeout_seconds <= 0:
+            raise SettingsError("prometheus_timeout_seconds: must be more than 0 seconds")
+        if not 0 < self.idle_gpu_threshold_percent <= 100:
+            raise SettingsError("idle_gpu_threshold_percent: must be more than 0 and at most 100")
+        if not 0 < self.idle_time_scale <= 1:
+            raise SettingsError("idle_time_scale: must be more than 0 and at most 1")
+        if self.idle_step_seconds < 1:
+            raise SettingsError("idle_step_seconds: must be at least 1 second")
+        if any(character in self.dcgm_selector for character in "{}"):
+            raise SettingsError(
+                'dcgm_selector: write the label matchers without braces, e.g. cluster="lab-a",job="dcgm"'
+            )
 
     def _check_billing(self) -> None:
         if len(self.currency) != 3 or not self.currency.isalpha() or not self.currency.isupper():
@@ -288,10 +324,18 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
                 value = _REDACTED
             elif field == "database_url" and value is not None:
                 value = redact_url(value)
+            elif field == "prometheus_url" and value is not None:
+                value = without_userinfo(value)
             elif isinstance(value, Path):
                 value = str(value)
             shown[field] = value
         return shown
+
+
+def without_userinfo(url: str) -> str:
+    """An http(s) URL without any `user:password@` it may carry (a Prometheus behind basic auth)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def redact_url(url: str) -> str:

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import yaml
 
-from remotegpu.ops.simcluster.kubelets import NODES, Faults, Kubelets, device_uuid
-from remotegpu.ops.simcluster.server import SimulatedApiServer
+from remotegpu.ops.simcluster.dcgm import UTILISATION_ANNOTATION
+from remotegpu.ops.simcluster.kubelets import NODES, PODS, Faults, Kubelets, device_uuid
+from remotegpu.ops.simcluster.server import DCGM_PATH, SimulatedApiServer
 from remotegpu.ops.simcluster.store import BY_PATH, Store, now_iso
 
 
@@ -202,6 +203,21 @@ class SimulatedCluster:
     def drop_watches(self) -> int:
         """End every open watch stream (clients must reconnect); returns how many were open."""
         return self.store.end_watches()
+
+    @property
+    def dcgm_url(self) -> str:
+        """Where the simulated DCGM exporter serves its metrics (for a Prometheus scrape job)."""
+        return self.url + DCGM_PATH
+
+    def set_gpu_utilisation(self, pod: str, percent: float | None, namespace: str = "default") -> None:
+        """Make the GPUs of `pod` run at `percent` in the DCGM exporter's series (None: the default), as
+        `kubectl annotate pod POD remotegpu.io/sim-gpu-utilisation=PERCENT` does."""
+        value = None if percent is None else f"{percent:g}"
+        self.store.patch(PODS, namespace, pod, {"metadata": {"annotations": {UTILISATION_ANNOTATION: value}}})
+
+    def set_default_gpu_utilisation(self, percent: float) -> None:
+        """The utilisation of the GPUs of pods without the annotation (0 % to begin with)."""
+        self.faults.gpu_utilisation = percent
 
     def slow_down(self, milliseconds: int) -> None:
         """Delay every response."""

@@ -63,6 +63,8 @@ class Faults:
     error_rate_5xx: float = 0.0
     next_5xx: int = 0
     slow_ms: int = 0
+    gpu_utilisation: float = 0.0
+    """What the simulated DCGM exporter reports for the GPUs of a pod without a utilisation annotation."""
 
     def pull_fails(self, image: str) -> bool:
         """Whether pulling `image` fails: it is on the deny-list (as written, or its repository), or its

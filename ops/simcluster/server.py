@@ -5,7 +5,9 @@ networking.k8s.io/v1 resources (cluster-wide and per namespace), `status` subres
 (with `follow=true` a chunked stream of lines as the container writes them, until the pod ends or the
 client goes away; 400 while the container has not started, as the kubelet answers), `?watch=1` streams
 (newline-delimited JSON over chunked encoding), label and field selectors, and errors as `Status`
-bodies. Faults: a share of requests answered 500/503, and slow responses.
+bodies. Faults: a share of requests answered 500/503, and slow responses. Beside the API, the
+simulated DCGM exporter's `GET /dcgm/metrics` (`dcgm`), which the API's faults do not touch: in a real
+cluster the exporter is another process.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from remotegpu.ops.simcluster import dcgm
 from remotegpu.ops.simcluster.kubelets import Faults, Kubelets
 from remotegpu.ops.simcluster.selectors import field_selector, label_selector
 from remotegpu.ops.simcluster.store import BY_PATH, RESOURCES, ApiError, Obj, Resource, Store
@@ -33,6 +36,9 @@ _PATH = re.compile(
     r"/(?P<plural>[a-z]+)(?:/(?P<name>[^/]+)(?:/(?P<sub>status|log))?)?$"
 )
 _NAMESPACE_ITEM = re.compile(r"^/api/v1/namespaces/(?P<name>[^/]+)(?:/(?P<sub>status))?$")
+
+DCGM_PATH = "/dcgm/metrics"
+"""Where the simulated DCGM exporter answers (a real one serves `/metrics` on port 9400)."""
 
 VERSION = {
     "major": "1",
@@ -143,6 +149,10 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         query = {key: values[-1] for key, values in parse_qs(url.query).items()}
         body = self._body()
+        if method == "GET" and url.path == DCGM_PATH:
+            text = dcgm.render(self.server.store, self.server.faults.gpu_utilisation)
+            self._respond(200, "text/plain; version=0.0.4; charset=utf-8", text.encode())
+            return
         try:
             self._inject_faults()
             self._route(method, url.path.rstrip("/") or "/", query, body)

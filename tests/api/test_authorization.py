@@ -243,6 +243,8 @@ ROUTES = [
     Route("GET", "/environments/{members_env}/access", "viewer"),
     Route("GET", "/environments/{members_env}/events", "viewer"),
     Route("GET", "/environments/{members_env}/queue", "viewer"),
+    Route("GET", "/environments/{members_env}/metrics?range=1h", "viewer"),
+    Route("GET", "/environments/metrics", "signed-in"),
     # The environment waits for GPUs, so whoever may read its log is told it has no container yet.
     Route("GET", "/environments/{members_env}/logs", "viewer", ok=409),
     Route(

@@ -68,6 +68,14 @@ def test_malformed_value_names_the_variable() -> None:
         ({"REMOTEGPU_METER_CLOSE_SECONDS": "-1"}, "meter_close_seconds"),
         # usage closed after its invoice is final would land on the next one as an adjustment
         ({"REMOTEGPU_INVOICE_GRACE_SECONDS": "1800"}, "meter_close_seconds.*raise invoice_grace_seconds"),
+        ({"REMOTEGPU_PROMETHEUS_URL": "prometheus:9090"}, "prometheus_url.*http://prometheus:9090"),
+        ({"REMOTEGPU_IDLE_GPU_THRESHOLD_PERCENT": "0"}, "idle_gpu_threshold_percent"),
+        ({"REMOTEGPU_IDLE_STEP_SECONDS": "0.5"}, "idle_step_seconds"),
+        ({"REMOTEGPU_IDLE_TIME_SCALE": "2"}, "idle_time_scale"),
+        (
+            {"REMOTEGPU_DCGM_SELECTOR": '{job="dcgm"}'},
+            "dcgm_selector: write the label matchers without braces",
+        ),
     ],
 )
 def test_invalid_values_are_refused_with_the_field_named(variables: dict[str, str], field: str) -> None:
@@ -85,11 +93,13 @@ def test_secrets_never_appear_in_repr_or_describe() -> None:
         {
             "DATABASE_URL": "postgresql://app:hunter2-db@db:5432/rgpu",
             "REMOTEGPU_JWT_SECRET": "hunter2-jwt-" + "k" * 32,
+            "REMOTEGPU_PROMETHEUS_URL": "https://monitor:hunter2-prom@prometheus.example.org:9090",
         }
     )
     shown = repr(settings) + str(settings.describe())
     assert "hunter2" not in shown
     assert "app:***@db:5432/rgpu" in shown
+    assert settings.describe()["prometheus_url"] == "https://prometheus.example.org:9090"
     assert settings.jwt_secret == "hunter2-jwt-" + "k" * 32
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from kubernetes import client  # type: ignore[import-untyped,unused-ignore]
 
 from remotegpu.core.cluster.driver import (
+    WORKSPACE_NAMESPACE_PREFIX,
     NoContainerError,
     PodObservation,
     PodState,
@@ -74,7 +75,7 @@ class KubernetesCluster:
         *,
         namespace: str = "default",
         namespace_per_workspace: bool = False,
-        namespace_prefix: str = "rgpu-ws-",
+        namespace_prefix: str = WORKSPACE_NAMESPACE_PREFIX,
         storage_class: str | None = None,
         access_image: str = ACCESS_IMAGE,
         registry_credentials: Callable[[], str | None] | None = None,

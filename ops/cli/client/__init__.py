@@ -3,7 +3,7 @@
 `login`, `register`, `apply -f`, `get`, `describe`, `start|stop|restart|delete`, `logs -f`, `watch`,
 `workspaces`, `ssh-keys`, `ops status`, `quota set`, `hosts cordon|uncordon|drain`,
 `registry add|remove|login|logout|list`, `images sync`,
-`billing invoices`, `prices set|list`. Tables by
+`billing invoices`, `prices set|list`, `top`. Tables by
 default, `-o json|yaml` for scripts; errors are one line on stderr and a non-zero exit status.
 
 One module per noun; `session.py` signs a command in and resolves its workspace, `options.py` holds the
@@ -28,6 +28,7 @@ from remotegpu.ops.cli.client.prices import prices_app
 from remotegpu.ops.cli.client.quotas import quota_app
 from remotegpu.ops.cli.client.registry import get_registries, registry_app
 from remotegpu.ops.cli.client.ssh_keys import ssh_keys_app
+from remotegpu.ops.cli.client.top import top
 from remotegpu.ops.cli.client.watch import watch
 from remotegpu.ops.cli.client.workspaces import get_workspaces, workspaces_app
 
@@ -66,6 +67,7 @@ def register_commands(app: typer.Typer) -> None:
         logs,
         watch,
         access,
+        top,
     ):
         app.command(rich_help_panel=PANEL)(command)
     for group, name in (

@@ -1,5 +1,5 @@
 """`remotegpu describe env`: one environment in full (spec, phase, cost so far, policy stops, deadline,
-budget, conditions, access, events)."""
+budget, GPU utilisation and the idle check, conditions, access, events)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from remotegpu.ops.api_client import ApiClient
 from remotegpu.ops.cli.client.environments import find_environment
 from remotegpu.ops.cli.client.options import Name, Output, Workspace
 from remotegpu.ops.cli.client.session import signed_in_client
+from remotegpu.ops.cli.client.top import readings
 from remotegpu.ops.cli.consoles import console
 from remotegpu.ops.output import OutputFormat, emit, table
 
@@ -28,8 +29,9 @@ def describe_env(name: Name, workspace: Workspace = None, output: Output = Outpu
         environment = find_environment(client, name, workspace)
         events = client.get(f"/environments/{environment['id']}/events")["items"]
         access = _access(client, environment)
+        metrics = _metrics(client, environment)
     if output is not OutputFormat.TABLE:
-        emit(console, {**environment, "events": events, "access": access}, output, [])
+        emit(console, {**environment, "events": events, "access": access, "metrics": metrics}, output, [])
         return
     rows = [
         ("Name", f"{environment['name']}  ({environment['id']})"),
@@ -53,6 +55,7 @@ def describe_env(name: Name, workspace: Workspace = None, output: Output = Outpu
     elif environment.get("queue_reason"):  # waits for something other than room: quota, a spent budget
         rows.append(("Queue", environment["queue_reason"]))
     rows += policy_rows(environment)
+    rows += utilisation_rows(metrics)
     if environment["message"]:
         rows.append(("Message", environment["message"]))
     for key, value in rows:
@@ -116,6 +119,38 @@ def policy_rows(environment: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def utilisation_rows(metrics: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """Each GPU's newest utilisation, memory and power, and what the idle check says (a running
+    environment only); or why there are none (monitoring not configured, Prometheus unavailable)."""
+    if metrics is None:
+        return []
+    rows = []
+    if metrics["monitoring"]["state"] != "ok":
+        rows.append(("GPU use", metrics["monitoring"]["message"]))
+    elif not metrics["gpus"]:
+        rows.append(
+            ("GPU use", f"no utilisation data in the last {metrics['range']} (is the DCGM exporter scraped?)")
+        )
+    for gpu in metrics["gpus"]:
+        shown = readings(gpu)
+        rows.append(
+            (
+                f"GPU {gpu['gpu']}",
+                f"{shown['util']} util, {shown['memory']}, {shown['power']}  ({gpu['hostname']}, {gpu['uuid']})",
+            )
+        )
+    idle = metrics.get("idle")
+    if idle:
+        rows.append(
+            (
+                "Idle stop",
+                f"after {idle['after']} below {idle['threshold_percent']:g}% ({idle['source']}):"
+                f" {idle['state']} — {idle['message']}",
+            )
+        )
+    return rows
+
+
 def budget_text(budget: dict[str, Any]) -> str:
     """`WARNING: 85.0% of the limit spent (85.00 of 100 USD)`, or the state alone without the figures."""
     shown = "EXHAUSTED" if budget["state"] == "exhausted" else "WARNING"
@@ -130,6 +165,13 @@ def budget_text(budget: dict[str, Any]) -> str:
 
 def _getter(key: str) -> Callable[[dict[str, Any]], Any]:
     return lambda item: item.get(key)
+
+
+def _metrics(client: ApiClient, environment: dict[str, Any]) -> dict[str, Any] | None:
+    """The GPU metrics of a running environment over the last hour (None when it does not run)."""
+    if environment["phase"] != "running":
+        return None
+    return dict(client.get(f"/environments/{environment['id']}/metrics", range="1h"))
 
 
 def _access(client: ApiClient, environment: dict[str, Any]) -> list[dict[str, Any]]:

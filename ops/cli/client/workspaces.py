@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from remotegpu.core.platform.errors import RemoteGPUError
 from remotegpu.ops.api_client import load_profile, save_profile
 from remotegpu.ops.cli.client.options import Output, Workspace
 from remotegpu.ops.cli.client.session import required_workspace, signed_in_client, workspace_id
@@ -82,12 +83,22 @@ def workspace_settings(
             " (owners). At 80% a warning; at 100% new environments wait and running ones stop.",
         ),
     ] = None,
+    idle_stop_minutes: Annotated[
+        str | None,
+        typer.Option(
+            "--idle-stop-minutes",
+            help="Stop a running environment whose GPUs were all idle this many minutes, unless its spec"
+            " sets policies.idle_stop_after; `none` to never (needs monitoring: see `remotegpu doctor`).",
+        ),
+    ] = None,
     workspace: Workspace = None,
     output: Output = OutputFormat.TABLE,
 ) -> None:
     """Show the workspace's settings; with a flag, change it first (admins and owners; the spending
     limit owners only)."""
     changes: dict[str, object] = {}
+    if idle_stop_minutes is not None:
+        changes["default_idle_stop_minutes"] = _minutes(idle_stop_minutes)
     if spending_limit is not None:
         changes["spending_limit"] = None if spending_limit.lower() == "none" else spending_limit
     if admin_keys is not None:
@@ -107,6 +118,14 @@ def workspace_settings(
             ("VALUE", lambda s: "-" if s["value"] is None else str(s["value"])),
         ],
     )
+
+
+def _minutes(value: str) -> int | None:
+    if value.lower() == "none":
+        return None
+    if not value.isdigit():
+        raise RemoteGPUError(f"--idle-stop-minutes: {value!r} is not a whole number of minutes (or `none`)")
+    return int(value)
 
 
 def get_workspaces(output: Output = OutputFormat.TABLE) -> None:

@@ -14,6 +14,7 @@ from remotegpu.ops.cli.server.bench import bench
 from remotegpu.ops.cli.server.chaos import chaos
 from remotegpu.ops.cli.server.db import db_app
 from remotegpu.ops.cli.server.dev import dev
+from remotegpu.ops.cli.server.doctor import doctor
 from remotegpu.ops.cli.server.gateways import gateways_app
 from remotegpu.ops.cli.server.reconciler import reconciler
 from remotegpu.ops.cli.server.secrets import secrets_app
@@ -25,7 +26,7 @@ PANEL = "Server"
 
 def register_commands(app: typer.Typer) -> None:
     """Add the server-side commands to the `remotegpu` app, in the Server panel of its help."""
-    for command in (dev, api, reconciler, simcluster, bench, chaos):
+    for command in (dev, api, reconciler, simcluster, doctor, bench, chaos):
         app.command(rich_help_panel=PANEL)(command)
     app.add_typer(db_app, name="db", rich_help_panel=PANEL)
     app.add_typer(users_app, name="users", rich_help_panel=PANEL)

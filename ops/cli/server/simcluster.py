@@ -63,5 +63,8 @@ def simcluster(
             console.print(f"Simulated cluster at {cluster.url}: {nodes} nodes × {gpus_per_node} {model}")
             console.print(f"kubeconfig: {path}", highlight=False, soft_wrap=True)
             console.print(f"Try: kubectl --kubeconfig {path} get nodes", highlight=False, soft_wrap=True)
+            console.print(
+                f"DCGM exporter (for Prometheus): {cluster.dcgm_url}", highlight=False, soft_wrap=True
+            )
             wait_for_stop()
     console.print("Stopped.")

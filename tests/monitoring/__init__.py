@@ -1,0 +1,1 @@
+"""Monitoring against a real Prometheus: the DCGM series of the simulated cluster, GPU metrics, idle stop."""
