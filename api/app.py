@@ -27,7 +27,6 @@ from remotegpu.api.drain import Drain, DrainMiddleware
 from remotegpu.api.openapi import document_error_answers
 from remotegpu.api.problems import EXCEPTION_HANDLERS, read_request_input
 from remotegpu.api.reload import LiveApiSettings
-from remotegpu.api.request_log import RequestLogMiddleware
 from remotegpu.api.routes import (
     auth,
     billing,
@@ -85,17 +84,21 @@ def create_app(
     *,
     logs: LogReader | None = None,
     registry_clients: ClientFactory = default_client_factory,
+    application_name: str = "remotegpu-api",
 ) -> Litestar:
     """The API app for `engine`, signing tokens with `settings.jwt_secret` (a random key when unset:
-    tokens then die with the process, fine for one-off runs, wrong for replicas)."""
+    tokens then die with the process, fine for one-off runs, wrong for replicas). Its own connections
+    are named `application_name` plus `-read` and `-async` in `pg_stat_activity`."""
     read_engine = make_engine(
         engine.url,
         pool_size=settings.db_pool_size,
-        application_name="remotegpu-api-read",
+        application_name=f"{application_name}-read",
         pre_ping=False,
         autocommit=True,
     )
-    read_pool = make_async_pool(engine.url, size=settings.db_pool_size)
+    read_pool = make_async_pool(
+        engine.url, size=settings.db_pool_size, application_name=f"{application_name}-async"
+    )
 
     principals = PrincipalCache()
     listener: list[asyncio.Task[None]] = []
@@ -167,7 +170,7 @@ def create_app(
         dependencies={"api": Provide(lambda: context, sync_to_thread=False, use_cache=True)},
         exception_handlers=EXCEPTION_HANDLERS,
         before_request=read_request_input,
-        middleware=[RequestLogMiddleware, DefineMiddleware(DrainMiddleware, drain=drain), metrics.middleware],
+        middleware=[DefineMiddleware(DrainMiddleware, drain=drain), metrics.middleware],
         cors_config=cors,
         request_max_body_size=settings.max_request_bytes,
         openapi_config=OpenAPIConfig(

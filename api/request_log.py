@@ -1,5 +1,8 @@
 """One log line per API call, and the request id that ties a user's report to it.
 
+It wraps the whole ASGI app (`ops.api_server` serves `RequestLogMiddleware(app)`), so an answer no route
+gives — an unknown path, a wrong method — has its id and its line too.
+
 The id is the caller's `X-Request-ID` when it is a short token (a proxy's or a client's own), else a new
 one; it is bound to every record logged while the request runs (`core.platform.log_context`), returned
 in the `X-Request-ID` header, and written into problem documents (`api.problems`). The line carries the
@@ -57,12 +60,13 @@ class RequestLogMiddleware:
                 message["headers"] = [*message.get("headers", ()), (HEADER, request_id.encode())]
             await send(message)
 
-        params: dict[str, Any] = dict(scope.get("path_params") or {})
-        ids = {field: str(params[name]) for name, field in _IDS.items() if name in params}
-        with bound_log_fields(request_id=request_id, **ids) as fields:
+        with bound_log_fields(request_id=request_id) as fields:
             try:
                 await self.app(scope, receive, answer)
             finally:
+                # the router filled these in on the way (the same scope), when a route matched
+                params: dict[str, Any] = dict(scope.get("path_params") or {})
+                fields.update({field: str(params[name]) for name, field in _IDS.items() if name in params})
                 log.info(
                     "request",
                     extra={

@@ -82,7 +82,8 @@ class ApiClient:
     def __init__(
         self, server: str, token: str | None, *, refused_hint: str | None = None, timeout: float = 30.0
     ) -> None:
-        self.server = server.rstrip("/")
+        # the API's own prefix is ours to add: `--server http://host:8080/api/v1` means the same server
+        self.server = server.rstrip("/").removesuffix("/api/v1").rstrip("/")
         self.signed_in = token is not None
         self._refused_hint = refused_hint if token else None
         headers = {"Authorization": f"Bearer {token}"} if token else {}

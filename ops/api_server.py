@@ -29,6 +29,7 @@ from litestar import Litestar
 from rich.console import Console
 
 from remotegpu.api.drain import DrainingServer
+from remotegpu.api.request_log import RequestLogMiddleware
 from remotegpu.core.platform.errors import RemoteGPUError
 from remotegpu.core.platform.settings import Settings
 from remotegpu.ops.log_format import configure_logging
@@ -47,8 +48,13 @@ async def _freeze_startup_objects() -> None:
 
 
 def _server(app: Litestar) -> DrainingServer:
+    # The request log wraps the whole app, so even an answer no route gives (404, 405) has its id and line.
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2
+        RequestLogMiddleware(app),
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=2,
     )
     return DrainingServer(config, app.state.drain, app.state.drain_seconds)
 
@@ -82,6 +88,7 @@ def run_worker(settings: Settings, config_file: Path | None = None) -> None:
         config_file=config_file,
         console=Console(stderr=True),
         default_format=settings.log_format or "json",
+        fixed=("api_host", "api_port"),  # `--host`/`--port` may have chosen them
     )
     with reloader.watch():  # SIGHUP: the sign-in limits, CORS origins and log level change in place
         server.run(sockets=[sock])

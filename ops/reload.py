@@ -41,6 +41,7 @@ class SettingsReloader:
         console: Console,
         log_format_flag: LogFormat | None = None,
         default_format: LogFormat = "json",
+        fixed: tuple[str, ...] = (),
     ) -> None:
         self.settings = settings
         self._apply = apply
@@ -48,6 +49,8 @@ class SettingsReloader:
         self._console = console
         self._flag = log_format_flag
         self._default_format = default_format
+        self._fixed = fixed
+        """Settings the command line chose (`--port`, `--host`): the file's value never replaces them."""
         self._wanted = threading.Event()
 
     def request(self) -> None:

@@ -112,7 +112,11 @@ def create_workspace(connection: Connection, principal: Principal, name: str, di
             {"name": name, "display": display_name, "owner": principal.user_id},
         ).one()
     except IntegrityError:
-        raise ConflictError(f"workspace {name!r} already exists; choose another name", "$.name") from None
+        raise ConflictError(
+            f"workspace {name!r} already exists; choose another name (if it is yours, make it the default with"
+            f" `remotegpu workspaces use {name}`)",
+            "$.name",
+        ) from None
     connection.execute(
         text("INSERT INTO workspace_members (workspace_id, user_id, role) VALUES (:w, :u, 'owner')"),
         {"w": row.id, "u": principal.user_id},

@@ -89,7 +89,7 @@ def issue_password_reset(
     """A one-time reset token for `user_id` (platform admins only); earlier unused ones stop working."""
     admin.require_admin()
     if connection.execute(text("SELECT 1 FROM users WHERE id = :id"), {"id": user_id}).first() is None:
-        raise NotFoundError("user not found", "$.user_id")
+        raise NotFoundError(f"user {user_id} not found")
     now = clock.now()
     connection.execute(
         text("UPDATE password_resets SET used_at = :now WHERE user_id = :id AND used_at IS NULL"),

@@ -80,6 +80,11 @@ def register_user(
     """Create a user. The e-mail is stored lower-cased; a taken e-mail or username is a conflict."""
     email = email.strip().lower()
     check_password_policy(password, field="$.password", email=email, username=username)
+    taken = connection.execute(
+        text("SELECT 1 FROM users WHERE lower(username) = lower(:username)"), {"username": username}
+    ).first()
+    if taken is not None:  # `Alice` beside `alice` would make every name lookup a guess
+        raise ConflictError("already registered (names differ in case only); choose another", "$.username")
     # No savepoint: a refused INSERT aborts the transaction, which the raise below ends anyway.
     try:
         row = connection.execute(

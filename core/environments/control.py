@@ -26,6 +26,7 @@ from remotegpu.core.environments.states import DesiredState, Phase, WorkspaceRol
 from remotegpu.core.environments.views import get_environment
 from remotegpu.core.platform.errors import ConflictError, ForbiddenError
 from remotegpu.core.platform.events import record_mutation
+from remotegpu.core.platform.locks import LockNamespace, lock_key, xact_lock
 from remotegpu.policies.roles import Action, may_operate_environment
 
 
@@ -80,6 +81,8 @@ def apply_spec(
         # No lookup first: the unique index on live names refuses a duplicate (`_create`).
         created = _create(connection, principal, access, resolved, desired)
         return ApplyResult(created, ApplyOutcome.CREATED, None, wanted)
+    if not dry_run:  # two applies of a new name: the second waits, then finds the first's and updates it
+        xact_lock(connection, lock_key(LockNamespace.ENVIRONMENT_NAME, (access.id, spec.name)))
     current = connection.execute(
         text(
             "SELECT id, user_id, spec, desired_state FROM environments"

@@ -89,7 +89,9 @@ def _psycopg_query(sql: str) -> str:
     return _BIND.sub(r"%(\1)s", sql.replace("%", "%%"))
 
 
-def make_async_pool(url: URL, *, size: int) -> AsyncConnectionPool[Any]:
+def make_async_pool(
+    url: URL, *, size: int, application_name: str = "remotegpu-api-async"
+) -> AsyncConnectionPool[Any]:
     """An autocommit psycopg pool for reads on the event loop; open it (`await pool.open(wait=True)`)
     in the running loop.
 
@@ -103,7 +105,7 @@ def make_async_pool(url: URL, *, size: int) -> AsyncConnectionPool[Any]:
         min_size=max(1, size // 2),
         max_size=size,
         open=False,
-        kwargs={"autocommit": True, "row_factory": namedtuple_row, "application_name": "remotegpu-api-async"},
+        kwargs={"autocommit": True, "row_factory": namedtuple_row, "application_name": application_name},
     )
 
 

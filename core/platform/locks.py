@@ -22,6 +22,9 @@ class LockNamespace(enum.IntEnum):
     """What a lock protects; the value is the rank in the global lock order (lower first)."""
 
     LEADER = 0
+    ENVIRONMENT_NAME = 3
+    """One environment name in one workspace, the first lock of an apply: concurrent applies of a new name
+    create it once (the second finds the first's and updates it)."""
     WORKSPACE_MEMBERS = 5
     """A workspace's member list: the first lock of every member change and of the workspace's deletion."""
     QUOTA_WORKSPACE = 10

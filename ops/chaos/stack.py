@@ -209,7 +209,8 @@ class ChaosStack:
                 connection.execute(
                     text(
                         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                        " WHERE application_name LIKE :name AND pid <> pg_backend_pid()"
+                        " WHERE application_name LIKE :name AND datname = current_database()"
+                        " AND pid <> pg_backend_pid()"
                     ),
                     {"name": f"{application}%"},
                 ).all()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -289,3 +290,14 @@ def test_a_spec_may_name_its_workspace_by_id(alice: Caller) -> None:
     assert (
         refused.json()["detail"] == f"$.workspace: the spec names '{other}' but ?workspace= names 'research'"
     )
+
+
+def test_concurrent_applies_of_a_new_name_create_it_once(alice: Caller) -> None:
+    """Six applies of one new file at once: one creates, the others find it (no 409 from the race)."""
+    document = spec("race", "research")
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: alice.post("/environments/apply", json=document), range(6)))
+    assert [answer.status_code for answer in answers] == [200] * 6, [a.text for a in answers]
+    outcomes = sorted(answer.json()["outcome"] for answer in answers)
+    assert outcomes == ["created"] + ["unchanged"] * 5
+    assert len({answer.json()["environment"]["id"] for answer in answers}) == 1

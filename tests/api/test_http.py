@@ -204,4 +204,8 @@ def test_errors_are_in_our_words_with_fields_in_one_form(admin: Caller, anonymou
     env_value = admin.post("/environments/apply", json=spec("train", "research", env={"OK": "x", "BAD": 5}))
     assert first_error(env_value)["field"] == "$.env.BAD"
     taken = first_error(admin.post("/workspaces", json={"name": "research"}))
-    assert taken == {"field": "$.name", "message": "workspace 'research' already exists; choose another name"}
+    assert taken == {
+        "field": "$.name",
+        "message": "workspace 'research' already exists; choose another name (if it is yours, make it the"
+        " default with `remotegpu workspaces use research`)",
+    }

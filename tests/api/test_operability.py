@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from remotegpu.api.app import create_app
+from remotegpu.core.platform.db import make_engine
 from remotegpu.core.platform.log_context import bound_log_fields
 from remotegpu.core.platform.settings import Settings
 from remotegpu.ops.api_server import running_api, running_api_server
@@ -33,6 +34,12 @@ def test_every_answer_carries_a_request_id_and_problems_quote_it(new_user: Calla
     refused = alice.get("/environments/00000000-0000-0000-0000-000000000000")
     assert refused.status_code == 404
     assert refused.json()["request_id"] == refused.headers["x-request-id"]
+    for unrouted in (
+        alice.get("/no-such-route", headers={"X-Request-ID": "probe-404"}),
+        alice.delete("/users/me"),
+    ):
+        assert unrouted.status_code in {404, 405}
+        assert unrouted.json()["request_id"] == unrouted.headers["x-request-id"], "no route, still an id"
 
 
 def test_one_log_line_per_call_with_the_route_template_and_the_caller_never_a_token(
@@ -164,7 +171,10 @@ def test_cut_database_connections_answer_503_with_retry_after_then_recover(
     engine: Engine, new_user: Callable[[str], Caller]
 ) -> None:
     dave = new_user("dave")
-    with running_api(create_app(Settings(jwt_secret=JWT_SECRET), engine)) as url:
+    # an API of its own, its connections named apart: cutting them must not touch the other tests' API
+    own = make_engine(engine.url, pool_size=2, application_name="remotegpu-cut-api")
+    app = create_app(Settings(jwt_secret=JWT_SECRET), own, application_name="remotegpu-cut-api")
+    with running_api(app) as url:
         me = f"{url}/api/v1/users/me"
         headers = {"Authorization": dave.headers["authorization"]}
         rename = f"{url}/api/v1/users/me"
@@ -174,7 +184,7 @@ def test_cut_database_connections_answer_503_with_retry_after_then_recover(
             connection.execute(
                 text(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE application_name LIKE 'remotegpu-api%' AND pid <> pg_backend_pid()"
+                    " WHERE application_name LIKE 'remotegpu-cut-api%' AND datname = current_database()"
                 )
             )
         statuses = []
@@ -189,3 +199,5 @@ def test_cut_database_connections_answer_503_with_retry_after_then_recover(
                     assert answer.json()["title"] == "Database unavailable"
         assert 500 not in statuses
         assert statuses[-2:] == [200, 200], f"recovered by itself: {statuses}"
+        assert 503 in statuses, "the cut was seen"
+    own.dispose()

@@ -53,21 +53,34 @@ def users_reset_password(
     from remotegpu.ops.cli.client.session import signed_in_client
 
     with signed_in_client() as client:
-        user_id = _user_id(client, user)
+        user_id, who = _user_id(client, user)
         issued = client.post(f"/users/{user_id}/password-reset")
-    console.print(f"Reset token (shown once, valid until {issued['expires_at']}):", highlight=False)
+    console.print(f"Reset token for {who} (shown once, valid until {issued['expires_at']}):", highlight=False)
     console.print(issued["reset_token"], highlight=False, soft_wrap=True)
 
 
-def _user_id(client: ApiClient, reference: str) -> str:
-    """The id of the user `reference` names (id, e-mail or username), from the admin user list."""
-    wanted = reference.strip().lower()
+def _user_id(client: ApiClient, reference: str) -> tuple[str, str]:
+    """The (id, "username <e-mail>") of the one user `reference` names: an id, an e-mail (any case), or
+    a username — exactly, else in any case when only one user matches so. Never a guess between two."""
+    wanted = reference.strip()
+    exact, loose = [], []
     cursor = None
     while True:
         page = client.get("/users", limit=200, **({"cursor": cursor} if cursor else {}))
         for found in page["items"]:
-            if wanted in {str(found["id"]), found["email"].lower(), found["username"].lower()}:
-                return str(found["id"])
+            label = (str(found["id"]), f"{found['username']} <{found['email']}>")
+            if wanted in {str(found["id"]), found["username"]} or wanted.lower() == found["email"].lower():
+                exact.append(label)
+            elif wanted.lower() == found["username"].lower():
+                loose.append(label)
         cursor = page.get("next_cursor")
         if not cursor:
-            raise RemoteGPUError(f"no user {reference!r}; list them with GET /api/v1/users")
+            break
+    matches = exact or loose
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise RemoteGPUError(f"no user {reference!r}; list them with GET /api/v1/users")
+    raise RemoteGPUError(
+        f"{reference!r} names {len(matches)} users ({', '.join(label for _, label in matches)}); give the e-mail or id"
+    )
