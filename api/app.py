@@ -20,6 +20,8 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from sqlalchemy import Engine
 
+from remotegpu.api.console import rendering as console_rendering
+from remotegpu.api.console import router as console
 from remotegpu.api.context import ApiContext, LogReader
 from remotegpu.api.openapi import document_error_answers
 from remotegpu.api.problems import EXCEPTION_HANDLERS, read_request_input
@@ -97,12 +99,13 @@ def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = N
         currency=settings.currency,
         billing_period=settings.billing_period,
     )
+    sign_in_limits = SignInLimits(
+        settings.login_attempts_per_minute, settings.login_failures_per_account_per_hour
+    )
     api = Router(
         API_PREFIX,
         route_handlers=[
-            auth.make_router(
-                SignInLimits(settings.login_attempts_per_minute, settings.login_failures_per_account_per_hour)
-            ),
+            auth.make_router(sign_in_limits),
             users.router,
             ssh_keys.router,
             workspaces.router,
@@ -120,7 +123,14 @@ def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = N
         app_name="remotegpu", prefix="remotegpu", group_path=True, exclude=["/metrics"]
     )
     app = Litestar(
-        route_handlers=[api, ops.healthz, ops.readyz, MetricsController],
+        route_handlers=[
+            api,
+            ops.healthz,
+            ops.readyz,
+            MetricsController,
+            console.make_router(settings, context.jwt_secret, sign_in_limits),  # the web console, /ui
+        ],
+        template_config=console_rendering.template_config(),
         dependencies={"api": Provide(lambda: context, sync_to_thread=False, use_cache=True)},
         exception_handlers=EXCEPTION_HANDLERS,
         before_request=read_request_input,

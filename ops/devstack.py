@@ -58,6 +58,8 @@ class DevStack:
     secrets: str = "not configured"
     gateway: str = "direct"
     prices: str = "none"
+    simulated_cluster: SimulatedCluster | None = None
+    """The simulated cluster itself, for tests that inject its faults or write its pods' logs."""
 
     def describe(self) -> list[tuple[str, str]]:
         """(component, where) rows, secrets redacted."""
@@ -138,4 +140,5 @@ def running_dev_stack(settings: Settings, gateway: GatewayChoice = "direct") -> 
             secrets=secrets_where,
             gateway=gateway_where,
             prices=prices,
+            simulated_cluster=cluster,
         )
