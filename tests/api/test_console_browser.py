@@ -7,6 +7,7 @@ Without `/usr/bin/chromium` these tests fail: CI installs it (`.ci/run`).
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import socket
 import uuid
@@ -17,13 +18,17 @@ from pathlib import Path
 import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from sqlalchemy import text
 from sqlalchemy.engine import URL
 
+from remotegpu.core.billing.periods import next_period_start, period_start
 from remotegpu.core.cluster.driver import workload_name
+from remotegpu.core.platform.db import make_engine
 from remotegpu.core.platform.settings import Settings
 from remotegpu.ops.bootstrap import DEV_ADMIN_EMAIL
 from remotegpu.ops.devstack import DevStack, running_dev_stack
 from remotegpu.ops.postgres import create_fresh_database, drop_database
+from remotegpu.tests.polling import poll_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 IMAGE = "nvcr.io/nvidia/pytorch:24.05-py3"
@@ -56,6 +61,8 @@ def world(postgres_server_url: URL, tmp_path_factory: pytest.TempPathFactory) ->
         database_url=database.render_as_string(hide_password=False),
         data_dir=data_dir / ".remotegpu",
         api_port=_free_port(),
+        meter_seconds=1,  # usage closes into intervals (and a draft invoice) within seconds
+        meter_close_seconds=0,
     )
     try:
         with running_dev_stack(settings) as stack:
@@ -257,11 +264,67 @@ def test_admin_sees_the_grid_follow_a_cordon_and_a_stuck_environment_flagged(
     expect(flagged).to_contain_text(re.compile("ErrImagePull|ImagePullBackOff"))
     assert page.evaluate("window.notReloaded") is True
     page.screenshot(path=world.shots / "ops.png", full_page=True)
+    page.screenshot(path=world.shots / "console.png")  # the README's, at 1280×800 (docs/console.png)
 
     page.set_viewport_size({"width": 390, "height": 844})  # a phone: everything still reachable
     expect(page.get_by_role("button", name="Sign out")).to_be_visible()
     page.screenshot(path=world.shots / "ops-phone.png", full_page=True)
     world.admin.post(f"/hosts/{host['id']}/uncordon")
+    context.close()
+
+
+def _open_draft(world: World, workspace: uuid.UUID) -> None:
+    """The current period's draft invoice, as the leader's invoice job (every minute) opens it."""
+    now = dt.datetime.now(dt.UTC)
+    start = period_start(now, "month")
+    engine = make_engine(world.stack.database_url, pool_size=1, application_name="console-test")
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO invoices (workspace_id, period_start, period_end, currency)"
+                    " VALUES (:w, :s, :e, 'USD') ON CONFLICT DO NOTHING"
+                ),
+                {"w": workspace, "s": start, "e": next_period_start(start, "month")},
+            )
+    finally:
+        engine.dispose()
+
+
+def test_billing_shows_usage_the_limit_and_invoices_with_a_csv(browser: Browser, world: World) -> None:
+    lab = next(w for w in world.admin.get("/workspaces").json()["items"] if w["name"] == "lab")
+    assert (
+        world.admin.put(f"/workspaces/{lab['id']}/settings", json={"spending_limit": "100"}).status_code
+        == 200
+    )
+    spec = {
+        "name": "metered",
+        "workspace": "lab",
+        "image": IMAGE,
+        "resources": {"gpus": 1, "cpu": 1, "memory": "1Gi"},
+    }
+    metered = world.admin.post("/environments/apply", json=spec).json()["environment"]["id"]
+    poll_until(
+        lambda: world.admin.get(f"/environments/{metered}").json()["phase"] == "running",
+        timeout_s=LIVE_S / 1000,
+        what="the metered environment to run",
+    )
+    _open_draft(world, uuid.UUID(lab["id"]))
+    context = _context(browser, world, accept_downloads=True)
+    page = context.new_page()
+    _sign_in(page, DEV_ADMIN_EMAIL, world.admin_password)
+    page.get_by_role("link", name="Billing").click()
+    page.get_by_label("Workspace").select_option("lab")
+    expect(page.locator("#usage-total")).to_contain_text("USD")
+    expect(page.locator("#budget")).to_contain_text("of 100.00 USD used")
+    draft = page.get_by_role("row").filter(has_text="draft")
+    page.screenshot(path=world.shots / "billing.png", full_page=True)
+    with page.expect_download() as download:
+        draft.get_by_role("link", name="CSV").click()
+    assert Path(download.value.path()).read_text().startswith("description,resource,gpu_model")
+    draft.get_by_role("link").first.click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Invoice")
+    page.screenshot(path=world.shots / "invoice.png", full_page=True)
     context.close()
 
 
