@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import quote
 
 import anyio.to_thread
+import yaml
 from litestar import Response, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException, TooManyRequestsException
@@ -16,7 +17,9 @@ from litestar.response import Redirect, ServerSentEvent, Template
 from remotegpu.api.console.calls import call, live
 from remotegpu.api.console.forms import (
     ACCESS_CHOICES,
+    FORM_FIELDS,
     Parsed,
+    field_key,
     spec_diff,
     spec_from_form,
     spec_from_yaml,
@@ -240,8 +243,6 @@ async def _read_spec(request: AnyRequest) -> tuple[Parsed, dict[str, Any], str, 
 
 
 def _input_error(error: InvalidInputError, mode: str) -> dict[str, str]:
-    from remotegpu.api.console.forms import FORM_FIELDS, field_key
-
     key = field_key(error.field)
     if mode == "yaml":
         return {"yaml": f"{error.field}: {error.detail}"}
@@ -323,8 +324,6 @@ async def environment_page(environment_id: FromPath[uuid.UUID], request: AnyRequ
 
 
 def _yaml(data: Any) -> str:
-    import yaml
-
     return yaml.safe_dump(data, sort_keys=False)
 
 
