@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import inspect
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import anyio.to_thread
 from litestar.handlers import HTTPRouteHandler
@@ -29,15 +31,35 @@ async def call(route: HTTPRouteHandler, /, **arguments: Any) -> Any:
     return await anyio.to_thread.run_sync(functools.partial(function, **arguments))
 
 
-async def live(fragments: Fragments, *, every_s: float = 1.0) -> ServerSentEvent:
+def digest(html: str) -> str:
+    """A short fingerprint of a part's HTML."""
+    return hashlib.sha256(html.encode()).hexdigest()[:16]
+
+
+def live_url(path: str, parts: dict[str, str], **query: str | None) -> str:
+    """The stream URL of a page that already shows `parts`: it names their fingerprints (`seen`), so the
+    stream sends a part only once it differs from what the page shows (no swap under the reader's cursor
+    right after the page loads)."""
+    seen = ",".join(f"{target}:{digest(html)}" for target, html in parts.items())
+    given = {key: value for key, value in query.items() if value}
+    return f"{path}?{urlencode({**given, 'seen': seen})}"
+
+
+def _seen(value: str | None) -> dict[str, str]:
+    pairs = (item.partition(":") for item in (value or "").split(",") if item)
+    return {target: fingerprint for target, _, fingerprint in pairs}
+
+
+async def live(fragments: Fragments, *, every_s: float = 1.0, seen: str | None = None) -> ServerSentEvent:
     """Server-sent events: a `swap` event (`{"target": id, "html": …}`) for each part whenever its HTML
-    changes, polled every `every_s`; an `ended` event, and the stream closes, when the caller may no
-    longer see it (signed out, deleted). The first look happens before the answer starts, so a caller
-    who may not look at all gets the route's error instead of a stream."""
+    changes (from what the page showed: `seen`, see `live_url`), polled every `every_s`; an `ended` event,
+    and the stream closes, when the caller may no longer see it (signed out, deleted). The first look
+    happens before the answer starts, so a caller who may not look at all gets the route's error
+    instead of a stream."""
     first = await fragments()
 
     async def messages() -> AsyncIterator[ServerSentEventMessage]:
-        sent: dict[str, str] = {}
+        sent = _seen(seen)
         current: dict[str, str] | None = first
         while True:
             try:
@@ -46,8 +68,8 @@ async def live(fragments: Fragments, *, every_s: float = 1.0) -> ServerSentEvent
                 yield ServerSentEventMessage(event="ended", data=str(error))
                 return
             for target, html in current.items():
-                if sent.get(target) != html:
-                    sent[target] = html
+                if sent.get(target) != digest(html):
+                    sent[target] = digest(html)
                     yield ServerSentEventMessage(
                         event="swap", data=json.dumps({"target": target, "html": html})
                     )

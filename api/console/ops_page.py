@@ -10,11 +10,13 @@ from typing import Any
 
 import anyio.to_thread
 from litestar import get
+from litestar.params import FromQuery
 from litestar.response import ServerSentEvent, Template
 
-from remotegpu.api.console.calls import call, live
+from remotegpu.api.console.calls import call, live, live_url
 from remotegpu.api.console.pages import page
 from remotegpu.api.console.rendering import render
+from remotegpu.api.console.session import CONSOLE_PATH
 from remotegpu.api.context import AnyRequest, Api
 from remotegpu.api.routes import billing, environments, hosts, ops
 from remotegpu.core.environments.reconcile_status import RecentActivity, recent_activity
@@ -99,11 +101,13 @@ def make_ops_routes(deadlines: dict[str, float]) -> list[Any]:
     @get("/ops")
     async def ops_page(request: AnyRequest, api: Api) -> Template:
         """The platform at a glance (platform admins)."""
-        return await page(request, api, "ops.html", parts=await parts(request, api))
+        shown = await parts(request, api)
+        stream = live_url(f"{CONSOLE_PATH}/ops/live", shown)
+        return await page(request, api, "ops.html", parts=shown, live_url=stream)
 
     @get("/ops/live")
-    async def ops_live(request: AnyRequest, api: Api) -> ServerSentEvent:
+    async def ops_live(request: AnyRequest, api: Api, seen: FromQuery[str | None] = None) -> ServerSentEvent:
         """The ops page's parts, pushed whenever they change."""
-        return await live(lambda: parts(request, api), every_s=1.0)
+        return await live(lambda: parts(request, api), every_s=1.0, seen=seen)
 
     return [ops_page, ops_live]

@@ -14,7 +14,7 @@ from litestar.exceptions import HTTPException, TooManyRequestsException
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, ServerSentEvent, Template
 
-from remotegpu.api.console.calls import call, live
+from remotegpu.api.console.calls import call, live, live_url
 from remotegpu.api.console.forms import (
     ACCESS_CHOICES,
     FORM_FIELDS,
@@ -165,23 +165,27 @@ async def environments_page(
     request: AnyRequest, api: Api, workspace: FromQuery[str | None] = None
 ) -> Template:
     """The environments the caller can see, their phases kept live over server-sent events."""
-    rows = await _environment_rows(request, api, workspace)
+    parts = {
+        "environment-rows": render(
+            "_environment_rows.html", rows=await _environment_rows(request, api, workspace)
+        )
+    }
     spaces = await _workspaces(request, api)
-    live_url = f"{CONSOLE_PATH}/environments/live" + (f"?workspace={quote(workspace)}" if workspace else "")
+    stream = live_url(f"{CONSOLE_PATH}/environments/live", parts, workspace=workspace)
     return await page(
         request,
         api,
         "environments.html",
-        rows=rows,
+        parts=parts,
         workspaces=spaces,
         workspace=workspace,
-        live_url=live_url,
+        live_url=stream,
     )
 
 
 @get("/environments/live")
 async def environments_live(
-    request: AnyRequest, api: Api, workspace: FromQuery[str | None] = None
+    request: AnyRequest, api: Api, workspace: FromQuery[str | None] = None, seen: FromQuery[str | None] = None
 ) -> ServerSentEvent:
     """The environments table, pushed whenever it changes."""
 
@@ -189,7 +193,7 @@ async def environments_live(
         rows = await _environment_rows(request, api, workspace)
         return {"environment-rows": render("_environment_rows.html", rows=rows)}
 
-    return await live(fragments)
+    return await live(fragments, seen=seen)
 
 
 async def _new_page(
@@ -320,7 +324,10 @@ async def environment_page(environment_id: FromPath[uuid.UUID], request: AnyRequ
     """One environment: spec, status and conditions, access, events and the log tail, all live."""
     shown = await call(environments.show, environment_id=environment_id, request=request, api=api)
     parts = await _environment_parts(request, api, environment_id)
-    return await page(request, api, "environment.html", env=shown, parts=parts, spec_yaml=_yaml(shown.spec))
+    stream = live_url(f"{CONSOLE_PATH}/environments/{environment_id}/live", parts)
+    return await page(
+        request, api, "environment.html", env=shown, parts=parts, spec_yaml=_yaml(shown.spec), live_url=stream
+    )
 
 
 def _yaml(data: Any) -> str:
@@ -329,10 +336,10 @@ def _yaml(data: Any) -> str:
 
 @get("/environments/{environment_id:uuid}/live")
 async def environment_live(
-    environment_id: FromPath[uuid.UUID], request: AnyRequest, api: Api
+    environment_id: FromPath[uuid.UUID], request: AnyRequest, api: Api, seen: FromQuery[str | None] = None
 ) -> ServerSentEvent:
     """The environment's status, access and events, pushed whenever they change."""
-    return await live(lambda: _environment_parts(request, api, environment_id))
+    return await live(lambda: _environment_parts(request, api, environment_id), seen=seen)
 
 
 @get("/environments/{environment_id:uuid}/logs")

@@ -171,6 +171,7 @@ def test_user_creates_watches_reaches_and_removes_an_environment(browser: Browse
     row.get_by_role("link", name="box").click()
     ssh = page.locator('.access[data-kind="ssh"] code')
     expect(ssh).to_contain_text("ssh ")
+    page.bring_to_front()  # the clipboard answers only the focused page
     page.locator('.access[data-kind="ssh"] button').click()
     expect(page.locator('.access[data-kind="ssh"] button')).to_have_text("Copied")
     assert page.evaluate("navigator.clipboard.readText()") == ssh.inner_text().strip()

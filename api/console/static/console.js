@@ -17,14 +17,17 @@
     });
   }
 
-  // Each [data-live] opens one stream; `swap` events replace the element named by their target.
+  // Each [data-live] opens one stream; `swap` events replace the element named by their target, unless
+  // it already shows that HTML (a reconnected stream sends every part again).
+  var shown = {};
   function live() {
     document.querySelectorAll("[data-live]").forEach(function (marker) {
       var source = new EventSource(marker.getAttribute("data-live"));
       source.addEventListener("swap", function (event) {
         var part = JSON.parse(event.data);
         var target = document.getElementById(part.target);
-        if (!target) { return; }
+        if (!target || shown[part.target] === part.html) { return; }
+        shown[part.target] = part.html;
         var focused = document.activeElement && target.contains(document.activeElement)
           ? document.activeElement.id : null;
         target.innerHTML = part.html;
