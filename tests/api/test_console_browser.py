@@ -115,6 +115,15 @@ def _sign_in(page: Page, email: str, password: str) -> None:
     expect(page).to_have_url(re.compile(r"/ui/environments"))
 
 
+def _tab_to(page: Page, selector: str, presses: int = 60) -> None:
+    """Press Tab until the element `selector` names has the keyboard focus."""
+    for _ in range(presses):
+        page.keyboard.press("Tab")
+        if page.evaluate("(s) => document.activeElement === document.querySelector(s)", selector):
+            return
+    pytest.fail(f"{selector} is not reachable by keyboard within {presses} Tab presses")
+
+
 def _status(page: Page, path: str) -> int:
     answer = page.goto(path)
     assert answer is not None
@@ -172,7 +181,8 @@ def test_user_creates_watches_reaches_and_removes_an_environment(browser: Browse
     ssh = page.locator('.access[data-kind="ssh"] code')
     expect(ssh).to_contain_text("ssh ")
     page.bring_to_front()  # the clipboard answers only the focused page
-    page.locator('.access[data-kind="ssh"] button').click()
+    _tab_to(page, '.access[data-kind="ssh"] button')  # by keyboard: Tab until it has the focus, then Enter
+    page.keyboard.press("Enter")
     expect(page.locator('.access[data-kind="ssh"] button')).to_have_text("Copied")
     assert page.evaluate("navigator.clipboard.readText()") == ssh.inner_text().strip()
 
@@ -260,6 +270,9 @@ def test_admin_sees_the_grid_follow_a_cordon_and_a_stuck_environment_flagged(
     title = row.locator(".cell").first.get_attribute("title") or ""
     assert host["name"] in title
     assert "GPU 0" in title
+
+    claimed = page.locator('#ops-grid .cell[data-state="claimed"]').first
+    expect(claimed).to_have_attribute("title", re.compile(r"GPU \d+ \(H100\): claimed by lab/"))  # the hover
 
     flagged = page.locator('#ops-trouble tr.flagged[data-environment="stuck"]')
     expect(flagged).to_contain_text(re.compile("ErrImagePull|ImagePullBackOff"))
