@@ -14,7 +14,7 @@ from litestar.params import FromQuery
 from litestar.response import ServerSentEvent, Template
 
 from remotegpu.api.console.calls import call, live, live_url
-from remotegpu.api.console.pages import page
+from remotegpu.api.console.page import page
 from remotegpu.api.console.rendering import render
 from remotegpu.api.console.session import CONSOLE_PATH
 from remotegpu.api.context import AnyRequest, Api

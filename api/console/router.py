@@ -12,7 +12,7 @@ from litestar.exceptions import HTTPException
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 
-from remotegpu.api.console import pages
+from remotegpu.api.console import account_pages, environment_pages, sign_in
 from remotegpu.api.console.ops_page import make_ops_routes
 from remotegpu.api.console.rendering import STATIC, render
 from remotegpu.api.console.session import CONSOLE_PATH, SESSION_COOKIE, csrf_guard, session_middleware
@@ -67,7 +67,13 @@ def make_router(settings: Settings, jwt_secret: str, sign_in_limits: SignInLimit
     )
     return Router(
         CONSOLE_PATH,
-        route_handlers=[*pages.ROUTES, *make_ops_routes(deadlines), static],
+        route_handlers=[
+            *sign_in.ROUTES,
+            *environment_pages.ROUTES,
+            *account_pages.ROUTES,
+            *make_ops_routes(deadlines),
+            static,
+        ],
         middleware=[session_middleware],
         guards=[csrf_guard(jwt_secret)],
         dependencies={

@@ -1,4 +1,5 @@
-"""The user's pages: sign-in, workspaces, environments (list, create, one), billing."""
+"""The environment pages: the live list, create (form or YAML, dry run first), one environment with its
+access, log tail and controls."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ from urllib.parse import quote
 import anyio.to_thread
 import yaml
 from litestar import Response, get, post
-from litestar.di import NamedDependency
-from litestar.exceptions import HTTPException, TooManyRequestsException
+from litestar.exceptions import HTTPException
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, ServerSentEvent, Template
 
@@ -25,116 +25,24 @@ from remotegpu.api.console.forms import (
     spec_from_yaml,
     spec_yaml,
 )
+from remotegpu.api.console.page import HOME, page, workspaces_of
 from remotegpu.api.console.rendering import render
-from remotegpu.api.console.session import CONSOLE_PATH, PUBLIC, SESSION_COOKIE, csrf_token
+from remotegpu.api.console.session import CONSOLE_PATH
 from remotegpu.api.context import AnyRequest, Api
-from remotegpu.api.routes import auth, billing, environments, images, users, workspaces
-from remotegpu.core.accounts.sign_in_limits import SignInLimits
+from remotegpu.api.routes import environments, images
 from remotegpu.core.platform.errors import (
-    AuthenticationError,
     ConflictError,
     ForbiddenError,
     InvalidInputError,
     NotFoundError,
 )
 
-HOME = f"{CONSOLE_PATH}/environments"
 ACTIONS = {
     "start": environments.start,
     "stop": environments.stop,
     "restart": environments.restart_one,
     "delete": environments.remove,
 }
-
-
-async def page(
-    request: AnyRequest, api: Api, template: str, status_code: int = 200, **context: Any
-) -> Template:
-    """A whole page: who is signed in (from `GET /users/me`), the CSRF token for its forms, `context`."""
-    me = await call(users.me, request=request, api=api)
-    session = request.cookies.get(SESSION_COOKIE, "")
-    context |= {"me": me, "csrf": csrf_token(api.jwt_secret, session), "path": request.url.path}
-    return Template(template_name=template, context=context, status_code=status_code)
-
-
-def _safe_next(target: str | None) -> str:
-    """Only a console path: a sign-in never sends the browser elsewhere."""
-    if target and target.startswith(f"{CONSOLE_PATH}/") and not target.startswith("//"):
-        return target
-    return HOME
-
-
-@get("/", opt={PUBLIC: True})
-async def index() -> Redirect:
-    """The console starts at the environments."""
-    return Redirect(HOME)
-
-
-@get("/login", opt={PUBLIC: True})
-async def login_form(next_page: FromQuery[str | None] = None) -> Template:
-    """The sign-in form."""
-    return Template(template_name="login.html", context={"error": None, "email": "", "next": next_page or ""})
-
-
-@post("/login", opt={PUBLIC: True})
-async def login(
-    request: AnyRequest, api: Api, sign_in_limits: NamedDependency[SignInLimits]
-) -> Response[Any]:
-    """Sign in through `POST /auth/login`; its access token becomes the session cookie."""
-    form = await request.form()
-    email, password = str(form.get("email", "")), str(form.get("password", ""))
-    target = str(form.get("next", ""))
-    try:
-        tokens = await call(
-            auth.login,
-            data=auth.LoginIn(email=email, password=password),
-            request=request,
-            api=api,
-            sign_in_limits=sign_in_limits,
-        )
-    except (AuthenticationError, TooManyRequestsException) as error:
-        status = 429 if isinstance(error, TooManyRequestsException) else 401
-        detail = getattr(error, "detail", None) or str(error)
-        context = {"error": detail, "email": email, "next": target}
-        return Template(template_name="login.html", context=context, status_code=status)
-    response: Response[Any] = Redirect(_safe_next(target))
-    response.set_cookie(
-        SESSION_COOKIE,
-        tokens.access_token,
-        path=CONSOLE_PATH,
-        max_age=int(api.access_token_lifetime.total_seconds()),
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-    )
-    return response
-
-
-@post("/logout")
-async def logout() -> Redirect:
-    """Sign out: the browser forgets the session."""
-    response = Redirect(f"{CONSOLE_PATH}/login")
-    response.delete_cookie(SESSION_COOKIE, path=CONSOLE_PATH)
-    return response
-
-
-async def _workspaces(request: AnyRequest, api: Api) -> list[Any]:
-    return list((await call(workspaces.list_mine, request=request, api=api, limit=200, cursor=None)).items)
-
-
-@get("/workspaces")
-async def workspaces_page(request: AnyRequest, api: Api) -> Template:
-    """The caller's workspaces, and their members where the caller may see them."""
-    spaces = await _workspaces(request, api)
-    members: dict[uuid.UUID, list[Any] | None] = {}
-    for space in spaces:
-        try:
-            members[space.id] = await call(
-                workspaces.members, workspace_id=space.id, request=request, api=api
-            )
-        except (ForbiddenError, NotFoundError):
-            members[space.id] = None
-    return await page(request, api, "workspaces.html", workspaces=spaces, members=members)
 
 
 async def _environment_rows(request: AnyRequest, api: Api, workspace: str | None) -> list[Any]:
@@ -170,7 +78,7 @@ async def environments_page(
             "_environment_rows.html", rows=await _environment_rows(request, api, workspace)
         )
     }
-    spaces = await _workspaces(request, api)
+    spaces = await workspaces_of(request, api)
     stream = live_url(f"{CONSOLE_PATH}/environments/live", parts, workspace=workspace)
     return await page(
         request,
@@ -205,7 +113,7 @@ async def _new_page(
     errors: dict[str, str] | None = None,
     mode: str = "form",
 ) -> Template:
-    spaces = await _workspaces(request, api)
+    spaces = await workspaces_of(request, api)
     catalog = (await call(images.list_all, request=request, api=api, limit=200, cursor=None)).items
     values = values or {
         "resources.gpus.count": "1",
@@ -382,60 +290,7 @@ async def control(
     return Redirect(f"{CONSOLE_PATH}/environments/{environment_id}")
 
 
-@get("/billing")
-async def billing_page(request: AnyRequest, api: Api, workspace: FromQuery[str | None] = None) -> Template:
-    """Usage so far by environment and resource, the spending limit, and the invoices of one workspace
-    (for those who may see its bills)."""
-    spaces = await _workspaces(request, api)
-    chosen = workspace or (spaces[0].name if spaces else None)
-    usage = invoices = None
-    refused = None
-    if chosen is not None:
-        try:
-            usage = await call(
-                billing.usage_view, request=request, api=api, workspace=chosen, from_=None, to=None
-            )
-            invoices = (
-                await call(
-                    billing.invoices, request=request, api=api, workspace=chosen, limit=50, cursor=None
-                )
-            ).items
-        except ForbiddenError as error:
-            refused = str(error)
-    return await page(
-        request,
-        api,
-        "billing.html",
-        workspaces=spaces,
-        workspace=chosen,
-        usage=usage,
-        invoices=invoices,
-        refused=refused,
-    )
-
-
-@get("/billing/invoices/{invoice_id:uuid}")
-async def invoice_page(invoice_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> Template:
-    """One invoice with its lines."""
-    answer = await call(billing.invoice, invoice_id=str(invoice_id), request=request, api=api)
-    return await page(request, api, "invoice.html", invoice=answer.content)
-
-
-@get("/billing/invoices/{invoice_id:uuid}/csv")
-async def invoice_csv(invoice_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> Response[Any]:
-    """The invoice's lines as CSV: the REST route's own download."""
-    answer: Response[Any] = await call(
-        billing.invoice, invoice_id=f"{invoice_id}.csv", request=request, api=api
-    )
-    return answer
-
-
 ROUTES = [
-    index,
-    login_form,
-    login,
-    logout,
-    workspaces_page,
     environments_page,
     environments_live,
     new_environment,
@@ -445,7 +300,4 @@ ROUTES = [
     environment_live,
     environment_logs,
     control,
-    billing_page,
-    invoice_page,
-    invoice_csv,
 ]
