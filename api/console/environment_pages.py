@@ -37,6 +37,9 @@ from remotegpu.core.platform.errors import (
     NotFoundError,
 )
 
+LIST_ROWS = 50
+"""Environments on the list page. Each row is also read through `GET /environments/{id}` for its cost so
+far (the list answer does not carry it, and only that route knows who may see it): 51 reads per push."""
 ACTIONS = {
     "start": environments.start,
     "stop": environments.stop,
@@ -56,7 +59,7 @@ async def _environment_rows(request: AnyRequest, api: Api, workspace: str | None
         phase=None,
         name=None,
         mine=False,
-        limit=100,
+        limit=LIST_ROWS,
         cursor=None,
     )
     shown = []
