@@ -22,6 +22,8 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from sqlalchemy import Engine
 
+from remotegpu.api.console import rendering as console_rendering
+from remotegpu.api.console import router as console
 from remotegpu.api.context import ApiContext, LogReader
 from remotegpu.api.drain import Drain, DrainMiddleware
 from remotegpu.api.openapi import document_error_answers
@@ -166,7 +168,16 @@ def create_app(
     )
     drain = Drain()
     app = Litestar(
-        route_handlers=[api, ops.healthz, ops.readyz, MetricsController],
+        route_handlers=[
+            api,
+            ops.healthz,
+            ops.readyz,
+            MetricsController,
+            console.make_router(
+                settings, context.jwt_secret, lambda: live.sign_in_limits
+            ),  # the web console, /ui
+        ],
+        template_config=console_rendering.template_config(),
         dependencies={"api": Provide(lambda: context, sync_to_thread=False, use_cache=True)},
         exception_handlers=EXCEPTION_HANDLERS,
         before_request=read_request_input,

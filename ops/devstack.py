@@ -60,6 +60,8 @@ class DevStack:
     gateway: str = "direct"
     prices: str = "none"
     registry: str = "none"
+    simulated_cluster: SimulatedCluster | None = None
+    """The simulated cluster itself, for tests that inject its faults or write its pods' logs."""
 
     def describe(self) -> list[tuple[str, str]]:
         """(component, where) rows, secrets redacted."""
@@ -146,4 +148,5 @@ def running_dev_stack(
             gateway=gateway_where,
             prices=prices,
             registry=registry_where,
+            simulated_cluster=cluster,
         )

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from remotegpu.core.environments.lifecycle import Trigger, sources
-from remotegpu.core.environments.states import Phase, sql_list
+from remotegpu.core.environments.states import ActorKind, Phase, sql_list
 from remotegpu.core.platform import clock
 
 
@@ -87,3 +87,34 @@ def reconciler_status(
         )
     )
     return ReconcilerStatus(leaders, phases, int(counts.queued), int(counts.due), stuck, failing)
+
+
+@dataclass(frozen=True)
+class RecentActivity:
+    """What the platform did lately: its newest events and how many the reconciler recorded a minute."""
+
+    events: list[Any]
+    reconciler_events_last_minute: int
+
+
+def recent_activity(connection: Connection, *, limit: int = 20) -> RecentActivity:
+    """The newest `limit` events of every environment and host (newest first), with their workspace and
+    environment names, and the count of the reconciler's events in the last minute (its work rate).
+    For platform administrators: the caller has been checked."""
+    rows = list(
+        connection.execute(
+            text(
+                "SELECT ev.seq, ev.created_at, ev.actor_kind, ev.kind, ev.reason, ev.message,"
+                " e.id AS environment_id, e.name AS environment, w.name AS workspace, h.name AS host"
+                " FROM events ev LEFT JOIN environments e ON e.id = ev.environment_id"
+                " LEFT JOIN workspaces w ON w.id = ev.workspace_id LEFT JOIN hosts h ON h.id = ev.host_id"
+                " ORDER BY ev.seq DESC LIMIT :limit"
+            ),
+            {"limit": limit},
+        )
+    )
+    rate = connection.execute(
+        text("SELECT count(*) FROM events WHERE actor_kind = :actor AND created_at > :since"),
+        {"actor": ActorKind.RECONCILER.value, "since": clock.now() - dt.timedelta(minutes=1)},
+    ).scalar_one()
+    return RecentActivity(rows, int(rate))
