@@ -7,10 +7,10 @@ and its row names the setting that turns it on; a configured part either answers
 is `failed` ("no answer in 5 s") and the others are still reported. Nothing here needs `DATABASE_URL`:
 without it the database (and the built-in secrets store, which lives in it) is `not configured`.
 
-The registry check is a seam: for now it reads the registries named in the platform's registry
-credentials (secrets store) and asks each the OCI distribution API's base endpoint (`GET /v2/`: 200 or
-401 means a registry answers); the catalog-sync work replaces `registry_targets` with its configured
-registries.
+The registry check reads the configured registries (`remotegpu registry add`) and, with each one's
+stored login, lists its first repository through its own client (OCI Distribution or Harbor), so a
+registry that does not answer or refuses the login is `failed` with why; with none configured, the
+registries named in the platform-wide pull credentials answer the OCI base endpoint (`GET /v2/`).
 """
 
 from __future__ import annotations
@@ -154,15 +154,14 @@ class Doctor:
         return text_
 
     def registry(self) -> str:
+        configured = self._configured_registries()
+        if configured:
+            return self._check_configured(configured)
         store = self._store_or_none()
-        if store is None:
-            raise NotConfiguredError(
-                "registry credentials live in the secrets store, which is not configured (see its row)"
-            )
-        targets = registry_targets(store)
+        targets = registry_targets(store) if store is not None else []
         if not targets:
             raise NotConfiguredError(
-                "no registry credentials stored: `remotegpu registry login REGISTRY` (public images need none)"
+                "no registry configured: `remotegpu registry add NAME --url URL` (public images need none)"
             )
         answers = []
         with httpx.Client(timeout=self.timeout_s) as http:
@@ -176,6 +175,37 @@ class Doctor:
                     raise CheckFailedError(f"{host}/v2/ answered HTTP {status}: not an OCI registry?")
                 answers.append(host)
         return f"{len(answers)} registries answer: {', '.join(answers)}"
+
+    def _configured_registries(self) -> list[Any]:
+        if self.settings.database_url is None:
+            return []
+        from remotegpu.core.registry.configured import load_registries
+
+        try:
+            with self.engine().connect() as connection:
+                return load_registries(connection)
+        except Exception:  # the database row says why; the registry row falls back to the credentials
+            return []
+
+    def _check_configured(self, configured: list[Any]) -> str:
+        from remotegpu.core.registry.client import RegistryAuthError, RegistryUnavailableError
+        from remotegpu.core.registry.directory import RegistryDirectory
+        from remotegpu.core.registry.factory import default_client_factory
+
+        directory = RegistryDirectory(self.engine(), self._store_or_none(), default_client_factory)
+        answers = []
+        for config in configured:
+            client = directory.client(config)
+            try:
+                next(iter(client.repositories()), None)
+            except RegistryAuthError as error:
+                raise CheckFailedError(f"{config.name}: the login is refused ({_first_line(error)})") from None
+            except RegistryUnavailableError as error:
+                raise CheckFailedError(f"{config.name}: {_first_line(error)}") from None
+            finally:
+                client.close()
+            answers.append(f"{config.name} ({config.kind})")
+        return f"{len(answers)} configured registries answer: {', '.join(answers)}"
 
     def secrets(self) -> str:
         from remotegpu.core.secrets.store import PLATFORM, SecretPath
@@ -259,8 +289,7 @@ class Doctor:
 
 
 def registry_targets(store: Any) -> list[str]:
-    """The registries to check: for now those named in the stored registry credentials (the seam where
-    the catalog-sync work puts its configured registries)."""
+    """The registries named in the platform-wide pull credentials (checked when none is configured)."""
     from remotegpu.core.secrets.registry_credentials import REGISTRY_CREDENTIALS
     from remotegpu.core.secrets.store import SecretNotFoundError
 

@@ -19,12 +19,19 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner, Result
 
+from remotegpu.core.accounts.users import Principal
+from remotegpu.core.environments.states import UserRole
+from remotegpu.core.registry.configured import RegistryDocument, put_registry
+from remotegpu.core.registry.credentials import RegistryLogin, set_login
 from remotegpu.core.secrets.builtin import EncryptedSecretStore, SecretKeys, generate_secrets_key
 from remotegpu.core.secrets.registry_credentials import REGISTRY_CREDENTIALS
 from remotegpu.ops.cli.app import app
 from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
 from remotegpu.ops.simcluster.server import DCGM_PATH
+from remotegpu.tests.allocation_world import make_user
 from remotegpu.tests.prometheus_world import Prometheus, ScrapeJob, running_prometheus
+from remotegpu.tests.registry_world import RunningRegistry, registry
+from remotegpu.tests.secrets_world import builtin_store
 
 PARTS = ["database", "cluster", "registry", "secrets", "gateway", "prometheus"]
 
@@ -90,7 +97,7 @@ def test_every_configured_part_answers_and_the_others_name_their_setting(configu
     assert "migrated (revision" in found["database"]["detail"]
     assert found["cluster"]["detail"].startswith("2 nodes (2 ready), 8 GPUs")
     assert "8 GPUs report DCGM_FI_DEV_GPU_UTIL" in found["prometheus"]["detail"]
-    assert "remotegpu registry login" in found["registry"]["detail"]
+    assert "remotegpu registry add NAME --url URL" in found["registry"]["detail"]
     assert "set gateway = guacamole or jumpserver" in found["gateway"]["detail"]
     assert configured["REMOTEGPU_SECRETS_KEY"] not in result.stdout
 
@@ -144,3 +151,31 @@ def test_it_runs_without_a_database_url() -> None:
     env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("REMOTEGPU_")}
     table = CliRunner().invoke(app, ["doctor"], env=env | {"DATABASE_URL": None, "COLUMNS": "300"})
     assert [line.split()[0] for line in table.stdout.splitlines()[1:7]] == PARTS
+
+
+@pytest.mark.parametrize(("password", "state"), [(None, "ok"), ("not the password", "failed")])
+def test_a_configured_registry_is_asked_with_its_login(
+    configured: dict[str, str], engine: Engine, registry: RunningRegistry, password: str | None, state: str
+) -> None:
+    """The real registry (htpasswd auth) is listed with the stored login: it answers, or the doctor
+    says the login is refused, never showing the password."""
+    store = builtin_store(engine, configured["REMOTEGPU_SECRETS_KEY"])
+    with engine.begin() as connection:
+        admin = make_user(connection)
+        principal = Principal(admin, "root", "root@example.org", UserRole.ADMIN)
+        config = put_registry(connection, principal, "lab", RegistryDocument("oci", registry.url, ["ml"]))
+        login = RegistryLogin(registry.username, password or registry.password)
+        set_login(connection, principal, store, config, login)
+    result = doctor(**configured)
+    found = rows(result)
+    assert found["registry"]["state"] == state, found["registry"]
+    if state == "ok":
+        assert found["registry"]["detail"] == "1 configured registries answer: lab (oci)"
+        assert result.exit_code == 0, result.output
+    else:
+        assert "lab: the login is refused" in found["registry"]["detail"]
+        assert result.exit_code == 1
+    assert login.password not in result.stdout
+
+
+__all__ = ["registry"]  # the real registry fixture, imported for pytest
