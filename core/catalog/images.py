@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from remotegpu.core.accounts.users import Principal
+from remotegpu.core.catalog.references import check_reference
 from remotegpu.core.platform.errors import InvalidInputError, NotFoundError
 from remotegpu.core.platform.pagination import decode_cursor, page
 
@@ -156,6 +157,7 @@ def resolve_image(connection: Connection, workspace_id: uuid.UUID, image: str) -
             f"image {image!r} not found in the catalog of this workspace; see `remotegpu get images`,"
             " or write a full reference such as docker.io/library/ubuntu:24.04"
         )
+    check_reference(image)
     _check_configured_registry(connection, workspace_id, image)
     return image
 
