@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from remotegpu.ops.simcluster.kubelets import NODES, Faults, Kubelets, device_uuid
-from remotegpu.ops.simcluster.server import SimulatedApiServer
+from remotegpu.ops.simcluster.server import Access, SimulatedApiServer
 from remotegpu.ops.simcluster.store import BY_PATH, Store, now_iso
 
 
@@ -194,6 +194,15 @@ class SimulatedCluster:
     def set_node_ready(self, node: str, ready: bool) -> None:
         """Mark a node Ready or NotReady."""
         self.kubelets.set_node_ready(node, ready)
+
+    def requests_seen(self) -> set[Access]:
+        """Every distinct (verb, API group, resource, namespace) clients asked for since the start or
+        the last `forget_requests`: what RBAC must grant them (namespace None: cluster-wide)."""
+        return self.server.accesses()
+
+    def forget_requests(self) -> set[Access]:
+        """Start recording requests afresh; returns what was recorded until now."""
+        return self.server.accesses(forget=True)
 
     def fail_requests(self, count: int = 0, rate: float = 0.0) -> None:
         """Answer the next `count` requests with 503, and a `rate` share of all requests with 500."""
