@@ -71,7 +71,8 @@ def granted(objects: tuple[dict[str, Any], ...], service_account: str) -> set[Gr
         ref = binding["roleRef"]
         role = roles[(ref["kind"], namespace if ref["kind"] == "Role" else None, ref["name"])]
         for rule in role["rules"]:
-            assert "resourceNames" not in rule and "*" not in rule["verbs"] + rule["resources"]
+            assert "resourceNames" not in rule
+            assert "*" not in rule["verbs"] + rule["resources"]
             for group in rule["apiGroups"]:
                 for resource in rule["resources"]:
                     grants.update((verb, group, resource, namespace) for verb in rule["verbs"])
