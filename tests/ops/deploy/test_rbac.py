@@ -22,8 +22,11 @@ import pytest
 
 from remotegpu.core.capacity.requests import ClaimedPort
 from remotegpu.core.cluster.driver import VolumeSpec, WorkloadSpec
+from remotegpu.core.cluster.kubernetes.client import api_client_from_kubeconfig
 from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
 from remotegpu.core.environments.states import PortPurpose, Protocol
+from remotegpu.core.inventory.gpu_report import GpuReading
+from remotegpu.ops.agent.publisher import NodeAnnotations
 from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
 from remotegpu.ops.simcluster.server import Access
 from remotegpu.ops.simcluster.store import BY_PATH
@@ -220,3 +223,19 @@ def test_the_role_grants_exactly_what_the_driver_calls_of_the_component_need(
 def test_every_overlay_binds_the_same_roles() -> None:
     for service_account in COMPONENTS:
         assert granted(render("dev"), service_account) == granted(render("production"), service_account)
+
+
+def test_the_agent_s_role_grants_exactly_what_publishing_a_report_needs(tmp_path: Path) -> None:
+    """The agent reads its node and patches its annotations: written once, then found unchanged."""
+    with SimulatedCluster(NodeTemplate(count=1, gpus=1)) as sim:
+        publisher = NodeAnnotations(
+            api_client_from_kubeconfig(str(sim.write_kubeconfig(tmp_path / "kc"))), "gpu-node-0"
+        )
+        readings = [GpuReading(0, "GPU-00000000-1111-2222-3333-444444444444", "NVIDIA H100 80GB HBM3", 81559)]
+        sim.forget_requests()
+        assert publisher.publish(readings)
+        assert not publisher.publish(readings)
+        needed = sim.forget_requests()
+    grants = granted(render("production"), "remotegpu-agent")
+    assert not uncovered(needed, grants), f"the agent's role lacks: {sorted(uncovered(needed, grants))}"
+    assert {g for g in grants if g not in needed} == set(), "the agent's role grants what it never uses"
