@@ -12,6 +12,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
+from remotegpu.core.platform.settings import load_settings
 from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
 from remotegpu.tests.ops.deploy.rendering import DEPLOY, OVERLAYS, find, render
 
@@ -121,6 +122,16 @@ def test_migrations_run_first_and_secrets_come_from_secret_references(overlay: s
         "secretKeyRef": {"name": "remotegpu-keys", "key": "jwt-secret"}
     }
     assert not [o for o in objects if o["kind"] == "Secret"], "no secret value is ever committed"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_settings_config_map_holds_only_settings_remotegpu_knows(overlay: str) -> None:
+    data = find(render(overlay), "ConfigMap", "remotegpu-settings")["data"]
+    settings = load_settings({**data, "DATABASE_URL": "postgresql://remotegpu@db/remotegpu"})
+    assert settings.kubernetes_namespace == "remotegpu-workloads"
+    assert settings.api_host == settings.reconciler_metrics_host == "0.0.0.0"
+    assert settings.reconciler_metrics_port == 9465
+    assert settings.gpu_binding == "device-plugin"
 
 
 def test_overlays_differ_in_size_and_image_only_where_meant() -> None:
