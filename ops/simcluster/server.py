@@ -1,8 +1,9 @@
 """The simulated cluster's HTTP front: the Kubernetes REST API over `ThreadingHTTPServer`.
 
-Paths: discovery (`/version`, `/api`, `/api/v1`, `/apis`, `/apis/<group>[/<version>]`), core v1,
-networking.k8s.io/v1, and the kinds a deployment of RemoteGPU is made of (apps/v1, batch/v1, policy/v1,
-rbac.authorization.k8s.io/v1: stored and listed, not run) (cluster-wide and per namespace), `status` subresources, pod `log`
+Paths: discovery (`/version`, `/api`, `/api/v1`, `/apis`, `/apis/<group>[/<version>]`), the OpenAPI v3
+index `kubectl` reads (`openapi.py`), core v1 and networking.k8s.io/v1 resources, and the kinds a
+deployment of RemoteGPU is made of (apps/v1, batch/v1, policy/v1, rbac.authorization.k8s.io/v1: stored
+and listed, not run), cluster-wide and per namespace; `status` subresources, pod `log`
 (with `follow=true` a chunked stream of lines as the container writes them, until the pod ends or the
 client goes away; 400 while the container has not started, as the kubelet answers), `?watch=1` streams
 (newline-delimited JSON over chunked encoding), label and field selectors, and errors as `Status`
@@ -163,8 +164,8 @@ class SimulatedApiServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], store: Store, kubelets: Kubelets, faults: Faults) -> None:
         super().__init__(address, _Handler)
         self.store, self.kubelets, self.faults = store, kubelets, faults
-        self.rng = random.Random(7)
         self.closing = threading.Event()
+        self.rng = random.Random(7)
         self.access: set[Access] = set()
         """Every distinct (verb, API group, resource[/subresource], namespace or None) requested, as an
         RBAC authorizer sees it: what a client's Role must grant (a set, so it stays small)."""
