@@ -12,17 +12,22 @@ import datetime as dt
 import secrets
 
 from litestar import Litestar, Router
+from litestar.config.cors import CORSConfig
 from litestar.config.response_cache import ResponseCacheConfig
 from litestar.di import Provide
 from litestar.logging import LoggingConfig
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from sqlalchemy import Engine
 
 from remotegpu.api.context import ApiContext, LogReader
+from remotegpu.api.drain import Drain, DrainMiddleware
 from remotegpu.api.openapi import document_error_answers
 from remotegpu.api.problems import EXCEPTION_HANDLERS, read_request_input
+from remotegpu.api.reload import LiveApiSettings
+from remotegpu.api.request_log import RequestLogMiddleware
 from remotegpu.api.routes import (
     auth,
     billing,
@@ -32,6 +37,7 @@ from remotegpu.api.routes import (
     ops,
     prices,
     quotas,
+    registries,
     registry_credentials,
     ssh_keys,
     users,
@@ -41,6 +47,8 @@ from remotegpu.core.accounts.credential_cache import PrincipalCache, listen_for_
 from remotegpu.core.accounts.sign_in_limits import SignInLimits
 from remotegpu.core.platform.db import make_async_pool, make_engine
 from remotegpu.core.platform.settings import Settings
+from remotegpu.core.registry.directory import ClientFactory
+from remotegpu.core.registry.factory import default_client_factory
 from remotegpu.core.secrets.configured import secret_store_if_configured
 
 API_PREFIX = "/api/v1"
@@ -55,7 +63,27 @@ class MetricsController(PrometheusController):
     include_in_schema = False
 
 
-def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = None) -> Litestar:
+def _cors(origins: list[str]) -> CORSConfig | None:
+    """Browsers on `origins` may call the API with credentials; None (no CORS headers) without any."""
+    if not origins:
+        return None
+    return CORSConfig(
+        allow_origins=origins,
+        allow_credentials=True,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+        expose_headers=["X-Request-ID", "Retry-After", "Location"],
+        max_age=600,
+    )
+
+
+def create_app(
+    settings: Settings,
+    engine: Engine,
+    *,
+    logs: LogReader | None = None,
+    registry_clients: ClientFactory = default_client_factory,
+) -> Litestar:
     """The API app for `engine`, signing tokens with `settings.jwt_secret` (a random key when unset:
     tokens then die with the process, fine for one-off runs, wrong for replicas)."""
     read_engine = make_engine(
@@ -91,18 +119,22 @@ def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = N
         jwt_secret=settings.jwt_secret or secrets.token_urlsafe(32),
         access_token_lifetime=dt.timedelta(minutes=settings.access_token_minutes),
         refresh_token_lifetime=dt.timedelta(hours=settings.refresh_token_hours),
+        password_reset_lifetime=dt.timedelta(hours=settings.password_reset_hours),
         logs=logs,
         secret_store=secret_store_if_configured(settings, engine),
         workspace_gateways=settings.configured_gateways() if settings.workspace_gateways else (),
         currency=settings.currency,
         billing_period=settings.billing_period,
+        registry_clients=registry_clients,
+    )
+    cors = _cors(settings.cors_origins)
+    live = LiveApiSettings(
+        SignInLimits(settings.login_attempts_per_minute, settings.login_failures_per_account_per_hour), cors
     )
     api = Router(
         API_PREFIX,
         route_handlers=[
-            auth.make_router(
-                SignInLimits(settings.login_attempts_per_minute, settings.login_failures_per_account_per_hour)
-            ),
+            auth.make_router(lambda: live.sign_in_limits),
             users.router,
             ssh_keys.router,
             workspaces.router,
@@ -113,18 +145,21 @@ def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = N
             billing.router,
             prices.router,
             registry_credentials.router,
+            registries.router,
             ops.router,
         ],
     )
     metrics = PrometheusConfig(
         app_name="remotegpu", prefix="remotegpu", group_path=True, exclude=["/metrics"]
     )
+    drain = Drain()
     app = Litestar(
         route_handlers=[api, ops.healthz, ops.readyz, MetricsController],
         dependencies={"api": Provide(lambda: context, sync_to_thread=False, use_cache=True)},
         exception_handlers=EXCEPTION_HANDLERS,
         before_request=read_request_input,
-        middleware=[metrics.middleware],
+        middleware=[RequestLogMiddleware, DefineMiddleware(DrainMiddleware, drain=drain), metrics.middleware],
+        cors_config=cors,
         request_max_body_size=settings.max_request_bytes,
         openapi_config=OpenAPIConfig(
             title="RemoteGPU API",
@@ -146,4 +181,7 @@ def create_app(settings: Settings, engine: Engine, *, logs: LogReader | None = N
         debug=False,
     )
     document_error_answers(app)
+    app.state.drain = drain  # the server drains through it (`api.drain.DrainingServer`)
+    app.state.drain_seconds = settings.drain_seconds
+    app.state.live_settings = live  # a settings reload applies through it (`ops.reload`)
     return app

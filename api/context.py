@@ -24,6 +24,8 @@ from remotegpu.api.security import authenticate, authenticate_async
 from remotegpu.core.accounts.credential_cache import PrincipalCache
 from remotegpu.core.accounts.users import Principal
 from remotegpu.core.platform.settings import BillingPeriod
+from remotegpu.core.registry.directory import ClientFactory
+from remotegpu.core.registry.factory import default_client_factory
 from remotegpu.core.secrets.store import SecretStore, SecretsUnavailableError
 
 
@@ -58,6 +60,7 @@ class ApiContext:
     jwt_secret: str
     access_token_lifetime: dt.timedelta
     refresh_token_lifetime: dt.timedelta
+    password_reset_lifetime: dt.timedelta = dt.timedelta(hours=24)
     logs: LogReader | None = None
     secret_store: SecretStore | None = None
     """The secrets store the settings configure; None when they configure none (see `secrets`)."""
@@ -68,6 +71,8 @@ class ApiContext:
     """The deployment's one currency (the `currency` setting): every price is in it."""
     billing_period: BillingPeriod = "month"
     """Where usage windows start by default and tails are cut (the `billing_period` setting)."""
+    registry_clients: ClientFactory = default_client_factory
+    """Builds a configured registry's client for `POST /images/sync` (tests may give their own)."""
 
     @property
     def secrets(self) -> SecretStore:

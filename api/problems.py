@@ -22,7 +22,8 @@ from litestar import Request, Response
 from litestar.exceptions import ClientException, HTTPException, SerializationException, ValidationException
 from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from remotegpu.core.platform.errors import (
     AuthenticationError,
@@ -31,7 +32,9 @@ from remotegpu.core.platform.errors import (
     InvalidInputError,
     NotFoundError,
     RemoteGPUError,
+    UpstreamUnavailableError,
 )
+from remotegpu.core.platform.log_context import log_field
 from remotegpu.core.platform.validation_messages import field_and_message
 from remotegpu.core.secrets.store import SecretsAccessDeniedError, SecretsUnavailableError
 
@@ -49,6 +52,7 @@ _STATUS: list[tuple[type[RemoteGPUError], int, str]] = [
     (InvalidInputError, 422, "Invalid input"),
     (SecretsUnavailableError, 503, "Secrets store unavailable"),
     (SecretsAccessDeniedError, 503, "Secrets store unavailable"),
+    (UpstreamUnavailableError, 503, "Upstream unavailable"),
 ]
 
 
@@ -63,6 +67,9 @@ def problem(
         "detail": detail,
         "instance": request.url.path,
     }
+    request_id = log_field("request_id")
+    if request_id is not None:
+        body["request_id"] = request_id
     body.update(extra)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
@@ -79,6 +86,10 @@ PROBLEM_SCHEMA = Schema(
         "status": Schema(type=OpenAPIType.INTEGER, description="the HTTP status, repeated"),
         "detail": Schema(type=OpenAPIType.STRING, description="what went wrong and how to fix it"),
         "instance": Schema(type=OpenAPIType.STRING, description="the path of the request"),
+        "request_id": Schema(
+            type=OpenAPIType.STRING,
+            description="the request's id (also the `X-Request-ID` header): quote it when reporting a problem",
+        ),
         "errors": Schema(
             type=OpenAPIType.ARRAY,
             description="each field at fault, when the input was refused",
@@ -233,6 +244,27 @@ def database_refused_value(
     )
 
 
+DATABASE_RETRY_AFTER_SECONDS = 2
+
+
+def database_unavailable(request: Request[Any, Any, Any], error: Exception) -> Response[dict[str, Any]]:
+    """The database could not be reached, dropped the connection (a restart, a failover, a cut
+    connection) or has no connection free: nothing the caller did, and a retry in a moment works, so
+    503 with `Retry-After`."""
+    _log.warning(
+        "Database unavailable for a request",
+        extra={"path": request.url.path, "error": type(getattr(error, "orig", None) or error).__name__},
+    )
+    response = problem(
+        503,
+        "Database unavailable",
+        f"the database is not reachable right now; retry in {DATABASE_RETRY_AFTER_SECONDS} seconds",
+        request,
+    )
+    response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+    return response
+
+
 def internal_error(request: Request[Any, Any, Any], error: Exception) -> Response[dict[str, Any]]:
     """Anything unexpected: logged with its trace, answered without internals."""
     _log.exception("Request failed", extra={"path": request.url.path, "method": request.method})
@@ -259,6 +291,10 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     HTTPException: http_error,
     DataError: database_refused_value,
     psycopg.DataError: database_refused_value,
+    OperationalError: database_unavailable,
+    InterfaceError: database_unavailable,
+    PoolTimeoutError: database_unavailable,
+    psycopg.OperationalError: database_unavailable,
     Exception: internal_error,
 }
 """Handlers for `Litestar(exception_handlers=…)`; the most specific class wins."""

@@ -10,7 +10,7 @@ from psycopg import AsyncConnection
 from sqlalchemy import Connection
 
 from remotegpu.core.accounts.credential_cache import PrincipalCache
-from remotegpu.core.accounts.credentials import API_TOKEN_PREFIX, api_token_hash, read_token
+from remotegpu.core.accounts.credentials import API_TOKEN_PREFIX, TokenClaims, api_token_hash, read_token
 from remotegpu.core.accounts.users import (
     Principal,
     principal_by_api_token,
@@ -19,6 +19,7 @@ from remotegpu.core.accounts.users import (
     token_owner_async,
 )
 from remotegpu.core.platform.errors import AuthenticationError
+from remotegpu.core.platform.log_context import add_log_fields
 
 
 def _credential(authorization: str | None) -> str:
@@ -36,6 +37,7 @@ def _known(principal: Principal | None) -> Principal:
         raise AuthenticationError(
             "the token is invalid, expired or revoked, or its user is disabled; sign in again"
         )
+    add_log_fields(user=str(principal.user_id))  # the request's log line says who called
     return principal
 
 
@@ -47,8 +49,9 @@ def authenticate(connection: Connection, authorization: str | None, jwt_secret: 
     credential = _credential(authorization)
     if credential.startswith(API_TOKEN_PREFIX):
         return _known(principal_by_api_token(connection, credential))
-    user_id = read_token(jwt_secret, credential, "access")
-    return _known(principal_by_id(connection, user_id) if user_id else None)
+    claims = read_token(jwt_secret, credential, "access")
+    principal = principal_by_id(connection, claims.user_id) if claims else None
+    return _known(principal if claims and current_claims(principal, claims) else None)
 
 
 async def authenticate_async(
@@ -60,15 +63,22 @@ async def authenticate_async(
     if credential.startswith(API_TOKEN_PREFIX):
         key = "token:" + api_token_hash(credential)
         return _known(await _through_cache(cache, key, lambda: token_owner_async(connection, credential)))
-    user_id = read_token(jwt_secret, credential, "access")
-    if user_id is None:
+    claims = read_token(jwt_secret, credential, "access")
+    if claims is None:
         return _known(None)
 
     async def by_id() -> tuple[Principal, dt.datetime | None] | None:
-        principal = await principal_by_id_async(connection, user_id)
+        principal = await principal_by_id_async(connection, claims.user_id)
         return None if principal is None else (principal, None)
 
-    return _known(await _through_cache(cache, f"user:{user_id}", by_id))
+    principal = await _through_cache(cache, f"user:{claims.user_id}", by_id)
+    return _known(principal if current_claims(principal, claims) else None)
+
+
+def current_claims(principal: Principal | None, claims: TokenClaims) -> bool:
+    """Whether a token of `claims` still works for `principal`: issued in the user's current token
+    generation (a password change or reset moves it on, ending every earlier token)."""
+    return principal is not None and principal.token_generation == claims.generation
 
 
 async def _through_cache(

@@ -16,18 +16,24 @@ import multiprocessing
 import multiprocessing.connection
 import multiprocessing.context
 import os
+import signal
 import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
 import uvicorn
 from litestar import Litestar
+from rich.console import Console
 
+from remotegpu.api.drain import DrainingServer
 from remotegpu.core.platform.errors import RemoteGPUError
 from remotegpu.core.platform.settings import Settings
+from remotegpu.ops.log_format import configure_logging
 from remotegpu.ops.ports import bind
+from remotegpu.ops.reload import SettingsReloader
 from remotegpu.ops.stopping import StopRequested, die_with_parent, install_stop_handlers
 
 __all__ = ["bind", "run_worker", "running_api", "serve_workers", "stop_processes"]  # bind: from ports
@@ -40,14 +46,14 @@ async def _freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def _server(app: Litestar) -> uvicorn.Server:
+def _server(app: Litestar) -> DrainingServer:
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2
     )
-    return uvicorn.Server(config)
+    return DrainingServer(config, app.state.drain, app.state.drain_seconds)
 
 
-def run_worker(settings: Settings) -> None:
+def run_worker(settings: Settings, config_file: Path | None = None) -> None:
     """One API worker: its engine, its app, uvicorn on a SO_REUSEPORT socket; until interrupted."""
     from remotegpu.api.app import create_app
     from remotegpu.core.cluster.kubernetes.client import in_cluster
@@ -71,30 +77,39 @@ def run_worker(settings: Settings) -> None:
     app = create_app(settings, engine, logs=logs)
     app.on_startup.append(_freeze_startup_objects)
     server = _server(app)
-    server.run(sockets=[sock])
+    reloader = SettingsReloader(
+        settings,
+        app.state.live_settings.apply,
+        config_file=config_file,
+        console=Console(stderr=True),
+        default_format=settings.log_format or "json",
+    )
+    with reloader.watch():  # SIGHUP: the sign-in limits, CORS origins and log level change in place
+        server.run(sockets=[sock])
     if not server.started:
         raise SystemExit("the API worker did not start (see the log above)")
 
 
-def _worker_process(settings: Settings, parent_pid: int) -> None:
+def _worker_process(settings: Settings, parent_pid: int, config_file: Path | None) -> None:
     """A spawned worker's entry: serves until SIGINT or SIGTERM, or until its parent dies."""
     install_stop_handlers()
+    configure_logging(settings.log_level, settings.log_format or "json", Console(stderr=True))
     try:
         die_with_parent(parent_pid)
-        run_worker(settings)
+        run_worker(settings, config_file)
     except StopRequested:
         pass
 
 
-def serve_workers(settings: Settings, workers: int) -> None:
+def serve_workers(settings: Settings, workers: int, config_file: Path | None = None) -> None:
     """Run `workers` API processes on one port until SIGINT or SIGTERM (`StopRequested`, with the caller's
     handlers) or until one of them exits, then stop every one; one worker runs in this process."""
     if workers <= 1:
-        run_worker(settings)
+        run_worker(settings, config_file)
         return
     context = multiprocessing.get_context("spawn")
     with _shared_metrics_dir():
-        _serve_processes(context, settings, workers)
+        _serve_processes(context, settings, workers, config_file)
 
 
 @contextlib.contextmanager
@@ -113,22 +128,38 @@ def _shared_metrics_dir() -> Iterator[None]:
             del os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 
-def _serve_processes(context: multiprocessing.context.SpawnContext, settings: Settings, workers: int) -> None:
+def _serve_processes(
+    context: multiprocessing.context.SpawnContext, settings: Settings, workers: int, config_file: Path | None
+) -> None:
     processes = [
         context.Process(
-            target=_worker_process, args=(settings, os.getpid()), name=f"api-worker-{index}", daemon=True
+            target=_worker_process,
+            args=(settings, os.getpid(), config_file),
+            name=f"api-worker-{index}",
+            daemon=True,
         )
         for index in range(workers)
     ]
+    # Workers start ignoring SIGHUP (inherited across exec) until they handle it themselves (a reload);
+    # then this process forwards each SIGHUP to every worker.
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         for process in processes:
             process.start()
+        signal.signal(signal.SIGHUP, lambda _signum, _frame: _forward(processes, signal.SIGHUP))
         while all(process.is_alive() for process in processes):
             multiprocessing.connection.wait([process.sentinel for process in processes], timeout=1.0)
         ended = next(process for process in processes if not process.is_alive())
         raise RemoteGPUError(f"{ended.name} exited with status {ended.exitcode}; stopped the other workers")
     finally:
-        stop_processes(processes)
+        signal.signal(signal.SIGHUP, previous)
+        stop_processes(processes, grace_s=settings.drain_seconds + 5)  # each drains first
+
+
+def _forward(processes: Sequence[BaseProcess], signum: int) -> None:
+    for process in processes:
+        if process.pid is not None and process.is_alive():
+            os.kill(process.pid, signum)
 
 
 def stop_processes(processes: Sequence[BaseProcess], grace_s: float = 10.0) -> None:
@@ -149,6 +180,15 @@ def stop_processes(processes: Sequence[BaseProcess], grace_s: float = 10.0) -> N
 @contextlib.contextmanager
 def running_api(app: Litestar, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
     """Serve `app` on a background thread; yields its base URL and stops it on exit."""
+    with running_api_server(app, host, port) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def running_api_server(
+    app: Litestar, host: str = "127.0.0.1", port: int = 0
+) -> Iterator[tuple[str, DrainingServer]]:
+    """`running_api`, also yielding the server (tests drain it)."""
     sock = bind(host, port)
     server = _server(app)
     thread = threading.Thread(
@@ -162,7 +202,7 @@ def running_api(app: Litestar, host: str = "127.0.0.1", port: int = 0) -> Iterat
         time.sleep(0.01)
     bound_host, bound_port = sock.getsockname()[:2]
     try:
-        yield f"http://{bound_host}:{bound_port}"
+        yield f"http://{bound_host}:{bound_port}", server
     finally:
         server.should_exit = True
         thread.join(timeout=10)

@@ -27,6 +27,7 @@ from remotegpu.ops.bootstrap import DEV_ADMIN_EMAIL, ensure_admin, persistent_se
 from remotegpu.ops.dev_gateways import prepare_dev_gateway
 from remotegpu.ops.dev_lock import data_dir_lock
 from remotegpu.ops.dev_prices import seed_demo_prices
+from remotegpu.ops.dev_registry import RegistryChoice, prepare_dev_registry
 from remotegpu.ops.dev_secrets import prepare_dev_secrets
 from remotegpu.ops.migrate import current_revision, upgrade
 from remotegpu.ops.postgres import EmbeddedPostgres, ensure_database
@@ -58,6 +59,7 @@ class DevStack:
     secrets: str = "not configured"
     gateway: str = "direct"
     prices: str = "none"
+    registry: str = "none"
 
     def describe(self) -> list[tuple[str, str]]:
         """(component, where) rows, secrets redacted."""
@@ -74,6 +76,7 @@ class DevStack:
             ("Secrets", self.secrets),
             ("Gateway", self.gateway),
             ("Prices", self.prices),
+            ("Registry", self.registry),
             ("API", f"{self.api_url}/api/v1  (OpenAPI: {self.api_url}/api/v1/openapi)"),
             (
                 "Admin login",
@@ -84,9 +87,12 @@ class DevStack:
 
 
 @contextlib.contextmanager
-def running_dev_stack(settings: Settings, gateway: GatewayChoice = "direct") -> Iterator[DevStack]:
+def running_dev_stack(
+    settings: Settings, gateway: GatewayChoice = "direct", registry: RegistryChoice = "none"
+) -> Iterator[DevStack]:
     """Start the stack, yield what runs, and stop it again on exit (also on Ctrl-C). `gateway`: where SSH
-    is also published (a contract fake of the product unless its address is set)."""
+    is also published (a contract fake of the product unless its address is set); `registry`: an image
+    registry to sync the catalog from (Harbor's contract fake with demo content)."""
     with contextlib.ExitStack() as stack:
         stack.enter_context(data_dir_lock(settings.data_dir))
         embedded_dir: Path | None = None
@@ -120,6 +126,7 @@ def running_dev_stack(settings: Settings, gateway: GatewayChoice = "direct") -> 
         jwt_secret = settings.jwt_secret or persistent_secret((settings.data_dir / "jwt-secret").resolve())
         password_file = (settings.data_dir / "admin-password").resolve()
         ensure_admin(engine, DEV_ADMIN_EMAIL, "admin", password_file)
+        registry_where = prepare_dev_registry(settings, registry, url, DEV_ADMIN_EMAIL, stack)
         prices = seed_demo_prices(engine, settings.currency)
         app = create_app(msgspec.structs.replace(settings, jwt_secret=jwt_secret), engine, logs=driver)
         api_url = stack.enter_context(running_api(app, settings.api_host, settings.api_port))
@@ -138,4 +145,5 @@ def running_dev_stack(settings: Settings, gateway: GatewayChoice = "direct") -> 
             secrets=secrets_where,
             gateway=gateway_where,
             prices=prices,
+            registry=registry_where,
         )

@@ -13,6 +13,7 @@ from remotegpu.core.cluster.driver import ClusterDriver
 from remotegpu.core.environments.access_keys import PlatformKeys
 from remotegpu.core.gateways.configured import ConfiguredGateways
 from remotegpu.core.platform.settings import Settings
+from remotegpu.core.registry.directory import RegistryDirectory
 from remotegpu.core.secrets.store import SecretStore
 from remotegpu.reconciler.telemetry import ReconcilerMetrics
 
@@ -52,6 +53,9 @@ class ReconcilerContext:
     """The deployment's access gateways (Guacamole, Jumpserver); None: direct access only."""
     metrics: ReconcilerMetrics = field(default_factory=ReconcilerMetrics)
     """This replica's Prometheus metrics (steps, errors, jobs, leadership)."""
+    registries: RegistryDirectory | None = None
+    """The configured registries: the catalog sync reads them, the pinning step resolves tags at them.
+    None: no registry is synced and images run by tag."""
 
     def backoff(self, attempt: int) -> dt.timedelta:
         """Delay before retry number `attempt` (0-based): exponential, capped, with jitter in [½, 1]."""

@@ -21,16 +21,21 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import msgspec
 import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 
-from remotegpu.core.cluster.driver import ClusterDriver, WorkloadWatcher
+from remotegpu.core.cluster.driver import ClusterDriver, PullSecretConsumer, WorkloadWatcher
 from remotegpu.core.environments.access_keys import PlatformKeys
 from remotegpu.core.gateways.configured import ConfiguredGateways
 from remotegpu.core.platform.db import make_engine, normalise_url
+from remotegpu.core.platform.log_context import bound_log_fields
 from remotegpu.core.platform.notify import CHANNEL
 from remotegpu.core.platform.settings import Settings
+from remotegpu.core.registry.directory import ClientFactory, RegistryDirectory
+from remotegpu.core.registry.factory import default_client_factory
 from remotegpu.core.secrets.configured import secret_store_if_configured
 from remotegpu.core.secrets.store import SecretStore
 from remotegpu.reconciler.context import ReconcilerContext, SimulatedCrashError
@@ -42,6 +47,7 @@ from remotegpu.reconciler.invoicing import INVOICE_SECONDS, invoice_tick
 from remotegpu.reconciler.leader import FencedOutError, LeaderElector, default_identity
 from remotegpu.reconciler.metering import meter_tick
 from remotegpu.reconciler.policies import policy_tick
+from remotegpu.reconciler.registry_sync import registry_sync_tick
 from remotegpu.reconciler.scheduler import schedule_pass
 from remotegpu.reconciler.telemetry import MetricsServer, PlatformCollector, ReconcilerMetrics
 
@@ -53,6 +59,25 @@ GC_SECONDS = 60.0
 """How often the leader collects orphaned cluster objects and claims."""
 HOST_SYNC_SECONDS = 5.0
 """How often the leader syncs hosts with the cluster's nodes (well inside `host_down_after_seconds`)."""
+JOB_INTERVALS = {
+    "metering": "meter_seconds",
+    "policies": "policy_seconds",
+    "registry-sync": "registry_sync_seconds",
+}
+"""The leader jobs whose interval is a setting (a reload reschedules them)."""
+RELOADABLE = frozenset(
+    {
+        "reconcile_workers",
+        "resync_seconds",
+        "backoff_base_seconds",
+        "backoff_cap_seconds",
+        "provisioning_deadline_seconds",
+        "stopping_deadline_seconds",
+        "meter_close_seconds",
+        *JOB_INTERVALS.values(),
+    }
+)
+"""What a running replica takes from reloaded settings (`apply_settings`); the rest needs a restart."""
 
 
 class Reconciler:
@@ -69,6 +94,7 @@ class Reconciler:
         kill_point: Callable[[str], None] | None = None,
         listen: bool = True,
         secrets: SecretStore | None = None,
+        registry_clients: ClientFactory | None = None,
     ) -> None:
         self.url = normalise_url(make_url(url) if isinstance(url, str) else url)
         self.identity = identity or default_identity()
@@ -94,10 +120,14 @@ class Reconciler:
             platform_keys=PlatformKeys(store) if store is not None else None,
             gateways=ConfiguredGateways(settings, store) if len(settings.configured_gateways()) > 1 else None,
             metrics=ReconcilerMetrics(shard),
+            registries=RegistryDirectory(engine, store, registry_clients or default_client_factory),
         )
+        if isinstance(cluster, PullSecretConsumer) and self.ctx.registries is not None:
+            cluster.use_pull_secrets(self.ctx.registries.pull_secret)
         self.metrics = self.ctx.metrics
         self.metrics.registry.register(PlatformCollector(self.ctx, lambda: self.is_leader and shard == 0))
         self._metrics_server: MetricsServer | None = None
+        self._pending_settings: Settings | None = None
         if kill_point is not None:
             self.ctx.kill_point = kill_point
         self._listen = listen
@@ -115,6 +145,7 @@ class Reconciler:
             (meter_tick, settings.meter_seconds, "metering"),
             (policy_tick, settings.policy_seconds, "policies"),
             (invoice_tick, INVOICE_SECONDS, "invoices"),
+            (registry_sync_tick, settings.registry_sync_seconds, "registry-sync"),
         ]
         self._last_heartbeat = 0.0
         self.steps_done = 0
@@ -124,6 +155,35 @@ class Reconciler:
     def add_job(self, job: Callable[[ReconcilerContext], object], every_seconds: float, name: str) -> None:
         """Register a singleton job that runs only on the leader (meter tick, registry sync, gc…)."""
         self._job_specs.append((job, every_seconds, name))
+
+    def apply_settings(self, new: Settings) -> set[str]:
+        """Take the reloadable settings of `new` (`RELOADABLE`); returns those that changed. The loop's
+        thread applies them at its next tick: the worker pool resized, the leader jobs rescheduled."""
+        old = self.ctx.settings
+        changed = {name for name in RELOADABLE if getattr(old, name) != getattr(new, name)}
+        if changed:
+            self._pending_settings = msgspec.structs.replace(
+                old, **{name: getattr(new, name) for name in changed}
+            )
+            self._wake_now()
+        return changed
+
+    def _take_pending_settings(self) -> None:
+        pending, self._pending_settings = self._pending_settings, None
+        if pending is None:
+            return
+        old, self.ctx.settings = self.ctx.settings, pending
+        if pending.reconcile_workers != old.reconcile_workers:
+            previous = self._workers  # its steps in flight finish; they stay in `_in_flight` until reaped
+            self._workers = ThreadPoolExecutor(pending.reconcile_workers, thread_name_prefix="reconcile")
+            previous.shutdown(wait=False)
+        self._job_specs = [
+            (job, getattr(pending, JOB_INTERVALS[name]) if name in JOB_INTERVALS else every, name)
+            for job, every, name in self._job_specs
+        ]
+        if self._jobs is not None:
+            for _job, every, name in self._job_specs:
+                self._jobs.reschedule_job(name, trigger="interval", seconds=every)
 
     def serve_metrics(self, host: str, port: int) -> str:
         """Serve this replica's `/metrics` on host:port (0: any free port) until `close`; returns its URL."""
@@ -180,22 +240,41 @@ class Reconciler:
             self.close()
 
     def close(self) -> None:
-        """Resign (if leading), wait for workers and jobs, and close every connection."""
+        """Wait for jobs and the steps in flight, give back the leases not worked on, resign (if
+        leading: a standby takes over at its next campaign, within a heartbeat), close every connection."""
         if self._jobs is not None:
             self._jobs.shutdown(wait=True)
             self._jobs = None
+        self._workers.shutdown(wait=True, cancel_futures=True)
         if self.elector.is_leader:
             self.metrics.lost("resigned")
+            self._release_leases()
         self.elector.resign()
         self.elector.close()
-        self._workers.shutdown(wait=True, cancel_futures=True)
         if self._metrics_server is not None:
             self._metrics_server.close()
             self._metrics_server = None
         self.ctx.engine.dispose()
 
+    def _release_leases(self) -> None:
+        """Give back the leases of work this replica will not do (queued steps cancelled at shutdown), so
+        the next leader takes those environments at once rather than after the lease expires. Best
+        effort: a lease left behind still expires."""
+        try:
+            with self.ctx.engine.begin() as connection:
+                connection.execute(
+                    text(
+                        "UPDATE environments SET lock_token = NULL, lock_expires_at = NULL, lock_owner = NULL"
+                        " WHERE lock_owner = :me AND lock_token IS NOT NULL"
+                    ),
+                    {"me": self.identity},
+                )
+        except Exception as error:
+            log.warning("Leases not released; they expire", extra={"error": type(error).__name__})
+
     def tick(self) -> None:
         """One round of leader work: hand due environments to free workers."""
+        self._take_pending_settings()
         self._reap()
         free = self.ctx.settings.reconcile_workers - len(self._in_flight)
         try:
@@ -266,7 +345,8 @@ class Reconciler:
     def _guarded(self, job: Callable[[ReconcilerContext], object], name: str) -> Callable[[], None]:
         def run() -> None:
             try:
-                self.metrics.timed_job(name, lambda: job(self.ctx))
+                with bound_log_fields(job=name, shard=self.ctx.shard, epoch=self.ctx.epoch):
+                    self.metrics.timed_job(name, lambda: job(self.ctx))
             except FencedOutError:
                 log.warning("Singleton job fenced out", extra={"job": name})
             except Exception:
@@ -277,18 +357,21 @@ class Reconciler:
     # -- workers --------------------------------------------------------------------------------
     def _reconcile(self, lease: Lease) -> None:
         self.steps_done += 1
-        try:
-            reconcile(self.ctx, lease)
-        except SimulatedCrashError:
-            log.warning("Step killed at a kill point; its lease will expire", extra={"lease": str(lease)})
-        except FencedOutError:
-            log.warning("Step fenced out: another replica leads now")
-        except Exception:
-            self.steps_failed += 1
-            self.metrics.errors.labels(lease.state.phase.value, "Exception").inc()
-            log.exception("Step failed; the lease will expire and the step be retried")
-        finally:
-            self._wake_now()
+        with bound_log_fields(
+            environment=str(lease.environment_id), shard=self.ctx.shard, epoch=self.ctx.epoch
+        ):
+            try:
+                reconcile(self.ctx, lease)
+            except SimulatedCrashError:
+                log.warning("Step killed at a kill point; its lease will expire", extra={"lease": str(lease)})
+            except FencedOutError:
+                log.warning("Step fenced out: another replica leads now")
+            except Exception:
+                self.steps_failed += 1
+                self.metrics.errors.labels(lease.state.phase.value, "Exception").inc()
+                log.exception("Step failed; the lease will expire and the step be retried")
+            finally:
+                self._wake_now()
 
     def _reap(self) -> None:
         for environment_id, future in list(self._in_flight.items()):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from typing import Annotated
 
 import msgspec
@@ -14,7 +15,9 @@ from litestar.params import FromPath, JSONBody
 
 from remotegpu.api.context import AnyRequest, Api
 from remotegpu.api.openapi import answers
+from remotegpu.api.security import current_claims
 from remotegpu.core.accounts.credentials import issue_token, read_token
+from remotegpu.core.accounts.passwords import redeem_password_reset
 from remotegpu.core.accounts.sign_in_limits import (
     SignInLimits,
     count_sign_in_attempt,
@@ -74,6 +77,14 @@ class UserOut(msgspec.Struct):
     username: str
     role: str
     disabled: bool = False
+    display_name: str | None = None
+
+
+class ResetIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A password reset token from a platform admin, and the new password."""
+
+    reset_token: Annotated[str, msgspec.Meta(max_length=256)]
+    new_password: Password
 
 
 class ApiTokenIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -95,9 +106,10 @@ class ApiTokenOut(msgspec.Struct):
     token: str | None = None
 
 
-def _pair(api: Api, user_id: FromPath[uuid.UUID]) -> TokenOut:
-    access = issue_token(api.jwt_secret, user_id, "access", api.access_token_lifetime)
-    refresh = issue_token(api.jwt_secret, user_id, "refresh", api.refresh_token_lifetime)
+def token_pair(api: Api, user_id: uuid.UUID, generation: int) -> TokenOut:
+    """A new access and refresh token for the user's current token generation."""
+    access = issue_token(api.jwt_secret, user_id, "access", api.access_token_lifetime, generation)
+    refresh = issue_token(api.jwt_secret, user_id, "refresh", api.refresh_token_lifetime, generation)
     return TokenOut(access.token, refresh.token, "bearer", access.expires_at, refresh.expires_at)
 
 
@@ -131,20 +143,34 @@ def login(
             forget_account_attempts(connection, address, data.email)
     if user is None:
         raise AuthenticationError("e-mail or password is wrong, or the account is disabled")
-    return _pair(api, user.user_id)
+    return token_pair(api, user.user_id, user.token_generation)
 
 
 @post("/refresh", status_code=200, sync_to_thread=True, opt=answers(401, public=True))
 def refresh(data: JSONBody[RefreshIn], api: Api) -> TokenOut:
     """Trade a valid refresh token for a new token pair (the user must still be enabled)."""
-    user_id = read_token(api.jwt_secret, data.refresh_token, "refresh")
+    claims = read_token(api.jwt_secret, data.refresh_token, "refresh")
     with api.transaction() as connection:
-        user = principal_by_id(connection, user_id) if user_id else None
-    if user is None:
+        user = principal_by_id(connection, claims.user_id) if claims else None
+    if user is None or claims is None or not current_claims(user, claims):
         raise AuthenticationError(
-            "the refresh token is invalid or expired, or the user is disabled; sign in again"
+            "the refresh token is invalid, expired or revoked (the password changed), or the user is"
+            " disabled; sign in again"
         )
-    return _pair(api, user.user_id)
+    return token_pair(api, user.user_id, user.token_generation)
+
+
+@post("/reset", status_code=200, sync_to_thread=True, opt=answers(public=True))
+def reset_password(data: JSONBody[ResetIn], api: Api) -> TokenOut:
+    """Redeem a one-time reset token a platform admin issued: set a new password and sign in. Every
+    earlier token of the user stops working. 422 for an unknown, used or expired token."""
+    with api.transaction() as connection:
+        user_id = redeem_password_reset(connection, data.reset_token, data.new_password)
+        user = principal_by_id(connection, user_id)
+    api.principals.clear()  # committed: this process forgets at once; the others on the NOTIFY
+    if user is None:  # disabled in between: the redeem refused that already; kept for the type
+        raise AuthenticationError("the account is disabled")
+    return token_pair(api, user.user_id, user.token_generation)
 
 
 @post("/tokens", status_code=201, sync_to_thread=True)
@@ -174,14 +200,12 @@ def revoke_token(token_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -
     api.principals.clear()  # committed: this process forgets at once; the others on the NOTIFY
 
 
-def make_router(sign_in_limits: SignInLimits) -> Router:
-    """The `/auth` router; sign-in counts its attempts against `sign_in_limits` (the only route that
-    does, so the rest of the API does not pay for it)."""
+def make_router(sign_in_limits: Callable[[], SignInLimits]) -> Router:
+    """The `/auth` router; sign-in counts its attempts against the limits `sign_in_limits()` gives now
+    (the only route that does, so the rest of the API does not pay for it; a reload changes them)."""
     return Router(
         "/auth",
-        route_handlers=[register, login, refresh, create_token, list_tokens, revoke_token],
-        dependencies={
-            "sign_in_limits": Provide(lambda: sign_in_limits, sync_to_thread=False, use_cache=True)
-        },
+        route_handlers=[register, login, refresh, reset_password, create_token, list_tokens, revoke_token],
+        dependencies={"sign_in_limits": Provide(sign_in_limits, sync_to_thread=False, use_cache=False)},
         tags=["auth"],
     )

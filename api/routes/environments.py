@@ -77,6 +77,14 @@ class PolicyStopOut(msgspec.Struct):
     since: str | None
 
 
+class PinnedImageOut(msgspec.Struct):
+    """The digest the reconciler pinned the spec's image tag to: what the pod runs (`repo@digest`)."""
+
+    reference: str
+    digest: str
+    pinned_at: dt.datetime | None
+
+
 class EnvironmentOut(msgspec.Struct):
     """An environment: what its user asked for and what the reconciler observed."""
 
@@ -114,6 +122,9 @@ class EnvironmentOut(msgspec.Struct):
     budget: BudgetOut | None = None
     """Only in `GET /environments/{id}` and a start's answer: its workspace's spending limit and spend
     (null without a limit)."""
+    pinned_image: PinnedImageOut | None = None
+    """The digest its image tag was resolved to for this run (null: not pinned yet, or its registry is
+    not configured and the pod runs the tag)."""
 
 
 class EnvironmentList(msgspec.Struct):
@@ -188,7 +199,15 @@ def environment_out(row: Any) -> EnvironmentOut:
         list(row.gpu_indexes or []) if hasattr(row, "gpu_indexes") else None,
         policy_stop=_policy_stop(row.conditions),
         max_duration_deadline=run_deadline(max_duration(row.spec), getattr(row, "run_started_at", None)),
+        pinned_image=_pinned_image(row),
     )
+
+
+def _pinned_image(row: Any) -> PinnedImageOut | None:
+    digest = getattr(row, "image_digest", None)
+    if digest is None or row.image_pinned_reference != (row.spec or {}).get("image"):
+        return None
+    return PinnedImageOut(row.image_pinned_reference, digest, row.image_pinned_at)
 
 
 def _policy_stop(conditions: list[dict[str, Any]]) -> PolicyStopOut | None:
@@ -366,11 +385,14 @@ def stop(environment_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> 
 
 
 @post("/{environment_id:uuid}/restart", status_code=202, sync_to_thread=True, opt=answers(403, 409))
-def restart_one(environment_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> EnvironmentOut:
-    """Stop and start again with the same spec (a new generation)."""
+def restart_one(
+    environment_id: FromPath[uuid.UUID], request: AnyRequest, api: Api, pull: FromQuery[bool] = False
+) -> EnvironmentOut:
+    """Stop and start again with the same spec (a new generation) and the same image digest; with
+    `pull=true` the image tag is resolved again at its registry."""
     with api.acting(request) as (connection, principal):
         environment = operable_environment(connection, principal, environment_id)
-        restart(connection, principal, environment)
+        restart(connection, principal, environment, pull=pull)
         return environment_out(get_environment(connection, principal, environment_id))
 
 

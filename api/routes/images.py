@@ -14,8 +14,12 @@ from remotegpu.api.context import AnyRequest, Api
 from remotegpu.api.openapi import answers
 from remotegpu.core.catalog.control import NewImage, add_image, remove_image
 from remotegpu.core.catalog.images import full_reference, get_image, list_images
+from remotegpu.core.catalog.sync import sync_catalog
 from remotegpu.core.environments.states import ImageVisibility
+from remotegpu.core.platform.events import record_mutation
 from remotegpu.core.platform.pagination import MAX_PAGE_SIZE
+from remotegpu.core.registry.configured import get_registry
+from remotegpu.core.registry.directory import RegistryDirectory
 
 Limit = Annotated[int, QueryParameter(ge=1, le=MAX_PAGE_SIZE)]
 
@@ -48,7 +52,16 @@ class ImageOut(msgspec.Struct):
     visibility: str
     owner_workspace_id: uuid.UUID | None
     source: str
+    """`manual`, or the kind of registry a sync took it from (`oci`, `harbor`)."""
     created_at: dt.datetime
+    registry: str | None = None
+    """The configured registry it is synced from (null: added by hand)."""
+    synced_at: dt.datetime | None = None
+    """The last catalog sync that found it at its registry."""
+    gone_at: dt.datetime | None = None
+    """When a sync found it removed from its registry: running environments keep it, new ones are refused."""
+    labels: list[str] = msgspec.field(default_factory=list)
+    pushed_at: dt.datetime | None = None
 
 
 class ImageList(msgspec.Struct):
@@ -72,6 +85,11 @@ def image_out(row: Any) -> ImageOut:
         row.owner_workspace_id,
         row.source,
         row.created_at,
+        row.registry,
+        row.synced_at,
+        row.gone_at,
+        list(row.labels or []),
+        row.pushed_at,
     )
 
 
@@ -95,11 +113,18 @@ def create(data: JSONBody[ImageIn], request: AnyRequest, api: Api) -> ImageOut:
 
 @get("/", sync_to_thread=True)
 def list_all(
-    request: AnyRequest, api: Api, limit: Limit = 50, cursor: FromQuery[str | None] = None
+    request: AnyRequest,
+    api: Api,
+    limit: Limit = 50,
+    cursor: FromQuery[str | None] = None,
+    include_gone: FromQuery[bool] = False,
 ) -> ImageList:
-    """Images the caller can use, by name."""
+    """Images the caller can use, by name, with where each came from and when a sync last found it;
+    `include_gone=true` adds those removed from their registry."""
     with api.acting(request) as (connection, principal):
-        rows, following = list_images(connection, principal, query=None, limit=limit, cursor=cursor)
+        rows, following = list_images(
+            connection, principal, query=None, limit=limit, cursor=cursor, include_gone=include_gone
+        )
     return ImageList([image_out(r) for r in rows], following)
 
 
@@ -131,4 +156,42 @@ def remove(image_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> None
         remove_image(connection, principal, image_id)
 
 
-router = Router("/images", route_handlers=[create, list_all, search, show, remove], tags=["images"])
+class SyncReportOut(msgspec.Struct):
+    """What a sync of one registry did."""
+
+    registry: str
+    images: int
+    """Entries the registry holds now."""
+    gone: int
+    """Entries newly marked gone (removed upstream)."""
+    error: str | None
+    """Why nothing was synced from it (unreachable, login refused); its entries were left as they were."""
+
+
+class SyncOut(msgspec.Struct):
+    """One report per configured registry synced."""
+
+    registries: list[SyncReportOut]
+
+
+@post("/sync", status_code=200, sync_to_thread=True, opt=answers(403, 404))
+def sync(request: AnyRequest, api: Api, registry: FromQuery[str | None] = None) -> SyncOut:
+    """Sync the catalog from every configured registry (or the one named) now, as the leader's job does
+    every `registry_sync_seconds` (platform admins). No database session is held while the registries
+    are read."""
+    with api.acting(request, admin=True) as (connection, principal):
+        if registry is not None:
+            get_registry(connection, registry)
+        record_mutation(
+            connection,
+            principal.user_id,
+            "CatalogSyncRequested",
+            "catalog sync requested",
+            data={"registry": registry},
+        )
+    directory = RegistryDirectory(api.engine, api.secret_store, api.registry_clients)
+    reports = sync_catalog(api.engine, directory, registry=registry)
+    return SyncOut([SyncReportOut(r.registry, r.images, r.gone, r.error) for r in reports])
+
+
+router = Router("/images", route_handlers=[create, list_all, search, sync, show, remove], tags=["images"])

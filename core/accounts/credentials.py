@@ -53,16 +53,35 @@ class IssuedToken:
     expires_at: dt.datetime
 
 
-def issue_token(secret: str, user_id: uuid.UUID, kind: TokenType, lifetime: dt.timedelta) -> IssuedToken:
-    """Sign a token of `kind` for `user_id`, valid for `lifetime`."""
+def issue_token(
+    secret: str, user_id: uuid.UUID, kind: TokenType, lifetime: dt.timedelta, generation: int = 0
+) -> IssuedToken:
+    """Sign a token of `kind` for `user_id`, valid for `lifetime` while the user's token generation is
+    still `generation` (a password change or reset moves it on)."""
     now = clock.now()
     expires = now + lifetime
-    claims = {"sub": str(user_id), "typ": kind, "iat": now, "exp": expires, "jti": secrets.token_hex(8)}
+    claims = {
+        "sub": str(user_id),
+        "typ": kind,
+        "gen": generation,
+        "iat": now,
+        "exp": expires,
+        "jti": secrets.token_hex(8),
+    }
     return IssuedToken(jwt.encode(claims, secret, algorithm=_ALGORITHM), expires)
 
 
-def read_token(secret: str, token: str, kind: TokenType) -> uuid.UUID | None:
-    """The user id of a valid, unexpired token of `kind`; None for anything else (never raises)."""
+@dataclass(frozen=True)
+class TokenClaims:
+    """Whom a verified token names, and the token generation it was issued in."""
+
+    user_id: uuid.UUID
+    generation: int
+
+
+def read_token(secret: str, token: str, kind: TokenType) -> TokenClaims | None:
+    """The claims of a valid, unexpired token of `kind`; None for anything else (never raises). The
+    caller compares `generation` with the user's."""
     try:
         claims = jwt.decode(
             token,
@@ -71,9 +90,10 @@ def read_token(secret: str, token: str, kind: TokenType) -> uuid.UUID | None:
             options={"require": ["sub", "exp", "typ"]},
             leeway=dt.timedelta(seconds=5),
         )
-        if claims.get("typ") != kind:
+        generation = claims.get("gen", 0)
+        if claims.get("typ") != kind or not isinstance(generation, int):
             return None
-        return uuid.UUID(claims["sub"])
+        return TokenClaims(uuid.UUID(claims["sub"]), generation)
     except (jwt.PyJWTError, ValueError):
         return None
 

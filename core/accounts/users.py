@@ -16,15 +16,14 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
 from remotegpu.core.accounts.credentials import api_token_hash, hash_password, new_api_token, verify_password
+from remotegpu.core.accounts.password_policy import check_password_policy
 from remotegpu.core.environments.states import UserRole
 from remotegpu.core.platform import clock
 from remotegpu.core.platform.db import fetch_one
-from remotegpu.core.platform.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
+from remotegpu.core.platform.errors import ConflictError, ForbiddenError, NotFoundError
 from remotegpu.core.platform.events import record_mutation
 from remotegpu.core.platform.notify import notify_credentials_changed
 from remotegpu.core.platform.pagination import decode_cursor, page
-
-MIN_PASSWORD_LENGTH = 10
 
 
 @dataclass(frozen=True)
@@ -35,6 +34,9 @@ class Principal:
     username: str
     email: str
     role: UserRole
+    token_generation: int = 0
+    """The user's current token generation: access and refresh tokens of another one are refused."""
+    display_name: str | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -47,7 +49,9 @@ class Principal:
             raise ForbiddenError("this needs a platform administrator")
 
 
-_USER_COLUMNS = "u.id, u.username, u.email, u.role, u.disabled, u.created_at"
+_USER_COLUMNS = (
+    "u.id, u.username, u.email, u.role, u.disabled, u.created_at, u.token_generation, u.display_name"
+)
 
 
 # Run on every request: built once, so SQLAlchemy's statement cache finds them at once.
@@ -60,7 +64,14 @@ _PRINCIPAL_BY_TOKEN_SQL = text(
 
 
 def _principal(row: Any) -> Principal:
-    return Principal(row.id, row.username, row.email, UserRole(row.role))
+    return Principal(
+        row.id,
+        row.username,
+        row.email,
+        UserRole(row.role),
+        row.token_generation,
+        row.display_name,
+    )
 
 
 def register_user(
@@ -68,15 +79,14 @@ def register_user(
 ) -> Principal:
     """Create a user. The e-mail is stored lower-cased; a taken e-mail or username is a conflict."""
     email = email.strip().lower()
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise InvalidInputError("$.password", f"must be at least {MIN_PASSWORD_LENGTH} characters long")
+    check_password_policy(password, field="$.password", email=email, username=username)
     # No savepoint: a refused INSERT aborts the transaction, which the raise below ends anyway.
     try:
         row = connection.execute(
             text(
                 "INSERT INTO users (email, username, password_hash, role)"
                 " VALUES (:email, :username, :hash, :role)"
-                " RETURNING id, username, email, role"
+                " RETURNING id, username, email, role, token_generation, display_name"
             ),
             {"email": email, "username": username, "hash": hash_password(password), "role": role.value},
         ).one()

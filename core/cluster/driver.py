@@ -18,6 +18,7 @@ from typing import Protocol, runtime_checkable
 from remotegpu.core.capacity.requests import ClaimedPort
 from remotegpu.core.inventory.sync import ObservedNode
 from remotegpu.core.platform.errors import ConflictError
+from remotegpu.core.registry.credentials import PullSecret
 
 
 def workload_name(environment_id: uuid.UUID) -> str:
@@ -145,3 +146,11 @@ class WorkloadWatcher(Protocol):
 
     def watch_workloads(self, on_change: Callable[[uuid.UUID], None], stop: threading.Event) -> None:
         """Call `on_change` with the environment id of every changed pod until `stop` is set."""
+
+
+@runtime_checkable
+class PullSecretConsumer(Protocol):
+    """A driver that writes image pull Secrets per registry: the reconciler hands it its registries."""
+
+    def use_pull_secrets(self, provider: Callable[[str], PullSecret | None]) -> None:
+        """Take the pull Secret of each pod's image from `provider`."""

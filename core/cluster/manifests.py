@@ -138,7 +138,7 @@ def pod_manifest(
     *,
     shm_fraction: float = 0.5,
     access_image: str = ACCESS_IMAGE,
-    pull_secret: bool = False,
+    pull_secret: bool | str = False,
     gpu_binding: str = "device-plugin",
 ) -> Manifest:
     """The environment's pod, pinned to `spec.node`.
@@ -232,8 +232,9 @@ def pod_manifest(
             }
         )
     pod_spec_extra: Manifest = {"initContainers": init_containers} if init_containers else {}
-    if pull_secret:
-        pod_spec_extra["imagePullSecrets"] = [{"name": PULL_SECRET_NAME}]
+    if pull_secret:  # True: the platform-wide Secret; a name: its registry's (or project's) own
+        name = PULL_SECRET_NAME if pull_secret is True else pull_secret
+        pod_spec_extra["imagePullSecrets"] = [{"name": name}]
     if by_device_id and spec.gpu_count:
         pod_spec_extra["runtimeClassName"] = NVIDIA_RUNTIME_CLASS
     return {
@@ -296,15 +297,16 @@ PULL_SECRET_NAME = "remotegpu-pull"  # noqa: S105 - an object name, not a passwo
 """The image pull Secret RemoteGPU keeps in each namespace it uses, when registry credentials are set."""
 
 
-def pull_secret_manifest(docker_config_json: str) -> Manifest:
-    """A `kubernetes.io/dockerconfigjson` Secret from registry credentials (`~/.docker/config.json` form)."""
+def pull_secret_manifest(docker_config_json: str, name: str = PULL_SECRET_NAME) -> Manifest:
+    """A `kubernetes.io/dockerconfigjson` Secret from registry credentials (`~/.docker/config.json` form):
+    the platform-wide one, or one registry's (or project's) under its own name."""
     import base64
 
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "kubernetes.io/dockerconfigjson",
-        "metadata": {"name": PULL_SECRET_NAME, "labels": {MANAGED_LABEL: MANAGER}},
+        "metadata": {"name": name, "labels": {MANAGED_LABEL: MANAGER}},
         "data": {".dockerconfigjson": base64.b64encode(docker_config_json.encode()).decode()},
     }
 

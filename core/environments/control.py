@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from remotegpu.core.accounts.membership import WorkspaceAccess
 from remotegpu.core.accounts.users import Principal
-from remotegpu.core.catalog.images import resolve_image
+from remotegpu.core.catalog.images import ImageGoneError, resolve_image
 from remotegpu.core.environments.desired import set_desired_state, submit_environment, update_spec
 from remotegpu.core.environments.spec import EnvironmentSpec, spec_from_stored, spec_to_dict
 from remotegpu.core.environments.states import DesiredState, Phase, WorkspaceRole
@@ -66,9 +66,16 @@ def apply_spec(
     """Create the environment named in `spec`, or bring an existing one to it (a changed spec bumps the
     generation; a changed `state` starts or stops it). `dry_run` checks and reports without writing."""
     access.require(Action.CREATE_ENVIRONMENT)
-    resolved = desired_spec(connection, access, spec)
+    gone: ImageGoneError | None = None
+    try:
+        resolved = desired_spec(connection, access, spec)
+    except ImageGoneError as error:
+        # refused for a new environment or a new image; an environment already on it keeps it
+        gone, resolved = error, msgspec.structs.replace(spec, image=error.reference)
     wanted = spec_to_dict(resolved)
     desired = DesiredState(spec.state)
+    if gone is not None and create_only:
+        raise gone
     if create_only and not dry_run:
         # No lookup first: the unique index on live names refuses a duplicate (`_create`).
         created = _create(connection, principal, access, resolved, desired)
@@ -80,6 +87,8 @@ def apply_spec(
         ),
         {"w": access.id, "name": spec.name},
     ).one_or_none()
+    if gone is not None and (current is None or current.spec.get("image") != gone.reference):
+        raise gone
     if current is None:
         if dry_run:
             return ApplyResult(uuid.UUID(int=0), ApplyOutcome.CREATED, None, wanted)
@@ -169,18 +178,19 @@ def change_state(connection: Connection, principal: Principal, environment: Any,
         set_desired_state(connection, environment.id, state, actor=principal.user_id)
 
 
-def restart(connection: Connection, principal: Principal, environment: Any) -> int:
-    """Restart with the same spec: a new generation, so the reconciler stops and starts it again."""
+def restart(connection: Connection, principal: Principal, environment: Any, *, pull: bool = False) -> int:
+    """Restart with the same spec: a new generation, so the reconciler stops and starts it again. It
+    keeps the image digest it was pinned to, unless `pull` asks to resolve the tag again."""
     if environment.desired_state == DesiredState.DELETED.value:
         raise ConflictError("environment is being deleted; it cannot be restarted")
-    generation = update_spec(connection, environment.id, spec_from_stored(environment.spec))
+    generation = update_spec(connection, environment.id, spec_from_stored(environment.spec), pull=pull)
     if environment.desired_state != DesiredState.RUNNING.value:
         set_desired_state(connection, environment.id, DesiredState.RUNNING, actor=principal.user_id)
     record_mutation(
         connection,
         principal.user_id,
         "RestartRequested",
-        f"restart requested (generation {generation})",
+        f"restart requested (generation {generation}{', image pulled again' if pull else ''})",
         workspace_id=environment.workspace_id,
         environment_id=environment.id,
     )

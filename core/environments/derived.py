@@ -91,15 +91,18 @@ def workload_spec(
     generation: int,
     spec: EnvironmentSpec,
     placement: PodPlacement,
+    *,
+    image: str | None = None,
 ) -> WorkloadSpec:
     """The objects the driver creates for one generation: the spec's image, command, volumes and
-    environment, on the placement's node with what it claimed."""
+    environment, on the placement's node with what it claimed; `image`: the pinned reference to run
+    instead of the spec's tag."""
     return WorkloadSpec(
         environment_id=environment_id,
         workspace_id=workspace_id,
         generation=generation,
         node=placement.node,
-        image=spec.image,
+        image=image or spec.image,
         command=tuple(spec.command),
         gpu_count=placement.gpu_count,
         cpu_millis=placement.cpu_millis,

@@ -72,17 +72,22 @@ def submit_environment(
     return environment_id
 
 
-def update_spec(connection: Connection, environment_id: uuid.UUID, spec: EnvironmentSpec) -> int:
-    """Replace the spec and bump the generation; a running environment restarts. Returns the generation."""
+def update_spec(
+    connection: Connection, environment_id: uuid.UUID, spec: EnvironmentSpec, *, pull: bool = False
+) -> int:
+    """Replace the spec and bump the generation; a running environment restarts. Returns the generation.
+    `pull`: the new generation resolves its image tag again (`image_pull_generation`), instead of
+    keeping the digest pinned before."""
     generation: int = connection.execute(
         text(
             "UPDATE environments SET spec = CAST(:spec AS jsonb), generation = generation + 1,"
             " desired_version = desired_version + 1,"
+            " image_pull_generation = CASE WHEN :pull THEN generation + 1 ELSE image_pull_generation END,"
             " gpu_count = :gpu_count, gpu_model = :gpu_model, cpu_millis = :cpu_millis,"
             " memory_bytes = :memory_bytes, storage_bytes = :storage_bytes, updated_at = now()"
             " WHERE id = :id AND deleted_at IS NULL RETURNING generation"
         ),
-        {"id": environment_id, "spec": _stored(spec), **vars(resource_requests(spec))},
+        {"id": environment_id, "spec": _stored(spec), "pull": pull, **vars(resource_requests(spec))},
     ).scalar_one()
     notify_environments(connection, str(environment_id))
     return generation

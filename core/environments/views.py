@@ -37,7 +37,7 @@ _COLUMNS = """
     e.id, e.name, e.workspace_id, w.name AS workspace, e.user_id, u.username AS owner, e.spec, e.generation,
     e.observed_generation, e.desired_state, e.phase, e.reason, e.last_error, e.conditions, e.retry_count,
     e.next_attempt_at, e.queue_position, e.queue_reason, h.name AS host, e.gpu_count, e.gpu_model,
-    e.created_at, e.updated_at, e.phase_entered_at
+    e.created_at, e.updated_at, e.phase_entered_at, e.image_digest, e.image_pinned_reference, e.image_pinned_at
 """
 
 _FROM = """

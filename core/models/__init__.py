@@ -6,10 +6,11 @@ from remotegpu.core.models.billing import BillingInterval, Invoice, InvoiceLine,
 from remotegpu.core.models.claims import Allocation, ClaimHistory, GpuClaim, PortMapping
 from remotegpu.core.models.environments import Environment
 from remotegpu.core.models.events import Event
-from remotegpu.core.models.identity import ApiToken, User
+from remotegpu.core.models.identity import ApiToken, PasswordReset, User
 from remotegpu.core.models.images import Image
 from remotegpu.core.models.inventory import Gpu, GpuPool, Host
 from remotegpu.core.models.leadership import ShardLeader
+from remotegpu.core.models.registries import Registry, RegistryProject
 from remotegpu.core.models.secrets import StoredSecret
 from remotegpu.core.models.ssh_keys import SshKey
 from remotegpu.core.models.throttling import SignInCounter
@@ -33,8 +34,11 @@ __all__ = [
     "Invoice",
     "InvoiceLine",
     "Meter",
+    "PasswordReset",
     "PortMapping",
     "Price",
+    "Registry",
+    "RegistryProject",
     "ResourceQuota",
     "ShardLeader",
     "SignInCounter",

@@ -84,6 +84,8 @@ class Environment(Base):
     desired_version: Mapped[int] = mapped_column(BigInteger, default=1, server_default="1")
     """Bumped on every desired-side write (spec or state): the reconciler's "look at me now" signal."""
     priority: Mapped[int] = mapped_column(default=0, server_default="0")
+    image_pull_generation: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """Set to the new generation by `restart --pull`: a pin older than it is resolved again."""
     submitted_at: Mapped[CreatedAt]
     """When it last asked to run; orders the capacity queue after priority."""
     gpu_count: Mapped[int] = mapped_column(default=0, server_default="0")
@@ -117,6 +119,13 @@ class Environment(Base):
     """1-based position in the capacity queue while waiting; NULL otherwise."""
     queue_reason: Mapped[str | None] = mapped_column(Text)
     """Why it waits, in words (`waiting for 2×H100`)."""
+    image_digest: Mapped[str | None] = mapped_column(String(80))
+    """The digest the spec's image tag named when the reconciler pinned it; the pod runs `repo@digest`."""
+    image_pinned_reference: Mapped[str | None] = mapped_column(String(700))
+    """The tag reference `image_digest` was resolved from (a new image in the spec resolves again)."""
+    image_pinned_generation: Mapped[int | None] = mapped_column(BigInteger)
+    """The generation at which it was resolved (compared with `image_pull_generation`)."""
+    image_pinned_at: Mapped[dt.datetime | None]
 
     # Lease held by a reconciler worker.
     shard: Mapped[int] = mapped_column(default=0, server_default="0")

@@ -31,8 +31,27 @@ class User(Base):
         enum_type(UserRole, "role"), default=UserRole.USER, server_default=UserRole.USER.value
     )
     disabled: Mapped[bool] = mapped_column(default=False, server_default="false")
+    display_name: Mapped[str | None] = mapped_column(String(128))
+    """How the user wants to be called in the console and at gateways; the username when unset."""
+    token_generation: Mapped[int] = mapped_column(default=0, server_default="0")
+    """Carried by every access and refresh token issued; a password change or reset increments it, so
+    every token issued before stops working at once (the API token used for the change survives)."""
     created_at: Mapped[CreatedAt]
     updated_at: Mapped[UpdatedAt]
+
+
+class PasswordReset(Base):
+    """A one-time password reset a platform admin issued: only the token's SHA-256 is stored."""
+
+    __tablename__ = "password_resets"
+
+    id: Mapped[UuidPk]
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    issued_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[CreatedAt]
+    expires_at: Mapped[dt.datetime]
+    used_at: Mapped[dt.datetime | None]
 
 
 class ApiToken(Base):

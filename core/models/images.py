@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from remotegpu.core.environments.states import ImageVisibility
@@ -63,5 +65,18 @@ class Image(Base):
     )
     source: Mapped[str] = mapped_column(String(32), default="manual", server_default="manual")
     """Where the entry came from: `manual`, `harbor` or `oci`."""
+    registry_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("registries.id", ondelete="SET NULL"), index=True
+    )
+    """The configured registry a sync took it from (NULL: added by hand, or its registry was removed)."""
+    labels: Mapped[list[str]] = mapped_column(JSONB, default=list, server_default="[]")
+    """Labels the registry gives the artifact (Harbor's labels)."""
+    pushed_at: Mapped[dt.datetime | None]
+    """When the artifact was last pushed, as the registry says."""
+    synced_at: Mapped[dt.datetime | None]
+    """The last sync that found it at its registry."""
+    gone_at: Mapped[dt.datetime | None]
+    """When a sync found it gone from its registry: environments using it keep running, new ones are
+    refused. A later sync that finds it again clears it."""
     created_at: Mapped[CreatedAt]
     updated_at: Mapped[UpdatedAt]

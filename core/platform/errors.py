@@ -44,3 +44,7 @@ class ConflictError(RemoteGPUError):
 
 class AuthenticationError(RemoteGPUError):
     """No valid credentials: a missing, expired or revoked token, or a wrong password."""
+
+
+class UpstreamUnavailableError(RemoteGPUError):
+    """An outside system RemoteGPU called for the request (a registry) could not answer now; try again."""

@@ -27,6 +27,8 @@ class LockNamespace(enum.IntEnum):
     QUOTA_WORKSPACE = 10
     QUOTA_USER = 20
     HOST = 30
+    REGISTRY_SYNC = 40
+    """One registry's catalog entries: syncs of it write one at a time."""
 
 
 @dataclass(frozen=True, order=True)

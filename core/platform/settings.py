@@ -40,6 +40,8 @@ VaultAuth = Literal["token", "approle"]
 GatewayChoice = Literal["direct", "guacamole", "jumpserver"]
 GpuBinding = Literal["device-plugin", "device-id"]
 BillingPeriod = Literal["month", "week", "day"]
+DevRegistryChoice = Literal["none", "harbor"]
+"""`remotegpu dev --registry`: no registry, or Harbor's contract fake with demo images."""
 
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -53,6 +55,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Interface the API listens on."""
     api_port: int = 8080
     """Port the API listens on."""
+    drain_seconds: float = 10.0
+    """On SIGTERM an API process refuses new requests (503, `Retry-After`) and lets those in flight
+    finish for up to this long before it stops."""
+    cors_origins: list[str] = msgspec.field(default_factory=list)
+    """Web origins (scheme://host[:port]) whose pages may call the API from a browser, with credentials;
+    none by default (the web console is same-origin and needs none)."""
     reconciler_metrics_host: str = "127.0.0.1"
     """Interface the reconciler serves its Prometheus `/metrics` on (0.0.0.0 for a scraper elsewhere)."""
     reconciler_metrics_port: int | None = 9465
@@ -63,6 +71,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Lifetime of the access tokens `POST /auth/login` returns."""
     refresh_token_hours: int = 168
     """Lifetime of refresh tokens (sign in again after this)."""
+    password_reset_hours: int = 24
+    """How long a password reset token a platform admin issues stays redeemable (it works once)."""
     login_attempts_per_minute: int = 10
     """Sign-in attempts one client address may make per minute; more get HTTP 429."""
     login_failures_per_account_per_hour: int = 20
@@ -76,6 +86,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """CLI: the API to talk to (default: what `remotegpu login` saved, else http://api_host:api_port)."""
     token: str | None = None
     """CLI: API token to send (default: the one `remotegpu login` saved)."""
+    log_format: Literal["json", "console"] | None = None
+    """Server logs: `json` (one object per line, with request id, user, environment, shard and epoch
+    fields) or `console`; unset: json for `api` and `reconciler`, console for `remotegpu dev`.
+    `--log-format` wins."""
     log_level: LogLevel = "info"
     """Verbosity of the process log."""
     db_pool_size: int = 10
@@ -151,6 +165,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     meter_seconds ÷ meter_close_seconds of the running meters; 0 closes every meter at every tick (one
     interval per resource per environment per tick). With a period's invoice finalized
     invoice_grace_seconds after it ends, this plus meter_seconds must fit in that grace."""
+    registry_sync_seconds: float = 300.0
+    """How often the leader syncs the image catalog from the configured registries (`remotegpu images
+    sync` runs it at once)."""
     policy_seconds: float = 15.0
     """How often the leader applies stop policies: `policies.max_duration` deadlines and workspaces'
     spending limits (an environment stops at most this long after its deadline or its budget's end)."""
@@ -185,6 +202,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         for name in (
             "access_token_minutes",
             "refresh_token_hours",
+            "password_reset_hours",
             "login_attempts_per_minute",
             "login_failures_per_account_per_hour",
             "max_request_bytes",
@@ -212,11 +230,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
                 raise SettingsError(f"{name}: must be more than 0 seconds")
         self._check_gateways()
         self._check_billing()
+        self._check_cors()
 
     def _check_billing(self) -> None:
         if len(self.currency) != 3 or not self.currency.isalpha() or not self.currency.isupper():
             raise SettingsError(f"currency: {self.currency!r} is not an ISO 4217 code such as USD or EUR")
-        for name in ("meter_seconds", "policy_seconds"):
+        for name in ("meter_seconds", "policy_seconds", "registry_sync_seconds"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name}: must be at least 1 second")
         if self.invoice_grace_seconds < 0:
@@ -233,6 +252,15 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
                 " so usage would close after its invoice is final; lower meter_close_seconds (0 closes every"
                 " tick) or raise invoice_grace_seconds"
             )
+
+    def _check_cors(self) -> None:
+        for origin in self.cors_origins:
+            scheme, _, rest = origin.partition("://")
+            if origin == "*" or scheme not in {"http", "https"} or not rest or "/" in rest:
+                raise SettingsError(
+                    f"cors_origins: {origin!r} is not an origin; list each as scheme://host[:port], e.g."
+                    " https://console.example.org (no path, no *: credentials need exact origins)"
+                )
 
     def _check_gateways(self) -> None:
         for name in ("guacamole_url", "jumpserver_url"):
@@ -279,6 +307,10 @@ def redact_url(url: str) -> str:
         return _REDACTED
 
 
+_LISTS = frozenset({"cors_origins"})
+"""Settings that are lists: a variable gives them comma-separated."""
+
+
 def load_settings(environ: Mapping[str, str] | None = None, config_file: Path | None = None) -> Settings:
     """Build settings from defaults, the config file (argument or `REMOTEGPU_CONFIG`) and the environment.
 
@@ -311,7 +343,7 @@ def load_settings(environ: Mapping[str, str] | None = None, config_file: Path | 
                 f"{name}: unknown setting; known variables: "
                 + ", ".join(ENV_PREFIX + f.upper() for f in sorted(fields))
             )
-        values[key] = value
+        values[key] = [item.strip() for item in value.split(",") if item.strip()] if key in _LISTS else value
         origin[key] = name
 
     try:

@@ -59,6 +59,11 @@ _UPDATE_CTES = (
                  || CASE WHEN CAST(:jupyter_ready AS boolean) THEN '[]'::jsonb
                          ELSE jsonb_build_array(CAST(:jupyter_condition AS jsonb)) END END,
         queue_position = NULL, queue_reason = NULL,
+        -- the pinned digest: observed, beside the phase; written only by the pinning step
+        image_digest = CASE WHEN :pin THEN CAST(:pin_digest AS text) ELSE image_digest END,
+        image_pinned_reference = CASE WHEN :pin THEN CAST(:pin_reference AS text) ELSE image_pinned_reference END,
+        image_pinned_generation = CASE WHEN :pin THEN CAST(:pin_generation AS bigint) ELSE image_pinned_generation END,
+        image_pinned_at = CASE WHEN :pin THEN :now ELSE image_pinned_at END,
         lock_token = CASE WHEN :keep_lease THEN lock_token END,
         lock_expires_at = CASE WHEN :keep_lease THEN CAST(:lease_expires AS timestamptz) END,
         lock_owner = CASE WHEN :keep_lease THEN lock_owner END,
@@ -129,7 +134,16 @@ def apply(
         "lease_expires": now + ctx.lease,
         "jupyter_ready": result.jupyter_ready,
         "jupyter_condition": _JUPYTER_CONDITION,
-        **_event_parameters(env, result, new_phase, record=moved or result.outcome is Outcome.RETRY),
+        "pin": result.pinned is not None,
+        "pin_digest": result.pinned.digest if result.pinned else None,
+        "pin_reference": result.pinned.reference if result.pinned else None,
+        "pin_generation": result.pinned.generation if result.pinned else None,
+        **_event_parameters(
+            env,
+            result,
+            new_phase,
+            record=moved or result.outcome is Outcome.RETRY or result.pinned is not None,
+        ),
     }
     mismatch = bool(result.devices) and _binding_mismatch(env, result.devices)
     endpoints = result.gateway is not None or bool(result.gateways_withdrawn)
@@ -281,6 +295,20 @@ def _event_parameters(
     if not record:
         return dict.fromkeys(("event_kind", "event_reason", "event_message", "event_data")) | {
             "record_event": False
+        }
+    if result.pinned is not None:
+        return {
+            "record_event": True,
+            "event_kind": "image",
+            "event_reason": "ImagePinned",
+            "event_message": f"{result.pinned.reference} is {result.pinned.digest}",
+            "event_data": json.dumps(
+                {
+                    "reference": result.pinned.reference,
+                    "digest": result.pinned.digest,
+                    "generation": env.generation,
+                }
+            ),
         }
     return {
         "record_event": True,

@@ -75,6 +75,11 @@ class EnvironmentState:
     """Public key lines of the users entitled to SSH in (`AUTHORIZED_KEYS_SQL`), sorted."""
     gateway_kinds: tuple[AccessKind, ...] = ()
     """Gateways the environment has a recorded (not removed) endpoint at."""
+    image_digest: str | None = None
+    """The digest its image was pinned to (`reconciler.environments.pinning`), if it was."""
+    image_pinned_reference: str | None = None
+    image_pinned_generation: int | None = None
+    image_pull_generation: int = 0
 
 
 # -- fetch ---------------------------------------------------------------------------------------
@@ -165,6 +170,7 @@ STATE_COLUMNS = f"""
            e.observed_generation,
            e.desired_state, e.desired_version,
            e.phase, e.reason, e.retry_count, e.phase_entered_at, e.gpu_count, e.cpu_millis, e.memory_bytes,
+           e.image_digest, e.image_pinned_reference, e.image_pinned_generation, e.image_pull_generation,
            a.host_id, h.name AS host_name, h.health AS host_health,
            coalesce((SELECT json_agg(json_build_array(m.container_port, m.host_port, m.protocol, m.purpose, m.name)
                                      ORDER BY m.container_port)
@@ -217,4 +223,8 @@ def state_from_row(row: Any) -> EnvironmentState:
         lost_gpus=tuple(row.lost_gpus),
         authorized_keys=tuple(row.authorized_keys),
         gateway_kinds=tuple(AccessKind(kind) for kind in row.gateway_kinds),
+        image_digest=row.image_digest,
+        image_pinned_reference=row.image_pinned_reference,
+        image_pinned_generation=row.image_pinned_generation,
+        image_pull_generation=row.image_pull_generation,
     )

@@ -41,10 +41,12 @@ from remotegpu.core.environments.lifecycle import Trigger, allowed_triggers
 from remotegpu.core.environments.states import DesiredState, HostHealth, Phase
 from remotegpu.core.gateways.gateway import GatewayUnavailableError
 from remotegpu.core.platform import clock
+from remotegpu.core.registry.client import RegistryUnavailableError
 from remotegpu.core.secrets.store import SecretsAccessDeniedError, SecretsUnavailableError
 from remotegpu.reconciler.context import ReconcilerContext
 from remotegpu.reconciler.environments import gateway_step
 from remotegpu.reconciler.environments.leases import EnvironmentState
+from remotegpu.reconciler.environments.pinning import pin_image, pod_image
 from remotegpu.reconciler.environments.results import Outcome, StepResult, advance, fail, requeue, retry
 
 POD_START_RECHECK = dt.timedelta(milliseconds=200)
@@ -61,6 +63,8 @@ def process(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
         return retry("SecretsUnavailable", str(error))
     except GatewayUnavailableError as error:  # messages name the gateway and the call, never a credential
         return retry("GatewayUnavailable", str(error))
+    except RegistryUnavailableError as error:  # a registry's client could not be built or reached
+        return retry("RegistryUnavailable", str(error))
     except GpuBindingError as error:  # device-id binding before the host agent reported the UUIDs
         return retry("GpuBindingUnknown", str(error))
 
@@ -144,6 +148,10 @@ def _reschedule(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult | N
 
 
 def _provision(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
+    """The image is pinned first (a step of its own, `pinning`), then the pod is created with it."""
+    pin = pin_image(ctx, env)
+    if pin is not None:
+        return pin
     _ensure_pod(ctx, env, _workload(env))
     ctx.kill_point("after-pod-created")
     if isinstance(ctx.cluster, WorkloadWatcher):
@@ -337,4 +345,4 @@ def _workload(env: EnvironmentState) -> WorkloadSpec:
     placement = PodPlacement(
         env.host_name, env.ports, env.gpu_count, env.cpu_millis, env.memory_bytes, gpu_uuids=devices
     )
-    return workload_spec(env.id, env.workspace_id, env.generation, env.spec, placement)
+    return workload_spec(env.id, env.workspace_id, env.generation, env.spec, placement, image=pod_image(env))

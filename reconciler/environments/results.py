@@ -30,6 +30,16 @@ class Outcome(enum.Enum):
 
 
 @dataclass(frozen=True)
+class PinnedImage:
+    """The digest a step resolved the spec's image tag to, at the generation it resolved it."""
+
+    reference: str
+    """The tag reference as the spec names it."""
+    digest: str
+    generation: int
+
+
+@dataclass(frozen=True)
 class StepResult:
     """One step's decision. Build it with the constructors below, which set only what their kind means."""
 
@@ -56,6 +66,8 @@ class StepResult:
     """The gateway connection the step made (or found) for the environment: recorded as its endpoint."""
     gateways_withdrawn: tuple[AccessKind, ...] = ()
     """Gateways whose connection the step removed: those endpoints are marked removed."""
+    pinned: PinnedImage | None = None
+    """The image digest the step resolved: recorded beside the observed state (REQUEUE)."""
 
     def continues(self, desired: DesiredState) -> bool:
         """True when the next step should run at once on the same lease: the phase moved into one where
@@ -64,6 +76,8 @@ class StepResult:
         A move that waits for its pod (`after` set) does not; neither does one into a phase another pass
         owns (pending and admitted belong to the scheduling pass) or where nothing is left to do.
         """
+        if self.outcome is Outcome.REQUEUE and self.pinned is not None:
+            return True  # pinned: the pod can be created at once, on the same lease
         if self.outcome is not Outcome.ADVANCE or self.trigger is None or self.after is not None:
             return False
         following = destination(self.trigger)
@@ -137,3 +151,8 @@ def fail(reason: str, message: str = "", *, gateways_withdrawn: tuple[AccessKind
         release_claims=True,
         gateways_withdrawn=gateways_withdrawn,
     )
+
+
+def pinned(image: PinnedImage) -> StepResult:
+    """The image is pinned: record the digest and go on at once (the pod is created next)."""
+    return StepResult(Outcome.REQUEUE, after=dt.timedelta(0), pinned=image)

@@ -111,7 +111,11 @@ def test_an_admin_cannot_disable_themselves(admin: Caller, engine: Engine) -> No
     assert admin.get("/users/me").json()["disabled"] is False
     with engine.begin() as connection:
         other = register_user(
-            connection, email="ops@example.org", username="ops", password="x" * 12, role=UserRole.ADMIN
+            connection,
+            email="ops@example.org",
+            username="ops",
+            password="ops admin passphrase",
+            role=UserRole.ADMIN,
         )
     assert admin.post(f"/users/{other.user_id}/disable").json()["disabled"] is True
     assert admin.post(f"/users/{admin.user_id}/disable").status_code == 409

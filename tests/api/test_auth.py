@@ -25,6 +25,7 @@ def test_register_login_and_me(anonymous: httpx.Client, new_user: Callable[[str]
         "username": "alice",
         "role": "user",
         "disabled": False,
+        "display_name": None,
     }
     assert "password" not in me.text
 

@@ -74,6 +74,13 @@ def build_world(engine: Engine) -> World:
             {"n": f"ws{next(_names)}", "o": users["owner"]},
         ).scalar_one()
         viewer_extra = _user(connection)
+        connection.execute(
+            text(
+                "INSERT INTO registries (name, kind, url, host) VALUES"
+                " ('lab-registry', 'oci', 'https://registry.lab.example.org', 'registry.lab.example.org')"
+                " ON CONFLICT (name) DO NOTHING"
+            )
+        )
         for role in ("viewer", "member", "admin", "owner"):
             connection.execute(
                 text("INSERT INTO workspace_members (workspace_id, user_id, role) VALUES (:w, :u, :r)"),
@@ -164,16 +171,29 @@ ROUTES = [
         "POST", "/auth/login", "public", lambda w, r: {"email": "nobody@example.org", "password": "x"}, ok=401
     ),
     Route("POST", "/auth/refresh", "public", lambda w, r: {"refresh_token": "x"}, ok=401),
+    Route(
+        "POST", "/auth/reset", "public", lambda w, r: {"reset_token": "x", "new_password": "y" * 12}, ok=422
+    ),
     Route("POST", "/auth/tokens", "signed-in", lambda w, r: {"name": "ci"}),
     Route("GET", "/auth/tokens", "signed-in"),
     Route("DELETE", "/auth/tokens/{token}", "signed-in"),
     Route("GET", "/users/me", "signed-in"),
+    Route("PATCH", "/users/me", "signed-in", lambda w, r: {"display_name": f"{r} at work"}),
+    # the wrong current password: refused (422) only once signed in
+    Route(
+        "PUT",
+        "/users/me/password",
+        "signed-in",
+        lambda w, r: {"old_password": "not it at all", "new_password": "purple elephants dance"},
+        ok=422,
+    ),
     Route("GET", "/users/me/ssh-keys", "signed-in"),
     Route("POST", "/users/me/ssh-keys", "signed-in", lambda w, r: {"public_key": ed25519_line(r)}),
     Route("DELETE", "/users/me/ssh-keys/{ssh_key}", "signed-in", ok=404),  # nobody's key: 404 once signed in
     Route("GET", "/users", "platform"),
     Route("POST", "/users/{spare}/disable", "platform"),
     Route("POST", "/users/{spare}/enable", "platform"),
+    Route("POST", "/users/{spare}/password-reset", "platform"),
     Route("POST", "/workspaces", "signed-in", lambda w, r: {"name": f"made-by-{r}-{uuid.uuid4().hex[:6]}"}),
     Route("GET", "/workspaces", "signed-in"),
     Route("GET", "/workspaces/{workspace}", "viewer"),
@@ -257,6 +277,25 @@ ROUTES = [
         lambda w, r: {"auths": {"harbor.example.org": {"username": "robot", "password": f"pw-{r}"}}},
     ),
     Route("GET", "/registry-credentials", "platform"),
+    Route(
+        "PUT",
+        "/registries/lab-registry",
+        "platform",
+        lambda w, r: {"kind": "oci", "url": "https://registry.lab.example.org", "public": ["library"]},
+    ),
+    Route("GET", "/registries", "platform"),
+    Route("GET", "/registries/lab-registry", "platform"),
+    Route("DELETE", "/registries/lab-registry", "platform"),
+    Route(
+        "PUT",
+        "/registries/lab-registry/login",
+        "platform",
+        lambda w, r: {"username": "robot", "password": f"pw-{r}"},
+    ),
+    Route("DELETE", "/registries/lab-registry/login", "platform"),
+    # an OCI registry makes no robots: a platform admin is told so (422), everyone else is refused first
+    Route("POST", "/registries/lab-registry/robots", "platform", lambda w, r: {"project": "library"}, ok=422),
+    Route("POST", "/images/sync?registry=lab-registry", "platform"),
     Route("DELETE", "/registry-credentials/harbor.example.org", "platform"),
     Route("GET", "/ops/status", "platform"),
     Route("GET", "/schemas/environment.json", "public"),
@@ -336,6 +375,7 @@ def _template(path: str) -> str:
         "{token}": "{token_id}",
         "{ssh_key}": "{key_id}",
         "/harbor.example.org": "/{registry}",
+        "/lab-registry": "/{name}",
     }
     # the CSV of an invoice is the same operation as the invoice (a path parameter cannot carry a suffix)
     path = path.partition("?")[0].removesuffix(".csv")

@@ -386,3 +386,31 @@ def test_names_comments_and_addresses_print_as_written_never_read_as_markup(
     assert keys.exit_code == 0, keys.output
     fingerprint = json.loads(run("ssh-keys", "list", "-o", "json").stdout)[0]["fingerprint"]
     assert fingerprint in re.sub(r"\s+", "", keys.stdout), "the whole fingerprint, folded, not cut off"
+
+
+def test_passwd_and_an_admin_reset_from_the_cli(
+    invoke: InProcess, admin: Caller, new_user: Callable[[str], Caller], anonymous: httpx.Client
+) -> None:
+    gina = new_user("gina")
+    token = _token(gina)
+    weak = invoke("passwd", "--password-stdin", token=token, stdin=f"{PASSWORD}\nqwertyuiop\n")
+    assert "most common passwords" in _refused(weak)
+    changed = invoke("passwd", "--password-stdin", token=token, stdin=f"{PASSWORD}\nquiet purple mountains\n")
+    assert changed.exit_code == 0, changed.output
+    assert "signed out" in changed.output
+    assert invoke("get", "workspaces", token=token).exit_code == 0, "this machine's token stays"
+
+    issued = invoke("users", "reset-password", "gina@example.org", token=_token(admin))
+    assert issued.exit_code == 0, issued.output
+    reset_token = next(word for word in issued.output.split() if word.startswith("rgpr_"))
+    redeemed = invoke(
+        "reset-password", "--token", reset_token, "--password-stdin", stdin="seven silver foxes\n"
+    )
+    assert redeemed.exit_code == 0, redeemed.output
+    assert invoke("get", "workspaces", token=token).exit_code != 0, "a reset ends every token"
+    signed = anonymous.post(
+        "/auth/login", json={"email": "gina@example.org", "password": "seven silver foxes"}
+    )
+    assert signed.status_code == 200
+    unknown = invoke("users", "reset-password", "nobody", token=_token(admin))
+    assert "no user 'nobody'" in _refused(unknown)

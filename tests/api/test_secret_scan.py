@@ -72,7 +72,7 @@ def test_no_secret_value_leaves_through_logs_answers_output_or_rows(
             password=admin_password,
             role=UserRole.ADMIN,
         )
-    alice_password = scan.secret("alice's password", f"alice-pw-{uuid.uuid4().hex}")
+    alice_password = scan.secret("her password", f"her-pw-{uuid.uuid4().hex}")
     registered = anonymous.post(
         "/auth/register", json={"email": "alice@example.org", "username": "alice", "password": alice_password}
     )

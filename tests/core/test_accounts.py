@@ -19,7 +19,11 @@ def test_two_admins_disabling_each_other_at_once_leave_one_active(db: Engine) ->
     with db.begin() as connection:
         admins = [
             register_user(
-                connection, email=f"{n}@example.org", username=n, password="x" * 12, role=UserRole.ADMIN
+                connection,
+                email=f"{n}@example.org",
+                username=n,
+                password="a fine admin passphrase",
+                role=UserRole.ADMIN,
             ).user_id
             for n in ("ada", "bob")
         ]

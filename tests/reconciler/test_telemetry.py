@@ -140,3 +140,21 @@ def test_a_standby_exports_no_platform_gauges(world: World, database_url: URL) -
         )
     finally:
         standby.close()
+
+
+def test_a_closing_leader_gives_back_the_leases_it_will_not_work_on(world: World) -> None:
+    from remotegpu.reconciler.environments.leases import fetch_leases
+
+    for index in range(2):
+        world.submit(f"queued-{index}", GPU_SPEC)
+    world.reconciler.run_until_idle()
+    with world.engine.begin() as connection:  # due again (a resync)
+        connection.execute(text("UPDATE environments SET next_attempt_at = now() - interval '1 second'"))
+    leased = fetch_leases(world.reconciler.ctx, 10)  # taken, as a worker queue would, then never run
+    assert leased
+    world.reconciler.close()
+    with world.engine.connect() as connection:
+        held = connection.execute(
+            text("SELECT count(*) FROM environments WHERE lock_token IS NOT NULL")
+        ).scalar_one()
+    assert held == 0, "the next leader need not wait for the leases to expire"

@@ -43,6 +43,7 @@ from remotegpu.core.cluster.manifests import (
     ENVIRONMENT_LABEL,
     MANAGED_LABEL,
     MANAGER,
+    PULL_SECRET_NAME,
     env_config_map_manifest,
     env_config_map_name,
     environment_secret_manifest,
@@ -54,6 +55,7 @@ from remotegpu.core.cluster.manifests import (
     volume_claim_name,
 )
 from remotegpu.core.inventory.sync import ForeignUsage, ObservedNode
+from remotegpu.core.registry.credentials import PullSecret
 
 _log = logging.getLogger(__name__)
 
@@ -76,6 +78,7 @@ class KubernetesCluster:
         storage_class: str | None = None,
         access_image: str = ACCESS_IMAGE,
         registry_credentials: Callable[[], str | None] | None = None,
+        pull_secrets: Callable[[str], PullSecret | None] | None = None,
         gpu_binding: str = "device-plugin",
     ) -> None:
         self.namespace = namespace
@@ -88,14 +91,17 @@ class KubernetesCluster:
         self.registry_credentials = registry_credentials
         """Gives the current Docker config JSON for private registries (None: none), e.g. a
         `CachedRegistryCredentials` over the secrets store; never logged (it is a secret)."""
+        self.pull_secrets = pull_secrets
+        """Gives the pull Secret of an image's configured registry (or project), which replaces the
+        platform-wide one for that image (`RegistryDirectory.pull_secret`); None: none configured."""
         self._core = client.CoreV1Api(api_client)
         self._networking = client.NetworkingV1Api(api_client)
         self._watching = client.CoreV1Api(without_retries(api_client))
         self._policies: set[str] = set()
         self._namespaces: set[str] = set()
         self._placed_in: dict[uuid.UUID, str] = {}
-        self._pull_secrets: dict[str, str] = {}
-        """Namespace → digest of the credentials its pull Secret was last written with."""
+        self._pull_secrets: dict[tuple[str, str], str] = {}
+        """(namespace, Secret name) → digest of the credentials it was last written with."""
         self._secret_digests: dict[tuple[str, str], str] = {}
         """(namespace, name) -> digest of the data this process last wrote or read back, so an unchanged
         access Secret costs no API call on a resync. Forgotten when we delete the Secret."""
@@ -166,7 +172,7 @@ class KubernetesCluster:
                 self._core.create_namespaced_persistent_volume_claim,
                 volume_claim_manifest(spec, volume, self.storage_class),
             )
-        pull_secret = self._ensure_pull_secret(namespace)
+        pull_secret = self._ensure_pull_secret(namespace, spec.image)
         if spec.env:
             create_or_get(namespace, self._core.create_namespaced_config_map, env_config_map_manifest(spec))
         create_or_get(namespace, self._core.create_namespaced_service, service_manifest(spec))
@@ -174,27 +180,43 @@ class KubernetesCluster:
             namespace,
             self._core.create_namespaced_pod,
             pod_manifest(
-                spec, access_image=self.access_image, pull_secret=pull_secret, gpu_binding=self.gpu_binding
+                spec,
+                access_image=self.access_image,
+                pull_secret=pull_secret or False,
+                gpu_binding=self.gpu_binding,
             ),
         )
 
-    def _ensure_pull_secret(self, namespace: str) -> bool:
-        """Keep the namespace's image pull Secret equal to the current registry credentials (created, or
-        replaced when they changed since this process wrote it); whether pods should reference it."""
-        credentials = self.registry_credentials() if self.registry_credentials else None
+    def use_pull_secrets(self, provider: Callable[[str], PullSecret | None]) -> None:
+        """Take each image's registry pull Secret from `provider` (unless one was given already)."""
+        if self.pull_secrets is None:
+            self.pull_secrets = provider
+
+    def _ensure_pull_secret(self, namespace: str, image: str) -> str | None:
+        """Keep the pull Secret the image needs in the namespace equal to its current credentials
+        (created, or replaced when they changed since this process wrote it): its registry's own when
+        that registry (or project) has a login, else the platform-wide one. Its name, or None."""
+        own = self.pull_secrets(image) if self.pull_secrets else None
+        credentials: str | None
+        if own is not None:
+            name, credentials = own.name, own.docker_config_json
+        else:
+            name, credentials = (
+                PULL_SECRET_NAME,
+                (self.registry_credentials() if self.registry_credentials else None),
+            )
         if not credentials:
-            return False
+            return None
         digest = hashlib.sha256(credentials.encode()).hexdigest()
-        if self._pull_secrets.get(namespace) == digest:
-            return True
-        manifest = pull_secret_manifest(credentials)
+        if self._pull_secrets.get((namespace, name)) == digest:
+            return name
+        manifest = pull_secret_manifest(credentials, name)
         if not create_or_get(namespace, self._core.create_namespaced_secret, manifest):
             # It exists: from before a restart or from older credentials; write the current ones.
             replace: Callable[..., Any] = self._core.replace_namespaced_secret
-            name = manifest["metadata"]["name"]
             call_api(lambda: replace(name, namespace, manifest, _preload_content=False))
-        self._pull_secrets[namespace] = digest
-        return True
+        self._pull_secrets[(namespace, name)] = digest
+        return name
 
     def observe_workload(self, environment_id: uuid.UUID) -> PodObservation:
         """Map the pod's status to what the reconciler acts on."""

@@ -1,4 +1,5 @@
-"""`remotegpu register` and `remotegpu login`: an account, and an API token saved for this machine."""
+"""`remotegpu register`, `login`, `passwd` and `reset-password`: an account, an API token saved for this
+machine, and the account's password."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import typer
 from remotegpu.core.platform.errors import RemoteGPUError
 from remotegpu.core.platform.settings import load_settings
 from remotegpu.ops.api_client import ApiClient, ClientProfile, load_profile, save_profile, server_url
+from remotegpu.ops.cli.client.session import signed_in_client
 from remotegpu.ops.cli.consoles import console
 
 
@@ -61,10 +63,46 @@ def login(
     console.print(f"Signed in to {client.server} as {email}; token saved in {path}")
 
 
-def _password(from_stdin: bool, *, confirm: bool) -> str:
+def _password(from_stdin: bool, *, confirm: bool, prompt: str = "Password: ") -> str:
     if from_stdin:
         return sys.stdin.readline().rstrip("\n")
-    password = getpass.getpass("Password: ")
+    password = getpass.getpass(prompt)
     if confirm and getpass.getpass("Repeat password: ") != password:
         raise RemoteGPUError("the passwords differ; try again")
     return password
+
+
+def passwd(
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin", help="Read the current and the new password from stdin, a line each."
+        ),
+    ] = False,
+) -> None:
+    """Change your password. Your other sessions and API tokens stop working; this machine's stays."""
+    if password_stdin:
+        old, new = sys.stdin.readline().rstrip("\n"), sys.stdin.readline().rstrip("\n")
+    else:
+        old = getpass.getpass("Current password: ")
+        new = _password(False, confirm=True, prompt="New password: ")
+    with signed_in_client() as client:
+        client.put("/users/me/password", {"old_password": old, "new_password": new})
+    console.print("Password changed; every other session and API token of yours was signed out.")
+
+
+def reset_password(
+    token: Annotated[str, typer.Option("--token", help="The reset token a platform admin gave you.")],
+    server: Annotated[
+        str | None, typer.Option(help="API URL (default: the saved or configured one).")
+    ] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the new password from stdin.")
+    ] = False,
+) -> None:
+    """Set a new password with a one-time reset token from a platform admin (then `remotegpu login`)."""
+    new = _password(password_stdin, confirm=True, prompt="New password: ")
+    client = ApiClient(server or server_url(load_settings(), load_profile()), None)
+    with contextlib.closing(client):
+        client.post("/auth/reset", {"reset_token": token, "new_password": new})
+    console.print("Password set. Next: remotegpu login")

@@ -39,6 +39,7 @@ def describe_env(name: Name, workspace: Workspace = None, output: Output = Outpu
         ("Desired", environment["desired_state"]),
         ("Generation", f"{environment['generation']} (observed {environment['observed_generation']})"),
         ("Host", environment["host"] or "-"),
+        ("Image", _image(environment)),
         (
             "GPUs",
             f"{environment['gpu_count']}×{environment['gpu_model'] or 'any'} {environment.get('gpu_indexes') or ''}",
@@ -91,6 +92,13 @@ def describe_env(name: Name, workspace: Workspace = None, output: Output = Outpu
             "Events",
         )
     )
+
+
+def _image(environment: dict[str, Any]) -> str:
+    """The tag the spec names, and the digest the pod runs once pinned."""
+    pinned = environment.get("pinned_image")
+    image = str(environment["spec"].get("image", "-"))
+    return f"{image} @ {pinned['digest']}" if pinned else f"{image} (digest not pinned)"
 
 
 def policy_rows(environment: dict[str, Any]) -> list[tuple[str, str]]:

@@ -91,14 +91,14 @@ def _open_jupyter(found: list[dict[str, Any]]) -> None:
     webbrowser.open(jupyter["url"])
 
 
-def _control(action: str, name: str, workspace: str | None) -> None:
+def _control(action: str, name: str, workspace: str | None, **params: Any) -> None:
     with signed_in_client() as client:
         environment = find_environment(client, name, workspace)
         answer: Any = None
         if action == "delete":
             client.request("DELETE", f"/environments/{environment['id']}")
         else:
-            answer = client.post(f"/environments/{environment['id']}/{action}")
+            answer = client.post(f"/environments/{environment['id']}/{action}", **params)
     console.print(f"environment/{environment['name']} {action} requested", highlight=False)
     budget = answer.get("budget") if isinstance(answer, dict) else None
     if action != "stop" and budget and budget.get("state") == "exhausted":
@@ -119,9 +119,19 @@ def stop(name: Name, workspace: Workspace = None) -> None:
     _control("stop", name, workspace)
 
 
-def restart(name: Name, workspace: Workspace = None) -> None:
-    """Stop and start an environment with the same spec."""
-    _control("restart", name, workspace)
+def restart(
+    name: Name,
+    workspace: Workspace = None,
+    pull: Annotated[
+        bool,
+        typer.Option("--pull", help="Resolve the image tag again: run what it names now at its registry."),
+    ] = False,
+) -> None:
+    """Stop and start an environment with the same spec (and the same image digest, unless --pull)."""
+    if pull:
+        _control("restart", name, workspace, pull="true")
+    else:
+        _control("restart", name, workspace)
 
 
 def delete(name: Name, workspace: Workspace = None) -> None:

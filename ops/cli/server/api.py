@@ -9,7 +9,12 @@ import typer
 from remotegpu.core.platform.errors import RemoteGPUError
 from remotegpu.core.platform.settings import Settings
 from remotegpu.ops.cli.consoles import console
-from remotegpu.ops.cli.server.config import ConfigOption, required_database_url, server_settings
+from remotegpu.ops.cli.server.config import (
+    ConfigOption,
+    LogFormatOption,
+    required_database_url,
+    server_settings,
+)
 
 HostOption = Annotated[
     str | None,
@@ -42,6 +47,7 @@ def api_address(settings: Settings, host: str | None, port: int | None) -> Setti
 
 def api(
     config: ConfigOption = None,
+    log_format: LogFormatOption = None,
     host: HostOption = None,
     port: PortOption = None,
     workers: Annotated[
@@ -52,7 +58,9 @@ def api(
     from remotegpu.ops.stopping import stopped_by_signals
 
     with stopped_by_signals():
-        settings = api_address(server_settings(config), host, port)
+        settings = api_address(
+            server_settings(config, log_format=log_format, default_format="json"), host, port
+        )
         required_database_url(settings)
         if settings.jwt_secret is None:
             raise RemoteGPUError(
@@ -65,5 +73,5 @@ def api(
             f" ({workers} worker{'s' if workers > 1 else ''})",
             highlight=False,
         )
-        serve_workers(settings, workers)
+        serve_workers(settings, workers, config)
     console.print("Stopped.")

@@ -2,35 +2,39 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
+import msgspec
 import typer
 
 from remotegpu.core.platform.errors import RemoteGPUError
 from remotegpu.core.platform.settings import Settings, load_settings
 from remotegpu.ops.cli.consoles import err_console
-from remotegpu.ops.log_format import console_handler
+from remotegpu.ops.log_format import LogFormat, configure_logging
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML settings file (else $REMOTEGPU_CONFIG).")
 ]
 
 
-def server_settings(config: Path | None) -> Settings:
-    """The settings of `config` (else $REMOTEGPU_CONFIG and the environment), with logs on stderr."""
+LogFormatOption = Annotated[
+    LogFormat | None,
+    typer.Option(
+        "--log-format", help="json (one object per line) or console (default: the log_format setting)."
+    ),
+]
+
+
+def server_settings(
+    config: Path | None, *, log_format: LogFormat | None = None, default_format: LogFormat = "console"
+) -> Settings:
+    """The settings of `config` (else $REMOTEGPU_CONFIG and the environment), with logs on stderr in
+    `log_format`, else the `log_format` setting, else `default_format`."""
     settings = load_settings(config_file=config)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(message)s",
-        handlers=[console_handler(err_console)],
-    )
-    # Third-party chatter (pgserver's command lines, Alembic's context lines, httpx's request lines) only at
-    # debug level.
-    for noisy in ("pgserver", "alembic", "apscheduler", "transitions", "urllib3", "httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if settings.log_level == "debug" else logging.WARNING)
-    return settings
+    chosen = log_format or settings.log_format or default_format
+    configure_logging(settings.log_level, chosen, err_console)
+    return msgspec.structs.replace(settings, log_format=chosen)  # what worker processes log in
 
 
 def required_database_url(settings: Settings) -> str:

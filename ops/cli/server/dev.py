@@ -8,10 +8,10 @@ import msgspec
 import typer
 from rich.table import Table
 
-from remotegpu.core.platform.settings import GatewayChoice, SecretsBackend
+from remotegpu.core.platform.settings import DevRegistryChoice, GatewayChoice, SecretsBackend
 from remotegpu.ops.cli.consoles import console
 from remotegpu.ops.cli.server.api import HostOption, PortOption, api_address
-from remotegpu.ops.cli.server.config import ConfigOption, server_settings
+from remotegpu.ops.cli.server.config import ConfigOption, LogFormatOption, server_settings
 
 SecretsOption = Annotated[
     SecretsBackend | None,
@@ -29,12 +29,23 @@ GatewayOption = Annotated[
 ]
 
 
+RegistryOption = Annotated[
+    DevRegistryChoice | None,
+    typer.Option(
+        "--registry",
+        help="Sync the image catalog from harbor: Harbor's contract fake with demo images (none: no registry).",
+    ),
+]
+
+
 def dev(
     config: ConfigOption = None,
+    log_format: LogFormatOption = None,
     host: HostOption = None,
     port: PortOption = None,
     secrets: SecretsOption = None,
     gateway: GatewayOption = None,
+    registry: RegistryOption = None,
 ) -> None:
     """Run all of RemoteGPU on this machine until Ctrl-C: Postgres (embedded unless DATABASE_URL is set)
     with the schema migrated, a simulated GPU cluster (with a kubeconfig for kubectl), a reconciler and the
@@ -42,12 +53,14 @@ def dev(
     from remotegpu.ops.stopping import stopped_by_signals, wait_for_stop
 
     with stopped_by_signals():
-        settings = api_address(server_settings(config), host, port)
+        settings = api_address(
+            server_settings(config, log_format=log_format, default_format="console"), host, port
+        )
         if secrets is not None:
             settings = msgspec.structs.replace(settings, secrets_backend=secrets)
         from remotegpu.ops.devstack import running_dev_stack  # after the port check: a large import
 
-        with running_dev_stack(settings, gateway or settings.gateway) as stack:
+        with running_dev_stack(settings, gateway or settings.gateway, registry or "none") as stack:
             table = Table(title="RemoteGPU dev stack", show_header=True)
             table.add_column("component")
             table.add_column("where", overflow="fold")

@@ -7,12 +7,18 @@ from typing import Annotated
 
 import typer
 
-from remotegpu.ops.cli.consoles import console
-from remotegpu.ops.cli.server.config import ConfigOption, required_database_url, server_settings
+from remotegpu.ops.cli.consoles import console, err_console
+from remotegpu.ops.cli.server.config import (
+    ConfigOption,
+    LogFormatOption,
+    required_database_url,
+    server_settings,
+)
 
 
 def reconciler(
     config: ConfigOption = None,
+    log_format: LogFormatOption = None,
     identity: Annotated[str | None, typer.Option(help="Name of this replica (default: host-random).")] = None,
     kubeconfig: Annotated[
         Path | None,
@@ -26,10 +32,11 @@ def reconciler(
     from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
     from remotegpu.ops.ports import check_port_free
     from remotegpu.ops.reconciler_runner import driver_options, pull_credentials, running_reconciler
+    from remotegpu.ops.reload import SettingsReloader
     from remotegpu.ops.stopping import stopped_by_signals, wait_for_stop
 
     with stopped_by_signals():
-        settings = server_settings(config)
+        settings = server_settings(config, log_format=log_format, default_format="json")
         url = required_database_url(settings)
         if settings.reconciler_metrics_port:
             check_port_free(
@@ -51,7 +58,16 @@ def reconciler(
         where = (
             f"cluster of {kubeconfig}" if kubeconfig else "in-cluster config" if pod else "in-memory cluster"
         )
-        with running_reconciler(make_url(url), settings, driver, identity=identity) as replica:
+        with (
+            running_reconciler(make_url(url), settings, driver, identity=identity) as replica,
+            SettingsReloader(
+                settings,
+                replica.apply_settings,
+                config_file=config,
+                console=err_console,
+                log_format_flag=log_format,
+            ).watch(),
+        ):
             console.print(f"Reconciler {replica.identity} running ({where}). Press Ctrl-C to stop.")
             if replica.metrics_url is not None:
                 console.print(f"Metrics: {replica.metrics_url}")

@@ -1,0 +1,1 @@
+"""The reliability suite: `remotegpu chaos` churns environments under injected faults and checks every invariant."""

@@ -1,0 +1,61 @@
+"""What must hold after a chaos run, read from the database and the cluster once the faults stop."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import Engine, text
+
+from remotegpu.core.billing.audit import audit_billing
+from remotegpu.core.capacity.audit import audit
+from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
+from remotegpu.ops.bench.reconcile import cluster_object_violations
+
+UNSETTLED_SQL = text(
+    """
+    SELECT name, CAST(desired_state AS text) AS desired, CAST(phase AS text) AS phase, reason
+      FROM environments
+     WHERE NOT (
+           (desired_state = 'deleted' AND phase = 'deleted')
+        OR (desired_state = 'stopped' AND phase IN ('stopped', 'failed'))
+        OR (desired_state = 'running' AND phase = 'failed' AND reason IS NOT NULL)
+        OR (desired_state = 'running' AND phase = 'running' AND observed_generation = generation)
+        OR (desired_state = 'running' AND phase IN ('pending', 'admitted') AND queue_reason IS NOT NULL))
+     ORDER BY name
+    """
+)
+"""Environments not at their desired state: neither there, nor failed with a reason, nor waiting in the
+capacity queue with a reason (a wait for GPUs is settled, not stuck)."""
+
+
+def unsettled(engine: Engine) -> list[str]:
+    with engine.connect() as connection:
+        return [
+            f"{row.name}: desired {row.desired}, still {row.phase} ({row.reason or 'no reason'})"
+            for row in connection.execute(UNSETTLED_SQL)
+        ]
+
+
+def wait_converged(engine: Engine, timeout_s: float) -> tuple[float, list[str]]:
+    """Seconds until every environment settled (or the timeout), and what had not by then."""
+    started = time.monotonic()
+    left: list[str] = []
+    while time.monotonic() - started < timeout_s:
+        try:
+            left = unsettled(engine)
+        except Exception as error:  # the database may still be coming back
+            left = [f"database: {type(error).__name__}"]
+        if not left:
+            break
+        time.sleep(0.5)
+    return round(time.monotonic() - started, 1), left
+
+
+def invariant_violations(engine: Engine, kubeconfig: str) -> list[str]:
+    """Claims (history and counters), billing (tiling, prices, amounts) and the cluster's objects."""
+    with engine.connect() as connection:
+        found = [f"claims: {finding}" for finding in audit(connection)]
+        found += [f"billing: {finding}" for finding in audit_billing(connection, "month", "USD")]
+    cluster = KubernetesCluster.from_kubeconfig(kubeconfig)
+    found += [f"cluster: {finding}" for finding in cluster_object_violations(engine, cluster)]
+    return found

@@ -1,0 +1,124 @@
+"""The load a chaos run puts on the API: several users in their own workspaces create, stop, start,
+update, re-apply and delete environments, chosen by a seeded random generator.
+
+Every answer is counted by status. A 500 is a violation whatever the fault; a 503 (database or process
+unavailable) and a refused connection (the API restarting) are what a client retries.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+PASSWORD = "chaos monkey passphrase"  # noqa: S105 - a throwaway account of a throwaway database
+
+
+@dataclass
+class Tenant:
+    """A user, their workspace, and the environments they made."""
+
+    client: httpx.Client
+    workspace: str
+    environments: dict[str, str] = field(default_factory=dict)
+    """name → id."""
+
+
+def _spec(name: str, workspace: str, rng: random.Random) -> dict[str, Any]:
+    gpus = rng.choice([1, 1, 2])
+    return {
+        "kind": "environment",
+        "name": name,
+        "workspace": workspace,
+        "image": "nvcr.io/nvidia/pytorch:24.05-py3",
+        "command": ["sleep", "infinity"],
+        "resources": {"gpus": {"count": gpus, "model": "H100"}, "cpu": 2, "memory": "4Gi"},
+    }
+
+
+class Churn:
+    """Users working against the API until `stop` is set."""
+
+    def __init__(self, api_url: str, seed: int, users: int = 3) -> None:
+        self.api = f"{api_url}/api/v1"
+        self.rng = random.Random(seed)
+        self.users = users
+        self.statuses: Counter[int] = Counter()
+        self.unreachable = 0
+        self.tenants: list[Tenant] = []
+        self.created = 0
+        self._lock = threading.Lock()
+
+    def setup(self) -> None:
+        """Register the users and give each a workspace."""
+        anonymous = httpx.Client(base_url=self.api, timeout=15)
+        for index in range(self.users):
+            email, name = f"chaos{index}@example.org", f"chaos{index}"
+            self._call(
+                anonymous, "POST", "/auth/register", {"email": email, "username": name, "password": PASSWORD}
+            )
+            token = self._call(anonymous, "POST", "/auth/login", {"email": email, "password": PASSWORD})
+            assert token is not None, "the users sign in before any fault"
+            client = httpx.Client(
+                base_url=self.api, timeout=15, headers={"Authorization": f"Bearer {token['access_token']}"}
+            )
+            workspace = f"chaos-ws-{index}"
+            self._call(client, "POST", "/workspaces", {"name": workspace})
+            self.tenants.append(Tenant(client, workspace))
+        anonymous.close()
+
+    def _call(self, client: httpx.Client, method: str, path: str, body: Any = None) -> Any:
+        try:
+            answer = client.request(method, path, json=body)
+        except httpx.TransportError:
+            with self._lock:
+                self.unreachable += 1
+            return None
+        with self._lock:
+            self.statuses[answer.status_code] += 1
+        return answer.json() if answer.status_code < 300 and answer.content else None
+
+    def step(self) -> None:
+        """One user action."""
+        tenant = self.rng.choice(self.tenants)
+        action = self.rng.choice(
+            ["create", "create", "stop", "start", "restart", "update", "reapply", "delete"]
+        )
+        if action == "create" or not tenant.environments:
+            name = f"e{self.created}"
+            self.created += 1
+            made = self._call(
+                tenant.client, "POST", "/environments/apply", _spec(name, tenant.workspace, self.rng)
+            )
+            if made is not None and made.get("environment"):
+                tenant.environments[name] = made["environment"]["id"]
+            return
+        name = self.rng.choice(sorted(tenant.environments))
+        env = tenant.environments[name]
+        if action in {"stop", "start", "restart"}:
+            self._call(tenant.client, "POST", f"/environments/{env}/{action}")
+        elif action == "update":
+            self._call(tenant.client, "POST", "/environments/apply", _spec(name, tenant.workspace, self.rng))
+        elif action == "reapply":  # the same file twice: the second changes nothing
+            spec = _spec(name, tenant.workspace, random.Random(name))
+            self._call(tenant.client, "POST", "/environments/apply", spec)
+            self._call(tenant.client, "POST", "/environments/apply", spec)
+        else:
+            self._call(tenant.client, "DELETE", f"/environments/{env}")
+            del tenant.environments[name]
+
+    def run(self, stop: threading.Event, pause_s: float) -> None:
+        while not stop.wait(pause_s):
+            self.step()
+
+    @property
+    def requests(self) -> int:
+        return sum(self.statuses.values()) + self.unreachable
+
+    def close(self) -> None:
+        for tenant in self.tenants:
+            tenant.client.close()

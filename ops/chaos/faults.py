@@ -1,0 +1,114 @@
+"""The faults of a chaos run, drawn from a seeded schedule, each undone after it has had its effect."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from remotegpu.ops.chaos.stack import ChaosStack
+
+LEASE_S = 5.0
+"""The run's `lease_seconds` (`stack.SETTINGS`): a pause must outlast it to matter."""
+
+
+def kill_leader(stack: ChaosStack) -> str:
+    """kill -9 of the leader's process group; it is started again (as a supervisor would)."""
+    leader = stack.leader()
+    if leader is None:
+        return "kill -9 leader: no leader right now (skipped)"
+    leader.signal(signal.SIGKILL)
+    assert leader.process is not None
+    leader.process.wait(timeout=10)
+    leader.start(stack.env())
+    return f"kill -9 leader {leader.name}, restarted"
+
+
+def kill_follower(stack: ChaosStack) -> str:
+    """kill -9 of a replica that does not lead; started again."""
+    leader = stack.leader()
+    follower = next((replica for replica in stack.replicas if replica is not leader), None)
+    if follower is None:
+        return "kill -9 follower: none (skipped)"
+    follower.signal(signal.SIGKILL)
+    assert follower.process is not None
+    follower.process.wait(timeout=10)
+    follower.start(stack.env())
+    return f"kill -9 follower {follower.name}, restarted"
+
+
+def pause_leader(stack: ChaosStack) -> str:
+    """SIGSTOP of the leader past its lease, then SIGCONT: a stale leader wakes up and must be fenced."""
+    leader = stack.leader()
+    if leader is None:
+        return "pause leader: no leader right now (skipped)"
+    leader.signal(signal.SIGSTOP)
+    time.sleep(LEASE_S * 1.5)
+    leader.signal(signal.SIGCONT)
+    return f"SIGSTOP leader {leader.name} for {LEASE_S * 1.5:g} s, then SIGCONT"
+
+
+def cut_connections(stack: ChaosStack) -> str:
+    """`pg_terminate_backend` of every reconciler and API connection."""
+    cut = stack.terminate_backends("remotegpu-reconciler") + stack.terminate_backends("remotegpu-api")
+    return f"pg_terminate_backend of {cut} reconciler and API connections"
+
+
+def restart_postgres(stack: ChaosStack) -> str:
+    """The database server stops and starts again: every connection breaks at once."""
+    stack.restart_postgres()
+    return "Postgres restarted"
+
+
+def cluster_errors(stack: ChaosStack) -> str:
+    """The cluster answers 5xx to the next requests, then slowly, then normally again."""
+    stack.cluster.fail_requests(count=25)
+    stack.cluster.slow_down(200)
+    time.sleep(3)
+    stack.cluster.slow_down(0)
+    return "cluster: 25 answers 5xx, 3 s of 200 ms answers"
+
+
+def node_not_ready(stack: ChaosStack) -> str:
+    """A node turns NotReady for a while, then Ready again."""
+    stack.cluster.set_node_ready("chaos-node-1", False)
+    time.sleep(4)
+    stack.cluster.set_node_ready("chaos-node-1", True)
+    return "node chaos-node-1 NotReady for 4 s"
+
+
+FAULTS: dict[str, Callable[[ChaosStack], str]] = {
+    "kill-leader": kill_leader,
+    "kill-follower": kill_follower,
+    "pause-leader": pause_leader,
+    "cut-connections": cut_connections,
+    "restart-postgres": restart_postgres,
+    "cluster-errors": cluster_errors,
+    "node-not-ready": node_not_ready,
+}
+
+
+@dataclass(frozen=True)
+class Scheduled:
+    """A fault and when (seconds after the churn began) it strikes."""
+
+    at_s: float
+    kind: str
+
+
+def schedule(seed: int, duration_s: float, count: int) -> list[Scheduled]:
+    """`count` faults spread over `duration_s`: every kind once before any repeats, in a seeded order,
+    at seeded moments in evenly spaced slots."""
+    rng = random.Random(seed)
+    kinds: list[str] = []
+    while len(kinds) < count:
+        batch = list(FAULTS)
+        rng.shuffle(batch)
+        kinds += batch
+    slot = duration_s / count
+    return [
+        Scheduled(index * slot + rng.uniform(0.2, 0.8) * slot, kind)
+        for index, kind in enumerate(kinds[:count])
+    ]
