@@ -52,7 +52,10 @@ class FakeGpus:
         self.write()
 
     def write(self) -> None:
-        self.path.write_text(json.dumps({"gpus": self.gpus, "driver_version": "550.54.15"}))
+        """Replace the file at once: the agent's thread reads it at any moment."""
+        staged = self.path.with_suffix(".new")
+        staged.write_text(json.dumps({"gpus": self.gpus, "driver_version": "550.54.15"}))
+        staged.replace(self.path)
 
     def change(self, index: int, **fields: Any) -> None:
         self.gpus[index].update(fields)

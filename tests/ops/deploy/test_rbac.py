@@ -11,7 +11,9 @@ a driver method this test does not drive.
 from __future__ import annotations
 
 import ast
+import base64
 import datetime as dt
+import functools
 import threading
 import uuid
 from collections.abc import Callable, Iterable
@@ -26,6 +28,7 @@ from remotegpu.core.cluster.kubernetes.client import api_client_from_kubeconfig
 from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
 from remotegpu.core.environments.states import PortPurpose, Protocol
 from remotegpu.core.inventory.gpu_report import GpuReading
+from remotegpu.core.registry.credentials import PullSecret
 from remotegpu.ops.agent.publisher import NodeAnnotations
 from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
 from remotegpu.ops.simcluster.server import Access
@@ -107,6 +110,10 @@ SPEC = WorkloadSpec(
 )
 
 
+def _registry_login(secret: PullSecret, _image: str) -> PullSecret:
+    return secret
+
+
 class _Drive:
     """One driver per step, so caches never hide a request (a restarted replica has none either)."""
 
@@ -123,6 +130,18 @@ class _Drive:
         assert self.driver().ensure_workload(SPEC)
         self.credentials = '{"auths": {"registry.example.org": {"auth": "dXNlcjp0d28="}}}'
         assert not self.driver().ensure_workload(SPEC)  # the pull Secret is replaced with the new login
+
+    def use_pull_secrets(self) -> None:
+        """The image's registry has a login of its own: its pull Secret is written, then replaced."""
+        for login in ("dXNlcjpvbmU=", "dXNlcjp0d28="):
+            config = f'{{"auths": {{"harbor.example.org": {{"auth": "{login}"}}}}}}'
+            driver = self.driver()
+            driver.use_pull_secrets(
+                functools.partial(_registry_login, PullSecret("remotegpu-pull-harbor", config))
+            )
+            driver.ensure_workload(SPEC)
+        stored = self.sim.store.get(BY_PATH[("", "v1", "secrets")], self.namespace, "remotegpu-pull-harbor")
+        assert "dXNlcjp0d28=" in base64.b64decode(stored["data"][".dockerconfigjson"]).decode()
 
     def ensure_environment_secret(self) -> None:
         for keys in ("ssh-ed25519 AAAA one\n", "ssh-ed25519 AAAA two\n"):  # created, then replaced
@@ -173,6 +192,7 @@ class _Drive:
 ORDER = (
     "ensure_environment_secret",
     "ensure_workload",
+    "use_pull_secrets",
     "observe_workload",
     "node_ready",
     "list_nodes",
