@@ -62,6 +62,7 @@ def _server(app: Litestar) -> DrainingServer:
 def run_worker(settings: Settings, config_file: Path | None = None) -> None:
     """One API worker: its engine, its app, uvicorn on a SO_REUSEPORT socket; until interrupted."""
     from remotegpu.api.app import create_app
+    from remotegpu.core.cluster.kubernetes.client import in_cluster
     from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
     from remotegpu.core.platform.db import make_engine
     from remotegpu.ops.reconciler_runner import driver_options
@@ -75,7 +76,7 @@ def run_worker(settings: Settings, config_file: Path | None = None) -> None:
     )
     logs = (
         KubernetesCluster.from_kubeconfig(settings.kubeconfig, **driver_options(settings))
-        if settings.kubeconfig
+        if settings.kubeconfig or in_cluster()
         else None
     )
     sock = bind(settings.api_host, settings.api_port, reuse_port=True)

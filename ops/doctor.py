@@ -199,7 +199,9 @@ class Doctor:
             try:
                 next(iter(client.repositories()), None)
             except RegistryAuthError as error:
-                raise CheckFailedError(f"{config.name}: the login is refused ({_first_line(error)})") from None
+                raise CheckFailedError(
+                    f"{config.name}: the login is refused ({_first_line(error)})"
+                ) from None
             except RegistryUnavailableError as error:
                 raise CheckFailedError(f"{config.name}: {_first_line(error)}") from None
             finally:

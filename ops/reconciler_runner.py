@@ -34,6 +34,7 @@ def driver_options(settings: Settings) -> dict[str, Any]:
         "namespace_per_workspace": settings.namespace_per_workspace,
         "storage_class": settings.storage_class,
         "access_image": settings.access_image,
+        "gpu_binding": settings.gpu_binding,
     }
 
 

@@ -54,6 +54,8 @@ class WorkloadSpec:
     ports: tuple[ClaimedPort, ...] = ()
     volumes: tuple[VolumeSpec, ...] = ()
     env: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    gpu_uuids: tuple[str, ...] = ()
+    """Device UUIDs of the claimed GPUs (what `device-id` binding pins the pod to)."""
 
     @property
     def name(self) -> str:

@@ -2,8 +2,11 @@
 
 Names are deterministic (`env-<id>`, `env-<id>-<volume>`, `ws-<id>-isolation`) so a repeated create
 finds the existing object. Every object carries the owner labels RemoteGPU's garbage collector and
-selectors use. The pod is pinned to the chosen node, asks for its GPUs as `nvidia.com/gpu` (the device
-plugin picks the devices; RemoteGPU reads back which), maps its claimed host ports, mounts a
+selectors use. The pod is pinned to the chosen node and gets its GPUs in one of two binding modes:
+`device-plugin` asks for them as `nvidia.com/gpu` (the device plugin picks the devices; RemoteGPU reads
+back which); `device-id` names the claimed GPUs by UUID in `NVIDIA_VISIBLE_DEVICES` under the `nvidia`
+RuntimeClass and asks the device plugin for nothing (nodes dedicated to RemoteGPU, whose GPUs it
+tracks through its host agent). It maps its claimed host ports, mounts a
 memory-backed `/dev/shm` sized to the spec (PyTorch data loaders fail at the 64 MiB default), and runs
 with a restrictive security context.
 """
@@ -24,6 +27,9 @@ MANAGED_LABEL = "app.kubernetes.io/managed-by"
 MANAGER = "remotegpu"
 GPU_RESOURCE = "nvidia.com/gpu"
 ALLOCATED_GPUS_ANNOTATION = "remotegpu.io/allocated-gpus"
+GPU_BINDINGS = ("device-plugin", "device-id")
+VISIBLE_DEVICES = "NVIDIA_VISIBLE_DEVICES"
+NVIDIA_RUNTIME_CLASS = "nvidia"
 
 Manifest = dict[str, Any]
 
@@ -97,12 +103,43 @@ def _jupyter_container_settings(spec: WorkloadSpec) -> Manifest:
     }
 
 
+def _resources(spec: WorkloadSpec, *, gpus_by_count: bool) -> Manifest:
+    """Requests and limits: CPU and memory as claimed; GPUs as a `nvidia.com/gpu` count unless they are
+    bound by device id."""
+    limits: dict[str, str] = {}
+    requests: dict[str, str] = {}
+    if spec.gpu_count and gpus_by_count:
+        limits[GPU_RESOURCE] = str(spec.gpu_count)
+    if spec.cpu_millis:
+        requests["cpu"] = limits["cpu"] = f"{spec.cpu_millis}m"
+    if spec.memory_bytes:
+        requests["memory"] = limits["memory"] = _memory_quantity(spec.memory_bytes)
+    return {"limits": limits, "requests": requests}
+
+
+class GpuBindingError(ValueError):
+    """`device-id` binding cannot pin the pod: the claimed GPUs' UUIDs are not all known."""
+
+
+def _device_id_binding(spec: WorkloadSpec) -> Manifest:
+    """The container's `env` entry pinning it to the claimed GPUs (or to none). Set in `env`, which wins
+    over the spec's variables (`envFrom`), so a user's own `NVIDIA_VISIBLE_DEVICES` cannot widen it;
+    `void` for a pod without GPUs, because CUDA images default to `all`."""
+    if spec.gpu_count and len(spec.gpu_uuids) != spec.gpu_count:
+        raise GpuBindingError(
+            f"device-id binding needs the UUIDs of all {spec.gpu_count} claimed GPUs of {spec.node}, known"
+            f" for {len(spec.gpu_uuids)}: run RemoteGPU's host agent on the node (remotegpu agent)"
+        )
+    return {"name": VISIBLE_DEVICES, "value": ",".join(sorted(spec.gpu_uuids)) if spec.gpu_count else "void"}
+
+
 def pod_manifest(
     spec: WorkloadSpec,
     *,
     shm_fraction: float = 0.5,
     access_image: str = ACCESS_IMAGE,
     pull_secret: bool | str = False,
+    gpu_binding: str = "device-plugin",
 ) -> Manifest:
     """The environment's pod, pinned to `spec.node`.
 
@@ -110,15 +147,12 @@ def pod_manifest(
     and the main container starts through its entrypoint, which runs sshd (keys from the optional
     secret `env-<id>-ssh`) and then execs the user's command: sshd in any image, no root image changes.
     With Jupyter access the same entrypoint starts `jupyter lab` with the token of `env-<id>-jupyter`.
+    `gpu_binding` chooses how it gets its GPUs (see the module); `device-id` raises `GpuBindingError`
+    when the claimed GPUs' UUIDs are not all known.
     """
-    limits: dict[str, str] = {}
-    requests: dict[str, str] = {}
-    if spec.gpu_count:
-        limits[GPU_RESOURCE] = str(spec.gpu_count)
-    if spec.cpu_millis:
-        requests["cpu"] = limits["cpu"] = f"{spec.cpu_millis}m"
-    if spec.memory_bytes:
-        requests["memory"] = limits["memory"] = _memory_quantity(spec.memory_bytes)
+    if gpu_binding not in GPU_BINDINGS:
+        raise ValueError(f"gpu_binding: {gpu_binding!r} is not one of {', '.join(GPU_BINDINGS)}")
+    by_device_id = gpu_binding == "device-id"
     shm_bytes = int(spec.memory_bytes * shm_fraction) if spec.memory_bytes else 1 << 30
     volume_mounts: list[Manifest] = [{"name": "dshm", "mountPath": "/dev/shm"}]  # noqa: S108 - the container's shm
     volumes: list[Manifest] = [
@@ -136,7 +170,7 @@ def pod_manifest(
         "name": "main",
         "image": spec.image,
         "imagePullPolicy": "IfNotPresent",
-        "resources": {"limits": limits, "requests": requests},
+        "resources": _resources(spec, gpus_by_count=not by_device_id),
         "ports": [
             {
                 "name": f"p{port.container_port}-{port.protocol.value}"[:15],
@@ -157,8 +191,12 @@ def pod_manifest(
     }
     if spec.command:
         container["command"] = list(spec.command)
+    if by_device_id:
+        container["env"] = [_device_id_binding(spec)]
     if wants_jupyter(spec):
-        container.update(_jupyter_container_settings(spec))
+        jupyter = _jupyter_container_settings(spec)
+        container["env"] = container.get("env", []) + jupyter.pop("env")
+        container.update(jupyter)
     init_containers: list[Manifest] = []
     if wants_ssh(spec) or wants_jupyter(spec):
         init_containers.append(
@@ -197,6 +235,8 @@ def pod_manifest(
     if pull_secret:  # True: the platform-wide Secret; a name: its registry's (or project's) own
         name = PULL_SECRET_NAME if pull_secret is True else pull_secret
         pod_spec_extra["imagePullSecrets"] = [{"name": name}]
+    if by_device_id and spec.gpu_count:
+        pod_spec_extra["runtimeClassName"] = NVIDIA_RUNTIME_CLASS
     return {
         "apiVersion": "v1",
         "kind": "Pod",

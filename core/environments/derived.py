@@ -81,6 +81,8 @@ class PodPlacement:
     gpu_count: int
     cpu_millis: int
     memory_bytes: int
+    gpu_uuids: tuple[str, ...] = ()
+    """Device UUIDs of the claimed GPUs, where their node reported them."""
 
 
 def workload_spec(
@@ -108,4 +110,5 @@ def workload_spec(
         ports=placement.ports,
         volumes=volume_specs(spec),
         env=tuple(sorted(spec.env.items())),
+        gpu_uuids=placement.gpu_uuids,
     )

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, text
 
 from remotegpu.core.capacity.capacity_sql import GPU_IN_POOL, GPU_UNCLAIMED
 from remotegpu.core.environments.states import HostHealth
+from remotegpu.core.inventory.gpu_report import HEALTH_REASON_PREFIX
 from remotegpu.core.platform import clock
 
 
@@ -153,6 +154,11 @@ class ObservedNode:
     """The address users reach the node by (see `core.inventory.addresses.node_address`)."""
     address_source: str | None = None
     """Where `address` came from: the annotation, ExternalIP, InternalIP or (a guess) Hostname."""
+    gpu_reported: bool = False
+    """Whether RemoteGPU's host agent reports this node's GPUs (`core.inventory.gpu_report`): only then
+    does the report's health count, both ways."""
+    unhealthy_gpus: tuple[tuple[str, str], ...] = ()
+    """(device UUID, reason) of each GPU the agent reports unhealthy."""
 
 
 _FOREIGN_HOST_SQL = text(
@@ -256,35 +262,97 @@ _SET_GPU_PRESENCE_SQL = text(
 )
 
 
-def _sync_gpu_presence(connection: Connection, nodes: Sequence[ObservedNode]) -> None:
-    """Mark GPUs their Ready node no longer reports `lost` (out of the pool, like unhealthy ones; the
-    reconciler moves an environment holding one elsewhere) and those it reports again healthy. A
-    NotReady node is left alone: the host-down path handles it.
+# GPUs whose health the agent's report changes: reported unhealthy while healthy; reported healthy
+# while unhealthy by an earlier report (an admin's own mark is never cleared here). A lost GPU is a
+# candidate too, for its host's lock: presence may find it again in the same pass.
+_GPU_HEALTH_SQL = text(
+    f"""
+    WITH n AS (
+        SELECT * FROM unnest(CAST(:names AS text[]), CAST(:uuids AS text[]), CAST(:reasons AS text[]))
+                   AS n(name, device_uuid, reason)
+    )
+    SELECT g.id, g.host_id, g.index, n.reason FROM gpus g
+      JOIN hosts h ON h.id = g.host_id
+      JOIN n ON n.name = h.name AND n.device_uuid = g.device_uuid
+     WHERE (n.reason IS NOT NULL AND g.health = 'healthy')
+        OR (n.reason IS NULL AND g.health = 'unhealthy' AND starts_with(g.health_reason, '{HEALTH_REASON_PREFIX}'))
+        OR (g.health = 'lost' AND NOT :settled)
+     ORDER BY g.host_id, g.index
+    """
+)
+_SET_GPU_HEALTH_SQL = text(
+    """
+    WITH changed AS (
+        UPDATE gpus g SET health = CASE WHEN x.reason IS NULL THEN 'healthy' ELSE 'unhealthy' END,
+                          health_reason = x.reason, updated_at = now()
+          FROM unnest(CAST(:ids AS uuid[]), CAST(:reasons AS text[])) AS x(id, reason)
+         WHERE g.id = x.id AND g.health <> 'lost'
+        RETURNING g.id, g.host_id, g.index, x.reason
+    )
+    INSERT INTO events (actor_kind, host_id, kind, reason, message, data)
+    SELECT 'system', host_id, 'host', CASE WHEN reason IS NULL THEN 'GpuHealthy' ELSE 'GpuUnhealthy' END,
+           'GPU ' || index || CASE WHEN reason IS NULL THEN ' reported healthy again' ELSE ' ' || reason END,
+           jsonb_build_object('gpu', id::text)
+      FROM changed
+    RETURNING host_id
+    """
+)
 
-    Under the host locks, taken before any row lock of the sync (lock order): a claim on a GPU being
-    lost either committed before (the reconciler then sees it lost) or sees it out of the pool.
+
+def _sync_gpu_state(connection: Connection, nodes: Sequence[ObservedNode]) -> None:
+    """Mark GPUs their Ready node no longer reports `lost` (out of the pool, like unhealthy ones; the
+    reconciler moves an environment holding one elsewhere) and those it reports again healthy; then,
+    where the host agent reports health, mark the GPUs it reports unhealthy `unhealthy` (out of the
+    pool; an environment holding one keeps it until it stops) and those it reports healthy again
+    healthy. A NotReady node is left alone: the host-down path handles it.
+
+    Under the host locks, all taken at once in a fixed order before any row lock of the sync (lock
+    order): a claim on a GPU leaving the pool either committed before or sees it out of the pool.
     """
     import json
 
     from remotegpu.core.platform.locks import LockNamespace, lock_key, xact_lock_all
 
     ready = [node for node in nodes if node.ready]  # a NotReady node's report is no evidence
-    parameters = {
+    presence = {
         "names": [node.name for node in ready],
         "counts": [node.gpu_count for node in ready],
         "uuids": [json.dumps(list(node.gpu_uuids)) for node in ready],
     }
-    hosts = sorted({row.host_id for row in connection.execute(_GPU_PRESENCE_SQL, parameters)})
+    reported = [node for node in ready if node.gpu_reported]
+    names, devices, reasons = [], [], []
+    for node in reported:
+        reported_unwell = dict(node.unhealthy_gpus)
+        for device in node.gpu_uuids:
+            names.append(node.name)
+            devices.append(device)
+            reasons.append(reported_unwell.get(device))
+    health = {"names": names, "uuids": devices, "reasons": reasons}
+    hosts = {row.host_id for row in connection.execute(_GPU_PRESENCE_SQL, presence)}
+    if reported:
+        hosts |= {row.host_id for row in connection.execute(_GPU_HEALTH_SQL, {**health, "settled": False})}
     if not hosts:
         return
-    xact_lock_all(connection, [lock_key(LockNamespace.HOST, host) for host in hosts])
+    xact_lock_all(connection, [lock_key(LockNamespace.HOST, host) for host in sorted(hosts)])
     # Read again under the locks (a new statement, a new snapshot).
-    changed = connection.execute(_GPU_PRESENCE_SQL, parameters).all()
+    changed = connection.execute(_GPU_PRESENCE_SQL, presence).all()
     connection.execute(
         _SET_GPU_PRESENCE_SQL,
         {"ids": [row.id for row in changed], "present": [row.present for row in changed]},
     )
-    for host in sorted({row.host_id for row in changed}):
+    recount = {row.host_id for row in changed}
+    if reported:
+        unwell = [
+            row
+            for row in connection.execute(_GPU_HEALTH_SQL, {**health, "settled": True})
+            if row.host_id in hosts
+        ]
+        connection.execute(
+            _SET_GPU_HEALTH_SQL,
+            {"ids": [row.id for row in unwell], "reasons": [row.reason for row in unwell]},
+        )
+        recount |= {row.host_id for row in unwell}
+    for host in sorted(recount):
         connection.execute(_RECOUNT_POOLS_SQL, {"host": host})
 
 
@@ -292,12 +360,13 @@ def sync_inventory(connection: Connection, nodes: Sequence[ObservedNode]) -> lis
     """Register nodes not seen before (with their GPUs) and refresh the others; returns new host ids.
 
     Health follows the node's Ready condition; an admin's cordon is never touched. A GPU the node no
-    longer reports is marked lost, and healthy again when it comes back. A node that left the cluster
+    longer reports is marked lost, and healthy again when it comes back; one the host agent reports
+    unhealthy is marked unhealthy, and healthy again when the agent says so. A node that left the cluster
     is marked removed (its row stays for history).
     """
     import json
 
-    _sync_gpu_presence(connection, nodes)
+    _sync_gpu_state(connection, nodes)
     added = []
     now = clock.now()
     # One statement for every known node; a row is written only when something changed or its
@@ -341,6 +410,8 @@ def sync_inventory(connection: Connection, nodes: Sequence[ObservedNode]) -> lis
                     address_source=node.address_source,
                 )
             )
+    if added:  # a new node's report may already mark some of its GPUs unhealthy
+        _sync_gpu_state(connection, [node for node in nodes if node.name not in known])
     connection.execute(
         text("UPDATE hosts SET removed_at = :now WHERE removed_at IS NULL AND NOT (name = ANY(:names))"),
         {"now": now, "names": [node.name for node in nodes]},

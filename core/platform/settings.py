@@ -39,6 +39,7 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 SecretsBackend = Literal["builtin", "vault"]
 VaultAuth = Literal["token", "approle"]
 GatewayChoice = Literal["direct", "guacamole", "jumpserver"]
+GpuBinding = Literal["device-plugin", "device-id"]
 BillingPeriod = Literal["month", "week", "day"]
 DevRegistryChoice = Literal["none", "harbor"]
 """`remotegpu dev --registry`: no registry, or Harbor's contract fake with demo images."""
@@ -121,6 +122,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Namespace of every environment's objects (unless `namespace_per_workspace`)."""
     namespace_per_workspace: bool = False
     """Give each workspace a namespace of its own (`rgpu-ws-<workspace id>`)."""
+    gpu_binding: GpuBinding = "device-plugin"
+    """How a pod gets its GPUs: `device-plugin` (a `nvidia.com/gpu` count; the node picks the devices and
+    RemoteGPU reads back which) or `device-id` (the claimed GPUs by UUID in `NVIDIA_VISIBLE_DEVICES`
+    with the `nvidia` RuntimeClass, on nodes dedicated to RemoteGPU)."""
     registry_credentials: str | None = None
     """Deprecated, import only: Docker config JSON for private registries. At reconciler start it is
     written into the secrets store when the store has none (then remove it); the store's credentials

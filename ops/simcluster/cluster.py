@@ -6,10 +6,15 @@ node of the cluster gets 10.0.n//254.n%254+1), as a node on a private network do
 SSH command `remotegpu access` prints points at the local machine. The annotation
 `remotegpu.io/public-address` (`annotate_node`, or `kubectl annotate node`) overrides both for inventory
 sync, as it does on a real cluster; the simulated cluster only stores it.
+
+GPUs: each node carries the annotations RemoteGPU's host agent publishes from NVML (UUID, model,
+memory, health per GPU; `core.inventory.gpu_report`); `report_gpu` turns one unhealthy or removes it, as
+the agent reports a GPU with XID errors or one that fell off the bus.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 from collections.abc import Iterable
@@ -18,9 +23,14 @@ from pathlib import Path
 
 import yaml
 
+from remotegpu.core.inventory.gpu_report import (
+    GpuReading,
+    readings_from_annotations,
+    report_annotations,
+)
 from remotegpu.ops.simcluster.dcgm import UTILISATION_ANNOTATION
 from remotegpu.ops.simcluster.kubelets import NODES, PODS, Faults, Kubelets, device_uuid
-from remotegpu.ops.simcluster.server import DCGM_PATH, SimulatedApiServer
+from remotegpu.ops.simcluster.server import DCGM_PATH, Access, SimulatedApiServer
 from remotegpu.ops.simcluster.store import BY_PATH, Store, now_iso
 
 
@@ -68,9 +78,13 @@ def node_object(name: str, template: NodeTemplate, ordinal: int = 0) -> dict[str
                 "nvidia.com/gpu.memory": str(template.gpu_memory_mib),
                 "nvidia.com/gpu.count": str(template.gpus),
             },
-            "annotations": {
-                "remotegpu.io/gpu-uuids": ",".join(device_uuid(name, i) for i in range(template.gpus))
-            },
+            # what RemoteGPU's host agent publishes on a real node (core.inventory.gpu_report)
+            "annotations": report_annotations(
+                [
+                    GpuReading(i, device_uuid(name, i), template.model, template.gpu_memory_mib)
+                    for i in range(template.gpus)
+                ]
+            ),
         },
         "status": {
             "capacity": capacity,
@@ -192,9 +206,34 @@ class SimulatedCluster:
         """Set (or, with None, remove) an annotation of a node, as `kubectl annotate node` does."""
         self.store.patch(NODES, None, node, {"metadata": {"annotations": {key: value}}})
 
+    def report_gpu(self, node: str, index: int, *, problem: str | None = None, present: bool = True) -> None:
+        """Change one GPU in the node's agent report, as the host agent would: unhealthy with `problem`
+        (healthy again with None), or missing from the report (`present=False`)."""
+        annotations = self.store.get(NODES, None, node)["metadata"].get("annotations") or {}
+        readings = readings_from_annotations(annotations) or []
+        if not present:
+            readings = [r for r in readings if r.index != index]
+        else:
+            readings = [
+                dataclasses.replace(r, healthy=problem is None, problems=(problem,) if problem else ())
+                if r.index == index
+                else r
+                for r in readings
+            ]
+        self.store.patch(NODES, None, node, {"metadata": {"annotations": report_annotations(readings)}})
+
     def set_node_ready(self, node: str, ready: bool) -> None:
         """Mark a node Ready or NotReady."""
         self.kubelets.set_node_ready(node, ready)
+
+    def requests_seen(self) -> set[Access]:
+        """Every distinct (verb, API group, resource, namespace) clients asked for since the start or
+        the last `forget_requests`: what RBAC must grant them (namespace None: cluster-wide)."""
+        return self.server.accesses()
+
+    def forget_requests(self) -> set[Access]:
+        """Start recording requests afresh; returns what was recorded until now."""
+        return self.server.accesses(forget=True)
 
     def fail_requests(self, count: int = 0, rate: float = 0.0) -> None:
         """Answer the next `count` requests with 503, and a `rate` share of all requests with 500."""

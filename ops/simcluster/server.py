@@ -1,7 +1,9 @@
 """The simulated cluster's HTTP front: the Kubernetes REST API over `ThreadingHTTPServer`.
 
-Paths: discovery (`/version`, `/api`, `/api/v1`, `/apis`, `/apis/<group>/<version>`), core v1 and
-networking.k8s.io/v1 resources (cluster-wide and per namespace), `status` subresources, pod `log`
+Paths: discovery (`/version`, `/api`, `/api/v1`, `/apis`, `/apis/<group>[/<version>]`), the OpenAPI v3
+index `kubectl` reads (`openapi.py`), core v1 and networking.k8s.io/v1 resources, and the kinds a
+deployment of RemoteGPU is made of (apps/v1, batch/v1, policy/v1, rbac.authorization.k8s.io/v1: stored
+and listed, not run), cluster-wide and per namespace; `status` subresources, pod `log`
 (with `follow=true` a chunked stream of lines as the container writes them, until the pod ends or the
 client goes away; 400 while the container has not started, as the kubelet answers), `?watch=1` streams
 (newline-delimited JSON over chunked encoding), label and field selectors, and errors as `Status`
@@ -24,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from remotegpu.ops.simcluster import dcgm
+from remotegpu.ops.simcluster import dcgm, openapi
 from remotegpu.ops.simcluster.kubelets import Faults, Kubelets
 from remotegpu.ops.simcluster.selectors import field_selector, label_selector
 from remotegpu.ops.simcluster.store import BY_PATH, RESOURCES, ApiError, Obj, Resource, Store
@@ -84,17 +86,69 @@ def _resource_list(group_version: str) -> Obj:
     }
 
 
-_GROUPS = {
-    "kind": "APIGroupList",
-    "apiVersion": "v1",
-    "groups": [
-        {
-            "name": "networking.k8s.io",
-            "versions": [{"groupVersion": "networking.k8s.io/v1", "version": "v1"}],
-            "preferredVersion": {"groupVersion": "networking.k8s.io/v1", "version": "v1"},
-        }
-    ],
+def _groups() -> Obj:
+    """Every API group with the kinds the simulated cluster serves (one version each)."""
+    groups = sorted({(r.group, r.version) for r in RESOURCES if r.group})
+    return {
+        "kind": "APIGroupList",
+        "apiVersion": "v1",
+        "groups": [_group(group, version) for group, version in groups],
+    }
+
+
+def _group(group: str, version: str) -> Obj:
+    group_version = {"groupVersion": f"{group}/{version}", "version": version}
+    return {
+        "kind": "APIGroup",
+        "apiVersion": "v1",
+        "name": group,
+        "versions": [group_version],
+        "preferredVersion": group_version,
+    }
+
+
+_GROUPS = _groups()
+_DISCOVERY: dict[str, Any] = {
+    "/apis": _GROUPS,
+    **{f"/apis/{g['name']}": g for g in _GROUPS["groups"]},
+    **{
+        f"/apis/{g['preferredVersion']['groupVersion']}": _resource_list(
+            g["preferredVersion"]["groupVersion"]
+        )
+        for g in _GROUPS["groups"]
+    },
 }
+
+
+Access = tuple[str, str, str, str | None]
+"""(verb, API group, resource or resource/subresource, namespace; None for cluster-wide requests)."""
+
+
+def _verb(method: str, item: bool, query: dict[str, str]) -> str:
+    """The RBAC verb of a request, as the API server's authorizer names it."""
+    if method == "GET":
+        if item:
+            return "get"
+        return "watch" if query.get("watch") in {"1", "true"} else "list"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
+        method, method.lower()
+    )
+
+
+def _openapi(path: str) -> Obj:
+    """The OpenAPI v3 index or one group version's document (v2 and unknown ones: 404)."""
+    if path == "/openapi/v3":
+        return openapi.index()
+    document = (
+        openapi.group_version_document(path.removeprefix("/openapi/v3/"))
+        if path.startswith("/openapi/v3/")
+        else None
+    )
+    if document is None:
+        raise ApiError(
+            404, "NotFound", f"the simulated cluster serves OpenAPI v3 only, without schemas ({path})"
+        )
+    return document
 
 
 class SimulatedApiServer(ThreadingHTTPServer):
@@ -117,6 +171,23 @@ class SimulatedApiServer(ThreadingHTTPServer):
         self.store, self.kubelets, self.faults = store, kubelets, faults
         self.closing = threading.Event()
         self.rng = random.Random(7)
+        self.access: set[Access] = set()
+        """Every distinct (verb, API group, resource[/subresource], namespace or None) requested, as an
+        RBAC authorizer sees it: what a client's Role must grant (a set, so it stays small)."""
+        self._access_lock = threading.Lock()
+
+    def record(self, access: Access) -> None:
+        """Remember one request's access (thread-safe)."""
+        with self._access_lock:
+            self.access.add(access)
+
+    def accesses(self, *, forget: bool = False) -> set[Access]:
+        """What was recorded (and, with `forget`, start afresh)."""
+        with self._access_lock:
+            seen = set(self.access)
+            if forget:
+                self.access.clear()
+            return seen
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -168,8 +239,7 @@ class _Handler(BaseHTTPRequestHandler):
             "/version": VERSION,
             "/api": {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []},
             "/api/v1": _resource_list("v1"),
-            "/apis": _GROUPS,
-            "/apis/networking.k8s.io/v1": _resource_list("networking.k8s.io/v1"),
+            **_DISCOVERY,
             "/healthz": "ok",
             "/readyz": "ok",
             "/livez": "ok",
@@ -182,8 +252,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(200, content)
             return
         if method == "GET" and path.startswith("/openapi"):
-            raise ApiError(404, "NotFound", "the simulated cluster serves no OpenAPI document")
+            self._json(200, _openapi(path))
+            return
         if match := _NAMESPACE_ITEM.match(path):
+            plural = "namespaces/status" if match["sub"] else "namespaces"
+            self.server.record((_verb(method, True, query), "", plural, None))
             self._item(
                 method, BY_PATH[("", "v1", "namespaces")], None, match["name"], match["sub"], query, body
             )
@@ -198,6 +271,8 @@ class _Handler(BaseHTTPRequestHandler):
         namespace = match["namespace"]
         if resource.namespaced is False and namespace:
             raise ApiError(404, "NotFound", f"{resource.plural} are not namespaced")
+        plural = f"{resource.plural}/{match['sub']}" if match["sub"] else resource.plural
+        self.server.record((_verb(method, match["name"] is not None, query), group, plural, namespace))
         if match["name"] is None:
             self._collection(method, resource, namespace, query, body)
         else:

@@ -52,7 +52,17 @@ RESOURCES = (
     Resource("", "v1", "configmaps", "ConfigMap", True, ("cm",)),
     Resource("", "v1", "secrets", "Secret", True),
     Resource("", "v1", "events", "Event", True, ("ev",)),
+    Resource("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",)),
     Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True, ("netpol",)),
+    # What a deployment of RemoteGPU itself is made of: stored and listed, never run.
+    Resource("apps", "v1", "deployments", "Deployment", True, ("deploy",)),
+    Resource("apps", "v1", "daemonsets", "DaemonSet", True, ("ds",)),
+    Resource("batch", "v1", "jobs", "Job", True),
+    Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, ("pdb",)),
+    Resource("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
+    Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
+    Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False),
+    Resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False),
 )
 BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}
 
@@ -124,6 +134,9 @@ class Store:
                 " RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'",
                 {"name": name, "kind": resource.plural},
             )
+        from remotegpu.ops.simcluster.validation import validate  # it names this module's types
+
+        validate(resource, obj)
         with self._lock:
             unknown_namespace = bool(namespace) and ("", namespace) not in self._objects["namespaces"]
             if resource.namespaced and namespace != "default" and unknown_namespace:
@@ -170,6 +183,9 @@ class Store:
 
     def replace(self, resource: Resource, namespace: str | None, name: str, obj: Obj) -> Obj:
         """Replace an object; 409 Conflict when `metadata.resourceVersion` is given and stale."""
+        from remotegpu.ops.simcluster.validation import validate  # it names this module's types
+
+        validate(resource, obj)
         with self._lock:
             current = self.get(resource, namespace, name)
             given = obj.get("metadata", {}).get("resourceVersion")

@@ -60,9 +60,83 @@ def _node_row(node: Obj) -> list[Any]:
     ]
 
 
+def _deployment_row(deployment: Obj) -> list[Any]:
+    # Nothing runs a stored Deployment: its status stays empty, so no replica is ready.
+    status = deployment.get("status", {})
+    wanted = deployment.get("spec", {}).get("replicas", 1)
+    return [
+        deployment["metadata"]["name"],
+        f"{status.get('readyReplicas', 0)}/{wanted}",
+        status.get("updatedReplicas", 0),
+        status.get("availableReplicas", 0),
+        _age(deployment),
+    ]
+
+
+def _daemon_set_row(daemon_set: Obj) -> list[Any]:
+    status = daemon_set.get("status", {})
+    selector = daemon_set.get("spec", {}).get("template", {}).get("spec", {}).get("nodeSelector") or {}
+    return [
+        daemon_set["metadata"]["name"],
+        status.get("desiredNumberScheduled", 0),
+        status.get("currentNumberScheduled", 0),
+        status.get("numberReady", 0),
+        status.get("updatedNumberScheduled", 0),
+        status.get("numberAvailable", 0),
+        ",".join(f"{k}={v}" for k, v in sorted(selector.items())) or "<none>",
+        _age(daemon_set),
+    ]
+
+
+def _job_row(job: Obj) -> list[Any]:
+    status = job.get("status", {})
+    completions = job.get("spec", {}).get("completions", 1)
+    return [
+        job["metadata"]["name"],
+        "Complete" if status.get("succeeded", 0) >= completions else "Running",
+        f"{status.get('succeeded', 0)}/{completions}",
+        "",
+        _age(job),
+    ]
+
+
+def _budget_row(budget: Obj) -> list[Any]:
+    spec = budget.get("spec", {})
+    return [
+        budget["metadata"]["name"],
+        spec.get("minAvailable", "N/A"),
+        spec.get("maxUnavailable", "N/A"),
+        budget.get("status", {}).get("disruptionsAllowed", 0),
+        _age(budget),
+    ]
+
+
+def _created_at_row(obj: Obj) -> list[Any]:
+    return [obj["metadata"]["name"], obj["metadata"].get("creationTimestamp", "")]
+
+
+def _binding_row(binding: Obj) -> list[Any]:
+    role = binding.get("roleRef", {})
+    return [binding["metadata"]["name"], f"{role.get('kind')}/{role.get('name')}", _age(binding)]
+
+
 _COLUMNS = {
     "pods": (["Name", "Ready", "Status", "Restarts", "Age", "IP", "Node"], _pod_row),
     "nodes": (["Name", "Status", "Roles", "Age", "GPUs", "Internal-IP", "External-IP"], _node_row),
+    "deployments": (["Name", "Ready", "Up-to-date", "Available", "Age"], _deployment_row),
+    "daemonsets": (
+        ["Name", "Desired", "Current", "Ready", "Up-to-date", "Available", "Node Selector", "Age"],
+        _daemon_set_row,
+    ),
+    "jobs": (["Name", "Status", "Completions", "Duration", "Age"], _job_row),
+    "poddisruptionbudgets": (
+        ["Name", "Min Available", "Max Unavailable", "Allowed Disruptions", "Age"],
+        _budget_row,
+    ),
+    "roles": (["Name", "Created At"], _created_at_row),
+    "clusterroles": (["Name", "Created At"], _created_at_row),
+    "rolebindings": (["Name", "Role", "Age"], _binding_row),
+    "clusterrolebindings": (["Name", "Role", "Age"], _binding_row),
 }
 _WIDE = {"Internal-IP", "External-IP"}
 """Columns `kubectl get -o wide` adds (priority 1), as the real API server prints nodes."""

@@ -26,6 +26,7 @@ from remotegpu.core.cluster.manifests import (
     JUPYTER_SECRET_SUFFIX,
     JUPYTER_TOKEN_KEY,
     SSH_KEYS_SECRET,
+    GpuBindingError,
     wants_jupyter,
     wants_ssh,
 )
@@ -64,6 +65,8 @@ def process(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
         return retry("GatewayUnavailable", str(error))
     except RegistryUnavailableError as error:  # a registry's client could not be built or reached
         return retry("RegistryUnavailable", str(error))
+    except GpuBindingError as error:  # device-id binding before the host agent reported the UUIDs
+        return retry("GpuBindingUnknown", str(error))
 
 
 def _decide(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
@@ -338,5 +341,8 @@ def _ensure_ssh_keys(ctx: ReconcilerContext, env: EnvironmentState, workload: Wo
 
 def _workload(env: EnvironmentState) -> WorkloadSpec:
     assert env.host_name is not None, "a placed environment has a host"
-    placement = PodPlacement(env.host_name, env.ports, env.gpu_count, env.cpu_millis, env.memory_bytes)
+    devices = tuple(device for device in env.claimed_devices if device)
+    placement = PodPlacement(
+        env.host_name, env.ports, env.gpu_count, env.cpu_millis, env.memory_bytes, gpu_uuids=devices
+    )
     return workload_spec(env.id, env.workspace_id, env.generation, env.spec, placement, image=pod_image(env))

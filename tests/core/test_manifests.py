@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import uuid
 
@@ -12,6 +13,8 @@ import pytest
 from remotegpu.core.capacity.requests import ClaimedPort
 from remotegpu.core.cluster.driver import VolumeSpec, WorkloadSpec
 from remotegpu.core.cluster.manifests import (
+    GPU_RESOURCE,
+    GpuBindingError,
     env_config_map_manifest,
     environment_secret_manifest,
     network_policy_manifest,
@@ -184,3 +187,42 @@ def test_an_environment_secret_is_valid_labelled_and_encoded() -> None:
     assert secret["metadata"]["name"] == f"env-{SPEC.environment_id}-jupyter"
     assert secret["metadata"]["labels"]["remotegpu.io/environment"] == str(SPEC.environment_id)
     assert secret["data"] == {"JUPYTER_TOKEN": "dG9rLTEyMw=="}
+
+
+CLAIMED = ("GPU-6f1c0e3a-0000-4000-8000-000000000002", "GPU-6f1c0e3a-0000-4000-8000-000000000001")
+BOUND = dataclasses.replace(SPEC, gpu_uuids=CLAIMED)
+
+
+@pytest.mark.parametrize("binding", ["device-plugin", "device-id"])
+def test_pods_of_both_gpu_binding_modes_are_valid(binding: str) -> None:
+    kubernetes_validate.validate(pod_manifest(BOUND, gpu_binding=binding), VERSION, strict=True)
+    no_gpus = dataclasses.replace(BOUND, gpu_count=0, gpu_uuids=())
+    kubernetes_validate.validate(pod_manifest(no_gpus, gpu_binding=binding), VERSION, strict=True)
+
+
+def test_device_id_binding_pins_the_claimed_uuids_and_asks_the_device_plugin_for_nothing() -> None:
+    pod = pod_manifest(BOUND, gpu_binding="device-id")
+    container = pod["spec"]["containers"][0]
+    assert GPU_RESOURCE not in container["resources"]["limits"]
+    assert container["env"][0] == {"name": "NVIDIA_VISIBLE_DEVICES", "value": ",".join(sorted(CLAIMED))}
+    assert pod["spec"]["runtimeClassName"] == "nvidia"
+    # `env` wins over `envFrom`: the spec's own variables cannot widen the binding
+    assert container["envFrom"] == [{"configMapRef": {"name": f"env-{SPEC.environment_id}-env"}}]
+
+
+def test_device_plugin_binding_asks_for_a_count_and_names_no_device() -> None:
+    pod = pod_manifest(BOUND)
+    container = pod["spec"]["containers"][0]
+    assert container["resources"]["limits"][GPU_RESOURCE] == "2"
+    assert "NVIDIA_VISIBLE_DEVICES" not in json.dumps(pod)
+    assert "runtimeClassName" not in pod["spec"]
+
+
+def test_device_id_binding_gives_a_pod_without_gpus_none_and_refuses_unknown_uuids() -> None:
+    bare = pod_manifest(dataclasses.replace(BOUND, gpu_count=0, gpu_uuids=()), gpu_binding="device-id")
+    assert bare["spec"]["containers"][0]["env"][0] == {"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"}
+    assert "runtimeClassName" not in bare["spec"]
+    with pytest.raises(GpuBindingError, match="UUIDs of all 2 claimed GPUs of gpu-node-7, known for 1"):
+        pod_manifest(dataclasses.replace(BOUND, gpu_uuids=CLAIMED[:1]), gpu_binding="device-id")
+    with pytest.raises(ValueError, match="gpu_binding: 'dra' is not one of device-plugin, device-id"):
+        pod_manifest(BOUND, gpu_binding="dra")

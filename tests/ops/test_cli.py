@@ -331,12 +331,21 @@ def test_db_commands_need_a_database_url() -> None:
     assert "DATABASE_URL" in result.stderr
 
 
-def test_db_upgrade_migrates_the_configured_database(fresh_database: URL) -> None:
+def test_db_upgrade_migrates_the_configured_database_and_db_wait_waits_for_it(fresh_database: URL) -> None:
     rendered = fresh_database.render_as_string(hide_password=False)
+    early = _run("db", "wait", "--timeout", "0.5", DATABASE_URL=rendered)
+    assert early.returncode == 1
+    assert early.stderr.strip() == (
+        f"error: the database is at no revision, not {head_revision()}, after 0.5 s; run `remotegpu db"
+        " upgrade` (the migrations Job) first"
+    )
     result = _run("db", "upgrade", DATABASE_URL=rendered)
     assert result.returncode == 0, result.stderr
     assert current_revision(fresh_database) == head_revision()
     assert _run("db", "current", DATABASE_URL=rendered).stdout.strip() == current_revision(fresh_database)
+    waited = _run("db", "wait", "--timeout", "5", DATABASE_URL=rendered)
+    assert waited.returncode == 0, waited.stderr
+    assert waited.stdout.strip() == f"Database at revision {head_revision()}."
 
 
 def test_api_command_serves_with_workers_and_users_create_bootstraps_an_admin(

@@ -337,6 +337,34 @@ def test_the_devices_the_node_gave_are_recorded_with_the_running_event(stack: St
     assert _events(stack, env, "GpuBindingMismatch") == []
 
 
+def test_device_id_binding_pins_the_pod_to_the_gpus_it_claimed(stack: Stack, database_url: URL) -> None:
+    settings = Settings(gpu_binding="device-id")
+    by_id = KubernetesCluster(stack.driver._core.api_client, gpu_binding=settings.gpu_binding)
+    stack.reconciler.close()
+    stack.reconciler = Reconciler(
+        database_url, by_id, settings, identity="e2e-device-id", listen=False, secrets=stack.secrets
+    )
+    env = stack.submit("pinned")
+    stack.converge(stack.phase_is(env, "running"))
+    (pod,) = stack.pods()
+    (container,) = pod.spec.containers
+    with stack.engine.connect() as connection:
+        claimed = sorted(
+            connection.execute(
+                text(
+                    "SELECT g.device_uuid FROM gpu_claims c JOIN gpus g ON g.id = c.gpu_id"
+                    " WHERE c.environment_id = :e AND c.released_at IS NULL"
+                ),
+                {"e": env},
+            ).scalars()
+        )
+    assert len(claimed) == SPEC["resources"]["gpus"]["count"]
+    visible = {e.name: e.value for e in container.env or []}["NVIDIA_VISIBLE_DEVICES"]
+    assert visible == ",".join(claimed)
+    assert "nvidia.com/gpu" not in (container.resources.limits or {})
+    assert pod.spec.runtime_class_name == "nvidia"
+
+
 def test_a_device_binding_mismatch_is_an_event_and_a_condition(stack: Stack) -> None:
     # A pod that is not ours holds device 0 of every node, so the device plugin gives our pod others.
     for node in ("gpu-node-0", "gpu-node-1"):

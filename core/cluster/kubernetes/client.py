@@ -22,6 +22,16 @@ from remotegpu.core.cluster.driver import ClusterUnavailableError
 T = TypeVar("T")
 
 
+def in_cluster() -> bool:
+    """Whether this process runs in a pod with a service account token: there, no kubeconfig means the
+    pod's own cluster, as `kubectl` and client-go decide."""
+    import os
+
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.exists(
+        "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    )
+
+
 def api_client_from_kubeconfig(path: str | None = None) -> Any:
     """An API client from a kubeconfig file, or from the in-cluster service account when `path` is None
     and the process runs in a pod."""

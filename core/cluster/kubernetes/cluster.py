@@ -80,12 +80,15 @@ class KubernetesCluster:
         access_image: str = ACCESS_IMAGE,
         registry_credentials: Callable[[], str | None] | None = None,
         pull_secrets: Callable[[str], PullSecret | None] | None = None,
+        gpu_binding: str = "device-plugin",
     ) -> None:
         self.namespace = namespace
         self.namespace_per_workspace = namespace_per_workspace
         self.namespace_prefix = namespace_prefix
         self.storage_class = storage_class
         self.access_image = access_image
+        self.gpu_binding = gpu_binding
+        """`device-plugin` or `device-id` (see `core.cluster.manifests.pod_manifest`)."""
         self.registry_credentials = registry_credentials
         """Gives the current Docker config JSON for private registries (None: none), e.g. a
         `CachedRegistryCredentials` over the secrets store; never logged (it is a secret)."""
@@ -177,7 +180,12 @@ class KubernetesCluster:
         return create_or_get(
             namespace,
             self._core.create_namespaced_pod,
-            pod_manifest(spec, access_image=self.access_image, pull_secret=pull_secret or False),
+            pod_manifest(
+                spec,
+                access_image=self.access_image,
+                pull_secret=pull_secret or False,
+                gpu_binding=self.gpu_binding,
+            ),
         )
 
     def use_pull_secrets(self, provider: Callable[[str], PullSecret | None]) -> None:

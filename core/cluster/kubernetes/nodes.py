@@ -10,11 +10,9 @@ from typing import Any
 
 from remotegpu.core.cluster.manifests import ALLOCATED_GPUS_ANNOTATION, GPU_RESOURCE, MANAGED_LABEL, MANAGER
 from remotegpu.core.inventory.addresses import node_address
+from remotegpu.core.inventory.gpu_report import GPU_UUIDS_ANNOTATION, product_label, readings_from_annotations
 from remotegpu.core.inventory.sync import ForeignUsage, ObservedNode
 from remotegpu.core.platform.quantities import parse_bytes, parse_cpu_millis
-
-GPU_UUIDS_ANNOTATION = "remotegpu.io/gpu-uuids"
-"""Device UUIDs of a node's GPUs, comma-separated, where the node reports them."""
 
 
 def is_ready(node: dict[str, Any]) -> bool:
@@ -25,7 +23,12 @@ def is_ready(node: dict[str, Any]) -> bool:
 
 def observed_node(node: dict[str, Any]) -> ObservedNode:
     """A node as the NVIDIA device plugin and GPU feature discovery describe it (no foreign usage yet),
-    with the address users reach it by (`status.addresses`, or the public-address annotation)."""
+    with the address users reach it by (`status.addresses`, or the public-address annotation).
+
+    Where RemoteGPU's host agent reports the node's GPUs (`core.inventory.gpu_report`), its report is
+    the truth about them: count, UUIDs, memory and health; the product label still names the model
+    when there is one (else NVML's name, written as the label would be), so hosts keep the model name
+    they were registered with."""
     metadata, status = node.get("metadata", {}), node.get("status", {})
     labels = metadata.get("labels", {})
     annotations = metadata.get("annotations") or {}
@@ -33,13 +36,27 @@ def observed_node(node: dict[str, Any]) -> ObservedNode:
     memory_mib = labels.get("nvidia.com/gpu.memory")
     uuids = annotations.get(GPU_UUIDS_ANNOTATION, "")
     reached = node_address(status.get("addresses") or [], annotations)
+    report = readings_from_annotations(annotations)
+    gpu_count = int(allocatable.get(GPU_RESOURCE, 0))
+    gpu_uuids = tuple(u for u in uuids.split(",") if u)
+    model = labels.get("nvidia.com/gpu.product")
+    memory = int(memory_mib) << 20 if memory_mib else None
+    unhealthy: tuple[tuple[str, str], ...] = ()
+    if report is not None:
+        gpu_count, gpu_uuids = len(report), tuple(r.uuid for r in report)
+        if report:
+            model = model or product_label(report[0].model)
+            memory = report[0].memory_mib << 20
+        unhealthy = tuple((r.uuid, r.health_reason) for r in report if r.health_reason)
     return ObservedNode(
         name=metadata["name"],
         ready=is_ready(node),
-        gpu_count=int(allocatable.get(GPU_RESOURCE, 0)),
-        gpu_model=labels.get("nvidia.com/gpu.product", "unknown"),
-        gpu_memory_bytes=int(memory_mib) << 20 if memory_mib else None,
-        gpu_uuids=tuple(u for u in uuids.split(",") if u),
+        gpu_count=gpu_count,
+        gpu_model=model or "unknown",
+        gpu_memory_bytes=memory,
+        gpu_uuids=gpu_uuids,
+        gpu_reported=report is not None,
+        unhealthy_gpus=unhealthy,
         cpu_millis=parse_cpu_millis(allocatable.get("cpu", 0)),
         memory_bytes=parse_bytes(allocatable.get("memory", 0)),
         labels=dict(labels),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import typer
 
+from remotegpu.ops.cli.server.agent import agent
 from remotegpu.ops.cli.server.api import api
 from remotegpu.ops.cli.server.bench import bench
 from remotegpu.ops.cli.server.chaos import chaos
@@ -26,7 +27,7 @@ PANEL = "Server"
 
 def register_commands(app: typer.Typer) -> None:
     """Add the server-side commands to the `remotegpu` app, in the Server panel of its help."""
-    for command in (dev, api, reconciler, simcluster, doctor, bench, chaos):
+    for command in (dev, api, reconciler, agent, simcluster, doctor, bench, chaos):
         app.command(rich_help_panel=PANEL)(command)
     app.add_typer(db_app, name="db", rich_help_panel=PANEL)
     app.add_typer(users_app, name="users", rich_help_panel=PANEL)

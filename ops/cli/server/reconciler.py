@@ -28,6 +28,7 @@ def reconciler(
     """Run one reconciler replica (leader or hot standby) until Ctrl-C."""
     from sqlalchemy.engine import make_url
 
+    from remotegpu.core.cluster.kubernetes.client import in_cluster
     from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
     from remotegpu.ops.ports import check_port_free
     from remotegpu.ops.reconciler_runner import driver_options, pull_credentials, running_reconciler
@@ -44,16 +45,19 @@ def reconciler(
                 port_flag="REMOTEGPU_RECONCILER_METRICS_PORT (0: any free port)",
                 host_flag="REMOTEGPU_RECONCILER_METRICS_HOST",
             )
+        pod = kubeconfig is None and in_cluster()
         driver = (
             KubernetesCluster.from_kubeconfig(
-                str(kubeconfig),
+                str(kubeconfig) if kubeconfig else None,
                 **driver_options(settings),
                 registry_credentials=pull_credentials(settings, make_url(url)),
             )
-            if kubeconfig
+            if kubeconfig or pod
             else None
         )
-        where = f"cluster of {kubeconfig}" if kubeconfig else "in-memory cluster"
+        where = (
+            f"cluster of {kubeconfig}" if kubeconfig else "in-cluster config" if pod else "in-memory cluster"
+        )
         with (
             running_reconciler(make_url(url), settings, driver, identity=identity) as replica,
             SettingsReloader(
