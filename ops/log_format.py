@@ -89,10 +89,11 @@ NOISY = ("pgserver", "alembic", "apscheduler", "transitions", "urllib3", "httpx"
 at debug level."""
 
 
-def configure_logging(level: str, log_format: LogFormat, console: Console) -> None:
-    """Root logging of a server process: `level`, one handler in `log_format`."""
+def configure_logging(level: str, log_format: LogFormat, console: Console, *, replace: bool = False) -> None:
+    """Root logging of a server process: `level`, one handler in `log_format`. Where logging is set up
+    already (a host process, pytest) this changes nothing, unless `replace` (a settings reload)."""
     logging.basicConfig(
-        level=level.upper(), format="%(message)s", handlers=[log_handler(log_format, console)], force=True
+        level=level.upper(), format="%(message)s", handlers=[log_handler(log_format, console)], force=replace
     )
     for noisy in NOISY:
         logging.getLogger(noisy).setLevel(logging.DEBUG if level == "debug" else logging.WARNING)

@@ -72,7 +72,9 @@ class SettingsReloader:
         changed = {name for name in Settings.__struct_fields__ if getattr(old, name) != getattr(new, name)}
         applied = self._apply(new) & changed
         if changed & LOGGING:
-            configure_logging(new.log_level, new.log_format or self._default_format, self._console)
+            configure_logging(
+                new.log_level, new.log_format or self._default_format, self._console, replace=True
+            )
             applied |= changed & LOGGING
         restart = changed - applied
         self.settings = new
