@@ -6,6 +6,7 @@ synced images in `remotegpu get images` and environments pinned to their digests
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.engine import URL
@@ -28,6 +29,21 @@ DEV_REGISTRY = "harbor-dev"
 DEV_WORKSPACE = "research"
 
 
+def _harbor_on_its_port(remembered: Path) -> FakeHarbor:
+    """The fake on the port it had last time (a restarted `dev` keeps its images' references and pins
+    valid), else on a free one, remembered for next time."""
+    port = 0
+    with contextlib.suppress(OSError, ValueError):
+        port = int(remembered.read_text())
+    try:
+        harbor = FakeHarbor(port=port)
+    except OSError:  # taken meanwhile: a new one
+        harbor = FakeHarbor()
+    remembered.parent.mkdir(parents=True, exist_ok=True)
+    remembered.write_text(str(harbor.url.rsplit(":", 1)[1].split("/")[0]))
+    return harbor
+
+
 def prepare_dev_registry(
     settings: Settings,
     choice: RegistryChoice,
@@ -38,7 +54,7 @@ def prepare_dev_registry(
     """Start and configure the registry of `choice` (stopped by `stack`); a line saying where it is."""
     if choice == "none":
         return "none (images run by tag; `remotegpu registry add` syncs one)"
-    harbor = stack.enter_context(FakeHarbor())
+    harbor = stack.enter_context(_harbor_on_its_port(settings.data_dir / "harbor-port"))
     seed_demo(harbor)
     engine = make_engine(database_url, pool_size=1)
     try:

@@ -56,3 +56,6 @@ def test_dev_registry_harbor_syncs_demo_images_and_pins_an_environment_s_digest(
             pinned = running["pinned_image"]
             assert isinstance(pinned, dict)
             assert pinned["digest"] == names["library/pytorch:24.05-cuda12"]["digest"]
+    # a restarted dev stack serves the fake where it was: its images' references and pins stay valid
+    with running_dev_stack(settings, "direct", "harbor") as again:
+        assert dict(again.describe())["Registry"] == registry
