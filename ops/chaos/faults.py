@@ -8,35 +8,34 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from remotegpu.ops.chaos.stack import ChaosStack
+from remotegpu.ops.chaos.stack import ChaosStack, Managed
 
 LEASE_S = 5.0
 """The run's `lease_seconds` (`stack.SETTINGS`): a pause must outlast it to matter."""
 
 
+def _kill_and_restart(stack: ChaosStack, replica: Managed | None, role: str) -> str:
+    """kill -9 of the replica's process group; it is started again (as a supervisor would)."""
+    if replica is None:
+        return f"kill -9 {role}: none right now (skipped)"
+    replica.signal(signal.SIGKILL)
+    assert replica.process is not None
+    replica.process.wait(timeout=10)
+    replica.start(stack.env())
+    return f"kill -9 {role} {replica.name}, restarted"
+
+
 def kill_leader(stack: ChaosStack) -> str:
-    """kill -9 of the leader's process group; it is started again (as a supervisor would)."""
-    leader = stack.leader()
-    if leader is None:
-        return "kill -9 leader: no leader right now (skipped)"
-    leader.signal(signal.SIGKILL)
-    assert leader.process is not None
-    leader.process.wait(timeout=10)
-    leader.start(stack.env())
-    return f"kill -9 leader {leader.name}, restarted"
+    """kill -9 of the leader."""
+    return _kill_and_restart(stack, stack.leader(), "leader")
 
 
 def kill_follower(stack: ChaosStack) -> str:
-    """kill -9 of a replica that does not lead; started again."""
+    """kill -9 of a replica that does not lead."""
     leader = stack.leader()
-    follower = next((replica for replica in stack.replicas if replica is not leader), None)
-    if follower is None:
-        return "kill -9 follower: none (skipped)"
-    follower.signal(signal.SIGKILL)
-    assert follower.process is not None
-    follower.process.wait(timeout=10)
-    follower.start(stack.env())
-    return f"kill -9 follower {follower.name}, restarted"
+    return _kill_and_restart(
+        stack, next((replica for replica in stack.replicas if replica is not leader), None), "follower"
+    )
 
 
 def pause_leader(stack: ChaosStack) -> str:

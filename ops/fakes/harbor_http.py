@@ -12,12 +12,12 @@ request's own path and query (`src/server/v2.0/handler/base.go: Links`, `src/lib
 from __future__ import annotations
 
 import json
-import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode
+
+from remotegpu.ops.fakes.served import RoutedHandler
 
 DEFAULT_PAGE_SIZE = 10
 MAX_PAGE_SIZE = 100
@@ -94,38 +94,5 @@ def _integer(params: dict[str, str], name: str, default: int) -> int:
     return value
 
 
-Handle = Callable[[str, str, dict[str, str], bytes], Reply | None]
-
-
-class Handler(BaseHTTPRequestHandler):
-    """HTTP/1.1 with keep-alive, every method routed to the server's `handle` (the fake's)."""
-
-    protocol_version = "HTTP/1.1"
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body leave in two writes; without this, Nagle and delayed ACKs add 40 ms a call.
-        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def _answer(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        handle: Handle = self.server.handle  # type: ignore[attr-defined]
-        reply = handle(self.command, self.path, headers, body)
-        if reply is None:
-            self.close_connection = True
-            return
-        self.send_response(reply.status)
-        self.send_header("Content-Type", reply.content_type)
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(reply.body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(reply.body)
-
-    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = _answer  # noqa: N815 (http.server's names)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silent: tests and `remotegpu dev` keep their output to themselves."""
+class Handler(RoutedHandler):
+    """Harbor's answers: every one names its content type."""

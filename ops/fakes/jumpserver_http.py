@@ -6,14 +6,12 @@ pagination (`rest_framework/pagination.py: LimitOffsetPagination` under jumpserv
 from __future__ import annotations
 
 import json
-import socket
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlencode
 
 from remotegpu.ops.fakes.jumpserver_fields import ApiError
+from remotegpu.ops.fakes.served import Answer, RoutedHandler
 
 MAX_LIMIT = 10000
 
@@ -81,37 +79,10 @@ def _number(value: str | None, *, strict: bool) -> int | None:
     return parsed if parsed > 0 or (parsed == 0 and not strict) else None
 
 
-class Handler(BaseHTTPRequestHandler):
-    """HTTP/1.1 with keep-alive, every method routed to the server's `handle` (the fake's)."""
+class Handler(RoutedHandler):
+    """Jumpserver's answers: a 401 challenges for a bearer token; an empty body names no content type."""
 
-    protocol_version = "HTTP/1.1"
+    content_type_when_empty = False
 
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body leave in two writes; without this, Nagle and delayed ACKs add 40 ms a call.
-        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def _answer(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        handle: Callable[[str, str, dict[str, str], bytes], Reply | None] = self.server.handle  # type: ignore[attr-defined]
-        reply = handle(self.command, self.path, headers, body)
-        if reply is None:
-            self.close_connection = True
-            return
-        self.send_response(reply.status)
-        if reply.status == 401:
-            self.send_header("WWW-Authenticate", "Bearer")
-        if reply.body:
-            self.send_header("Content-Type", reply.content_type)
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(reply.body)))
-        self.end_headers()
-        self.wfile.write(reply.body)
-
-    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = _answer  # noqa: N815 (http.server's names)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silent: tests and `remotegpu dev` keep their output to themselves."""
+    def product_headers(self, answer: Answer) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"} if answer.status == 401 else {}
