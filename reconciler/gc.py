@@ -144,6 +144,7 @@ def _collect_gateway(ctx: ReconcilerContext, kind: AccessKind) -> int:
                 connection.execute(
                     _ENDPOINTS_GONE_SQL, {"id": environment, "kind": kind.value, "now": clock.now()}
                 )
+                fence(connection, ctx.shard, ctx.epoch)
             removed += 1
             log.info(
                 "Orphan gateway connection deleted", extra={"gateway": str(kind), "env": str(environment)}

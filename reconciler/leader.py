@@ -65,13 +65,23 @@ def default_identity() -> str:
 
 _TAKE_OVER_SQL = text(
     """
-    INSERT INTO shard_leaders (shard, epoch, leader_id, leader_since, heartbeat_at)
-    VALUES (:shard, 1, :identity, now(), now())
-    ON CONFLICT (shard) DO UPDATE SET epoch = shard_leaders.epoch + 1, leader_id = EXCLUDED.leader_id,
-        leader_since = now(), heartbeat_at = now(), updated_at = now()
-    RETURNING epoch, leader_since
+    WITH taken AS (
+        INSERT INTO shard_leaders (shard, epoch, leader_id, leader_since, heartbeat_at)
+        VALUES (:shard, 1, :identity, now(), now())
+        ON CONFLICT (shard) DO UPDATE SET epoch = shard_leaders.epoch + 1, leader_id = EXCLUDED.leader_id,
+            leader_since = now(), heartbeat_at = now(), updated_at = now()
+        RETURNING shard, epoch, leader_since
+    ), term AS (
+        INSERT INTO leader_terms (shard, epoch, leader_id, began_at)
+        SELECT shard, epoch, :identity, clock_timestamp() FROM taken
+        ON CONFLICT (shard, epoch) DO UPDATE SET leader_id = EXCLUDED.leader_id, began_at = EXCLUDED.began_at
+        RETURNING epoch
+    )
+    SELECT taken.epoch, taken.leader_since FROM taken JOIN term USING (epoch)
     """
 )
+"""Takes the shard and records the term. The term's `began_at` is read after the upsert holds the shard
+row, which waits for every transaction fenced at the old epoch: each committed before it."""
 _HEARTBEAT_SQL = text(
     "UPDATE shard_leaders SET heartbeat_at = now() WHERE shard = :shard AND epoch = :epoch RETURNING epoch"
 )

@@ -45,12 +45,13 @@ from remotegpu.reconciler.environments.pipeline import reconcile
 from remotegpu.reconciler.gc import collect_garbage
 from remotegpu.reconciler.hosts import sync_host_health
 from remotegpu.reconciler.invoicing import INVOICE_SECONDS, invoice_tick
-from remotegpu.reconciler.leader import FencedOutError, LeaderElector, default_identity
+from remotegpu.reconciler.leader import FencedOutError, LeaderElector, default_identity, fence
 from remotegpu.reconciler.metering import meter_tick
 from remotegpu.reconciler.policies import policy_tick
 from remotegpu.reconciler.registry_sync import registry_sync_tick
 from remotegpu.reconciler.scheduler import schedule_pass
 from remotegpu.reconciler.telemetry import MetricsServer, PlatformCollector, ReconcilerMetrics
+from remotegpu.reconciler.writer_stamp import stamp_writes, writer_value
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ class Reconciler:
             registries=RegistryDirectory(engine, store, registry_clients or default_client_factory),
             gpu_metrics=GpuMetrics.from_settings(settings),
         )
+        stamp_writes(engine, lambda: writer_value(self.ctx.shard, self.ctx.epoch))
         if isinstance(cluster, PullSecretConsumer) and self.ctx.registries is not None:
             cluster.use_pull_secrets(self.ctx.registries.pull_secret)
         self.metrics = self.ctx.metrics
@@ -273,6 +275,7 @@ class Reconciler:
                     ),
                     {"me": self.identity},
                 )
+                fence(connection, self.ctx.shard, self.ctx.epoch)  # a replaced leader's leases just expire
         except Exception as error:
             log.warning("Leases not released; they expire", extra={"error": type(error).__name__})
 

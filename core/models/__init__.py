@@ -9,7 +9,7 @@ from remotegpu.core.models.events import Event
 from remotegpu.core.models.identity import ApiToken, PasswordReset, User
 from remotegpu.core.models.images import Image
 from remotegpu.core.models.inventory import Gpu, GpuPool, Host
-from remotegpu.core.models.leadership import ShardLeader
+from remotegpu.core.models.leadership import LeaderTerm, ShardLeader
 from remotegpu.core.models.registries import Registry, RegistryProject
 from remotegpu.core.models.secrets import StoredSecret
 from remotegpu.core.models.ssh_keys import SshKey
@@ -33,6 +33,7 @@ __all__ = [
     "Image",
     "Invoice",
     "InvoiceLine",
+    "LeaderTerm",
     "Meter",
     "PasswordReset",
     "PortMapping",

@@ -9,10 +9,10 @@ from sqlalchemy import ForeignKey, Index, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from remotegpu.core.environments.states import AccessKind
-from remotegpu.core.models.base import Base, CreatedAt, UuidPk, enum_type
+from remotegpu.core.models.base import Base, CreatedAt, UuidPk, WriterStamped, enum_type
 
 
-class AccessEndpoint(Base):
+class AccessEndpoint(WriterStamped, Base):
     """An SSH command, Jupyter URL or gateway link; created when Running, removed on stop."""
 
     __tablename__ = "access_endpoints"

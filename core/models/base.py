@@ -11,9 +11,9 @@ import enum
 import uuid
 from typing import Annotated, Any
 
-from sqlalchemy import BigInteger, DateTime, Enum, MetaData, String, func
+from sqlalchemy import BigInteger, DateTime, Enum, MetaData, SmallInteger, String, func
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -61,3 +61,17 @@ Millis = Annotated[int, mapped_column(BigInteger)]
 
 DNS_LABEL_SQL = "~ '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$'"
 """SQL suffix checking a column holds a DNS-1123 label (names that become Kubernetes object names)."""
+
+
+class WriterStamped:
+    """Which reconciler leader (shard and fencing epoch) last wrote the row, and when: the evidence of
+    the fenced-write audit (`core.platform.fencing_audit`).
+
+    The `stamp_writer` trigger fills these from the session setting `remotegpu.writer` ("shard:epoch"),
+    which only a reconciler's connections carry (`reconciler.writer_stamp`); a row the API writes keeps
+    the stamp it had, so code never sets these columns itself.
+    """
+
+    writer_shard: Mapped[int | None] = mapped_column(SmallInteger)
+    writer_epoch: Mapped[int | None] = mapped_column(BigInteger)
+    written_at: Mapped[dt.datetime | None]

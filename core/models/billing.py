@@ -14,7 +14,7 @@ from sqlalchemy import CheckConstraint, ForeignKey, Index, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from remotegpu.core.environments.states import InvoiceStatus, MeteredResource
-from remotegpu.core.models.base import Base, CreatedAt, UuidPk, enum_type
+from remotegpu.core.models.base import Base, CreatedAt, UuidPk, WriterStamped, enum_type
 
 Money = Numeric(18, 6)
 Amount = Numeric(24, 12)
@@ -47,7 +47,7 @@ class Price(Base):
     created_at: Mapped[CreatedAt]
 
 
-class Meter(Base):
+class Meter(WriterStamped, Base):
     """One resource of one environment over one observed spell, and how far it has been metered.
 
     Compute (GPUs, CPU, memory) is one spell per run: from the moment the reconciler observes the
@@ -89,7 +89,7 @@ class Meter(Base):
     created_at: Mapped[CreatedAt]
 
 
-class BillingInterval(Base):
+class BillingInterval(WriterStamped, Base):
     """Usage of one meter over [started_at, ended_at), priced with the price in force at its start.
 
     A meter's intervals tile its spell: no gap, no overlap, each emitted once (unique start per meter),
@@ -137,7 +137,7 @@ class BillingInterval(Base):
     created_at: Mapped[CreatedAt]
 
 
-class Invoice(Base):
+class Invoice(WriterStamped, Base):
     """The bill of one workspace (or one user) for one billing period."""
 
     __tablename__ = "invoices"

@@ -14,12 +14,12 @@ from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Identity, Index,
 from sqlalchemy.orm import Mapped, mapped_column
 
 from remotegpu.core.environments.states import ClaimAction, ClaimKind, PortPurpose, Protocol
-from remotegpu.core.models.base import Base, UuidPk, enum_type
+from remotegpu.core.models.base import Base, UuidPk, WriterStamped, enum_type
 
 _PORT_RANGE = "BETWEEN 1 AND 65535"
 
 
-class Allocation(Base):
+class Allocation(WriterStamped, Base):
     """What one allocation charged: the host, the GPUs' model and count, CPU, memory, storage.
 
     Release subtracts exactly these amounts from the host and quota counters, whatever the spec says
@@ -57,7 +57,7 @@ class Allocation(Base):
     released_at: Mapped[dt.datetime | None]
 
 
-class GpuClaim(Base):
+class GpuClaim(WriterStamped, Base):
     """One GPU held by one environment."""
 
     __tablename__ = "gpu_claims"
@@ -78,7 +78,7 @@ class GpuClaim(Base):
     released_at: Mapped[dt.datetime | None]
 
 
-class PortMapping(Base):
+class PortMapping(WriterStamped, Base):
     """A host port claimed for one container port of an environment."""
 
     __tablename__ = "port_mappings"
@@ -119,7 +119,7 @@ class PortMapping(Base):
     released_at: Mapped[dt.datetime | None]
 
 
-class ClaimHistory(Base):
+class ClaimHistory(WriterStamped, Base):
     """Append-only log of every claim and release (a trigger refuses UPDATE and DELETE).
 
     `at` is the wall clock inside the writing transaction and `seq` the insertion order; together with

@@ -23,11 +23,12 @@ from remotegpu.core.models.base import (
     Name,
     UpdatedAt,
     UuidPk,
+    WriterStamped,
     enum_type,
 )
 
 
-class Environment(Base):
+class Environment(WriterStamped, Base):
     """A rented GPU environment."""
 
     __tablename__ = "environments"

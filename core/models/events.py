@@ -10,10 +10,10 @@ from sqlalchemy import BigInteger, ForeignKey, Identity, Index, String, Text, fu
 from sqlalchemy.orm import Mapped, mapped_column
 
 from remotegpu.core.environments.states import ActorKind
-from remotegpu.core.models.base import Base, UuidPk, enum_type
+from remotegpu.core.models.base import Base, UuidPk, WriterStamped, enum_type
 
 
-class Event(Base):
+class Event(WriterStamped, Base):
     """One thing that happened; a trigger refuses UPDATE and DELETE."""
 
     __tablename__ = "events"

@@ -10,10 +10,10 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from remotegpu.core.environments.states import ImageVisibility
-from remotegpu.core.models.base import Base, CreatedAt, UpdatedAt, UuidPk, enum_type
+from remotegpu.core.models.base import Base, CreatedAt, UpdatedAt, UuidPk, WriterStamped, enum_type
 
 
-class Image(Base):
+class Image(WriterStamped, Base):
     """A catalog entry; an environment may only use an image its workspace can see.
 
     A reference is unique within one namespace: the public catalog, or one workspace's private entries.

@@ -10,10 +10,20 @@ from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, T
 from sqlalchemy.orm import Mapped, mapped_column
 
 from remotegpu.core.environments.states import GpuHealth, HostHealth
-from remotegpu.core.models.base import Base, Bytes, CreatedAt, GpuModel, Millis, UpdatedAt, UuidPk, enum_type
+from remotegpu.core.models.base import (
+    Base,
+    Bytes,
+    CreatedAt,
+    GpuModel,
+    Millis,
+    UpdatedAt,
+    UuidPk,
+    WriterStamped,
+    enum_type,
+)
 
 
-class Host(Base):
+class Host(WriterStamped, Base):
     """A GPU node of the cluster.
 
     `cordoned` and `draining` are desired state set by admins (no new placements; drain also stops what
@@ -74,7 +84,7 @@ class Host(Base):
     updated_at: Mapped[UpdatedAt]
 
 
-class Gpu(Base):
+class Gpu(WriterStamped, Base):
     """One GPU device of a host; allocated to at most one environment at a time (see `GpuClaim`)."""
 
     __tablename__ = "gpus"

@@ -26,3 +26,18 @@ class ShardLeader(Base):
     leader_since: Mapped[dt.datetime | None]
     heartbeat_at: Mapped[dt.datetime | None]
     updated_at: Mapped[UpdatedAt]
+
+
+class LeaderTerm(Base):
+    """One leadership term of a shard: the epoch a takeover began, by whom and when.
+
+    `began_at` is the server's clock read after the takeover holds the shard row, so every write fenced
+    at an older epoch committed before it: the fenced-write audit compares rows' `written_at` with it.
+    """
+
+    __tablename__ = "leader_terms"
+
+    shard: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    epoch: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    leader_id: Mapped[str] = mapped_column(String(128))
+    began_at: Mapped[dt.datetime]

@@ -9,6 +9,7 @@ from sqlalchemy import Engine, text
 from remotegpu.core.billing.audit import audit_billing
 from remotegpu.core.capacity.audit import audit
 from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
+from remotegpu.core.platform.fencing_audit import late_writes
 from remotegpu.ops.bench.reconcile import cluster_object_violations
 
 UNSETTLED_SQL = text(
@@ -52,10 +53,12 @@ def wait_converged(engine: Engine, timeout_s: float) -> tuple[float, list[str]]:
 
 
 def invariant_violations(engine: Engine, kubeconfig: str) -> list[str]:
-    """Claims (history and counters), billing (tiling, prices, amounts) and the cluster's objects."""
+    """Claims (history and counters), billing (tiling, prices, amounts), fenced writes (no write of a
+    replaced leader after its successor began) and the cluster's objects."""
     with engine.connect() as connection:
         found = [f"claims: {finding}" for finding in audit(connection)]
         found += [f"billing: {finding}" for finding in audit_billing(connection, "month", "USD")]
+        found += [f"fencing: {finding}" for finding in late_writes(connection)]
     cluster = KubernetesCluster.from_kubeconfig(kubeconfig)
     found += [f"cluster: {finding}" for finding in cluster_object_violations(engine, cluster)]
     return found

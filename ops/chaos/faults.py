@@ -5,13 +5,19 @@ from __future__ import annotations
 import random
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from remotegpu.ops.chaos.stack import ChaosStack, Managed
+from remotegpu.ops.simcluster.kubelets import PODS
+from remotegpu.reconciler.loop import HOST_SYNC_SECONDS
 
 LEASE_S = 5.0
 """The run's `lease_seconds` (`stack.SETTINGS`): a pause must outlast it to matter."""
+
+NODE_GONE_S = HOST_SYNC_SECONDS * 1.5
+"""A deleted node stays away past a host sync, so the reconciler sees it gone."""
 
 
 def _kill_and_restart(stack: ChaosStack, replica: Managed | None, role: str) -> str:
@@ -78,6 +84,18 @@ def node_not_ready(stack: ChaosStack) -> str:
     return "node chaos-node-1 NotReady for 4 s"
 
 
+def delete_node(stack: ChaosStack) -> str:
+    """The busiest node is deleted with its pods (a machine gone), past a host sync, then rejoins."""
+    cluster = stack.cluster
+    pods, _ = cluster.store.list(PODS, None, lambda pod: bool(pod.get("spec", {}).get("nodeName")))
+    load = Counter(pod["spec"]["nodeName"] for pod in pods)
+    node = load.most_common(1)[0][0] if load else "chaos-node-2"
+    removed = cluster.delete_node(node)
+    time.sleep(NODE_GONE_S)
+    cluster.restore_node(removed)
+    return f"node {node} deleted with its {load[node]} pods for {NODE_GONE_S:g} s, then rejoined"
+
+
 def drop_watches(stack: ChaosStack) -> str:
     """Every watch stream the cluster serves ends at once (the reconcilers must watch again)."""
     return f"cluster: {stack.cluster.drop_watches()} watch streams dropped"
@@ -104,6 +122,7 @@ FAULTS: dict[str, Callable[[ChaosStack], str]] = {
     "restart-postgres": restart_postgres,
     "cluster-errors": cluster_errors,
     "node-not-ready": node_not_ready,
+    "delete-node": delete_node,
 }
 
 

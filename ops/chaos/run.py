@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import text
 
+from remotegpu.core.platform.fencing_audit import stamped_rows
 from remotegpu.ops.chaos.checks import invariant_violations, wait_converged
 from remotegpu.ops.chaos.churn import Churn
 from remotegpu.ops.chaos.faults import FAULTS, schedule
@@ -83,6 +84,8 @@ def _churn_under_faults(
         violations.append(f"the API answered 500 {api_500} times (see {stack.api.log})")
     with stack.engine.connect() as connection:  # type: ignore[union-attr]
         envs = int(connection.execute(text("SELECT count(*) FROM environments")).scalar_one())
+        terms = int(connection.execute(text("SELECT count(*) FROM leader_terms")).scalar_one())
+        stamped = stamped_rows(connection)
     for line in violations:
         console.print(f"violation: {line}", highlight=False)
     return {
@@ -93,6 +96,8 @@ def _churn_under_faults(
         "requests": churn.requests,
         "answers_503": churn.statuses.get(503, 0),
         "unreachable": churn.unreachable,
+        "leader_terms": terms,
+        "stamped_rows": stamped,
         "violations": len(violations),
         "converge_s": converge_s,
         "api_500": api_500,

@@ -14,6 +14,7 @@ the agent reports a GPU with XID errors or one that fell off the bus.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import threading
@@ -31,7 +32,7 @@ from remotegpu.core.inventory.gpu_report import (
 from remotegpu.ops.simcluster.dcgm import UTILISATION_ANNOTATION
 from remotegpu.ops.simcluster.kubelets import NODES, PODS, Faults, Kubelets, device_uuid
 from remotegpu.ops.simcluster.server import DCGM_PATH, Access, SimulatedApiServer
-from remotegpu.ops.simcluster.store import BY_PATH, Store, now_iso
+from remotegpu.ops.simcluster.store import BY_PATH, ApiError, Obj, Store, now_iso
 
 
 @dataclass(frozen=True)
@@ -225,6 +226,22 @@ class SimulatedCluster:
     def set_node_ready(self, node: str, ready: bool) -> None:
         """Mark a node Ready or NotReady."""
         self.kubelets.set_node_ready(node, ready)
+
+    def delete_node(self, node: str) -> Obj:
+        """Delete a node, as `kubectl delete node` does, and its pods, as Kubernetes' pod garbage
+        collector does for pods bound to a node that no longer exists. Returns the node (`restore_node`)."""
+        removed = self.store.delete(NODES, None, node)
+        pods, _ = self.store.list(PODS, None, lambda pod: pod.get("spec", {}).get("nodeName") == node)
+        for pod in pods:
+            with contextlib.suppress(ApiError):  # deleted meanwhile by its owner
+                self.store.delete(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])
+        return removed
+
+    def restore_node(self, node: Obj) -> None:
+        """Register a deleted node again (a machine rejoining under its old name), Ready."""
+        metadata = {k: v for k, v in node["metadata"].items() if k not in {"uid", "resourceVersion"}}
+        self.store.create(NODES, None, {**node, "metadata": metadata})
+        self.kubelets.set_node_ready(metadata["name"], True)
 
     def requests_seen(self) -> set[Access]:
         """Every distinct (verb, API group, resource, namespace) clients asked for since the start or

@@ -25,12 +25,15 @@ def test_the_quick_run_strikes_every_fault_and_finds_no_violation() -> None:
     assert figures["faults"] >= 5
     assert figures["envs"] >= 20, "enough churn to have something to break"
     assert figures["requests"] > figures["envs"]
+    assert figures["leader_terms"] >= 3, "the killed and the paused leader were each replaced"
+    assert figures["stamped_rows"] > figures["envs"], "the fencing audit had the reconcilers' writes to check"
     for kind in (
         "kill -9 leader",
         "SIGSTOP leader",
         "pg_terminate_backend",
         "Postgres restarted",
         "cluster:",
+        "deleted with its",
     ):
         assert kind in printed, f"{kind} struck"
     json.dumps(figures)

@@ -202,6 +202,25 @@ def test_node_not_ready_and_api_faults(sim: tuple[SimulatedCluster, client.CoreV
     assert len(api.list_node().items) == 2
 
 
+def test_a_deleted_node_takes_its_pods_and_can_rejoin(
+    sim: tuple[SimulatedCluster, client.CoreV1Api, Path],
+) -> None:
+    cluster, api, _ = sim
+    api.create_namespaced_pod("default", pod("on-zero", node="gpu-node-0"))
+    api.create_namespaced_pod("default", pod("on-one", node="gpu-node-1"))
+    wait_for_phase(api, "on-zero", "Running")
+    removed = cluster.delete_node("gpu-node-0")
+    assert [node.metadata.name for node in api.list_node().items] == ["gpu-node-1"]
+    assert [item.metadata.name for item in api.list_namespaced_pod("default").items] == ["on-one"]
+    cluster.restore_node(removed)
+    rejoined = api.read_node("gpu-node-0")
+    assert rejoined.metadata.uid != removed["metadata"]["uid"]
+    assert next(c for c in rejoined.status.conditions if c.type == "Ready").status == "True"
+    assert rejoined.status.capacity["nvidia.com/gpu"] == removed["status"]["capacity"]["nvidia.com/gpu"]
+    api.create_namespaced_pod("default", pod("again", node="gpu-node-0"))
+    wait_for_phase(api, "again", "Running")
+
+
 def test_kubectl_lists_nodes_and_pods(sim: tuple[SimulatedCluster, client.CoreV1Api, Path]) -> None:
     _, api, kubeconfig = sim
     api.create_namespaced_pod("default", pod("shown"))

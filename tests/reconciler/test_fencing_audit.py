@@ -1,0 +1,205 @@
+"""The fenced-write audit: a reconciler's writes carry its shard and epoch, and a write that a replaced
+leader got through after the newer term began is reported, while writes fenced in time never are.
+
+The interleavings are reproduced with barriers on real Postgres sessions (a writer holding its fence
+while a takeover waits, a writer fencing after a takeover), not by racing processes."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, TextClause, text
+from sqlalchemy.engine import URL
+
+from remotegpu.core.environments.states import DesiredState
+from remotegpu.core.platform.db import make_engine
+from remotegpu.core.platform.fencing_audit import late_writes, stamped_tables
+from remotegpu.reconciler.leader import FencedOutError, LeaderElector, fence
+from remotegpu.reconciler.writer_stamp import stamp_writes, writer_value
+from remotegpu.tests.allocation_world import make_host
+from remotegpu.tests.polling import poll_until
+from remotegpu.tests.reconciler.world import build_world
+
+
+@pytest.fixture
+def host(engine: Engine, sessions: object) -> uuid.UUID:
+    with engine.begin() as connection:
+        return make_host(connection, gpus=1, name="audited")
+
+
+@pytest.fixture
+def electors(database_url: URL) -> Iterator[tuple[LeaderElector, LeaderElector]]:
+    old = LeaderElector(database_url, identity=f"old-{uuid.uuid4().hex[:6]}")
+    new = LeaderElector(database_url, identity=f"new-{uuid.uuid4().hex[:6]}")
+    yield old, new
+    old.close()
+    new.close()
+
+
+def _writer_engine(database_url: URL, shard: int, epoch: int) -> Engine:
+    """An engine whose connections stamp like a reconciler leading `shard` at `epoch`."""
+    engine = make_engine(database_url, pool_size=1, application_name="remotegpu-tests-writer")
+    stamp_writes(engine, lambda: writer_value(shard, epoch))
+    return engine
+
+
+def _touch(host: uuid.UUID) -> TextClause:
+    return text(f"UPDATE hosts SET labels = labels || '{{\"touched\": \"yes\"}}' WHERE id = '{host}'")
+
+
+def test_a_reconcilers_writes_carry_its_shard_and_epoch_and_api_writes_keep_them(
+    engine: Engine, database_url: URL, sessions: object
+) -> None:
+    world = build_world(engine, database_url)
+    try:
+        env = world.submit("stamped")
+        world.reconciler.run_until_idle()
+        epoch = world.reconciler.elector.epoch
+        assert epoch is not None
+        stamp = text("SELECT writer_shard, writer_epoch, written_at FROM environments WHERE id = :id")
+        with engine.connect() as connection:
+            before = connection.execute(stamp, {"id": env}).one()
+            assert (before.writer_shard, before.writer_epoch) == (0, epoch)
+            assert (
+                connection.execute(
+                    text("SELECT count(*) FROM claim_history WHERE writer_epoch = :epoch"), {"epoch": epoch}
+                ).scalar_one()
+                > 0
+            )
+            assert (
+                connection.execute(
+                    text("SELECT leader_id FROM leader_terms WHERE shard = 0 AND epoch = :epoch"),
+                    {"epoch": epoch},
+                ).scalar_one()
+                == "test-reconciler"
+            )
+        world.desire(env, DesiredState.STOPPED)  # the test's engine writes as the API does: no stamp
+        with engine.connect() as connection:
+            assert tuple(connection.execute(stamp, {"id": env}).one()) == tuple(before)
+            assert late_writes(connection) == []
+    finally:
+        world.reconciler.close()
+
+
+def test_the_tables_the_reconciler_writes_are_all_stamped() -> None:
+    assert {
+        "environments",
+        "claim_history",
+        "gpu_claims",
+        "port_mappings",
+        "billing_intervals",
+        "meters",
+    } <= set(stamped_tables())
+
+
+def test_a_write_that_bypasses_the_fence_after_a_takeover_is_reported(
+    engine: Engine, database_url: URL, host: uuid.UUID, electors: tuple[LeaderElector, LeaderElector]
+) -> None:
+    old, new = electors
+    assert old.campaign()
+    stale_epoch = old.epoch
+    assert stale_epoch is not None
+    stale = _writer_engine(database_url, 0, stale_epoch)
+    try:
+        old.step_down("replaced")  # its session ends, as when a paused leader's connection is cut
+        assert new.campaign()
+        assert new.epoch == stale_epoch + 1
+        with pytest.raises(FencedOutError), stale.begin() as connection:  # the fenced write: refused
+            connection.execute(_touch(host))
+            fence(connection, 0, stale_epoch)
+        with engine.connect() as connection:
+            assert late_writes(connection) == []
+        with stale.begin() as connection:  # the same write without its fence: it lands, and is seen
+            connection.execute(_touch(host))
+        with engine.connect() as connection:
+            found = late_writes(connection)
+        assert len(found) == 1
+        assert found[0].startswith(f"hosts: a write of shard 0 epoch {stale_epoch} at")
+        assert f"after epoch {stale_epoch + 1} began" in found[0]
+    finally:
+        stale.dispose()
+
+
+def test_a_write_fenced_before_a_takeover_commits_before_the_new_term_begins(
+    engine: Engine, database_url: URL, host: uuid.UUID, electors: tuple[LeaderElector, LeaderElector]
+) -> None:
+    old, new = electors
+    assert old.campaign()
+    epoch = old.epoch
+    assert epoch is not None
+    writer = _writer_engine(database_url, 0, epoch)
+    took_over = threading.Event()
+    try:
+        with writer.begin() as connection:
+            connection.execute(_touch(host))
+            fence(connection, 0, epoch)  # holds the shard row FOR SHARE until this transaction ends
+            old.step_down("replaced")
+
+            def take_over() -> None:
+                if new.campaign():
+                    took_over.set()
+
+            campaign = threading.Thread(target=take_over)
+            campaign.start()
+            poll_until(
+                lambda: _waiting_for_a_lock(engine, new.identity), what="the takeover to wait for the fence"
+            )
+            assert not took_over.is_set()
+        campaign.join(timeout=10)
+        assert took_over.is_set()
+        assert new.epoch == epoch + 1
+        with engine.connect() as connection:
+            written_at = connection.execute(
+                text("SELECT written_at FROM hosts WHERE id = :id AND writer_epoch = :epoch"),
+                {"id": host, "epoch": epoch},
+            ).scalar_one()
+            began_at = connection.execute(
+                text("SELECT began_at FROM leader_terms WHERE shard = 0 AND epoch = :epoch"),
+                {"epoch": epoch + 1},
+            ).scalar_one()
+            assert written_at < began_at
+            assert late_writes(connection) == []
+    finally:
+        writer.dispose()
+
+
+def test_a_write_fenced_after_a_takeover_is_rolled_back_and_leaves_nothing_to_report(
+    engine: Engine, database_url: URL, host: uuid.UUID, electors: tuple[LeaderElector, LeaderElector]
+) -> None:
+    old, new = electors
+    assert old.campaign()
+    epoch = old.epoch
+    assert epoch is not None
+    writer = _writer_engine(database_url, 0, epoch)
+    try:
+        with pytest.raises(FencedOutError), writer.begin() as connection:
+            connection.execute(_touch(host))  # written before the takeover, not yet fenced
+            old.step_down("replaced")
+            assert new.campaign()  # nothing holds the shard row: the takeover commits at once
+            fence(connection, 0, epoch)
+        with engine.connect() as connection:
+            assert (
+                connection.execute(
+                    text("SELECT labels ? 'touched' FROM hosts WHERE id = :id"), {"id": host}
+                ).scalar_one()
+                is False
+            )
+            assert late_writes(connection) == []
+    finally:
+        writer.dispose()
+
+
+def _waiting_for_a_lock(engine: Engine, identity: str) -> bool:
+    with engine.connect() as connection:
+        return bool(
+            connection.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"
+                    " AND wait_event_type = 'Lock' AND datname = current_database()"
+                ),
+                {"name": f"remotegpu-leader-{identity}"[:63]},
+            ).scalar_one()
+        )
