@@ -132,7 +132,7 @@ def running_dev_stack(
         prices = seed_demo_prices(engine, settings.currency)
         app = create_app(msgspec.structs.replace(settings, jwt_secret=jwt_secret), engine, logs=driver)
         api_url = stack.enter_context(running_api(app, settings.api_host, settings.api_port))
-        epoch = reconciler.elector.epoch
+        epoch = reconciler.members[0].elector.epoch
         state = f"leader of shard 0 (epoch {epoch})" if leading else "standby (another replica leads)"
         yield DevStack(
             database_url=url,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -24,7 +23,7 @@ from remotegpu.core.secrets.registry_credentials import (
     CachedRegistryCredentials,
     import_registry_credentials_setting,
 )
-from remotegpu.reconciler.loop import Reconciler
+from remotegpu.reconciler.shards import ShardedReconciler, running_shards
 
 
 def driver_options(settings: Settings) -> dict[str, Any]:
@@ -78,24 +77,19 @@ def memory_cluster_for(url: URL, start_delay: dt.timedelta = dt.timedelta(second
 @contextlib.contextmanager
 def running_reconciler(
     url: URL, settings: Settings, cluster: ClusterDriver | None = None, identity: str | None = None
-) -> Iterator[Reconciler]:
-    """A reconciler replica in a background thread, stopped (and resigned) on exit; it serves `/metrics`
-    where `reconciler_metrics_port` says (the caller checked the port is free)."""
-    reconciler = Reconciler(url, cluster or memory_cluster_for(url), settings, identity=identity)
+) -> Iterator[ShardedReconciler]:
+    """This process's reconcilers (one per shard, leading its fair share) in a background thread,
+    stopped (and resigned) on exit; they serve `/metrics` where `reconciler_metrics_port` says (the
+    caller checked the port is free)."""
+    reconciler = ShardedReconciler(url, cluster or memory_cluster_for(url), settings, identity=identity)
     if settings.reconciler_metrics_port is not None:
         reconciler.serve_metrics(settings.reconciler_metrics_host, settings.reconciler_metrics_port)
-    stop = threading.Event()
-    thread = threading.Thread(target=reconciler.run, args=(stop,), name="reconciler", daemon=True)
-    thread.start()
-    try:
+    with running_shards(reconciler):
         yield reconciler
-    finally:
-        stop.set()
-        thread.join(timeout=30)
 
 
-def wait_for_leadership(reconciler: Reconciler, timeout_s: float = 10.0) -> bool:
-    """Wait until `reconciler` leads (or the timeout passes)."""
+def wait_for_leadership(reconciler: ShardedReconciler, timeout_s: float = 10.0) -> bool:
+    """Wait until `reconciler` leads a shard (or the timeout passes)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if reconciler.is_leader:

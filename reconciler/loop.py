@@ -29,6 +29,7 @@ from sqlalchemy.engine import URL, make_url
 
 from remotegpu.core.cluster.driver import ClusterDriver, PullSecretConsumer, WorkloadWatcher
 from remotegpu.core.environments.access_keys import PlatformKeys
+from remotegpu.core.environments.shards import rebalance
 from remotegpu.core.gateways.configured import ConfiguredGateways
 from remotegpu.core.monitoring.gpu_metrics import GpuMetrics
 from remotegpu.core.platform.db import make_engine, normalise_url
@@ -56,6 +57,11 @@ from remotegpu.reconciler.writer_stamp import stamp_writes, writer_value
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.1
+QUEUE_SHARD = 0
+"""The shard whose leader runs the capacity queue (admission, the scheduling pass) and the singleton
+jobs; every environment's steps run on the leader of its own shard."""
+PER_SHARD_JOBS = frozenset({"metering", "policies"})
+"""Jobs that each shard's leader runs for its own environments; the others run on `QUEUE_SHARD` only."""
 """Longest sleep between ticks while leading."""
 GC_SECONDS = 60.0
 """How often the leader collects orphaned cluster objects and claims."""
@@ -97,6 +103,8 @@ class Reconciler:
         listen: bool = True,
         secrets: SecretStore | None = None,
         registry_clients: ClientFactory | None = None,
+        watch_pods: bool = True,
+        metrics: ReconcilerMetrics | None = None,
     ) -> None:
         self.url = normalise_url(make_url(url) if isinstance(url, str) else url)
         self.identity = identity or default_identity()
@@ -121,7 +129,7 @@ class Reconciler:
             secrets=store,
             platform_keys=PlatformKeys(store) if store is not None else None,
             gateways=ConfiguredGateways(settings, store) if len(settings.configured_gateways()) > 1 else None,
-            metrics=ReconcilerMetrics(shard),
+            metrics=metrics.for_shard(shard) if metrics is not None else ReconcilerMetrics(shard),
             registries=RegistryDirectory(engine, store, registry_clients or default_client_factory),
             gpu_metrics=GpuMetrics.from_settings(settings),
         )
@@ -129,12 +137,18 @@ class Reconciler:
         if isinstance(cluster, PullSecretConsumer) and self.ctx.registries is not None:
             cluster.use_pull_secrets(self.ctx.registries.pull_secret)
         self.metrics = self.ctx.metrics
-        self.metrics.registry.register(PlatformCollector(self.ctx, lambda: self.is_leader and shard == 0))
+        if shard == QUEUE_SHARD:  # the platform's gauges come from the leader of shard 0 only
+            self.metrics.registry.register(PlatformCollector(self.ctx, lambda: self.is_leader))
         self._metrics_server: MetricsServer | None = None
         self._pending_settings: Settings | None = None
         if kill_point is not None:
             self.ctx.kill_point = kill_point
         self._listen = listen
+        self._watch_pods = watch_pods
+        self.may_campaign: Callable[[], bool] = lambda: True
+        """Whether to try to take the shard now (a process leading its fair share of shards says no)."""
+        self.should_resign: Callable[[], bool] = lambda: False
+        """Whether to hand the shard over now (a process leading more than its fair share says yes)."""
         self._wake = threading.Event()
         self._schedule_wake = threading.Event()
         self._fenced = threading.Event()
@@ -213,8 +227,9 @@ class Reconciler:
         )
         if self._listen:
             listener.start()
-        scheduling.start()
-        if isinstance(self.ctx.cluster, WorkloadWatcher):
+        if self.ctx.shard == QUEUE_SHARD:
+            scheduling.start()
+        if self._watch_pods and isinstance(self.ctx.cluster, WorkloadWatcher):
             threading.Thread(
                 target=self.ctx.cluster.watch_workloads,
                 args=(self.on_pod_change, stop),
@@ -271,9 +286,9 @@ class Reconciler:
                 connection.execute(
                     text(
                         "UPDATE environments SET lock_token = NULL, lock_expires_at = NULL, lock_owner = NULL"
-                        " WHERE lock_owner = :me AND lock_token IS NOT NULL"
+                        " WHERE lock_owner = :me AND shard = :shard AND lock_token IS NOT NULL"
                     ),
-                    {"me": self.identity},
+                    {"me": self.identity, "shard": self.ctx.shard},
                 )
                 fence(connection, self.ctx.shard, self.ctx.epoch)  # a replaced leader's leases just expire
         except Exception as error:
@@ -302,7 +317,8 @@ class Reconciler:
         steps = 0
         for _ in range(max_rounds):
             try:
-                schedule_pass(self.ctx)
+                if self.ctx.shard == QUEUE_SHARD:
+                    schedule_pass(self.ctx)
             except SimulatedCrashError:
                 log.warning("Scheduling pass killed at a kill point")
             leases = fetch_leases(self.ctx, 1000)
@@ -319,18 +335,46 @@ class Reconciler:
             if time.monotonic() - self._last_heartbeat < self.ctx.settings.heartbeat_seconds:
                 return True
             self._last_heartbeat = time.monotonic()
+            if self.should_resign():
+                self.hand_over()
+                return False
             if self.elector.heartbeat():
                 return True
             self._lose_leadership("heartbeat failed")
             return False
-        if not self.elector.campaign():
+        if not self.may_campaign() or not self.elector.campaign():
             return False
         assert self.elector.epoch is not None
         self.ctx.epoch = self.elector.epoch
         self.metrics.led(self.elector.epoch)
         self._last_heartbeat = time.monotonic()
+        if self.ctx.shard == QUEUE_SHARD:
+            self._rebalance_shards()
         self._start_jobs()
         return True
+
+    def hand_over(self) -> None:
+        """Give the shard up while running (another process is short of its share): jobs stop, the
+        leases not worked on go back, the lock is released; steps in flight finish or are fenced out."""
+        if self._jobs is not None:
+            self._jobs.shutdown(wait=True)
+            self._jobs = None
+        if self.elector.is_leader:
+            self._release_leases()
+            self.metrics.lost("handed over")
+            self.elector.resign()
+
+    def _rebalance_shards(self) -> None:
+        """Put every environment in the shard `reconciler_shards` gives it (the count may have changed
+        since the last term); best effort, the next term of shard 0 tries again."""
+        try:
+            with self.ctx.engine.begin() as connection:
+                moved = rebalance(connection, self.ctx.settings.reconciler_shards)
+                fence(connection, self.ctx.shard, self.ctx.epoch)
+            if moved:
+                log.info("Environments moved between shards", extra={"moved": moved})
+        except Exception as error:
+            log.warning("Shards not rebalanced", extra={"error": type(error).__name__})
 
     def _lose_leadership(self, reason: str) -> None:
         if self._jobs is not None:
@@ -343,6 +387,8 @@ class Reconciler:
     def _start_jobs(self) -> None:
         jobs = BackgroundScheduler(daemon=True)
         for job, every, name in self._job_specs:
+            if self.ctx.shard != QUEUE_SHARD and name not in PER_SHARD_JOBS:
+                continue
             jobs.add_job(
                 self._guarded(job, name), "interval", seconds=every, id=name, max_instances=1, coalesce=True
             )

@@ -19,6 +19,7 @@ from remotegpu.core.billing.budget import exhausted_workspaces
 from remotegpu.core.capacity.requests import AllocationRequest, AllocationResult
 from remotegpu.core.capacity.scheduling import SchedulingReport, schedule_waiting
 from remotegpu.core.environments.lifecycle import Trigger, destination, sources
+from remotegpu.core.environments.shards import SHARD_OF_SQL
 from remotegpu.core.environments.states import DesiredState
 from remotegpu.core.platform import clock
 from remotegpu.reconciler.context import ReconcilerContext
@@ -58,7 +59,8 @@ _SCHEDULED_SQL = text(
     """
 )
 
-# Admission in bulk: every pending environment that wants to run and is not leased by a worker. Quota
+# Admission in bulk, by the leader of shard 0 (it owns the capacity queue): every pending environment of
+# any shard that wants to run and is not leased by a worker; admission gives it its shard. Quota
 # is checked at submit (fast) and under the locks at allocation; an environment over quota waits with
 # the limit as its reason, so admission itself only records that the reconciler has seen this generation.
 # One statement (fencing check included), which also says whether anything now waits for a placement.
@@ -70,8 +72,8 @@ _ADMIT_SQL = text(
         UPDATE environments
            SET phase = '{_ADMITTED}', phase_entered_at = :now, observed_generation = generation,
                seen_desired_version = desired_version, reason = NULL, last_error = NULL, retry_count = 0,
-               next_attempt_at = :later, updated_at = :now
-         WHERE phase = '{_PENDING}' AND desired_state = '{_RUNNING}' AND deleted_at IS NULL AND shard = :shard
+               next_attempt_at = :later, updated_at = :now, shard = {SHARD_OF_SQL}
+         WHERE phase = '{_PENDING}' AND desired_state = '{_RUNNING}' AND deleted_at IS NULL
            AND (lock_token IS NULL OR lock_expires_at < :now) AND EXISTS (SELECT 1 FROM leader)
         RETURNING id, workspace_id, generation
     ), recorded AS (
@@ -93,7 +95,13 @@ def admit_pending(ctx: ReconcilerContext) -> tuple[int, bool]:
     """Admit every pending environment that wants to run, in one statement; returns how many, and
     whether any environment now waits for a placement."""
     now = clock.now()
-    parameters = {"now": now, "later": now + ctx.resync, "shard": ctx.shard, "epoch": ctx.epoch}
+    parameters = {
+        "now": now,
+        "later": now + ctx.resync,
+        "shard": ctx.shard,
+        "epoch": ctx.epoch,
+        "shards": ctx.settings.reconciler_shards,
+    }
     with ctx.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         row = connection.execute(_ADMIT_SQL, parameters).one()
     return int(row.admitted), bool(row.waiting)

@@ -8,6 +8,7 @@ few values (phases, step outcomes, reasons the reconciler itself writes, GPU mod
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import logging
 import time
@@ -114,6 +115,15 @@ class ReconcilerMetrics:
         )
         for labelled in (self.leader, self.epoch, self.in_flight, self.leadership_acquired):
             labelled.labels(self.shard)
+
+    def for_shard(self, shard: int) -> ReconcilerMetrics:
+        """The same metrics (one registry) seen from another shard of this process: its leadership
+        series carry that shard; step and job series add up over the process's shards."""
+        view = copy.copy(self)
+        view.shard = str(shard)
+        for labelled in (self.leader, self.epoch, self.in_flight, self.leadership_acquired):
+            labelled.labels(view.shard)
+        return view
 
     def led(self, epoch: int) -> None:
         """This replica became the leader at `epoch`."""

@@ -34,6 +34,8 @@ _SECRET_FIELDS = frozenset(
     }
 )
 _REDACTED = "**********"
+MAX_SHARDS = 64
+"""At most this many reconciler shards: each costs a leader connection and a worker pool per process."""
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 SecretsBackend = Literal["builtin", "vault"]
@@ -98,6 +100,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     reconcile_workers: int = 8
     """Environments one reconciler processes at once (threads: most of a step waits on the cluster's
     API or Postgres; `remotegpu bench reconcile --cluster sim` gives 94 envs/s with 4, 109 with 8)."""
+    reconciler_shards: int = 1
+    """Environments are spread over this many shards, each with its own leader and fencing epoch; a
+    reconciler process campaigns for every shard and leads its fair share of them (shards divided by
+    the live processes), so N processes share the work. Every replica must have the same value."""
     lease_seconds: float = 30.0
     """How long a worker owns an environment; a crashed worker's lease expires after this."""
     resync_seconds: float = 10.0
@@ -242,6 +248,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             raise SettingsError("db_pool_size: must be at least 1")
         if self.reconcile_workers < 1:
             raise SettingsError("reconcile_workers: must be at least 1")
+        if not 1 <= self.reconciler_shards <= MAX_SHARDS:
+            raise SettingsError(f"reconciler_shards: must be between 1 and {MAX_SHARDS}")
         for name in ("lease_seconds", "resync_seconds", "heartbeat_seconds", "backoff_base_seconds"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name}: must be more than 0 seconds")

@@ -104,8 +104,11 @@ def drop_watches(stack: ChaosStack) -> str:
 def gpu_unhealthy(stack: ChaosStack) -> str:
     """A claimed GPU is marked unhealthy by an admin for a while, then healthy again."""
     with stack.admin_client() as admin:
-        gpus = admin.get("/gpus").json()
-        target = next((gpu for gpu in gpus if gpu.get("environment_id")), gpus[0])
+        listed = admin.get("/gpus")
+        if listed.status_code != 200:  # the API may be answering 503 while the database comes back
+            return f"GPU unhealthy: the API answered {listed.status_code} (skipped)"
+        gpus = listed.json()
+        target = next((gpu for gpu in gpus if gpu.get("environment_id")), None) or gpus[0]
         admin.post(f"/gpus/{target['id']}/health", json={"health": "unhealthy", "reason": "chaos: XID 79"})
         time.sleep(3)
         admin.post(f"/gpus/{target['id']}/health", json={"health": "healthy"})

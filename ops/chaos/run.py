@@ -65,11 +65,16 @@ def _churn_under_faults(
     started = time.monotonic()
     worker.start()
     struck: list[str] = []
+    missed: list[str] = []
     try:
         for fault in schedule(seed, config.churn_s, config.faults):
             time.sleep(max(0.0, started + fault.at_s - time.monotonic()))
-            what = FAULTS[fault.kind](stack)
-            struck.append(what)
+            try:
+                what = FAULTS[fault.kind](stack)
+                struck.append(what)
+            except Exception as error:  # the harness's own call failed (say, a sign-in answered 503)
+                what = f"{fault.kind}: not struck ({type(error).__name__}: {error})"
+                missed.append(what)
             console.print(f"[{time.monotonic() - started:5.1f} s] {what}", highlight=False)
         time.sleep(max(0.0, started + config.churn_s - time.monotonic()))
     finally:
@@ -92,6 +97,7 @@ def _churn_under_faults(
         "benchmark": "chaos",
         "seed": seed,
         "faults": len(struck),
+        "faults_not_struck": len(missed),
         "envs": envs,
         "requests": churn.requests,
         "answers_503": churn.statuses.get(503, 0),

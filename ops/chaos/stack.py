@@ -37,6 +37,8 @@ from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
 SETTINGS = {
     "REMOTEGPU_HEARTBEAT_SECONDS": "0.5",
     "REMOTEGPU_LEASE_SECONDS": "5",
+    # two shards over the two replicas: each leads one, and a fault on either moves a shard
+    "REMOTEGPU_RECONCILER_SHARDS": "2",
     "REMOTEGPU_RECONCILER_METRICS_PORT": "0",
     # generous for two loaded cores: a fault may hold a step up for several seconds
     "REMOTEGPU_PROVISIONING_DEADLINE_SECONDS": "300",

@@ -124,8 +124,8 @@ _NUDGE_SQL = text(
     + FENCE_SELECT
     + """)
     UPDATE environments SET next_attempt_at = :now
-     WHERE id = ANY(:ids) AND next_attempt_at > :now AND (lock_token IS NULL OR lock_expires_at < :now)
-       AND EXISTS (SELECT 1 FROM leader)
+     WHERE id = ANY(:ids) AND shard = :shard AND next_attempt_at > :now
+       AND (lock_token IS NULL OR lock_expires_at < :now) AND EXISTS (SELECT 1 FROM leader)
     """
 )
 
