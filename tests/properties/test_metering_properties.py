@@ -55,6 +55,8 @@ MOVE = st.one_of(st.just(0), st.integers(1, 4 * 3600))
 """How far a tick rule moves the clock first (so ticks find usage even where `wait` is left out)."""
 CLOSE_SECONDS = st.sampled_from([0, 600, 1800])
 """`meter_close_seconds`: every tick closes every meter, or each running meter at its own close points."""
+SHARDS = st.sampled_from([1, 2])
+"""`reconciler_shards`: with 2, each shard's leader meters its own environments."""
 SLOTS = st.integers(0, len(SHAPES) - 1)
 """Each slot holds one environment at a time (a new one after a delete), of that slot's shape."""
 
@@ -72,15 +74,27 @@ def _no_kill(_point: str) -> None:
 
 def run_machine(engine: Engine, url: URL) -> None:
     class MeteringMachine(RuleBasedStateMachine):
-        @initialize(close=CLOSE_SECONDS)
-        def build(self, close: int) -> None:
+        @initialize(close=CLOSE_SECONDS, shards=SHARDS)
+        def build(self, close: int, shards: int) -> None:
             reset(engine)
-            self.settings = Settings(meter_close_seconds=close)
+            self.settings = Settings(meter_close_seconds=close, reconciler_shards=shards)
             self.exits = contextlib.ExitStack()
             self.advance = self.exits.enter_context(clock.frozen_at(START))
             self.world: World = build_world(engine, url, settings=self.settings)
             self.exits.callback(self._close_current)  # the leader changes: close the last one
-            self.world.reconciler.run_until_idle()  # leads from here on
+            self.others = [  # the leaders of the other shards (shard 0's is the world's, and changes)
+                Reconciler(
+                    url,
+                    self.world.cluster,
+                    self.settings,
+                    identity=f"shard-{shard}",
+                    shard=shard,
+                    listen=False,
+                    secrets=self.world.secrets,
+                )
+                for shard in range(1, shards)
+            ]
+            self._settle()  # each leads from here on
             self.timeline = Timeline()
             self.slots = [Slot() for _ in SHAPES]
             self.successors = 0
@@ -95,7 +109,8 @@ def run_machine(engine: Engine, url: URL) -> None:
                 for index in range(len(self.slots)):
                     self.delete(index)
                 self.advance(dt.timedelta(seconds=1))
-                meter_tick(self.world.reconciler.ctx)
+                for leader in self._leaders():
+                    meter_tick(leader.ctx)
                 now = clock.now()
                 with engine.connect() as connection:
                     due = connection.execute(
@@ -107,7 +122,19 @@ def run_machine(engine: Engine, url: URL) -> None:
 
         # -- helpers ---------------------------------------------------------------------------
         def _close_current(self) -> None:
-            self.world.reconciler.close()
+            for leader in self._leaders():
+                leader.close()
+
+        def _leaders(self) -> list[Reconciler]:
+            return [self.world.reconciler, *getattr(self, "others", [])]
+
+        def _settle(self) -> None:
+            """Every shard's leader works until none has anything left (shard 0 admits and places
+            for all; each shard's leader then runs the steps of its own environments)."""
+            for _ in range(20):
+                if sum(leader.run_until_idle() for leader in self._leaders()) == 0:
+                    return
+            raise AssertionError("the shards' leaders did not settle")
 
         def _price(self, key: PriceKey, price: Decimal, since: dt.datetime) -> None:
             with engine.begin() as connection:
@@ -124,7 +151,7 @@ def run_machine(engine: Engine, url: URL) -> None:
             slot = self.slots[index]
             assert slot.environment is not None
             self.world.desire(slot.environment, desired)
-            self.world.reconciler.run_until_idle()
+            self._settle()
             observed = self.world.row(slot.environment)
             assert observed.phase == phase, observed
             return slot.environment
@@ -135,15 +162,21 @@ def run_machine(engine: Engine, url: URL) -> None:
                 cursors = connection.execute(text("SELECT id, metered_until FROM meters ORDER BY id")).all()
             return int(count), [tuple(row) for row in cursors]
 
-        def _due(self) -> int:
+        def _due(self, shard: int) -> int:
+            """Meters of `shard`'s environments due now (what its leader's tick would write)."""
             with engine.connect() as connection:
                 return int(
                     connection.execute(
                         text(
-                            "SELECT count(*) FROM meters m WHERE (m.ended_at IS NULL OR m.metered_until"
-                            f" < m.ended_at) AND {CLOSE_POINT_DUE}"
+                            "SELECT count(*) FROM meters m JOIN environments e ON e.id = m.environment_id"
+                            " WHERE (m.ended_at IS NULL OR m.metered_until < m.ended_at) AND e.shard = :shard"
+                            f" AND {CLOSE_POINT_DUE}"
                         ),
-                        {"now": clock.now(), "close_s": round(self.settings.meter_close_seconds)},
+                        {
+                            "now": clock.now(),
+                            "close_s": round(self.settings.meter_close_seconds),
+                            "shard": shard,
+                        },
                     ).scalar_one()
                 )
 
@@ -155,7 +188,7 @@ def run_machine(engine: Engine, url: URL) -> None:
             if slot.phase in {"absent", "deleted"}:
                 slot.runs += 1
                 slot.environment = self.world.submit(f"env-{index}-{slot.runs}", shape.spec())
-                self.world.reconciler.run_until_idle()
+                self._settle()
                 assert self.world.phase(slot.environment) == "running"
                 self.timeline.open(slot.environment, shape, now, storage=True)
             elif slot.phase == "stopped":
@@ -219,8 +252,9 @@ def run_machine(engine: Engine, url: URL) -> None:
         @rule(seconds=MOVE)
         def tick(self, seconds: int) -> None:
             self.advance(dt.timedelta(seconds=seconds))
-            report = meter_tick(self.world.reconciler.ctx)
-            assert report.advanced == report.meters
+            for leader in self._leaders():
+                report = meter_tick(leader.ctx)
+                assert report.advanced == report.meters
 
         @rule(
             point=st.sampled_from(["meter-planned", "meter-chunk-written"]),
@@ -273,7 +307,7 @@ def run_machine(engine: Engine, url: URL) -> None:
             self.world.reconciler = successor
             successor.run_until_idle()
             assert successor.ctx.epoch > stale.epoch
-            before, due = self._snapshot(), self._due()
+            before, due = self._snapshot(), self._due(stale.shard)
             try:
                 report = meter_tick(stale)
             except FencedOutError:
