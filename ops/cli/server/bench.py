@@ -10,7 +10,9 @@ from remotegpu.core.platform.errors import RemoteGPUError
 
 
 def bench(
-    name: Annotated[str, typer.Argument(help="Benchmark to run: allocation, reconcile, api or billing.")],
+    name: Annotated[
+        str, typer.Argument(help="Benchmark to run: allocation, reconcile, shards, api or billing.")
+    ],
     quick: Annotated[bool, typer.Option("--quick", help="A short run (under 30 s).")] = False,
     workers: Annotated[
         int | None,
@@ -19,7 +21,7 @@ def bench(
     envs: Annotated[
         int | None,
         typer.Option(
-            "--envs", min=1, help="reconcile: environments to submit; billing: running ones to meter."
+            "--envs", min=1, help="reconcile, shards: environments to submit; billing: running ones to meter."
         ),
     ] = None,
     cluster: Annotated[
@@ -45,11 +47,15 @@ def bench(
         from remotegpu.ops.bench import api as api_bench
 
         api_bench.main(quick, rate, workers)
+    elif name == "shards":
+        from remotegpu.ops.bench import shards
+
+        shards.main(quick, envs)
     elif name == "billing":
         from remotegpu.ops.bench import billing
 
         billing.main(quick, envs)
     else:
         raise RemoteGPUError(
-            f"unknown benchmark {name!r}; choose one of: allocation, reconcile, api, billing"
+            f"unknown benchmark {name!r}; choose one of: allocation, reconcile, shards, api, billing"
         )
