@@ -121,6 +121,9 @@ def test_registry_input_is_checked_field_by_field(
     nothing = cli("images", "sync")
     assert nothing.exit_code == 0, nothing.output
     assert "No registry is configured" in nothing.stdout
+    mistyped = cli("registry", "remove", "nosuch")
+    assert mistyped.exit_code != 0
+    assert "no such registry is configured" in str(mistyped.exception)
 
 
 def test_describe_shows_the_pinned_digest_and_restart_pull_resolves_the_tag_again(

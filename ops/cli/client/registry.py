@@ -142,6 +142,10 @@ def registry_remove(name: Annotated[str, typer.Argument(help="A configured regis
     """Stop syncing a registry: its images stay in the catalog, marked gone (running environments keep
     them), and its logins are deleted."""
     with signed_in_client() as client:
+        if not _configured(client, name):  # the DELETE is idempotent; a mistyped name deserves a word
+            raise RemoteGPUError(
+                f"registry {name!r}: no such registry is configured; `remotegpu get registries` lists them"
+            )
         client.request("DELETE", f"/registries/{name}")
     console.print(f"Registry {name} removed.", highlight=False)
 
