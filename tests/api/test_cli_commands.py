@@ -403,6 +403,8 @@ def test_passwd_and_an_admin_reset_from_the_cli(
     issued = invoke("users", "reset-password", "gina@example.org", token=_token(admin))
     assert issued.exit_code == 0, issued.output
     reset_token = next(word for word in issued.output.split() if word.startswith("rgpr_"))
+    tokenless = invoke("reset-password", "--password-stdin", stdin="seven silver foxes\n")
+    assert "--token: needed with --password-stdin" in _refused(tokenless)
     redeemed = invoke(
         "reset-password", "--token", reset_token, "--password-stdin", stdin="seven silver foxes\n"
     )

@@ -92,7 +92,15 @@ def passwd(
 
 
 def reset_password(
-    token: Annotated[str, typer.Option("--token", help="The reset token a platform admin gave you.")],
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="REMOTEGPU_RESET_TOKEN",
+            help="The reset token a platform admin gave you (else asked for, unechoed: a command line is"
+            " visible to every user of the machine).",
+        ),
+    ] = None,
     server: Annotated[
         str | None, typer.Option(help="API URL (default: the saved or configured one).")
     ] = None,
@@ -101,6 +109,13 @@ def reset_password(
     ] = False,
 ) -> None:
     """Set a new password with a one-time reset token from a platform admin (then `remotegpu login`)."""
+    if token is None:
+        if password_stdin:
+            raise RemoteGPUError(
+                "--token: needed with --password-stdin (or set REMOTEGPU_RESET_TOKEN); without"
+                " --password-stdin it is asked for"
+            )
+        token = typer.prompt("Reset token", hide_input=True)
     new = _password(password_stdin, confirm=True, prompt="New password: ")
     client = ApiClient(server or server_url(load_settings(), load_profile()), None)
     with contextlib.closing(client):
