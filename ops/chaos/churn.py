@@ -40,6 +40,19 @@ def _spec(name: str, workspace: str, rng: random.Random) -> dict[str, Any]:
     }
 
 
+def api_token(client: httpx.Client, email: str, password: str) -> str:
+    """Sign in and mint an API token that lasts the whole run (an access token expires after
+    `access_token_minutes`, shorter than a long run), before any fault strikes."""
+    signed = client.post("/auth/login", json={"email": email, "password": password})
+    signed.raise_for_status()
+    access = signed.json()["access_token"]
+    minted = client.post(
+        "/auth/tokens", json={"name": "chaos"}, headers={"Authorization": f"Bearer {access}"}
+    )
+    minted.raise_for_status()
+    return str(minted.json()["token"])
+
+
 class Churn:
     """Users working against the API until `stop` is set."""
 
@@ -61,17 +74,16 @@ class Churn:
             self._call(
                 anonymous, "POST", "/auth/register", {"email": email, "username": name, "password": PASSWORD}
             )
-            token = self._call(anonymous, "POST", "/auth/login", {"email": email, "password": PASSWORD})
-            assert token is not None, "the users sign in before any fault"
-            client = httpx.Client(
-                base_url=self.api, timeout=15, headers={"Authorization": f"Bearer {token['access_token']}"}
-            )
+            client = httpx.Client(base_url=self.api, timeout=15)
+            client.headers["Authorization"] = f"Bearer {api_token(client, email, PASSWORD)}"
             workspace = f"chaos-ws-{index}"
             self._call(client, "POST", "/workspaces", {"name": workspace})
             self.tenants.append(Tenant(client, workspace))
         anonymous.close()
 
     def _call(self, client: httpx.Client, method: str, path: str, body: Any = None) -> Any:
+        """One request, its status counted (a transport error counted apart); the answer's JSON when it
+        succeeded."""
         try:
             answer = client.request(method, path, json=body)
         except httpx.TransportError:

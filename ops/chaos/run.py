@@ -87,6 +87,9 @@ def _churn_under_faults(
     api_500 = churn.statuses.get(500, 0)
     if api_500:
         violations.append(f"the API answered 500 {api_500} times (see {stack.api.log})")
+    refused = churn.statuses.get(401, 0) + churn.statuses.get(403, 0)
+    if refused:  # valid tokens of members: an auth check that could not reach the database must be a 503
+        violations.append(f"the API refused valid credentials {refused} times (401/403; see {stack.api.log})")
     with stack.engine.connect() as connection:  # type: ignore[union-attr]
         envs = int(connection.execute(text("SELECT count(*) FROM environments")).scalar_one())
         terms = int(connection.execute(text("SELECT count(*) FROM leader_terms")).scalar_one())
@@ -101,6 +104,7 @@ def _churn_under_faults(
         "envs": envs,
         "requests": churn.requests,
         "answers_503": churn.statuses.get(503, 0),
+        "statuses": {str(code): count for code, count in sorted(churn.statuses.items())},
         "unreachable": churn.unreachable,
         "leader_terms": terms,
         "stamped_rows": stamped,

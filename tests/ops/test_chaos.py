@@ -23,6 +23,7 @@ def test_the_quick_run_strikes_every_fault_and_finds_no_violation() -> None:
     assert figures["violations"] == 0, printed
     assert figures["api_500"] == 0, printed
     assert figures["faults"] >= 5
+    assert figures["faults_not_struck"] == 0, printed
     assert figures["envs"] >= 20, "enough churn to have something to break"
     assert figures["requests"] > figures["envs"]
     assert figures["leader_terms"] >= 3, "the killed and the paused leader were each replaced"
