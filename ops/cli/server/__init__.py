@@ -13,6 +13,7 @@ from remotegpu.ops.cli.server.agent import agent
 from remotegpu.ops.cli.server.api import api
 from remotegpu.ops.cli.server.bench import bench
 from remotegpu.ops.cli.server.chaos import chaos
+from remotegpu.ops.cli.server.datasets_s3 import datasets_s3_app
 from remotegpu.ops.cli.server.db import db_app
 from remotegpu.ops.cli.server.dev import dev
 from remotegpu.ops.cli.server.doctor import doctor
@@ -33,3 +34,4 @@ def register_commands(app: typer.Typer) -> None:
     app.add_typer(users_app, name="users", rich_help_panel=PANEL)
     app.add_typer(secrets_app, name="secrets", rich_help_panel=PANEL)
     app.add_typer(gateways_app, name="gateways", rich_help_panel=PANEL)
+    app.add_typer(datasets_s3_app, name="datasets-s3", rich_help_panel=PANEL)
