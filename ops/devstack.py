@@ -111,7 +111,13 @@ def running_dev_stack(
         template = NodeTemplate(
             count=4, gpus=8, model="H100", prefix="dev-node", external_address="127.0.0.1"
         )
-        cluster = stack.enter_context(SimulatedCluster(template, start_delay=dt.timedelta(seconds=2)))
+        cluster = stack.enter_context(
+            SimulatedCluster(
+                template,
+                start_delay=dt.timedelta(seconds=2),
+                volumes=(settings.data_dir / "simcluster-volumes").resolve(),  # dataset syncs write here
+            )
+        )
         kubeconfig = cluster.write_kubeconfig((settings.data_dir / "simcluster.kubeconfig").resolve())
         driver = KubernetesCluster.from_kubeconfig(
             str(kubeconfig), **driver_options(settings), registry_credentials=pull_credentials(settings, url)

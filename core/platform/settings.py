@@ -125,6 +125,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     dataset_dir: Path | None = None
     """The local dataset backend's folder (default: `<data_dir>/datasets`); in a cluster, the volume
     `dataset_volume_claim` mounted into the API."""
+    dataset_volume_claim: str = "remotegpu-datasets"
+    """The PersistentVolumeClaim (ReadWriteMany) holding the local backend's folder in the cluster:
+    environments mount their local datasets' folders of it."""
+    dataset_sync_image: str = "ghcr.io/remotegpu/remotegpu:0.1.0"
+    """The image whose `remotegpu dataset-sync` the sync Jobs of S3 datasets run."""
     dataset_chunk_bytes: int = 8 << 20
     """Size of the chunks a client PUTs to the local backend (at most 64 MiB) and of S3 multipart parts
     (at least 5 MiB, S3's smallest part but the last)."""

@@ -17,6 +17,7 @@ from sqlalchemy import text
 
 from remotegpu.core.accounts.ssh_keys import AUTHORIZED_KEYS_SQL
 from remotegpu.core.capacity.requests import ClaimedPort
+from remotegpu.core.datasets.attach import DATASETS_SQL, DatasetRef, refs_from_json
 from remotegpu.core.environments.lifecycle import Trigger, sources
 from remotegpu.core.environments.spec import EnvironmentSpec, spec_from_stored
 from remotegpu.core.environments.states import (
@@ -80,6 +81,8 @@ class EnvironmentState:
     image_pinned_reference: str | None = None
     image_pinned_generation: int | None = None
     image_pull_generation: int = 0
+    datasets: tuple[DatasetRef, ...] = ()
+    """The datasets its spec names that exist in its workspace (`DATASETS_SQL`)."""
 
 
 # -- fetch ---------------------------------------------------------------------------------------
@@ -186,7 +189,8 @@ STATE_COLUMNS = f"""
            coalesce((SELECT json_agg(x.kind ORDER BY x.kind) FROM access_endpoints x
                       WHERE x.environment_id = e.id AND x.removed_at IS NULL
                         AND x.kind IN ({sql_list((AccessKind.GUACAMOLE, AccessKind.JUMPSERVER))})), '[]')
-               AS gateway_kinds
+               AS gateway_kinds,
+           {DATASETS_SQL} AS datasets
       FROM environments e
       LEFT JOIN allocations a ON a.environment_id = e.id AND a.released_at IS NULL
       LEFT JOIN hosts h ON h.id = a.host_id
@@ -227,4 +231,5 @@ def state_from_row(row: Any) -> EnvironmentState:
         image_pinned_reference=row.image_pinned_reference,
         image_pinned_generation=row.image_pinned_generation,
         image_pull_generation=row.image_pull_generation,
+        datasets=refs_from_json(row.datasets),
     )

@@ -79,6 +79,8 @@ def reconciler(
     api_cluster.creates.clear()
     api_cluster.secrets.clear()
     api_cluster.without_jupyter.clear()
+    api_cluster.sync_jobs.clear()
+    api_cluster.failing_syncs.clear()
 
 
 @dataclass

@@ -25,7 +25,8 @@ from remotegpu.core.platform.settings import Settings
 from remotegpu.core.secrets.builtin import EncryptedSecretStore, SecretKeys
 from remotegpu.ops.api_server import running_api
 from remotegpu.ops.cli.app import app
-from remotegpu.tests.api.conftest import JWT_SECRET, SECRETS_KEY, Caller
+from remotegpu.reconciler.loop import Reconciler
+from remotegpu.tests.api.conftest import JWT_SECRET, SECRETS_KEY, Caller, spec
 from remotegpu.tests.api.test_cli_commands import InProcess, _refused, _token
 from remotegpu.tests.api.test_cli_commands import invoke as cli_in_process
 from remotegpu.tests.s3_world import BUCKET, moto_server, object_bytes, put_objects
@@ -71,6 +72,13 @@ def owner(
     assert caller.post("/workspaces", json={"name": f"w-{caller.username}"}).status_code == 201
     with httpx.Client(base_url=f"{s3_api_url}/api/v1", headers=caller.http.headers, timeout=60) as client:
         yield Caller(client, caller.user_id, caller.email, caller.username)
+
+
+@pytest.fixture
+def local_api(owner: Caller, api_url: str) -> Iterator[Caller]:
+    """The same owner on the shared test API, whose uploads go to the local backend."""
+    with httpx.Client(base_url=f"{api_url}/api/v1", headers=owner.http.headers, timeout=60) as client:
+        yield Caller(client, owner.user_id, owner.email, owner.username)
 
 
 def _ws(caller: Caller) -> str:
@@ -274,3 +282,109 @@ def test_an_admin_stores_the_s3_connection_and_checks_it(
     checked = CliRunner().invoke(app, ["datasets-s3", "check"], env=env)
     assert checked.exit_code == 0, checked.output
     assert f"s3://{BUCKET}: reachable" in checked.output
+
+
+def test_an_environment_mounts_its_datasets_read_only_after_the_s3_ones_are_synced(
+    owner: Caller, s3: S3Connection, reconciler: Reconciler, api_cluster: InMemoryCluster, local_api: Caller
+) -> None:
+    put_objects(s3, {"corpora/books/a.txt": b"a" * 10})
+    source = owner.post(
+        "/datasets",
+        json={
+            "name": "books",
+            "workspace": _ws(owner),
+            "source": "s3",
+            "url": f"s3://{BUCKET}/corpora/books/",
+        },
+    ).json()
+    data = os.urandom(100)
+    uploaded = _create(owner, "weights", data)
+    plan = owner.post(f"/datasets/{uploaded['id']}/parts", json={}).json()
+    etag = httpx.put(plan["urls"]["1"], content=data).headers["ETag"]
+    owner.post(f"/datasets/{uploaded['id']}/complete", json={"parts": [{"number": 1, "etag": etag}]})
+    local = local_api.post(
+        "/datasets",
+        json={
+            "name": "labels",
+            "workspace": _ws(owner),
+            "size_bytes": 3,
+            "checksum": _checksum(b"abc"),
+            "file_name": "l.csv",
+        },
+    ).json()
+    local_api.put(
+        f"/datasets/{local['id']}/content",
+        content=b"abc",
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    owner.post(
+        "/datasets",
+        json={
+            "name": "scratch",
+            "workspace": _ws(owner),
+            "source": "volume",
+            "volume": "lab-scratch",
+            "size_bytes": 1,
+        },
+    )
+    mounts = [
+        {"name": "books", "mount": "/data/books"},
+        {"name": "weights", "mount": "/data/weights"},
+        {"name": "labels", "mount": "/data/labels"},
+        {"name": "scratch", "mount": "/scratch", "read_only": False},
+    ]
+    applied = owner.post("/environments/apply", json=spec("reader", _ws(owner), datasets=mounts))
+    assert applied.status_code == 200, applied.text
+    env = applied.json()["environment"]
+    reconciler.run_until_idle()
+    assert owner.get(f"/environments/{env['id']}").json()["phase"] == "running"
+    jobs = {job.source: job for job in api_cluster.sync_jobs.values()}
+    assert set(jobs) == {f"s3://{BUCKET}/corpora/books/", f"s3://{BUCKET}/datasets/{uploaded['id']}/"}
+    assert jobs[f"s3://{BUCKET}/datasets/{uploaded['id']}/"].checksum == _checksum(data)
+    credentials = api_cluster.secrets[f"env-{env['id']}-dataset-s3"]
+    assert credentials["AWS_ENDPOINT_URL"] == s3.endpoint_url
+    pod = api_cluster.pods[f"env-{env['id']}"].spec
+    shown = {(m.name, m.mount, m.claim, m.read_only, m.sub_path) for m in pod.datasets}
+    books_claim = f"env-{env['id']}-ds-{uuid.UUID(source['id']).hex[:8]}"
+    weights_claim = f"env-{env['id']}-ds-{uuid.UUID(uploaded['id']).hex[:8]}"
+    assert shown == {
+        ("books", "/data/books", books_claim, True, None),
+        ("weights", "/data/weights", weights_claim, True, None),
+        ("labels", "/data/labels", "remotegpu-datasets", True, local["id"]),
+        ("scratch", "/scratch", "lab-scratch", False, None),
+    }
+    refused = owner.delete(f"/datasets/{source['id']}")
+    assert refused.status_code == 409
+    assert "mounted by environment reader" in refused.json()["detail"]
+    owner.delete(f"/environments/{env['id']}")
+    reconciler.run_until_idle()
+    assert api_cluster.sync_jobs == {}
+    assert owner.delete(f"/datasets/{source['id']}").status_code == 200
+
+
+def test_a_failed_sync_fails_the_environment_with_the_reason(
+    owner: Caller, s3: S3Connection, reconciler: Reconciler, api_cluster: InMemoryCluster
+) -> None:
+    put_objects(s3, {"corpora/bad/a.txt": b"a"})
+    owner.post(
+        "/datasets",
+        json={"name": "bad", "workspace": _ws(owner), "source": "s3", "url": f"s3://{BUCKET}/corpora/bad/"},
+    )
+    api_cluster.failing_syncs[f"s3://{BUCKET}/corpora/bad/"] = "BackoffLimitExceeded: a.txt: 0 bytes arrived"
+    env = owner.post(
+        "/environments/apply", json=spec("reader", _ws(owner), datasets=[{"name": "bad", "mount": "/data"}])
+    ).json()["environment"]
+    reconciler.run_until_idle()
+    shown = owner.get(f"/environments/{env['id']}").json()
+    assert (shown["phase"], shown["reason"]) == ("failed", "DatasetSyncFailed")
+    assert "0 bytes arrived" in shown["message"]
+
+
+def test_a_spec_naming_a_dataset_the_workspace_lacks_is_refused(owner: Caller) -> None:
+    answer = owner.post(
+        "/environments/apply",
+        json=spec("reader", _ws(owner), datasets=[{"name": "nothing", "mount": "/data"}]),
+    )
+    assert answer.status_code == 422
+    assert answer.json()["errors"][0]["field"] == "$.datasets[0].name"
+    assert "no dataset named 'nothing'" in answer.json()["detail"]
