@@ -105,6 +105,26 @@ class DatasetSyncer(Protocol):
 
 
 @dataclass(frozen=True)
+class HomeMount:
+    """A user's home volume in a workspace, mounted at `/home/<user>`; it outlives environments."""
+
+    workspace_id: uuid.UUID
+    user_id: uuid.UUID
+    mount: str
+    size_bytes: int
+
+    @property
+    def claim(self) -> str:
+        """The claim's deterministic name: one per user per workspace."""
+        return home_claim_name(self.workspace_id, self.user_id)
+
+
+def home_claim_name(workspace_id: uuid.UUID, user_id: uuid.UUID) -> str:
+    """The PersistentVolumeClaim of a user's home in a workspace."""
+    return f"home-{workspace_id}-{user_id}"
+
+
+@dataclass(frozen=True)
 class WorkloadSpec:
     """Everything needed to create an environment's objects on its node."""
 
@@ -123,6 +143,9 @@ class WorkloadSpec:
     gpu_uuids: tuple[str, ...] = ()
     """Device UUIDs of the claimed GPUs (what `device-id` binding pins the pod to)."""
     datasets: tuple[DatasetMount, ...] = ()
+    home: HomeMount | None = None
+    """The user's home volume (when the workspace has them): created unless it exists, never deleted
+    with the environment."""
 
     @property
     def name(self) -> str:

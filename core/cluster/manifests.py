@@ -161,7 +161,36 @@ def _storage(spec: WorkloadSpec) -> tuple[list[Manifest], list[Manifest]]:
                 "persistentVolumeClaim": {"claimName": dataset.claim, "readOnly": dataset.read_only},
             }
         )
+    if spec.home is not None:
+        volume_mounts.append({"name": "home", "mountPath": spec.home.mount})
+        volumes.append({"name": "home", "persistentVolumeClaim": {"claimName": spec.home.claim}})
     return volume_mounts, volumes
+
+
+HOME_USER_LABEL = "remotegpu.io/home-user"
+
+
+def home_claim_manifest(spec: WorkloadSpec, storage_class: str | None) -> Manifest:
+    """A user's home volume in a workspace: labelled as the workspace's and the user's, never as an
+    environment's, so no environment's delete or garbage collection removes it."""
+    assert spec.home is not None
+    claim_spec: Manifest = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": _memory_quantity(spec.home.size_bytes)}},
+    }
+    if storage_class:
+        claim_spec["storageClassName"] = storage_class
+    labels = {
+        MANAGED_LABEL: MANAGER,
+        WORKSPACE_LABEL: str(spec.workspace_id),
+        HOME_USER_LABEL: str(spec.home.user_id),
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": spec.home.claim, "labels": labels},
+        "spec": claim_spec,
+    }
 
 
 def pod_manifest(

@@ -58,6 +58,8 @@ class InMemoryCluster:
     unavailable: bool = False
     without_jupyter: set[str] = field(default_factory=set)
     """Images that have no `jupyter`: their Jupyter pods run but fail the readiness probe."""
+    homes: set[str] = field(default_factory=set)
+    """Home volume claims: made with a user's first environment, never deleted with one."""
     sync_jobs: dict[str, DatasetSyncJob] = field(default_factory=dict)
     """Dataset sync Jobs by name; they complete at once unless their source is in `failing_syncs`."""
     failing_syncs: dict[str, str] = field(default_factory=dict)
@@ -76,6 +78,8 @@ class InMemoryCluster:
             self.pods[spec.name] = _Pod(spec, clock.now(), self._failing_images.get(spec.image))
             self.creates[spec.name] += 1
             self.volumes.setdefault(spec.name, set()).update(volume.name for volume in spec.volumes)
+            if spec.home is not None:
+                self.homes.add(spec.home.claim)
             return True
 
     def observe_workload(self, environment_id: uuid.UUID) -> PodObservation:

@@ -4,7 +4,7 @@ from remotegpu.core.models.access import AccessEndpoint
 from remotegpu.core.models.base import Base
 from remotegpu.core.models.billing import BillingInterval, Invoice, InvoiceLine, Meter, Price
 from remotegpu.core.models.claims import Allocation, ClaimHistory, GpuClaim, PortMapping
-from remotegpu.core.models.datasets import Dataset
+from remotegpu.core.models.datasets import Dataset, HomeVolume
 from remotegpu.core.models.environments import Environment
 from remotegpu.core.models.events import Event
 from remotegpu.core.models.identity import ApiToken, PasswordReset, User
@@ -31,6 +31,7 @@ __all__ = [
     "GpuClaim",
     "GpuModelQuota",
     "GpuPool",
+    "HomeVolume",
     "Host",
     "Image",
     "Invoice",

@@ -55,3 +55,19 @@ class Dataset(Base):
     created_at: Mapped[CreatedAt]
     updated_at: Mapped[UpdatedAt]
     ready_at: Mapped[dt.datetime | None]
+
+
+class HomeVolume(Base):
+    """One user's persistent home in one workspace (`/home/<user>` in each of their environments there),
+    made when their first environment is provisioned while the workspace has home volumes on. It
+    outlives environments; its storage is metered from its creation (a meter with no environment)."""
+
+    __tablename__ = "home_volumes"
+    __table_args__ = (UniqueConstraint("workspace_id", "user_id"),)
+
+    id: Mapped[UuidPk]
+    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="RESTRICT"))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    """The size it was made with (the workspace's `home_volume_size` then)."""
+    created_at: Mapped[CreatedAt]

@@ -357,4 +357,5 @@ def _workload(ctx: ReconcilerContext, env: EnvironmentState) -> WorkloadSpec:
         placement,
         image=pod_image(env),
         datasets=mounts_of(ctx, env),
+        home=env.home,
     )

@@ -244,3 +244,18 @@ def test_the_cli_retries_a_failed_upload(owner: Caller, invoke: InProcess, tmp_p
     assert retried.exit_code == 0, retried.output
     assert "retrying" in retried.output
     assert owner.get(f"/datasets/{made['id']}").json()["status"] == "ready"
+
+
+def test_home_volumes_are_a_workspace_setting_with_a_checked_size(owner: Caller, invoke: InProcess) -> None:
+    workspace = next(w["id"] for w in owner.get("/workspaces").json()["items"] if w["name"] == _ws(owner))
+    path = f"/workspaces/{workspace}/settings"
+    assert owner.get(path).json()["home_volume_size"] is None
+    small = owner.put(path, json={"home_volume_size": "10Mi"})
+    assert small.status_code == 422
+    assert "at least 1Gi" in small.json()["detail"]
+    assert owner.put(path, json={"home_volume_size": "lots"}).status_code == 422
+    changed = invoke(
+        "workspaces", "settings", "--home-volume", "50Gi", "-w", _ws(owner), "-o", "json", token=_token(owner)
+    )
+    assert changed.exit_code == 0, changed.output
+    assert owner.get(path).json()["home_volume_size"] == "50Gi"

@@ -51,6 +51,7 @@ from remotegpu.core.cluster.manifests import (
     env_config_map_manifest,
     env_config_map_name,
     environment_secret_manifest,
+    home_claim_manifest,
     network_policy_manifest,
     pod_manifest,
     pull_secret_manifest,
@@ -176,6 +177,12 @@ class KubernetesCluster:
                 namespace,
                 self._core.create_namespaced_persistent_volume_claim,
                 volume_claim_manifest(spec, volume, self.storage_class),
+            )
+        if spec.home is not None:
+            create_or_get(
+                namespace,
+                self._core.create_namespaced_persistent_volume_claim,
+                home_claim_manifest(spec, self.storage_class),
             )
         pull_secret = self._ensure_pull_secret(namespace, spec.image)
         if spec.env:
