@@ -19,13 +19,14 @@ from remotegpu.core.datasets.states import DatasetSource, StorageKind
 from remotegpu.core.environments.spec import DatasetSpec
 
 DATASETS_SQL = """
+    CASE WHEN e.spec ? 'datasets' THEN  -- most specs mount none: no subquery for them
     coalesce((SELECT json_agg(json_build_array(d.id, d.name, d.source, d.storage, d.status, d.file_name,
                                                d.source_url, d.volume, d.size_bytes, d.checksum, d.reason)
                               ORDER BY d.name)
                 FROM datasets d
                WHERE d.workspace_id = e.workspace_id
-                 AND d.name IN (SELECT x->>'name' FROM jsonb_array_elements(coalesce(e.spec->'datasets', '[]'))
-                                x)), '[]')
+                 AND d.name IN (SELECT x->>'name' FROM jsonb_array_elements(e.spec->'datasets') x)), '[]')
+    ELSE '[]' END
 """
 """The datasets an environment's spec names, as a JSON array of rows (a column of the step's load)."""
 

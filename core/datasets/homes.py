@@ -23,10 +23,11 @@ GIB = 1 << 30
 HOME_SUBJECT = "home"
 
 HOME_SQL = """
-    (SELECT json_build_array(w.settings->>'home_volume_size',
-                             (SELECT h.size_bytes FROM home_volumes h
-                               WHERE h.workspace_id = e.workspace_id AND h.user_id = e.user_id),
-                             (SELECT u.username FROM users u WHERE u.id = e.user_id))
+    (SELECT CASE WHEN w.settings ? 'home_volume_size' THEN  -- off: one primary-key read, nothing more
+                json_build_array(w.settings->>'home_volume_size',
+                                 (SELECT h.size_bytes FROM home_volumes h
+                                   WHERE h.workspace_id = e.workspace_id AND h.user_id = e.user_id),
+                                 (SELECT u.username FROM users u WHERE u.id = e.user_id)) END
        FROM workspaces w WHERE w.id = e.workspace_id)
 """
 """[the workspace's home size setting, the size of the user's existing home, the username]: a column of
