@@ -5,6 +5,7 @@ parts for S3). Bytes never travel inside JSON: a local chunk is the raw body of 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from typing import Annotated, Any
 
@@ -28,11 +29,21 @@ from remotegpu.core.datasets.s3_uploads import complete_parts, part_bytes_for, p
 from remotegpu.core.datasets.states import DatasetSource, StorageKind
 from remotegpu.core.datasets.uploads import receive_chunk, retry_upload, verify_upload
 from remotegpu.core.environments.spec import DNS_LABEL
+from remotegpu.core.platform.errors import UpstreamUnavailableError
+from remotegpu.core.secrets.store import SecretsUnavailableError
 
+_log = logging.getLogger(__name__)
 MAX_CHUNK_BYTES = 64 << 20
 """The largest body a chunk PUT accepts (the `dataset_chunk_bytes` setting is at most this)."""
 Checksum = Annotated[str, msgspec.Meta(pattern=r"^sha256:[0-9a-f]{64}$", examples=["sha256:" + "0" * 64])]
-FileName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._][A-Za-z0-9._ -]{0,254}$", max_length=255)]
+FileName = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9._ -]{0,254}$",
+        max_length=255,
+        description="letters, digits, '.', '_', '-' and spaces, not starting with '.'",
+    ),
+]
 
 
 class DatasetIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -155,7 +166,10 @@ def remove(dataset_id: FromPath[uuid.UUID], request: AnyRequest, api: Api) -> Da
     with api.acting(request) as (connection, principal):
         row = delete_dataset(connection, principal, dataset_id)
     if row.storage:  # after commit; removal is idempotent, a crash leaves only unreachable bytes
-        api.dataset_storages.for_row(row).remove(row.id, row.file_name)
+        try:
+            api.dataset_storages.for_row(row).remove(row.id, row.file_name)
+        except (UpstreamUnavailableError, SecretsUnavailableError) as error:  # the dataset is gone anyway
+            _log.warning("Dataset content not removed", extra={"dataset": str(row.id), "error": str(error)})
     return _out(row)
 
 

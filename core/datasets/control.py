@@ -23,6 +23,7 @@ from remotegpu.core.datasets.s3_urls import S3Location
 from remotegpu.core.datasets.states import DatasetSource, DatasetStatus, StorageKind
 from remotegpu.core.platform.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
 from remotegpu.core.platform.events import record_mutation
+from remotegpu.core.platform.locks import LockNamespace, lock_key, xact_lock
 from remotegpu.policies.roles import Action, may_operate_environment
 
 DATASET_COLUMNS = (
@@ -166,6 +167,10 @@ def environments_using(connection: Connection, workspace_id: uuid.UUID, name: st
 def delete_dataset(connection: Connection, principal: Principal, dataset_id: uuid.UUID) -> Any:
     """Delete the row and give back its quota; ConflictError naming the environments that mount it. The
     caller removes the stored content after commit (`DatasetStorage.remove`, idempotent)."""
+    found = get_dataset(connection, principal, dataset_id)
+    # the quota lock before the row lock (the global order): a create of the same name holds the quota
+    # lock while its insert waits on this row
+    xact_lock(connection, lock_key(LockNamespace.QUOTA_WORKSPACE, found.workspace_id))
     row = get_dataset(connection, principal, dataset_id, lock=True)
     require_operate(connection, principal, row)
     users = environments_using(connection, row.workspace_id, row.name)

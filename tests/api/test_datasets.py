@@ -158,8 +158,13 @@ def test_a_taken_name_is_a_conflict_naming_the_field(owner: Caller) -> None:
     [
         ({"source": "upload", "size_bytes": 3}, "$.checksum", "sha256"),
         ({"source": "upload", "checksum": "sha256:" + "0" * 64}, "$.size_bytes", "size"),
-        ({"source": "upload", "size_bytes": 3, "checksum": "md5:abc"}, "$.checksum", "pattern"),
+        ({"source": "upload", "size_bytes": 3, "checksum": "md5:abc"}, "$.checksum", "sha256sum"),
         ({"source": "volume", "size_bytes": 3}, "$.volume", "PersistentVolumeClaim"),
+        (
+            {"source": "upload", "size_bytes": 3, "checksum": "sha256:" + "0" * 64, "file_name": ".."},
+            "$.file_name",
+            "not starting with '.'",
+        ),
         (
             {"name": "Not_A_Label", "source": "volume", "volume": "pvc", "size_bytes": 1},
             "$.name",

@@ -7,6 +7,7 @@ from what the backend already holds. A failed upload (checksum mismatch) is retr
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -83,7 +84,7 @@ def _upload_file(client: ApiClient, workspace: str, name: str, file: LocalFile) 
         "source": "upload",
         "size_bytes": file.size_bytes,
         "checksum": file.checksum,
-        "file_name": file.path.name,
+        "file_name": _file_name(file.path.name),
     }
     try:
         dataset = client.post("/datasets", body)
@@ -94,6 +95,13 @@ def _upload_file(client: ApiClient, workspace: str, name: str, file: LocalFile) 
     if dataset["status"] == "ready":
         return dict(dataset)
     return upload(client, dataset, file, err_console)
+
+
+def _file_name(name: str) -> str:
+    """The name the dataset's file gets: the local name with anything but letters, digits, '.', '_', '-'
+    and spaces replaced by '_' (and no leading '.')."""
+    cleaned = re.sub(r"[^A-Za-z0-9._ -]", "_", name).lstrip(".")[:255]
+    return cleaned or "data"
 
 
 def _resumable(client: ApiClient, workspace: str, name: str, file: LocalFile) -> dict[str, Any]:
