@@ -43,6 +43,8 @@ GpuBinding = Literal["device-plugin", "device-id"]
 BillingPeriod = Literal["month", "week", "day"]
 DatasetStorageChoice = Literal["local", "s3"]
 DevRegistryChoice = Literal["none", "harbor"]
+DevS3Choice = Literal["none", "moto"]
+"""`remotegpu dev --s3`: no S3 service, or moto's S3 server on loopback for datasets."""
 """`remotegpu dev --registry`: no registry, or Harbor's contract fake with demo images."""
 
 
