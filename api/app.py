@@ -32,6 +32,7 @@ from remotegpu.api.reload import LiveApiSettings
 from remotegpu.api.routes import (
     auth,
     billing,
+    datasets,
     environments,
     gpu_metrics,
     hosts,
@@ -47,6 +48,7 @@ from remotegpu.api.routes import (
 )
 from remotegpu.core.accounts.credential_cache import PrincipalCache, listen_for_credential_changes
 from remotegpu.core.accounts.sign_in_limits import SignInLimits
+from remotegpu.core.datasets.configured import DatasetStorages
 from remotegpu.core.monitoring.gpu_metrics import GpuMetrics
 from remotegpu.core.platform.db import make_async_pool, make_engine
 from remotegpu.core.platform.settings import Settings
@@ -120,6 +122,7 @@ def create_app(
         if context.gpu_metrics is not None:
             context.gpu_metrics.close()
 
+    secret_store = secret_store_if_configured(settings, engine)
     context = ApiContext(
         engine=engine,
         read_engine=read_engine,
@@ -130,7 +133,7 @@ def create_app(
         refresh_token_lifetime=dt.timedelta(hours=settings.refresh_token_hours),
         password_reset_lifetime=dt.timedelta(hours=settings.password_reset_hours),
         logs=logs,
-        secret_store=secret_store_if_configured(settings, engine),
+        secret_store=secret_store,
         workspace_gateways=settings.configured_gateways() if settings.workspace_gateways else (),
         currency=settings.currency,
         billing_period=settings.billing_period,
@@ -139,6 +142,7 @@ def create_app(
         idle_threshold_percent=settings.idle_gpu_threshold_percent,
         idle_step=dt.timedelta(seconds=settings.idle_step_seconds),
         idle_time_scale=settings.idle_time_scale,
+        datasets=DatasetStorages.from_settings(settings, secret_store),
     )
     cors = _cors(settings.cors_origins)
     live = LiveApiSettings(
@@ -150,6 +154,7 @@ def create_app(
             auth.make_router(lambda: live.sign_in_limits),
             users.router,
             ssh_keys.router,
+            datasets.router,
             workspaces.router,
             quotas.router,
             hosts.router,

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine
 from remotegpu.api.security import authenticate, authenticate_async
 from remotegpu.core.accounts.credential_cache import PrincipalCache
 from remotegpu.core.accounts.users import Principal
+from remotegpu.core.datasets.configured import DatasetStorages
 from remotegpu.core.monitoring.gpu_metrics import GpuMetrics
 from remotegpu.core.platform.settings import BillingPeriod
 from remotegpu.core.registry.directory import ClientFactory
@@ -82,6 +83,21 @@ class ApiContext:
     """The `idle_step_seconds` setting."""
     idle_time_scale: float = 1.0
     """The `idle_time_scale` setting."""
+    datasets: DatasetStorages | None = None
+    """Where datasets' bytes are kept (the `dataset_*` settings)."""
+
+    @property
+    def dataset_storages(self) -> DatasetStorages:
+        """The dataset backends; a process built without them serves no dataset content."""
+        if self.datasets is None:
+            raise SecretsUnavailableError("this API process has no dataset storage configured")
+        return self.datasets
+
+    def caller(self, request: AnyRequest) -> Principal:
+        """The request's caller, authenticated in a short read of its own, for handlers whose work opens
+        its own transactions (and calls outside systems between them)."""
+        with self.read_engine.connect() as connection:
+            return authenticate(connection, request.headers.get("authorization"), self.jwt_secret)
 
     @property
     def secrets(self) -> SecretStore:

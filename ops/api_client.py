@@ -104,12 +104,21 @@ class ApiClient:
         self._http.close()
 
     def request(
-        self, method: str, path: str, *, json_body: Any = None, params: dict[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: dict[str, Any] | None = None,
+        content: bytes | None = None,
     ) -> Any:
-        """Send a request and return the decoded JSON body (None for 204)."""
+        """Send a request (a JSON body, or raw `content`) and return the decoded JSON body (None for 204)."""
         query = {k: v for k, v in (params or {}).items() if v is not None}
+        headers = {"Content-Type": "application/octet-stream"} if content is not None else None
         try:
-            response = self._http.request(method, path, json=json_body, params=query)
+            response = self._http.request(
+                method, path, json=json_body, params=query, content=content, headers=headers
+            )
         except httpx.TransportError as error:
             raise RemoteGPUError(
                 f"cannot reach the API at {self.server} ({error.__class__.__name__}); is it running"

@@ -21,13 +21,14 @@ from sqlalchemy.engine import URL
 from remotegpu.api.app import create_app
 from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
 from remotegpu.core.platform.db import make_engine
-from remotegpu.core.platform.settings import GatewayChoice, Settings
+from remotegpu.core.platform.settings import DevS3Choice, GatewayChoice, Settings
 from remotegpu.ops.api_server import running_api
 from remotegpu.ops.bootstrap import DEV_ADMIN_EMAIL, ensure_admin, persistent_secret
 from remotegpu.ops.dev_gateways import prepare_dev_gateway
 from remotegpu.ops.dev_lock import data_dir_lock
 from remotegpu.ops.dev_prices import seed_demo_prices
 from remotegpu.ops.dev_registry import RegistryChoice, prepare_dev_registry
+from remotegpu.ops.dev_s3 import prepare_dev_s3
 from remotegpu.ops.dev_secrets import prepare_dev_secrets
 from remotegpu.ops.migrate import current_revision, upgrade
 from remotegpu.ops.postgres import EmbeddedPostgres, ensure_database
@@ -60,6 +61,7 @@ class DevStack:
     gateway: str = "direct"
     prices: str = "none"
     registry: str = "none"
+    s3: str = "none"
     simulated_cluster: SimulatedCluster | None = None
     """The simulated cluster itself, for tests that inject its faults or write its pods' logs."""
 
@@ -79,6 +81,7 @@ class DevStack:
             ("Gateway", self.gateway),
             ("Prices", self.prices),
             ("Registry", self.registry),
+            ("Datasets", self.s3),
             ("API", f"{self.api_url}/api/v1  (OpenAPI: {self.api_url}/api/v1/openapi)"),
             (
                 "Admin login",
@@ -90,11 +93,15 @@ class DevStack:
 
 @contextlib.contextmanager
 def running_dev_stack(
-    settings: Settings, gateway: GatewayChoice = "direct", registry: RegistryChoice = "none"
+    settings: Settings,
+    gateway: GatewayChoice = "direct",
+    registry: RegistryChoice = "none",
+    s3: DevS3Choice = "none",
 ) -> Iterator[DevStack]:
     """Start the stack, yield what runs, and stop it again on exit (also on Ctrl-C). `gateway`: where SSH
     is also published (a contract fake of the product unless its address is set); `registry`: an image
-    registry to sync the catalog from (Harbor's contract fake with demo content)."""
+    registry to sync the catalog from (Harbor's contract fake with demo content); `s3`: an S3 service
+    for datasets (moto's server on loopback)."""
     with contextlib.ExitStack() as stack:
         stack.enter_context(data_dir_lock(settings.data_dir))
         embedded_dir: Path | None = None
@@ -111,7 +118,13 @@ def running_dev_stack(
         template = NodeTemplate(
             count=4, gpus=8, model="H100", prefix="dev-node", external_address="127.0.0.1"
         )
-        cluster = stack.enter_context(SimulatedCluster(template, start_delay=dt.timedelta(seconds=2)))
+        cluster = stack.enter_context(
+            SimulatedCluster(
+                template,
+                start_delay=dt.timedelta(seconds=2),
+                volumes=(settings.data_dir / "simcluster-volumes").resolve(),  # dataset syncs write here
+            )
+        )
         kubeconfig = cluster.write_kubeconfig((settings.data_dir / "simcluster.kubeconfig").resolve())
         driver = KubernetesCluster.from_kubeconfig(
             str(kubeconfig), **driver_options(settings), registry_credentials=pull_credentials(settings, url)
@@ -129,6 +142,7 @@ def running_dev_stack(
         password_file = (settings.data_dir / "admin-password").resolve()
         ensure_admin(engine, DEV_ADMIN_EMAIL, "admin", password_file)
         registry_where = prepare_dev_registry(settings, registry, url, DEV_ADMIN_EMAIL, stack)
+        settings, s3_where = prepare_dev_s3(settings, s3, url, stack)
         prices = seed_demo_prices(engine, settings.currency)
         app = create_app(msgspec.structs.replace(settings, jwt_secret=jwt_secret), engine, logs=driver)
         api_url = stack.enter_context(running_api(app, settings.api_host, settings.api_port))
@@ -148,5 +162,6 @@ def running_dev_stack(
             gateway=gateway_where,
             prices=prices,
             registry=registry_where,
+            s3=s3_where,
             simulated_cluster=cluster,
         )

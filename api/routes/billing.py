@@ -61,7 +61,8 @@ class RecordOut(msgspec.Struct):
     volume `subject`) over [started_at, ended_at), at `unit_price` per `unit`; money as a fixed-point decimal string."""
 
     id: uuid.UUID
-    environment_id: uuid.UUID
+    environment_id: uuid.UUID | None
+    """Null for a user's home volume (subject `home`; `user_id` is whose)."""
     workspace_id: uuid.UUID
     user_id: uuid.UUID
     resource: str
@@ -204,7 +205,8 @@ class UsageLineOut(msgspec.Struct):
 
     workspace_id: uuid.UUID
     workspace: str
-    environment_id: uuid.UUID
+    environment_id: uuid.UUID | None
+    """Null for a user's home volume (`environment` is then `home:<username>`)."""
     environment: str
     resource: str
     gpu_model: str | None
@@ -215,9 +217,9 @@ class UsageLineOut(msgspec.Struct):
 
 
 class EnvironmentTotalOut(msgspec.Struct):
-    """One environment's unrounded total over the window."""
+    """One environment's (or home volume's: no id, `home:<username>`) unrounded total over the window."""
 
-    environment_id: uuid.UUID
+    environment_id: uuid.UUID | None
     environment: str
     amount: str
 
@@ -256,10 +258,9 @@ def usage_out(answer: Usage) -> UsageOut:
         )
         for line in answer.lines
     ]
-    names = {line.environment_id: line.environment for line in answer.lines}
     environments = [
-        EnvironmentTotalOut(environment_id, names[environment_id], money(amount))
-        for environment_id, amount in answer.by_environment().items()
+        EnvironmentTotalOut(environment_id, name, money(amount))
+        for (environment_id, name), amount in answer.by_environment().items()
     ]
     return UsageOut(
         answer.start,

@@ -15,6 +15,11 @@ Settings in use:
 - `spending_limit`: a limit per billing period as a decimal string in the billing currency (None:
   none), read by `core.billing.budget`: a warning at 80 %, and at 100 % new environments wait and
   running ones are stopped (`reconciler.policies`).
+- `home_volume_size`: a Kubernetes quantity (None: no home volumes). Each user gets one persistent
+  volume of that size per workspace, made when their first environment there is provisioned and
+  mounted at `/home/<username>` in every one of their environments there; it outlives environments and
+  is billed as storage (`reconciler.environments.apply`, `core.datasets.homes`). A later change of the
+  size applies to homes made after it.
 - `default_idle_stop_minutes`: the idle window of environments whose spec has no
   `policies.idle_stop_after` (None: never), read by `core.monitoring.idle`: a running environment whose
   GPUs were all idle that long is stopped (`reconciler.policies`).
@@ -34,6 +39,7 @@ from remotegpu.core.accounts.membership import WorkspaceAccess
 from remotegpu.core.accounts.users import Principal
 from remotegpu.core.platform.errors import InvalidInputError
 from remotegpu.core.platform.events import record_mutation
+from remotegpu.core.platform.quantities import parse_bytes
 from remotegpu.policies.roles import Action
 
 IdleMinutes = Annotated[int, msgspec.Meta(ge=1, le=525_600)]
@@ -54,6 +60,8 @@ class WorkspaceSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     otherwise (`policies.idle_stop_after`); None: never. Needs monitoring (`prometheus_url`)."""
     spending_limit: str | None = None
     """A decimal amount per billing period, e.g. "250.00" (None: no limit); owners set it."""
+    home_volume_size: str | None = None
+    """The size of each member's home volume, e.g. "50Gi" (None: no home volumes)."""
 
 
 class WorkspaceSettingsUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -63,6 +71,7 @@ class WorkspaceSettingsUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_onl
     gateway: GatewayName | msgspec.UnsetType | None = msgspec.UNSET
     default_idle_stop_minutes: IdleMinutes | msgspec.UnsetType | None = msgspec.UNSET
     spending_limit: str | msgspec.UnsetType | None = msgspec.UNSET
+    home_volume_size: str | msgspec.UnsetType | None = msgspec.UNSET
 
 
 def get_workspace_settings(connection: Connection, access: WorkspaceAccess) -> WorkspaceSettings:
@@ -95,6 +104,8 @@ def update_workspace_settings(
         for name in changes.__struct_fields__
         if (value := getattr(changes, name)) is not msgspec.UNSET
     }
+    if isinstance(given.get("home_volume_size"), str):
+        _check_home_size(given["home_volume_size"])
     if isinstance(given.get("spending_limit"), str):
         given["spending_limit"] = _decimal_amount(given["spending_limit"])
     stored = connection.execute(
@@ -129,6 +140,18 @@ def _check_gateway(choice: str | msgspec.UnsetType | None, choices: tuple[str, .
         raise InvalidInputError(
             "$.gateway", f"{choice} is not configured on this deployment; choose one of {', '.join(choices)}"
         )
+
+
+MIN_HOME_BYTES = 1 << 30
+
+
+def _check_home_size(value: str) -> None:
+    try:
+        size = parse_bytes(value)
+    except ValueError as error:
+        raise InvalidInputError("$.home_volume_size", str(error)) from None
+    if size < MIN_HOME_BYTES:
+        raise InvalidInputError("$.home_volume_size", f"a home volume is at least 1Gi, not {value}")
 
 
 _AMOUNT = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,2})?$")

@@ -100,6 +100,10 @@ _SPEND_SQL = text(
         SELECT m.* FROM environments e JOIN meters m ON m.environment_id = e.id
          WHERE e.workspace_id = ANY(CAST(:ids AS uuid[]))
            AND (m.ended_at IS NULL OR m.ended_at > :start)
+        UNION ALL  -- home volumes' storage, which belongs to no environment
+        SELECT m.* FROM meters m
+         WHERE m.home_volume_id IS NOT NULL AND m.workspace_id = ANY(CAST(:ids AS uuid[]))
+           AND (m.ended_at IS NULL OR m.ended_at > :start)
     ), open AS (
         SELECT * FROM relevant r WHERE (r.ended_at IS NULL OR r.metered_until < r.ended_at)
     )

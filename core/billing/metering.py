@@ -188,9 +188,10 @@ DUE_SQL = text(
     f"""
     SELECT m.resource, m.gpu_model, m.quantity, m.metered_until, least(m.ended_at, :now) AS until,
            array_agg(m.id) AS ids
-      FROM meters m JOIN environments e ON e.id = m.environment_id
+      FROM meters m LEFT JOIN environments e ON e.id = m.environment_id
      WHERE (m.ended_at IS NULL OR m.metered_until < m.ended_at) AND {CLOSE_POINT_DUE}
-       AND e.shard = :shard
+       -- a home volume's meter belongs to no environment: shard 0's leader meters it
+       AND coalesce(e.shard, 0) = :shard
      GROUP BY 1, 2, 3, 4, 5
     """
 )
@@ -222,18 +223,19 @@ WRITE_CTES = """
         UPDATE meters m SET metered_until = v.new, amount = m.amount + v.added FROM moves v
          WHERE m.id = v.id AND m.metered_until = v.old AND (m.ended_at IS NULL OR m.ended_at >= v.new)
            AND EXISTS (SELECT 1 FROM leader)
-        RETURNING m.id, m.environment_id, m.workspace_id, m.user_id, m.resource, m.subject, m.gpu_model,
-                  m.quantity, v.number
+        RETURNING m.id, m.environment_id, m.home_volume_id, m.workspace_id, m.user_id, m.resource, m.subject,
+                  m.gpu_model, m.quantity, v.number
     ), pieces AS (
         SELECT * FROM unnest(CAST(:p_groups AS bigint[]), CAST(:p_units AS text[]),
                              CAST(:p_starts AS timestamptz[]), CAST(:p_ends AS timestamptz[]),
                              CAST(:p_prices AS numeric[]), CAST(:p_amounts AS numeric[]))
                AS p(number, unit, s, e, price, amount)
     ), inserted AS (
-        INSERT INTO billing_intervals (meter_id, environment_id, workspace_id, user_id, resource, subject,
-                                       gpu_model, quantity, unit, started_at, ended_at, currency, unit_price,
-                                       amount)
-        SELECT a.id, a.environment_id, a.workspace_id, a.user_id, a.resource, a.subject, a.gpu_model,
+        INSERT INTO billing_intervals (meter_id, environment_id, home_volume_id, workspace_id, user_id, resource,
+                                       subject, gpu_model, quantity, unit, started_at, ended_at, currency,
+                                       unit_price, amount)
+        SELECT a.id, a.environment_id, a.home_volume_id, a.workspace_id, a.user_id, a.resource, a.subject,
+               a.gpu_model,
                a.quantity, p.unit, p.s, p.e, :currency, p.price, p.amount
           FROM advanced a JOIN pieces p USING (number)
         RETURNING 1

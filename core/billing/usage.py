@@ -49,7 +49,8 @@ class UsageLine:
 
     workspace_id: uuid.UUID
     workspace: str
-    environment_id: uuid.UUID
+    environment_id: uuid.UUID | None
+    """None for a home volume (`environment` is then `home:<username>`)."""
     environment: str
     resource: MeteredResource
     gpu_model: str | None
@@ -80,11 +81,12 @@ class Usage:
         """`total` rounded once to cents, half-even."""
         return self.total.quantize(CENTS, rounding=ROUND_HALF_EVEN)
 
-    def by_environment(self) -> dict[uuid.UUID, Decimal]:
-        """Each environment's unrounded total."""
-        totals: dict[uuid.UUID, Decimal] = {}
+    def by_environment(self) -> dict[tuple[uuid.UUID | None, str], Decimal]:
+        """Each environment's (and each home volume's) unrounded total, by (id, name)."""
+        totals: dict[tuple[uuid.UUID | None, str], Decimal] = {}
         for line in self.lines:
-            totals[line.environment_id] = totals.get(line.environment_id, Decimal(0)) + line.amount
+            key = (line.environment_id, line.environment)
+            totals[key] = totals.get(key, Decimal(0)) + line.amount
         return totals
 
 
@@ -96,7 +98,7 @@ _OVERLAP = (
 _USAGE_SQL = text(
     f"""
     WITH closed AS (
-        SELECT b.workspace_id, b.environment_id, b.resource, b.gpu_model, b.subject,
+        SELECT b.workspace_id, b.environment_id, b.user_id, b.resource, b.gpu_model, b.subject,
                sum(b.quantity * {_OVERLAP}) AS quantity_seconds,
                sum(CASE WHEN b.started_at >= :window_start AND b.ended_at <= :window_end THEN b.amount
                         ELSE round(b.amount * {_OVERLAP} / extract(epoch FROM b.ended_at - b.started_at), 12)
@@ -105,9 +107,10 @@ _USAGE_SQL = text(
          WHERE {BILLABLE.format(table="b")}
            AND (CAST(:workspace AS uuid) IS NULL OR b.workspace_id = :workspace)
            AND b.started_at < :window_end AND b.ended_at > :window_start
-         GROUP BY b.workspace_id, b.environment_id, b.resource, b.gpu_model, b.subject
+         GROUP BY b.workspace_id, b.environment_id, b.user_id, b.resource, b.gpu_model, b.subject
     ), open AS (
-        SELECT mt.id, mt.workspace_id, mt.environment_id, mt.resource, mt.gpu_model, mt.subject, mt.quantity,
+        SELECT mt.id, mt.workspace_id, mt.environment_id, mt.user_id, mt.resource, mt.gpu_model, mt.subject,
+               mt.quantity,
                mt.metered_until, mt.ended_at
           FROM meters mt
          WHERE {BILLABLE.format(table="mt")}
@@ -116,15 +119,19 @@ _USAGE_SQL = text(
            AND mt.metered_until < least(CAST(:window_end AS timestamptz), CAST(:now AS timestamptz))
            AND (mt.ended_at IS NULL OR mt.ended_at > :window_start)
     )
-    SELECT 'closed' AS kind, c.workspace_id, w.name AS workspace, c.environment_id, e.name AS environment,
+    SELECT 'closed' AS kind, c.workspace_id, w.name AS workspace, c.environment_id,
+           coalesce(e.name, 'home:' || u.username) AS environment,
            c.resource, c.gpu_model, c.subject, c.quantity_seconds AS quantity, c.amount,
            CAST(NULL AS uuid) AS meter_id, CAST(NULL AS timestamptz) AS since,
            CAST(NULL AS timestamptz) AS until
-      FROM closed c JOIN environments e ON e.id = c.environment_id JOIN workspaces w ON w.id = c.workspace_id
+      FROM closed c LEFT JOIN environments e ON e.id = c.environment_id JOIN workspaces w ON w.id = c.workspace_id
+      JOIN users u ON u.id = c.user_id
     UNION ALL
-    SELECT 'open', o.workspace_id, w.name, o.environment_id, e.name, o.resource, o.gpu_model, o.subject,
+    SELECT 'open', o.workspace_id, w.name, o.environment_id, coalesce(e.name, 'home:' || u.username), o.resource,
+           o.gpu_model, o.subject,
            o.quantity, NULL, o.id, o.metered_until, o.ended_at
-      FROM open o JOIN environments e ON e.id = o.environment_id JOIN workspaces w ON w.id = o.workspace_id
+      FROM open o LEFT JOIN environments e ON e.id = o.environment_id JOIN workspaces w ON w.id = o.workspace_id
+      JOIN users u ON u.id = o.user_id
     UNION ALL
     SELECT 'price', NULL, NULL, NULL, NULL, p.resource, p.gpu_model, '', NULL, p.unit_price, NULL,
            p.effective_from, NULL

@@ -39,6 +39,92 @@ class VolumeSpec:
 
 
 @dataclass(frozen=True)
+class DatasetMount:
+    """A dataset mounted into an environment: the claim holding it (and the folder of it that is the
+    dataset, for the local backend's shared volume), where, and whether read-only."""
+
+    name: str
+    mount: str
+    claim: str
+    read_only: bool = True
+    sub_path: str | None = None
+
+
+def dataset_object_name(environment_id: uuid.UUID, dataset_id: uuid.UUID) -> str:
+    """Deterministic name of the volume claim (and sync Job) holding an S3 dataset synced for one
+    environment: short enough for a Job name (63 characters)."""
+    return f"{workload_name(environment_id)}-ds-{dataset_id.hex[:8]}"
+
+
+@dataclass(frozen=True)
+class DatasetSyncJob:
+    """Copy an S3 dataset into a volume of one environment with `remotegpu dataset-sync`."""
+
+    environment_id: uuid.UUID
+    workspace_id: uuid.UUID
+    dataset_id: uuid.UUID
+    source: str
+    """`s3://bucket/prefix` to copy."""
+    size_bytes: int
+    image: str
+    """The image holding the `remotegpu` command."""
+    credentials_secret: str
+    """The environment Secret (`env-<id>-<suffix>`) with the S3 endpoint and keys as AWS_* variables."""
+    checksum: str | None = None
+    """`sha256:<hex>` of an uploaded dataset's one object, verified after the copy."""
+
+    @property
+    def name(self) -> str:
+        """The Job's and the claim's name."""
+        return dataset_object_name(self.environment_id, self.dataset_id)
+
+
+class SyncState(enum.StrEnum):
+    """Where a dataset sync Job is."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class SyncObservation:
+    """One look at a sync Job: its state, and why it failed."""
+
+    state: SyncState
+    message: str = ""
+
+
+@runtime_checkable
+class DatasetSyncer(Protocol):
+    """A driver that can sync S3 datasets into volumes with Jobs."""
+
+    def ensure_dataset_sync(self, job: DatasetSyncJob) -> SyncObservation:
+        """Create the claim and the Job unless they exist (by name), and report the Job's state. The
+        claim and the Job go with the environment's volumes (`delete_workload` without keeping them)."""
+
+
+@dataclass(frozen=True)
+class HomeMount:
+    """A user's home volume in a workspace, mounted at `/home/<user>`; it outlives environments."""
+
+    workspace_id: uuid.UUID
+    user_id: uuid.UUID
+    mount: str
+    size_bytes: int
+
+    @property
+    def claim(self) -> str:
+        """The claim's deterministic name: one per user per workspace."""
+        return home_claim_name(self.workspace_id, self.user_id)
+
+
+def home_claim_name(workspace_id: uuid.UUID, user_id: uuid.UUID) -> str:
+    """The PersistentVolumeClaim of a user's home in a workspace."""
+    return f"home-{workspace_id}-{user_id}"
+
+
+@dataclass(frozen=True)
 class WorkloadSpec:
     """Everything needed to create an environment's objects on its node."""
 
@@ -56,6 +142,10 @@ class WorkloadSpec:
     env: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     gpu_uuids: tuple[str, ...] = ()
     """Device UUIDs of the claimed GPUs (what `device-id` binding pins the pod to)."""
+    datasets: tuple[DatasetMount, ...] = ()
+    home: HomeMount | None = None
+    """The user's home volume (when the workspace has them): created unless it exists, never deleted
+    with the environment."""
 
     @property
     def name(self) -> str:

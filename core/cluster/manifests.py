@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from remotegpu.core.cluster.driver import VolumeSpec, WorkloadSpec, workload_name
+from remotegpu.core.cluster.driver import DatasetSyncJob, VolumeSpec, WorkloadSpec, workload_name
 from remotegpu.core.environments.states import PortPurpose
 
 ENVIRONMENT_LABEL = "remotegpu.io/environment"
@@ -133,6 +133,66 @@ def _device_id_binding(spec: WorkloadSpec) -> Manifest:
     return {"name": VISIBLE_DEVICES, "value": ",".join(sorted(spec.gpu_uuids)) if spec.gpu_count else "void"}
 
 
+def _storage(spec: WorkloadSpec) -> tuple[list[Manifest], list[Manifest]]:
+    """The mounts and volumes of the environment's persistent volumes and of its datasets (read-only
+    unless the spec says otherwise; a local dataset is its folder of the shared dataset volume)."""
+    volume_mounts: list[Manifest] = []
+    volumes: list[Manifest] = []
+    for volume in spec.volumes:
+        volume_mounts.append({"name": f"vol-{volume.name}", "mountPath": volume.mount})
+        volumes.append(
+            {
+                "name": f"vol-{volume.name}",
+                "persistentVolumeClaim": {"claimName": volume_claim_name(spec.environment_id, volume.name)},
+            }
+        )
+    for index, dataset in enumerate(spec.datasets):  # by index: a dataset's name may fill a whole label
+        mount: Manifest = {
+            "name": f"dataset-{index}",
+            "mountPath": dataset.mount,
+            "readOnly": dataset.read_only,
+        }
+        if dataset.sub_path:
+            mount["subPath"] = dataset.sub_path
+        volume_mounts.append(mount)
+        volumes.append(
+            {
+                "name": f"dataset-{index}",
+                "persistentVolumeClaim": {"claimName": dataset.claim, "readOnly": dataset.read_only},
+            }
+        )
+    if spec.home is not None:
+        volume_mounts.append({"name": "home", "mountPath": spec.home.mount})
+        volumes.append({"name": "home", "persistentVolumeClaim": {"claimName": spec.home.claim}})
+    return volume_mounts, volumes
+
+
+HOME_USER_LABEL = "remotegpu.io/home-user"
+
+
+def home_claim_manifest(spec: WorkloadSpec, storage_class: str | None) -> Manifest:
+    """A user's home volume in a workspace: labelled as the workspace's and the user's, never as an
+    environment's, so no environment's delete or garbage collection removes it."""
+    assert spec.home is not None
+    claim_spec: Manifest = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": _memory_quantity(spec.home.size_bytes)}},
+    }
+    if storage_class:
+        claim_spec["storageClassName"] = storage_class
+    labels = {
+        MANAGED_LABEL: MANAGER,
+        WORKSPACE_LABEL: str(spec.workspace_id),
+        HOME_USER_LABEL: str(spec.home.user_id),
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": spec.home.claim, "labels": labels},
+        "spec": claim_spec,
+    }
+
+
 def pod_manifest(
     spec: WorkloadSpec,
     *,
@@ -158,14 +218,9 @@ def pod_manifest(
     volumes: list[Manifest] = [
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": _memory_quantity(shm_bytes)}}
     ]
-    for volume in spec.volumes:
-        volume_mounts.append({"name": f"vol-{volume.name}", "mountPath": volume.mount})
-        volumes.append(
-            {
-                "name": f"vol-{volume.name}",
-                "persistentVolumeClaim": {"claimName": volume_claim_name(spec.environment_id, volume.name)},
-            }
-        )
+    storage_mounts, storage_volumes = _storage(spec)
+    volume_mounts += storage_mounts
+    volumes += storage_volumes
     container: Manifest = {
         "name": "main",
         "image": spec.image,
@@ -368,5 +423,76 @@ def network_policy_manifest(workspace_id: uuid.UUID) -> Manifest:
                 {"from": [{"podSelector": selector}]},
                 {"from": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8"]}}]},
             ],
+        },
+    }
+
+
+SYNC_MOUNT = "/dataset"
+SYNC_BACKOFF_LIMIT = 2
+
+
+def _sync_labels(job: DatasetSyncJob) -> dict[str, str]:
+    return {
+        MANAGED_LABEL: MANAGER,
+        ENVIRONMENT_LABEL: str(job.environment_id),
+        WORKSPACE_LABEL: str(job.workspace_id),
+        "remotegpu.io/dataset": str(job.dataset_id),
+    }
+
+
+def dataset_claim_manifest(job: DatasetSyncJob, storage_class: str | None) -> Manifest:
+    """The volume an S3 dataset is synced into for one environment (its size plus a tenth, for the
+    file system's own use); it goes with the environment's other volumes."""
+    claim_spec: Manifest = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {
+            "requests": {"storage": _memory_quantity(job.size_bytes + job.size_bytes // 10 + (64 << 20))}
+        },
+    }
+    if storage_class:
+        claim_spec["storageClassName"] = storage_class
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": job.name, "labels": _sync_labels(job)},
+        "spec": claim_spec,
+    }
+
+
+def dataset_sync_job_manifest(job: DatasetSyncJob) -> Manifest:
+    """A Job running `remotegpu dataset-sync` into the dataset's claim, with the S3 connection from the
+    environment's Secret (never in the Job's spec); retried twice, then failed with the command's
+    message as its reason."""
+    args = ["dataset-sync", "--source", job.source, "--dest", SYNC_MOUNT]
+    if job.checksum:
+        args += ["--checksum", job.checksum]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": job.name, "labels": _sync_labels(job)},
+        "spec": {
+            "backoffLimit": SYNC_BACKOFF_LIMIT,
+            "template": {
+                "metadata": {"labels": _sync_labels(job)},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "containers": [
+                        {
+                            "name": "sync",
+                            "image": job.image,
+                            "command": ["remotegpu"],
+                            "args": args,
+                            "envFrom": [{"secretRef": {"name": job.credentials_secret}}],
+                            "volumeMounts": [{"name": "dataset", "mountPath": SYNC_MOUNT}],
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
+                        }
+                    ],
+                    "volumes": [{"name": "dataset", "persistentVolumeClaim": {"claimName": job.name}}],
+                },
+            },
         },
     }

@@ -17,9 +17,12 @@ from dataclasses import dataclass, field
 
 from remotegpu.core.cluster.driver import (
     ClusterUnavailableError,
+    DatasetSyncJob,
     NoContainerError,
     PodObservation,
     PodState,
+    SyncObservation,
+    SyncState,
     WorkloadSpec,
     workload_name,
 )
@@ -55,6 +58,12 @@ class InMemoryCluster:
     unavailable: bool = False
     without_jupyter: set[str] = field(default_factory=set)
     """Images that have no `jupyter`: their Jupyter pods run but fail the readiness probe."""
+    homes: set[str] = field(default_factory=set)
+    """Home volume claims: made with a user's first environment, never deleted with one."""
+    sync_jobs: dict[str, DatasetSyncJob] = field(default_factory=dict)
+    """Dataset sync Jobs by name; they complete at once unless their source is in `failing_syncs`."""
+    failing_syncs: dict[str, str] = field(default_factory=dict)
+    """S3 source → the message its sync Job fails with."""
     _failing_images: dict[str, tuple[str, str, bool]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -69,6 +78,8 @@ class InMemoryCluster:
             self.pods[spec.name] = _Pod(spec, clock.now(), self._failing_images.get(spec.image))
             self.creates[spec.name] += 1
             self.volumes.setdefault(spec.name, set()).update(volume.name for volume in spec.volumes)
+            if spec.home is not None:
+                self.homes.add(spec.home.claim)
             return True
 
     def observe_workload(self, environment_id: uuid.UUID) -> PodObservation:
@@ -109,7 +120,24 @@ class InMemoryCluster:
             if not keep_volumes and name in self.volumes:
                 del self.volumes[name]
                 removed = True
+            if not keep_volumes:
+                for job in [job for job in self.sync_jobs if job.startswith(f"{name}-")]:
+                    del self.sync_jobs[job]
+                    removed = True
             return removed
+
+    def ensure_dataset_sync(self, job: DatasetSyncJob) -> SyncObservation:
+        """Record the Job and its claim (kept with the environment's volumes); done at once, or failed."""
+        with self._lock:
+            self._check_available()
+            if job.name not in self.sync_jobs:
+                self.sync_jobs[job.name] = job
+                self.creates[job.name] += 1
+                self.volumes.setdefault(job.name.rsplit("-ds-", 1)[0], set()).add(job.name)
+            failure = self.failing_syncs.get(job.source)
+            if failure is not None:
+                return SyncObservation(SyncState.FAILED, failure)
+            return SyncObservation(SyncState.SUCCEEDED)
 
     def node_ready(self, node: str) -> bool:
         """A node is ready when it exists and no fault marks it NotReady."""

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from remotegpu.core.accounts.membership import WorkspaceAccess
 from remotegpu.core.accounts.users import Principal
 from remotegpu.core.catalog.images import ImageGoneError, resolve_image
+from remotegpu.core.datasets.mounts import check_datasets_exist
 from remotegpu.core.environments.desired import set_desired_state, submit_environment, update_spec
 from remotegpu.core.environments.spec import EnvironmentSpec, spec_from_stored, spec_to_dict
 from remotegpu.core.environments.states import DesiredState, Phase, WorkspaceRole
@@ -51,7 +52,9 @@ class ApplyResult:
 
 
 def desired_spec(connection: Connection, access: WorkspaceAccess, spec: EnvironmentSpec) -> EnvironmentSpec:
-    """The spec as it will be stored: normalised, with the image resolved through the catalog."""
+    """The spec as it will be stored: normalised, with the image resolved through the catalog; the
+    datasets it mounts must exist in the workspace."""
+    check_datasets_exist(connection, access.id, [dataset.name for dataset in spec.datasets])
     return msgspec.structs.replace(spec, image=resolve_image(connection, access.id, spec.image))
 
 

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 
 from remotegpu.core.capacity.requests import ClaimedPort, PortRequest
-from remotegpu.core.cluster.driver import VolumeSpec, WorkloadSpec
+from remotegpu.core.cluster.driver import DatasetMount, HomeMount, VolumeSpec, WorkloadSpec
 from remotegpu.core.environments.spec import ACCESS_PORTS, AccessName, EnvironmentSpec, GpuRequest
 from remotegpu.core.environments.states import PortPurpose, Protocol
 from remotegpu.core.platform.quantities import parse_bytes, parse_cpu_millis
@@ -93,10 +93,13 @@ def workload_spec(
     placement: PodPlacement,
     *,
     image: str | None = None,
+    datasets: tuple[DatasetMount, ...] = (),
+    home: HomeMount | None = None,
 ) -> WorkloadSpec:
     """The objects the driver creates for one generation: the spec's image, command, volumes and
     environment, on the placement's node with what it claimed; `image`: the pinned reference to run
-    instead of the spec's tag."""
+    instead of the spec's tag; `datasets`: where its datasets are mounted from (`core.datasets.attach`); `home`: its user's home
+    volume."""
     return WorkloadSpec(
         environment_id=environment_id,
         workspace_id=workspace_id,
@@ -111,4 +114,6 @@ def workload_spec(
         volumes=volume_specs(spec),
         env=tuple(sorted(spec.env.items())),
         gpu_uuids=placement.gpu_uuids,
+        datasets=datasets,
+        home=home,
     )

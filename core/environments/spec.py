@@ -103,6 +103,16 @@ class VolumeSpec(_Strict, frozen=True):
     mount: Annotated[str, msgspec.Meta(pattern=r"^/", description="absolute path in the container")]
 
 
+class DatasetSpec(_Strict, frozen=True):
+    """A dataset of the workspace (`remotegpu datasets list`) mounted into the environment: read-only
+    unless `read_only: false` (then writes go to the environment's own copy of an S3 dataset, and into
+    the dataset itself for a volume or local one)."""
+
+    name: Name
+    mount: Annotated[str, msgspec.Meta(pattern=r"^/", description="absolute path in the container")]
+    read_only: bool = True
+
+
 class PolicySpec(_Strict, frozen=True):
     """Automatic stop rules."""
 
@@ -123,6 +133,7 @@ class EnvironmentSpec(_Strict, frozen=True):
     ports: list[PortSpec] = []
     env: dict[EnvName, str] = {}
     volumes: list[VolumeSpec] = []
+    datasets: list[DatasetSpec] = []
     policies: PolicySpec = PolicySpec()
     state: Literal["running", "stopped"] = "running"
 
@@ -169,6 +180,10 @@ def _check_values(spec: EnvironmentSpec) -> None:
         raise SpecError("$.volumes", f"the sizes add up to more than {BIGINT_MAX} bytes (just under 8Ei)")
     _refuse_duplicates("$.volumes", [v.name for v in spec.volumes], "name")
     _refuse_duplicates("$.volumes", [v.mount for v in spec.volumes], "mount")
+    _refuse_duplicates("$.datasets", [d.name for d in spec.datasets], "name")
+    _refuse_duplicates(
+        "$.datasets", [v.mount for v in spec.volumes] + [d.mount for d in spec.datasets], "mount"
+    )
     _refuse_duplicates("$.access", list(spec.access), "entry")
     ports = [(p.container, p.protocol) for p in spec.ports] + [
         (ACCESS_PORTS[a].container_port, ACCESS_PORTS[a].protocol.value) for a in spec.access

@@ -4,6 +4,7 @@ from remotegpu.core.models.access import AccessEndpoint
 from remotegpu.core.models.base import Base
 from remotegpu.core.models.billing import BillingInterval, Invoice, InvoiceLine, Meter, Price
 from remotegpu.core.models.claims import Allocation, ClaimHistory, GpuClaim, PortMapping
+from remotegpu.core.models.datasets import Dataset, HomeVolume
 from remotegpu.core.models.environments import Environment
 from remotegpu.core.models.events import Event
 from remotegpu.core.models.identity import ApiToken, PasswordReset, User
@@ -23,12 +24,14 @@ __all__ = [
     "Base",
     "BillingInterval",
     "ClaimHistory",
+    "Dataset",
     "Environment",
     "Event",
     "Gpu",
     "GpuClaim",
     "GpuModelQuota",
     "GpuPool",
+    "HomeVolume",
     "Host",
     "Image",
     "Invoice",

@@ -59,6 +59,14 @@ class Meter(WriterStamped, Base):
     __tablename__ = "meters"
     __table_args__ = (
         UniqueConstraint("environment_id", "resource", "subject", "started_at"),
+        CheckConstraint("num_nonnulls(environment_id, home_volume_id) = 1", name="one_owner"),
+        Index(
+            "uq_meters_home_volume_id_started_at",
+            "home_volume_id",
+            "started_at",
+            unique=True,
+            postgresql_where=text("home_volume_id IS NOT NULL"),
+        ),
         CheckConstraint("metered_until >= started_at", name="cursor_after_start"),
         CheckConstraint("ended_at IS NULL OR metered_until <= ended_at", name="cursor_before_end"),
         CheckConstraint("quantity > 0", name="positive_quantity"),
@@ -71,7 +79,13 @@ class Meter(WriterStamped, Base):
     )
 
     id: Mapped[UuidPk]
-    environment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("environments.id", ondelete="RESTRICT"))
+    environment_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("environments.id", ondelete="RESTRICT")
+    )
+    """The environment metered; NULL for a home volume's storage (it outlives environments)."""
+    home_volume_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("home_volumes.id", ondelete="RESTRICT")
+    )
     workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="RESTRICT"))
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     resource: Mapped[MeteredResource] = mapped_column(enum_type(MeteredResource, "resource"))
@@ -113,7 +127,13 @@ class BillingInterval(WriterStamped, Base):
 
     id: Mapped[UuidPk]
     meter_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("meters.id", ondelete="RESTRICT"))
-    environment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("environments.id", ondelete="RESTRICT"))
+    environment_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("environments.id", ondelete="RESTRICT")
+    )
+    """NULL for a home volume's storage (`home_volume_id`)."""
+    home_volume_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("home_volumes.id", ondelete="RESTRICT")
+    )
     workspace_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("workspaces.id", ondelete="RESTRICT"), index=True
     )

@@ -44,6 +44,11 @@ def parse_bytes(value: str | int, *, at_most: int = BIGINT_MAX) -> int:
     return size
 
 
+def format_bytes(size: int) -> str:
+    """A size in the largest binary unit that divides it exactly (`10Gi`), else in bytes."""
+    return _size_words(size)
+
+
 def _size_words(size: int) -> str:
     if size == BIGINT_MAX:
         return f"{size} bytes (just under 8Ei)"

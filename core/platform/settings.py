@@ -43,7 +43,10 @@ VaultAuth = Literal["token", "approle"]
 GatewayChoice = Literal["direct", "guacamole", "jumpserver"]
 GpuBinding = Literal["device-plugin", "device-id"]
 BillingPeriod = Literal["month", "week", "day"]
+DatasetStorageChoice = Literal["local", "s3"]
 DevRegistryChoice = Literal["none", "harbor"]
+DevS3Choice = Literal["none", "moto"]
+"""`remotegpu dev --s3`: no S3 service, or moto's S3 server on loopback for datasets."""
 """`remotegpu dev --registry`: no registry, or Harbor's contract fake with demo images."""
 
 
@@ -124,6 +127,20 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Image that brings a static sshd into environments that ask for SSH access."""
     storage_class: str | None = None
     """StorageClass of environments' persistent volumes (the cluster's default when unset)."""
+    dataset_storage: DatasetStorageChoice = "local"
+    """Where uploaded datasets' bytes go: `local` (the folder `dataset_dir`) or `s3` (the bucket, endpoint,
+    region and credentials of the platform secret `dataset-s3`, set with `remotegpu datasets-s3 set`)."""
+    dataset_dir: Path | None = None
+    """The local dataset backend's folder (default: `<data_dir>/datasets`); in a cluster, the volume
+    `dataset_volume_claim` mounted into the API."""
+    dataset_volume_claim: str = "remotegpu-datasets"
+    """The PersistentVolumeClaim (ReadWriteMany) holding the local backend's folder in the cluster:
+    environments mount their local datasets' folders of it."""
+    dataset_sync_image: str = "ghcr.io/remotegpu/remotegpu:0.1.0"
+    """The image whose `remotegpu dataset-sync` the sync Jobs of S3 datasets run."""
+    dataset_chunk_bytes: int = 8 << 20
+    """Size of the chunks a client PUTs to the local backend (at most 64 MiB) and of S3 multipart parts
+    (at least 5 MiB, S3's smallest part but the last)."""
     kubernetes_namespace: str = "default"
     """Namespace of every environment's objects (unless `namespace_per_workspace`)."""
     namespace_per_workspace: bool = False
@@ -237,6 +254,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
                 "jwt_secret: must be at least 32 characters (HS256 needs 256 bits); generate one with"
                 " `openssl rand -base64 48`"
             )
+        if not 1 << 20 <= self.dataset_chunk_bytes <= 64 << 20:
+            raise SettingsError("dataset_chunk_bytes: must be between 1 MiB and 64 MiB (1048576-67108864)")
         if not 1 <= self.api_port <= 65535:
             raise SettingsError(f"api_port: {self.api_port} is outside 1-65535; choose a free TCP port")
         if self.reconciler_metrics_port is not None and not 0 <= self.reconciler_metrics_port <= 65535:
@@ -315,6 +334,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
                 )
         if self.gateway != "direct" and getattr(self, f"{self.gateway}_url") is None:
             raise SettingsError(f"gateway: {self.gateway} needs {self.gateway}_url (its web address)")
+
+    @property
+    def dataset_folder(self) -> Path:
+        """The local dataset backend's folder: `dataset_dir`, or `<data_dir>/datasets`."""
+        return self.dataset_dir or self.data_dir / "datasets"
 
     def configured_gateways(self) -> tuple[GatewayChoice, ...]:
         """`direct` and every gateway whose address is set, in a fixed order."""

@@ -29,6 +29,10 @@ PATTERN_MEANINGS = {
         "must be 2 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
     ),
     r"^[a-z0-9]+:[a-f0-9]{32,}$": "must be algorithm:hex, e.g. sha256:0123…",
+    r"^sha256:[0-9a-f]{64}$": "must be sha256: and 64 lower-case hex digits (what `sha256sum` prints)",
+    r"^[A-Za-z0-9_][A-Za-z0-9._ -]{0,254}$": (
+        "must be a file name of letters, digits, '.', '_', '-' and spaces, not starting with '.'"
+    ),
 }
 """What each regular expression of our structs means, said to a person (a test checks each pattern of the
 spec and of the API's document is here)."""

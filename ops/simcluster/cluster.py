@@ -30,6 +30,7 @@ from remotegpu.core.inventory.gpu_report import (
     report_annotations,
 )
 from remotegpu.ops.simcluster.dcgm import UTILISATION_ANNOTATION
+from remotegpu.ops.simcluster.jobs import JobController
 from remotegpu.ops.simcluster.kubelets import NODES, PODS, Faults, Kubelets, device_uuid
 from remotegpu.ops.simcluster.server import DCGM_PATH, Access, SimulatedApiServer
 from remotegpu.ops.simcluster.store import BY_PATH, ApiError, Obj, Store, now_iso
@@ -126,12 +127,15 @@ class SimulatedCluster:
         start_delay: dt.timedelta = dt.timedelta(seconds=1),
         port: int = 0,
         failing_images: Iterable[str] = (),
+        volumes: Path | None = None,
     ) -> None:
         """`failing_images`: images (or repositories) whose pulls fail, besides any whose repository or
-        tag contains `does-not-exist`."""
+        tag contains `does-not-exist`. `volumes`: a folder standing in for PersistentVolumeClaims' storage,
+        where Jobs running our own command (dataset syncs) write (`jobs`); none: every Job just completes."""
         self.store = Store()
         self.faults = Faults(image_pull=set(failing_images))
         self.kubelets = Kubelets(self.store, self.faults, start_delay)
+        self.jobs = JobController(self.store, start_delay.total_seconds(), volumes)
         self.server = SimulatedApiServer(("127.0.0.1", port), self.store, self.kubelets, self.faults)
         self._thread: threading.Thread | None = None
         templates = nodes if isinstance(nodes, list) else [nodes]
@@ -151,6 +155,7 @@ class SimulatedCluster:
     def start(self) -> SimulatedCluster:
         """Serve the API and run the kubelets in background threads."""
         self.kubelets.start()
+        self.jobs.start()
         self._thread = threading.Thread(target=self.server.serve_forever, name="sim-apiserver", daemon=True)
         self._thread.start()
         return self
@@ -161,6 +166,7 @@ class SimulatedCluster:
         self.server.shutdown()
         self.server.server_close()
         self.kubelets.stop()
+        self.jobs.stop()
 
     def __enter__(self) -> SimulatedCluster:
         return self.start()

@@ -24,6 +24,7 @@ from remotegpu.core.billing.meters import (
     open_storage_meters,
 )
 from remotegpu.core.capacity.release import release, release_storage
+from remotegpu.core.datasets.homes import record_home
 from remotegpu.core.environments.jupyter import JUPYTER_UNAVAILABLE, JUPYTER_UNAVAILABLE_MESSAGE
 from remotegpu.core.environments.lifecycle import IllegalTransitionError, Trigger, next_phase
 from remotegpu.core.environments.states import ActorKind, Phase
@@ -177,7 +178,8 @@ MeterChange = Callable[[Connection, EnvironmentState, dt.datetime], None]
 
 def _meter_changes(env: EnvironmentState, result: StepResult, new_phase: Phase) -> list[MeterChange]:
     """What the move observes for metering: running starts or ends compute, provisioning opens the
-    volumes' storage, a delete with the volumes ends it (`core.billing.meters`)."""
+    volumes' storage (and makes the user's home volume, metered from then on), a delete with the
+    volumes ends it (`core.billing.meters`, `core.datasets.homes`)."""
     changes: list[MeterChange] = []
     if env.phase is not Phase.RUNNING and new_phase is Phase.RUNNING:
         changes.append(lambda c, e, now: open_compute_meters(c, e.id, now))
@@ -185,6 +187,9 @@ def _meter_changes(env: EnvironmentState, result: StepResult, new_phase: Phase) 
         changes.append(lambda c, e, now: close_compute_meters(c, e.id, now))
     if result.trigger is Trigger.PROVISION and env.spec.volumes:
         changes.append(lambda c, e, now: open_storage_meters(c, e.id, e.spec, now))
+    if result.trigger is Trigger.PROVISION and env.home is not None:
+        home = env.home  # its claim was created with the pod: the home exists from now, metered once
+        changes.append(lambda c, e, now: record_home(c, home, now))
     if result.mark_deleted:
         changes.append(lambda c, e, now: close_storage_meters(c, e.id, now))
     return changes

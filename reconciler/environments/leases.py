@@ -17,6 +17,9 @@ from sqlalchemy import text
 
 from remotegpu.core.accounts.ssh_keys import AUTHORIZED_KEYS_SQL
 from remotegpu.core.capacity.requests import ClaimedPort
+from remotegpu.core.cluster.driver import HomeMount
+from remotegpu.core.datasets.attach import DATASETS_SQL, DatasetRef, refs_from_json
+from remotegpu.core.datasets.homes import HOME_SQL, home_mount
 from remotegpu.core.environments.lifecycle import Trigger, sources
 from remotegpu.core.environments.spec import EnvironmentSpec, spec_from_stored
 from remotegpu.core.environments.states import (
@@ -80,6 +83,10 @@ class EnvironmentState:
     image_pinned_reference: str | None = None
     image_pinned_generation: int | None = None
     image_pull_generation: int = 0
+    datasets: tuple[DatasetRef, ...] = ()
+    """The datasets its spec names that exist in its workspace (`DATASETS_SQL`)."""
+    home: HomeMount | None = None
+    """Its user's home volume in the workspace, when the workspace has them (`HOME_SQL`)."""
 
 
 # -- fetch ---------------------------------------------------------------------------------------
@@ -186,7 +193,9 @@ STATE_COLUMNS = f"""
            coalesce((SELECT json_agg(x.kind ORDER BY x.kind) FROM access_endpoints x
                       WHERE x.environment_id = e.id AND x.removed_at IS NULL
                         AND x.kind IN ({sql_list((AccessKind.GUACAMOLE, AccessKind.JUMPSERVER))})), '[]')
-               AS gateway_kinds
+               AS gateway_kinds,
+           {DATASETS_SQL} AS datasets,
+           e.user_id, {HOME_SQL} AS home
       FROM environments e
       LEFT JOIN allocations a ON a.environment_id = e.id AND a.released_at IS NULL
       LEFT JOIN hosts h ON h.id = a.host_id
@@ -227,4 +236,6 @@ def state_from_row(row: Any) -> EnvironmentState:
         image_pinned_reference=row.image_pinned_reference,
         image_pinned_generation=row.image_pinned_generation,
         image_pull_generation=row.image_pull_generation,
+        datasets=refs_from_json(row.datasets),
+        home=home_mount(row.workspace_id, row.user_id, row.home),
     )

@@ -45,6 +45,7 @@ from remotegpu.core.registry.client import RegistryUnavailableError
 from remotegpu.core.secrets.store import SecretsAccessDeniedError, SecretsUnavailableError
 from remotegpu.reconciler.context import ReconcilerContext
 from remotegpu.reconciler.environments import gateway_step
+from remotegpu.reconciler.environments.datasets import mounts_of, prepare_datasets
 from remotegpu.reconciler.environments.leases import EnvironmentState
 from remotegpu.reconciler.environments.pinning import pin_image, pod_image
 from remotegpu.reconciler.environments.results import Outcome, StepResult, advance, fail, requeue, retry
@@ -152,7 +153,10 @@ def _provision(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
     pin = pin_image(ctx, env)
     if pin is not None:
         return pin
-    _ensure_pod(ctx, env, _workload(env))
+    waiting = prepare_datasets(ctx, env)  # ready, and those in S3 synced into volumes
+    if waiting is not None:
+        return waiting
+    _ensure_pod(ctx, env, _workload(ctx, env))
     ctx.kill_point("after-pod-created")
     if isinstance(ctx.cluster, WorkloadWatcher):
         # The pod's own change (scheduled, running, failing) makes it due at once; the recheck is the
@@ -167,7 +171,7 @@ def _observe_pod(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
     if pod.state is not PodState.FAILED:
         # every look re-checks the keys (a compare in the driver's memory when unchanged), so a removed
         # key is gone from a running environment within one resync
-        _ensure_ssh_keys(ctx, env, _workload(env))
+        _ensure_ssh_keys(ctx, env, _workload(ctx, env))
     if pod.state is PodState.RUNNING:
         if not pod.ready and not _jupyter_probe_failed(ctx, env, pod):
             return requeue(POD_START_RECHECK)  # its probe has not had its chance yet
@@ -208,7 +212,7 @@ def _observe_pod(ctx: ReconcilerContext, env: EnvironmentState) -> StepResult:
         # and give up at the phase deadline.
         return retry(reason, pod.message)
     # The pod is gone while its host is healthy: create it again, on the same host with the same claims.
-    _ensure_pod(ctx, env, _workload(env))
+    _ensure_pod(ctx, env, _workload(ctx, env))
     ctx.kill_point("after-pod-created")
     if env.phase is Phase.RUNNING:
         return advance(Trigger.RECREATE, "PodLost", "pod vanished; re-created on the same host")
@@ -339,10 +343,19 @@ def _ensure_ssh_keys(ctx: ReconcilerContext, env: EnvironmentState, workload: Wo
     )
 
 
-def _workload(env: EnvironmentState) -> WorkloadSpec:
+def _workload(ctx: ReconcilerContext, env: EnvironmentState) -> WorkloadSpec:
     assert env.host_name is not None, "a placed environment has a host"
     devices = tuple(device for device in env.claimed_devices if device)
     placement = PodPlacement(
         env.host_name, env.ports, env.gpu_count, env.cpu_millis, env.memory_bytes, gpu_uuids=devices
     )
-    return workload_spec(env.id, env.workspace_id, env.generation, env.spec, placement, image=pod_image(env))
+    return workload_spec(
+        env.id,
+        env.workspace_id,
+        env.generation,
+        env.spec,
+        placement,
+        image=pod_image(env),
+        datasets=mounts_of(ctx, env),
+        home=env.home,
+    )

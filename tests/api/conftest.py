@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -38,13 +39,21 @@ def api_cluster() -> InMemoryCluster:
 
 
 @pytest.fixture(scope="session")
-def api_url(engine: Engine, api_cluster: InMemoryCluster) -> Iterator[str]:
+def dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The local dataset backend's folder of the test API."""
+    return tmp_path_factory.mktemp("datasets")
+
+
+@pytest.fixture(scope="session")
+def api_url(engine: Engine, api_cluster: InMemoryCluster, dataset_dir: Path) -> Iterator[str]:
     """Base URL of one API process for the whole run (rows are cleaned between tests)."""
     settings = Settings(
         jwt_secret=JWT_SECRET,
         login_attempts_per_minute=1000,
         login_failures_per_account_per_hour=1000,
         secrets_key=SECRETS_KEY,
+        dataset_dir=dataset_dir,
+        dataset_chunk_bytes=1 << 20,
     )
     with running_api(create_app(settings, engine, logs=api_cluster)) as url:
         yield url
@@ -70,6 +79,8 @@ def reconciler(
     api_cluster.creates.clear()
     api_cluster.secrets.clear()
     api_cluster.without_jupyter.clear()
+    api_cluster.sync_jobs.clear()
+    api_cluster.failing_syncs.clear()
 
 
 @dataclass

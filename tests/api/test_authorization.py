@@ -49,6 +49,8 @@ class World:
     """A user outside the workspace, for add-member and disable."""
     viewer_extra: uuid.UUID
     """A second viewer, for remove-member."""
+    dataset: uuid.UUID
+    """A volume dataset the member created."""
 
 
 def _user(connection: Connection, role: str = "user") -> uuid.UUID:
@@ -122,8 +124,26 @@ def build_world(engine: Engine) -> World:
         gpu = connection.execute(text("SELECT id FROM gpus WHERE host_id = :h"), {"h": host}).scalar_one()
         tokens = {role: create_api_token(connection, user, "cli", None).id for role, user in users.items()}
         spare = _user(connection)
+        dataset = connection.execute(
+            text(
+                "INSERT INTO datasets (workspace_id, name, created_by, source, volume, size_bytes, status)"
+                " VALUES (:w, 'members-data', :u, 'volume', 'lab-data', 1, 'ready') RETURNING id"
+            ),
+            {"w": workspace, "u": users["member"]},
+        ).scalar_one()
     return World(
-        users, workspace, members_env, owners_env, image, invoice, host, gpu, tokens, spare, viewer_extra
+        users,
+        workspace,
+        members_env,
+        owners_env,
+        image,
+        invoice,
+        host,
+        gpu,
+        tokens,
+        spare,
+        viewer_extra,
+        dataset,
     )
 
 
@@ -190,6 +210,26 @@ ROUTES = [
     Route("GET", "/users/me/ssh-keys", "signed-in"),
     Route("POST", "/users/me/ssh-keys", "signed-in", lambda w, r: {"public_key": ed25519_line(r)}),
     Route("DELETE", "/users/me/ssh-keys/{ssh_key}", "signed-in", ok=404),  # nobody's key: 404 once signed in
+    Route(
+        "POST",
+        "/datasets",
+        "member",
+        lambda w, r: {
+            "name": f"d-{r}",
+            "workspace": _ws_name(w),
+            "source": "volume",
+            "volume": "v",
+            "size_bytes": 1,
+        },
+    ),
+    Route("GET", "/datasets?workspace={workspace}", "viewer"),
+    Route("GET", "/datasets/{dataset}", "viewer"),
+    Route("DELETE", "/datasets/{dataset}", "member"),
+    # a volume dataset takes no uploads: those who may upload are told so (409), the others are refused first
+    Route("PUT", "/datasets/{dataset}/content", "member", ok=409),
+    Route("POST", "/datasets/{dataset}/parts", "member", lambda w, r: {}, ok=409),
+    Route("POST", "/datasets/{dataset}/complete", "member", lambda w, r: {}, ok=409),
+    Route("POST", "/datasets/{dataset}/retry", "member", ok=409),
     Route("GET", "/users", "platform"),
     Route("POST", "/users/{spare}/disable", "platform"),
     Route("POST", "/users/{spare}/enable", "platform"),
@@ -336,6 +376,7 @@ def _path(route: Route, world: World, role: str) -> str:
         "viewer_extra": world.viewer_extra,
         "token": world.tokens.get(role, uuid.uuid4()),
         "ssh_key": uuid.uuid4(),
+        "dataset": world.dataset,
     }
     return route.path.format(**values)
 
@@ -376,6 +417,7 @@ def _template(path: str) -> str:
         "{spare}": "{user_id}",
         "{token}": "{token_id}",
         "{ssh_key}": "{key_id}",
+        "{dataset}": "{dataset_id}",
         "/harbor.example.org": "/{registry}",
         "/lab-registry": "/{name}",
     }

@@ -11,10 +11,12 @@ import kubernetes_validate
 import pytest
 
 from remotegpu.core.capacity.requests import ClaimedPort
-from remotegpu.core.cluster.driver import VolumeSpec, WorkloadSpec
+from remotegpu.core.cluster.driver import DatasetMount, DatasetSyncJob, VolumeSpec, WorkloadSpec
 from remotegpu.core.cluster.manifests import (
     GPU_RESOURCE,
     GpuBindingError,
+    dataset_claim_manifest,
+    dataset_sync_job_manifest,
     env_config_map_manifest,
     environment_secret_manifest,
     network_policy_manifest,
@@ -226,3 +228,56 @@ def test_device_id_binding_gives_a_pod_without_gpus_none_and_refuses_unknown_uui
         pod_manifest(dataclasses.replace(BOUND, gpu_uuids=CLAIMED[:1]), gpu_binding="device-id")
     with pytest.raises(ValueError, match="gpu_binding: 'dra' is not one of device-plugin, device-id"):
         pod_manifest(BOUND, gpu_binding="dra")
+
+
+def test_datasets_are_mounted_read_only_unless_asked_and_local_ones_by_their_folder() -> None:
+    spec = dataclasses.replace(
+        SPEC,
+        datasets=(
+            DatasetMount("imagenet", "/data/imagenet", "env-x-ds-1234abcd"),
+            DatasetMount("labels", "/data/labels", "remotegpu-datasets", sub_path="0f1e"),
+            DatasetMount("scratch", "/scratch", "lab-scratch", read_only=False),
+        ),
+    )
+    pod = pod_manifest(spec)
+    kubernetes_validate.validate(pod, VERSION, strict=True)
+    container = pod["spec"]["containers"][0]
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts["/data/imagenet"]["readOnly"] is True
+    assert mounts["/data/labels"]["subPath"] == "0f1e"
+    assert mounts["/scratch"]["readOnly"] is False
+    claims = {
+        v["name"]: v["persistentVolumeClaim"] for v in pod["spec"]["volumes"] if "persistentVolumeClaim" in v
+    }
+    assert claims[mounts["/data/labels"]["name"]] == {"claimName": "remotegpu-datasets", "readOnly": True}
+
+
+def test_a_dataset_sync_job_and_its_claim_are_valid_and_keep_the_credentials_out_of_the_spec() -> None:
+    job = DatasetSyncJob(
+        environment_id=SPEC.environment_id,
+        workspace_id=SPEC.workspace_id,
+        dataset_id=uuid.UUID("00000000-0000-0000-0000-00000000d0d0"),
+        source="s3://datasets/corpora/wiki/",
+        size_bytes=10 << 30,
+        image="ghcr.io/remotegpu/remotegpu:0.1.0",
+        credentials_secret=f"{SPEC.name}-dataset-s3",
+        checksum="sha256:" + "ab" * 32,
+    )
+    manifest = dataset_sync_job_manifest(job)
+    claim = dataset_claim_manifest(job, "fast")
+    kubernetes_validate.validate(manifest, VERSION, strict=True)
+    kubernetes_validate.validate(claim, VERSION, strict=True)
+    assert len(job.name) <= 63
+    container = manifest["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == [
+        "dataset-sync",
+        "--source",
+        job.source,
+        "--dest",
+        "/dataset",
+        "--checksum",
+        job.checksum,
+    ]
+    assert container["envFrom"] == [{"secretRef": {"name": job.credentials_secret}}]
+    assert claim["spec"]["storageClassName"] == "fast"
+    assert manifest["metadata"]["labels"]["remotegpu.io/environment"] == str(SPEC.environment_id)

@@ -19,9 +19,11 @@ from kubernetes import client  # type: ignore[import-untyped,unused-ignore]
 
 from remotegpu.core.cluster.driver import (
     WORKSPACE_NAMESPACE_PREFIX,
+    DatasetSyncJob,
     NoContainerError,
     PodObservation,
     PodState,
+    SyncObservation,
     WorkloadSpec,
     workload_name,
 )
@@ -37,6 +39,7 @@ from remotegpu.core.cluster.kubernetes.client import (
     streamed_lines,
     without_retries,
 )
+from remotegpu.core.cluster.kubernetes.dataset_sync import delete_syncs, ensure_sync
 from remotegpu.core.cluster.kubernetes.nodes import foreign_usage_by_node, is_ready, observed_node
 from remotegpu.core.cluster.kubernetes.pod_status import observation_from_pod, pod_events_from_listing
 from remotegpu.core.cluster.manifests import (
@@ -48,6 +51,7 @@ from remotegpu.core.cluster.manifests import (
     env_config_map_manifest,
     env_config_map_name,
     environment_secret_manifest,
+    home_claim_manifest,
     network_policy_manifest,
     pod_manifest,
     pull_secret_manifest,
@@ -97,6 +101,7 @@ class KubernetesCluster:
         platform-wide one for that image (`RegistryDirectory.pull_secret`); None: none configured."""
         self._core = client.CoreV1Api(api_client)
         self._networking = client.NetworkingV1Api(api_client)
+        self._batch = client.BatchV1Api(api_client)
         self._watching = client.CoreV1Api(without_retries(api_client))
         self._policies: set[str] = set()
         self._namespaces: set[str] = set()
@@ -173,6 +178,12 @@ class KubernetesCluster:
                 self._core.create_namespaced_persistent_volume_claim,
                 volume_claim_manifest(spec, volume, self.storage_class),
             )
+        if spec.home is not None:
+            create_or_get(
+                namespace,
+                self._core.create_namespaced_persistent_volume_claim,
+                home_claim_manifest(spec, self.storage_class),
+            )
         pull_secret = self._ensure_pull_secret(namespace, spec.image)
         if spec.env:
             create_or_get(namespace, self._core.create_namespaced_config_map, env_config_map_manifest(spec))
@@ -242,9 +253,17 @@ class KubernetesCluster:
         for secret in self._access_secrets(namespace, environment_id):
             removed |= self.delete_object("secret", namespace, secret)
         if not keep_volumes:
+            removed |= delete_syncs(self._batch, namespace, str(environment_id))
             for claim in self.volume_claims(environment_id):
                 removed |= self.delete_object("pvc", namespace, claim)
         return removed
+
+    def ensure_dataset_sync(self, job: DatasetSyncJob) -> SyncObservation:
+        """The dataset's claim and sync Job, created unless they exist; the Job's state."""
+        namespace = self.namespace_for(job.workspace_id)
+        self._ensure_namespace(namespace)
+        self._placed_in[job.environment_id] = namespace
+        return ensure_sync(self._core, self._batch, namespace, job, self.storage_class)
 
     def node_ready(self, node: str) -> bool:
         """The node's Ready condition; False when the node does not exist."""

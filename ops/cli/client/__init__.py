@@ -1,7 +1,7 @@
 """Client-side commands: they talk to the API, never to the database.
 
 `login`, `register`, `apply -f`, `get`, `describe`, `start|stop|restart|delete`, `logs -f`, `watch`,
-`workspaces`, `ssh-keys`, `ops status`, `quota set`, `hosts cordon|uncordon|drain`,
+`workspaces`, `ssh-keys`, `datasets`, `ops status`, `quota set`, `hosts cordon|uncordon|drain`,
 `registry add|remove|login|logout|list`, `images sync`,
 `billing invoices`, `prices set|list`, `top`. Tables by
 default, `-o json|yaml` for scripts; errors are one line on stderr and a non-zero exit status.
@@ -19,6 +19,7 @@ import typer
 from remotegpu.ops.cli.client.apply import apply
 from remotegpu.ops.cli.client.auth import login, passwd, register, reset_password
 from remotegpu.ops.cli.client.billing import billing_app
+from remotegpu.ops.cli.client.datasets import datasets_app
 from remotegpu.ops.cli.client.describe import describe_app
 from remotegpu.ops.cli.client.environments import access, delete, get_envs, logs, restart, start, stop
 from remotegpu.ops.cli.client.hosts import get_gpus, get_hosts, hosts_app
@@ -73,6 +74,7 @@ def register_commands(app: typer.Typer) -> None:
     for group, name in (
         (workspaces_app, "workspaces"),
         (ssh_keys_app, "ssh-keys"),
+        (datasets_app, "datasets"),
         (_get_app(), "get"),
         (describe_app, "describe"),
         (ops_app, "ops"),

@@ -91,12 +91,22 @@ def workspace_settings(
             " sets policies.idle_stop_after; `none` to never (needs monitoring: see `remotegpu doctor`).",
         ),
     ] = None,
+    home_volume: Annotated[
+        str | None,
+        typer.Option(
+            "--home-volume",
+            help="Give each member a persistent home of this size (e.g. 50Gi) at /home/<user> in their"
+            " environments, billed as storage; `none` for no new ones.",
+        ),
+    ] = None,
     workspace: Workspace = None,
     output: Output = OutputFormat.TABLE,
 ) -> None:
     """Show the workspace's settings; with a flag, change it first (admins and owners; the spending
     limit owners only)."""
     changes: dict[str, object] = {}
+    if home_volume is not None:
+        changes["home_volume_size"] = None if home_volume.lower() == "none" else home_volume
     if idle_stop_minutes is not None:
         changes["default_idle_stop_minutes"] = _minutes(idle_stop_minutes)
     if spending_limit is not None:

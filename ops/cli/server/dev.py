@@ -8,7 +8,7 @@ import msgspec
 import typer
 from rich.table import Table
 
-from remotegpu.core.platform.settings import DevRegistryChoice, GatewayChoice, SecretsBackend
+from remotegpu.core.platform.settings import DevRegistryChoice, DevS3Choice, GatewayChoice, SecretsBackend
 from remotegpu.ops.cli.consoles import console
 from remotegpu.ops.cli.server.api import HostOption, PortOption, api_address
 from remotegpu.ops.cli.server.config import ConfigOption, LogFormatOption, server_settings
@@ -38,6 +38,16 @@ RegistryOption = Annotated[
 ]
 
 
+S3Option = Annotated[
+    DevS3Choice | None,
+    typer.Option(
+        "--s3",
+        help="Keep uploaded datasets in moto's S3 server on loopback, synced into environments by Jobs"
+        " (needs moto[server]); none: a local folder.",
+    ),
+]
+
+
 def dev(
     config: ConfigOption = None,
     log_format: LogFormatOption = None,
@@ -46,6 +56,7 @@ def dev(
     secrets: SecretsOption = None,
     gateway: GatewayOption = None,
     registry: RegistryOption = None,
+    s3: S3Option = None,
 ) -> None:
     """Run all of RemoteGPU on this machine until Ctrl-C: Postgres (embedded unless DATABASE_URL is set)
     with the schema migrated, a simulated GPU cluster (with a kubeconfig for kubectl), a reconciler and the
@@ -60,7 +71,9 @@ def dev(
             settings = msgspec.structs.replace(settings, secrets_backend=secrets)
         from remotegpu.ops.devstack import running_dev_stack  # after the port check: a large import
 
-        with running_dev_stack(settings, gateway or settings.gateway, registry or "none") as stack:
+        with running_dev_stack(
+            settings, gateway or settings.gateway, registry or "none", s3 or "none"
+        ) as stack:
             table = Table(title="RemoteGPU dev stack", show_header=True)
             table.add_column("component")
             table.add_column("where", overflow="fold")

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from remotegpu.core.capacity.requests import ClaimedPort
-from remotegpu.core.cluster.driver import VolumeSpec, WorkloadSpec
+from remotegpu.core.cluster.driver import DatasetSyncJob, VolumeSpec, WorkloadSpec
 from remotegpu.core.cluster.kubernetes.client import api_client_from_kubeconfig
 from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
 from remotegpu.core.environments.states import PortPurpose, Protocol
@@ -185,6 +185,20 @@ class _Drive:
     def delete_object(self) -> None:
         assert self.driver().delete_object("configmap", self.namespace, f"{SPEC.name}-env")
 
+    def ensure_dataset_sync(self) -> None:
+        """An S3 dataset's claim and sync Job for the environment, created, then found."""
+        job = DatasetSyncJob(
+            environment_id=SPEC.environment_id,
+            workspace_id=SPEC.workspace_id,
+            dataset_id=uuid.UUID("00000000-0000-0000-0000-0000000000d1"),
+            source="s3://datasets/corpus/",
+            size_bytes=1 << 20,
+            image="ghcr.io/remotegpu/remotegpu:0.1.0",
+            credentials_secret=f"{SPEC.name}-dataset-s3",
+        )
+        self.driver().ensure_dataset_sync(job)
+        self.driver().ensure_dataset_sync(job)
+
     def delete_workload(self) -> None:
         assert self.driver().delete_workload(SPEC.environment_id, keep_volumes=False)
 
@@ -200,6 +214,7 @@ ORDER = (
     "watch_workloads",
     "stream_logs",
     "delete_object",
+    "ensure_dataset_sync",
     "delete_workload",
 )
 """The life of an environment, so each step finds what the one before made."""
