@@ -105,7 +105,7 @@ def schedule_waiting(
     with engine.begin() as connection:
         rows = connection.execute(_WAITING_SQL).all()
         held = hold(connection, {row.workspace_id for row in rows}) if hold is not None and rows else {}
-        hosts, totals = _host_snapshots(connection)
+        hosts, totals = host_snapshots(connection)
         running = {workspace: int(gpus) for workspace, gpus in connection.execute(_RUNNING_GPUS_SQL)}
     held_rows = [row for row in rows if row.workspace_id in held]
     rows = [row for row in rows if row.workspace_id not in held]
@@ -191,7 +191,8 @@ def _request(row: Any) -> AllocationRequest:
     )
 
 
-def _host_snapshots(connection: Connection) -> tuple[list[HostSnapshot], dict[Any, dict[str, int]]]:
+def host_snapshots(connection: Connection) -> tuple[list[HostSnapshot], dict[Any, dict[str, int]]]:
+    """Every host as the queue plans over it, and each host's GPU totals by model."""
     hosts: list[HostSnapshot] = []
     totals: dict[Any, dict[str, int]] = {}
     for row in connection.execute(_HOSTS_SQL):

@@ -29,12 +29,15 @@ def bench(
     rate: Annotated[
         float | None, typer.Option("--rate", min=1, help="api: offered requests per second.")
     ] = None,
+    batch: Annotated[
+        bool, typer.Option("--batch", help="allocation: the scheduler's batch path instead of one by one.")
+    ] = False,
 ) -> None:
     """Run a benchmark: a table, then one JSON line of figures."""
     if name == "allocation":
         from remotegpu.ops.bench import allocation
 
-        allocation.main(quick, workers)
+        allocation.main(quick, workers, batch)
     elif name == "reconcile":
         from remotegpu.ops.bench import reconcile
 
