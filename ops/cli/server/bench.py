@@ -10,7 +10,9 @@ from remotegpu.core.platform.errors import RemoteGPUError
 
 
 def bench(
-    name: Annotated[str, typer.Argument(help="Benchmark to run: allocation, reconcile, api or billing.")],
+    name: Annotated[
+        str, typer.Argument(help="Benchmark to run: allocation, reconcile, api, billing or scheduling.")
+    ],
     quick: Annotated[bool, typer.Option("--quick", help="A short run (under 30 s).")] = False,
     workers: Annotated[
         int | None,
@@ -19,13 +21,20 @@ def bench(
     envs: Annotated[
         int | None,
         typer.Option(
-            "--envs", min=1, help="reconcile: environments to submit; billing: running ones to meter."
+            "--envs",
+            min=1,
+            help="reconcile: environments to submit; billing: running ones to meter; scheduling: waiting ones.",
         ),
     ] = None,
     cluster: Annotated[
         str, typer.Option("--cluster", help="reconcile: memory or sim (over HTTP).")
     ] = "memory",
-    nodes: Annotated[int, typer.Option("--nodes", min=1, help="reconcile --cluster sim: node count.")] = 500,
+    nodes: Annotated[
+        int | None,
+        typer.Option(
+            "--nodes", min=1, help="reconcile --cluster sim: node count (500); scheduling: hosts (2,000)."
+        ),
+    ] = None,
     rate: Annotated[
         float | None, typer.Option("--rate", min=1, help="api: offered requests per second.")
     ] = None,
@@ -43,7 +52,7 @@ def bench(
 
         if cluster not in {"memory", "sim"}:
             raise RemoteGPUError(f"--cluster: {cluster!r} is not a cluster; choose memory or sim")
-        reconcile.main(quick, envs, cluster, nodes)
+        reconcile.main(quick, envs, cluster, nodes or 500)
     elif name == "api":
         from remotegpu.ops.bench import api as api_bench
 
@@ -52,7 +61,11 @@ def bench(
         from remotegpu.ops.bench import billing
 
         billing.main(quick, envs)
+    elif name == "scheduling":
+        from remotegpu.ops.bench import scheduling
+
+        scheduling.main(quick, envs, nodes)
     else:
         raise RemoteGPUError(
-            f"unknown benchmark {name!r}; choose one of: allocation, reconcile, api, billing"
+            f"unknown benchmark {name!r}; choose one of: allocation, reconcile, api, billing, scheduling"
         )
