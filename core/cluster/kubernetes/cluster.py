@@ -244,6 +244,9 @@ class KubernetesCluster:
         if not keep_volumes:
             for claim in self.volume_claims(environment_id):
                 removed |= self.delete_object("pvc", namespace, claim)
+        # Remembered per environment only while its objects live: a map of every environment this
+        # process ever placed would grow without end (kept volumes are found again by one listing).
+        self._placed_in.pop(environment_id, None)
         return removed
 
     def node_ready(self, node: str) -> bool:
