@@ -74,15 +74,15 @@ _RECORD_WAITING_SQL = text(
     """
 )
 
-# Who shows a queue position now (`ix_environments_queued`: only those rows), so that the ones no longer
-# waiting can be cleared by id. Clearing with `NOT (id = ANY(:waiting))` compared every row with every
+# Who shows a queue place now (every one has a reason; `ix_environments_queued` holds only those rows), so
+# that the ones no longer waiting can be cleared by id. Clearing with `NOT (id = ANY(:waiting))` compared every row with every
 # waiting id: quadratic in the queue's depth.
-_QUEUED_SQL = text("SELECT id FROM environments WHERE queue_position IS NOT NULL")
+_QUEUED_SQL = text("SELECT id FROM environments WHERE queue_reason IS NOT NULL")
 
 _CLEAR_WAITING_SQL = text(
     """
     UPDATE environments SET queue_position = NULL, queue_reason = NULL
-     WHERE id = ANY(CAST(:ids AS uuid[])) AND queue_position IS NOT NULL
+     WHERE id = ANY(CAST(:ids AS uuid[])) AND (queue_position IS NOT NULL OR queue_reason IS NOT NULL)
     """
 )
 

@@ -1,9 +1,11 @@
-"""A deep capacity queue: the rows that show a queue position indexed, room on environment pages.
+"""A deep capacity queue: the rows that show a queue place indexed, room on environment pages.
 
 Each scheduling pass rewrites the queue position of every waiting environment whose place moved, and
-clears it on those no longer waiting. The partial index finds the latter without reading every
-environment; the fill factor leaves room on each page so that those updates (of columns no index
-holds) stay on their page (HOT) instead of adding an entry to each of the table's indexes.
+clears position and reason on those no longer waiting. The partial index finds the latter without
+reading every environment; its predicate names the reason, which a pass seldom changes, not the
+position, which it rewrites: an update of a column an index mentions cannot stay on its page. The fill
+factor leaves room on each page, so those updates stay there (HOT) instead of adding an entry to each
+of the table's nine indexes.
 
 Revision ID: 0017
 Revises: 0014
@@ -28,7 +30,7 @@ def upgrade() -> None:
         "environments",
         ["id"],
         unique=False,
-        postgresql_where=sa.text("queue_position IS NOT NULL"),
+        postgresql_where=sa.text("queue_reason IS NOT NULL"),
     )
     # applies to pages written from now on; existing ones fill up as before
     op.execute("ALTER TABLE environments SET (fillfactor = 80)")
