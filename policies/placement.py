@@ -96,11 +96,24 @@ def rank_placements(
 ) -> list[Placement]:
     """All placements of `request`, best first under `strategy`; deterministic for equal inputs."""
     candidates = [placement for host in hosts for placement in fits(host, request)]
-    if strategy is Strategy.BIN_PACK:
-        candidates.sort(key=lambda p: (p.free_gpus_before, p.host_name, p.gpu_model or ""))
-    else:
-        candidates.sort(key=lambda p: (-p.free_gpus_before, p.host_name, p.gpu_model or ""))
+    candidates.sort(key=_bin_pack_key if strategy is Strategy.BIN_PACK else _spread_key)
     return candidates
+
+
+def _bin_pack_key(placement: Placement) -> tuple[int, str, str]:
+    return (placement.free_gpus_before, placement.host_name, placement.gpu_model or "")
+
+
+def _spread_key(placement: Placement) -> tuple[int, str, str]:
+    return (-placement.free_gpus_before, placement.host_name, placement.gpu_model or "")
+
+
+def best_placement(
+    hosts: Iterable[HostSnapshot], request: PlacementRequest, strategy: Strategy = Strategy.BIN_PACK
+) -> Placement | None:
+    """The first placement `rank_placements` would give (None when none fits), without sorting the rest."""
+    key = _bin_pack_key if strategy is Strategy.BIN_PACK else _spread_key
+    return min((placement for host in hosts for placement in fits(host, request)), key=key, default=None)
 
 
 def could_ever_fit(

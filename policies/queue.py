@@ -12,6 +12,7 @@ with a reason that says so.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 from collections import defaultdict, deque
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,8 +24,8 @@ from remotegpu.policies.placement import (
     Placement,
     PlacementRequest,
     Strategy,
+    best_placement,
     could_ever_fit,
-    rank_placements,
 )
 
 NEVER_FITS = "no host can ever fit"
@@ -74,14 +75,22 @@ def order_queue(
         lanes: dict[Hashable, deque[QueuedRequest]] = defaultdict(deque)
         for item in sorted(by_priority[priority], key=lambda i: (i.submitted_order, str(i.key))):
             lanes[item.workspace].append(item)
-        share = {ws: running_gpus_by_workspace.get(ws, 0) for ws in lanes}
-        while lanes:
-            workspace = min(lanes, key=lambda ws: (share[ws], lanes[ws][0].submitted_order, str(ws)))
-            item = lanes[workspace].popleft()
+        # The workspace with the least share goes next (ties: the older head, then the name). Only the
+        # lane just served changes its key, so a heap of lanes gives the same order as a scan per item.
+        heap = [
+            (running_gpus_by_workspace.get(ws, 0), lane[0].submitted_order, str(ws), ws)
+            for ws, lane in lanes.items()
+        ]
+        heapq.heapify(heap)
+        while heap:
+            share, _, name, workspace = heapq.heappop(heap)
+            lane = lanes[workspace]
+            item = lane.popleft()
             ordered.append(item)
-            share[workspace] += item.request.gpu_count
-            if not lanes[workspace]:
-                del lanes[workspace]
+            if lane:
+                heapq.heappush(
+                    heap, (share + item.request.gpu_count, lane[0].submitted_order, name, workspace)
+                )
     return ordered
 
 
@@ -92,34 +101,77 @@ def plan_queue(
     running_gpus_by_workspace: Mapping[Any, int],
     strategy: Strategy = Strategy.BIN_PACK,
 ) -> QueuePlan:
-    """Decide which waiting requests to place now, where, and the position and reason of the rest."""
+    """Decide which waiting requests to place now, where, and the position and reason of the rest.
+
+    Free capacity only shrinks while a plan is made and reservations only grow, so a request that found
+    no placement rules out every later one that asks for at least as much of everything (same model
+    and exclusions): those wait without another look at every host. What a deep queue costs is then
+    about one scan of the hosts per distinct request shape, not one per waiting environment.
+    """
     free = {host.key: host for host in hosts}
     plan = QueuePlan()
     reserved: set[Hashable] = set()
+    unplaceable: list[PlacementRequest] = []
+    ever_fits = _EverFits(free.values(), total_gpus_by_host)
     position = 0
     for item in order_queue(items, running_gpus_by_workspace):
-        usable = [host for key, host in free.items() if key not in reserved]
-        ranked = rank_placements(usable, item.request, strategy)
-        if ranked:
-            best = ranked[0]
+        request = item.request
+        best = None
+        if not any(_covers(smaller, request) for smaller in unplaceable):
+            best = best_placement(
+                (host for key, host in free.items() if key not in reserved), request, strategy
+            )
+        if best is not None:
             plan.placements.append((item, best))
-            free[best.host_key] = _take(free[best.host_key], item.request, best.gpu_model)
+            free[best.host_key] = _take(free[best.host_key], request, best.gpu_model)
             continue
+        if not any(_covers(smaller, request) for smaller in unplaceable):
+            unplaceable.append(request)
         position += 1
-        possible = [
-            host
-            for host in free.values()
-            if could_ever_fit(host, total_gpus_by_host.get(host.key, {}), item.request)
-        ]
-        if not possible:
-            plan.waiting[item.key] = Waiting(position, f"{NEVER_FITS} {item.request.describe()}")
+        if not ever_fits(request):
+            plan.waiting[item.key] = Waiting(position, f"{NEVER_FITS} {request.describe()}")
             continue
         if plan.head is None:
             plan.head = item.key
-            reserved.add(_closest_to_fitting(possible, item.request).key)
-        plan.waiting[item.key] = Waiting(position, f"waiting for {item.request.describe()}")
+            possible = [
+                host
+                for host in free.values()
+                if could_ever_fit(host, total_gpus_by_host.get(host.key, {}), request)
+            ]
+            reserved.add(_closest_to_fitting(possible, request).key)
+        plan.waiting[item.key] = Waiting(position, f"waiting for {request.describe()}")
     plan.reserved_hosts = frozenset(reserved)
     return plan
+
+
+def _covers(smaller: PlacementRequest, request: PlacementRequest) -> bool:
+    """`request` asks for at least what `smaller` does, of the same GPU model and exclusions."""
+    return (
+        smaller.gpu_model == request.gpu_model
+        and smaller.excluded_models == request.excluded_models
+        and (smaller.gpu_count == 0) == (request.gpu_count == 0)
+        and smaller.gpu_count <= request.gpu_count
+        and smaller.cpu_millis <= request.cpu_millis
+        and smaller.memory_bytes <= request.memory_bytes
+        and smaller.ports <= request.ports
+    )
+
+
+class _EverFits:
+    """Whether a request could fit some host if it were empty: `could_ever_fit` over every host, once
+    per request shape (it depends only on the hosts' totals and schedulability, which a plan keeps)."""
+
+    def __init__(self, hosts: Iterable[HostSnapshot], totals: Mapping[Any, Mapping[str, int]]) -> None:
+        self._hosts = list(hosts)
+        self._totals = totals
+        self._known: dict[PlacementRequest, bool] = {}
+
+    def __call__(self, request: PlacementRequest) -> bool:
+        if request not in self._known:
+            self._known[request] = any(
+                could_ever_fit(host, self._totals.get(host.key, {}), request) for host in self._hosts
+            )
+        return self._known[request]
 
 
 def _matching_free(host: HostSnapshot, request: PlacementRequest) -> int:

@@ -29,7 +29,7 @@ The partial unique indexes on active claims stay the last line of defence: a vio
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -39,16 +39,17 @@ from remotegpu.core.capacity.capacity_sql import FITS_HEADROOM, HEADROOM_COLUMNS
 from remotegpu.core.capacity.claim_write import write_claims
 from remotegpu.core.capacity.eligibility import (
     ENVIRONMENT_STATE_SELECT,
-    lock_quotas,
     over_quota,
+    quota_lock_statement,
     quota_violations_for,
     refusal,
     with_storage_held,
 )
-from remotegpu.core.capacity.host_room import read_rooms
+from remotegpu.core.capacity.host_room import room_statement, rooms_from_rows
 from remotegpu.core.capacity.quotas import quota_state_from_json
 from remotegpu.core.capacity.requests import AllocationOutcome, AllocationRequest, AllocationResult
-from remotegpu.core.platform.locks import LockNamespace, lock_key, try_xact_lock
+from remotegpu.core.platform.locks import LockNamespace, lock_key, try_lock_statement
+from remotegpu.core.platform.pipeline import Statement, run_pipelined
 from remotegpu.policies.admission import models_without_headroom
 from remotegpu.policies.placement import GpuPoolSnapshot, HostSnapshot, Placement, Strategy, rank_placements
 
@@ -104,16 +105,24 @@ def allocate(
 
     Expected outcomes are returned, not raised. The caller commits (together with its phase change)
     or rolls back; on any outcome but ALLOCATED this function has written nothing.
+
+    Three round trips (`run_pipelined`): the quota locks with the reads made under them, a host's
+    try-lock with the read under it, the write. The pause points fire after the round trip that
+    passed them.
     """
     options = options or AllocationOptions()
+    # Quota before host: a fixed order, or two allocations could deadlock. The reads after the lock are
+    # new statements, whose snapshots are taken once the locks are held, so they see every commit made
+    # under them (reading in the same statement as the lock call would see a stale snapshot); the
+    # pipeline sends them together without merging them.
+    statements: list[Statement] = []
     if not options.unsafe_skip_quota_lock:
-        # quota before host: a fixed order, or two allocations could deadlock
-        lock_quotas(connection, [(request.workspace_id, request.user_id)])
+        statements.append(quota_lock_statement([(request.workspace_id, request.user_id)]))
+    statements.append((_ENVIRONMENT_STATE_SQL, {"environment_id": request.environment_id}))
+    statements.append(_candidates_statement(request, options, excluded=[]))
+    *_, state_rows, candidate_rows = run_pipelined(connection, statements)
     options.pause("quota-locked")
-
-    # A new statement: its snapshot is taken now, after the locks are held, so it sees every commit
-    # made under them. Reading in the same statement as the lock call would see a stale snapshot.
-    state = connection.execute(_ENVIRONMENT_STATE_SQL, {"environment_id": request.environment_id}).first()
+    state = state_rows[0] if state_rows else None
     refused = refusal(state, request)
     if refused is not None:
         return refused
@@ -126,8 +135,13 @@ def allocate(
     over = quota_violations_for(quota_states, request, request.gpu_model)
     if over:
         return over_quota(over)
+    options.pause("quota-checked")
 
-    placements = _ranked_candidates(connection, request, quota_states, options)
+    excluded = models_without_headroom(quota_states, request.gpu_count)
+    if excluded and any(row.model in excluded for row in candidate_rows):
+        # a per-model limit rules some models out: read the candidates again without them (rare)
+        candidate_rows = list(connection.execute(*_candidates_statement(request, options, sorted(excluded))))
+    placements = _ranked_candidates(candidate_rows, request, excluded, options)
     if not placements:
         return AllocationResult(
             AllocationOutcome.NO_CAPACITY, reason=f"waiting for {request.placement_request().describe()}"
@@ -137,17 +151,21 @@ def allocate(
     for placement in placements:
         host_id = placement.host_key
         assert isinstance(host_id, uuid.UUID)
-        if not options.unsafe_skip_host_lock and not try_xact_lock(
-            connection, lock_key(LockNamespace.HOST, host_id)
-        ):
-            busy += 1
-            continue
-        options.pause("host-locked")
         if placement.gpu_model != request.gpu_model and quota_violations_for(
             quota_states, request, placement.gpu_model
         ):
             continue
-        room = read_rooms(connection, [host_id]).get(host_id)
+        # The try-lock and, in a new statement, the read under it: one round trip. When the lock is
+        # busy the read's answer is thrown away.
+        statements = [room_statement([host_id])]
+        if not options.unsafe_skip_host_lock:
+            statements.insert(0, try_lock_statement(lock_key(LockNamespace.HOST, host_id)))
+        *lock_rows, room_rows = run_pipelined(connection, statements)
+        if lock_rows and not lock_rows[0][0][0]:
+            busy += 1
+            continue
+        options.pause("host-locked")
+        room = rooms_from_rows(room_rows).get(host_id)
         taken = room.take(request, placement.gpu_model) if room is not None else None
         if taken is None:
             continue
@@ -164,24 +182,29 @@ def allocate(
     )
 
 
-def _ranked_candidates(
-    connection: Connection, request: AllocationRequest, quota_states: list[Any], options: AllocationOptions
-) -> list[Placement]:
-    """Placements best first, from the `gpu_pools` counters (re-checked under the host lock)."""
-    excluded = models_without_headroom(quota_states, request.gpu_count)
+def _candidates_statement(
+    request: AllocationRequest, options: AllocationOptions, excluded: list[str]
+) -> Statement:
+    """The candidate hosts' read from the `gpu_pools` counters (re-checked under the host lock)."""
     parameters = {
         "gpu_count": request.gpu_count,
         "gpu_model": request.gpu_model,
-        "excluded": sorted(excluded),
+        "excluded": excluded,
         "cpu_millis": request.cpu_millis,
         "memory_bytes": request.memory_bytes,
         "port_count": len(request.ports),
         "spread": options.strategy is Strategy.SPREAD,
         "limit": options.candidate_limit,
     }
-    sql = _GPU_CANDIDATES_SQL if request.gpu_count else _CPU_CANDIDATES_SQL
+    return (_GPU_CANDIDATES_SQL if request.gpu_count else _CPU_CANDIDATES_SQL), parameters
+
+
+def _ranked_candidates(
+    rows: Sequence[Any], request: AllocationRequest, excluded: frozenset[str], options: AllocationOptions
+) -> list[Placement]:
+    """Placements best first, from the candidate rows."""
     hosts: dict[Hashable, HostSnapshot] = {}
-    for row in connection.execute(sql, parameters):
+    for row in rows:
         pools = hosts[row.id].pools if row.id in hosts else ()
         if row.model is not None:
             pools = (*pools, GpuPoolSnapshot(row.model, row.free))

@@ -113,11 +113,18 @@ def history_violations(rows: Sequence[HistoryRow], events: Sequence[AuditEvent] 
 def _timeline(
     rows: Sequence[HistoryRow], events: Sequence[AuditEvent]
 ) -> Iterable[AuditEvent | list[HistoryRow]]:
-    """Events and history rows merged in time order; the rows one transaction wrote stay together."""
+    """Events and history rows merged in time order; the rows one transaction wrote for one environment
+    stay together.
+
+    Not a whole transaction's rows: a scheduling batch writes its planned claims in one statement and
+    then, for a plan that no longer held, claims one by one on other hosts, possibly one whose lock it
+    only got after another transaction's release there committed; dated by its first row, the batch's
+    group would put that claim before the release it followed.
+    """
     groups: list[list[HistoryRow]] = []
-    index: dict[tuple[int, str], list[HistoryRow]] = {}
+    index: dict[tuple[int, str, uuid.UUID], list[HistoryRow]] = {}
     for row in rows:
-        key = (row.txid, row.action)
+        key = (row.txid, row.action, row.environment_id)
         if key not in index:
             index[key] = []
             groups.append(index[key])

@@ -17,7 +17,8 @@ from sqlalchemy import Connection
 from remotegpu.core.capacity.quotas import QUOTA_STATE_SQL
 from remotegpu.core.capacity.requests import AllocationOutcome, AllocationRequest, AllocationResult
 from remotegpu.core.environments.states import DesiredState
-from remotegpu.core.platform.locks import LockNamespace, lock_key, xact_lock_all
+from remotegpu.core.platform.locks import LockKey, LockNamespace, lock_all_statement, lock_key, xact_lock_all
+from remotegpu.core.platform.pipeline import Statement
 from remotegpu.policies.admission import QuotaRequest, QuotaViolation, quota_violations
 
 ENVIRONMENT_STATE_SELECT = f"""
@@ -32,13 +33,22 @@ ENVIRONMENT_STATE_SELECT = f"""
 """What an allocation re-reads under the quota locks: the environment's state and both quotas."""
 
 
-def lock_quotas(connection: Connection, owners: Iterable[tuple[uuid.UUID, uuid.UUID]]) -> None:
-    """Take the quota locks of every `(workspace, user)` pair (blocking, in the global lock order)."""
+def _quota_keys(owners: Iterable[tuple[uuid.UUID, uuid.UUID]]) -> list[LockKey]:
     keys = []
     for workspace_id, user_id in owners:
         keys.append(lock_key(LockNamespace.QUOTA_WORKSPACE, workspace_id))
         keys.append(lock_key(LockNamespace.QUOTA_USER, user_id))
-    xact_lock_all(connection, keys)
+    return keys
+
+
+def lock_quotas(connection: Connection, owners: Iterable[tuple[uuid.UUID, uuid.UUID]]) -> None:
+    """Take the quota locks of every `(workspace, user)` pair (blocking, in the global lock order)."""
+    xact_lock_all(connection, _quota_keys(owners))
+
+
+def quota_lock_statement(owners: Iterable[tuple[uuid.UUID, uuid.UUID]]) -> Statement:
+    """`lock_quotas` as a statement, for a pipeline (`core.platform.pipeline`)."""
+    return lock_all_statement(_quota_keys(owners))
 
 
 def refusal(state: Any, request: AllocationRequest) -> AllocationResult | None:

@@ -8,7 +8,7 @@ then fits a request and counts it as taken, so a batch fills a host request by r
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ from remotegpu.core.capacity.requests import (
     ClaimedPort,
 )
 from remotegpu.core.environments.states import Protocol
+from remotegpu.core.platform.pipeline import Statement
 from remotegpu.policies.host_ports import choose_host_ports
 
 # Planned anew at each execution (a generic plan guesses 10 hosts for `ANY(:hosts)`, so Postgres keeps
@@ -112,7 +113,14 @@ def read_rooms(connection: Connection, host_ids: Sequence[uuid.UUID]) -> dict[uu
     """What is left on each of `host_ids`, whose advisory locks the caller holds; one statement."""
     if not host_ids:
         return {}
-    return {
-        row.id: HostRoom.from_row(row)
-        for row in connection.execute(_HOSTS_UNDER_LOCK_SQL, {"hosts": list(host_ids)})
-    }
+    return rooms_from_rows(connection.execute(*room_statement(host_ids)))
+
+
+def room_statement(host_ids: Sequence[uuid.UUID]) -> Statement:
+    """The read of `read_rooms`, for a pipeline that takes the host locks first."""
+    return _HOSTS_UNDER_LOCK_SQL, {"hosts": list(host_ids)}
+
+
+def rooms_from_rows(rows: Iterable[Any]) -> dict[uuid.UUID, HostRoom]:
+    """The rooms of a `room_statement`'s rows, by host."""
+    return {row.id: HostRoom.from_row(row) for row in rows}

@@ -18,7 +18,8 @@ from sqlalchemy import Connection, text
 
 from remotegpu.core.capacity.capacity_sql import GPU_IN_POOL
 from remotegpu.core.capacity.eligibility import lock_quotas
-from remotegpu.core.platform.locks import LockNamespace, lock_key, xact_lock_all
+from remotegpu.core.platform.locks import LockNamespace, lock_all_statement, lock_key
+from remotegpu.core.platform.pipeline import run_pipelined
 
 
 @dataclass(frozen=True)
@@ -119,17 +120,24 @@ _RELEASE_SQL = text(
 
 
 def release(connection: Connection, environment_id: uuid.UUID) -> ReleaseResult:
-    """Free every claim of the environment inside the caller's transaction; idempotent."""
+    """Free every claim of the environment inside the caller's transaction; idempotent.
+
+    Two round trips (`run_pipelined`): the hosts it holds claims on, then their locks with the release
+    (a new statement, whose snapshot is taken once the locks are held).
+    """
     gpus = ports = 0
     released_hosts: set[uuid.UUID] = set()
     # Claims made after we read the host list (a racing allocation) are on hosts we did not lock; loop
     # until nothing is left, so the release is complete when it returns.
     for _ in range(3):
-        hosts = sorted(connection.execute(_ACTIVE_HOSTS_SQL, {"env": environment_id}).scalars())
+        ((*rows,),) = run_pipelined(connection, [(_ACTIVE_HOSTS_SQL, {"env": environment_id})])
+        hosts = sorted(row.host_id for row in rows)
         if not hosts:
             break
-        xact_lock_all(connection, [lock_key(LockNamespace.HOST, host) for host in hosts])
-        row = connection.execute(_RELEASE_SQL, {"env": environment_id, "hosts": hosts}).one()
+        keys = [lock_key(LockNamespace.HOST, host) for host in hosts]
+        _, (row,) = run_pipelined(
+            connection, [lock_all_statement(keys), (_RELEASE_SQL, {"env": environment_id, "hosts": hosts})]
+        )
         gpus += row.gpus
         ports += row.ports
         released_hosts.update(hosts)

@@ -30,10 +30,16 @@ from remotegpu.core.environments.states import DesiredState, sql_list
 from remotegpu.policies.placement import GpuPoolSnapshot, HostSnapshot, Placement, PlacementRequest, Strategy
 from remotegpu.policies.queue import QueuedRequest, plan_queue
 
-_WAITING_SQL = text(
+_WAITING_COLUMNS = """e.id, e.workspace_id, e.user_id, e.generation, e.priority, e.submitted_at,
+           e.gpu_count, e.gpu_model, e.cpu_millis, e.memory_bytes, e.storage_bytes"""
+
+# What the queue plans over, without the specs: decoding every waiting environment's spec was most of a
+# deep queue's pass. A spec's host ports are its `access` entries and its `ports` (`port_requests`).
+WAITING_SQL = text(
     f"""
-    SELECT e.id, e.workspace_id, e.user_id, e.generation, e.priority, e.submitted_at, e.spec,
-           e.gpu_count, e.gpu_model, e.cpu_millis, e.memory_bytes, e.storage_bytes
+    SELECT {_WAITING_COLUMNS},
+           jsonb_array_length(coalesce(e.spec -> 'access', '[]')) + jsonb_array_length(coalesce(e.spec -> 'ports', '[]'))
+               AS port_count
       FROM environments e
      WHERE e.phase IN ({sql_list(sources(Trigger.SCHEDULE))}) AND e.desired_state = '{DesiredState.RUNNING}' AND e.deleted_at IS NULL
        AND NOT EXISTS (SELECT 1 FROM allocations a WHERE a.environment_id = e.id AND a.released_at IS NULL)
@@ -41,7 +47,12 @@ _WAITING_SQL = text(
     """
 )
 
-_HOSTS_SQL = text(
+# The planned ones, with their specs (as text: decoded straight into the struct) for their host ports.
+_PLANNED_SQL = text(
+    f"SELECT {_WAITING_COLUMNS}, e.spec::text AS spec FROM environments e WHERE e.id = ANY(:ids)"
+)
+
+HOSTS_SQL = text(
     f"""
     SELECT h.id, h.name, {SCHEDULABLE} AS schedulable, {HEADROOM_COLUMNS},
            coalesce(json_agg(json_build_array(p.model, p.free, p.total)) FILTER (WHERE p.id IS NOT NULL), '[]') AS pools
@@ -51,7 +62,7 @@ _HOSTS_SQL = text(
     """
 )
 
-_RUNNING_GPUS_SQL = text(
+RUNNING_GPUS_SQL = text(
     "SELECT workspace_id, sum(gpu_count) FROM allocations WHERE released_at IS NULL GROUP BY workspace_id"
 )
 
@@ -63,10 +74,15 @@ _RECORD_WAITING_SQL = text(
     """
 )
 
+# Who shows a queue place now (every one has a reason; `ix_environments_queued` holds only those rows), so
+# that the ones no longer waiting can be cleared by id. Clearing with `NOT (id = ANY(:waiting))` compared every row with every
+# waiting id: quadratic in the queue's depth.
+_QUEUED_SQL = text("SELECT id FROM environments WHERE queue_reason IS NOT NULL")
+
 _CLEAR_WAITING_SQL = text(
     """
     UPDATE environments SET queue_position = NULL, queue_reason = NULL
-     WHERE queue_position IS NOT NULL AND NOT (id = ANY(CAST(:ids AS uuid[])))
+     WHERE id = ANY(CAST(:ids AS uuid[])) AND (queue_position IS NOT NULL OR queue_reason IS NOT NULL)
     """
 )
 
@@ -103,32 +119,15 @@ def schedule_waiting(
     they stay out of the queue and wait with that reason.
     """
     with engine.begin() as connection:
-        rows = connection.execute(_WAITING_SQL).all()
+        rows = connection.execute(WAITING_SQL).all()
         held = hold(connection, {row.workspace_id for row in rows}) if hold is not None and rows else {}
-        hosts, totals = _host_snapshots(connection)
-        running = {workspace: int(gpus) for workspace, gpus in connection.execute(_RUNNING_GPUS_SQL)}
+        hosts, totals = host_snapshots(connection)
+        running = {workspace: int(gpus) for workspace, gpus in connection.execute(RUNNING_GPUS_SQL)}
     held_rows = [row for row in rows if row.workspace_id in held]
     rows = [row for row in rows if row.workspace_id not in held]
-    requests = {row.id: _request(row) for row in rows}
-    queued = [
-        QueuedRequest(
-            key=row.id,
-            workspace=row.workspace_id,
-            priority=row.priority,
-            submitted_order=row.submitted_at.timestamp(),
-            request=PlacementRequest(
-                gpu_count=row.gpu_count,
-                gpu_model=row.gpu_model,
-                cpu_millis=row.cpu_millis,
-                memory_bytes=row.memory_bytes,
-                ports=len(requests[row.id].ports),
-            ),
-        )
-        for row in rows
-    ]
-    plan = plan_queue(queued, hosts, totals, running, strategy)
+    plan = plan_queue([queued_request(row) for row in rows], hosts, totals, running, strategy)
     report = SchedulingReport()
-    placements = [(requests[item.key], placement) for item, placement in plan.placements]
+    placements = _planned_requests(engine, plan.placements)
     for start in range(0, len(placements), batch_size):
         _allocate_batch(
             engine, placements[start : start + batch_size], strategy, on_allocated, before_commit, report
@@ -151,7 +150,9 @@ def schedule_waiting(
                 "reasons": [report.waiting[i][1] for i in ids],
             },
         )
-        connection.execute(_CLEAR_WAITING_SQL, {"ids": ids})
+        stale = set(connection.execute(_QUEUED_SQL).scalars()) - set(ids)
+        if stale:
+            connection.execute(_CLEAR_WAITING_SQL, {"ids": sorted(stale)})
     return report
 
 
@@ -176,7 +177,44 @@ def _allocate_batch(
         target[environment_id] = result
 
 
-def _request(row: Any) -> AllocationRequest:
+def _planned_requests(
+    engine: Engine, placements: list[tuple[QueuedRequest, Placement]]
+) -> list[tuple[AllocationRequest, Placement]]:
+    """The allocation request of every planned environment, read again with its spec.
+
+    A spec changed since the queue was read comes with its new generation, which the allocation refuses
+    (it re-checks the generation under the locks); one deleted meanwhile is left out.
+    """
+    if not placements:
+        return []
+    with engine.connect() as connection:
+        ids = [item.key for item, _ in placements]
+        rows = {row.id: row for row in connection.execute(_PLANNED_SQL, {"ids": ids})}
+        connection.rollback()
+    return [
+        (request_from_row(rows[item.key]), placement) for item, placement in placements if item.key in rows
+    ]
+
+
+def queued_request(row: Any) -> QueuedRequest:
+    """The queue's view of a `WAITING_SQL` row."""
+    return QueuedRequest(
+        key=row.id,
+        workspace=row.workspace_id,
+        priority=row.priority,
+        submitted_order=row.submitted_at.timestamp(),
+        request=PlacementRequest(
+            gpu_count=row.gpu_count,
+            gpu_model=row.gpu_model,
+            cpu_millis=row.cpu_millis,
+            memory_bytes=row.memory_bytes,
+            ports=row.port_count,
+        ),
+    )
+
+
+def request_from_row(row: Any) -> AllocationRequest:
+    """The allocation request of a `_PLANNED_SQL` row."""
     return AllocationRequest(
         environment_id=row.id,
         workspace_id=row.workspace_id,
@@ -191,10 +229,11 @@ def _request(row: Any) -> AllocationRequest:
     )
 
 
-def _host_snapshots(connection: Connection) -> tuple[list[HostSnapshot], dict[Any, dict[str, int]]]:
+def host_snapshots(connection: Connection) -> tuple[list[HostSnapshot], dict[Any, dict[str, int]]]:
+    """Every host as the queue plans over it, and each host's GPU totals by model."""
     hosts: list[HostSnapshot] = []
     totals: dict[Any, dict[str, int]] = {}
-    for row in connection.execute(_HOSTS_SQL):
+    for row in connection.execute(HOSTS_SQL):
         hosts.append(
             HostSnapshot(
                 key=row.id,

@@ -21,6 +21,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 GPU_REPORT_ANNOTATION = "remotegpu.io/gpus"
 GPU_UUIDS_ANNOTATION = "remotegpu.io/gpu-uuids"
 """Device UUIDs of a node's GPUs, comma-separated, where the node reports them."""
@@ -70,7 +72,7 @@ def readings_from_annotations(annotations: dict[str, Any]) -> list[GpuReading] |
     if not isinstance(raw, str):
         return None
     try:
-        entries = json.loads(raw)
+        entries = msgspec.json.decode(raw)
         return [
             GpuReading(
                 index=int(e["index"]),
@@ -82,7 +84,7 @@ def readings_from_annotations(annotations: dict[str, Any]) -> list[GpuReading] |
             )
             for e in entries
         ]
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, msgspec.DecodeError):
         return None
 
 

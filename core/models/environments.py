@@ -50,6 +50,10 @@ class Environment(WriterStamped, Base):
             postgresql_where=text("deleted_at IS NULL"),
         ),
         Index("ix_environments_shard_next_attempt_at", "shard", "next_attempt_at"),
+        # the waiting ones that show a queue place (the scheduling pass clears those no longer waiting): by
+        # reason, not position, which each pass rewrites (an indexed column's update cannot stay on its
+        # page); migration 0017 also gives the table a fill factor of 80, so those updates can
+        Index("ix_environments_queued", "id", postgresql_where=text("queue_reason IS NOT NULL")),
         # Lists page newest first (keyset on created_at, id), over all or over one workspace.
         Index(
             "ix_environments_created_at_id_live",

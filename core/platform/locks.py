@@ -14,7 +14,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, TextClause, text
 from sqlalchemy.orm import Session
 
 
@@ -67,16 +67,35 @@ def xact_lock_all(executor: Executor, keys: Iterable[LockKey]) -> list[LockKey]:
     """
     ordered = sorted(set(keys))
     if ordered:
-        calls = ", ".join(f"pg_advisory_xact_lock(:k{i})" for i in range(len(ordered)))
-        executor.execute(text(f"SELECT {calls}"), {f"k{i}": key.value for i, key in enumerate(ordered)})
+        executor.execute(*lock_all_statement(ordered))
     return ordered
+
+
+_LOCK_ALL_SQL: dict[int, TextClause] = {}
+_TRY_LOCK_SQL = text("SELECT pg_try_advisory_xact_lock(:key)")
+
+
+def lock_all_statement(keys: Iterable[LockKey]) -> tuple[TextClause, dict[str, int]]:
+    """The statement of `xact_lock_all` (keys sorted and deduplicated), for a pipeline of statements.
+
+    One `text()` per number of keys, built once: a pipeline compiles each constant once.
+    """
+    ordered = sorted(set(keys))
+    count = len(ordered)
+    if count not in _LOCK_ALL_SQL:
+        calls = ", ".join(f"pg_advisory_xact_lock(:k{i}) AS k{i}" for i in range(count))
+        _LOCK_ALL_SQL[count] = text(f"SELECT {calls}")
+    return _LOCK_ALL_SQL[count], {f"k{i}": key.value for i, key in enumerate(ordered)}
+
+
+def try_lock_statement(key: LockKey) -> tuple[TextClause, dict[str, int]]:
+    """The statement of `try_xact_lock`, for a pipeline: its one row's one column says whether it held."""
+    return _TRY_LOCK_SQL, {"key": key.value}
 
 
 def try_xact_lock(executor: Executor, key: LockKey) -> bool:
     """Take `key` for the transaction if nobody holds it; never waits."""
-    return bool(
-        executor.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": key.value}).scalar_one()
-    )
+    return bool(executor.execute(*try_lock_statement(key)).scalar_one())
 
 
 def try_xact_lock_each(executor: Executor, keys: Iterable[LockKey]) -> set[LockKey]:

@@ -265,6 +265,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             )
         if self.db_pool_size < 1:
             raise SettingsError("db_pool_size: must be at least 1")
+        self._check_reconciler()
+        self._check_gateways()
+        self._check_billing()
+        self._check_cors()
+        self._check_monitoring()
+
+    def _check_reconciler(self) -> None:
         if self.reconcile_workers < 1:
             raise SettingsError("reconcile_workers: must be at least 1")
         if not 1 <= self.reconciler_shards <= MAX_SHARDS:
@@ -272,10 +279,6 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         for name in ("lease_seconds", "resync_seconds", "heartbeat_seconds", "backoff_base_seconds"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name}: must be more than 0 seconds")
-        self._check_gateways()
-        self._check_billing()
-        self._check_cors()
-        self._check_monitoring()
 
     def _check_monitoring(self) -> None:
         if self.prometheus_url is not None and not self.prometheus_url.startswith(("http://", "https://")):

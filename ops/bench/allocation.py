@@ -1,10 +1,15 @@
-"""`remotegpu bench allocation`: worker processes contend for a seeded GPU inventory.
+"""`remotegpu bench allocation [--batch]`: worker processes contend for a seeded GPU inventory.
 
 Each worker owns a set of environments (a fixed mix of 1, 2, 4 and 8 GPU requests, half with SSH and
 Jupyter ports) and loops: allocate the next one in its own transaction; when the worker holds its share
 of the cluster (or the cluster is full), release one of its holdings first. Allocation latency is the
 whole transaction, commit included. Afterwards the claim history and the counters are audited; every
 finding counts as a violation.
+
+With `--batch` each worker takes the path of the scheduler's pass instead: it reads the host snapshot,
+plans its next `batch_size` environments with the capacity queue (`policies.queue`) and claims them in
+one transaction (`allocate_planned`, which falls back to `allocate` for a plan that no longer holds);
+latency is then that of the whole batch (snapshot, plan and transaction), and releases stay one by one.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from remotegpu.core.environments.derived import access_port_request
 from remotegpu.core.environments.states import Phase
 from remotegpu.core.inventory.sync import GpuDevice, register_host
 from remotegpu.core.platform.db import make_engine
-from remotegpu.ops.bench import claim_ceiling
+from remotegpu.ops.bench import allocation_batch, claim_ceiling
 from remotegpu.ops.bench.calibration import calibrate
 from remotegpu.ops.bench.database import bench_database
 from remotegpu.ops.bench.report import ordered, percentile, print_figures, ratio
@@ -57,7 +62,12 @@ class BenchConfig:
     seed: int = 7
     ceiling_seconds: float = 5.0
     """How long the bare claim transaction runs for the ceiling."""
+    batch_size: int = 0
+    """0: one by one (`allocate`); else the scheduler's path, this many environments per transaction."""
 
+
+BATCH_SIZE = 32
+"""Environments per transaction with `--batch`: the scheduler's pass allocates in batches of this size."""
 
 QUICK = BenchConfig(hosts=200, workers=4, seconds=6.0, environments_per_worker=300, ceiling_seconds=2.0)
 
@@ -146,9 +156,17 @@ def _request(data: dict[str, Any]) -> AllocationRequest:
     )
 
 
-def _worker(url: str, requests: list[dict[str, Any]], share: int, deadline: float, out: Any) -> None:
+def _worker(
+    url: str, requests: list[dict[str, Any]], share: int, deadline: float, batch_size: int, out: Any
+) -> None:
     """One contending process; puts its figures on `out`."""
-    engine = make_engine(url, pool_size=1, application_name="remotegpu-bench")
+    if batch_size:
+        allocation_batch.batch_worker(
+            url, [_request(data) for data in requests], share, deadline, batch_size, out
+        )
+        return
+    # as the reconciler's engine, whose scheduling pass allocates: no round trip per checkout
+    engine = make_engine(url, pool_size=1, application_name="remotegpu-bench", pre_ping=False)
     rng = random.Random(hash(url) ^ len(requests))
     pending = [_request(data) for data in requests]
     held: list[AllocationRequest] = []
@@ -190,23 +208,68 @@ def run(
     workers: int | None = None,
     console: Console | None = None,
     config: BenchConfig | None = None,
+    batch: bool = False,
 ) -> dict[str, Any]:
-    """Run the benchmark, print its table, and return its figures."""
+    """Run the benchmark, print its table, and return its figures.
+
+    With `batch`, the batch path runs first and then, in the same run on a fresh inventory, the
+    one-by-one path with as many workers (`ratio_batch_to_one_by_one`).
+    """
     console = console or Console()
     config = config or (QUICK if quick else BenchConfig())
     if workers is not None:
         config = dataclasses.replace(config, workers=workers)
+    if batch and not config.batch_size:
+        config = dataclasses.replace(config, batch_size=BATCH_SIZE)
+    compared: dict[str, Any] = {}
+    if config.batch_size:
+        one_by_one, _, _, _ = _measure(dataclasses.replace(config, batch_size=0), with_ceiling=False)
+        compared = {
+            "one_by_one_claims_per_s": one_by_one["claims_per_s"],
+            "one_by_one_p99_ms": one_by_one["p99_ms"],
+        }
+    figures, violations, calibration, ceiling = _measure(config, with_ceiling=True)
+    figures = {
+        "ceiling_claims_per_s": ceiling,
+        "ratio_claims": ratio(figures["claims_per_s"], ceiling),
+        **(
+            {"ratio_batch_to_one_by_one": ratio(figures["claims_per_s"], compared["one_by_one_claims_per_s"])}
+            if compared
+            else {}
+        ),
+        "benchmark": "allocation",
+        "quick": quick,
+        **figures,
+        **compared,
+        **calibration,
+    }
+    title = "remotegpu bench allocation" + (" --batch" if config.batch_size else "")
+    print_figures(console, title, figures, violations)
+    return ordered(figures)
+
+
+def _measure(
+    config: BenchConfig, with_ceiling: bool
+) -> tuple[dict[str, Any], list[str], dict[str, Any], float]:
+    """One path on a fresh inventory: its figures, audit findings, calibration and (optionally) ceiling."""
     with bench_database("remotegpu_bench_alloc") as url:
         calibration = calibrate(url)
-        per_worker = _seed(url, config)
         share = int(config.hosts * config.gpus_per_host * config.target_utilisation / config.workers)
+        # enough environments that a worker reaches its share and releases (few workers: a large share)
+        per_worker_needed = int(2.2 * share / (sum(SIZES) / len(SIZES)))
+        config = dataclasses.replace(
+            config, environments_per_worker=max(config.environments_per_worker, per_worker_needed)
+        )
+        per_worker = _seed(url, config)
         context = multiprocessing.get_context("fork")
         out = context.Queue()
         rendered = url.render_as_string(hide_password=False)
         started = time.monotonic()
         deadline = started + config.seconds
         processes = [
-            context.Process(target=_worker, args=(rendered, requests, share, deadline, out))
+            context.Process(
+                target=_worker, args=(rendered, requests, share, deadline, config.batch_size, out)
+            )
             for requests in per_worker
         ]
         for process in processes:
@@ -220,20 +283,19 @@ def run(
             violations = audit(connection)
             history_rows = connection.execute(text("SELECT count(*) FROM claim_history")).scalar_one()
         engine.dispose()
-        ceiling = claim_ceiling.claims_per_s(url, config.workers, config.ceiling_seconds)
+        ceiling = (
+            claim_ceiling.claims_per_s(url, config.workers, config.ceiling_seconds) if with_ceiling else 0.0
+        )
 
     latencies = sorted(latency for result in results for latency in result["latencies"])
+    claims = sum(result.get("claims", len(result["latencies"])) for result in results)
     outcomes: dict[str, int] = {}
     for result in results:
         for outcome, count in result["outcomes"].items():
             outcomes[outcome] = outcomes.get(outcome, 0) + count
-    claims = len(latencies)
     gpus = sum(result["gpus"] for result in results)
     figures = {
-        "ceiling_claims_per_s": ceiling,
-        "ratio_claims": ratio(claims / wall, ceiling),
-        "benchmark": "allocation",
-        "quick": quick,
+        "path": f"batch of {config.batch_size}" if config.batch_size else "one by one",
         "hosts": config.hosts,
         "gpus": config.hosts * config.gpus_per_host,
         "workers": config.workers,
@@ -241,6 +303,7 @@ def run(
         "claims": claims,
         "claims_per_s": round(claims / wall, 1),
         "gpus_per_s": round(gpus / wall, 1),
+        # one by one: an allocation's transaction; batch: a batch's snapshot, plan and transaction
         "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
         "releases": sum(result["releases"] for result in results),
@@ -248,13 +311,11 @@ def run(
         "no_capacity": outcomes.get("no-capacity", 0),
         "history_rows": history_rows,
         "violations": len(violations),
-        **calibration,
     }
-    print_figures(console, "remotegpu bench allocation", figures, violations)
-    return ordered(figures)
+    return figures, violations, calibration, ceiling
 
 
-def main(quick: bool, workers: int | None = None) -> None:
+def main(quick: bool, workers: int | None = None, batch: bool = False) -> None:
     """Entry point for the CLI: table, then the figures as the last line."""
-    figures = run(quick, workers)
+    figures = run(quick, workers, batch=batch)
     print(json.dumps(figures))

@@ -50,7 +50,7 @@ from remotegpu.core.environments.states import Phase
 from remotegpu.core.inventory.sync import GpuDevice, register_host, sync_inventory
 from remotegpu.core.platform.db import make_engine
 from remotegpu.core.platform.settings import Settings
-from remotegpu.ops.bench import reconcile_ceiling
+from remotegpu.ops.bench import reconcile_ceiling, reconcile_costs
 from remotegpu.ops.bench.calibration import calibrate
 from remotegpu.ops.bench.database import bench_database, create_tenant
 from remotegpu.ops.bench.report import ordered, percentile, print_figures, ratio
@@ -97,8 +97,9 @@ def _pod_create_p50_ms(kubeconfig: str, samples: int = 200) -> float:
 
 
 @contextlib.contextmanager
-def _simulated_cluster_process(nodes: int, kubeconfig: Path) -> Iterator[Path]:
-    """`remotegpu simcluster` in a process of its own, as a real API server would be; yields its kubeconfig."""
+def _simulated_cluster_process(nodes: int, kubeconfig: Path) -> Iterator[tuple[Path, int]]:
+    """`remotegpu simcluster` in a process of its own, as a real API server would be; yields its
+    kubeconfig and its process id."""
     process = subprocess.Popen(  # noqa: S603 - our own CLI, arguments built here
         [
             sys.executable,
@@ -121,7 +122,7 @@ def _simulated_cluster_process(nodes: int, kubeconfig: Path) -> Iterator[Path]:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the simulated cluster did not start")
             time.sleep(0.05)
-        yield kubeconfig
+        yield kubeconfig, process.pid
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -230,9 +231,12 @@ def run(
         stack.callback(engine.dispose)
         cluster: Any
         kubeconfig: Path | None = None
+        sim_pid: int | None = None
         if config.cluster == "sim":
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-            kubeconfig = stack.enter_context(_simulated_cluster_process(config.nodes, folder / "kubeconfig"))
+            kubeconfig, sim_pid = stack.enter_context(
+                _simulated_cluster_process(config.nodes, folder / "kubeconfig")
+            )
             cluster = KubernetesCluster.from_kubeconfig(str(kubeconfig))
             figures["nodes"] = config.nodes
             figures["sim_pod_create_p50_ms"] = _pod_create_p50_ms(str(kubeconfig), config.pod_create_samples)
@@ -252,19 +256,7 @@ def run(
                 idle += _latencies_ms(engine, [probe])
             figures["idle_submit_to_running_p50_ms"] = round(percentile(idle, 0.5), 1)
 
-            started = time.monotonic()
-            flood = _submit(engine, workspace, user, [f"env-{i}" for i in range(config.envs)])
-            all_running = _wait_running(engine, flood, config.timeout_s)
-            elapsed = time.monotonic() - started
-            latencies = _latencies_ms(engine, flood)
-            figures.update(
-                {
-                    "seconds": round(elapsed, 2),
-                    "envs_per_s": round(config.envs / elapsed, 1),
-                    "submit_to_running_p50_ms": round(percentile(latencies, 0.5), 1),
-                    "submit_to_running_p99_ms": round(percentile(latencies, 0.99), 1),
-                }
-            )
+            flood, all_running = _flood(engine, workspace, user, config, leader, sim_pid, figures)
             figures["failover_s"], figures["failover_to_running_s"] = _fail_over(
                 engine, leader, replicas, workspace, user
             )
@@ -277,6 +269,36 @@ def run(
     figures["violations"] = len(violations)
     print_figures(console, "remotegpu bench reconcile", figures, violations)
     return ordered(figures)
+
+
+def _flood(
+    engine: Engine,
+    workspace: uuid.UUID,
+    user: uuid.UUID,
+    config: ReconcileBenchConfig,
+    leader: Reconciler,
+    sim_pid: int | None,
+    figures: dict[str, Any],
+) -> tuple[list[uuid.UUID], bool]:
+    """Submit `config.envs` at once and wait for them all to run; their figures and what each costs
+    (`reconcile_costs`) go into `figures`. Returns the environments and whether all run."""
+    meter = reconcile_costs.FloodMeter(engine, sim_pid)
+    started = time.monotonic()
+    flood = _submit(engine, workspace, user, [f"env-{i}" for i in range(config.envs)])
+    all_running = _wait_running(engine, flood, config.timeout_s)
+    elapsed = time.monotonic() - started
+    figures.update(meter.figures(config.envs))
+    figures.update(reconcile_costs.leader_job_costs(leader.ctx, _running_count(engine, flood)))
+    latencies = _latencies_ms(engine, flood)
+    figures.update(
+        {
+            "seconds": round(elapsed, 2),
+            "envs_per_s": round(config.envs / elapsed, 1),
+            "submit_to_running_p50_ms": round(percentile(latencies, 0.5), 1),
+            "submit_to_running_p99_ms": round(percentile(latencies, 0.99), 1),
+        }
+    )
+    return flood, all_running
 
 
 def _ceilings(

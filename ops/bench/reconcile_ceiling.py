@@ -89,7 +89,9 @@ def statements_envs_per_s(
         _seed_scheduled(engine, workspace, user, spec, envs)
         if not elector.campaign() or elector.epoch is None:
             raise RuntimeError("the ceiling's shard has another leader")
-        settings = Settings(reconcile_workers=workers)
+        # No resync while it runs: a run of 10,000 outlasts the default, and a running environment
+        # leased again for its resync would be taken for one to provision.
+        settings = Settings(reconcile_workers=workers, resync_seconds=3600)
         ctx = ReconcilerContext(
             engine, InMemoryCluster(), settings, "bench-ceiling", shard=CEILING_SHARD, epoch=elector.epoch
         )

@@ -10,10 +10,10 @@ reconciler retries.
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+import msgspec
 import urllib3
 from kubernetes import client, config, watch  # type: ignore[import-untyped,unused-ignore]
 
@@ -102,8 +102,9 @@ def bound(request: Callable[..., T], *args: Any, **kwargs: Any) -> Callable[[], 
 
 
 def as_json(response: Any) -> dict[str, Any]:
-    """The body of an answer requested with `_preload_content=False`."""
-    data: dict[str, Any] = json.loads(response.data)
+    """The body of an answer requested with `_preload_content=False` (msgspec: a listing of 2,000 nodes
+    took the standard library's decoder about a second of the leader's host sync)."""
+    data: dict[str, Any] = msgspec.json.decode(response.data)
     return data
 
 

@@ -256,6 +256,9 @@ class KubernetesCluster:
             removed |= delete_syncs(self._batch, namespace, str(environment_id))
             for claim in self.volume_claims(environment_id):
                 removed |= self.delete_object("pvc", namespace, claim)
+        # Remembered per environment only while its objects live: a map of every environment this
+        # process ever placed would grow without end (kept volumes are found again by one listing).
+        self._placed_in.pop(environment_id, None)
         return removed
 
     def ensure_dataset_sync(self, job: DatasetSyncJob) -> SyncObservation:

@@ -11,7 +11,8 @@ from remotegpu.core.platform.errors import RemoteGPUError
 
 def bench(
     name: Annotated[
-        str, typer.Argument(help="Benchmark to run: allocation, reconcile, shards, api or billing.")
+        str,
+        typer.Argument(help="Benchmark to run: allocation, reconcile, shards, api, billing or scheduling."),
     ],
     quick: Annotated[bool, typer.Option("--quick", help="A short run (under 30 s).")] = False,
     workers: Annotated[
@@ -21,28 +22,38 @@ def bench(
     envs: Annotated[
         int | None,
         typer.Option(
-            "--envs", min=1, help="reconcile, shards: environments to submit; billing: running ones to meter."
+            "--envs",
+            min=1,
+            help="reconcile, shards: environments to submit; billing: running ones to meter; scheduling: waiting ones.",
         ),
     ] = None,
     cluster: Annotated[
         str, typer.Option("--cluster", help="reconcile: memory or sim (over HTTP).")
     ] = "memory",
-    nodes: Annotated[int, typer.Option("--nodes", min=1, help="reconcile --cluster sim: node count.")] = 500,
+    nodes: Annotated[
+        int | None,
+        typer.Option(
+            "--nodes", min=1, help="reconcile --cluster sim: node count (500); scheduling: hosts (2,000)."
+        ),
+    ] = None,
     rate: Annotated[
         float | None, typer.Option("--rate", min=1, help="api: offered requests per second.")
     ] = None,
+    batch: Annotated[
+        bool, typer.Option("--batch", help="allocation: the scheduler's batch path instead of one by one.")
+    ] = False,
 ) -> None:
     """Run a benchmark: a table, then one JSON line of figures."""
     if name == "allocation":
         from remotegpu.ops.bench import allocation
 
-        allocation.main(quick, workers)
+        allocation.main(quick, workers, batch)
     elif name == "reconcile":
         from remotegpu.ops.bench import reconcile
 
         if cluster not in {"memory", "sim"}:
             raise RemoteGPUError(f"--cluster: {cluster!r} is not a cluster; choose memory or sim")
-        reconcile.main(quick, envs, cluster, nodes)
+        reconcile.main(quick, envs, cluster, nodes or 500)
     elif name == "api":
         from remotegpu.ops.bench import api as api_bench
 
@@ -55,7 +66,11 @@ def bench(
         from remotegpu.ops.bench import billing
 
         billing.main(quick, envs)
+    elif name == "scheduling":
+        from remotegpu.ops.bench import scheduling
+
+        scheduling.main(quick, envs, nodes)
     else:
         raise RemoteGPUError(
-            f"unknown benchmark {name!r}; choose one of: allocation, reconcile, shards, api, billing"
+            f"unknown benchmark {name!r}; choose one of: allocation, reconcile, shards, api, billing, scheduling"
         )

@@ -26,6 +26,13 @@ EXPECTED = {
     "idle_submit_to_running_p50_ms",
     "failover_s",
     "violations",
+    "peak_rss_mib",
+    "cpu_ms_per_env",
+    "db_rows_per_env",
+    "db_bytes_per_env",
+    "jobs_us_per_env",
+    "job_metering_ms",
+    "job_host_heartbeats_ms",
 }
 SAME_RUN = ("ceiling_envs_per_s", "ratio_envs", *CALIBRATION)
 
@@ -53,6 +60,7 @@ def test_small_run_on_the_simulated_cluster_reports_both_ceilings() -> None:
     expected = (*SAME_RUN, "ceiling_statements_envs_per_s", "ratio_statements_envs", "sim_pod_create_p50_ms")
     assert_same_run_figures(figures, expected, output.getvalue())
     assert figures["violations"] == 0
+    assert 0 < figures["sim_cpu_share"] < 16, "the simulated cluster's CPU is measured over the flood"
 
 
 def test_the_cluster_check_finds_what_the_cluster_holds_against_the_database(
