@@ -29,6 +29,7 @@ from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
 from remotegpu.core.platform.db import make_engine
 from remotegpu.ops.bootstrap import DEV_ADMIN_EMAIL, ensure_admin
 from remotegpu.ops.chaos.churn import api_token
+from remotegpu.ops.dev_prices import seed_demo_prices
 from remotegpu.ops.migrate import upgrade
 from remotegpu.ops.ports import bind
 from remotegpu.ops.postgres import EmbeddedPostgres, ensure_database
@@ -158,6 +159,7 @@ class ChaosStack:
         upgrade(self.url)
         self.engine = make_engine(self.url, pool_size=4, application_name="remotegpu-chaos")
         ensure_admin(self.engine, DEV_ADMIN_EMAIL, "admin", self.admin_password_file)
+        seed_demo_prices(self.engine, "USD")  # running costs money, so spending limits bite
         self.cluster.start()
         self.cluster.write_kubeconfig(self.kubeconfig)
         sync_inventory_now(self.url, KubernetesCluster.from_kubeconfig(str(self.kubeconfig)))
