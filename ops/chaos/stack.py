@@ -77,7 +77,8 @@ class Managed:
 
     def signal(self, signum: int) -> None:
         if self.alive and self.process is not None:
-            os.killpg(self.process.pid, signum)
+            with contextlib.suppress(ProcessLookupError):  # it ended since `alive` looked
+                os.killpg(self.process.pid, signum)
 
     def stop(self, grace_s: float = 15) -> None:
         if self.process is None:
@@ -226,10 +227,12 @@ class ChaosStack:
             )
 
     def close(self) -> None:
-        self.api.stop()
-        for replica in self.replicas:
-            replica.stop()
-        self.cluster.stop()
-        if self.engine is not None:
-            self.engine.dispose()
-        self.postgres.stop()
+        """Stop everything, each part even when stopping another failed (no process may outlive the run)."""
+        with contextlib.ExitStack() as stopping:  # run in reverse: the API first, Postgres last
+            stopping.callback(self.postgres.stop)
+            if self.engine is not None:
+                stopping.callback(self.engine.dispose)
+            stopping.callback(self.cluster.stop)
+            for replica in self.replicas:
+                stopping.callback(replica.stop)
+            stopping.callback(self.api.stop)
