@@ -1,5 +1,6 @@
 """The load a chaos run puts on the API: several users in their own workspaces create, stop, start,
-update, re-apply and delete environments, chosen by a seeded random generator.
+update, re-apply and delete environments and change their spending limits, chosen by a seeded random
+generator.
 
 Every answer is counted by status. A 500 is a violation whatever the fault; a 503 (database or process
 unavailable) and a refused connection (the API restarting) are what a client retries.
@@ -24,6 +25,7 @@ class Tenant:
 
     client: httpx.Client
     workspace: str
+    workspace_id: str | None = None
     environments: dict[str, str] = field(default_factory=dict)
     """name → id."""
 
@@ -77,8 +79,8 @@ class Churn:
             client = httpx.Client(base_url=self.api, timeout=15)
             client.headers["Authorization"] = f"Bearer {api_token(client, email, PASSWORD)}"
             workspace = f"chaos-ws-{index}"
-            self._call(client, "POST", "/workspaces", {"name": workspace})
-            self.tenants.append(Tenant(client, workspace))
+            made = self._call(client, "POST", "/workspaces", {"name": workspace})
+            self.tenants.append(Tenant(client, workspace, made["id"] if made else None))
         anonymous.close()
 
     def _call(self, client: httpx.Client, method: str, path: str, body: Any = None) -> Any:
@@ -98,8 +100,16 @@ class Churn:
         """One user action."""
         tenant = self.rng.choice(self.tenants)
         action = self.rng.choice(
-            ["create", "create", "stop", "start", "restart", "update", "reapply", "delete"]
+            ["create", "create", "stop", "start", "restart", "update", "reapply", "delete", "budget"]
         )
+        if action == "budget" and tenant.workspace_id is not None:
+            # the owner changes the spending limit: none, one a minute of GPU spends (policy stops,
+            # waits with `budget exhausted`), or a roomy one that lets the waiting start again
+            limit = self.rng.choice([None, "0.05", "1000.00"])
+            self._call(
+                tenant.client, "PUT", f"/workspaces/{tenant.workspace_id}/settings", {"spending_limit": limit}
+            )
+            return
         if action == "create" or not tenant.environments:
             name = f"e{self.created}"
             self.created += 1

@@ -94,6 +94,9 @@ def _churn_under_faults(
         envs = int(connection.execute(text("SELECT count(*) FROM environments")).scalar_one())
         terms = int(connection.execute(text("SELECT count(*) FROM leader_terms")).scalar_one())
         stamped = stamped_rows(connection)
+        policy_stops = int(
+            connection.execute(text("SELECT count(*) FROM events WHERE kind = 'policy'")).scalar_one()
+        )
     for line in violations:
         console.print(f"violation: {line}", highlight=False)
     return {
@@ -106,6 +109,7 @@ def _churn_under_faults(
         "answers_503": churn.statuses.get(503, 0),
         "statuses": {str(code): count for code, count in sorted(churn.statuses.items())},
         "unreachable": churn.unreachable,
+        "policy_stops": policy_stops,
         "leader_terms": terms,
         "stamped_rows": stamped,
         "violations": len(violations),

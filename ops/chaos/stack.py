@@ -29,6 +29,7 @@ from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
 from remotegpu.core.platform.db import make_engine
 from remotegpu.ops.bootstrap import DEV_ADMIN_EMAIL, ensure_admin
 from remotegpu.ops.chaos.churn import api_token
+from remotegpu.ops.dev_prices import seed_demo_prices
 from remotegpu.ops.migrate import upgrade
 from remotegpu.ops.ports import bind
 from remotegpu.ops.postgres import EmbeddedPostgres, ensure_database
@@ -76,7 +77,8 @@ class Managed:
 
     def signal(self, signum: int) -> None:
         if self.alive and self.process is not None:
-            os.killpg(self.process.pid, signum)
+            with contextlib.suppress(ProcessLookupError):  # it ended since `alive` looked
+                os.killpg(self.process.pid, signum)
 
     def stop(self, grace_s: float = 15) -> None:
         if self.process is None:
@@ -158,6 +160,7 @@ class ChaosStack:
         upgrade(self.url)
         self.engine = make_engine(self.url, pool_size=4, application_name="remotegpu-chaos")
         ensure_admin(self.engine, DEV_ADMIN_EMAIL, "admin", self.admin_password_file)
+        seed_demo_prices(self.engine, "USD")  # running costs money, so spending limits bite
         self.cluster.start()
         self.cluster.write_kubeconfig(self.kubeconfig)
         sync_inventory_now(self.url, KubernetesCluster.from_kubeconfig(str(self.kubeconfig)))
@@ -224,10 +227,12 @@ class ChaosStack:
             )
 
     def close(self) -> None:
-        self.api.stop()
-        for replica in self.replicas:
-            replica.stop()
-        self.cluster.stop()
-        if self.engine is not None:
-            self.engine.dispose()
-        self.postgres.stop()
+        """Stop everything, each part even when stopping another failed (no process may outlive the run)."""
+        with contextlib.ExitStack() as stopping:  # run in reverse: the API first, Postgres last
+            stopping.callback(self.postgres.stop)
+            if self.engine is not None:
+                stopping.callback(self.engine.dispose)
+            stopping.callback(self.cluster.stop)
+            for replica in self.replicas:
+                stopping.callback(replica.stop)
+            stopping.callback(self.api.stop)

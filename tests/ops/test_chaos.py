@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
+import signal
+from pathlib import Path
 
 from rich.console import Console
 from sqlalchemy import Engine, text
@@ -13,6 +17,8 @@ from sqlalchemy.engine import URL
 from remotegpu.ops.chaos.checks import unsettled
 from remotegpu.ops.chaos.faults import FAULTS, schedule
 from remotegpu.ops.chaos.run import QUICK, run
+from remotegpu.tests.ops.processes import command_env, started
+from remotegpu.tests.polling import poll_until
 from remotegpu.tests.reconciler.world import build_world
 
 
@@ -63,3 +69,52 @@ def test_an_environment_stuck_short_of_its_desired_state_is_reported(
         assert unsettled(engine) == ["stuck: desired running, still provisioning (no reason)"]
     finally:
         world.reconciler.close()
+
+
+def _command_lines() -> dict[int, str]:
+    lines = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                lines[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:  # gone meanwhile
+                continue
+    return lines
+
+
+def _children(parent: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == parent:  # the field after the state is the ppid
+                found.add(int(entry.name))
+    return found
+
+
+def test_a_stop_signal_ends_the_run_and_stops_every_process_it_started(tmp_path: Path) -> None:
+    """The replicas and the API run in sessions of their own, and Postgres is a daemon: none gets the
+    signal, so the run must stop each on its way out."""
+    with started(["chaos", "--quick", "--seed", "2"], command_env(), cwd=tmp_path) as (process, output):
+        assert output.wait_for("[", 120), f"no fault struck:\n{output.text()}"  # "[  2.1 s] kill -9 …"
+        found = re.search(r"(/\S*remotegpu-chaos-[^/\s]+)", " ".join(_command_lines().values()))
+        assert found is not None, "the run's processes name its folder"
+        folder = found.group(1)
+        assert sum(folder in line for line in _command_lines().values()) >= 3, "the replicas and Postgres"
+        children = _children(process.pid)
+        assert len(children) >= 3, "the replicas and the API"
+        os.kill(process.pid, signal.SIGTERM)
+        process.wait(timeout=90)
+        text = output.text()
+        assert process.returncode == 1, text
+        assert "Stopped before the checks ran" in text
+        assert "Traceback" not in text, text
+    poll_until(
+        lambda: [line for pid, line in _command_lines().items() if folder in line or pid in children],
+        30,
+        f"every process of the run gone (its output: {text!r})",
+        until=lambda left: not left,
+    )

@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from remotegpu.ops.cli.consoles import err_console
+
 
 def chaos(
     quick: Annotated[
@@ -21,5 +23,10 @@ def chaos(
     """Churn environments while killing, pausing and cutting off the reconcilers, the API's database and
     the cluster; then check every invariant. A table, then one JSON line; exit 1 on any violation."""
     from remotegpu.ops.chaos.run import main
+    from remotegpu.ops.stopping import stopped_by_signals
 
-    raise typer.Exit(main(quick, minutes, seed))
+    # SIGINT or SIGTERM unwinds the run: its processes, cluster and Postgres are stopped on the way out
+    with stopped_by_signals():
+        raise typer.Exit(main(quick, minutes, seed))
+    err_console.print("Stopped before the checks ran: no figures.")
+    raise typer.Exit(1)
