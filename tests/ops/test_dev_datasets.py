@@ -39,6 +39,7 @@ def test_dev_s3_upload_is_synced_by_a_job_and_mounted_read_only(fresh_database: 
     checksum = f"sha256:{hashlib.sha256(data).hexdigest()}"
     with running_dev_stack(settings, "direct", "none", "moto") as stack:
         assert dict(stack.describe())["Datasets"].startswith("moto's S3 server at http://127.0.0.1:")
+        assert stack.admin_password_file is not None
         password = stack.admin_password_file.read_text().strip()
         with httpx.Client(base_url=f"{stack.api_url}/api/v1", timeout=60) as api:
             token = api.post("/auth/login", json={"email": DEV_ADMIN_EMAIL, "password": password}).json()
