@@ -389,3 +389,14 @@ def test_a_spec_naming_a_dataset_the_workspace_lacks_is_refused(owner: Caller) -
     assert answer.status_code == 422
     assert answer.json()["errors"][0]["field"] == "$.datasets[0].name"
     assert "no dataset named 'nothing'" in answer.json()["detail"]
+
+
+def test_a_stranger_cannot_make_us_list_a_bucket(
+    owner: Caller, new_user: Callable[[str], Caller], s3_api_url: str
+) -> None:
+    stranger = new_user(f"st{uuid.uuid4().hex[:8]}")
+    body = {"name": "probe", "workspace": _ws(owner), "source": "s3", "url": "s3://no-such-bucket/x"}
+    with httpx.Client(base_url=f"{s3_api_url}/api/v1", headers=stranger.http.headers) as client:
+        answer = client.post("/datasets", json=body)
+    assert answer.status_code == 404, "not the bucket's answer: the workspace is not theirs"
+    assert httpx.post(f"{s3_api_url}/api/v1/datasets", json=body).status_code == 401
