@@ -22,6 +22,7 @@ from remotegpu.core.datasets.control import (
     delete_dataset,
     get_dataset,
     list_datasets,
+    require_may_create,
     require_operate,
 )
 from remotegpu.core.datasets.s3_sources import locate_s3_source
@@ -128,6 +129,7 @@ def create(data: JSONBody[DatasetIn], request: AnyRequest, api: Api) -> DatasetO
     when it does not fit; 409 when the name is taken). An upload starts `uploading`: send its bytes as
     `upload` says; an S3 prefix is listed first (422 on `$.url` for a bucket that does not exist or
     credentials S3 refuses) and is `ready` at once, as is a volume."""
+    principal = api.caller(request)  # before anything else: a stranger makes us ask S3 nothing
     new = NewDataset(
         data.name,
         data.workspace,
@@ -140,8 +142,10 @@ def create(data: JSONBody[DatasetIn], request: AnyRequest, api: Api) -> DatasetO
     check_upload_fields(new)
     storages = api.dataset_storages
     if data.source is DatasetSource.S3:
-        new = locate_s3_source(new, data.url, storages)  # S3 is asked before any transaction opens
-    with api.acting(request) as (connection, principal):
+        with api.read_engine.connect() as connection:
+            require_may_create(connection, principal, data.workspace)
+        new = locate_s3_source(new, data.url, storages)  # S3 is asked with no transaction open
+    with api.engine.begin() as connection:
         return _out(create_dataset(connection, principal, new, storages.kind), api)
 
 

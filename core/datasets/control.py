@@ -48,6 +48,12 @@ class NewDataset:
     volume: str | None = None
 
 
+def require_may_create(connection: Connection, principal: Principal, workspace: str | uuid.UUID) -> None:
+    """NotFoundError or ForbiddenError unless the caller may create datasets in the workspace (checked
+    before anything outside is asked on their behalf; `create_dataset` checks again)."""
+    workspace_access(connection, principal, workspace).require(Action.CREATE_ENVIRONMENT)
+
+
 def create_dataset(
     connection: Connection, principal: Principal, new: NewDataset, storage: StorageKind | None
 ) -> Any:

@@ -153,31 +153,32 @@ def test_a_taken_name_is_a_conflict_naming_the_field(owner: Caller) -> None:
     assert "already has a dataset named 'dup'" in taken.json()["detail"]
 
 
-@pytest.mark.parametrize(
-    ("body", "field", "words"),
-    [
-        ({"source": "upload", "size_bytes": 3}, "$.checksum", "sha256"),
-        ({"source": "upload", "checksum": "sha256:" + "0" * 64}, "$.size_bytes", "size"),
-        ({"source": "upload", "size_bytes": 3, "checksum": "md5:abc"}, "$.checksum", "sha256sum"),
-        ({"source": "volume", "size_bytes": 3}, "$.volume", "PersistentVolumeClaim"),
-        (
-            {"source": "upload", "size_bytes": 3, "checksum": "sha256:" + "0" * 64, "file_name": ".."},
-            "$.file_name",
-            "not starting with '.'",
-        ),
-        (
-            {"name": "Not_A_Label", "source": "volume", "volume": "pvc", "size_bytes": 1},
-            "$.name",
-            "DNS label",
-        ),
-    ],
-)
-def test_bad_input_names_the_field(owner: Caller, body: dict[str, Any], field: str, words: str) -> None:
-    answer = owner.post("/datasets", json={"name": "bad", "workspace": _ws(owner)} | body)
-    assert answer.status_code == 422, answer.text
-    problem = answer.json()
-    assert problem["errors"][0]["field"] == field
-    assert words in str(problem)
+BAD_INPUT: list[tuple[dict[str, Any], str, str]] = [
+    ({"source": "upload", "size_bytes": 3}, "$.checksum", "sha256"),
+    ({"source": "upload", "checksum": "sha256:" + "0" * 64}, "$.size_bytes", "size"),
+    ({"source": "upload", "size_bytes": 3, "checksum": "md5:abc"}, "$.checksum", "sha256sum"),
+    ({"source": "volume", "size_bytes": 3}, "$.volume", "PersistentVolumeClaim"),
+    (
+        {"source": "upload", "size_bytes": 3, "checksum": "sha256:" + "0" * 64, "file_name": ".."},
+        "$.file_name",
+        "not starting with '.'",
+    ),
+    (
+        {"name": "Not_A_Label", "source": "volume", "volume": "pvc", "size_bytes": 1},
+        "$.name",
+        "DNS label",
+    ),
+]
+"""(body, field named, words of the fix) of each refused create."""
+
+
+def test_bad_input_names_the_field(owner: Caller) -> None:
+    for body, field, words in BAD_INPUT:  # one owner for all: each case is one request
+        answer = owner.post("/datasets", json={"name": "bad", "workspace": _ws(owner)} | body)
+        assert answer.status_code == 422, answer.text
+        problem = answer.json()
+        assert problem["errors"][0]["field"] == field
+        assert words in str(problem), (body, problem)
 
 
 def test_a_volume_dataset_is_ready_at_once(owner: Caller) -> None:

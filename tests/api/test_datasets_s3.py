@@ -213,22 +213,23 @@ def test_an_s3_prefix_becomes_a_ready_dataset_of_its_listed_size(owner: Caller, 
     )
 
 
-@pytest.mark.parametrize(
-    ("url", "words"),
-    [
-        ("https://example.org/data", "is not an S3 URL"),
-        ("s3://Bad_Bucket/x", "not a valid bucket name"),
-        ("s3://no-such-bucket/x", "bucket 'no-such-bucket' does not exist"),
-        (f"s3://{BUCKET}/nothing-here/", "there are no objects under"),
-    ],
-)
-def test_a_bad_s3_source_is_refused_naming_the_url(owner: Caller, url: str, words: str) -> None:
-    answer = owner.post(
-        "/datasets", json={"name": "bad", "workspace": _ws(owner), "source": "s3", "url": url}
-    )
-    assert answer.status_code == 422, answer.text
-    assert answer.json()["errors"][0]["field"] == "$.url"
-    assert words in answer.json()["detail"]
+BAD_SOURCES = [
+    ("https://example.org/data", "is not an S3 URL"),
+    ("s3://Bad_Bucket/x", "not a valid bucket name"),
+    ("s3://no-such-bucket/x", "bucket 'no-such-bucket' does not exist"),
+    (f"s3://{BUCKET}/nothing-here/", "there are no objects under"),
+]
+"""(URL, words of the answer) of each refused S3 source."""
+
+
+def test_a_bad_s3_source_is_refused_naming_the_url(owner: Caller) -> None:
+    for url, words in BAD_SOURCES:
+        answer = owner.post(
+            "/datasets", json={"name": "bad", "workspace": _ws(owner), "source": "s3", "url": url}
+        )
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["errors"][0]["field"] == "$.url"
+        assert words in answer.json()["detail"], url
 
 
 def test_credentials_s3_refuses_are_named_without_being_shown(
@@ -388,3 +389,14 @@ def test_a_spec_naming_a_dataset_the_workspace_lacks_is_refused(owner: Caller) -
     assert answer.status_code == 422
     assert answer.json()["errors"][0]["field"] == "$.datasets[0].name"
     assert "no dataset named 'nothing'" in answer.json()["detail"]
+
+
+def test_a_stranger_cannot_make_us_list_a_bucket(
+    owner: Caller, new_user: Callable[[str], Caller], s3_api_url: str
+) -> None:
+    stranger = new_user(f"st{uuid.uuid4().hex[:8]}")
+    body = {"name": "probe", "workspace": _ws(owner), "source": "s3", "url": "s3://no-such-bucket/x"}
+    with httpx.Client(base_url=f"{s3_api_url}/api/v1", headers=stranger.http.headers) as client:
+        answer = client.post("/datasets", json=body)
+    assert answer.status_code == 404, "not the bucket's answer: the workspace is not theirs"
+    assert httpx.post(f"{s3_api_url}/api/v1/datasets", json=body).status_code == 401

@@ -87,6 +87,7 @@ def test_settings_members_read_admins_change_outsiders_see_nothing(new_user: Cal
         "gateway": None,
         "default_idle_stop_minutes": None,
         "spending_limit": None,
+        "home_volume_size": None,
     }
     assert member.get(path).json() == defaults
     assert outsider.get(path).status_code == 404
@@ -101,6 +102,7 @@ def test_settings_members_read_admins_change_outsiders_see_nothing(new_user: Cal
         "gateway": None,
         "default_idle_stop_minutes": 30,
         "spending_limit": "250.00",
+        "home_volume_size": None,
     }, "fields not given keep their value"
     odd_amounts = ("lots", "1e400", "1E+3", "\u0661\u0662", "-5", "0.001", "1" * 13)
     for amount in odd_amounts:  # an exponent, a sign, other scripts' digits, too precise, too large

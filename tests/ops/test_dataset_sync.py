@@ -4,7 +4,6 @@ cluster running a sync Job with it to completion, into the folder standing in fo
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -16,9 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from remotegpu.core.cluster.driver import DatasetSyncJob, SyncState
+from remotegpu.core.cluster.driver import DatasetSyncJob, SyncObservation, SyncState
 from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
+from remotegpu.core.cluster.kubernetes.dataset_sync import sync_observation
 from remotegpu.core.datasets.s3 import S3Connection
+from remotegpu.core.datasets.s3_urls import S3Location
+from remotegpu.core.datasets.storage import StorageRefusedError
+from remotegpu.core.datasets.sync import SyncError, sync_prefix
 from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
 from remotegpu.ops.simcluster.store import BY_PATH
 from remotegpu.tests.ops.processes import EXECUTABLE, command_env
@@ -74,29 +77,32 @@ def test_the_sync_command_copies_a_prefix_with_checksums_and_skips_what_it_holds
     }
     for key, data in objects.items():
         assert (tmp_path / "out" / key.removeprefix(f"{prefix}/")).read_bytes() == data
-    again = _sync(s3, "--source", f"s3://{BUCKET}/{prefix}/", "--dest", str(tmp_path / "out"))
-    assert json.loads(again.stdout.splitlines()[-1])["skipped"] == 3
+    # a Job retried after a crash: what arrived intact is skipped (the copy itself, in this process)
+    again = sync_prefix(s3.client(), S3Location(BUCKET, f"{prefix}/"), tmp_path / "out")
+    assert (again.files, again.skipped) == (0, 3)
 
 
-def test_the_sync_command_refuses_content_that_does_not_match_the_declared_checksum(
+def test_the_sync_refuses_content_that_does_not_match_the_declared_checksum_and_keys_outside(
     s3: S3Connection, tmp_path: Path
 ) -> None:
     put_objects(s3, {"one/file.bin": b"the real content"})
     wrong = "sha256:" + hashlib.sha256(b"something else").hexdigest()
-    refused = _sync(s3, "--source", f"s3://{BUCKET}/one/", "--dest", str(tmp_path), "--checksum", wrong)
-    assert refused.returncode == 1
-    message = refused.stderr.strip().splitlines()[-1]
-    assert "its SHA-256 is sha256:" in message
-    assert f"not the declared {wrong}" in message
+    with pytest.raises(SyncError) as refused:
+        sync_prefix(s3.client(), S3Location(BUCKET, "one/"), tmp_path, wrong)
+    assert "its SHA-256 is sha256:" in str(refused.value)
+    assert f"not the declared {wrong}" in str(refused.value)
     assert not (tmp_path / "file.bin").exists()
-    missing = _sync(s3, "--source", "s3://no-such-bucket/x/", "--dest", str(tmp_path))
-    assert missing.returncode == 1
-    assert "bucket 'no-such-bucket' does not exist" in missing.stderr
+    with pytest.raises(StorageRefusedError, match="bucket 'no-such-bucket' does not exist"):
+        sync_prefix(s3.client(), S3Location("no-such-bucket", "x/"), tmp_path)
+    put_objects(s3, {"escape/../outside": b"x"})
+    with pytest.raises(SyncError, match="cannot be a file inside"):
+        sync_prefix(s3.client(), S3Location(BUCKET, "escape/"), tmp_path / "inside")
 
 
-def test_the_simulated_cluster_runs_a_sync_job_to_completion_into_its_volume(
+def test_the_simulated_cluster_runs_a_sync_job_whose_failure_says_why_and_goes_with_its_environment(
     s3: S3Connection, tmp_path: Path
 ) -> None:
+    """The success path, bytes in the volume, runs end to end in `tests/ops/test_dev_datasets.py`."""
     data = os.urandom(64 * KiB)
     dataset = uuid.uuid4()
     put_objects(s3, {f"datasets/{dataset}/weights.bin": data})
@@ -115,31 +121,31 @@ def test_the_simulated_cluster_runs_a_sync_job_to_completion_into_its_volume(
             size_bytes=len(data),
             image="ghcr.io/remotegpu/remotegpu:0.1.0",
             credentials_secret=f"env-{environment}-dataset-s3",
-            checksum=f"sha256:{hashlib.sha256(data).hexdigest()}",
+            checksum="sha256:" + "0" * 64,  # not what is there
         )
-        done = poll_until(
+        failed = poll_until(
             lambda: driver.ensure_dataset_sync(job),
             60,
-            "the sync Job to finish",
-            until=lambda o: o.state is not SyncState.RUNNING,
-        )
-        assert done.state is SyncState.SUCCEEDED, done.message
-        assert (volumes / "default" / job.name / "weights.bin").read_bytes() == data
-        stored_job = sim.store.get(BY_PATH[("batch", "v1", "jobs")], "default", job.name)
-        assert stored_job["status"]["succeeded"] == 1
-        assert sim.store.get(BY_PATH[("", "v1", "persistentvolumeclaims")], "default", job.name)
-
-        corrupt = dataclasses.replace(job, dataset_id=uuid.uuid4(), checksum="sha256:" + "0" * 64)
-        failed = poll_until(
-            lambda: driver.ensure_dataset_sync(corrupt),
-            60,
-            "the bad Job to finish",
+            "the Job to finish",
             until=lambda o: o.state is not SyncState.RUNNING,
         )
         assert failed.state is SyncState.FAILED
         assert "not the declared sha256:000" in failed.message
+        stored = sim.store.get(BY_PATH[("batch", "v1", "jobs")], "default", job.name)
+        assert stored["status"]["failed"] == 1
+        assert sim.store.get(BY_PATH[("", "v1", "persistentvolumeclaims")], "default", job.name)
+        assert not (volumes / "default" / job.name / "weights.bin").exists()
 
         assert driver.delete_workload(environment, keep_volumes=False)
         jobs, _ = sim.store.list(BY_PATH[("batch", "v1", "jobs")], None, lambda _o: True)
         claims, _ = sim.store.list(BY_PATH[("", "v1", "persistentvolumeclaims")], None, lambda _o: True)
         assert (jobs, claims) == ([], [])
+
+
+def test_a_job_s_conditions_say_whether_it_runs_succeeded_or_failed() -> None:
+    assert sync_observation(None).state is SyncState.RUNNING
+    assert sync_observation({"status": {"active": 1}}).state is SyncState.RUNNING
+    done = {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+    assert sync_observation(done).state is SyncState.SUCCEEDED
+    failed = {"status": {"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]}}
+    assert sync_observation(failed) == SyncObservation(SyncState.FAILED, "DeadlineExceeded: the sync failed")
