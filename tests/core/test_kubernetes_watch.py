@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import socket
 import threading
+import time
+import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 
 from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
+from remotegpu.core.cluster.manifests import ENVIRONMENT_LABEL, MANAGED_LABEL, MANAGER
+from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
+from remotegpu.ops.simcluster.store import BY_PATH
 from remotegpu.tests.polling import poll_until
 
 
@@ -50,3 +56,38 @@ def test_a_watch_that_cannot_connect_logs_one_debug_line_per_attempt_and_no_warn
     assert all(r.levelno == logging.DEBUG for r in dropped)
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     assert "Retrying" not in caplog.text
+
+
+def test_a_new_watch_resumes_where_the_last_one_ended(tmp_path: Path) -> None:
+    """Watches end every 5 s; a fresh one would replay every pod (every environment due again, each
+    time). The next one resumes from the last resourceVersion: an unchanged pod is reported once."""
+    pods = BY_PATH[("", "v1", "pods")]
+
+    def pod(environment: uuid.UUID) -> dict[str, object]:
+        return {
+            "metadata": {
+                "name": f"env-{environment}",
+                "labels": {MANAGED_LABEL: MANAGER, ENVIRONMENT_LABEL: str(environment)},
+            },
+            "spec": {"containers": [{"name": "main", "image": "probe:1"}]},
+        }
+
+    first, second = uuid.uuid4(), uuid.uuid4()
+    seen: list[uuid.UUID] = []
+    stop = threading.Event()
+    with SimulatedCluster(NodeTemplate(count=1, gpus=1), start_delay=dt.timedelta(hours=1)) as sim:
+        driver = KubernetesCluster.from_kubeconfig(str(sim.write_kubeconfig(tmp_path / "kubeconfig")))
+        sim.store.create(pods, "default", pod(first))
+        watching = threading.Thread(target=driver.watch_workloads, args=(seen.append, stop))
+        watching.start()
+        try:
+            poll_until(lambda: first in seen, 10, "the existing pod to be reported", interval_s=0.05)
+            time.sleep(1)  # real time: the simulated kubelet's own changes to the pod are reported too
+            before = seen.count(first)
+            time.sleep(5.5)  # real time: the watch's server-side timeout (5 s) ends it and a new one starts
+            sim.store.create(pods, "default", pod(second))
+            poll_until(lambda: second in seen, 10, "a pod created after the restart", interval_s=0.05)
+        finally:
+            stop.set()
+            watching.join(timeout=10)
+    assert seen.count(first) == before, "the new watch replayed a pod that had not changed"

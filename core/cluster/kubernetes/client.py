@@ -132,3 +132,13 @@ class RawWatch(watch.Watch):  # type: ignore[misc,unused-ignore]
     def get_return_type(self, func: Callable[..., Any]) -> None:
         """No model type: `unmarshal_event` then leaves the object as it came."""
         return None
+
+    def unmarshal_event(self, data: str, return_type: Any) -> Any:
+        """The event as parsed JSON, noting its object's resourceVersion (the stock watch notes it only
+        for model types), so that a new watch can resume where this one ended."""
+        event = super().unmarshal_event(data, return_type)  # type: ignore[no-untyped-call,unused-ignore]
+        if isinstance(event, dict) and event.get("type") != "ERROR":
+            metadata = (event.get("raw_object") or {}).get("metadata") or {}
+            if "resourceVersion" in metadata:
+                self.resource_version = metadata["resourceVersion"]
+        return event
