@@ -56,7 +56,7 @@ def _round(url: URL, processes: int, envs: int, folder: Path, violations: list[s
     engine = make_engine(url, pool_size=2)
     with contextlib.ExitStack() as stack:
         stack.callback(engine.dispose)
-        kubeconfig = stack.enter_context(
+        kubeconfig, _ = stack.enter_context(
             _simulated_cluster_process(envs // 8 + 4, folder / f"kubeconfig-{processes}")
         )
         with engine.begin() as connection:

@@ -68,5 +68,5 @@ def test_unknown_benchmark_is_a_one_line_error() -> None:
     assert result.returncode == 1
     assert (
         result.stderr.strip()
-        == "error: unknown benchmark 'teleport'; choose one of: allocation, reconcile, api, billing, scheduling"
+        == "error: unknown benchmark 'teleport'; choose one of: allocation, reconcile, shards, api, billing, scheduling"
     )
