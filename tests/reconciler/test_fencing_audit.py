@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import Engine, TextClause, text
@@ -37,6 +38,26 @@ def electors(database_url: URL) -> Iterator[tuple[LeaderElector, LeaderElector]]
     yield old, new
     old.close()
     new.close()
+
+
+@dataclass
+class Term:
+    """`old` leads shard 0 at `epoch` and `writer` writes as its reconciler would; `new` waits to take over."""
+
+    old: LeaderElector
+    new: LeaderElector
+    epoch: int
+    writer: Engine
+
+
+@pytest.fixture
+def term(database_url: URL, electors: tuple[LeaderElector, LeaderElector]) -> Iterator[Term]:
+    old, new = electors
+    assert old.campaign()
+    assert old.epoch is not None
+    writer = _writer_engine(database_url, 0, old.epoch)
+    yield Term(old, new, old.epoch, writer)
+    writer.dispose()
 
 
 def _writer_engine(database_url: URL, shard: int, epoch: int) -> Engine:
@@ -96,100 +117,74 @@ def test_the_tables_the_reconciler_writes_are_all_stamped() -> None:
 
 
 def test_a_write_that_bypasses_the_fence_after_a_takeover_is_reported(
-    engine: Engine, database_url: URL, host: uuid.UUID, electors: tuple[LeaderElector, LeaderElector]
+    engine: Engine, host: uuid.UUID, term: Term
 ) -> None:
-    old, new = electors
-    assert old.campaign()
-    stale_epoch = old.epoch
-    assert stale_epoch is not None
-    stale = _writer_engine(database_url, 0, stale_epoch)
-    try:
-        old.step_down("replaced")  # its session ends, as when a paused leader's connection is cut
-        assert new.campaign()
-        assert new.epoch == stale_epoch + 1
-        with pytest.raises(FencedOutError), stale.begin() as connection:  # the fenced write: refused
-            connection.execute(_touch(host))
-            fence(connection, 0, stale_epoch)
-        with engine.connect() as connection:
-            assert late_writes(connection) == []
-        with stale.begin() as connection:  # the same write without its fence: it lands, and is seen
-            connection.execute(_touch(host))
-        with engine.connect() as connection:
-            found = late_writes(connection)
-        assert len(found) == 1
-        assert found[0].startswith(f"hosts: a write of shard 0 epoch {stale_epoch} at")
-        assert f"after epoch {stale_epoch + 1} began" in found[0]
-    finally:
-        stale.dispose()
+    term.old.step_down("replaced")  # its session ends, as when a paused leader's connection is cut
+    assert term.new.campaign()
+    assert term.new.epoch == term.epoch + 1
+    with pytest.raises(FencedOutError), term.writer.begin() as connection:  # the fenced write: refused
+        connection.execute(_touch(host))
+        fence(connection, 0, term.epoch)
+    with engine.connect() as connection:
+        assert late_writes(connection) == []
+    with term.writer.begin() as connection:  # the same write without its fence: it lands, and is seen
+        connection.execute(_touch(host))
+    with engine.connect() as connection:
+        found = late_writes(connection)
+    assert len(found) == 1
+    assert found[0].startswith(f"hosts: a write of shard 0 epoch {term.epoch} at")
+    assert f"after epoch {term.epoch + 1} began" in found[0]
 
 
 def test_a_write_fenced_before_a_takeover_commits_before_the_new_term_begins(
-    engine: Engine, database_url: URL, host: uuid.UUID, electors: tuple[LeaderElector, LeaderElector]
+    engine: Engine, host: uuid.UUID, term: Term
 ) -> None:
-    old, new = electors
-    assert old.campaign()
-    epoch = old.epoch
-    assert epoch is not None
-    writer = _writer_engine(database_url, 0, epoch)
     took_over = threading.Event()
-    try:
-        with writer.begin() as connection:
-            connection.execute(_touch(host))
-            fence(connection, 0, epoch)  # holds the shard row FOR SHARE until this transaction ends
-            old.step_down("replaced")
 
-            def take_over() -> None:
-                if new.campaign():
-                    took_over.set()
+    def take_over() -> None:
+        if term.new.campaign():
+            took_over.set()
 
-            campaign = threading.Thread(target=take_over)
-            campaign.start()
-            poll_until(
-                lambda: _waiting_for_a_lock(engine, new.identity), what="the takeover to wait for the fence"
-            )
-            assert not took_over.is_set()
-        campaign.join(timeout=10)
-        assert took_over.is_set()
-        assert new.epoch == epoch + 1
-        with engine.connect() as connection:
-            written_at = connection.execute(
-                text("SELECT written_at FROM hosts WHERE id = :id AND writer_epoch = :epoch"),
-                {"id": host, "epoch": epoch},
-            ).scalar_one()
-            began_at = connection.execute(
-                text("SELECT began_at FROM leader_terms WHERE shard = 0 AND epoch = :epoch"),
-                {"epoch": epoch + 1},
-            ).scalar_one()
-            assert written_at < began_at
-            assert late_writes(connection) == []
-    finally:
-        writer.dispose()
+    with term.writer.begin() as connection:
+        connection.execute(_touch(host))
+        fence(connection, 0, term.epoch)  # holds the shard row FOR SHARE until this transaction ends
+        term.old.step_down("replaced")
+        campaign = threading.Thread(target=take_over)
+        campaign.start()
+        poll_until(
+            lambda: _waiting_for_a_lock(engine, term.new.identity), what="the takeover to wait for the fence"
+        )
+        assert not took_over.is_set()
+    campaign.join(timeout=10)
+    assert took_over.is_set()
+    assert term.new.epoch == term.epoch + 1
+    with engine.connect() as connection:
+        written_at = connection.execute(
+            text("SELECT written_at FROM hosts WHERE id = :id AND writer_epoch = :epoch"),
+            {"id": host, "epoch": term.epoch},
+        ).scalar_one()
+        began_at = connection.execute(
+            text("SELECT began_at FROM leader_terms WHERE shard = 0 AND epoch = :epoch"),
+            {"epoch": term.epoch + 1},
+        ).scalar_one()
+        assert written_at < began_at
+        assert late_writes(connection) == []
 
 
 def test_a_write_fenced_after_a_takeover_is_rolled_back_and_leaves_nothing_to_report(
-    engine: Engine, database_url: URL, host: uuid.UUID, electors: tuple[LeaderElector, LeaderElector]
+    engine: Engine, host: uuid.UUID, term: Term
 ) -> None:
-    old, new = electors
-    assert old.campaign()
-    epoch = old.epoch
-    assert epoch is not None
-    writer = _writer_engine(database_url, 0, epoch)
-    try:
-        with pytest.raises(FencedOutError), writer.begin() as connection:
-            connection.execute(_touch(host))  # written before the takeover, not yet fenced
-            old.step_down("replaced")
-            assert new.campaign()  # nothing holds the shard row: the takeover commits at once
-            fence(connection, 0, epoch)
-        with engine.connect() as connection:
-            assert (
-                connection.execute(
-                    text("SELECT labels ? 'touched' FROM hosts WHERE id = :id"), {"id": host}
-                ).scalar_one()
-                is False
-            )
-            assert late_writes(connection) == []
-    finally:
-        writer.dispose()
+    with pytest.raises(FencedOutError), term.writer.begin() as connection:
+        connection.execute(_touch(host))  # written before the takeover, not yet fenced
+        term.old.step_down("replaced")
+        assert term.new.campaign()  # nothing holds the shard row: the takeover commits at once
+        fence(connection, 0, term.epoch)
+    with engine.connect() as connection:
+        touched = connection.execute(
+            text("SELECT labels ? 'touched' FROM hosts WHERE id = :id"), {"id": host}
+        ).scalar_one()
+        assert touched is False
+        assert late_writes(connection) == []
 
 
 def _waiting_for_a_lock(engine: Engine, identity: str) -> bool:
