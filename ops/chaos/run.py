@@ -71,7 +71,7 @@ def _churn_under_faults(
             time.sleep(max(0.0, started + fault.at_s - time.monotonic()))
             try:
                 what = FAULTS[fault.kind](stack)
-                struck.append(what)
+                (missed if what.endswith("(skipped)") else struck).append(what)
             except Exception as error:  # the harness's own call failed (say, a sign-in answered 503)
                 what = f"{fault.kind}: not struck ({type(error).__name__}: {error})"
                 missed.append(what)
