@@ -153,6 +153,8 @@ def schedule_waiting(
         stale = set(connection.execute(_QUEUED_SQL).scalars()) - set(ids)
         if stale:
             connection.execute(_CLEAR_WAITING_SQL, {"ids": sorted(stale)})
+        if before_commit is not None:  # the queue's positions are a leader's writes too: fenced
+            before_commit(connection)
     return report
 
 

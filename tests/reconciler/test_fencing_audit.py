@@ -19,10 +19,11 @@ from remotegpu.core.environments.states import DesiredState
 from remotegpu.core.platform.db import make_engine
 from remotegpu.core.platform.fencing_audit import late_writes, stamped_tables
 from remotegpu.reconciler.leader import FencedOutError, LeaderElector, fence
+from remotegpu.reconciler.scheduler import schedule_pass
 from remotegpu.reconciler.writer_stamp import stamp_writes, writer_value
 from remotegpu.tests.allocation_world import make_host
 from remotegpu.tests.polling import poll_until
-from remotegpu.tests.reconciler.world import build_world
+from remotegpu.tests.reconciler.world import SPEC, build_world
 
 
 @pytest.fixture
@@ -198,3 +199,34 @@ def _waiting_for_a_lock(engine: Engine, identity: str) -> bool:
                 {"name": f"remotegpu-leader-{identity}"[:63]},
             ).scalar_one()
         )
+
+
+def test_a_replaced_leaders_scheduling_pass_writes_no_queue_position(
+    engine: Engine, database_url: URL, sessions: object
+) -> None:
+    """Found by a 30-minute chaos run: a leader paused past its lease woke up mid-pass and wrote the
+    queue's positions after its successor began (the pass fenced its claims, not its positions)."""
+    world = build_world(engine, database_url)
+    successor = LeaderElector(database_url, identity="successor")
+    try:
+        big = {**SPEC, "resources": {"gpus": {"count": 8, "model": "H100"}}}
+        world.submit("runs", big)
+        waits = world.submit("waits", big)
+        world.reconciler.run_until_idle()
+        assert world.row(waits).queue_reason == "waiting for 8×H100"
+        with engine.begin() as connection:  # as if the positions were not written yet
+            connection.execute(
+                text("UPDATE environments SET queue_position = NULL, queue_reason = NULL WHERE id = :id"),
+                {"id": waits},
+            )
+        stale = world.reconciler.ctx
+        world.reconciler.elector.step_down("paused past its lease")
+        assert successor.campaign()
+        with pytest.raises(FencedOutError):
+            schedule_pass(stale)
+        assert (world.row(waits).queue_position, world.row(waits).queue_reason) == (None, None)
+        with engine.connect() as connection:
+            assert late_writes(connection) == []
+    finally:
+        successor.close()
+        world.reconciler.close()
