@@ -50,12 +50,6 @@ class Environment(WriterStamped, Base):
             postgresql_where=text("deleted_at IS NULL"),
         ),
         Index("ix_environments_shard_next_attempt_at", "shard", "next_attempt_at"),
-        # the lease's other way to be due: a user changed the desired side (migration 0017)
-        Index(
-            "ix_environments_shard_desired_changed",
-            "shard",
-            postgresql_where=text("desired_version <> seen_desired_version"),
-        ),
         # the waiting ones that show a queue place (the scheduling pass clears those no longer waiting): by
         # reason, not position, which each pass rewrites (an indexed column's update cannot stay on its
         # page); migration 0017 also gives the table a fill factor of 80, so those updates can

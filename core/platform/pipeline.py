@@ -27,7 +27,8 @@ from sqlalchemy.exc import DBAPIError
 Statement = tuple[TextClause, Mapping[str, Any]]
 """A statement and its parameters, as for `Connection.execute`."""
 
-_compiled: dict[tuple[int, str], Any] = {}
+_compiled: dict[tuple[TextClause, str], Any] = {}
+"""Compiled statements by clause (held, so an id is never reused) and dialect."""
 
 
 @functools.lru_cache(maxsize=512)
@@ -45,7 +46,7 @@ def _named_rows(cursor: psycopg.Cursor[Any]) -> RowMaker[Any]:
 
 
 def _compile(connection: Connection, clause: TextClause) -> Any:
-    key = (id(clause), connection.dialect.name)
+    key = (clause, connection.dialect.name)
     compiled = _compiled.get(key)
     if compiled is None:
         compiled = clause.compile(dialect=connection.dialect)
@@ -55,7 +56,8 @@ def _compile(connection: Connection, clause: TextClause) -> Any:
 
 def run_pipelined(connection: Connection, statements: Sequence[Statement]) -> list[list[Any]]:
     """Run `statements` in order inside the connection's transaction, in one round trip; the rows of
-    each (named tuples). Meant for module-level `text()` constants (compiled once, by identity)."""
+    each (named tuples). Meant for module-level `text()` constants (each compiled once and kept). An
+    error names the last statement sent; the server's message says which one failed."""
     raw: psycopg.Connection[Any] = connection.connection.driver_connection  # type: ignore[assignment]
     prepared = []
     for clause, parameters in statements:
@@ -69,6 +71,8 @@ def run_pipelined(connection: Connection, statements: Sequence[Statement]) -> li
                 cursor.execute(sql, parameters)
         return [cursor.fetchall() if cursor.description is not None else [] for cursor in cursors]
     except psycopg.Error as error:
+        if connection.dialect.is_disconnect(error, connection.connection, None):  # type: ignore[arg-type]
+            connection.invalidate(error)  # as `Connection.execute` would: the pool opens a new one
         raise DBAPIError.instance(
             sql, parameters, error, psycopg.Error, hide_parameters=True, dialect=connection.dialect
         ) from error

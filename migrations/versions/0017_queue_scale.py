@@ -1,12 +1,11 @@
-"""Scale: the rows that show a queue place indexed, room on environment pages, leases by index.
+"""A deep capacity queue: the rows that show a queue place indexed, room on environment pages.
 
 Each scheduling pass rewrites the queue position of every waiting environment whose place moved, and
 clears position and reason on those no longer waiting. The partial index finds the latter without
 reading every environment; its predicate names the reason, which a pass seldom changes, not the
 position, which it rewrites: an update of a column an index mentions cannot stay on its page. The fill
 factor leaves room on each page, so those updates stay there (HOT) instead of adding an entry to each
-of the table's indexes. The lease finds environments whose desired side changed through a partial
-index, so that it reads the due rows only, never the whole shard.
+of the table's indexes.
 
 Revision ID: 0017
 Revises: 0016
@@ -35,18 +34,8 @@ def upgrade() -> None:
     )
     # applies to pages written from now on; existing ones fill up as before
     op.execute("ALTER TABLE environments SET (fillfactor = 80)")
-    # The lease's third way to be due (a user changed the desired side) compares two columns, which no
-    # index on (shard, next_attempt_at) answers: without this one every lease read the whole shard.
-    op.create_index(
-        "ix_environments_shard_desired_changed",
-        "environments",
-        ["shard"],
-        unique=False,
-        postgresql_where=sa.text("desired_version <> seen_desired_version"),
-    )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_environments_shard_desired_changed", table_name="environments")
     op.execute("ALTER TABLE environments RESET (fillfactor)")
     op.drop_index("ix_environments_queued", table_name="environments")

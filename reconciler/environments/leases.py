@@ -99,13 +99,8 @@ _LEASE_CTES = f"""
     ), due AS (
         SELECT id FROM environments
          WHERE shard = :shard AND EXISTS (SELECT 1 FROM leader)
-           -- due by time, or at once when a user changed the desired side (a stop wins over a backoff);
-           -- each way through an index of its own: as one OR of the three, every lease read the whole shard
-           AND id IN (SELECT id FROM environments
-                       WHERE shard = :shard AND (next_attempt_at IS NULL OR next_attempt_at <= :now)
-                      UNION ALL
-                      SELECT id FROM environments
-                       WHERE shard = :shard AND desired_version <> seen_desired_version)
+           -- due by time, or at once when a user changed the desired side (a stop wins over a backoff)
+           AND (next_attempt_at IS NULL OR next_attempt_at <= :now OR desired_version <> seen_desired_version)
            AND (lock_expires_at IS NULL OR lock_expires_at < :now)
            -- settled: nothing to do until the user wants something else (or, once failed, a new spec)
            AND phase <> '{Phase.DELETED}'
