@@ -388,6 +388,7 @@ def test_close_signs_out_and_the_token_never_travels_in_a_url(guac: FakeGuacamol
 def test_no_log_record_carries_the_password_the_key_or_a_token(
     guac: FakeGuacamole, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="httpx")  # a server command run in-process earlier quietened it
     with caplog.at_level(logging.DEBUG):
         client = GuacamoleGateway(guac.url, "guacadmin", ADMIN_PASSWORD)
         made = client.ensure_connection(target())
