@@ -100,12 +100,14 @@ def test_a_stop_signal_ends_the_run_and_stops_every_process_it_started(tmp_path:
     signal, so the run must stop each on its way out."""
     with started(["chaos", "--quick", "--seed", "2"], command_env(), cwd=tmp_path) as (process, output):
         assert output.wait_for("[", 120), f"no fault struck:\n{output.text()}"  # "[  2.1 s] kill -9 …"
-        found = re.search(r"(/\S*remotegpu-chaos-[^/\s]+)", " ".join(_command_lines().values()))
-        assert found is not None, "the run's processes name its folder"
-        folder = found.group(1)
-        assert sum(folder in line for line in _command_lines().values()) >= 3, "the replicas and Postgres"
         children = _children(process.pid)
         assert len(children) >= 3, "the replicas and the API"
+        lines = _command_lines()
+        # this run's folder, from its own children (another chaos run may share the machine)
+        found = re.search(r"(/\S*remotegpu-chaos-[^/\s]+)", " ".join(lines.get(pid, "") for pid in children))
+        assert found is not None, "the run's replicas name its folder"
+        folder = found.group(1)
+        assert sum(folder in line for line in lines.values()) >= 3, "the replicas and Postgres"
         os.kill(process.pid, signal.SIGTERM)
         process.wait(timeout=90)
         text = output.text()
