@@ -45,8 +45,8 @@ def utilisation_of(pod: Obj, default: float) -> float:
 
 def render(store: Store, default_utilisation: float = 0.0) -> str:
     """The exporter's answer for every GPU of every node, in the Prometheus text format."""
-    nodes, _ = store.list(NODES, None, lambda _n: True)
-    running, _ = store.list(PODS, None, lambda p: p.get("status", {}).get("phase") == "Running")
+    nodes, _ = store.list(NODES, None, lambda _n: True, shared=True)
+    running, _ = store.list(PODS, None, lambda p: p.get("status", {}).get("phase") == "Running", shared=True)
     holders: dict[str, Obj] = {}
     for pod in running:
         for uuid in ((pod["metadata"].get("annotations") or {}).get(ALLOCATED_GPUS) or "").split(","):

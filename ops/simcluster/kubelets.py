@@ -385,7 +385,7 @@ class Kubelets:
     def _nodes(self) -> list[Obj]:
         """The node list, refreshed at most every second (nodes rarely change)."""
         if time.monotonic() - self._nodes_read_at > 1.0:
-            self._nodes_cache, _ = self.store.list(NODES, None, lambda _n: True)
+            self._nodes_cache, _ = self.store.list(NODES, None, lambda _n: True, shared=True)
             self._nodes_read_at = time.monotonic()
         return self._nodes_cache
 

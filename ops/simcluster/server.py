@@ -26,11 +26,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+import msgspec
+
 from remotegpu.ops.simcluster import dcgm, openapi
 from remotegpu.ops.simcluster.kubelets import Faults, Kubelets
 from remotegpu.ops.simcluster.selectors import field_selector, label_selector
 from remotegpu.ops.simcluster.store import BY_PATH, RESOURCES, ApiError, Obj, Resource, Store
-from remotegpu.ops.simcluster.tables import table
+from remotegpu.ops.simcluster.tables import partial_metadata_list, table
 
 _PATH = re.compile(
     r"^/(?:api/(?P<core>v1)|apis/(?P<group>[a-z0-9.-]+)/(?P<version>v[0-9a-z]+))"
@@ -308,9 +310,13 @@ class _Handler(BaseHTTPRequestHandler):
             )
             self._watch(resource, namespace, matches, since, float(query.get("timeoutSeconds", "300")))
             return
-        items, version = store.list(resource, namespace, matches)
-        if "as=Table" in (self.headers.get("Accept") or ""):
+        items, version = store.list(resource, namespace, matches, shared=True)
+        accept = self.headers.get("Accept") or ""
+        if "as=Table" in accept:
             self._json(200, table(resource, items, version))
+            return
+        if "as=PartialObjectMetadataList" in accept:
+            self._json(200, partial_metadata_list(items, version))
             return
         self._json(
             200,
@@ -380,7 +386,7 @@ class _Handler(BaseHTTPRequestHandler):
                     continue
                 if event is None:
                     break
-                self._chunk((json.dumps(event) + "\n").encode())
+                self._chunk(msgspec.json.encode(event) + b"\n")
             self._chunk(b"")
         except (BrokenPipeError, ConnectionResetError):
             pass
@@ -451,7 +457,7 @@ class _Handler(BaseHTTPRequestHandler):
             return None
 
     def _json(self, code: int, payload: Any) -> None:
-        self._respond(code, "application/json", json.dumps(payload).encode())
+        self._respond(code, "application/json", msgspec.json.encode(payload))
 
     def _text(self, code: int, payload: str) -> None:
         self._respond(code, "text/plain", payload.encode())

@@ -171,15 +171,23 @@ class Store:
                 )
             return copy.deepcopy(found)
 
-    def list(self, resource: Resource, namespace: str | None, matches: Predicate) -> tuple[list[Obj], int]:
-        """Matching objects (all namespaces when `namespace` is None) and the list's resourceVersion."""
+    def list(
+        self, resource: Resource, namespace: str | None, matches: Predicate, *, shared: bool = False
+    ) -> tuple[list[Obj], int]:
+        """Matching objects (all namespaces when `namespace` is None) and the list's resourceVersion.
+
+        `shared`: the stored objects themselves, for a caller that only reads them (serialises, looks
+        up a field). A stored object is never changed in place (a write stores a new one), so sharing is
+        safe, and the lock is held for a scan instead of a deep copy of every object: a 10,000-pod list
+        held it for seconds, stalling every other call and watch of the cluster."""
         with self._lock:
-            items = [
-                copy.deepcopy(obj)
+            found = [
+                obj
                 for (ns, _), obj in sorted(self._objects[resource.plural].items())
                 if (namespace is None or ns == namespace) and matches(obj)
             ]
-            return items, self._version
+            version = self._version
+        return (found if shared else [copy.deepcopy(obj) for obj in found]), version
 
     def replace(self, resource: Resource, namespace: str | None, name: str, obj: Obj) -> Obj:
         """Replace an object; 409 Conflict when `metadata.resourceVersion` is given and stale."""
@@ -248,13 +256,13 @@ class Store:
             if since is None:  # "start at most recent": the current objects first, as ADDED events
                 for (ns, _), obj in sorted(self._objects[resource.plural].items()):
                     if (namespace is None or ns == namespace) and matches(obj):
-                        subscription.events.put({"type": "ADDED", "object": copy.deepcopy(obj)})
+                        subscription.events.put({"type": "ADDED", "object": _for(subscription, obj)})
             elif since < self._version:
                 if self._history and since < self._history[0][0] - 1:
                     raise ApiError(410, "Expired", f"too old resource version: {since} ({self._version})")
                 for version, plural, event_type, obj in self._history:
                     if version > since and plural == resource.plural and self._visible(subscription, obj):
-                        subscription.events.put({"type": event_type, "object": copy.deepcopy(obj)})
+                        subscription.events.put({"type": event_type, "object": _for(subscription, obj)})
             self._watches.append(subscription)
             return subscription
 
@@ -289,7 +297,7 @@ class Store:
         self._history.append((self._version, resource.plural, event_type, obj))
         for subscription in self._watches:
             if subscription.resource.plural == resource.plural and self._visible(subscription, obj):
-                subscription.events.put({"type": event_type, "object": copy.deepcopy(obj)})
+                subscription.events.put({"type": event_type, "object": _for(subscription, obj)})
 
     @staticmethod
     def _visible(subscription: _Watch, obj: Obj) -> bool:
@@ -297,6 +305,12 @@ class Store:
         return (
             subscription.namespace is None or namespace == subscription.namespace
         ) and subscription.matches(obj)
+
+
+def _for(subscription: _Watch, obj: Obj) -> Obj:
+    """An event's object for `subscription`: a served watch only serialises it, so it shares the stored
+    object (never changed in place); the kubelets' own watch gets a copy of its own."""
+    return obj if subscription.served else copy.deepcopy(obj)
 
 
 def _merge(target: Any, patch: Any) -> Any:

@@ -171,3 +171,18 @@ def table(resource: Resource, items: list[Obj], version: int) -> Obj:
             for item in items
         ],
     }
+
+
+def partial_metadata_list(items: list[Obj], version: int) -> Obj:
+    """The objects' metadata alone, as the API server answers `Accept: application/json;as=
+    PartialObjectMetadataList;g=meta.k8s.io;v=v1` (what a client that needs only names and labels asks
+    for: garbage collection lists every object of ours)."""
+    return {
+        "kind": "PartialObjectMetadataList",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": str(version)},
+        "items": [
+            {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": item["metadata"]}
+            for item in items
+        ],
+    }

@@ -64,6 +64,12 @@ from remotegpu.core.registry.credentials import PullSecret
 
 _log = logging.getLogger(__name__)
 
+METADATA_ONLY = {
+    "Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+}
+"""Listings that need names and labels only ask for metadata (the API server's `PartialObjectMetadata`),
+so garbage collection's listing of every object of ours does not carry every pod's spec and status."""
+
 
 class KubernetesCluster:
     """`ClusterDriver` for a real (or simulated) Kubernetes cluster.
@@ -402,7 +408,12 @@ class KubernetesCluster:
                 ("pvc", self._core.list_persistent_volume_claim_for_all_namespaces),
             ]
             calls = [
-                (kind, lambda listing=listing: listing(label_selector=selector, _preload_content=False))
+                (
+                    kind,
+                    lambda listing=listing: listing(
+                        label_selector=selector, _preload_content=False, _headers=METADATA_ONLY
+                    ),
+                )
                 for kind, listing in listings
             ]
         else:
@@ -417,7 +428,10 @@ class KubernetesCluster:
                 (
                     kind,
                     lambda listing=listing: listing(
-                        self.namespace, label_selector=selector, _preload_content=False
+                        self.namespace,
+                        label_selector=selector,
+                        _preload_content=False,
+                        _headers=METADATA_ONLY,
                     ),
                 )
                 for kind, listing in namespaced

@@ -13,7 +13,7 @@ import pytest
 from kubernetes import client, config, watch
 
 from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
-from remotegpu.ops.simcluster.kubelets import ALLOCATED_GPUS
+from remotegpu.ops.simcluster.kubelets import ALLOCATED_GPUS, PODS
 from remotegpu.tests.polling import poll_until
 
 
@@ -104,7 +104,7 @@ def test_second_create_is_a_409_and_a_missing_object_a_404(
     with pytest.raises(client.ApiException) as conflict:
         api.create_namespaced_pod("default", pod("once"))
     assert (conflict.value.status, conflict.value.reason) == (409, "Conflict")
-    assert '"reason": "AlreadyExists"' in conflict.value.body
+    assert json.loads(conflict.value.body or "{}")["reason"] == "AlreadyExists"
     with pytest.raises(client.ApiException) as missing:
         api.read_namespaced_pod("nobody", "default")
     assert missing.value.status == 404
@@ -376,3 +376,44 @@ def test_nodes_report_distinct_internal_ips_an_external_ip_when_asked_and_take_a
         annotations = {n.metadata.name: n.metadata.annotations or {} for n in api.list_node().items}
         assert annotations["gpu-node-0"]["remotegpu.io/public-address"] == "gpu0.lab.example.org"
         assert "remotegpu.io/public-address" not in annotations["gpu-node-1"]
+
+
+def test_a_listing_asked_for_metadata_only_answers_partial_object_metadata(
+    sim: tuple[SimulatedCluster, client.CoreV1Api, Path],
+) -> None:
+    """As the API server does for `Accept: …;as=PartialObjectMetadataList`: names and labels without
+    the objects' spec and status (what garbage collection lists)."""
+    _, api, _ = sim
+    api.create_namespaced_pod("default", pod("meta-a", labels={"team": "x"}))
+    api.create_namespaced_pod("default", pod("meta-b", labels={"team": "y"}))
+    raw: Any = api.list_namespaced_pod(
+        "default",
+        label_selector="team=x",
+        _preload_content=False,
+        _headers={"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"},
+    )
+    answer = json.loads(raw.data)
+    assert (answer["kind"], answer["apiVersion"]) == ("PartialObjectMetadataList", "meta.k8s.io/v1")
+    assert [item["metadata"]["name"] for item in answer["items"]] == ["meta-a"]
+    only = answer["items"][0]
+    assert only["kind"] == "PartialObjectMetadata"
+    assert set(only) == {"kind", "apiVersion", "metadata"}
+    assert only["metadata"]["labels"] == {"team": "x"}
+    assert only["metadata"]["namespace"] == "default"
+    full = api.list_namespaced_pod("default", label_selector="team=x")
+    assert full.items[0].spec.containers[0].name == "main"
+
+
+def test_a_shared_listing_is_not_changed_by_later_writes(
+    sim: tuple[SimulatedCluster, client.CoreV1Api, Path],
+) -> None:
+    """Listings the server only serialises share the stored objects instead of copying each one; that
+    holds because a write stores a new object and never changes a stored one in place."""
+    cluster, api, _ = sim
+    api.create_namespaced_pod("default", pod("shared", labels={"stage": "one"}))
+    pods, _ = cluster.store.list(PODS, "default", lambda _o: True, shared=True)
+    before = json.dumps(pods, sort_keys=True)
+    api.patch_namespaced_pod("shared", "default", {"metadata": {"labels": {"stage": "two"}}})
+    api.delete_namespaced_pod("shared", "default")
+    assert json.dumps(pods, sort_keys=True) == before
+    assert pods[0]["metadata"]["labels"] == {"stage": "one"}
