@@ -117,9 +117,6 @@ class KubernetesCluster:
         self._secret_digests: dict[tuple[str, str], str] = {}
         """(namespace, name) -> digest of the data this process last wrote or read back, so an unchanged
         access Secret costs no API call on a resync. Forgotten when we delete the Secret."""
-        self._observed_nodes: dict[str, tuple[str, ObservedNode]] = {}
-        """Node name → (resourceVersion, the node as last read): an unchanged node is not read again
-        (reading 2,000 nodes' GPU reports was most of a host sync's own CPU). Holds only listed nodes."""
 
     @classmethod
     def from_kubeconfig(cls, path: str | None = None, **options: Any) -> KubernetesCluster:
@@ -516,16 +513,7 @@ class KubernetesCluster:
             )
         )
         foreign = foreign_usage_by_node(pods.get("items", []))
-        observed: dict[str, tuple[str, ObservedNode]] = {}
-        for item in listed.get("items", []):
-            metadata = item.get("metadata", {})
-            version = str(metadata.get("resourceVersion", ""))
-            known = self._observed_nodes.get(metadata.get("name", ""))
-            # an object changes its resourceVersion with every write, so an equal one is the same node
-            node = known[1] if known is not None and version and known[0] == version else observed_node(item)
-            observed[node.name] = (version, node)
-        self._observed_nodes = observed
         return [
             dataclasses.replace(node, foreign=foreign.get(node.name, ForeignUsage()))
-            for _, node in observed.values()
+            for node in (observed_node(item) for item in listed.get("items", []))
         ]
