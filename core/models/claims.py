@@ -65,6 +65,13 @@ class GpuClaim(WriterStamped, Base):
         Index(
             "uq_gpu_claims_gpu_id_active", "gpu_id", unique=True, postgresql_where=text("released_at IS NULL")
         ),
+        # a release reads one environment's active claims on the hosts it locked (migration 0020)
+        Index(
+            "ix_gpu_claims_environment_id_active",
+            "environment_id",
+            "host_id",
+            postgresql_where=text("released_at IS NULL"),
+        ),
         CheckConstraint("released_at IS NULL OR released_at >= claimed_at", name="release_after_claim"),
     )
 

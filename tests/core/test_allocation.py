@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -387,3 +388,58 @@ def test_without_locks_the_unique_index_still_refuses_a_second_claim(
         allocate(connection, second, paused)
     with db.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM gpu_claims")).scalar_one() == 1
+
+
+def _plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    return [plan, *(node for child in plan.get("Plans", []) for node in _plan_nodes(child))]
+
+
+@pytest.mark.parametrize("plan_cache_mode", ["force_generic_plan", "force_custom_plan"])
+def test_a_release_reads_only_its_own_gpu_claims_however_many_are_active(
+    db: Engine, tenant: tuple[uuid.UUID, uuid.UUID], plan_cache_mode: str
+) -> None:
+    """The hosts a release locks and the release itself find an environment's active GPU claims through
+    an index of their own, not by reading every active claim of the cluster (a release's cost must not
+    grow with the GPUs in use). Prepared statements run on generic plans, so both kinds are checked."""
+    from remotegpu.core.capacity.release import _ACTIVE_HOSTS_SQL, _RELEASE_SQL
+
+    workspace, user = tenant
+    requests = []
+    with db.begin() as connection:
+        hosts = [make_host(connection, gpus=8) for _ in range(30)]
+        requests = [make_environment(connection, workspace, user, gpus=8) for _ in hosts]
+    for _ in range(3):  # released claims stay, as history does in a cluster that ran for a while
+        for request in requests:
+            with db.begin() as connection:
+                assert allocate(connection, request).outcome is AllocationOutcome.ALLOCATED
+        for request in requests:
+            with db.begin() as connection:
+                release(connection, request.environment_id)
+    for request in requests:
+        with db.begin() as connection:
+            assert allocate(connection, request).outcome is AllocationOutcome.ALLOCATED
+    with db.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text("VACUUM ANALYZE gpu_claims"))  # as autovacuum would: no dead entries counted
+    with db.connect() as connection:
+        connection.execute(text(f"SET plan_cache_mode = {plan_cache_mode}"))
+        mine = requests[7].environment_id
+        host = connection.execute(
+            text("SELECT host_id FROM environments WHERE id = :e"), {"e": mine}
+        ).scalar_one()
+        for statement, parameters in (
+            (_ACTIVE_HOSTS_SQL, {"env": mine}),
+            (_RELEASE_SQL, {"env": mine, "hosts": [host]}),
+        ):
+            (plan,) = connection.execute(
+                text("EXPLAIN (ANALYZE, FORMAT JSON) " + statement.text), parameters
+            ).scalar_one()
+            on_claims = [
+                node
+                for node in _plan_nodes(plan["Plan"])
+                if node.get("Relation Name") == "gpu_claims"
+                or "gpu_claims" in str(node.get("Index Name", ""))
+            ]
+            assert on_claims, plan
+            read = [(node["Node Type"], node.get("Index Name"), node["Actual Rows"]) for node in on_claims]
+            assert max(int(node["Actual Rows"]) for node in on_claims) <= 8, read
+        connection.rollback()
