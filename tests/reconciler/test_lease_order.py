@@ -13,6 +13,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
 from remotegpu.core.capacity.audit import audit
+from remotegpu.core.environments import due
 from remotegpu.core.environments.states import DesiredState, Phase
 from remotegpu.core.platform import clock
 from remotegpu.reconciler.environments.leases import _LEASE_SQL, fetch_leases
@@ -123,3 +124,35 @@ def test_a_lease_reads_each_way_to_be_due_from_its_index(world: World, analyzed:
         "ix_environments_due_work",
         "ix_environments_due_resync",
     } <= indexes
+
+
+def test_the_migrated_indexes_have_the_predicates_the_lease_names(engine: Engine, sessions: object) -> None:
+    """The migration copies each class's predicate; a class changed without a migration would leave the
+    lease proving nothing from its index (and reading the whole table). Postgres reads both forms."""
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TEMP TABLE wanted (LIKE environments) ON COMMIT DROP"))
+        for name, predicate in (("changed", due.CHANGED), ("work", due.WORK), ("resync", due.RESYNC)):
+            connection.execute(
+                text(f"CREATE INDEX wanted_{name} ON wanted (shard, {due.DUE_AT}) WHERE {predicate}")
+            )
+        definitions: dict[str, str] = dict(
+            connection.execute(
+                text(
+                    "SELECT replace(replace(c.relname, 'ix_environments_due_', ''), 'wanted_', ''),"
+                    "       pg_get_expr(i.indpred, i.indrelid) || ' ON ' || pg_get_indexdef(i.indexrelid, 2, true)"
+                    "  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                    " WHERE c.relname LIKE 'ix_environments_due_%' AND c.relnamespace = 'public'::regnamespace"
+                )
+            ).all()
+        )
+        wanted: dict[str, str] = dict(
+            connection.execute(
+                text(
+                    "SELECT replace(c.relname, 'wanted_', ''),"
+                    "       pg_get_expr(i.indpred, i.indrelid) || ' ON ' || pg_get_indexdef(i.indexrelid, 2, true)"
+                    "  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname LIKE 'wanted_%'"
+                )
+            ).all()
+        )
+    assert set(wanted) == {"changed", "work", "resync"}
+    assert definitions == wanted
