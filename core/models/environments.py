@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from remotegpu.core.environments import due
 from remotegpu.core.environments.states import DesiredState, Phase
 from remotegpu.core.models.base import (
     DNS_LABEL_SQL,
@@ -49,7 +50,11 @@ class Environment(WriterStamped, Base):
             unique=True,
             postgresql_where=text("deleted_at IS NULL"),
         ),
-        Index("ix_environments_shard_next_attempt_at", "shard", "next_attempt_at"),
+        # What a lease reads: one partial index per way to be due (`core.environments.due`), each in
+        # due order, so a lease scans a few entries of one of them (migration 0019)
+        Index("ix_environments_due_changed", "shard", text(due.DUE_AT), postgresql_where=text(due.CHANGED)),
+        Index("ix_environments_due_work", "shard", text(due.DUE_AT), postgresql_where=text(due.WORK)),
+        Index("ix_environments_due_resync", "shard", text(due.DUE_AT), postgresql_where=text(due.RESYNC)),
         # the waiting ones that show a queue place (the scheduling pass clears those no longer waiting): by
         # reason, not position, which each pass rewrites (an indexed column's update cannot stay on its
         # page); migration 0017 also gives the table a fill factor of 80, so those updates can

@@ -2,7 +2,10 @@
 
 `fetch_leases` claims due rows with `FOR UPDATE SKIP LOCKED` into short leases, commits, and returns
 each leased row with what it holds (the load of the first step; later steps start from `apply`'s row).
-Which rows are due is the lifecycle's business: the phase sets below come from the table and `Phase`.
+Which rows are due, and in which order, is `core.environments.due`'s business: a user's change first,
+then work with a phase to move, then the resyncs of settled running environments (so a resync backlog,
+10,000 running environments or a takeover's first round, never delays new work). Each class is one
+limited scan of its own partial index: a lease costs the same whatever the shard holds.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from remotegpu.core.capacity.requests import ClaimedPort
 from remotegpu.core.cluster.driver import HomeMount
 from remotegpu.core.datasets.attach import DATASETS_SQL, DatasetRef, refs_from_json
 from remotegpu.core.datasets.homes import HOME_SQL, home_mount
-from remotegpu.core.environments.lifecycle import Trigger, sources
+from remotegpu.core.environments.due import CHANGED, DUE_AT, RESYNC, WORK
 from remotegpu.core.environments.spec import EnvironmentSpec, spec_from_stored
 from remotegpu.core.environments.states import (
     AccessKind,
@@ -91,32 +94,34 @@ class EnvironmentState:
 
 # -- fetch ---------------------------------------------------------------------------------------
 
-_RUNNING = DesiredState.RUNNING
+
+def _due(name: str, predicate: str, by_time: bool, taken: tuple[str, ...]) -> str:
+    """One class's read: a limited scan of its partial index (`core.environments.due`), in due order,
+    locking what it takes; it takes what the classes before it (`taken`) left of the limit."""
+    limit = " - ".join((":limit", *(f"(SELECT count(*) FROM {before})" for before in taken)))
+    return f"""{name} AS (
+        SELECT id FROM environments
+         WHERE shard = :shard AND {predicate}{f" AND {DUE_AT} <= :now" if by_time else ""}
+           AND (lock_expires_at IS NULL OR lock_expires_at < :now) AND EXISTS (SELECT 1 FROM leader)
+         ORDER BY {DUE_AT}
+         LIMIT {limit}
+         FOR UPDATE SKIP LOCKED
+    )"""
+
+
 _LEASE_CTES = f"""
     WITH leader AS (
         -- the fencing check, in the same statement: a stale leader leases nothing
         {FENCE_SELECT}
-    ), due AS (
-        SELECT id FROM environments
-         WHERE shard = :shard AND EXISTS (SELECT 1 FROM leader)
-           -- due by time, or at once when a user changed the desired side (a stop wins over a backoff)
-           AND (next_attempt_at IS NULL OR next_attempt_at <= :now OR desired_version <> seen_desired_version)
-           AND (lock_expires_at IS NULL OR lock_expires_at < :now)
-           -- settled: nothing to do until the user wants something else (or, once failed, a new spec)
-           AND phase <> '{Phase.DELETED}'
-           AND NOT (phase = '{Phase.STOPPED}' AND desired_state = '{DesiredState.STOPPED}')
-           AND NOT (phase = '{Phase.FAILED}' AND desired_state <> '{DesiredState.DELETED}'
-                    AND generation = observed_generation)
-           -- pending and waiting environments that want to run belong to the scheduling pass, which
-           -- admits and places them in bulk; a user's stop or delete makes them the pipeline's again
-           AND NOT (phase IN ({sql_list(sources(Trigger.ADMIT))}) AND desired_state = '{_RUNNING}')
-           AND NOT (phase IN ({sql_list(sources(Trigger.SCHEDULE))}) AND desired_state = '{_RUNNING}'
-                    AND generation = observed_generation AND desired_version = seen_desired_version)
-         ORDER BY next_attempt_at NULLS FIRST, id
-         LIMIT :limit
-         FOR UPDATE SKIP LOCKED
-    )
-    , leased AS (
+    ),
+    -- a user's change first (a stop wins over a backoff), then work with a phase to move, then the
+    -- resyncs of settled running environments, which take only what work leaves of the limit
+    {_due("changed", CHANGED, False, ())},
+    {_due("work", WORK, True, ("changed",))},
+    {_due("resync", RESYNC, True, ("changed", "work"))},
+    due AS (
+        SELECT id FROM changed UNION ALL SELECT id FROM work UNION ALL SELECT id FROM resync
+    ), leased AS (
     UPDATE environments e
        SET lock_token = gen_random_uuid(), lock_expires_at = :expires, lock_owner = :owner
       FROM due WHERE e.id = due.id
