@@ -106,7 +106,8 @@ def plan_queue(
     Free capacity only shrinks while a plan is made and reservations only grow, so a request that found
     no placement rules out every later one that asks for at least as much of everything (same model
     and exclusions): those wait without another look at every host. What a deep queue costs is then
-    about one scan of the hosts per distinct request shape, not one per waiting environment.
+    about one scan of the hosts per distinct request shape, not one per waiting environment, and a scan
+    for GPUs looks only at the hosts with a free GPU (in a full cluster, a few of thousands).
     """
     free = {host.key: host for host in hosts}
     # The hosts with a free GPU, in the hosts' order: the only ones a GPU request can fit (in a busy

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable
 
 from sqlalchemy import Connection, text
 
@@ -93,21 +93,20 @@ _PUBLISH_SQL = text(
 )
 
 
-def publish_queue(
-    connection: Connection,
-    places: Mapping[uuid.UUID, tuple[int | None, str]],
-    entered_at: Mapping[uuid.UUID, str],
-    at: dt.datetime,
-) -> None:
-    """Replace the published queue by `places` (environment → position or None, reason), each entry
-    valid for the phase entry `entered_at` names (`phase_entered_at` as the server wrote it as text, so
-    that it goes back unchanged). The queue's only writer: one statement."""
-    entries = sorted(places.items(), key=lambda entry: (entry[1][0] is None, entry[1][0] or 0))
+QueueEntry = tuple[uuid.UUID, str, int | None, str]
+"""One waiting environment as a pass publishes it: id, the phase entry the pass saw (`phase_entered_at`
+as the server wrote it as text, so it goes back unchanged), position (None: waits for something other
+than room), reason."""
+
+
+def publish_queue(connection: Connection, entries: Iterable[QueueEntry], at: dt.datetime) -> None:
+    """Replace the published queue by `entries`, each valid for the phase entry it names. The queue's
+    only writer: one statement."""
     reasons: dict[str, str] = {}
     ids, entered, positions, indexes = [], [], [], []
-    for key, (position, reason) in entries:
+    for key, entered_at, position, reason in entries:
         ids.append(str(key))
-        entered.append(entered_at[key])
+        entered.append(entered_at)
         positions.append("n" if position is None else str(position))
         index = reasons.get(reason)
         if index is None:

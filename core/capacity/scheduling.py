@@ -3,7 +3,7 @@
 `policies.queue` decides (order, fair share, head reservation, backfill); this module loads the
 snapshot it decides over, allocates the chosen environments in batches, one short transaction each
 (`batch`; no row lock is held while host locks are taken), and publishes the queue: each waiting
-environment's position and reason, one row for the whole queue (`queue_places`).
+environment's position and reason, in one statement (`queue_places`).
 Waiting is not failure: a waiting environment stays `admitted` until capacity frees up.
 """
 
@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from sqlalchemy import Connection, Engine, text
 
 from remotegpu.core.capacity.batch import Accept, PlannedAllocation, allocate_planned
@@ -59,10 +60,13 @@ _PLANNED_SQL = text(
     """
 )
 
+# The pools as JSON text: most hosts of a cluster have the same pools (a full one, a model), and a text
+# already seen is not decoded again.
 HOSTS_SQL = text(
     f"""
     SELECT h.id, h.name, {SCHEDULABLE} AS schedulable, {HEADROOM_COLUMNS},
-           coalesce(json_agg(json_build_array(p.model, p.free, p.total)) FILTER (WHERE p.id IS NOT NULL), '[]') AS pools
+           CAST(coalesce(json_agg(json_build_array(p.model, p.free, p.total)) FILTER (WHERE p.id IS NOT NULL), '[]')
+                AS text) AS pools
       FROM hosts h LEFT JOIN gpu_pools p ON p.host_id = h.id
      WHERE h.removed_at IS NULL
      GROUP BY h.id
@@ -110,8 +114,8 @@ def schedule_waiting(
         held = hold(connection, {row.workspace_id for row in read}) if hold is not None and read else {}
         hosts, totals = host_snapshots(connection)
         running = {workspace: int(gpus) for workspace, gpus in connection.execute(RUNNING_GPUS_SQL)}
-    held_rows = [row for row in read if row.workspace_id in held]
-    rows = [row for row in read if row.workspace_id not in held]
+    held_rows = [row for row in read if row.workspace_id in held] if held else []
+    rows = [row for row in read if row.workspace_id not in held] if held else read
     plan = plan_queue(queued_requests(rows), hosts, totals, running, strategy)
     report = SchedulingReport()
     placements = _planned_requests(engine, plan.placements)
@@ -127,9 +131,11 @@ def schedule_waiting(
     for environment_id, result in report.not_allocated.items():
         if result.outcome is AllocationOutcome.OVER_QUOTA:  # waits for quota, and says which limit
             report.waiting[environment_id] = (None, result.reason)
-    entered_at = {row.id: row.entered_at for row in read}
+    entries = [
+        (row.id, row.entered_at, *place) for row in read if (place := report.waiting.get(row.id)) is not None
+    ]
     with engine.begin() as connection:
-        publish_queue(connection, report.waiting, entered_at, started_at)
+        publish_queue(connection, entries, started_at)
         if before_commit is not None:  # the queue's positions are a leader's writes too: fenced
             before_commit(connection)
     return report
@@ -209,17 +215,15 @@ def host_snapshots(connection: Connection) -> tuple[list[HostSnapshot], dict[Any
     """Every host as the queue plans over it, and each host's GPU totals by model."""
     hosts: list[HostSnapshot] = []
     totals: dict[Any, dict[str, int]] = {}
-    for row in connection.execute(HOSTS_SQL):
-        hosts.append(
-            HostSnapshot(
-                key=row.id,
-                name=row.name,
-                schedulable=row.schedulable,
-                pools=tuple(GpuPoolSnapshot(model, free) for model, free, _ in row.pools),
-                cpu_millis_free=row.cpu_free,
-                memory_bytes_free=row.memory_free,
-                ports_free=row.ports_free,
-            )
-        )
-        totals[row.id] = {model: total for model, _, total in row.pools}
+    pools_of: dict[str, tuple[tuple[GpuPoolSnapshot, ...], dict[str, int]]] = {}
+    for key, name, schedulable, cpu_free, memory_free, ports_free, pools_text in connection.execute(
+        HOSTS_SQL
+    ).all():
+        known = pools_of.get(pools_text)
+        if known is None:
+            decoded = msgspec.json.decode(pools_text, type=list[tuple[str, int, int]])
+            pools = tuple(GpuPoolSnapshot(model, free) for model, free, _ in decoded)
+            known = pools_of[pools_text] = (pools, {model: total for model, _, total in decoded})
+        hosts.append(HostSnapshot(key, name, schedulable, known[0], cpu_free, memory_free, ports_free))
+        totals[key] = dict(known[1])
     return hosts, totals

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Mapping
 
 from sqlalchemy import Connection, Engine, text
 
@@ -26,6 +27,12 @@ def _entered(connection: Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, st
         {"ids": ids},
     )
     return {row.id: row.entered for row in rows}
+
+
+def _publish(
+    connection: Connection, places: Mapping[uuid.UUID, tuple[int | None, str]], entered: dict[uuid.UUID, str]
+) -> None:
+    publish_queue(connection, [(key, entered[key], *place) for key, place in places.items()], AT)
 
 
 def _listed(connection: Connection) -> dict[uuid.UUID, tuple[int | None, str | None]]:
@@ -55,7 +62,7 @@ def test_lists_and_single_reads_show_the_published_places(
             second: (2, "waiting for 8×H100"),
             third: (None, "over quota: gpus, cpu"),
         }
-        publish_queue(connection, places, _entered(connection, [first, second, third]), AT)
+        _publish(connection, places, _entered(connection, [first, second, third]))
     with db.connect() as connection:
         assert _listed(connection) == {**places, unlisted: (None, None)}
         assert {key: _one(connection, key) for key in (first, second, third, unlisted)} == {
@@ -70,13 +77,13 @@ def test_the_next_pass_replaces_every_place_when_the_head_moves(
     with db.begin() as connection:
         head, second, third = _waiting(connection, tenant, 3)
         entered = _entered(connection, [head, second, third])
-        publish_queue(connection, {head: (1, "w"), second: (2, "w"), third: (3, "w")}, entered, AT)
+        _publish(connection, {head: (1, "w"), second: (2, "w"), third: (3, "w")}, entered)
         connection.execute(text("UPDATE environments SET phase = 'scheduled' WHERE id = :id"), {"id": head})
     with db.connect() as connection:  # placed: its place is gone at once, the others move at the next pass
         assert _listed(connection) == {head: (None, None), second: (2, "w"), third: (3, "w")}
         assert _one(connection, head) == (None, None)
     with db.begin() as connection:
-        publish_queue(connection, {second: (1, "w"), third: (2, "w")}, entered, AT)
+        _publish(connection, {second: (1, "w"), third: (2, "w")}, entered)
     with db.connect() as connection:
         assert _listed(connection) == {head: (None, None), second: (1, "w"), third: (2, "w")}
         assert (_one(connection, second), _one(connection, third)) == ((1, "w"), (2, "w"))
@@ -88,7 +95,7 @@ def test_a_place_no_longer_holds_once_its_environment_leaves_the_phase_the_pass_
     with db.begin() as connection:
         stopped, requeued, waits = _waiting(connection, tenant, 3)
         places = {stopped: (1, "w"), requeued: (2, "w"), waits: (3, "w")}
-        publish_queue(connection, places, _entered(connection, list(places)), AT)
+        _publish(connection, places, _entered(connection, list(places)))
         connection.execute(
             text("UPDATE environments SET desired_state = 'stopped' WHERE id = :id"), {"id": stopped}
         )
@@ -112,11 +119,11 @@ def test_a_queue_of_one_without_a_position_and_an_empty_queue_are_published(
 ) -> None:
     with db.begin() as connection:
         (only,) = _waiting(connection, tenant, 1)
-        publish_queue(connection, {only: (None, "budget exhausted")}, _entered(connection, [only]), AT)
+        _publish(connection, {only: (None, "budget exhausted")}, _entered(connection, [only]))
     with db.connect() as connection:
         assert _one(connection, only) == (None, "budget exhausted")
     with db.begin() as connection:
-        publish_queue(connection, {}, {}, AT)
+        publish_queue(connection, [], AT)
     with db.connect() as connection:
         assert _one(connection, only) == (None, None)
         assert (
