@@ -64,7 +64,8 @@ PLACE_HOLDS = f"qp.environment_id = e.id AND qp.entered_at = e.phase_entered_at 
 # The arrays travel as text joined by commas, parsed by the server: psycopg quotes a list parameter
 # element by element, which took a pass longer than writing the rows. Reasons may hold commas, so they
 # go as the list of distinct ones (few) and, per entry, an index into it. 'n' is a NULL position. Every
-# bucket is written, the empty ones too, so no entry of an earlier pass survives.
+# bucket is published, the empty ones too, so no entry of an earlier pass survives; a bucket that did
+# not change is left as it is (a queue that does not move writes nothing).
 _PUBLISH_SQL = text(
     f"""
     WITH entries AS (
@@ -89,6 +90,8 @@ _PUBLISH_SQL = text(
     ON CONFLICT (bucket) DO UPDATE
        SET environment_ids = excluded.environment_ids, entered_at = excluded.entered_at,
            positions = excluded.positions, reasons = excluded.reasons, published_at = excluded.published_at
+     WHERE (queue_buckets.environment_ids, queue_buckets.entered_at, queue_buckets.positions, queue_buckets.reasons)
+           IS DISTINCT FROM (excluded.environment_ids, excluded.entered_at, excluded.positions, excluded.reasons)
     """
 )
 

@@ -22,8 +22,8 @@ from remotegpu.core.models.base import Base, WriterStamped
 class QueueBucket(WriterStamped, Base):
     """The environments of one bucket the last pass left waiting, in queue order, with place and reason.
 
-    An environment's bucket is the last byte of its id (`queue_places.BUCKET_SQL`); every pass rewrites
-    all buckets. Entry `i` of each array describes the same environment, and holds only while that
+    An environment's bucket is the last byte of its id (`queue_places.BUCKET_SQL`); every pass publishes
+    all buckets, and rewrites those that changed. Entry `i` of each array describes the same environment, and holds only while that
     environment is still in the phase the pass saw it in (`entered_at` is that phase's
     `phase_entered_at`): one placed, stopped or re-queued since has no place until the next pass.
     """
@@ -49,4 +49,4 @@ class QueueBucket(WriterStamped, Base):
     reasons: Mapped[list[str]] = mapped_column(ARRAY(Text()))
     """Why each waits, in words (`waiting for 2×H100`)."""
     published_at: Mapped[dt.datetime]
-    """When the pass that wrote it read the queue."""
+    """When the pass that last changed it read the queue (a pass leaves an unchanged bucket alone)."""

@@ -132,3 +132,29 @@ def test_a_queue_of_one_without_a_position_and_an_empty_queue_are_published(
             ).scalar_one()
             == BUCKETS
         )
+
+
+def test_a_queue_that_did_not_move_is_not_written_again(
+    db: Engine, tenant: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    def published_at(at: dt.datetime) -> int:
+        with db.connect() as connection:
+            return int(
+                connection.execute(
+                    text("SELECT count(*) FROM queue_buckets WHERE published_at = :at"), {"at": at}
+                ).scalar_one()
+            )
+
+    with db.begin() as connection:
+        first, second = _waiting(connection, tenant, 2)
+        entered = _entered(connection, [first, second])
+        entries = [(first, entered[first], 1, "w"), (second, entered[second], 2, "w")]
+        publish_queue(connection, entries, AT)
+    assert published_at(AT) == BUCKETS
+    later = AT + dt.timedelta(seconds=1)
+    with db.begin() as connection:
+        publish_queue(connection, entries, later)
+    assert published_at(later) == 0
+    with db.begin() as connection:  # only the buckets of the two whose places changed are written
+        publish_queue(connection, [(second, entered[second], 1, "w")], later)
+    assert published_at(later) == (1 if entries[0][0].bytes[15] == entries[1][0].bytes[15] else 2)
