@@ -30,6 +30,7 @@ from remotegpu.core.environments.lifecycle import Trigger, sources
 from remotegpu.core.environments.spec import spec_from_stored
 from remotegpu.core.environments.states import DesiredState, sql_list
 from remotegpu.core.platform import clock
+from remotegpu.core.platform.pipeline import run_pipelined
 from remotegpu.policies.placement import GpuPoolSnapshot, HostSnapshot, Placement, PlacementRequest, Strategy
 from remotegpu.policies.queue import QueuedRequest, plan_queue
 
@@ -109,11 +110,15 @@ def schedule_waiting(
     they stay out of the queue and wait with that reason.
     """
     started_at = clock.now()
-    with engine.begin() as connection:
-        read = connection.execute(WAITING_SQL).all()
+    # The three reads in one round trip, outside a transaction: each statement has a snapshot of its own
+    # under Read Committed either way, and on a busy machine every round trip costs a wake-up.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        read, host_rows, running_rows = run_pipelined(
+            connection, [(WAITING_SQL, {}), (HOSTS_SQL, {}), (RUNNING_GPUS_SQL, {})]
+        )
         held = hold(connection, {row.workspace_id for row in read}) if hold is not None and read else {}
-        hosts, totals = host_snapshots(connection)
-        running = {workspace: int(gpus) for workspace, gpus in connection.execute(RUNNING_GPUS_SQL)}
+    hosts, totals = _snapshots(host_rows)
+    running = {workspace: int(gpus) for workspace, gpus in running_rows}
     held_rows = [row for row in read if row.workspace_id in held] if held else []
     rows = [row for row in read if row.workspace_id not in held] if held else read
     plan = plan_queue(queued_requests(rows), hosts, totals, running, strategy)
@@ -172,10 +177,9 @@ def _planned_requests(
     """
     if not placements:
         return []
-    with engine.connect() as connection:
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         ids = [item.key for item, _ in placements]
         rows = {row.id: row for row in connection.execute(_PLANNED_SQL, {"ids": ids})}
-        connection.rollback()
     return [
         (request_from_row(rows[item.key]), placement) for item, placement in placements if item.key in rows
     ]
@@ -213,12 +217,14 @@ def request_from_row(row: Any) -> AllocationRequest:
 
 def host_snapshots(connection: Connection) -> tuple[list[HostSnapshot], dict[Any, dict[str, int]]]:
     """Every host as the queue plans over it, and each host's GPU totals by model."""
+    return _snapshots(connection.execute(HOSTS_SQL).all())
+
+
+def _snapshots(rows: Iterable[Any]) -> tuple[list[HostSnapshot], dict[Any, dict[str, int]]]:
     hosts: list[HostSnapshot] = []
     totals: dict[Any, dict[str, int]] = {}
     pools_of: dict[str, tuple[tuple[GpuPoolSnapshot, ...], dict[str, int]]] = {}
-    for key, name, schedulable, cpu_free, memory_free, ports_free, pools_text in connection.execute(
-        HOSTS_SQL
-    ).all():
+    for key, name, schedulable, cpu_free, memory_free, ports_free, pools_text in rows:
         known = pools_of.get(pools_text)
         if known is None:
             decoded = msgspec.json.decode(pools_text, type=list[tuple[str, int, int]])
