@@ -106,32 +106,46 @@ def plan_queue(
     Free capacity only shrinks while a plan is made and reservations only grow, so a request that found
     no placement rules out every later one that asks for at least as much of everything (same model
     and exclusions): those wait without another look at every host. What a deep queue costs is then
-    about one scan of the hosts per distinct request shape, not one per waiting environment.
+    about one scan of the hosts per distinct request shape, not one per waiting environment, and a scan
+    for GPUs looks only at the hosts with a free GPU (in a full cluster, a few of thousands).
     """
     free = {host.key: host for host in hosts}
+    # The hosts with a free GPU, in the hosts' order: the only ones a GPU request can fit (in a busy
+    # cluster, a few of thousands). Free capacity only shrinks, so a host leaves and never comes back.
+    with_free_gpus = dict.fromkeys(key for key, host in free.items() if _has_free_gpu(host))
     plan = QueuePlan()
     reserved: set[Hashable] = set()
     unplaceable: list[PlacementRequest] = []
+    blocked: set[PlacementRequest] = set()  # shapes an unplaceable one covers: they wait without a look
+    reasons: dict[PlacementRequest, str] = {}
     ever_fits = _EverFits(free.values(), total_gpus_by_host)
     position = 0
     for item in order_queue(items, running_gpus_by_workspace):
         request = item.request
         best = None
-        if not any(_covers(smaller, request) for smaller in unplaceable):
-            best = best_placement(
-                (host for key, host in free.items() if key not in reserved), request, strategy
-            )
+        if request not in blocked:
+            if any(_covers(smaller, request) for smaller in unplaceable):
+                blocked.add(request)
+            else:
+                candidates = free if request.gpu_count == 0 else with_free_gpus
+                best = best_placement(
+                    (free[key] for key in candidates if key not in reserved), request, strategy
+                )
+                if best is None:
+                    unplaceable.append(request)
+                    blocked.add(request)
         if best is not None:
             plan.placements.append((item, best))
-            free[best.host_key] = _take(free[best.host_key], request, best.gpu_model)
+            taken = free[best.host_key] = _take(free[best.host_key], request, best.gpu_model)
+            if not _has_free_gpu(taken):
+                with_free_gpus.pop(best.host_key, None)
             continue
-        if not any(_covers(smaller, request) for smaller in unplaceable):
-            unplaceable.append(request)
         position += 1
-        if not ever_fits(request):
-            plan.waiting[item.key] = Waiting(position, f"{NEVER_FITS} {request.describe()}")
-            continue
-        if plan.head is None:
+        reason = reasons.get(request)
+        if reason is None:
+            wording = NEVER_FITS if not ever_fits(request) else "waiting for"
+            reason = reasons[request] = f"{wording} {request.describe()}"
+        if plan.head is None and ever_fits(request):
             plan.head = item.key
             possible = [
                 host
@@ -139,9 +153,13 @@ def plan_queue(
                 if could_ever_fit(host, total_gpus_by_host.get(host.key, {}), request)
             ]
             reserved.add(_closest_to_fitting(possible, request).key)
-        plan.waiting[item.key] = Waiting(position, f"waiting for {request.describe()}")
+        plan.waiting[item.key] = Waiting(position, reason)
     plan.reserved_hosts = frozenset(reserved)
     return plan
+
+
+def _has_free_gpu(host: HostSnapshot) -> bool:
+    return any(pool.free > 0 for pool in host.pools)
 
 
 def _covers(smaller: PlacementRequest, request: PlacementRequest) -> bool:

@@ -43,8 +43,7 @@ _SCHEDULED_SQL = text(
     ), moved AS (
         UPDATE environments e
            SET phase = '{_SCHEDULED}', phase_entered_at = :now, reason = NULL, last_error = NULL,
-               retry_count = 0, next_attempt_at = :now, queue_position = NULL, queue_reason = NULL,
-               updated_at = :now
+               retry_count = 0, next_attempt_at = :now, updated_at = :now
           FROM planned p
          WHERE e.id = p.id AND e.phase = '{_WAITING}' AND e.desired_state = '{_RUNNING}'
            AND e.generation = p.generation AND (e.lock_token IS NULL OR e.lock_expires_at < :now)

@@ -7,9 +7,10 @@ from collections.abc import Iterator
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import URL
 
+from remotegpu.core.capacity.queue_places import PLACE_JOIN
 from remotegpu.core.models import Base
 from remotegpu.core.platform.db import make_engine
 from remotegpu.ops.migrate import current_revision, downgrade, head_revision, upgrade
@@ -65,3 +66,46 @@ def test_upgrade_is_idempotent(empty_database: URL) -> None:
     revision = current_revision(empty_database)
     upgrade(empty_database)
     assert current_revision(empty_database) == revision
+
+
+def test_queue_places_survive_the_move_to_queue_buckets_and_back(empty_database: URL) -> None:
+    upgrade(empty_database, "0017")
+    engine = make_engine(empty_database, pool_size=1)
+    try:
+        with engine.begin() as connection:
+            user = connection.execute(
+                text(
+                    "INSERT INTO users (email, username, password_hash) VALUES ('queue@x.org', 'queue', 'x') RETURNING id"
+                )
+            ).scalar_one()
+            workspace = connection.execute(
+                text("INSERT INTO workspaces (name, owner_id) VALUES ('queue', :u) RETURNING id"), {"u": user}
+            ).scalar_one()
+            waits, held = (
+                connection.execute(
+                    text(
+                        "INSERT INTO environments (workspace_id, user_id, name, spec, phase, queue_position,"
+                        " queue_reason) VALUES (:w, :u, :n, '{}', 'admitted', :p, :r) RETURNING id"
+                    ),
+                    {"w": workspace, "u": user, "n": name, "p": position, "r": reason},
+                ).scalar_one()
+                for name, position, reason in (
+                    ("waits", 2, "waiting for 8×H100"),
+                    ("held", None, "budget exhausted"),
+                )
+            )
+        upgrade(empty_database)
+        with engine.connect() as connection:
+            places = {
+                row.id: (row.position, row.reason)
+                for row in connection.execute(
+                    text(f"SELECT e.id, qp.position, qp.reason FROM environments e {PLACE_JOIN}")
+                )
+            }
+        assert places == {waits: (2, "waiting for 8×H100"), held: (None, "budget exhausted")}
+        downgrade(empty_database, "0017")
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT id, queue_position, queue_reason FROM environments"))
+            assert {row.id: (row.queue_position, row.queue_reason) for row in rows} == places
+    finally:
+        engine.dispose()

@@ -2,22 +2,24 @@
 
 `policies.queue` decides (order, fair share, head reservation, backfill); this module loads the
 snapshot it decides over, allocates the chosen environments in batches, one short transaction each
-(`batch`; no row lock is held while host locks are taken), and records each waiting
-environment's position and reason.
+(`batch`; no row lock is held while host locks are taken), and publishes the queue: each waiting
+environment's position and reason, in one statement (`queue_places`).
 Waiting is not failure: a waiting environment stays `admitted` until capacity frees up.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from sqlalchemy import Connection, Engine, text
 
 from remotegpu.core.capacity.batch import Accept, PlannedAllocation, allocate_planned
 from remotegpu.core.capacity.capacity_sql import HEADROOM_COLUMNS, SCHEDULABLE
+from remotegpu.core.capacity.queue_places import publish_queue
 from remotegpu.core.capacity.requests import (
     AllocationOutcome,
     AllocationRequest,
@@ -27,19 +29,22 @@ from remotegpu.core.environments.derived import port_requests
 from remotegpu.core.environments.lifecycle import Trigger, sources
 from remotegpu.core.environments.spec import spec_from_stored
 from remotegpu.core.environments.states import DesiredState, sql_list
+from remotegpu.core.platform import clock
+from remotegpu.core.platform.pipeline import run_pipelined
 from remotegpu.policies.placement import GpuPoolSnapshot, HostSnapshot, Placement, PlacementRequest, Strategy
 from remotegpu.policies.queue import QueuedRequest, plan_queue
 
-_WAITING_COLUMNS = """e.id, e.workspace_id, e.user_id, e.generation, e.priority, e.submitted_at,
-           e.gpu_count, e.gpu_model, e.cpu_millis, e.memory_bytes, e.storage_bytes"""
-
 # What the queue plans over, without the specs: decoding every waiting environment's spec was most of a
-# deep queue's pass. A spec's host ports are its `access` entries and its `ports` (`port_requests`).
+# deep queue's pass. A spec's host ports are its `access` entries and its `ports` (`port_requests`). The
+# submit time comes as a number (the queue's sort key) and the phase entry as the server's text (it goes
+# back unchanged into the published queue): converting thousands of timestamps was a visible part too.
 WAITING_SQL = text(
     f"""
-    SELECT {_WAITING_COLUMNS},
+    SELECT e.id, e.workspace_id, e.priority, CAST(extract(epoch FROM e.submitted_at) AS float8) AS submitted_order,
+           e.gpu_count, e.gpu_model, e.cpu_millis, e.memory_bytes,
            jsonb_array_length(coalesce(e.spec -> 'access', '[]')) + jsonb_array_length(coalesce(e.spec -> 'ports', '[]'))
-               AS port_count
+               AS port_count,
+           CAST(e.phase_entered_at AS text) AS entered_at
       FROM environments e
      WHERE e.phase IN ({sql_list(sources(Trigger.SCHEDULE))}) AND e.desired_state = '{DesiredState.RUNNING}' AND e.deleted_at IS NULL
        AND NOT EXISTS (SELECT 1 FROM allocations a WHERE a.environment_id = e.id AND a.released_at IS NULL)
@@ -49,13 +54,20 @@ WAITING_SQL = text(
 
 # The planned ones, with their specs (as text: decoded straight into the struct) for their host ports.
 _PLANNED_SQL = text(
-    f"SELECT {_WAITING_COLUMNS}, e.spec::text AS spec FROM environments e WHERE e.id = ANY(:ids)"
+    """
+    SELECT e.id, e.workspace_id, e.user_id, e.generation, e.gpu_count, e.gpu_model, e.cpu_millis,
+           e.memory_bytes, e.storage_bytes, e.spec::text AS spec
+      FROM environments e WHERE e.id = ANY(:ids)
+    """
 )
 
+# The pools as JSON text: most hosts of a cluster have the same pools (a full one, a model), and a text
+# already seen is not decoded again.
 HOSTS_SQL = text(
     f"""
     SELECT h.id, h.name, {SCHEDULABLE} AS schedulable, {HEADROOM_COLUMNS},
-           coalesce(json_agg(json_build_array(p.model, p.free, p.total)) FILTER (WHERE p.id IS NOT NULL), '[]') AS pools
+           CAST(coalesce(json_agg(json_build_array(p.model, p.free, p.total)) FILTER (WHERE p.id IS NOT NULL), '[]')
+                AS text) AS pools
       FROM hosts h LEFT JOIN gpu_pools p ON p.host_id = h.id
      WHERE h.removed_at IS NULL
      GROUP BY h.id
@@ -65,27 +77,6 @@ HOSTS_SQL = text(
 RUNNING_GPUS_SQL = text(
     "SELECT workspace_id, sum(gpu_count) FROM allocations WHERE released_at IS NULL GROUP BY workspace_id"
 )
-
-_RECORD_WAITING_SQL = text(
-    """
-    UPDATE environments e SET queue_position = w.position, queue_reason = w.reason
-      FROM unnest(CAST(:ids AS uuid[]), CAST(:positions AS int[]), CAST(:reasons AS text[])) AS w(id, position, reason)
-     WHERE e.id = w.id AND (e.queue_position IS DISTINCT FROM w.position OR e.queue_reason IS DISTINCT FROM w.reason)
-    """
-)
-
-# Who shows a queue place now (every one has a reason; `ix_environments_queued` holds only those rows), so
-# that the ones no longer waiting can be cleared by id. Clearing with `NOT (id = ANY(:waiting))` compared every row with every
-# waiting id: quadratic in the queue's depth.
-_QUEUED_SQL = text("SELECT id FROM environments WHERE queue_reason IS NOT NULL")
-
-_CLEAR_WAITING_SQL = text(
-    """
-    UPDATE environments SET queue_position = NULL, queue_reason = NULL
-     WHERE id = ANY(CAST(:ids AS uuid[])) AND (queue_position IS NOT NULL OR queue_reason IS NOT NULL)
-    """
-)
-
 
 Hold = Callable[[Connection, set[uuid.UUID]], dict[uuid.UUID, str]]
 """Of the workspaces given, those whose environments must wait, with the queue reason."""
@@ -118,14 +109,19 @@ def schedule_waiting(
     waiting environments, names those whose environments may not be placed now and why (a spent budget):
     they stay out of the queue and wait with that reason.
     """
-    with engine.begin() as connection:
-        rows = connection.execute(WAITING_SQL).all()
-        held = hold(connection, {row.workspace_id for row in rows}) if hold is not None and rows else {}
-        hosts, totals = host_snapshots(connection)
-        running = {workspace: int(gpus) for workspace, gpus in connection.execute(RUNNING_GPUS_SQL)}
-    held_rows = [row for row in rows if row.workspace_id in held]
-    rows = [row for row in rows if row.workspace_id not in held]
-    plan = plan_queue([queued_request(row) for row in rows], hosts, totals, running, strategy)
+    started_at = clock.now()
+    # The three reads in one round trip, outside a transaction: each statement has a snapshot of its own
+    # under Read Committed either way, and on a busy machine every round trip costs a wake-up.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        read, host_rows, running_rows = run_pipelined(
+            connection, [(WAITING_SQL, {}), (HOSTS_SQL, {}), (RUNNING_GPUS_SQL, {})]
+        )
+        held = hold(connection, {row.workspace_id for row in read}) if hold is not None and read else {}
+    hosts, totals = _snapshots(host_rows)
+    running = {workspace: int(gpus) for workspace, gpus in running_rows}
+    held_rows = [row for row in read if row.workspace_id in held] if held else []
+    rows = [row for row in read if row.workspace_id not in held] if held else read
+    plan = plan_queue(queued_requests(rows), hosts, totals, running, strategy)
     report = SchedulingReport()
     placements = _planned_requests(engine, plan.placements)
     for start in range(0, len(placements), batch_size):
@@ -140,19 +136,11 @@ def schedule_waiting(
     for environment_id, result in report.not_allocated.items():
         if result.outcome is AllocationOutcome.OVER_QUOTA:  # waits for quota, and says which limit
             report.waiting[environment_id] = (None, result.reason)
+    entries = [
+        (row.id, row.entered_at, *place) for row in read if (place := report.waiting.get(row.id)) is not None
+    ]
     with engine.begin() as connection:
-        ids = list(report.waiting)
-        connection.execute(
-            _RECORD_WAITING_SQL,
-            {
-                "ids": ids,
-                "positions": [report.waiting[i][0] for i in ids],
-                "reasons": [report.waiting[i][1] for i in ids],
-            },
-        )
-        stale = set(connection.execute(_QUEUED_SQL).scalars()) - set(ids)
-        if stale:
-            connection.execute(_CLEAR_WAITING_SQL, {"ids": sorted(stale)})
+        publish_queue(connection, entries, started_at)
         if before_commit is not None:  # the queue's positions are a leader's writes too: fenced
             before_commit(connection)
     return report
@@ -189,30 +177,26 @@ def _planned_requests(
     """
     if not placements:
         return []
-    with engine.connect() as connection:
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         ids = [item.key for item, _ in placements]
         rows = {row.id: row for row in connection.execute(_PLANNED_SQL, {"ids": ids})}
-        connection.rollback()
     return [
         (request_from_row(rows[item.key]), placement) for item, placement in placements if item.key in rows
     ]
 
 
-def queued_request(row: Any) -> QueuedRequest:
-    """The queue's view of a `WAITING_SQL` row."""
-    return QueuedRequest(
-        key=row.id,
-        workspace=row.workspace_id,
-        priority=row.priority,
-        submitted_order=row.submitted_at.timestamp(),
-        request=PlacementRequest(
-            gpu_count=row.gpu_count,
-            gpu_model=row.gpu_model,
-            cpu_millis=row.cpu_millis,
-            memory_bytes=row.memory_bytes,
-            ports=row.port_count,
-        ),
-    )
+def queued_requests(rows: Iterable[Any]) -> list[QueuedRequest]:
+    """The queue's view of `WAITING_SQL` rows. Requests of one shape share one `PlacementRequest` (a
+    deep queue holds thousands of environments but a few dozen shapes)."""
+    shapes: dict[tuple[Any, ...], PlacementRequest] = {}
+    queued = []
+    for key, workspace, priority, submitted, gpu_count, gpu_model, cpu, memory, ports, _ in rows:
+        shape = (gpu_count, gpu_model, cpu, memory, ports)
+        request = shapes.get(shape)
+        if request is None:
+            request = shapes[shape] = PlacementRequest(gpu_count, gpu_model, cpu, memory, ports)
+        queued.append(QueuedRequest(key, workspace, priority, submitted, request))
+    return queued
 
 
 def request_from_row(row: Any) -> AllocationRequest:
@@ -233,19 +217,19 @@ def request_from_row(row: Any) -> AllocationRequest:
 
 def host_snapshots(connection: Connection) -> tuple[list[HostSnapshot], dict[Any, dict[str, int]]]:
     """Every host as the queue plans over it, and each host's GPU totals by model."""
+    return _snapshots(connection.execute(HOSTS_SQL).all())
+
+
+def _snapshots(rows: Iterable[Any]) -> tuple[list[HostSnapshot], dict[Any, dict[str, int]]]:
     hosts: list[HostSnapshot] = []
     totals: dict[Any, dict[str, int]] = {}
-    for row in connection.execute(HOSTS_SQL):
-        hosts.append(
-            HostSnapshot(
-                key=row.id,
-                name=row.name,
-                schedulable=row.schedulable,
-                pools=tuple(GpuPoolSnapshot(model, free) for model, free, _ in row.pools),
-                cpu_millis_free=row.cpu_free,
-                memory_bytes_free=row.memory_free,
-                ports_free=row.ports_free,
-            )
-        )
-        totals[row.id] = {model: total for model, _, total in row.pools}
+    pools_of: dict[str, tuple[tuple[GpuPoolSnapshot, ...], dict[str, int]]] = {}
+    for key, name, schedulable, cpu_free, memory_free, ports_free, pools_text in rows:
+        known = pools_of.get(pools_text)
+        if known is None:
+            decoded = msgspec.json.decode(pools_text, type=list[tuple[str, int, int]])
+            pools = tuple(GpuPoolSnapshot(model, free) for model, free, _ in decoded)
+            known = pools_of[pools_text] = (pools, {model: total for model, _, total in decoded})
+        hosts.append(HostSnapshot(key, name, schedulable, known[0], cpu_free, memory_free, ports_free))
+        totals[key] = dict(known[1])
     return hosts, totals

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from remotegpu.core.environments.lifecycle import Trigger, sources
+from remotegpu.core.capacity.queue_places import PLACE_HOLDS, PLACES_SQL
 from remotegpu.core.environments.states import ActorKind, Phase, sql_list
 from remotegpu.core.platform import clock
 
@@ -28,8 +28,6 @@ class ReconcilerStatus:
     failing: list[Any] = field(default_factory=list)
 
 
-_WAITING = sql_list(sources(Trigger.SCHEDULE))
-"""Where the capacity queue's environments wait."""
 _IN_PROGRESS = sql_list(Phase.where(Phase.is_in_progress))
 """Work phases: an environment that stays in one too long is stuck."""
 _ENV_COLUMNS = (
@@ -58,7 +56,8 @@ def reconciler_status(
     }
     counts = connection.execute(
         text(
-            f"SELECT count(*) FILTER (WHERE phase IN ({_WAITING}) AND queue_position IS NOT NULL) AS queued,"
+            f"SELECT (SELECT count(*) FROM environments e JOIN ({PLACES_SQL}) qp ON {PLACE_HOLDS}"
+            "         WHERE e.deleted_at IS NULL AND qp.position IS NOT NULL) AS queued,"
             " count(*) FILTER (WHERE seen_desired_version < desired_version"
             "   OR (next_attempt_at IS NOT NULL AND next_attempt_at <= :now)) AS due"
             " FROM environments WHERE deleted_at IS NULL"

@@ -17,6 +17,7 @@ from psycopg import AsyncConnection
 from sqlalchemy import Connection, text
 
 from remotegpu.core.accounts.users import Principal
+from remotegpu.core.capacity.queue_places import PLACE_JOIN
 from remotegpu.core.cluster.driver import NoContainerError
 from remotegpu.core.environments.jupyter import read_jupyter_token
 from remotegpu.core.environments.run_limits import RUN_STARTED_SQL
@@ -36,7 +37,7 @@ _VISIBLE = (
 _COLUMNS = """
     e.id, e.name, e.workspace_id, w.name AS workspace, e.user_id, u.username AS owner, e.spec, e.generation,
     e.observed_generation, e.desired_state, e.phase, e.reason, e.last_error, e.conditions, e.retry_count,
-    e.next_attempt_at, e.queue_position, e.queue_reason, h.name AS host, e.gpu_count, e.gpu_model,
+    e.next_attempt_at, qp.position AS queue_position, qp.reason AS queue_reason, h.name AS host, e.gpu_count, e.gpu_model,
     e.created_at, e.updated_at, e.phase_entered_at, e.image_digest, e.image_pinned_reference, e.image_pinned_at
 """
 
@@ -49,7 +50,7 @@ _FROM = """
 
 
 _LIST_SQL = text(
-    f"SELECT {_COLUMNS} {_FROM} WHERE e.deleted_at IS NULL AND {_VISIBLE}"
+    f"SELECT {_COLUMNS} {_FROM} {PLACE_JOIN} WHERE e.deleted_at IS NULL AND {_VISIBLE}"
     " AND (CAST(:workspace AS uuid) IS NULL OR e.workspace_id = :workspace)"
     " AND (CAST(:phase AS text) IS NULL OR e.phase::text = :phase)"
     " AND (CAST(:name AS text) IS NULL OR e.name = :name)"
@@ -67,7 +68,7 @@ _GET_SQL = text(
     " ARRAY(SELECT g.index FROM gpu_claims c JOIN gpus g ON g.id = c.gpu_id"
     "       WHERE c.environment_id = e.id AND c.released_at IS NULL ORDER BY g.index) AS gpu_indexes,"
     f" {RUN_STARTED_SQL} AS run_started_at, w.settings->>'spending_limit' AS spending_limit"
-    f" {_FROM} WHERE e.id = :id AND e.deleted_at IS NULL AND {_VISIBLE}"
+    f" {_FROM} {PLACE_JOIN} WHERE e.id = :id AND e.deleted_at IS NULL AND {_VISIBLE}"
 )
 
 

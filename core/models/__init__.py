@@ -11,6 +11,7 @@ from remotegpu.core.models.identity import ApiToken, PasswordReset, User
 from remotegpu.core.models.images import Image
 from remotegpu.core.models.inventory import Gpu, GpuPool, Host
 from remotegpu.core.models.leadership import LeaderTerm, ShardLeader
+from remotegpu.core.models.queue import QueueBucket
 from remotegpu.core.models.registries import Registry, RegistryProject
 from remotegpu.core.models.secrets import StoredSecret
 from remotegpu.core.models.ssh_keys import SshKey
@@ -41,6 +42,7 @@ __all__ = [
     "PasswordReset",
     "PortMapping",
     "Price",
+    "QueueBucket",
     "Registry",
     "RegistryProject",
     "ResourceQuota",

@@ -55,10 +55,6 @@ class Environment(WriterStamped, Base):
         Index("ix_environments_due_changed", "shard", text(due.DUE_AT), postgresql_where=text(due.CHANGED)),
         Index("ix_environments_due_work", "shard", text(due.DUE_AT), postgresql_where=text(due.WORK)),
         Index("ix_environments_due_resync", "shard", text(due.DUE_AT), postgresql_where=text(due.RESYNC)),
-        # the waiting ones that show a queue place (the scheduling pass clears those no longer waiting): by
-        # reason, not position, which each pass rewrites (an indexed column's update cannot stay on its
-        # page); migration 0017 also gives the table a fill factor of 80, so those updates can
-        Index("ix_environments_queued", "id", postgresql_where=text("queue_reason IS NOT NULL")),
         # Lists page newest first (keyset on created_at, id), over all or over one workspace.
         Index(
             "ix_environments_created_at_id_live",
@@ -125,10 +121,6 @@ class Environment(WriterStamped, Base):
     host_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("hosts.id", ondelete="RESTRICT"), index=True)
     """The host holding the environment's claims, while it holds any."""
     allocated_at: Mapped[dt.datetime | None]
-    queue_position: Mapped[int | None]
-    """1-based position in the capacity queue while waiting; NULL otherwise."""
-    queue_reason: Mapped[str | None] = mapped_column(Text)
-    """Why it waits, in words (`waiting for 2×H100`)."""
     image_digest: Mapped[str | None] = mapped_column(String(80))
     """The digest the spec's image tag named when the reconciler pinned it; the pod runs `repo@digest`."""
     image_pinned_reference: Mapped[str | None] = mapped_column(String(700))

@@ -13,10 +13,7 @@ from decimal import Decimal
 
 from sqlalchemy import Connection, text
 
-from remotegpu.core.environments.lifecycle import Trigger, sources
-from remotegpu.core.environments.states import sql_list
-
-_WAITING = sql_list(sources(Trigger.SCHEDULE))
+from remotegpu.core.capacity.queue_places import PLACE_HOLDS, PLACES_SQL
 
 GPUS_SQL = text(
     """
@@ -46,10 +43,10 @@ HOSTS_SQL = text(
 
 QUEUE_SQL = text(
     f"""
-    SELECT coalesce(gpu_model, '') AS gpu_model, count(*) AS length,
-           extract(epoch FROM CAST(:now AS timestamptz) - min(phase_entered_at)) AS oldest_wait
-      FROM environments
-     WHERE deleted_at IS NULL AND phase IN ({_WAITING}) AND queue_position IS NOT NULL
+    SELECT coalesce(e.gpu_model, '') AS gpu_model, count(*) AS length,
+           extract(epoch FROM CAST(:now AS timestamptz) - min(e.phase_entered_at)) AS oldest_wait
+      FROM environments e JOIN ({PLACES_SQL}) qp ON {PLACE_HOLDS}
+     WHERE e.deleted_at IS NULL AND qp.position IS NOT NULL
      GROUP BY 1
     """
 )

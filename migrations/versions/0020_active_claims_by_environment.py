@@ -15,7 +15,7 @@ key lookups per row, a claim of 8 GPUs and 2 ports ten rows on claim and ten on 
 statements' time), and they would forbid ever removing a row the append-only log once named.
 
 Revision ID: 0020
-Revises: 0017
+Revises: 0019
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0020"
-down_revision: str | Sequence[str] | None = "0017"
+down_revision: str | Sequence[str] | None = "0019"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -32,6 +32,7 @@ from sqlalchemy.engine import URL
 
 from remotegpu.core.capacity import scheduling
 from remotegpu.core.capacity.audit import audit
+from remotegpu.core.capacity.queue_places import PLACE_HOLDS, PLACES_SQL
 from remotegpu.core.capacity.release import release
 from remotegpu.core.environments.desired import submit_environment
 from remotegpu.core.environments.spec import parse_spec
@@ -140,7 +141,7 @@ def _plan_ms(engine: Engine) -> float:
         rows = connection.execute(scheduling.WAITING_SQL).all()
         hosts, totals = scheduling.host_snapshots(connection)
         running = {ws: int(gpus) for ws, gpus in connection.execute(scheduling.RUNNING_GPUS_SQL)}
-    queued = [scheduling.queued_request(row) for row in rows]
+    queued = scheduling.queued_requests(rows)
     started = time.perf_counter()
     plan_queue(queued, hosts, totals, running)
     return (time.perf_counter() - started) * 1000
@@ -184,7 +185,10 @@ def run(
             plans = [_plan_ms(engine) for _ in range(3)]
             with engine.connect() as connection:
                 still_waiting = connection.execute(
-                    text("SELECT count(*) FROM environments WHERE queue_position IS NOT NULL")
+                    text(
+                        f"SELECT count(*) FROM environments e JOIN ({PLACES_SQL}) qp ON {PLACE_HOLDS}"
+                        " WHERE qp.position IS NOT NULL"
+                    )
                 ).scalar_one()
                 violations = audit(connection)
         finally:

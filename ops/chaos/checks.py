@@ -8,21 +8,22 @@ from sqlalchemy import Engine, text
 
 from remotegpu.core.billing.audit import audit_billing
 from remotegpu.core.capacity.audit import audit
+from remotegpu.core.capacity.queue_places import PLACE_JOIN
 from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
 from remotegpu.core.platform.fencing_audit import late_writes
 from remotegpu.ops.bench.reconcile import cluster_object_violations
 
 UNSETTLED_SQL = text(
-    """
-    SELECT name, CAST(desired_state AS text) AS desired, CAST(phase AS text) AS phase, reason
-      FROM environments
+    f"""
+    SELECT e.name, CAST(e.desired_state AS text) AS desired, CAST(e.phase AS text) AS phase, e.reason
+      FROM environments e {PLACE_JOIN}
      WHERE NOT (
-           (desired_state = 'deleted' AND phase = 'deleted')
-        OR (desired_state = 'stopped' AND phase IN ('stopped', 'failed'))
-        OR (desired_state = 'running' AND phase = 'failed' AND reason IS NOT NULL)
-        OR (desired_state = 'running' AND phase = 'running' AND observed_generation = generation)
-        OR (desired_state = 'running' AND phase IN ('pending', 'admitted') AND queue_reason IS NOT NULL))
-     ORDER BY name
+           (e.desired_state = 'deleted' AND e.phase = 'deleted')
+        OR (e.desired_state = 'stopped' AND e.phase IN ('stopped', 'failed'))
+        OR (e.desired_state = 'running' AND e.phase = 'failed' AND e.reason IS NOT NULL)
+        OR (e.desired_state = 'running' AND e.phase = 'running' AND e.observed_generation = e.generation)
+        OR (e.desired_state = 'running' AND e.phase IN ('pending', 'admitted') AND qp.reason IS NOT NULL))
+     ORDER BY e.name
     """
 )
 """Environments not at their desired state: neither there, nor failed with a reason, nor waiting in the

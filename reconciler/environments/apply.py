@@ -59,7 +59,6 @@ _UPDATE_CTES = (
                    WHERE c->>'type' <> 'JupyterUnavailable')
                  || CASE WHEN CAST(:jupyter_ready AS boolean) THEN '[]'::jsonb
                          ELSE jsonb_build_array(CAST(:jupyter_condition AS jsonb)) END END,
-        queue_position = NULL, queue_reason = NULL,
         -- the pinned digest: observed, beside the phase; written only by the pinning step
         image_digest = CASE WHEN :pin THEN CAST(:pin_digest AS text) ELSE image_digest END,
         image_pinned_reference = CASE WHEN :pin THEN CAST(:pin_reference AS text) ELSE image_pinned_reference END,

@@ -193,6 +193,35 @@ def test_waiting_environment_shows_its_queue_position(alice: Caller, reconciler:
     assert "8×H100" in waiting["reason"]
 
 
+def test_queue_positions_move_up_in_lists_and_single_reads_when_the_head_is_placed_or_leaves(
+    alice: Caller, reconciler: Reconciler
+) -> None:
+    big = spec("big", "research", resources={"gpus": {"count": 8, "model": "H100"}})
+    ids = [_apply(alice, big | {"name": f"big-{i}"}).json()["environment"]["id"] for i in range(5)]
+    reconciler.run_until_idle()  # two hosts of 8 GPUs: two run, three wait
+
+    def places() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        listed = {e["id"]: e["queue_position"] for e in alice.get("/environments").json()["items"]}
+        one = {i: alice.get(f"/environments/{i}").json()["queue_position"] for i in ids}
+        queue = {i: alice.get(f"/environments/{i}/queue").json()["position"] for i in ids}
+        return listed, one, queue
+
+    expected = dict(zip(ids, [None, None, 1, 2, 3], strict=True))
+    assert places() == (expected, expected, expected)
+
+    alice.post(f"/environments/{ids[0]}/stop")
+    reconciler.run_until_idle()  # the head takes the freed host; the rest move up
+    expected = dict(zip(ids, [None, None, None, 1, 2], strict=True))
+    assert places() == (expected, expected, expected)
+
+    alice.post(f"/environments/{ids[3]}/stop")  # the new head leaves the queue: no place from then on
+    assert alice.get(f"/environments/{ids[3]}/queue").json()["position"] is None
+    reconciler.run_until_idle()
+    expected = dict(zip(ids, [None, None, None, None, 1], strict=True))
+    assert places() == (expected, expected, expected)
+    assert alice.get(f"/environments/{ids[4]}").json()["queue_reason"] == "waiting for 8×H100"
+
+
 def test_restart_bumps_the_generation_and_delete_removes(
     alice: Caller, reconciler: Reconciler, engine: Engine
 ) -> None:

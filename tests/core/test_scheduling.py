@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, Engine, text
 
+from remotegpu.core.capacity.queue_places import PLACE_JOIN
 from remotegpu.core.capacity.release import release
 from remotegpu.core.capacity.requests import AllocationRequest, AllocationResult
 from remotegpu.core.capacity.scheduling import schedule_waiting
@@ -26,8 +27,8 @@ def _submit(
 
 
 def _queue(connection: Connection) -> dict[uuid.UUID, tuple[int | None, str | None]]:
-    rows = connection.execute(text("SELECT id, queue_position, queue_reason FROM environments"))
-    return {row.id: (row.queue_position, row.queue_reason) for row in rows}
+    rows = connection.execute(text(f"SELECT e.id, qp.position, qp.reason FROM environments e {PLACE_JOIN}"))
+    return {row.id: (row.position, row.reason) for row in rows}
 
 
 def test_what_fits_is_allocated_and_the_rest_waits_with_position_and_reason(db: Engine) -> None:

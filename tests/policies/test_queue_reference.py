@@ -2,7 +2,8 @@
 
 `reference_plan` is the queue written as its docstring says it works — every waiting request looks at
 every host, fair share picks the next workspace by a scan — with no shortcut. `plan_queue` skips
-requests a smaller one already could not place, and orders with a heap; both must change nothing.
+requests a smaller one already could not place, looks for GPUs only on hosts with a free one, and
+orders with a heap; none of it may change the plan.
 """
 
 from __future__ import annotations

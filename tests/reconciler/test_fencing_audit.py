@@ -114,6 +114,7 @@ def test_the_tables_the_reconciler_writes_are_all_stamped() -> None:
         "port_mappings",
         "billing_intervals",
         "meters",
+        "queue_buckets",
     } <= set(stamped_tables())
 
 
@@ -214,11 +215,8 @@ def test_a_replaced_leaders_scheduling_pass_writes_no_queue_position(
         waits = world.submit("waits", big)
         world.reconciler.run_until_idle()
         assert world.row(waits).queue_reason == "waiting for 8×H100"
-        with engine.begin() as connection:  # as if the positions were not written yet
-            connection.execute(
-                text("UPDATE environments SET queue_position = NULL, queue_reason = NULL WHERE id = :id"),
-                {"id": waits},
-            )
+        with engine.begin() as connection:  # as if the queue were not published yet
+            connection.execute(text("DELETE FROM queue_buckets"))
         stale = world.reconciler.ctx
         world.reconciler.elector.step_down("paused past its lease")
         assert successor.campaign()

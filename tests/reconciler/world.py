@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import URL
 
+from remotegpu.core.capacity.queue_places import PLACE_JOIN
 from remotegpu.core.cluster.memory import InMemoryCluster
 from remotegpu.core.environments.desired import set_desired_state, submit_environment
 from remotegpu.core.environments.states import DesiredState
@@ -59,9 +60,10 @@ class World:
         with self.engine.connect() as connection:
             return connection.execute(
                 text(
-                    "SELECT phase, reason, last_error, retry_count, next_attempt_at, observed_generation,"
-                    " generation, host_id, deleted_at, queue_position, queue_reason"
-                    " FROM environments WHERE id = :id"
+                    "SELECT e.phase, e.reason, e.last_error, e.retry_count, e.next_attempt_at,"
+                    " e.observed_generation, e.generation, e.host_id, e.deleted_at,"
+                    " qp.position AS queue_position, qp.reason AS queue_reason"
+                    f" FROM environments e {PLACE_JOIN} WHERE e.id = :id"
                 ),
                 {"id": environment_id},
             ).one()
