@@ -74,11 +74,7 @@ class Placement:
 
 def fits(host: HostSnapshot, request: PlacementRequest) -> list[Placement]:
     """Every placement of `request` on `host` (one per matching GPU model); empty when it does not fit."""
-    if not host.schedulable:
-        return []
-    if host.cpu_millis_free < request.cpu_millis or host.memory_bytes_free < request.memory_bytes:
-        return []
-    if host.ports_free < request.ports:
+    if not has_room_besides_gpus(host, request):
         return []
     if request.gpu_count == 0:
         return [Placement(host.key, host.name, None, sum(pool.free for pool in host.pools))]
@@ -89,6 +85,16 @@ def fits(host: HostSnapshot, request: PlacementRequest) -> list[Placement]:
         and (request.gpu_model is None or pool.model == request.gpu_model)
         and pool.model not in request.excluded_models
     ]
+
+
+def has_room_besides_gpus(host: HostSnapshot, request: PlacementRequest) -> bool:
+    """What `fits` asks of a host apart from its GPU pools: schedulable, enough CPU, memory and ports."""
+    return (
+        host.schedulable
+        and host.cpu_millis_free >= request.cpu_millis
+        and host.memory_bytes_free >= request.memory_bytes
+        and host.ports_free >= request.ports
+    )
 
 
 def rank_placements(

@@ -27,6 +27,7 @@ from remotegpu.policies.placement import (
     best_placement,
     could_ever_fit,
 )
+from remotegpu.policies.pool_index import PoolIndex
 
 NEVER_FITS = "no host can ever fit"
 """How the reason of a request that no schedulable host could hold even when empty begins (clients such
@@ -106,13 +107,12 @@ def plan_queue(
     Free capacity only shrinks while a plan is made and reservations only grow, so a request that found
     no placement rules out every later one that asks for at least as much of everything (same model
     and exclusions): those wait without another look at every host. What a deep queue costs is then
-    about one scan of the hosts per distinct request shape, not one per waiting environment, and a scan
-    for GPUs looks only at the hosts with a free GPU (in a full cluster, a few of thousands).
+    about one look per distinct request shape, not one per waiting environment. A GPU request is placed
+    through a `PoolIndex` (pools bucketed by free count: a few buckets to look at, not every host);
+    only CPU-only requests scan the hosts.
     """
     free = {host.key: host for host in hosts}
-    # The hosts with a free GPU, in the hosts' order: the only ones a GPU request can fit (in a busy
-    # cluster, a few of thousands). Free capacity only shrinks, so a host leaves and never comes back.
-    with_free_gpus = dict.fromkeys(key for key, host in free.items() if _has_free_gpu(host))
+    pools = PoolIndex(free.values())
     plan = QueuePlan()
     reserved: set[Hashable] = set()
     unplaceable: list[PlacementRequest] = []
@@ -127,18 +127,18 @@ def plan_queue(
             if any(_covers(smaller, request) for smaller in unplaceable):
                 blocked.add(request)
             else:
-                candidates = free if request.gpu_count == 0 else with_free_gpus
-                best = best_placement(
-                    (free[key] for key in candidates if key not in reserved), request, strategy
-                )
+                if request.gpu_count == 0:
+                    unreserved = (host for key, host in free.items() if key not in reserved)
+                    best = best_placement(unreserved, request, strategy)
+                else:
+                    best = pools.best(request, strategy, reserved)
                 if best is None:
                     unplaceable.append(request)
                     blocked.add(request)
         if best is not None:
             plan.placements.append((item, best))
             taken = free[best.host_key] = _take(free[best.host_key], request, best.gpu_model)
-            if not _has_free_gpu(taken):
-                with_free_gpus.pop(best.host_key, None)
+            pools.replace(taken)
             continue
         position += 1
         reason = reasons.get(request)
@@ -156,10 +156,6 @@ def plan_queue(
         plan.waiting[item.key] = Waiting(position, reason)
     plan.reserved_hosts = frozenset(reserved)
     return plan
-
-
-def _has_free_gpu(host: HostSnapshot) -> bool:
-    return any(pool.free > 0 for pool in host.pools)
 
 
 def _covers(smaller: PlacementRequest, request: PlacementRequest) -> bool:

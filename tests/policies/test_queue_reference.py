@@ -2,8 +2,9 @@
 
 `reference_plan` is the queue written as its docstring says it works — every waiting request looks at
 every host, fair share picks the next workspace by a scan — with no shortcut. `plan_queue` skips
-requests a smaller one already could not place, looks for GPUs only on hosts with a free one, and
-orders with a heap; none of it may change the plan.
+requests a smaller one already could not place, finds GPUs through pools bucketed by free count
+(`PoolIndex`), and orders with a heap; none of it may change the plan, under either strategy, on hosts
+of one or several models, with reserved hosts and hosts short of CPU, memory or ports.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from remotegpu.policies.placement import (
     GpuPoolSnapshot,
     HostSnapshot,
     PlacementRequest,
+    Strategy,
     could_ever_fit,
     rank_placements,
 )
@@ -47,7 +49,10 @@ def reference_order(items: Iterable[QueuedRequest], running: Mapping[Any, int]) 
 
 
 def reference_plan(
-    items: list[QueuedRequest], hosts: list[HostSnapshot], totals: Mapping[Any, Mapping[str, int]]
+    items: list[QueuedRequest],
+    hosts: list[HostSnapshot],
+    totals: Mapping[Any, Mapping[str, int]],
+    strategy: Strategy = Strategy.BIN_PACK,
 ) -> tuple[list[tuple[Hashable, Hashable, str | None]], dict[Hashable, Waiting], Hashable | None]:
     free = {host.key: host for host in hosts}
     placements = []
@@ -56,7 +61,7 @@ def reference_plan(
     reserved: set[Hashable] = set()
     position = 0
     for item in reference_order(items, {}):
-        ranked = rank_placements([h for k, h in free.items() if k not in reserved], item.request)
+        ranked = rank_placements([h for k, h in free.items() if k not in reserved], item.request, strategy)
         if ranked:
             best = ranked[0]
             placements.append((item.key, best.host_key, best.gpu_model))
@@ -83,7 +88,12 @@ def reference_plan(
             head = item.key
             matching = [
                 max(
-                    (p.free for p in h.pools if item.request.gpu_model in (None, p.model)),
+                    (
+                        p.free
+                        for p in h.pools
+                        if item.request.gpu_model in (None, p.model)
+                        and p.model not in item.request.excluded_models
+                    ),
                     default=0,
                 )
                 for h in possible
@@ -94,29 +104,30 @@ def reference_plan(
     return placements, waiting, head
 
 
-MODELS = st.sampled_from(["H100", "A100"])
+MODELS = st.sampled_from(["H100", "A100", "L4"])
 
 
 @st.composite
 def worlds(draw: st.DrawFn) -> tuple[list[QueuedRequest], list[HostSnapshot], dict[Any, dict[str, int]]]:
     hosts = []
     totals: dict[Any, dict[str, int]] = {}
-    for index in range(draw(st.integers(1, 8))):
-        model = draw(MODELS)
+    for index in range(draw(st.integers(1, 10))):
+        # one or two models per host; names may repeat (keys do not), so ties fall to the host order
+        models = draw(st.lists(MODELS, min_size=1, max_size=2, unique=True))
         total = draw(st.sampled_from([4, 8]))
-        name = f"h{index}"
+        key = f"k{index}"
         hosts.append(
             HostSnapshot(
-                name,
-                name,
+                key,
+                f"h{draw(st.integers(0, index))}",
                 draw(st.booleans()) or index == 0,
-                (GpuPoolSnapshot(model, draw(st.integers(0, total))),),
+                tuple(GpuPoolSnapshot(model, draw(st.integers(0, total))) for model in models),
                 draw(st.sampled_from([8_000, 64_000])),
-                1 << 40,
+                draw(st.sampled_from([1 << 34, 1 << 40])),
                 draw(st.integers(0, 4)),
             )
         )
-        totals[name] = {model: total}
+        totals[key] = dict.fromkeys(models, total)
     items = [
         QueuedRequest(
             f"e{index}",
@@ -127,22 +138,24 @@ def worlds(draw: st.DrawFn) -> tuple[list[QueuedRequest], list[HostSnapshot], di
                 gpu_count=draw(st.sampled_from([0, 1, 2, 4, 8, 16])),
                 gpu_model=draw(st.one_of(st.none(), MODELS)),
                 cpu_millis=draw(st.sampled_from([1_000, 16_000])),
+                memory_bytes=draw(st.sampled_from([1 << 30, 1 << 35])),
                 ports=draw(st.integers(0, 2)),
+                excluded_models=draw(st.sampled_from([frozenset(), frozenset({"A100"})])),
             ),
         )
-        for index in range(draw(st.integers(0, 25)))
+        for index in range(draw(st.integers(0, 30)))
     ]
     return items, hosts, totals
 
 
-@settings(max_examples=150, deadline=None)
-@given(worlds())
+@settings(max_examples=300, deadline=None)
+@given(worlds(), st.sampled_from(Strategy))
 def test_the_fast_plan_is_the_reference_plan(
-    world: tuple[list[QueuedRequest], list[HostSnapshot], dict[Any, dict[str, int]]],
+    world: tuple[list[QueuedRequest], list[HostSnapshot], dict[Any, dict[str, int]]], strategy: Strategy
 ) -> None:
     items, hosts, totals = world
-    plan = plan_queue(items, hosts, totals, {})
-    placements, waiting, head = reference_plan(items, hosts, totals)
+    plan = plan_queue(items, hosts, totals, {}, strategy)
+    placements, waiting, head = reference_plan(items, hosts, totals, strategy)
     assert [(item.key, p.host_key, p.gpu_model) for item, p in plan.placements] == placements
     assert plan.waiting == waiting
     assert plan.head == head
