@@ -23,6 +23,7 @@ did.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import Iterable
 
@@ -61,21 +62,18 @@ PLACES_SQL = """
 PLACE_HOLDS = f"qp.environment_id = e.id AND qp.entered_at = e.phase_entered_at AND {_STILL_WAITING}"
 """The join condition of `PLACES_SQL` as `qp` with the environments `e`: the entry still holds."""
 
-# The arrays travel as text joined by commas, parsed by the server: psycopg quotes a list parameter
-# element by element, which took a pass longer than writing the rows. Reasons may hold commas, so they
-# go as the list of distinct ones (few) and, per entry, an index into it. 'n' is a NULL position. Every
+# The entries travel as one JSON document, as host sync's rows do (`core.inventory.sync`): psycopg
+# quotes a list parameter element by element, which took a pass longer than writing the rows. Every
 # bucket is published, the empty ones too, so no entry of an earlier pass survives; a bucket that did
 # not change is left as it is (a queue that does not move writes nothing).
 _PUBLISH_SQL = text(
     f"""
-    WITH entries AS (
-        SELECT t.environment_id, t.entered_at, t.position, (CAST(:reasons AS text[]))[t.reason] AS reason,
-               t.o, {BUCKET_SQL.format(id="t.environment_id")} AS bucket
-          FROM unnest(CAST(string_to_array(:ids, ',') AS uuid[]),
-                      CAST(string_to_array(:entered, ',') AS timestamptz[]),
-                      CAST(string_to_array(:positions, ',', 'n') AS int[]),
-                      CAST(string_to_array(:reason_indexes, ',') AS int[]))
-               WITH ORDINALITY AS t(environment_id, entered_at, position, reason, o)
+    WITH given AS (
+        SELECT CAST(g.v ->> 0 AS uuid) AS environment_id, CAST(g.v ->> 1 AS timestamptz) AS entered_at,
+               CAST(g.v ->> 2 AS int) AS position, g.v ->> 3 AS reason, g.o
+          FROM json_array_elements(CAST(:entries AS json)) WITH ORDINALITY AS g(v, o)
+    ), entries AS (
+        SELECT t.*, {BUCKET_SQL.format(id="t.environment_id")} AS bucket FROM given t
     ), buckets AS (
         SELECT b.bucket,
                coalesce(array_agg(x.environment_id ORDER BY x.o) FILTER (WHERE x.o IS NOT NULL), '{{}}') AS ids,
@@ -105,24 +103,13 @@ than room), reason."""
 def publish_queue(connection: Connection, entries: Iterable[QueueEntry], at: dt.datetime) -> None:
     """Replace the published queue by `entries`, each valid for the phase entry it names. The queue's
     only writer: one statement."""
-    reasons: dict[str, str] = {}
-    ids, entered, positions, indexes = [], [], [], []
-    for key, entered_at, position, reason in entries:
-        ids.append(str(key))
-        entered.append(entered_at)
-        positions.append("n" if position is None else str(position))
-        index = reasons.get(reason)
-        if index is None:
-            index = reasons[reason] = str(len(reasons) + 1)
-        indexes.append(index)
+    document = json.dumps(
+        [[str(key), entered_at, position, reason] for key, entered_at, position, reason in entries]
+    )
     connection.execute(
         _PUBLISH_SQL,
         {
-            "ids": ",".join(ids),
-            "entered": ",".join(entered),
-            "positions": ",".join(positions),
-            "reasons": list(reasons),
-            "reason_indexes": ",".join(indexes),
+            "entries": document,
             "at": at,
         },
     )
