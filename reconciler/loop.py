@@ -57,16 +57,31 @@ from remotegpu.reconciler.writer_stamp import stamp_writes, writer_value
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.1
+"""Longest sleep between ticks while leading."""
 QUEUE_SHARD = 0
 """The shard whose leader runs the capacity queue (admission, the scheduling pass) and the singleton
 jobs; every environment's steps run on the leader of its own shard."""
 PER_SHARD_JOBS = frozenset({"metering", "policies"})
 """Jobs that each shard's leader runs for its own environments; the others run on `QUEUE_SHARD` only."""
-"""Longest sleep between ticks while leading."""
 GC_SECONDS = 60.0
 """How often the leader collects orphaned cluster objects and claims."""
 HOST_SYNC_SECONDS = 5.0
 """How often the leader syncs hosts with the cluster's nodes (well inside `host_down_after_seconds`)."""
+
+
+def lease_limit(workers: int, in_flight: int) -> int:
+    """How many environments a tick leases: none while more steps are in flight than there are
+    workers, else enough for every worker and a queue as long again.
+
+    Leasing one environment per finished step made a lease statement (the fencing check, three due
+    classes, the state of each row) per step, and the tick thread spent most of a busy minute in them;
+    leasing only once the queue has drained to the workers' count takes about a worker's count at a
+    time, while the queued steps keep every worker busy. A queued lease waits a few steps' time, far
+    inside its expiry; shutting down gives back the queued ones (`_release_leases`).
+    """
+    return 2 * workers - in_flight if in_flight <= workers else 0
+
+
 JOB_INTERVALS = {
     "metering": "meter_seconds",
     "policies": "policy_seconds",
@@ -298,10 +313,12 @@ class Reconciler:
         """One round of leader work: hand due environments to free workers."""
         self._take_pending_settings()
         self._reap()
-        free = self.ctx.settings.reconcile_workers - len(self._in_flight)
+        limit = lease_limit(self.ctx.settings.reconcile_workers, len(self._in_flight))
+        if limit == 0:
+            return  # the workers have a queue: pod changes wait for the next lease, in its round trip
         try:
             leases = fetch_leases(
-                self.ctx, free, exclude=set(self._in_flight), nudge=self._take_pod_changes()
+                self.ctx, limit, exclude=set(self._in_flight), nudge=self._take_pod_changes()
             )
         except FencedOutError:
             self._lose_leadership("fenced out while leasing")

@@ -6,7 +6,8 @@
 - Storage: a meter per persistent volume opens when its volume is first provisioned and closes when the
   environment is deleted with its volumes (a stop keeps volumes, and they keep accruing).
 
-Opening is idempotent (an open meter of the same resource and subject is left alone), and so is closing
+Each function gives the statement (`core.platform.pipeline.Statement`), which the step's apply sends
+with its guarded update in one round trip. Opening is idempotent (an open meter of the same resource and subject is left alone), and so is closing
 (only open meters close). A close never ends a meter before its cursor: a tick that metered up to a later
 moment first (it raced the observation) ends the spell there, so intervals still tile it.
 """
@@ -18,10 +19,11 @@ import uuid
 from collections.abc import Sequence
 from decimal import Decimal
 
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 
 from remotegpu.core.environments.derived import volume_specs
 from remotegpu.core.environments.spec import EnvironmentSpec
+from remotegpu.core.platform.pipeline import Statement
 
 GIB = 1 << 30
 
@@ -65,31 +67,29 @@ _OPEN_STORAGE_SQL = text(
 )
 
 
-def open_compute_meters(connection: Connection, environment_id: uuid.UUID, now: dt.datetime) -> None:
+def open_compute_meters(environment_id: uuid.UUID, now: dt.datetime) -> Statement:
     """The environment is observed running: its GPUs, CPU and memory start accruing at `now`."""
-    connection.execute(_OPEN_COMPUTE_SQL, {"id": environment_id, "now": now})
+    return _OPEN_COMPUTE_SQL, {"id": environment_id, "now": now}
 
 
-def close_compute_meters(connection: Connection, environment_id: uuid.UUID, now: dt.datetime) -> None:
+def close_compute_meters(environment_id: uuid.UUID, now: dt.datetime) -> Statement:
     """The environment is observed not running: its compute stops accruing at `now`."""
-    connection.execute(_CLOSE_SQL, {"id": environment_id, "now": now, "storage": False})
+    return _CLOSE_SQL, {"id": environment_id, "now": now, "storage": False}
 
 
 def open_storage_meters(
-    connection: Connection, environment_id: uuid.UUID, spec: EnvironmentSpec, now: dt.datetime
-) -> None:
+    environment_id: uuid.UUID, spec: EnvironmentSpec, now: dt.datetime
+) -> list[Statement]:
     """Its volumes are provisioned: each one not accruing yet starts at `now`, for its size in GiB."""
     volumes: Sequence[tuple[str, Decimal]] = [
         (volume.name, Decimal(volume.size_bytes) / GIB) for volume in volume_specs(spec)
     ]
     if not volumes:
-        return
-    connection.execute(
-        _OPEN_STORAGE_SQL,
-        {"id": environment_id, "now": now, "names": [n for n, _ in volumes], "gib": [g for _, g in volumes]},
-    )
+        return []
+    names, gib = [n for n, _ in volumes], [g for _, g in volumes]
+    return [(_OPEN_STORAGE_SQL, {"id": environment_id, "now": now, "names": names, "gib": gib})]
 
 
-def close_storage_meters(connection: Connection, environment_id: uuid.UUID, now: dt.datetime) -> None:
+def close_storage_meters(environment_id: uuid.UUID, now: dt.datetime) -> Statement:
     """Its volumes are deleted: their storage stops accruing at `now`."""
-    connection.execute(_CLOSE_SQL, {"id": environment_id, "now": now, "storage": True})
+    return _CLOSE_SQL, {"id": environment_id, "now": now, "storage": True}

@@ -14,9 +14,10 @@ import datetime as dt
 import uuid
 from decimal import Decimal
 
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 
 from remotegpu.core.cluster.driver import HomeMount
+from remotegpu.core.platform.pipeline import Statement
 from remotegpu.core.platform.quantities import parse_bytes
 
 GIB = 1 << 30
@@ -56,9 +57,10 @@ def home_mount(workspace_id: uuid.UUID, user_id: uuid.UUID, loaded: list[object]
     return HomeMount(workspace_id, user_id, f"/home/{username}", size)
 
 
-def record_home(connection: Connection, home: HomeMount, now: dt.datetime) -> None:
-    """Make the home's row and open its storage meter, unless it exists (idempotent)."""
-    connection.execute(
+def record_home(home: HomeMount, now: dt.datetime) -> Statement:
+    """The statement that makes the home's row and opens its storage meter, unless it exists
+    (idempotent); the provisioning's apply sends it with its guarded update."""
+    return (
         _RECORD_SQL,
         {
             "w": home.workspace_id,

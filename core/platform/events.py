@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from remotegpu.core.environments.states import ActorKind
+from remotegpu.core.platform.pipeline import Statement
 
 _INSERT_SQL = text(
     """
@@ -42,10 +43,39 @@ def record_event(
     host_id: uuid.UUID | None = None,
     data: dict[str, Any] | None = None,
 ) -> None:
-    """Append one event. `actor` is the user who caused it (None for the system or the reconciler);
-    `kind` groups events (`api`, `host`, `quota`, `binding`, …), `reason` is the short machine-readable
-    cause (`Cordoned`, `QuotaChanged`)."""
+    """Append one event; the arguments are `event_statement`'s."""
     connection.execute(
+        *event_statement(
+            actor_kind=actor_kind,
+            kind=kind,
+            reason=reason,
+            message=message,
+            actor=actor,
+            workspace_id=workspace_id,
+            environment_id=environment_id,
+            host_id=host_id,
+            data=data,
+        )
+    )
+
+
+def event_statement(
+    *,
+    actor_kind: ActorKind,
+    kind: str,
+    reason: str,
+    message: str = "",
+    actor: uuid.UUID | None = None,
+    workspace_id: uuid.UUID | None = None,
+    environment_id: uuid.UUID | None = None,
+    host_id: uuid.UUID | None = None,
+    data: dict[str, Any] | None = None,
+) -> Statement:
+    """The statement that appends one event, for a caller that sends it with others in one round trip
+    (`core.platform.pipeline`). `actor` is the user who caused it (None for the system or the
+    reconciler); `kind` groups events (`api`, `host`, `quota`, `binding`, …), `reason` is the short
+    machine-readable cause (`Cordoned`, `QuotaChanged`)."""
+    return (
         _INSERT_SQL,
         {
             "actor_kind": actor_kind.value,

@@ -113,6 +113,7 @@ def statements_envs_per_s(
                 provisioned = apply(
                     ctx, lease, lease.state, advance(Trigger.PROVISION, "Provisioning"), keep_lease=True
                 )
+                assert provisioned is not None, "a kept lease gives the row back"
                 apply(ctx, lease, provisioned, advance(Trigger.BECOME_RUNNING, "Running"), keep_lease=False)
 
         seconds = _in_threads(workers, work)

@@ -12,7 +12,6 @@ import datetime as dt
 import json
 import logging
 import uuid
-from collections.abc import Callable
 from typing import Any, NoReturn
 
 from sqlalchemy import Connection, text
@@ -29,7 +28,8 @@ from remotegpu.core.environments.jupyter import JUPYTER_UNAVAILABLE, JUPYTER_UNA
 from remotegpu.core.environments.lifecycle import IllegalTransitionError, Trigger, next_phase
 from remotegpu.core.environments.states import ActorKind, Phase
 from remotegpu.core.platform import clock
-from remotegpu.core.platform.events import record_event
+from remotegpu.core.platform.events import event_statement
+from remotegpu.core.platform.pipeline import Statement, run_pipelined
 from remotegpu.reconciler.context import ReconcilerContext
 from remotegpu.reconciler.environments.leases import STATE_COLUMNS, EnvironmentState, Lease, state_from_row
 from remotegpu.reconciler.environments.results import Outcome, StepResult
@@ -79,8 +79,11 @@ _UPDATE_CTES = (
 """
 )
 # The whole record of a step in one statement: fencing check, guarded update, event, and the row as it
-# now is (joined with what it holds after any release made earlier in the transaction).
+# now is (joined with what it holds after any release made earlier in the transaction) for the next step
+# on the same lease; a step that gives the lease back gets the id alone (nobody reads the rest, and the
+# join's subqueries were a good part of the statement).
 _UPDATE_SQL = text(_UPDATE_CTES + STATE_COLUMNS.replace("FROM environments e", "FROM updated e"))
+_UPDATE_ONLY_SQL = text(_UPDATE_CTES + "SELECT id FROM updated")
 
 
 class LeaseLostError(Exception):
@@ -89,12 +92,13 @@ class LeaseLostError(Exception):
 
 def apply(
     ctx: ReconcilerContext, lease: Lease, env: EnvironmentState, result: StepResult, *, keep_lease: bool
-) -> EnvironmentState:
+) -> EnvironmentState | None:
     """Record `result` in one transaction, guarded by the lease token and the fencing epoch.
 
-    Returns the environment as it now is (the update's RETURNING, joined with what it holds after any
-    release made earlier in the transaction): the next step on the same lease starts from it.
-    Raises `IllegalTransitionError`, writing nothing, when the table refuses the result's trigger.
+    With `keep_lease`, returns the environment as it now is (the update's RETURNING, joined with what it
+    holds after any release made earlier in the transaction): the next step on the same lease starts
+    from it. Without, None: the lease is given back. Raises `IllegalTransitionError`, writing nothing,
+    when the table refuses the result's trigger.
     """
     now = clock.now()
     new_phase = _next_phase(env, result)
@@ -147,50 +151,51 @@ def apply(
     }
     mismatch = bool(result.devices) and _binding_mismatch(env, result.devices)
     endpoints = result.gateway is not None or bool(result.gateways_withdrawn)
-    metering = _meter_changes(env, result, new_phase)
-    if not result.release_claims and not mismatch and not endpoints and not metering:
+    # what the move observes, sent with the guarded update in one round trip: a step that lost its lease
+    # raises below, and its transaction, with them, rolls back
+    observed = _meter_changes(env, result, new_phase, now)
+    if mismatch:
+        observed.extend(_binding_mismatch_statements(env, result.devices))
+    update = _UPDATE_SQL if keep_lease else _UPDATE_ONLY_SQL
+    if not result.release_claims and not observed and not endpoints:
         # One statement: on an autocommit connection it is its own transaction (one round trip).
         with ctx.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             ctx.kill_point("mid-apply")
-            row = connection.execute(_UPDATE_SQL, parameters).first()
+            row = connection.execute(update, parameters).first()
             if row is None:
                 _explain_missing_update(connection, ctx, env)
-        return state_from_row(row)
+        return state_from_row(row) if keep_lease else None
     with ctx.engine.begin() as connection:
         _release(connection, env.id, result)
         ctx.kill_point("mid-apply")
-        row = connection.execute(_UPDATE_SQL, parameters).first()
-        if row is None:
+        updated, *_ = run_pipelined(connection, [(update, parameters), *observed])
+        if not updated:
             _explain_missing_update(connection, ctx, env)
-        for change in metering:  # after the guarded update: a step that lost its lease meters nothing
-            change(connection, env, now)
-        if mismatch:
-            _record_binding_mismatch(connection, env, result.devices)
+        row = updated[0]
         if endpoints:
             _record_endpoints(connection, env, result)
-            row = connection.execute(_STATE_SQL, {"id": env.id}).first()  # with its endpoints as now
-    return state_from_row(row)
+            if keep_lease:
+                row = connection.execute(_STATE_SQL, {"id": env.id}).first()  # with its endpoints as now
+    return state_from_row(row) if keep_lease else None
 
 
-MeterChange = Callable[[Connection, EnvironmentState, dt.datetime], None]
-
-
-def _meter_changes(env: EnvironmentState, result: StepResult, new_phase: Phase) -> list[MeterChange]:
+def _meter_changes(
+    env: EnvironmentState, result: StepResult, new_phase: Phase, now: dt.datetime
+) -> list[Statement]:
     """What the move observes for metering: running starts or ends compute, provisioning opens the
     volumes' storage (and makes the user's home volume, metered from then on), a delete with the
     volumes ends it (`core.billing.meters`, `core.datasets.homes`)."""
-    changes: list[MeterChange] = []
+    changes: list[Statement] = []
     if env.phase is not Phase.RUNNING and new_phase is Phase.RUNNING:
-        changes.append(lambda c, e, now: open_compute_meters(c, e.id, now))
+        changes.append(open_compute_meters(env.id, now))
     if env.phase is Phase.RUNNING and new_phase is not Phase.RUNNING:
-        changes.append(lambda c, e, now: close_compute_meters(c, e.id, now))
-    if result.trigger is Trigger.PROVISION and env.spec.volumes:
-        changes.append(lambda c, e, now: open_storage_meters(c, e.id, e.spec, now))
-    if result.trigger is Trigger.PROVISION and env.home is not None:
-        home = env.home  # its claim was created with the pod: the home exists from now, metered once
-        changes.append(lambda c, e, now: record_home(c, home, now))
+        changes.append(close_compute_meters(env.id, now))
+    if result.trigger is Trigger.PROVISION:
+        changes.extend(open_storage_meters(env.id, env.spec, now))
+        if env.home is not None:  # its claim was created with the pod: the home exists from now, metered once
+            changes.append(record_home(env.home, now))
     if result.mark_deleted:
-        changes.append(lambda c, e, now: close_storage_meters(c, e.id, now))
+        changes.append(close_storage_meters(env.id, now))
     return changes
 
 
@@ -255,12 +260,11 @@ def _binding_mismatch(env: EnvironmentState, devices: tuple[str, ...]) -> bool:
     return bool(devices) and bool(claimed) and set(devices) != claimed
 
 
-def _record_binding_mismatch(connection: Connection, env: EnvironmentState, devices: tuple[str, ...]) -> None:
+def _binding_mismatch_statements(env: EnvironmentState, devices: tuple[str, ...]) -> list[Statement]:
     """The device plugin gave other GPUs than the ones claimed: an event and a condition say so."""
     claimed = sorted(device for device in env.claimed_devices if device)
     message = f"node gave {', '.join(devices)}; claimed {', '.join(claimed)}"
-    record_event(
-        connection,
+    event = event_statement(
         actor_kind=ActorKind.RECONCILER,
         kind="binding",
         reason="GpuBindingMismatch",
@@ -270,7 +274,7 @@ def _record_binding_mismatch(connection: Connection, env: EnvironmentState, devi
         data={"given": list(devices), "claimed": claimed},
     )
     condition = {"type": "GpuBinding", "status": "False", "reason": "GpuBindingMismatch", "message": message}
-    connection.execute(_SET_CONDITION_SQL, {"id": env.id, "condition": json.dumps(condition)})
+    return [event, (_SET_CONDITION_SQL, {"id": env.id, "condition": json.dumps(condition)})]
 
 
 _JUPYTER_CONDITION = json.dumps(

@@ -35,6 +35,7 @@ from remotegpu.core.environments.states import (
     sql_list,
 )
 from remotegpu.core.platform import clock
+from remotegpu.core.platform.pipeline import Statement, run_pipelined
 from remotegpu.reconciler.context import ReconcilerContext
 from remotegpu.reconciler.leader import FENCE_SELECT
 
@@ -159,15 +160,17 @@ def fetch_leases(
     now = clock.now()
     fencing = {"shard": ctx.shard, "epoch": ctx.epoch}
     # Each statement checks the epoch itself, so each may be its own transaction (one round trip).
+    # The nudge and the lease go out together (one round trip); each, being autocommitted, sees the one
+    # before it.
+    statements: list[Statement] = []
+    if nudge:
+        statements.append((_NUDGE_SQL, {"ids": list(nudge), "now": now, **fencing}))
+    if limit > 0:
+        lease = {"now": now, "limit": limit, "expires": now + ctx.lease, "owner": ctx.identity, **fencing}
+        statements.append((_LEASE_SQL, lease))
     with ctx.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        if nudge:
-            connection.execute(_NUDGE_SQL, {"ids": list(nudge), "now": now, **fencing})
-        rows: Sequence[Any] = []
-        if limit > 0:
-            rows = connection.execute(
-                _LEASE_SQL,
-                {"now": now, "limit": limit, "expires": now + ctx.lease, "owner": ctx.identity, **fencing},
-            ).all()
+        results = run_pipelined(connection, statements)
+    rows: Sequence[Any] = results[-1] if limit > 0 else []
     return [
         Lease(row.id, row.lock_token, state_from_row(row))
         for row in rows

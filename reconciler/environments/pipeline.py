@@ -35,7 +35,7 @@ def reconcile(ctx: ReconcilerContext, lease: Lease) -> None:
             return
         finally:
             _observe(ctx, env.phase, result, time.perf_counter() - started)
-        if not keep:
+        if applied is None:  # the lease was given back
             return
         env = applied
 

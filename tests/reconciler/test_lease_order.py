@@ -4,6 +4,7 @@ the resyncs of settled running environments, each read from a partial index of i
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -16,8 +17,10 @@ from remotegpu.core.capacity.audit import audit
 from remotegpu.core.environments import due
 from remotegpu.core.environments.states import DesiredState, Phase
 from remotegpu.core.platform import clock
+from remotegpu.core.platform.settings import Settings
 from remotegpu.reconciler.environments.leases import _LEASE_SQL, fetch_leases
 from remotegpu.reconciler.scheduler import schedule_pass
+from remotegpu.tests.polling import poll_until
 from remotegpu.tests.reconciler.world import World, build_world
 
 START = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
@@ -156,3 +159,35 @@ def test_the_migrated_indexes_have_the_predicates_the_lease_names(engine: Engine
         )
     assert set(wanted) == {"changed", "work", "resync"}
     assert definitions == wanted
+
+
+def test_a_tick_queues_a_workers_count_behind_the_workers_and_leases_no_more_until_it_drains(
+    engine: Engine, database_url: URL, sessions: object
+) -> None:
+    made = build_world(engine, database_url, hosts=2, settings=Settings(reconcile_workers=2))
+    reconciler = made.reconciler
+    gate = threading.Event()
+    try:
+        envs = [made.submit(f"queued-{index}") for index in range(10)]
+        reconciler.run_until_idle(max_rounds=0)  # leads; nothing reconciled yet
+        schedule_pass(reconciler.ctx)  # admitted and placed: ten due with work to do
+        workers = reconciler._workers
+        for _ in range(2):  # both workers busy elsewhere: what the tick leases waits in their queue
+            workers.submit(gate.wait, 20)
+        reconciler.tick()
+        assert len(reconciler._in_flight) == 4, "the two workers' share and as many queued behind them"
+        reconciler.tick()
+        assert len(reconciler._in_flight) == 4, "more in flight than workers: nothing more leased"
+        with engine.connect() as connection:
+            leased = connection.execute(
+                text("SELECT count(*) FROM environments WHERE lock_owner = :me AND id = ANY(:ids)"),
+                {"me": reconciler.identity, "ids": envs},
+            ).scalar_one()
+        assert leased == 4
+        gate.set()
+        poll_until(lambda: reconciler.steps_done, 20, "the queued steps", until=lambda done: done == 4)
+        reconciler.tick()
+        assert 0 < len(reconciler._in_flight) <= 4, "drained: the tick leases again"
+    finally:
+        gate.set()
+        reconciler.close()

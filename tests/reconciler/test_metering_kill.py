@@ -98,8 +98,8 @@ def test_a_kill_9_during_metering_changes_no_total(
             .all()
         )
         for index, environment in enumerate(stopped):
-            close_compute_meters(
-                connection, environment, START + dt.timedelta(minutes=1 + 2 * index, seconds=7)
+            connection.execute(
+                *close_compute_meters(environment, START + dt.timedelta(minutes=1 + 2 * index, seconds=7))
             )
     timeline = _timeline(engine)
     process, output = _child(database_url, chunk=rng.choice([3, 7, 16]))
