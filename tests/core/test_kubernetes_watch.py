@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from remotegpu.core.cluster.driver import workload_name
 from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
+from remotegpu.core.cluster.kubernetes.read_versions import ReadVersions
 from remotegpu.core.cluster.manifests import ENVIRONMENT_LABEL, MANAGED_LABEL, MANAGER
 from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
 from remotegpu.ops.simcluster.store import BY_PATH
@@ -91,3 +93,52 @@ def test_a_new_watch_resumes_where_the_last_one_ended(tmp_path: Path) -> None:
             stop.set()
             watching.join(timeout=10)
     assert seen.count(first) == before, "the new watch replayed a pod that had not changed"
+
+
+def test_an_event_for_the_pod_version_a_step_already_read_makes_nothing_due(tmp_path: Path) -> None:
+    """A step reads its pod; the watch reports that same version a moment later. Only a version the
+    step did not read is a change."""
+    pods = BY_PATH[("", "v1", "pods")]
+    environment = uuid.uuid4()
+    manifest = {
+        "metadata": {
+            "name": workload_name(environment),
+            "labels": {MANAGED_LABEL: MANAGER, ENVIRONMENT_LABEL: str(environment)},
+        },
+        "spec": {"containers": [{"name": "main", "image": "probe:1"}]},
+    }
+    seen: list[uuid.UUID] = []
+    stop = threading.Event()
+    with SimulatedCluster(NodeTemplate(count=0, gpus=1), start_delay=dt.timedelta(hours=1)) as sim:
+        driver = KubernetesCluster.from_kubeconfig(str(sim.write_kubeconfig(tmp_path / "kubeconfig")))
+        sim.store.create(pods, "default", manifest)
+        driver.observe_workload(environment)  # a step reads the pod as created
+        # a fresh watch replays the pod at the version just read: its echo, not a change
+        watching = threading.Thread(target=driver.watch_workloads, args=(seen.append, stop))
+        watching.start()
+        try:
+            time.sleep(1)  # real time: the replay arrives, or would
+            assert seen == []
+            sim.store.patch(pods, "default", workload_name(environment), {"metadata": {"labels": {"x": "1"}}})
+            poll_until(lambda: seen, 10, "the changed pod to be reported", interval_s=0.05)
+        finally:
+            stop.set()
+            watching.join(timeout=10)
+    assert seen == [environment]
+
+
+def test_read_versions_are_used_up_by_their_echo_and_bounded() -> None:
+    versions = ReadVersions(limit=2)
+    first, second, third = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    versions.remember(first, "10")
+    assert not versions.was_read(first, "11"), "another version is a change"
+    assert versions.was_read(first, "10")
+    assert not versions.was_read(first, "10"), "used up: a repeat after a watch restart is reported"
+    versions.remember(first, "12")
+    versions.remember(second, "13")
+    versions.remember(third, "14")
+    assert len(versions) == 2
+    assert not versions.was_read(first, "12"), "the oldest was forgotten: at worst a redundant step"
+    assert versions.was_read(third, "14")
+    versions.remember(first, None)
+    assert not versions.was_read(first, None)

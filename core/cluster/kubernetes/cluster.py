@@ -42,6 +42,7 @@ from remotegpu.core.cluster.kubernetes.client import (
 from remotegpu.core.cluster.kubernetes.dataset_sync import delete_syncs, ensure_sync
 from remotegpu.core.cluster.kubernetes.nodes import foreign_usage_by_node, is_ready, observed_node
 from remotegpu.core.cluster.kubernetes.pod_status import observation_from_pod, pod_events_from_listing
+from remotegpu.core.cluster.kubernetes.read_versions import ReadVersions
 from remotegpu.core.cluster.manifests import (
     ACCESS_IMAGE,
     ENVIRONMENT_LABEL,
@@ -117,6 +118,9 @@ class KubernetesCluster:
         self._secret_digests: dict[tuple[str, str], str] = {}
         """(namespace, name) -> digest of the data this process last wrote or read back, so an unchanged
         access Secret costs no API call on a resync. Forgotten when we delete the Secret."""
+        self._pods_read = ReadVersions()
+        """The pod version each environment's last observation read, so the watch's event for the same
+        version does not make the environment due again."""
         self._nodes_read: dict[str, tuple[str, ObservedNode]] = {}
         """Node name -> (resourceVersion, the node as `observed_node` read it) of the last listing: an
         object with the same resourceVersion is the same object, so it is not read again."""
@@ -248,6 +252,7 @@ class KubernetesCluster:
         pod = read_or_none(lambda: self._core.read_namespaced_pod(name, namespace, _preload_content=False))
         if pod is None:
             return PodObservation(PodState.MISSING)
+        self._pods_read.remember(environment_id, (pod.get("metadata") or {}).get("resourceVersion"))
         return observation_from_pod(pod)
 
     def delete_workload(self, environment_id: uuid.UUID, *, keep_volumes: bool) -> bool:
@@ -464,6 +469,9 @@ class KubernetesCluster:
         """Call `on_change(environment id)` for every change of one of our pods, until `stop` is set.
 
         A hint only: the reconciler still resyncs, so a missed event delays work and never loses it.
+        An event for the very pod version a step's observation already read is no change to act on: the
+        watch often delivers a pod's last change (Running) after the step that acted on it read it, and
+        that made one in four environments due for a step that found nothing to do.
         Watches end every few seconds and connections drop; reconnecting is normal, so it is logged once
         at debug level (the watch's own client does not retry, as urllib3 would with a 7-line warning).
         """
@@ -490,9 +498,12 @@ class KubernetesCluster:
                     if stop.is_set():
                         stream.stop()  # type: ignore[no-untyped-call,unused-ignore]
                         break
-                    labels = (event["raw_object"].get("metadata") or {}).get("labels") or {}
+                    metadata = event["raw_object"].get("metadata") or {}
+                    labels = metadata.get("labels") or {}
                     if ENVIRONMENT_LABEL in labels:
-                        on_change(uuid.UUID(labels[ENVIRONMENT_LABEL]))
+                        changed = uuid.UUID(labels[ENVIRONMENT_LABEL])
+                        if not self._pods_read.was_read(changed, metadata.get("resourceVersion")):
+                            on_change(changed)
                 since = stream.resource_version or since
             except client.ApiException as error:
                 if error.status == 410:  # too old to resume: start afresh (every pod replayed once)
