@@ -6,10 +6,11 @@
 - Storage: a meter per persistent volume opens when its volume is first provisioned and closes when the
   environment is deleted with its volumes (a stop keeps volumes, and they keep accruing).
 
-Each function gives the statement (`core.platform.pipeline.Statement`), which the step's apply sends
-with its guarded update in one round trip. Opening is idempotent (an open meter of the same resource and subject is left alone), and so is closing
-(only open meters close). A close never ends a meter before its cursor: a tick that metered up to a later
-moment first (it raced the observation) ends the spell there, so intervals still tile it.
+Each function gives its statement (`core.platform.pipeline.Statement`), which the step's apply sends
+with its guarded update in one round trip. Opening is idempotent (an open meter of the same resource and
+subject is left alone), and so is closing (only open meters close). A close never ends a meter before its
+cursor: a tick that metered up to a later moment first (it raced the observation) ends the spell there,
+so intervals still tile it.
 """
 
 from __future__ import annotations
