@@ -115,35 +115,32 @@ def plan_queue(
     plan = QueuePlan()
     reserved: set[Hashable] = set()
     unplaceable: list[PlacementRequest] = []
-    blocked: set[PlacementRequest] = set()  # shapes an unplaceable one covers: they wait without a look
-    reasons: dict[PlacementRequest, str] = {}
+    # Shapes that wait without a look (unplaceable, or covered by one that is), with their reason: in a
+    # deep queue most requests are of a blocked shape, so this is the one lookup they cost.
+    blocked: dict[PlacementRequest, str] = {}
     ever_fits = _EverFits(free.values(), total_gpus_by_host)
+    waiting = plan.waiting
     position = 0
     for item in order_queue(items, running_gpus_by_workspace):
         request = item.request
-        best = None
-        if request not in blocked:
-            if any(_covers(smaller, request) for smaller in unplaceable):
-                blocked.add(request)
-            else:
+        reason = blocked.get(request)
+        if reason is None:
+            best = None
+            if not any(_covers(smaller, request) for smaller in unplaceable):
                 if request.gpu_count == 0:
                     unreserved = (host for key, host in free.items() if key not in reserved)
                     best = best_placement(unreserved, request, strategy)
                 else:
                     best = pools.best(request, strategy, reserved)
-                if best is None:
-                    unplaceable.append(request)
-                    blocked.add(request)
-        if best is not None:
-            plan.placements.append((item, best))
-            taken = free[best.host_key] = _take(free[best.host_key], request, best.gpu_model)
-            pools.replace(taken)
-            continue
-        position += 1
-        reason = reasons.get(request)
-        if reason is None:
+                if best is not None:
+                    plan.placements.append((item, best))
+                    taken = free[best.host_key] = _take(free[best.host_key], request, best.gpu_model)
+                    pools.replace(taken)
+                    continue
+                unplaceable.append(request)
             wording = NEVER_FITS if not ever_fits(request) else "waiting for"
-            reason = reasons[request] = f"{wording} {request.describe()}"
+            reason = blocked[request] = f"{wording} {request.describe()}"
+        position += 1
         if plan.head is None and ever_fits(request):
             plan.head = item.key
             possible = [
@@ -152,7 +149,7 @@ def plan_queue(
                 if could_ever_fit(host, total_gpus_by_host.get(host.key, {}), request)
             ]
             reserved.add(_closest_to_fitting(possible, request).key)
-        plan.waiting[item.key] = Waiting(position, reason)
+        waiting[item.key] = Waiting(position, reason)
     plan.reserved_hosts = frozenset(reserved)
     return plan
 
