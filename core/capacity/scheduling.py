@@ -80,10 +80,12 @@ HOSTS_SQL = text(
 )
 
 RUNNING_GPUS_SQL = text(
-    "SELECT CAST(workspace_id AS text), sum(gpu_count) FROM allocations WHERE released_at IS NULL"
-    " GROUP BY workspace_id"
+    "SELECT CAST(workspace_id AS text), used_gpus FROM resource_quotas"
+    " WHERE workspace_id IS NOT NULL AND used_gpus > 0"
 )
-"""GPUs running per workspace, keyed as `WAITING_SQL` names workspaces (text)."""
+"""GPUs running per workspace, keyed as `WAITING_SQL` names workspaces (text): the workspace quota's
+usage counter, which the claim write and the release keep (`claim_write`), one row per workspace
+instead of a sum over every active allocation."""
 
 Hold = Callable[[Connection, set[uuid.UUID]], dict[uuid.UUID, str]]
 """Of the workspaces given, those whose environments must wait, with the queue reason."""
