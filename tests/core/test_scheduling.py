@@ -160,3 +160,19 @@ def test_a_second_pass_over_an_unchanged_queue_writes_no_bucket(db: Engine) -> N
         connection.execute(text("CLUSTER environments USING pk_environments"))
     schedule_waiting(db)
     assert published() == before
+
+
+def test_fair_share_counts_the_gpus_a_workspace_already_runs(db: Engine) -> None:
+    with db.begin() as connection:
+        busy_user, idle_user = make_user(connection), make_user(connection)
+        busy, idle = make_workspace(connection, busy_user), make_workspace(connection, idle_user)
+        make_host(connection, gpus=5)
+        running = _submit(connection, busy, busy_user, 4, 0)
+    assert set(schedule_waiting(db).allocated) == {running}
+    with db.begin() as connection:
+        connection.execute(text("UPDATE environments SET phase = 'running' WHERE id = :id"), {"id": running})
+        older = _submit(connection, busy, busy_user, 1, 1)  # submitted first, but its workspace runs 4 GPUs
+        newer = _submit(connection, idle, idle_user, 1, 2)
+    assert set(schedule_waiting(db).allocated) == {newer}
+    with db.connect() as connection:
+        assert _queue(connection)[older] == (1, "waiting for 1×H100")
