@@ -30,6 +30,7 @@ from sqlalchemy import Connection, text
 
 from remotegpu.core.environments.lifecycle import Trigger, sources
 from remotegpu.core.environments.states import DesiredState, sql_list
+from remotegpu.core.platform.pipeline import run_pipelined
 
 BUCKETS = 256
 
@@ -106,10 +107,5 @@ def publish_queue(connection: Connection, entries: Sequence[QueueEntry], at: dt.
     """Replace the published queue by `entries`, each valid for the phase entry it names. The queue's
     only writer: one statement."""
     document = json.dumps(entries if isinstance(entries, list) else list(entries))
-    connection.execute(
-        _PUBLISH_SQL,
-        {
-            "entries": document,
-            "at": at,
-        },
-    )
+    # pipelined: a transaction's BEGIN goes in the same round trip
+    run_pipelined(connection, [(_PUBLISH_SQL, {"entries": document, "at": at})])
