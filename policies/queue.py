@@ -16,7 +16,7 @@ import heapq
 from collections import defaultdict, deque
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from remotegpu.policies.placement import (
     GpuPoolSnapshot,
@@ -34,9 +34,9 @@ NEVER_FITS = "no host can ever fit"
 as `remotegpu watch` stop waiting on it)."""
 
 
-@dataclass(frozen=True)
-class QueuedRequest:
-    """One environment waiting for capacity."""
+class QueuedRequest(NamedTuple):
+    """One environment waiting for capacity. (Named tuples, as `Waiting`: a deep queue makes thousands
+    of each per pass, and a frozen dataclass takes several times as long to build.)"""
 
     key: Hashable
     workspace: Hashable
@@ -46,8 +46,7 @@ class QueuedRequest:
     request: PlacementRequest
 
 
-@dataclass(frozen=True)
-class Waiting:
+class Waiting(NamedTuple):
     """Where a request stands while it waits."""
 
     position: int
@@ -116,35 +115,32 @@ def plan_queue(
     plan = QueuePlan()
     reserved: set[Hashable] = set()
     unplaceable: list[PlacementRequest] = []
-    blocked: set[PlacementRequest] = set()  # shapes an unplaceable one covers: they wait without a look
-    reasons: dict[PlacementRequest, str] = {}
+    # Shapes that wait without a look (unplaceable, or covered by one that is), with their reason: in a
+    # deep queue most requests are of a blocked shape, so this is the one lookup they cost.
+    blocked: dict[PlacementRequest, str] = {}
     ever_fits = _EverFits(free.values(), total_gpus_by_host)
+    waiting = plan.waiting
     position = 0
     for item in order_queue(items, running_gpus_by_workspace):
         request = item.request
-        best = None
-        if request not in blocked:
-            if any(_covers(smaller, request) for smaller in unplaceable):
-                blocked.add(request)
-            else:
+        reason = blocked.get(request)
+        if reason is None:
+            best = None
+            if not any(_covers(smaller, request) for smaller in unplaceable):
                 if request.gpu_count == 0:
                     unreserved = (host for key, host in free.items() if key not in reserved)
                     best = best_placement(unreserved, request, strategy)
                 else:
                     best = pools.best(request, strategy, reserved)
-                if best is None:
-                    unplaceable.append(request)
-                    blocked.add(request)
-        if best is not None:
-            plan.placements.append((item, best))
-            taken = free[best.host_key] = _take(free[best.host_key], request, best.gpu_model)
-            pools.replace(taken)
-            continue
-        position += 1
-        reason = reasons.get(request)
-        if reason is None:
+                if best is not None:
+                    plan.placements.append((item, best))
+                    taken = free[best.host_key] = _take(free[best.host_key], request, best.gpu_model)
+                    pools.replace(taken)
+                    continue
+                unplaceable.append(request)
             wording = NEVER_FITS if not ever_fits(request) else "waiting for"
-            reason = reasons[request] = f"{wording} {request.describe()}"
+            reason = blocked[request] = f"{wording} {request.describe()}"
+        position += 1
         if plan.head is None and ever_fits(request):
             plan.head = item.key
             possible = [
@@ -153,7 +149,7 @@ def plan_queue(
                 if could_ever_fit(host, total_gpus_by_host.get(host.key, {}), request)
             ]
             reserved.add(_closest_to_fitting(possible, request).key)
-        plan.waiting[item.key] = Waiting(position, reason)
+        waiting[item.key] = Waiting(position, reason)
     plan.reserved_hosts = frozenset(reserved)
     return plan
 

@@ -1,4 +1,5 @@
-"""Allocating a planned batch: many environments, each on the host the queue planned, in six statements.
+"""Allocating a planned batch: many environments, each on the host the queue planned, in six statements
+and four round trips.
 
 `allocate` claims for one environment in about six round trips; the scheduling pass places
 dozens at a time, and claiming them one by one made it the reconciler's bottleneck. Here the same
@@ -6,10 +7,12 @@ protocol runs over a whole batch, in the caller's transaction and in the same lo
 
 1. the quota advisory locks of every workspace and user in the batch (blocking, in the global order);
 2. a new statement re-reads every environment and both of its quotas (refusals as in `allocate`);
+   1 and 2 go in one round trip (`run_pipelined`, which sends the transaction's BEGIN with them);
 3. the planned hosts' advisory locks, tried without waiting, in one statement;
-4. one statement reads, under those locks, what each host can still take (`host_room`, as `allocate`
-   does for its one host); then, in batch order, each request is checked against its quotas and
-   fitted onto its planned host, both as the requests before it left them;
+4. a new statement reads what each of those hosts can still take (`host_room`, as `allocate` does for
+   its one host), in the same round trip as 3; the rooms of hosts whose lock was not had are dropped
+   unread. Then, in batch order, each request is checked against its quotas and fitted onto its
+   planned host, both as the requests before it left them;
 5. `accept` (the caller's phase change, one statement) says which environments still want claims;
 6. one statement writes every allocation, claim, history row and counter (`claim_write`, as for
    `allocate`).
@@ -32,16 +35,17 @@ from remotegpu.core.capacity.allocate import AllocationOptions, allocate
 from remotegpu.core.capacity.claim_write import write_claims
 from remotegpu.core.capacity.eligibility import (
     ENVIRONMENT_STATE_SELECT,
-    lock_quotas,
     over_quota,
+    quota_lock_statement,
     quota_violations_for,
     refusal,
     with_storage_held,
 )
-from remotegpu.core.capacity.host_room import read_rooms
+from remotegpu.core.capacity.host_room import HostRoom, room_statement, rooms_from_rows
 from remotegpu.core.capacity.quotas import quota_state_from_json
 from remotegpu.core.capacity.requests import AllocationOutcome, AllocationRequest, AllocationResult
-from remotegpu.core.platform.locks import LockNamespace, lock_key, try_xact_lock_each
+from remotegpu.core.platform.locks import LockNamespace, held_of, lock_key, try_lock_each_statement
+from remotegpu.core.platform.pipeline import run_pipelined
 from remotegpu.policies.admission import QuotaState
 from remotegpu.policies.placement import Strategy
 
@@ -82,10 +86,12 @@ def allocate_planned(
     planned = list({plan.request.environment_id: plan for plan in reversed(planned)}.values())[::-1]
     if not planned:
         return {}
-    lock_quotas(connection, [(plan.request.workspace_id, plan.request.user_id) for plan in planned])
-    # A new statement, after the locks: its snapshot sees every commit made under them.
+    # The locks and the read in one round trip (`run_pipelined`), the read a new statement after the
+    # locks: its snapshot sees every commit made under them.
     ids = [plan.request.environment_id for plan in planned]
-    states = {row.id: row for row in connection.execute(_STATES_SQL, {"ids": ids})}
+    owners = [(plan.request.workspace_id, plan.request.user_id) for plan in planned]
+    _, state_rows = run_pipelined(connection, [quota_lock_statement(owners), (_STATES_SQL, {"ids": ids})])
+    states = {row.id: row for row in state_rows}
     results: dict[uuid.UUID, AllocationResult] = {}
     candidates: list[PlannedAllocation] = []
     for plan in planned:
@@ -94,10 +100,7 @@ def allocate_planned(
             results[plan.request.environment_id] = refused
         else:
             candidates.append(plan)
-    host_keys = {plan.host_id: lock_key(LockNamespace.HOST, plan.host_id) for plan in candidates}
-    held = try_xact_lock_each(connection, host_keys.values())
-    locked = sorted(host for host, key in host_keys.items() if key in held)
-    rooms = read_rooms(connection, locked)
+    rooms = _lock_hosts(connection, {plan.host_id for plan in candidates})
     quotas: dict[tuple[str, uuid.UUID], QuotaState] = {}
     fitted: list[tuple[AllocationRequest, AllocationResult]] = []
     stragglers: list[PlannedAllocation] = []
@@ -138,6 +141,24 @@ def allocate_planned(
     for plan in stragglers:
         results[plan.request.environment_id] = _allocate_one(connection, plan, strategy, accept)
     return results
+
+
+def _lock_hosts(connection: Connection, hosts: set[uuid.UUID]) -> dict[uuid.UUID, HostRoom]:
+    """Try the locks of `hosts` and read, under them, the room of those now held; one round trip.
+
+    The read is a new statement after the try-locks (a snapshot that sees every commit made under the
+    locks); it reads every host tried, and the rooms of hosts whose lock another transaction held are
+    dropped unread: one round trip instead of two, for the price of a few rows.
+    """
+    if not hosts:
+        return {}
+    keys = {lock_key(LockNamespace.HOST, host): host for host in hosts}
+    ordered = sorted(keys)
+    (lock_row,), room_rows = run_pipelined(
+        connection, [try_lock_each_statement(ordered), room_statement(sorted(hosts))]
+    )
+    locked = {keys[key] for key in held_of(ordered, lock_row)}
+    return {host: room for host, room in rooms_from_rows(room_rows).items() if host in locked}
 
 
 def _model_fits(request: AllocationRequest, plan: PlannedAllocation) -> bool:

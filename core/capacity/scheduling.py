@@ -10,16 +10,16 @@ Waiting is not failure: a waiting environment stays `admitted` until capacity fr
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from sqlalchemy import Connection, Engine, text
 
 from remotegpu.core.capacity.batch import Accept, PlannedAllocation, allocate_planned
 from remotegpu.core.capacity.capacity_sql import HEADROOM_COLUMNS, SCHEDULABLE
-from remotegpu.core.capacity.queue_places import publish_queue
+from remotegpu.core.capacity.queue_places import QueueEntry, publish_queue
 from remotegpu.core.capacity.requests import (
     AllocationOutcome,
     AllocationRequest,
@@ -32,15 +32,21 @@ from remotegpu.core.environments.states import DesiredState, sql_list
 from remotegpu.core.platform import clock
 from remotegpu.core.platform.pipeline import run_pipelined
 from remotegpu.policies.placement import GpuPoolSnapshot, HostSnapshot, Placement, PlacementRequest, Strategy
-from remotegpu.policies.queue import QueuedRequest, plan_queue
+from remotegpu.policies.queue import QueuedRequest, Waiting, plan_queue
 
 # What the queue plans over, without the specs: decoding every waiting environment's spec was most of a
 # deep queue's pass. A spec's host ports are its `access` entries and its `ports` (`port_requests`). The
-# submit time comes as a number (the queue's sort key) and the phase entry as the server's text (it goes
-# back unchanged into the published queue): converting thousands of timestamps was a visible part too.
+# submit time comes as a number (the queue's sort key; `date_part` gives the float directly, where
+# `extract` computes a `numeric` first, a third of the statement) and the phase entry as the server's
+# text (it goes back unchanged into the published queue): converting thousands of timestamps was a
+# visible part too. The ids come as text, as the published queue takes them: a `uuid.UUID` hashes and
+# prints in Python code, and a pass hashed and printed each waiting id several times; only the placed
+# ones become `uuid.UUID`s. No ORDER BY: the queue orders itself (`order_queue`, a total order), and
+# the server's sort was a third of the statement.
 WAITING_SQL = text(
     f"""
-    SELECT e.id, e.workspace_id, e.priority, CAST(extract(epoch FROM e.submitted_at) AS float8) AS submitted_order,
+    SELECT CAST(e.id AS text) AS id, CAST(e.workspace_id AS text) AS workspace_id, e.priority,
+           date_part('epoch', e.submitted_at) AS submitted_order,
            e.gpu_count, e.gpu_model, e.cpu_millis, e.memory_bytes,
            jsonb_array_length(coalesce(e.spec -> 'access', '[]')) + jsonb_array_length(coalesce(e.spec -> 'ports', '[]'))
                AS port_count,
@@ -48,7 +54,6 @@ WAITING_SQL = text(
       FROM environments e
      WHERE e.phase IN ({sql_list(sources(Trigger.SCHEDULE))}) AND e.desired_state = '{DesiredState.RUNNING}' AND e.deleted_at IS NULL
        AND NOT EXISTS (SELECT 1 FROM allocations a WHERE a.environment_id = e.id AND a.released_at IS NULL)
-     ORDER BY e.priority DESC, e.submitted_at, e.id
     """
 )
 
@@ -75,8 +80,12 @@ HOSTS_SQL = text(
 )
 
 RUNNING_GPUS_SQL = text(
-    "SELECT workspace_id, sum(gpu_count) FROM allocations WHERE released_at IS NULL GROUP BY workspace_id"
+    "SELECT CAST(workspace_id AS text), used_gpus FROM resource_quotas"
+    " WHERE workspace_id IS NOT NULL AND used_gpus > 0"
 )
+"""GPUs running per workspace, keyed as `WAITING_SQL` names workspaces (text): the workspace quota's
+usage counter, which the claim write and the release keep (`claim_write`), one row per workspace
+instead of a sum over every active allocation."""
 
 Hold = Callable[[Connection, set[uuid.UUID]], dict[uuid.UUID, str]]
 """Of the workspaces given, those whose environments must wait, with the queue reason."""
@@ -88,7 +97,8 @@ class SchedulingReport:
 
     allocated: dict[uuid.UUID, AllocationResult] = field(default_factory=dict)
     not_allocated: dict[uuid.UUID, AllocationResult] = field(default_factory=dict)
-    waiting: dict[uuid.UUID, tuple[int | None, str]] = field(default_factory=dict)
+    queue: list[QueueEntry] = field(default_factory=list)
+    """The queue the pass published: every environment left waiting, with its place and reason."""
 
 
 def schedule_waiting(
@@ -114,13 +124,12 @@ def schedule_waiting(
     # under Read Committed either way, and on a busy machine every round trip costs a wake-up.
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         read, host_rows, running_rows = run_pipelined(
-            connection, [(WAITING_SQL, {}), (HOSTS_SQL, {}), (RUNNING_GPUS_SQL, {})]
+            connection, [(WAITING_SQL, {}), (HOSTS_SQL, {}), (RUNNING_GPUS_SQL, {})], named=False
         )
-        held = hold(connection, {row.workspace_id for row in read}) if hold is not None and read else {}
+        held = _held(connection, hold, {row[1] for row in read}) if hold is not None and read else {}
     hosts, totals = _snapshots(host_rows)
     running = {workspace: int(gpus) for workspace, gpus in running_rows}
-    held_rows = [row for row in read if row.workspace_id in held] if held else []
-    rows = [row for row in read if row.workspace_id not in held] if held else read
+    rows = [row for row in read if row[1] not in held] if held else read
     plan = plan_queue(queued_requests(rows), hosts, totals, running, strategy)
     report = SchedulingReport()
     placements = _planned_requests(engine, plan.placements)
@@ -128,22 +137,49 @@ def schedule_waiting(
         _allocate_batch(
             engine, placements[start : start + batch_size], strategy, on_allocated, before_commit, report
         )
-    report.waiting = {
-        key: (w.position, w.reason) for key, w in plan.waiting.items() if isinstance(key, uuid.UUID)
+    # waits for quota, and says which limit
+    over_quota = {
+        str(environment_id): result.reason
+        for environment_id, result in report.not_allocated.items()
+        if result.outcome is AllocationOutcome.OVER_QUOTA
     }
-    for row in held_rows:
-        report.waiting[row.id] = (None, held[row.workspace_id])
-    for environment_id, result in report.not_allocated.items():
-        if result.outcome is AllocationOutcome.OVER_QUOTA:  # waits for quota, and says which limit
-            report.waiting[environment_id] = (None, result.reason)
-    entries = [
-        (row.id, row.entered_at, *place) for row in read if (place := report.waiting.get(row.id)) is not None
-    ]
+    report.queue = _queue_entries(read, plan.waiting, held, over_quota)
     with engine.begin() as connection:
-        publish_queue(connection, entries, started_at)
+        publish_queue(connection, report.queue, started_at)
         if before_commit is not None:  # the queue's positions are a leader's writes too: fenced
             before_commit(connection)
     return report
+
+
+def _held(connection: Connection, hold: Hold, workspaces: set[str]) -> dict[str, str]:
+    """`hold`'s answer for the waiting rows' workspaces, keyed as the rows name them (text)."""
+    answer = hold(connection, {uuid.UUID(workspace) for workspace in workspaces})
+    return {str(workspace): reason for workspace, reason in answer.items()}
+
+
+def _queue_entries(
+    read: Sequence[Any],
+    waiting: Mapping[Hashable, Waiting],
+    held: Mapping[str, str],
+    over_quota: Mapping[str, str],
+) -> list[QueueEntry]:
+    """The queue to publish: the plan's waiting environments in queue order, then those that wait
+    without a place (a held workspace's, sorted by id, and a quota's reason). The rest were placed.
+
+    In a fixed order, so a bucket whose entries did not change is not written again."""
+    entered: dict[str, str] = {row[0]: row[-1] for row in read}
+    places = cast(Mapping[str, Waiting], waiting)  # keyed by the rows' ids (`queued_requests`)
+    entries: list[QueueEntry] = [
+        (key, entered[key], place.position, place.reason) for key, place in places.items()
+    ]
+    if held:
+        entries.extend(
+            sorted(
+                (key, entered[key], None, held[workspace]) for key, workspace, *_ in read if workspace in held
+            )
+        )
+    entries.extend((key, entered[key], None, reason) for key, reason in over_quota.items())
+    return entries
 
 
 def _allocate_batch(
@@ -177,17 +213,19 @@ def _planned_requests(
     """
     if not placements:
         return []
+    keys = [uuid.UUID(str(item.key)) for item, _ in placements]
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        ids = [item.key for item, _ in placements]
-        rows = {row.id: row for row in connection.execute(_PLANNED_SQL, {"ids": ids})}
+        rows = {row.id: row for row in connection.execute(_PLANNED_SQL, {"ids": keys})}
     return [
-        (request_from_row(rows[item.key]), placement) for item, placement in placements if item.key in rows
+        (request_from_row(rows[key]), placement)
+        for key, (_, placement) in zip(keys, placements, strict=True)
+        if key in rows
     ]
 
 
 def queued_requests(rows: Iterable[Any]) -> list[QueuedRequest]:
-    """The queue's view of `WAITING_SQL` rows. Requests of one shape share one `PlacementRequest` (a
-    deep queue holds thousands of environments but a few dozen shapes)."""
+    """The queue's view of `WAITING_SQL` rows (keyed by the ids' text). Requests of one shape share one
+    `PlacementRequest` (a deep queue holds thousands of environments but a few dozen shapes)."""
     shapes: dict[tuple[Any, ...], PlacementRequest] = {}
     queued = []
     for key, workspace, priority, submitted, gpu_count, gpu_model, cpu, memory, ports, _ in rows:

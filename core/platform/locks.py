@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Connection, TextClause, text
 from sqlalchemy.orm import Session
@@ -72,6 +73,7 @@ def xact_lock_all(executor: Executor, keys: Iterable[LockKey]) -> list[LockKey]:
 
 
 _LOCK_ALL_SQL: dict[int, TextClause] = {}
+_TRY_LOCK_EACH_SQL: dict[int, TextClause] = {}
 _TRY_LOCK_SQL = text("SELECT pg_try_advisory_xact_lock(:key)")
 
 
@@ -106,10 +108,22 @@ def try_xact_lock_each(executor: Executor, keys: Iterable[LockKey]) -> set[LockK
     ordered = sorted(set(keys))
     if not ordered:
         return set()
-    calls = ", ".join(f"pg_try_advisory_xact_lock(:k{i})" for i in range(len(ordered)))
-    row = executor.execute(
-        text(f"SELECT {calls}"), {f"k{i}": key.value for i, key in enumerate(ordered)}
-    ).one()
+    return held_of(ordered, executor.execute(*try_lock_each_statement(ordered)).one())
+
+
+def try_lock_each_statement(ordered: Sequence[LockKey]) -> tuple[TextClause, dict[str, int]]:
+    """The statement of `try_xact_lock_each` over `ordered` (sorted, distinct, at least one), for a
+    pipeline; `held_of` reads its one row. One `text()` per number of keys, as `lock_all_statement`."""
+    count = len(ordered)
+    if count not in _TRY_LOCK_EACH_SQL:
+        _TRY_LOCK_EACH_SQL[count] = text(
+            "SELECT " + ", ".join(f"pg_try_advisory_xact_lock(:k{i}) AS k{i}" for i in range(count))
+        )
+    return _TRY_LOCK_EACH_SQL[count], {f"k{i}": key.value for i, key in enumerate(ordered)}
+
+
+def held_of(ordered: Sequence[LockKey], row: Sequence[Any]) -> set[LockKey]:
+    """The keys a `try_lock_each_statement` row says the transaction now holds."""
     return {key for key, taken in zip(ordered, row, strict=True) if taken}
 
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
-from psycopg.rows import RowMaker
+from psycopg.rows import RowMaker, tuple_row
 from sqlalchemy import Connection, TextClause
 from sqlalchemy.exc import DBAPIError
 
@@ -54,16 +54,19 @@ def _compile(connection: Connection, clause: TextClause) -> Any:
     return compiled
 
 
-def run_pipelined(connection: Connection, statements: Sequence[Statement]) -> list[list[Any]]:
+def run_pipelined(
+    connection: Connection, statements: Sequence[Statement], *, named: bool = True
+) -> list[list[Any]]:
     """Run `statements` in order inside the connection's transaction, in one round trip; the rows of
-    each (named tuples). Meant for module-level `text()` constants (each compiled once and kept). An
-    error names the last statement sent; the server's message says which one failed."""
+    each (named tuples, or plain ones with `named=False`: a read of thousands of rows spends a visible
+    part of its time building named ones). Meant for module-level `text()` constants (each compiled
+    once and kept). An error names the last statement sent; the server's message says which one failed."""
     raw: psycopg.Connection[Any] = connection.connection.driver_connection  # type: ignore[assignment]
     prepared = []
     for clause, parameters in statements:
         compiled = _compile(connection, clause)
         prepared.append((str(compiled), compiled.construct_params(dict(parameters))))
-    cursors = [raw.cursor(row_factory=_named_rows) for _ in prepared]
+    cursors = [raw.cursor(row_factory=_named_rows if named else tuple_row) for _ in prepared]
     sql, parameters = prepared[0]
     try:
         with raw.pipeline():

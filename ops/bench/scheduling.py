@@ -19,6 +19,7 @@ reading its input). After the run the claim history and counters are audited.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import random
 import time
@@ -174,6 +175,7 @@ def run(
         engine = make_engine(url, pool_size=2, pre_ping=False)
         try:
             _seed(engine, config)
+            gc.freeze()  # as `remotegpu reconciler` does after start-up
             fill_ms, filled = _timed_pass(engine)
             passes: list[float] = []
             placed = 0
@@ -192,6 +194,7 @@ def run(
                 ).scalar_one()
                 violations = audit(connection)
         finally:
+            gc.unfreeze()
             engine.dispose()
         ceiling = _ceiling_reads_ms(url)
     pass_p50 = percentile(sorted(passes), 0.5)

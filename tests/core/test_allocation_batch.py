@@ -20,6 +20,7 @@ from remotegpu.core.capacity.requests import (
 from remotegpu.core.environments.desired import set_desired_state
 from remotegpu.core.environments.states import DesiredState, PortPurpose, Protocol
 from remotegpu.core.inventory.hosts import cordon_host
+from remotegpu.core.platform.locks import LockNamespace, lock_key, try_xact_lock
 from remotegpu.tests.allocation_world import make_environment, make_host
 
 SSH = PortRequest(22, Protocol.TCP, PortPurpose.SSH)
@@ -170,3 +171,29 @@ def test_a_plan_of_the_wrong_gpu_model_is_never_followed(
         results = allocate_planned(connection, [PlannedAllocation(request, a100_host, "A100")])
     result = results[request.environment_id]
     assert (result.host_id, result.gpu_model) == (h100_host, "H100")
+
+
+def test_a_plan_on_a_host_another_transaction_holds_goes_elsewhere(
+    db: Engine, tenant: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    workspace, user = tenant
+    with db.begin() as connection:
+        busy_host = make_host(connection, gpus=8, name="a-busy")
+        other_host = make_host(connection, gpus=8, name="b-other")
+        on_busy, on_other = (make_environment(connection, workspace, user, gpus=2) for _ in range(2))
+    with db.begin() as holder:
+        try_xact_lock(holder, lock_key(LockNamespace.HOST, busy_host))
+        with db.begin() as connection:
+            results = allocate_planned(
+                connection,
+                [
+                    PlannedAllocation(on_busy, busy_host, "H100"),
+                    PlannedAllocation(on_other, other_host, "H100"),
+                ],
+            )
+    assert [results[r.environment_id].host_id for r in (on_busy, on_other)] == [other_host, other_host]
+    with db.connect() as connection:
+        claimed = connection.execute(
+            text("SELECT host_id, count(*) FROM gpu_claims WHERE released_at IS NULL GROUP BY host_id")
+        ).all()
+    assert [tuple(row) for row in claimed] == [(other_host, 4)]

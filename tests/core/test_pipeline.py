@@ -28,3 +28,11 @@ def test_an_error_is_sqlalchemys_and_the_transaction_rolls_back(db: Engine) -> N
         run_pipelined(connection, [(_LOCK, {"key": 4243}), (_DIVIDE, {"zero": 0})])
     with db.connect() as connection:
         assert connection.execute(_HELD).scalar_one() == 0
+
+
+def test_rows_come_as_plain_tuples_when_not_named(db: Engine) -> None:
+    with db.connect() as connection:
+        (named,), (plain,) = (
+            run_pipelined(connection, [(_HELD, {})], named=flag)[0] for flag in (True, False)
+        )
+    assert (named.held, type(plain), plain) == (0, tuple, (0,))
