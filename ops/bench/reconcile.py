@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import json
 import signal
 import statistics
@@ -247,6 +248,7 @@ def run(
             workspace, user, names = _seed(engine, config.envs + config.idle_samples + 1)
             cluster = InMemoryCluster(nodes=names)
         replicas, stop = _start_replicas(url, cluster, settings)
+        gc.freeze()  # as `remotegpu reconciler` does once started (the replicas run in this process)
         try:
             leader = _wait_leader(replicas)
             idle = []
@@ -265,6 +267,7 @@ def run(
             stop.set()
             for _replica, thread in replicas:
                 thread.join(timeout=30)
+            gc.unfreeze()
         figures.update(_ceilings(url, engine, config, workspace, user, figures["envs_per_s"], kubeconfig))
     figures["violations"] = len(violations)
     print_figures(console, "remotegpu bench reconcile", figures, violations)

@@ -112,7 +112,14 @@ def test_an_event_for_the_pod_version_a_step_already_read_makes_nothing_due(tmp_
     with SimulatedCluster(NodeTemplate(count=0, gpus=1), start_delay=dt.timedelta(hours=1)) as sim:
         driver = KubernetesCluster.from_kubeconfig(str(sim.write_kubeconfig(tmp_path / "kubeconfig")))
         sim.store.create(pods, "default", manifest)
-        driver.observe_workload(environment)  # a step reads the pod as created
+        poll_until(  # the simulated scheduler marks it unschedulable (no node): then it stays as it is
+            lambda: sim.store.get(pods, "default", workload_name(environment)).get("status", {}),
+            10,
+            "the pod's scheduling status",
+            until=lambda status: bool(status.get("conditions")),
+            interval_s=0.02,
+        )
+        driver.observe_workload(environment)  # a step reads the pod as it now is
         # a fresh watch replays the pod at the version just read: its echo, not a change
         watching = threading.Thread(target=driver.watch_workloads, args=(seen.append, stop))
         watching.start()
