@@ -310,21 +310,26 @@ class Reconciler:
             log.warning("Leases not released; they expire", extra={"error": type(error).__name__})
 
     def tick(self) -> None:
-        """One round of leader work: hand due environments to free workers."""
+        """One round of leader work: lease due environments for the workers (`lease_limit`)."""
         self._take_pending_settings()
         self._reap()
         limit = lease_limit(self.ctx.settings.reconcile_workers, len(self._in_flight))
         if limit == 0:
             return  # the workers have a queue: pod changes wait for the next lease, in its round trip
+        nudge = self._take_pod_changes()
         try:
-            leases = fetch_leases(
-                self.ctx, limit, exclude=set(self._in_flight), nudge=self._take_pod_changes()
-            )
+            leases = fetch_leases(self.ctx, limit, exclude=set(self._in_flight), nudge=nudge)
         except FencedOutError:
             self._lose_leadership("fenced out while leasing")
             return
+        except Exception:  # the nudge rolled back with the lease: its pod changes wait for the next tick
+            with self._pod_changes_lock:
+                self._pod_changes.update(nudge)
+            raise
         for lease in leases:
-            self._in_flight[lease.environment_id] = self._workers.submit(self._reconcile, lease)
+            self._in_flight[lease.environment_id] = self._workers.submit(
+                self._reconcile, lease, time.monotonic(), self.ctx.epoch
+            )
         self.metrics.in_flight.labels(self.metrics.shard).set(len(self._in_flight))
 
     def run_until_idle(self, max_rounds: int = 100) -> int:
@@ -377,6 +382,7 @@ class Reconciler:
             self._jobs.shutdown(wait=True)
             self._jobs = None
         if self.elector.is_leader:
+            self._cancel_queued()  # before their leases go back: another replica may take them at once
             self._release_leases()
             self.metrics.lost("handed over")
             self.elector.resign()
@@ -398,6 +404,7 @@ class Reconciler:
             self._jobs.shutdown(wait=True)  # a job still running would only be fenced out anyway
             self._jobs = None
         if self.elector.is_leader:
+            self._cancel_queued()
             self.elector.step_down(reason)
             self.metrics.lost(reason)
 
@@ -425,7 +432,17 @@ class Reconciler:
         return run
 
     # -- workers --------------------------------------------------------------------------------
-    def _reconcile(self, lease: Lease) -> None:
+    def _reconcile(self, lease: Lease, leased_at: float | None = None, epoch: int | None = None) -> None:
+        """Run a lease's steps; a lease that waited in the queue (`leased_at`, in the term `epoch`) is
+        dropped unworked when it is no longer safe to start on (`_stale`)."""
+        if leased_at is not None:
+            why = self._stale(leased_at, epoch)
+            if why is not None:
+                log.info(
+                    "Queued lease dropped unworked; it expires",
+                    extra={"env": str(lease.environment_id), "why": why},
+                )
+                return
         self.steps_done += 1
         with bound_log_fields(
             environment=str(lease.environment_id), shard=self.ctx.shard, epoch=self.ctx.epoch
@@ -442,6 +459,22 @@ class Reconciler:
                 log.exception("Step failed; the lease will expire and the step be retried")
             finally:
                 self._wake_now()
+
+    def _stale(self, leased_at: float, epoch: int | None) -> str | None:
+        """Why a queued lease must not be started on, if it must not: this replica no longer leads the
+        term it was leased in (a takeover may have handed the environment to another replica), or it
+        waited past half its lease (a step must start with time to apply before the lease expires, or
+        the scheduler or another leader could act on the row meanwhile)."""
+        if not self.elector.is_leader or epoch != self.ctx.epoch:
+            return "leadership changed"
+        if time.monotonic() - leased_at > self.ctx.settings.lease_seconds / 2:
+            return "waited past half its lease"
+        return None
+
+    def _cancel_queued(self) -> None:
+        """Cancel the steps still waiting for a worker (those started finish or are fenced out)."""
+        for future in self._in_flight.values():
+            future.cancel()
 
     def _reap(self) -> None:
         for environment_id, future in list(self._in_flight.items()):

@@ -152,7 +152,8 @@ def apply(
     mismatch = bool(result.devices) and _binding_mismatch(env, result.devices)
     endpoints = result.gateway is not None or bool(result.gateways_withdrawn)
     # what the move observes, sent with the guarded update in one round trip: a step that lost its lease
-    # raises below, and its transaction, with them, rolls back
+    # raises below, and its transaction, with them, rolls back (should one of them fail first, say on a
+    # lock the new owner holds, the step fails with that error instead, writing nothing all the same)
     observed = _meter_changes(env, result, new_phase, now)
     if mismatch:
         observed.extend(_binding_mismatch_statements(env, result.devices))

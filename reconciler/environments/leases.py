@@ -160,8 +160,9 @@ def fetch_leases(
     now = clock.now()
     fencing = {"shard": ctx.shard, "epoch": ctx.epoch}
     # Each statement checks the epoch itself, so each may be its own transaction (one round trip).
-    # The nudge and the lease go out together (one round trip); each, being autocommitted, sees the one
-    # before it.
+    # The nudge and the lease go out together: one round trip and, as the pipeline syncs once, one
+    # implicit transaction, in which the lease sees the nudge (a failure undoes both; the caller keeps
+    # the nudge for its next try).
     statements: list[Statement] = []
     if nudge:
         statements.append((_NUDGE_SQL, {"ids": list(nudge), "now": now, **fencing}))

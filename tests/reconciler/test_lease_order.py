@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -191,3 +192,23 @@ def test_a_tick_queues_a_workers_count_behind_the_workers_and_leases_no_more_unt
     finally:
         gate.set()
         reconciler.close()
+
+
+def test_a_queued_lease_is_dropped_unworked_once_it_waited_past_half_its_lease_or_its_term_ended(
+    world: World,
+) -> None:
+    reconciler = world.reconciler
+    env = world.submit("queued-late")
+    reconciler.run_until_idle(max_rounds=0)  # leads
+    schedule_pass(reconciler.ctx)
+    (lease,) = fetch_leases(reconciler.ctx, 1)
+    epoch, steps = reconciler.ctx.epoch, reconciler.steps_done
+    half = reconciler.ctx.settings.lease_seconds / 2
+    reconciler._reconcile(lease, time.monotonic() - half - 1, epoch)
+    assert (reconciler.steps_done, world.phase(env)) == (steps, Phase.SCHEDULED), "too late to start on"
+    assert epoch is not None
+    reconciler._reconcile(lease, time.monotonic(), epoch - 1)
+    assert (reconciler.steps_done, world.phase(env)) == (steps, Phase.SCHEDULED), "leased in another term"
+    reconciler._reconcile(lease, time.monotonic(), epoch)
+    assert reconciler.steps_done == steps + 1
+    assert world.phase(env) != Phase.SCHEDULED, "in time and in its term: worked on"
