@@ -35,7 +35,7 @@ from remotegpu.core.environments.states import ActorKind, DesiredState
 from remotegpu.core.monitoring.idle import IdleCandidate, idle_candidates, idle_message, judge_idleness
 from remotegpu.core.monitoring.prometheus import PrometheusUnavailableError
 from remotegpu.core.platform import clock
-from remotegpu.core.platform.events import record_event
+from remotegpu.core.platform.events import event_statement
 from remotegpu.policies.idle import IdleState, format_span
 from remotegpu.reconciler.context import ReconcilerContext
 from remotegpu.reconciler.leader import fence
@@ -231,17 +231,18 @@ def _warn(ctx: ReconcilerContext, budget: Budget) -> bool:
         ).scalar_one()
         if warned:
             return False
-        record_event(
-            connection,
-            actor_kind=ActorKind.SYSTEM,
-            kind="policy",
-            reason=BUDGET_WARNING,
-            message=(
-                f"the workspace has spent {budget.percent}% of its spending limit for the period"
-                f" ({_money(budget.spent)} of {_money(budget.limit)}); at 100% its environments stop"
-            ),
-            workspace_id=budget.workspace_id,
-            data=data,
+        connection.execute(
+            *event_statement(
+                actor_kind=ActorKind.SYSTEM,
+                kind="policy",
+                reason=BUDGET_WARNING,
+                message=(
+                    f"the workspace has spent {budget.percent}% of its spending limit for the period"
+                    f" ({_money(budget.spent)} of {_money(budget.limit)}); at 100% its environments stop"
+                ),
+                workspace_id=budget.workspace_id,
+                data=data,
+            )
         )
         fence(connection, ctx.shard, ctx.epoch)
     return True

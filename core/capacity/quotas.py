@@ -13,7 +13,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, text
 
 from remotegpu.core.environments.states import ActorKind
-from remotegpu.core.platform.events import record_event
+from remotegpu.core.platform.events import event_statement
 from remotegpu.core.platform.locks import LockNamespace, lock_key, xact_lock_all
 from remotegpu.policies.admission import QuotaRequest, QuotaState, QuotaViolation, quota_violations
 
@@ -130,15 +130,16 @@ def set_quota(
     connection.execute(
         _CLEAR_OTHER_MODEL_LIMITS_SQL, {"quota_id": quota_id, "models": sorted(limits.max_gpus_by_model)}
     )
-    record_event(
-        connection,
-        actor_kind=ActorKind.USER if actor_user_id else ActorKind.SYSTEM,
-        actor=actor_user_id,
-        kind="quota",
-        reason="QuotaChanged",
-        message=f"{subject} quota set",
-        workspace_id=subject_id if subject == "workspace" else None,
-        data={"subject": subject, "subject_id": str(subject_id), **limits.as_dict()},
+    connection.execute(
+        *event_statement(
+            actor_kind=ActorKind.USER if actor_user_id else ActorKind.SYSTEM,
+            actor=actor_user_id,
+            kind="quota",
+            reason="QuotaChanged",
+            message=f"{subject} quota set",
+            workspace_id=subject_id if subject == "workspace" else None,
+            data={"subject": subject, "subject_id": str(subject_id), **limits.as_dict()},
+        )
     )
 
 

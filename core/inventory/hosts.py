@@ -13,7 +13,7 @@ from sqlalchemy import Connection, text
 
 from remotegpu.core.environments.desired import set_desired_state
 from remotegpu.core.environments.states import ActorKind, DesiredState, GpuHealth
-from remotegpu.core.platform.events import record_event
+from remotegpu.core.platform.events import event_statement
 from remotegpu.core.platform.locks import LockNamespace, lock_key, xact_lock_all
 
 
@@ -24,14 +24,15 @@ def _lock_host(connection: Connection, host_id: uuid.UUID) -> None:
 def _event(
     connection: Connection, host_id: uuid.UUID, reason: str, message: str, data: dict[str, object]
 ) -> None:
-    record_event(
-        connection,
-        actor_kind=ActorKind.SYSTEM,
-        kind="host",
-        reason=reason,
-        message=message,
-        host_id=host_id,
-        data=data,
+    connection.execute(
+        *event_statement(
+            actor_kind=ActorKind.SYSTEM,
+            kind="host",
+            reason=reason,
+            message=message,
+            host_id=host_id,
+            data=data,
+        )
     )
 
 

@@ -30,35 +30,6 @@ _INSERT_SQL = text(
 )
 
 
-def record_event(
-    connection: Connection,
-    *,
-    actor_kind: ActorKind,
-    kind: str,
-    reason: str,
-    message: str = "",
-    actor: uuid.UUID | None = None,
-    workspace_id: uuid.UUID | None = None,
-    environment_id: uuid.UUID | None = None,
-    host_id: uuid.UUID | None = None,
-    data: dict[str, Any] | None = None,
-) -> None:
-    """Append one event; the arguments are `event_statement`'s."""
-    connection.execute(
-        *event_statement(
-            actor_kind=actor_kind,
-            kind=kind,
-            reason=reason,
-            message=message,
-            actor=actor,
-            workspace_id=workspace_id,
-            environment_id=environment_id,
-            host_id=host_id,
-            data=data,
-        )
-    )
-
-
 def event_statement(
     *,
     actor_kind: ActorKind,
@@ -71,8 +42,8 @@ def event_statement(
     host_id: uuid.UUID | None = None,
     data: dict[str, Any] | None = None,
 ) -> Statement:
-    """The statement that appends one event, for a caller that sends it with others in one round trip
-    (`core.platform.pipeline`). `actor` is the user who caused it (None for the system or the
+    """The statement that appends one event, in the caller's transaction (`connection.execute(*…)`), or
+    with others in one round trip (`core.platform.pipeline`). `actor` is the user who caused it (None for the system or the
     reconciler); `kind` groups events (`api`, `host`, `quota`, `binding`, …), `reason` is the short
     machine-readable cause (`Cordoned`, `QuotaChanged`)."""
     return (
@@ -103,15 +74,16 @@ def record_mutation(
     data: dict[str, Any] | None = None,
 ) -> None:
     """Append the audit event of a change a user asked for through the API (kind `api`)."""
-    record_event(
-        connection,
-        actor_kind=ActorKind.USER,
-        kind="api",
-        reason=reason,
-        message=message,
-        actor=actor,
-        workspace_id=workspace_id,
-        environment_id=environment_id,
-        host_id=host_id,
-        data=data,
+    connection.execute(
+        *event_statement(
+            actor_kind=ActorKind.USER,
+            kind="api",
+            reason=reason,
+            message=message,
+            actor=actor,
+            workspace_id=workspace_id,
+            environment_id=environment_id,
+            host_id=host_id,
+            data=data,
+        )
     )
