@@ -6,8 +6,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy import text
 
@@ -54,16 +52,20 @@ def _record_foreign_usage(ctx: ReconcilerContext, nodes: list[ObservedNode]) -> 
             fence(connection, ctx.shard, ctx.epoch)
 
 
-def _ready_hosts(ctx: ReconcilerContext, hosts: Sequence[Any], nodes: list[ObservedNode] | None) -> list[Any]:
-    """Ids of the hosts whose node is Ready: from the node listing of a driver that lists (one request
-    for the whole cluster; none when the listing failed), else asking the driver node by node."""
-    if isinstance(ctx.cluster, InventorySource):
-        ready_names = {node.name for node in nodes or () if node.ready}
-        return [host.id for host in hosts if host.name in ready_names]
+def _record_heartbeats(ctx: ReconcilerContext) -> None:
+    """A heartbeat for every host whose node the driver, asked node by node, says is Ready."""
+    with ctx.engine.connect() as connection:
+        hosts = connection.execute(text("SELECT id, name FROM hosts WHERE removed_at IS NULL")).all()
     try:
-        return [host.id for host in hosts if ctx.cluster.node_ready(host.name)]  # no session open here
+        ready = [host.id for host in hosts if ctx.cluster.node_ready(host.name)]  # no session open here
     except ClusterUnavailableError:
-        return []  # an API outage is not a node outage: let heartbeats age, the threshold decides
+        return  # an API outage is not a node outage: let heartbeats age, the threshold decides
+    with ctx.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE hosts SET health = 'ready', last_heartbeat_at = :now WHERE id = ANY(:ids)"),
+            {"now": clock.now(), "ids": ready},
+        )
+        fence(connection, ctx.shard, ctx.epoch)
 
 
 def sync_host_health(ctx: ReconcilerContext) -> None:
@@ -83,16 +85,10 @@ def sync_host_health(ctx: ReconcilerContext) -> None:
                 sync_inventory(connection, nodes)
                 fence(connection, ctx.shard, ctx.epoch)
             _record_foreign_usage(ctx, nodes)
-    with ctx.engine.connect() as connection:
-        hosts = connection.execute(text("SELECT id, name FROM hosts WHERE removed_at IS NULL")).all()
-    ready = _ready_hosts(ctx, hosts, nodes)
-    now = clock.now()
-    stale_before = now - dt.timedelta(seconds=ctx.settings.host_down_after_seconds)
+    else:  # a listing driver's inventory sync wrote health and heartbeats (each host row once a sync)
+        _record_heartbeats(ctx)
+    stale_before = clock.now() - dt.timedelta(seconds=ctx.settings.host_down_after_seconds)
     with ctx.engine.begin() as connection:
-        connection.execute(
-            text("UPDATE hosts SET health = 'ready', last_heartbeat_at = :now WHERE id = ANY(:ids)"),
-            {"now": now, "ids": ready},
-        )
         connection.execute(
             text(
                 "UPDATE hosts SET health = 'down' WHERE health <> 'down' AND removed_at IS NULL"

@@ -228,6 +228,37 @@ def test_a_node_going_not_ready_moves_the_environment_elsewhere(stack: Stack) ->
     assert [p.spec.node_name for p in stack.pods()] == [stack.row(env).host]
 
 
+def test_a_host_sync_writes_each_host_row_once_and_none_of_an_unchanged_cluster_seconds_later(
+    stack: Stack,
+) -> None:
+    stack.reconciler.run_until_idle()  # leads: the sync's writes are fenced by its epoch
+    ctx = stack.reconciler.ctx
+
+    def hosts() -> list[tuple[str, str, str, dt.datetime]]:
+        with stack.engine.connect() as connection:
+            return [
+                (row.name, row.version, row.health, row.last_heartbeat_at)
+                for row in connection.execute(
+                    text(
+                        "SELECT name, xmin::text AS version, health, last_heartbeat_at FROM hosts ORDER BY name"
+                    )
+                )
+            ]
+
+    later = clock.now() + dt.timedelta(minutes=1)
+    with clock.frozen_at(later):  # every heartbeat is old: each host row is written, once
+        sync_host_health(ctx)
+    synced = hosts()
+    assert synced
+    assert all(health == "ready" and beat == later for _, _, health, beat in synced)
+    with clock.frozen_at(later + dt.timedelta(seconds=2)):  # nothing changed, heartbeats fresh
+        sync_host_health(ctx)
+    assert hosts() == synced, "no host row rewritten"
+    with clock.frozen_at(later + dt.timedelta(seconds=6)):
+        sync_host_health(ctx)
+    assert [beat for *_, beat in hosts()] == [later + dt.timedelta(seconds=6)] * len(synced)
+
+
 def test_a_restart_mid_provision_creates_no_duplicate_objects(stack: Stack, database_url: URL) -> None:
     env = stack.submit("restarted")
     stack.reconciler.run_until_idle()  # scheduled and the pod created; it may not be running yet
