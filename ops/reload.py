@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 LOGGING = frozenset({"log_level", "log_format"})
 FILE_POLL_SECONDS = 2.0
+FILE_SETTLE_SECONDS = 0.25
+"""A changed file is read once it stayed the same this long: an editor or `write_text` truncates, then
+writes, and a poll between the two read an empty file (the defaults, logged as a reload)."""
 
 
 class SettingsReloader:
@@ -90,10 +93,12 @@ class SettingsReloader:
         named = self._config_file or os.environ.get(CONFIG_FILE_VARIABLE)
         return Path(named) if named else None
 
-    def _stamp(self) -> float | None:
+    def _stamp(self) -> tuple[int, int] | None:
         path = self._file()
         with contextlib.suppress(OSError):
-            return path.stat().st_mtime if path is not None else None
+            if path is not None:
+                status = path.stat()
+                return status.st_mtime_ns, status.st_size
         return None
 
     def _run(self, stop: threading.Event) -> None:
@@ -103,6 +108,11 @@ class SettingsReloader:
             if stop.is_set():
                 return
             stamp = self._stamp()
+            if not wanted and stamp != seen:
+                if stop.wait(FILE_SETTLE_SECONDS):
+                    return
+                if self._stamp() != stamp:
+                    continue  # still being written: looked at again at the next poll
             if wanted or stamp != seen:
                 self._wanted.clear()
                 seen = stamp
