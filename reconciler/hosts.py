@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 from sqlalchemy import text
 
@@ -52,20 +53,16 @@ def _record_foreign_usage(ctx: ReconcilerContext, nodes: list[ObservedNode]) -> 
             fence(connection, ctx.shard, ctx.epoch)
 
 
-def _record_heartbeats(ctx: ReconcilerContext) -> None:
-    """A heartbeat for every host whose node the driver, asked node by node, says is Ready."""
+def _ready_hosts(ctx: ReconcilerContext) -> list[uuid.UUID]:
+    """Ids of the hosts whose node the driver, asked node by node, says is Ready (no session open while
+    it is asked); none when the API is out, which is not a node outage: heartbeats age, the threshold
+    decides."""
     with ctx.engine.connect() as connection:
         hosts = connection.execute(text("SELECT id, name FROM hosts WHERE removed_at IS NULL")).all()
     try:
-        ready = [host.id for host in hosts if ctx.cluster.node_ready(host.name)]  # no session open here
+        return [host.id for host in hosts if ctx.cluster.node_ready(host.name)]
     except ClusterUnavailableError:
-        return  # an API outage is not a node outage: let heartbeats age, the threshold decides
-    with ctx.engine.begin() as connection:
-        connection.execute(
-            text("UPDATE hosts SET health = 'ready', last_heartbeat_at = :now WHERE id = ANY(:ids)"),
-            {"now": clock.now(), "ids": ready},
-        )
-        fence(connection, ctx.shard, ctx.epoch)
+        return []
 
 
 def sync_host_health(ctx: ReconcilerContext) -> None:
@@ -85,10 +82,16 @@ def sync_host_health(ctx: ReconcilerContext) -> None:
                 sync_inventory(connection, nodes)
                 fence(connection, ctx.shard, ctx.epoch)
             _record_foreign_usage(ctx, nodes)
-    else:  # a listing driver's inventory sync wrote health and heartbeats (each host row once a sync)
-        _record_heartbeats(ctx)
-    stale_before = clock.now() - dt.timedelta(seconds=ctx.settings.host_down_after_seconds)
+    # a listing driver's inventory sync wrote health and heartbeats (each host row once a sync)
+    ready = [] if isinstance(ctx.cluster, InventorySource) else _ready_hosts(ctx)
+    now = clock.now()
+    stale_before = now - dt.timedelta(seconds=ctx.settings.host_down_after_seconds)
     with ctx.engine.begin() as connection:
+        if ready:
+            connection.execute(
+                text("UPDATE hosts SET health = 'ready', last_heartbeat_at = :now WHERE id = ANY(:ids)"),
+                {"now": now, "ids": ready},
+            )
         connection.execute(
             text(
                 "UPDATE hosts SET health = 'down' WHERE health <> 'down' AND removed_at IS NULL"
