@@ -12,6 +12,7 @@ and `release_storage` gives it back once a delete has removed the volumes.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, text
@@ -89,20 +90,28 @@ _RELEASE_SQL = text(
                         UNION ALL
                         SELECT host_id, 0, 0, 0, 1 FROM port_release) parts
                  GROUP BY host_id) x
-         WHERE h.id = x.host_id
+         WHERE h.id = x.host_id AND h.id = ANY(CAST(:hosts AS uuid[]))
         RETURNING 1
+    ), subject AS (
+        -- the workspace's and the user's quota rows, each through its own index (an OR of the two
+        -- scanned every quota row of the installation)
+        SELECT q.id, a.gpu_model, a.gpu_count, a.cpu_millis, a.memory_bytes
+          FROM alloc a JOIN resource_quotas q ON q.workspace_id = a.workspace_id
+        UNION ALL
+        SELECT q.id, a.gpu_model, a.gpu_count, a.cpu_millis, a.memory_bytes
+          FROM alloc a JOIN resource_quotas q ON q.user_id = a.user_id
     ), quota AS (
-        UPDATE resource_quotas q SET used_gpus = q.used_gpus - a.gpu_count,
-                                     used_cpu_millis = q.used_cpu_millis - a.cpu_millis,
-                                     used_memory_bytes = q.used_memory_bytes - a.memory_bytes,
+        UPDATE resource_quotas q SET used_gpus = q.used_gpus - s.gpu_count,
+                                     used_cpu_millis = q.used_cpu_millis - s.cpu_millis,
+                                     used_memory_bytes = q.used_memory_bytes - s.memory_bytes,
                                      running_environments = q.running_environments - 1
-          FROM alloc a
-         WHERE q.workspace_id = a.workspace_id OR q.user_id = a.user_id
+          FROM subject s
+         WHERE q.id = s.id
         RETURNING 1
     ), model_quota AS (
-        UPDATE gpu_model_quotas m SET used_gpus = m.used_gpus - a.gpu_count
-          FROM alloc a JOIN resource_quotas q ON q.workspace_id = a.workspace_id OR q.user_id = a.user_id
-         WHERE m.quota_id = q.id AND m.gpu_model = a.gpu_model AND a.gpu_count > 0
+        UPDATE gpu_model_quotas m SET used_gpus = m.used_gpus - s.gpu_count
+          FROM subject s
+         WHERE m.quota_id = s.id AND m.gpu_model = s.gpu_model AND s.gpu_count > 0
         RETURNING 1
     ), environment AS (
         UPDATE environments SET host_id = NULL, allocated_at = NULL
@@ -110,6 +119,9 @@ _RELEASE_SQL = text(
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM gpu_release) AS gpus, (SELECT count(*) FROM port_release) AS ports,
+           (SELECT coalesce(array_agg(DISTINCT r.host_id), '{{}}')
+              FROM (SELECT host_id FROM alloc UNION ALL SELECT host_id FROM gpu_release
+                    UNION ALL SELECT host_id FROM port_release) r) AS released_hosts,
            -- claims on hosts we did not lock (an allocation committed after we listed the hosts)
            EXISTS (SELECT 1 FROM allocations WHERE environment_id = :env AND released_at IS NULL
                       AND NOT host_id = ANY(CAST(:hosts AS uuid[]))) AS elsewhere,
@@ -119,28 +131,36 @@ _RELEASE_SQL = text(
 )
 
 
-def release(connection: Connection, environment_id: uuid.UUID) -> ReleaseResult:
+def release(
+    connection: Connection, environment_id: uuid.UUID, hosts: Collection[uuid.UUID] = ()
+) -> ReleaseResult:
     """Free every claim of the environment inside the caller's transaction; idempotent.
 
     Two round trips (`run_pipelined`): the hosts it holds claims on, then their locks with the release
-    (a new statement, whose snapshot is taken once the locks are held).
+    (a new statement, whose snapshot is taken once the locks are held). `hosts`, where the caller last
+    saw the environment placed (a step's lease row), skips the first: a wrong guess costs that read after
+    all, never a missed claim, since the release reports claims on hosts it did not lock.
     """
     gpus = ports = 0
     released_hosts: set[uuid.UUID] = set()
+    guess = sorted(set(hosts))
     # Claims made after we read the host list (a racing allocation) are on hosts we did not lock; loop
     # until nothing is left, so the release is complete when it returns.
-    for _ in range(3):
-        ((*rows,),) = run_pipelined(connection, [(_ACTIVE_HOSTS_SQL, {"env": environment_id})])
-        hosts = sorted(row.host_id for row in rows)
-        if not hosts:
-            break
-        keys = [lock_key(LockNamespace.HOST, host) for host in hosts]
+    for _ in range(3 + bool(guess)):
+        if guess:
+            locked, guess = guess, []
+        else:
+            ((*rows,),) = run_pipelined(connection, [(_ACTIVE_HOSTS_SQL, {"env": environment_id})])
+            locked = sorted(row.host_id for row in rows)
+            if not locked:
+                break
+        keys = [lock_key(LockNamespace.HOST, host) for host in locked]
         _, (row,) = run_pipelined(
-            connection, [lock_all_statement(keys), (_RELEASE_SQL, {"env": environment_id, "hosts": hosts})]
+            connection, [lock_all_statement(keys), (_RELEASE_SQL, {"env": environment_id, "hosts": locked})]
         )
         gpus += row.gpus
         ports += row.ports
-        released_hosts.update(hosts)
+        released_hosts.update(row.released_hosts)
         if not row.elsewhere:
             break
     return ReleaseResult(gpus=gpus, ports=ports, host_ids=tuple(sorted(released_hosts)))

@@ -73,7 +73,10 @@ def drain_host(connection: Connection, host_id: uuid.UUID, reason: str = "") -> 
         {"id": host_id, "reason": reason or "drained"},
     )
     running = connection.execute(
-        text("SELECT id FROM environments WHERE host_id = :id AND desired_state = :running"),
+        text(
+            "SELECT e.id FROM allocations a JOIN environments e ON e.id = a.environment_id"
+            " WHERE a.host_id = :id AND a.released_at IS NULL AND e.desired_state = :running"
+        ),
         {"id": host_id, "running": DesiredState.RUNNING.value},
     ).scalars()
     stopped = set_desired_state(

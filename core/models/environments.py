@@ -118,8 +118,9 @@ class Environment(WriterStamped, Base):
     retry_count: Mapped[int] = mapped_column(default=0, server_default="0")
     next_attempt_at: Mapped[dt.datetime | None]
     phase_entered_at: Mapped[CreatedAt]
-    host_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("hosts.id", ondelete="RESTRICT"), index=True)
-    """The host holding the environment's claims, while it holds any."""
+    host_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("hosts.id", ondelete="RESTRICT"))
+    """The host holding the environment's claims, while it holds any. Not indexed, so that allocation and
+    release update the row in place (HOT); look environments up by host through `allocations`."""
     allocated_at: Mapped[dt.datetime | None]
     image_digest: Mapped[str | None] = mapped_column(String(80))
     """The digest the spec's image tag named when the reconciler pinned it; the pod runs `repo@digest`."""

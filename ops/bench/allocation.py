@@ -169,7 +169,7 @@ def _worker(
     engine = make_engine(url, pool_size=1, application_name="remotegpu-bench", pre_ping=False)
     rng = random.Random(hash(url) ^ len(requests))
     pending = [_request(data) for data in requests]
-    held: list[AllocationRequest] = []
+    held: list[tuple[AllocationRequest, uuid.UUID | None]] = []  # with its host, as a step's lease row
     held_gpus = 0
     latencies: list[float] = []
     outcomes: dict[str, int] = {}
@@ -178,9 +178,9 @@ def _worker(
     cursor = 0
     while time.monotonic() < deadline and pending:
         if held and (held_gpus >= share or outcomes.get("no-capacity", 0) > releases):
-            victim = held.pop(rng.randrange(len(held)))
+            victim, host = held.pop(rng.randrange(len(held)))
             with engine.begin() as connection:
-                release(connection, victim.environment_id)
+                release(connection, victim.environment_id, hosts=[host] if host else [])
             held_gpus -= victim.gpu_count
             releases += 1
             pending.append(victim)
@@ -195,7 +195,7 @@ def _worker(
             latencies.append(elapsed)
             gpus_claimed += request.gpu_count
             pending.remove(request)
-            held.append(request)
+            held.append((request, result.host_id))
             held_gpus += request.gpu_count
         else:
             cursor += 1

@@ -3,13 +3,15 @@
 Each batch: read the host snapshot (`host_snapshots`, as the scheduling pass does), plan the worker's
 next environments with the capacity queue (`policies.queue`), and claim them in one transaction
 (`allocate_planned`, which falls back to `allocate` for a plan that no longer holds). Releases stay
-one by one, as in the one-by-one run, so both keep the cluster about as full.
+one by one, as in the one-by-one run, so both keep the cluster about as full; each is told its host, as
+a reconciler step's release is by its lease row.
 """
 
 from __future__ import annotations
 
 import random
 import time
+import uuid
 from typing import Any
 
 from remotegpu.core.capacity.batch import PlannedAllocation, allocate_planned
@@ -27,7 +29,7 @@ def batch_worker(
     engine = make_engine(url, pool_size=1, application_name="remotegpu-bench", pre_ping=False)
     rng = random.Random(hash(url) ^ len(requests))
     pending = list(requests)
-    held: list[AllocationRequest] = []
+    held: list[tuple[AllocationRequest, uuid.UUID | None]] = []  # with its host, as a step's lease row
     latencies: list[float] = []
     outcomes: dict[str, int] = {}
     releases = claims = gpus_claimed = 0
@@ -35,11 +37,11 @@ def batch_worker(
         batch = pending[:batch_size]
         wanted = sum(request.gpu_count for request in batch)
         while held and (
-            sum(r.gpu_count for r in held) + wanted > share or outcomes.get("no-capacity", 0) > releases
+            sum(r.gpu_count for r, _ in held) + wanted > share or outcomes.get("no-capacity", 0) > releases
         ):
-            victim = held.pop(rng.randrange(len(held)))
+            victim, host = held.pop(rng.randrange(len(held)))
             with engine.begin() as connection:
-                release(connection, victim.environment_id)
+                release(connection, victim.environment_id, hosts=[host] if host else [])
             releases += 1
             pending.append(victim)
         started = time.perf_counter()
@@ -61,7 +63,7 @@ def batch_worker(
         for request in batch:
             pending.remove(request)
             if request.environment_id in allocated:
-                held.append(request)
+                held.append((request, results[request.environment_id].host_id))
                 claims += 1
                 gpus_claimed += request.gpu_count
             else:

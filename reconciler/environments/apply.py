@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import uuid
 from typing import Any, NoReturn
 
 from sqlalchemy import Connection, text
@@ -167,7 +166,7 @@ def apply(
                 _explain_missing_update(connection, ctx, env)
         return state_from_row(row) if keep_lease else None
     with ctx.engine.begin() as connection:
-        _release(connection, env.id, result)
+        _release(connection, env, result)
         ctx.kill_point("mid-apply")
         updated, *_ = run_pipelined(connection, [(update, parameters), *observed])
         if not updated:
@@ -239,13 +238,13 @@ def _next_phase(env: EnvironmentState, result: StepResult) -> Phase:
         raise
 
 
-def _release(connection: Connection, environment_id: uuid.UUID, result: StepResult) -> None:
+def _release(connection: Connection, env: EnvironmentState, result: StepResult) -> None:
     """Give back what the step freed, advisory locks before the row locks of the update that follows."""
     if result.mark_deleted:
         # the volumes are gone: their storage leaves the quotas (quota locks before host locks)
-        release_storage(connection, environment_id)
+        release_storage(connection, env.id)
     if result.release_claims:
-        release(connection, environment_id)
+        release(connection, env.id, hosts=[env.host_id] if env.host_id else [])
 
 
 def _explain_missing_update(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import IntegrityError
 
 from remotegpu.core.accounts.workspaces import delete_workspace
@@ -18,9 +19,10 @@ from remotegpu.core.environments.desired import set_desired_state
 from remotegpu.core.environments.states import DesiredState, GpuHealth, PortPurpose, Protocol
 from remotegpu.core.inventory.hosts import cordon_host, drain_host, set_gpu_health, uncordon_host
 from remotegpu.core.inventory.sync import ObservedNode, sync_inventory
+from remotegpu.core.platform.pipeline import Statement
 from remotegpu.policies.admission import QuotaRequest
 from remotegpu.policies.placement import Strategy
-from remotegpu.tests.allocation_world import GIB, make_environment, make_host
+from remotegpu.tests.allocation_world import GIB, make_environment, make_host, make_user, make_workspace
 
 
 def test_allocation_claims_gpus_ports_and_counters_and_release_frees_them(
@@ -395,12 +397,13 @@ def _plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("plan_cache_mode", ["force_generic_plan", "force_custom_plan"])
-def test_a_release_reads_only_its_own_gpu_claims_however_many_are_active(
+def test_a_release_reads_only_its_own_claims_host_and_quotas_however_many_there_are(
     db: Engine, tenant: tuple[uuid.UUID, uuid.UUID], plan_cache_mode: str
 ) -> None:
     """The hosts a release locks and the release itself find an environment's active GPU claims through
-    an index of their own, not by reading every active claim of the cluster (a release's cost must not
-    grow with the GPUs in use). Prepared statements run on generic plans, so both kinds are checked."""
+    an index of their own, not by reading every active claim of the cluster, and touch its host's and its
+    two quotas' rows alone, not every host's and every tenant's (a release's cost must not grow with the
+    cluster or the installation). Prepared statements run on generic plans, so both kinds are checked."""
     from remotegpu.core.capacity.release import _ACTIVE_HOSTS_SQL, _RELEASE_SQL
 
     workspace, user = tenant
@@ -408,6 +411,10 @@ def test_a_release_reads_only_its_own_gpu_claims_however_many_are_active(
     with db.begin() as connection:
         hosts = [make_host(connection, gpus=8) for _ in range(30)]
         requests = [make_environment(connection, workspace, user, gpus=8) for _ in hosts]
+        for _ in range(20):  # other tenants' quotas
+            other = make_user(connection)
+            set_quota(connection, "user", other, QuotaLimits(max_gpus=8))
+            set_quota(connection, "workspace", make_workspace(connection, other), QuotaLimits(max_gpus=8))
     for _ in range(3):  # released claims stay, as history does in a cluster that ran for a while
         for request in requests:
             with db.begin() as connection:
@@ -442,4 +449,78 @@ def test_a_release_reads_only_its_own_gpu_claims_however_many_are_active(
             assert on_claims, plan
             read = [(node["Node Type"], node.get("Index Name"), node["Actual Rows"]) for node in on_claims]
             assert max(int(node["Actual Rows"]) for node in on_claims) <= 8, read
+            scans = [
+                (node["Relation Name"], node["Node Type"], node["Actual Rows"])
+                for node in _plan_nodes(plan["Plan"])
+                if node.get("Relation Name") in {"hosts", "resource_quotas", "gpu_model_quotas"}
+            ]
+            assert all(int(rows) <= 2 for _, _, rows in scans), scans
         connection.rollback()
+
+
+def test_a_release_told_the_host_skips_reading_it_and_a_wrong_guess_still_frees_everything(
+    db: Engine, tenant: tuple[uuid.UUID, uuid.UUID], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workspace, user = tenant
+    with db.begin() as connection:
+        first, second = make_host(connection, gpus=8), make_host(connection, gpus=8)
+        request = make_environment(connection, workspace, user, gpus=2)
+    with db.begin() as connection:
+        placed = allocate(connection, request).host_id
+    assert placed in {first, second}
+    elsewhere = second if placed == first else first
+
+    with db.begin() as connection:
+        freed = release(connection, request.environment_id, hosts=[elsewhere])  # a stale guess
+    assert (freed.gpus, freed.host_ids) == (2, (placed,))
+    with db.begin() as connection:
+        assert allocate(connection, request).outcome is AllocationOutcome.ALLOCATED
+    with db.begin() as connection:
+        freed = release(connection, request.environment_id, hosts=[placed])
+        statements = _statements_of(
+            monkeypatch, lambda: release(connection, request.environment_id, hosts=[placed])
+        )
+    assert (freed.gpus, freed.host_ids) == (2, (placed,))
+    assert statements == 2  # its host's lock and the release: nothing left, and no read of the hosts first
+    with db.begin() as connection:
+        assert not release(connection, request.environment_id, hosts=[elsewhere]).released_anything
+        assert connection.execute(text("SELECT sum(free) FROM gpu_pools")).scalar_one() == 16
+        assert read_quota(connection, "workspace", workspace).used_gpus == 0
+
+
+def _statements_of(monkeypatch: pytest.MonkeyPatch, call: Callable[[], object]) -> int:
+    """How many statements `call` sent through a release's pipelines."""
+    from remotegpu.core.capacity import release as release_module
+    from remotegpu.core.platform.pipeline import run_pipelined
+
+    sent = 0
+
+    def counting(connection: Connection, statements: list[Statement], **options: Any) -> Any:
+        nonlocal sent
+        sent += len(statements)
+        return run_pipelined(connection, statements, **options)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(release_module, "run_pipelined", counting)
+        call()
+    return sent
+
+
+def test_allocation_and_release_update_the_environment_row_in_place(
+    db: Engine, tenant: tuple[uuid.UUID, uuid.UUID]
+) -> None:
+    """No index covers what they write on the environment's row (its host, when, storage held), so the
+    updates are HOT: no new entry in any of the table's indexes, two writes fewer per index and step."""
+    with db.begin() as connection:
+        make_host(connection, gpus=8)
+        request = make_environment(connection, *tenant, gpus=2)
+    for operation in (lambda c: allocate(c, request), lambda c: release(c, request.environment_id)):
+        with db.begin() as connection:
+            operation(connection)
+            updated, in_place = connection.execute(
+                text(
+                    "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relname = 'environments'"
+                )
+            ).one()
+        assert updated >= 1
+        assert in_place == updated
