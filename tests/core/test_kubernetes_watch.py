@@ -1,4 +1,5 @@
-"""The pod watch reconnects quietly: a dropped watch is normal, one debug line, no urllib3 warnings."""
+"""The pod watch: it reconnects quietly (a dropped watch is normal, one debug line, no urllib3 warnings),
+resumes where it ended, skips the echo of a read, and vouches for unchanged pods (no read on a resync)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from remotegpu.core.cluster.driver import workload_name
+from remotegpu.core.cluster.driver import PodObservation, PodState, workload_name
 from remotegpu.core.cluster.kubernetes.cluster import KubernetesCluster
 from remotegpu.core.cluster.kubernetes.read_versions import ReadVersions
+from remotegpu.core.cluster.kubernetes.watched_pods import WatchedPods
 from remotegpu.core.cluster.manifests import ENVIRONMENT_LABEL, MANAGED_LABEL, MANAGER
 from remotegpu.ops.simcluster.cluster import NodeTemplate, SimulatedCluster
 from remotegpu.ops.simcluster.store import BY_PATH
@@ -149,3 +152,135 @@ def test_read_versions_are_used_up_by_their_echo_and_bounded() -> None:
     assert versions.was_read(third, "14")
     versions.remember(first, None)
     assert not versions.was_read(first, None)
+
+
+def _counting_reads(driver: KubernetesCluster, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every pod read the driver sends to the API server."""
+    reads: list[str] = []
+    read: Any = driver._core.read_namespaced_pod
+
+    def counting(name: str, namespace: str, **options: Any) -> Any:
+        reads.append(name)
+        return read(name, namespace, **options)
+
+    monkeypatch.setattr(driver._core, "read_namespaced_pod", counting)
+    return reads
+
+
+def test_while_the_watch_runs_an_unchanged_pod_is_not_read_again_and_a_changed_or_deleted_one_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resync of a settled environment reads no pod while the watch vouches for it; a change the watch
+    reports (a patch, a delete behind our back) is read at the next look."""
+    pods = BY_PATH[("", "v1", "pods")]
+    environment = uuid.uuid4()
+    manifest = {
+        "metadata": {
+            "name": workload_name(environment),
+            "labels": {MANAGED_LABEL: MANAGER, ENVIRONMENT_LABEL: str(environment)},
+        },
+        "spec": {"containers": [{"name": "main", "image": "probe:1"}]},
+    }
+    seen: list[uuid.UUID] = []
+    stop = threading.Event()
+    with SimulatedCluster(NodeTemplate(count=0, gpus=1), start_delay=dt.timedelta(hours=1)) as sim:
+        driver = KubernetesCluster.from_kubeconfig(str(sim.write_kubeconfig(tmp_path / "kubeconfig")))
+        reads = _counting_reads(driver, monkeypatch)
+        sim.store.create(pods, "default", manifest)
+        poll_until(  # unschedulable (no node): from then on it stays as it is
+            lambda: sim.store.get(pods, "default", workload_name(environment)).get("status", {}),
+            10,
+            "the pod's scheduling status",
+            until=lambda status: bool(status.get("conditions")),
+            interval_s=0.02,
+        )
+        driver.observe_workload(environment)
+        driver.observe_workload(environment)
+        assert len(reads) == 2, "no watch: every look reads the pod"
+        watching = threading.Thread(target=driver.watch_workloads, args=(seen.append, stop))
+        watching.start()
+        try:
+            poll_until(lambda: driver._watched.ticket().term > 0, 10, "the watch to start", interval_s=0.02)
+            first = driver.observe_workload(environment)
+            time.sleep(0.5)  # real time: the replay of the pod at the version read arrives
+            assert [driver.observe_workload(environment) for _ in range(3)] == [first] * 3
+            assert len(reads) == 3, "read once, then vouched for by the watch"
+
+            sim.store.patch(pods, "default", workload_name(environment), {"metadata": {"labels": {"x": "1"}}})
+            poll_until(lambda: seen, 10, "the changed pod to be reported", interval_s=0.05)
+            driver.observe_workload(environment)
+            assert len(reads) == 4, "a change the watch reported is read"
+
+            sim.store.delete(pods, "default", workload_name(environment))
+            poll_until(lambda: len(seen) > 1, 10, "the deleted pod to be reported", interval_s=0.05)
+            assert driver.observe_workload(environment).state is PodState.MISSING
+        finally:
+            stop.set()
+            watching.join(timeout=10)
+        driver.observe_workload(environment)
+        assert len(reads) == 6, "the watch stopped: nothing is vouched for"
+
+
+def _observation(node: str) -> PodObservation:
+    return PodObservation(PodState.RUNNING, node=node)
+
+
+def test_watched_pods_keep_a_read_only_while_the_watch_can_vouch_for_it() -> None:
+    now = [0.0]
+    watched = WatchedPods(limit=2, max_age_s=60, clock=lambda: now[0])
+    first, second, third = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    watched.keep(first, "1", _observation("a"), watched.ticket())
+    assert watched.get(first) is None, "no watch yet"
+
+    watched.watch_started_afresh()
+    watched.keep(first, "1", _observation("a"), watched.ticket())
+    assert watched.get(first) == _observation("a")
+    watched.changed(first, "1")
+    assert watched.get(first) == _observation("a"), "the echo of the version read"
+    watched.changed(first, "2")
+    assert watched.get(first) is None, "another version"
+    watched.keep(first, "2", _observation("b"), watched.ticket())
+    watched.changed(first, "2", deleted=True)
+    assert watched.get(first) is None, "deleted"
+
+    ticket = watched.ticket()
+    watched.changed(second, "7")  # reported while the read was in flight: newer than what it returned
+    watched.keep(second, "6", _observation("a"), ticket)
+    assert watched.get(second) is None
+    ticket = watched.ticket()
+    watched.changed(second, "7")  # the very version the read returned
+    watched.keep(second, "7", _observation("a"), ticket)
+    assert watched.get(second) == _observation("a")
+
+    ticket = watched.ticket()
+    watched.forget(second)  # the driver wrote the pod: neither what was kept nor a read in flight holds
+    watched.keep(second, "7", _observation("a"), ticket)
+    assert watched.get(second) is None
+
+    watched.keep(third, "3", _observation("a"), watched.ticket())
+    now[0] = 61.0
+    assert watched.get(third) is None, "too old: read again"
+
+    ticket = watched.ticket()
+    watched.watch_broken()
+    watched.watch_started_afresh()
+    watched.keep(third, "3", _observation("a"), ticket)
+    assert watched.get(third) is None, "a read from before the break"
+    watched.keep(third, "3", _observation("a"), watched.ticket())
+    watched.watch_broken()
+    assert watched.get(third) is None, "nothing survives a break"
+
+
+def test_watched_pods_are_bounded() -> None:
+    watched = WatchedPods(limit=2)
+    watched.watch_started_afresh()
+    kept = [uuid.uuid4() for _ in range(3)]
+    for index, environment in enumerate(kept):
+        watched.keep(environment, str(index), _observation("a"), watched.ticket())
+    assert len(watched) == 2
+    assert watched.get(kept[0]) is None
+    ticket = watched.ticket()
+    for _ in range(3):  # more events than the record holds: a read older than them cannot be checked
+        watched.changed(uuid.uuid4(), "9")
+    watched.keep(kept[0], "0", _observation("a"), ticket)
+    assert watched.get(kept[0]) is None

@@ -43,6 +43,7 @@ from remotegpu.core.cluster.kubernetes.dataset_sync import delete_syncs, ensure_
 from remotegpu.core.cluster.kubernetes.nodes import foreign_usage_by_node, is_ready, observed_node
 from remotegpu.core.cluster.kubernetes.pod_status import observation_from_pod, pod_events_from_listing
 from remotegpu.core.cluster.kubernetes.read_versions import ReadVersions
+from remotegpu.core.cluster.kubernetes.watched_pods import WatchedPods
 from remotegpu.core.cluster.manifests import (
     ACCESS_IMAGE,
     ENVIRONMENT_LABEL,
@@ -121,6 +122,8 @@ class KubernetesCluster:
         self._pods_read = ReadVersions()
         """The pod version each environment's last observation read, so the watch's event for the same
         version does not make the environment due again."""
+        self._watched = WatchedPods()
+        """Observations the pod watch vouches for: a resync of a settled environment reads no pod."""
         self._nodes_read: dict[str, tuple[str, ObservedNode]] = {}
         """Node name -> (resourceVersion, the node as `observed_node` read it) of the last listing: an
         object with the same resourceVersion is the same object, so it is not read again."""
@@ -201,6 +204,7 @@ class KubernetesCluster:
         if spec.env:
             create_or_get(namespace, self._core.create_namespaced_config_map, env_config_map_manifest(spec))
         create_or_get(namespace, self._core.create_namespaced_service, service_manifest(spec))
+        self._watched.forget(spec.environment_id)
         return create_or_get(
             namespace,
             self._core.create_namespaced_pod,
@@ -248,12 +252,19 @@ class KubernetesCluster:
         namespace = self.namespace_of(environment_id)
         if namespace is None:
             return PodObservation(PodState.MISSING)
+        watched = self._watched.get(environment_id)
+        if watched is not None:
+            return watched
+        ticket = self._watched.ticket()
         name = workload_name(environment_id)
         pod = read_or_none(lambda: self._core.read_namespaced_pod(name, namespace, _preload_content=False))
         if pod is None:
             return PodObservation(PodState.MISSING)
-        self._pods_read.remember(environment_id, (pod.get("metadata") or {}).get("resourceVersion"))
-        return observation_from_pod(pod)
+        version = (pod.get("metadata") or {}).get("resourceVersion")
+        self._pods_read.remember(environment_id, version)
+        observation = observation_from_pod(pod)
+        self._watched.keep(environment_id, version, observation, ticket)
+        return observation
 
     def delete_workload(self, environment_id: uuid.UUID, *, keep_volumes: bool) -> bool:
         """Delete pod, service and variables, and the volume claims unless kept; gone already is fine."""
@@ -261,6 +272,7 @@ class KubernetesCluster:
         if namespace is None:
             return False
         name = workload_name(environment_id)
+        self._watched.forget(environment_id)
         removed = self.delete_object("pod", namespace, name)
         removed |= self.delete_object("service", namespace, name)
         removed |= self.delete_object("configmap", namespace, env_config_map_name(environment_id))
@@ -474,8 +486,18 @@ class KubernetesCluster:
         that made one in four environments due for a step that found nothing to do.
         Watches end every few seconds and connections drop; reconnecting is normal, so it is logged once
         at debug level (the watch's own client does not retry, as urllib3 would with a 7-line warning).
+        While it runs unbroken, what it reports keeps `observe_workload`'s answers for pods that did not
+        change since they were read (`WatchedPods`): a resync of a settled environment reads no pod.
         """
         selector = f"{MANAGED_LABEL}={MANAGER},{ENVIRONMENT_LABEL}"
+        try:
+            self._watch_pods(selector, on_change, stop)
+        finally:
+            self._watched.watch_broken()
+
+    def _watch_pods(
+        self, selector: str, on_change: Callable[[uuid.UUID], None], stop: threading.Event
+    ) -> None:
         # Each new watch resumes where the last one ended. Started afresh, a watch first replays every
         # pod as ADDED: every 5 s, that made every running environment due again (10,000 steps per
         # watch at 10,000 environments) and had the API server copy every pod.
@@ -483,7 +505,9 @@ class KubernetesCluster:
         while not stop.is_set():
             stream = RawWatch()  # type: ignore[no-untyped-call,unused-ignore]
             options: dict[str, Any] = {"label_selector": selector, "timeout_seconds": 5}
-            if since is not None:
+            if since is None:
+                self._watched.watch_started_afresh()  # it replays every pod as it is now
+            else:
                 options["resource_version"] = since
             try:
                 if self.namespace_per_workspace:
@@ -502,12 +526,15 @@ class KubernetesCluster:
                     labels = metadata.get("labels") or {}
                     if ENVIRONMENT_LABEL in labels:
                         changed = uuid.UUID(labels[ENVIRONMENT_LABEL])
-                        if not self._pods_read.was_read(changed, metadata.get("resourceVersion")):
+                        version = metadata.get("resourceVersion")
+                        self._watched.changed(changed, version, deleted=event.get("type") == "DELETED")
+                        if not self._pods_read.was_read(changed, version):
                             on_change(changed)
                 since = stream.resource_version or since
             except client.ApiException as error:
                 if error.status == 410:  # too old to resume: start afresh (every pod replayed once)
                     since = None
+                    self._watched.watch_broken()  # changes in between are lost: nothing kept holds
                 _log.debug("Pod watch dropped; starting a new one", extra={"error": error.__class__.__name__})
                 stop.wait(1.0)
             except Exception as error:  # the API went away or the watch expired: start a new one shortly
