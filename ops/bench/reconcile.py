@@ -5,7 +5,10 @@ in-memory cluster (pods start at once). The benchmark measures, in order:
 
 1. idle latency: one environment at a time on an idle system, submit to running (10 samples);
 2. throughput: N environments submitted at once (1 GPU each), until every one is running;
-3. failover: the leader's lock session is terminated (what Postgres sees when its process dies); the
+3. the steady state: every environment running, the resync period made short (1 s, as an operator's
+   reload would), so resyncs ask more than the workers do: resyncs a second, asked and achieved, and
+   the CPU one costs (`reconcile_costs.steady_resyncs`);
+4. failover: the leader's lock session is terminated (what Postgres sees when its process dies); the
    time until the standby leads, and until a new environment submitted then is running.
 
 Submit-to-running is measured in the database: the environment's `submitted_at` to its `Running`
@@ -78,6 +81,10 @@ class ReconcileBenchConfig:
     """Nodes of the simulated cluster."""
     pod_create_samples: int = 200
     """Pod creates timed for `sim_pod_create_p50_ms`."""
+    steady_seconds: float = 10.0
+    """How long the steady phase (every environment running, resyncs only) is measured."""
+    resync_seconds: float = Settings().resync_seconds
+    """The replicas' resync period until the steady phase (the steady phase waits one out first)."""
 
 
 def _pod_create_p50_ms(kubeconfig: str, samples: int = 200) -> float:
@@ -218,7 +225,7 @@ def run(
     config = config or ReconcileBenchConfig(envs=200 if quick else 1000)
     if envs is not None:
         config = dataclasses.replace(config, envs=envs)
-    settings = Settings(reconcile_workers=config.workers)
+    settings = Settings(reconcile_workers=config.workers, resync_seconds=config.resync_seconds)
     figures: dict[str, Any] = {
         "benchmark": "reconcile",
         "quick": quick,
@@ -259,6 +266,15 @@ def run(
             figures["idle_submit_to_running_p50_ms"] = round(percentile(idle, 0.5), 1)
 
             flood, all_running = _flood(engine, workspace, user, config, leader, sim_pid, figures)
+            figures.update(
+                reconcile_costs.steady_resyncs(
+                    [replica for replica, _ in replicas],
+                    settings,
+                    _running_count(engine, flood),
+                    config.steady_seconds,
+                    sim_pid,
+                )
+            )
             figures["failover_s"], figures["failover_to_running_s"] = _fail_over(
                 engine, leader, replicas, workspace, user, config.timeout_s
             )
@@ -441,5 +457,11 @@ def main(quick: bool, envs: int | None = None, cluster: str = "memory", nodes: i
     """Entry point for the CLI: table, then the figures as the last line."""
     count = envs or (200 if quick else 1000)
     # at least 10 environments/s, or the run is over: 10,000 take longer than the 300 s default
-    config = ReconcileBenchConfig(envs=count, cluster=cluster, nodes=nodes, timeout_s=max(300.0, count / 10))
+    config = ReconcileBenchConfig(
+        envs=count,
+        cluster=cluster,
+        nodes=nodes,
+        timeout_s=max(300.0, count / 10),
+        steady_seconds=3.0 if quick else 10.0,
+    )
     print(json.dumps(run(quick, config=config)))

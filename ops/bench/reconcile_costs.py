@@ -6,22 +6,28 @@ harness only submits and polls), the simulated cluster's CPU over the same time 
 reconciler, was the bottleneck), the rows and bytes Postgres gained per environment, and what one run
 of each leader job costs with every environment running, per running environment. Measured at
 1,000, 3,000 and 10,000, a figure that stays flat is a cost that grows with the count and no faster.
+Then the steady state: every environment running, only their resyncs to do (`steady_resyncs`).
 """
 
 from __future__ import annotations
 
 import resource
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from sqlalchemy import Engine, text
 
+from remotegpu.core.environments.states import Phase
+from remotegpu.core.platform.settings import Settings
 from remotegpu.reconciler.context import ReconcilerContext
 from remotegpu.reconciler.gc import collect_garbage
 from remotegpu.reconciler.hosts import sync_host_health
 from remotegpu.reconciler.invoicing import invoice_tick
+from remotegpu.reconciler.loop import Reconciler
 from remotegpu.reconciler.metering import meter_tick
 from remotegpu.reconciler.policies import policy_tick
 
@@ -112,4 +118,51 @@ def leader_job_costs(ctx: ReconcilerContext, running: int) -> dict[str, float]:
         total += elapsed
         found[f"job_{name}_ms"] = round(elapsed * 1000, 1)
     found["jobs_us_per_env"] = round(total * 1e6 / max(1, running), 1)
+    return found
+
+
+STEADY_RESYNC_SECONDS = 1.0
+"""The resync period of the steady phase: short, so that resyncs ask more than the workers can do
+(1,000 running environments ask 1,000 a second) and the phase measures what they can do."""
+
+
+def resync_steps(replicas: Sequence[Reconciler]) -> float:
+    """Steps every replica made on running environments so far (the resyncs of settled ones, nearly all)."""
+    total = 0.0
+    for replica in replicas:
+        for metric in replica.ctx.metrics.step_duration.collect():
+            total += sum(
+                sample.value
+                for sample in metric.samples
+                if sample.name.endswith("_count") and sample.labels.get("phase") == Phase.RUNNING.value
+            )
+    return total
+
+
+def steady_resyncs(
+    replicas: Sequence[Reconciler], settings: Settings, running: int, seconds: float, sim_pid: int | None
+) -> dict[str, float]:
+    """Every environment running and nothing else to do: with the resync period made short (hot reload,
+    as an operator would), the resyncs a second the replicas achieve against those asked for, and what
+    one costs the reconciler's process (and the simulated cluster's, whose reads a resync may spare)."""
+    short = msgspec.structs.replace(settings, resync_seconds=STEADY_RESYNC_SECONDS)
+    for replica in replicas:
+        replica.apply_settings(short)
+    time.sleep(settings.resync_seconds + 1)  # every environment on the short period by now
+    steps, cpu, started = resync_steps(replicas), process_cpu_s() or 0.0, time.monotonic()
+    sim_cpu = process_cpu_s(sim_pid) if sim_pid is not None else None
+    time.sleep(seconds)
+    wall = time.monotonic() - started
+    done = max(1.0, resync_steps(replicas) - steps)
+    found = {
+        "steady_resyncs_asked_per_s": round(running / STEADY_RESYNC_SECONDS, 1),
+        "steady_resyncs_per_s": round(done / wall, 1),
+        "steady_cpu_ms_per_resync": round(((process_cpu_s() or 0.0) - cpu) * 1000 / done, 3),
+    }
+    if sim_cpu is not None:
+        found["steady_sim_cpu_ms_per_resync"] = round(
+            ((process_cpu_s(sim_pid) or 0.0) - sim_cpu) * 1000 / done, 3
+        )
+    for replica in replicas:
+        replica.apply_settings(settings)
     return found

@@ -33,6 +33,9 @@ EXPECTED = {
     "jobs_us_per_env",
     "job_metering_ms",
     "job_host_heartbeats_ms",
+    "steady_resyncs_asked_per_s",
+    "steady_resyncs_per_s",
+    "steady_cpu_ms_per_resync",
 }
 SAME_RUN = ("ceiling_envs_per_s", "ratio_envs", *CALIBRATION)
 
@@ -40,7 +43,8 @@ SAME_RUN = ("ceiling_envs_per_s", "ratio_envs", *CALIBRATION)
 def test_small_run_reports_every_figure_and_no_violation() -> None:
     output = io.StringIO()
     figures = run(
-        console=Console(file=output, width=120), config=ReconcileBenchConfig(envs=20, idle_samples=2)
+        console=Console(file=output, width=120),
+        config=ReconcileBenchConfig(envs=20, idle_samples=2, steady_seconds=1, resync_seconds=1),
     )
     assert set(figures) >= EXPECTED
     assert_same_run_figures(figures, SAME_RUN, output.getvalue())
@@ -49,18 +53,32 @@ def test_small_run_reports_every_figure_and_no_violation() -> None:
     assert figures["failover_s"] > 0
     assert figures["submit_to_running_p99_ms"] >= figures["submit_to_running_p50_ms"] > 0
     assert "envs_per_s" in output.getvalue()
+    # 20 running, resynced every second: the steady phase sees them resynced (and not many times more)
+    assert figures["steady_resyncs_asked_per_s"] == 20
+    assert 5 < figures["steady_resyncs_per_s"] < 60
+    assert figures["steady_cpu_ms_per_resync"] > 0
 
 
 def test_small_run_on_the_simulated_cluster_reports_both_ceilings() -> None:
     output = io.StringIO()
     figures = run(
         console=Console(file=output, width=120),
-        config=ReconcileBenchConfig(envs=8, idle_samples=1, cluster="sim", nodes=3, pod_create_samples=20),
+        config=ReconcileBenchConfig(
+            envs=8,
+            idle_samples=1,
+            cluster="sim",
+            nodes=3,
+            pod_create_samples=20,
+            steady_seconds=1,
+            resync_seconds=1,
+        ),
     )
     expected = (*SAME_RUN, "ceiling_statements_envs_per_s", "ratio_statements_envs", "sim_pod_create_p50_ms")
     assert_same_run_figures(figures, expected, output.getvalue())
     assert figures["violations"] == 0
     assert 0 < figures["sim_cpu_share"] < 16, "the simulated cluster's CPU is measured over the flood"
+    assert figures["steady_resyncs_per_s"] > 0
+    assert figures["steady_sim_cpu_ms_per_resync"] >= 0
 
 
 def test_the_cluster_check_finds_what_the_cluster_holds_against_the_database(
