@@ -18,12 +18,15 @@ MAX_STEPS_PER_LEASE = 8
 """Steps one worker may run back to back on one lease when each leads straight to the next."""
 
 
-def reconcile(ctx: ReconcilerContext, lease: Lease) -> None:
-    """Run steps on one leased environment until it waits, settles or loses the lease.
+def reconcile(ctx: ReconcilerContext, lease: Lease) -> bool:
+    """Run steps on one leased environment until it waits, settles or loses the lease; returns whether
+    a step it applied moved the phase or released claims (what the scheduling pass may want to see: a
+    settled environment's resync, nearly every step at scale, changes neither).
 
     An illegal trigger raises `IllegalTransitionError` out of here: the lease is dropped unapplied.
     """
     env = lease.state
+    moved = False
     for step in range(MAX_STEPS_PER_LEASE):
         started = time.perf_counter()
         result = process(ctx, env)
@@ -32,12 +35,14 @@ def reconcile(ctx: ReconcilerContext, lease: Lease) -> None:
             applied = apply(ctx, lease, env, result, keep_lease=keep)
         except LeaseLostError:
             log.warning("Apply skipped: lease token changed", extra={"env": str(env.id)})
-            return
+            return moved
         finally:
             _observe(ctx, env.phase, result, time.perf_counter() - started)
+        moved = moved or result.trigger is not None or result.release_claims
         if applied is None:  # the lease was given back
-            return
+            return moved
         env = applied
+    return moved
 
 
 def _observe(ctx: ReconcilerContext, phase: Phase, result: StepResult, seconds: float) -> None:

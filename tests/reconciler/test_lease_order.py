@@ -67,6 +67,30 @@ def test_a_resync_is_taken_when_no_work_is_due(world: World) -> None:
         assert _leased(world, 10) == [env]
 
 
+def test_a_resync_that_moves_nothing_wakes_the_lease_loop_and_not_the_scheduling_pass(world: World) -> None:
+    """At scale nearly every step is a settled environment's resync: waking the scheduling pass after
+    each (it polls anyway) kept it admitting nothing a thousand times a second."""
+    env = world.submit("settled")
+    world.reconciler.run_until_idle()
+    wakes = world.reconciler._wake, world.reconciler._schedule_wake
+    resync = dt.timedelta(seconds=world.reconciler.ctx.settings.resync_seconds)
+    with clock.frozen_at(START + resync + dt.timedelta(seconds=1)):
+        for wake in wakes:
+            wake.clear()
+        (lease,) = fetch_leases(world.reconciler.ctx, 10)
+        world.reconciler._reconcile(lease)
+        assert world.phase(env) == Phase.RUNNING
+        assert [wake.is_set() for wake in wakes] == [True, False]
+
+        world.desire(env, DesiredState.STOPPED)  # a stop releases claims: the pass may place others
+        for wake in wakes:
+            wake.clear()
+        for lease in fetch_leases(world.reconciler.ctx, 10):
+            world.reconciler._reconcile(lease)
+        assert world.phase(env) in {Phase.STOPPING, Phase.STOPPED}
+        assert [wake.is_set() for wake in wakes] == [True, True]
+
+
 # A shard's worth of rows in the mix a busy shard holds: mostly running (half of them due for a
 # resync), waiting for a placement, deleted, stopped; a few with work to do or a user's change.
 _SEED = """
