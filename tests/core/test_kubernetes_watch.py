@@ -98,11 +98,10 @@ def test_a_new_watch_resumes_where_the_last_one_ended(tmp_path: Path) -> None:
     assert seen.count(first) == before, "the new watch replayed a pod that had not changed"
 
 
-def test_an_event_for_the_pod_version_a_step_already_read_makes_nothing_due(tmp_path: Path) -> None:
-    """A step reads its pod; the watch reports that same version a moment later. Only a version the
-    step did not read is a change."""
+def _create_settled_pod(sim: SimulatedCluster, environment: uuid.UUID) -> None:
+    """Our pod of `environment`, on a cluster without nodes: once the simulated scheduler has marked it
+    unschedulable it stays as it is (no change but the test's own)."""
     pods = BY_PATH[("", "v1", "pods")]
-    environment = uuid.uuid4()
     manifest = {
         "metadata": {
             "name": workload_name(environment),
@@ -110,18 +109,26 @@ def test_an_event_for_the_pod_version_a_step_already_read_makes_nothing_due(tmp_
         },
         "spec": {"containers": [{"name": "main", "image": "probe:1"}]},
     }
+    sim.store.create(pods, "default", manifest)
+    poll_until(
+        lambda: sim.store.get(pods, "default", workload_name(environment)).get("status", {}),
+        10,
+        "the pod's scheduling status",
+        until=lambda status: bool(status.get("conditions")),
+        interval_s=0.02,
+    )
+
+
+def test_an_event_for_the_pod_version_a_step_already_read_makes_nothing_due(tmp_path: Path) -> None:
+    """A step reads its pod; the watch reports that same version a moment later. Only a version the
+    step did not read is a change."""
+    pods = BY_PATH[("", "v1", "pods")]
+    environment = uuid.uuid4()
     seen: list[uuid.UUID] = []
     stop = threading.Event()
     with SimulatedCluster(NodeTemplate(count=0, gpus=1), start_delay=dt.timedelta(hours=1)) as sim:
         driver = KubernetesCluster.from_kubeconfig(str(sim.write_kubeconfig(tmp_path / "kubeconfig")))
-        sim.store.create(pods, "default", manifest)
-        poll_until(  # the simulated scheduler marks it unschedulable (no node): then it stays as it is
-            lambda: sim.store.get(pods, "default", workload_name(environment)).get("status", {}),
-            10,
-            "the pod's scheduling status",
-            until=lambda status: bool(status.get("conditions")),
-            interval_s=0.02,
-        )
+        _create_settled_pod(sim, environment)
         driver.observe_workload(environment)  # a step reads the pod as it now is
         # a fresh watch replays the pod at the version just read: its echo, not a change
         watching = threading.Thread(target=driver.watch_workloads, args=(seen.append, stop))
@@ -174,26 +181,12 @@ def test_while_the_watch_runs_an_unchanged_pod_is_not_read_again_and_a_changed_o
     reports (a patch, a delete behind our back) is read at the next look."""
     pods = BY_PATH[("", "v1", "pods")]
     environment = uuid.uuid4()
-    manifest = {
-        "metadata": {
-            "name": workload_name(environment),
-            "labels": {MANAGED_LABEL: MANAGER, ENVIRONMENT_LABEL: str(environment)},
-        },
-        "spec": {"containers": [{"name": "main", "image": "probe:1"}]},
-    }
     seen: list[uuid.UUID] = []
     stop = threading.Event()
     with SimulatedCluster(NodeTemplate(count=0, gpus=1), start_delay=dt.timedelta(hours=1)) as sim:
         driver = KubernetesCluster.from_kubeconfig(str(sim.write_kubeconfig(tmp_path / "kubeconfig")))
         reads = _counting_reads(driver, monkeypatch)
-        sim.store.create(pods, "default", manifest)
-        poll_until(  # unschedulable (no node): from then on it stays as it is
-            lambda: sim.store.get(pods, "default", workload_name(environment)).get("status", {}),
-            10,
-            "the pod's scheduling status",
-            until=lambda status: bool(status.get("conditions")),
-            interval_s=0.02,
-        )
+        _create_settled_pod(sim, environment)
         driver.observe_workload(environment)
         driver.observe_workload(environment)
         assert len(reads) == 2, "no watch: every look reads the pod"
