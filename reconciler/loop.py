@@ -156,6 +156,7 @@ class Reconciler:
             self.metrics.registry.register(PlatformCollector(self.ctx, lambda: self.is_leader))
         self._metrics_server: MetricsServer | None = None
         self._pending_settings: Settings | None = None
+        self._settings_lock = threading.Lock()
         if kill_point is not None:
             self.ctx.kill_point = kill_point
         self._listen = listen
@@ -190,22 +191,30 @@ class Reconciler:
         self._job_specs.append((job, every_seconds, name))
 
     def apply_settings(self, new: Settings) -> set[str]:
-        """Take the reloadable settings of `new` (`RELOADABLE`); returns those that changed. The loop's
-        thread applies them at its next tick: the worker pool resized, the leader jobs rescheduled."""
-        old = self.ctx.settings
-        changed = {name for name in RELOADABLE if getattr(old, name) != getattr(new, name)}
-        if changed:
-            self._pending_settings = msgspec.structs.replace(
-                old, **{name: getattr(new, name) for name in changed}
+        """Take the reloadable settings of `new` (`RELOADABLE`); returns those that differ from what the
+        replica runs or was last asked to. The loop's thread applies them at its next tick: the worker
+        pool resized, the leader jobs rescheduled. A standby applies them when it leads; asked back to
+        what it runs before then, it has nothing left to apply."""
+        with self._settings_lock:
+            running = self.ctx.settings
+            asked = self._pending_settings or running
+            changed = {name for name in RELOADABLE if getattr(asked, name) != getattr(new, name)}
+            differs = any(getattr(running, name) != getattr(new, name) for name in RELOADABLE)
+            self._pending_settings = (
+                msgspec.structs.replace(running, **{name: getattr(new, name) for name in RELOADABLE})
+                if differs
+                else None
             )
+        if changed:
             self._wake_now()
         return changed
 
     def _take_pending_settings(self) -> None:
-        pending, self._pending_settings = self._pending_settings, None
-        if pending is None:
-            return
-        old, self.ctx.settings = self.ctx.settings, pending
+        with self._settings_lock:
+            pending, self._pending_settings = self._pending_settings, None
+            if pending is None:
+                return
+            old, self.ctx.settings = self.ctx.settings, pending
         if pending.reconcile_workers != old.reconcile_workers:
             previous = self._workers  # its steps in flight finish; they stay in `_in_flight` until reaped
             self._workers = ThreadPoolExecutor(pending.reconcile_workers, thread_name_prefix="reconcile")

@@ -148,21 +148,23 @@ def steady_resyncs(
     short = msgspec.structs.replace(settings, resync_seconds=STEADY_RESYNC_SECONDS)
     for replica in replicas:
         replica.apply_settings(short)
-    time.sleep(settings.resync_seconds + 1)  # every environment on the short period by now
-    steps, cpu, started = resync_steps(replicas), process_cpu_s() or 0.0, time.monotonic()
-    sim_cpu = process_cpu_s(sim_pid) if sim_pid is not None else None
-    time.sleep(seconds)
-    wall = time.monotonic() - started
-    done = max(1.0, resync_steps(replicas) - steps)
+    try:
+        time.sleep(settings.resync_seconds + 1)  # every environment on the short period by now
+        steps, cpu, started = resync_steps(replicas), process_cpu_s() or 0.0, time.monotonic()
+        sim_cpu = process_cpu_s(sim_pid) if sim_pid is not None else None
+        time.sleep(seconds)
+        wall = time.monotonic() - started
+        done = resync_steps(replicas) - steps
+        cpu_used = (process_cpu_s() or 0.0) - cpu
+        sim_used = (process_cpu_s(sim_pid) or 0.0) - sim_cpu if sim_cpu is not None else None
+    finally:
+        for replica in replicas:
+            replica.apply_settings(settings)
     found = {
         "steady_resyncs_asked_per_s": round(running / STEADY_RESYNC_SECONDS, 1),
         "steady_resyncs_per_s": round(done / wall, 1),
-        "steady_cpu_ms_per_resync": round(((process_cpu_s() or 0.0) - cpu) * 1000 / done, 3),
+        "steady_cpu_ms_per_resync": round(cpu_used * 1000 / done, 3) if done else 0.0,
     }
-    if sim_cpu is not None:
-        found["steady_sim_cpu_ms_per_resync"] = round(
-            ((process_cpu_s(sim_pid) or 0.0) - sim_cpu) * 1000 / done, 3
-        )
-    for replica in replicas:
-        replica.apply_settings(settings)
+    if sim_used is not None:
+        found["steady_sim_cpu_ms_per_resync"] = round(sim_used * 1000 / done, 3) if done else 0.0
     return found

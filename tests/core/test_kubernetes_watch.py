@@ -264,6 +264,28 @@ def test_watched_pods_keep_a_read_only_while_the_watch_can_vouch_for_it() -> Non
     assert watched.get(third) is None, "nothing survives a break"
 
 
+def test_watched_pods_answer_nothing_while_the_watch_is_silent_or_after_a_failed_stream() -> None:
+    now = [0.0]
+    watched = WatchedPods(max_age_s=60, silence_s=15, clock=lambda: now[0])
+    environment = uuid.uuid4()
+    watched.watch_started_afresh()
+    watched.keep(environment, "1", _observation("a"), watched.ticket())
+    now[0] = 16.0  # no event, no stream ended: the connection may be gone without a word
+    assert watched.get(environment) is None
+    watched.keep(environment, "1", _observation("a"), watched.ticket())
+    watched.watch_alive()  # a stream ended as the server ends them
+    assert watched.get(environment) is None, "nothing was kept while silent"
+    watched.keep(environment, "1", _observation("a"), watched.ticket())
+    assert watched.get(environment) == _observation("a")
+    ticket = watched.ticket()
+    watched.watch_interrupted()  # a stream failed: what it missed is not caught up yet
+    assert watched.get(environment) is None
+    watched.keep(environment, "1", _observation("a"), ticket)
+    assert watched.get(environment) is None, "a read from before the failure"
+    watched.keep(environment, "1", _observation("a"), watched.ticket())
+    assert watched.get(environment) == _observation("a"), "the watch goes on"
+
+
 def test_watched_pods_are_bounded() -> None:
     watched = WatchedPods(limit=2)
     watched.watch_started_afresh()

@@ -36,3 +36,22 @@ def test_workers_and_job_intervals_change_at_the_next_tick(
         assert reconciler.apply_settings(new) == set(), "nothing left to change"
     finally:
         world.reconciler.close()
+
+
+def test_a_reload_taken_back_before_it_was_applied_leaves_nothing_to_apply(
+    engine: Engine, database_url: URL, sessions: object
+) -> None:
+    """A standby applies settings only when it leads: a reload and its revert in between must not leave
+    the reloaded values waiting for its first tick."""
+    world = build_world(engine, database_url)
+    try:
+        reconciler = world.reconciler
+        running = reconciler.ctx.settings
+        short = Settings(reconcile_workers=running.reconcile_workers, resync_seconds=1)
+        assert reconciler.apply_settings(short) == {"resync_seconds"}
+        assert reconciler.apply_settings(running) == {"resync_seconds"}, "changed back"
+        reconciler.run_until_idle()  # leads and ticks
+        reconciler.tick()
+        assert reconciler.ctx.settings.resync_seconds == running.resync_seconds
+    finally:
+        world.reconciler.close()

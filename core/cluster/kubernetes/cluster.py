@@ -66,6 +66,9 @@ from remotegpu.core.registry.credentials import PullSecret
 
 _log = logging.getLogger(__name__)
 
+WATCH_TIMEOUT_S = 5
+"""How long the API server keeps one pod watch stream open before it ends it (a new one resumes)."""
+
 METADATA_ONLY = {
     "Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 }
@@ -504,7 +507,15 @@ class KubernetesCluster:
         since: str | None = None
         while not stop.is_set():
             stream = RawWatch()  # type: ignore[no-untyped-call,unused-ignore]
-            options: dict[str, Any] = {"label_selector": selector, "timeout_seconds": 5}
+            options: dict[str, Any] = {
+                "label_selector": selector,
+                "timeout_seconds": WATCH_TIMEOUT_S,
+                # a connection dropped without a word ends in a read timeout, not a wait for ever
+                "_request_timeout": (WATCH_TIMEOUT_S, 2 * WATCH_TIMEOUT_S),
+                # the server's bookmark before a stream ends carries the current version to resume from
+                # (the last pod of the first stream's replay may be old enough to draw a 410)
+                "allow_watch_bookmarks": True,
+            }
             if since is None:
                 self._watched.watch_started_afresh()  # it replays every pod as it is now
             else:
@@ -522,25 +533,35 @@ class KubernetesCluster:
                     if stop.is_set():
                         stream.stop()  # type: ignore[no-untyped-call,unused-ignore]
                         break
-                    metadata = event["raw_object"].get("metadata") or {}
-                    labels = metadata.get("labels") or {}
-                    if ENVIRONMENT_LABEL in labels:
-                        changed = uuid.UUID(labels[ENVIRONMENT_LABEL])
-                        version = metadata.get("resourceVersion")
-                        self._watched.changed(changed, version, deleted=event.get("type") == "DELETED")
-                        if not self._pods_read.was_read(changed, version):
-                            on_change(changed)
+                    self._pod_event(event, on_change)
                 since = stream.resource_version or since
+                self._watched.watch_alive()
             except client.ApiException as error:
                 if error.status == 410:  # too old to resume: start afresh (every pod replayed once)
                     since = None
                     self._watched.watch_broken()  # changes in between are lost: nothing kept holds
+                else:
+                    self._watched.watch_interrupted()
                 _log.debug("Pod watch dropped; starting a new one", extra={"error": error.__class__.__name__})
                 stop.wait(1.0)
             except Exception as error:  # the API went away or the watch expired: start a new one shortly
                 since = stream.resource_version or since
+                self._watched.watch_interrupted()
                 _log.debug("Pod watch dropped; starting a new one", extra={"error": error.__class__.__name__})
                 stop.wait(1.0)
+
+    def _pod_event(self, event: dict[str, Any], on_change: Callable[[uuid.UUID], None]) -> None:
+        """One watch event: what is kept of the pod learns of it, and a change that is not the echo of
+        a read makes its environment due (a bookmark names no environment)."""
+        metadata = event["raw_object"].get("metadata") or {}
+        labels = metadata.get("labels") or {}
+        if ENVIRONMENT_LABEL not in labels:
+            return
+        changed = uuid.UUID(labels[ENVIRONMENT_LABEL])
+        version = metadata.get("resourceVersion")
+        self._watched.changed(changed, version, deleted=event.get("type") == "DELETED")
+        if not self._pods_read.was_read(changed, version):
+            on_change(changed)
 
     def list_nodes(self) -> list[ObservedNode]:
         """Every node, as inventory sync reads it, with what pods that are not ours use on it."""

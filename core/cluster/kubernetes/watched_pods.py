@@ -7,10 +7,14 @@ since the last read is the pod that read returned. An observation is kept here f
 
 - the watch reports the environment's pod at another version, or deleted;
 - the driver itself writes the pod (created, replaced, deleted);
-- the watch breaks in a way that can lose events (started afresh, a 410, stopped): everything goes;
+- a stream fails, or the watch breaks in a way that can lose events (started afresh, a 410, stopped):
+  everything goes;
 - it is older than `max_age_s`: a settled environment is still read from the API server every few
-  minutes, whatever the watch says (a watch that silently stopped delivering cannot hide a change
-  for longer).
+  minutes, whatever the watch says.
+
+And nothing kept is answered while the watch shows no sign of life for `silence_s` (no event and no
+stream ending as the server ends them, every few seconds): a connection dropped without a word, or a
+watch that keeps failing (a 403 after an RBAC change, 5xx), cannot hide a change for longer than that.
 
 A read races the watch: a change reported while the read was in flight may be newer than what it
 returned. A read therefore takes a `ticket` first and is kept only when no event for that
@@ -37,6 +41,10 @@ WATCHED_PODS_LIMIT = 100_000
 WATCHED_POD_MAX_AGE_S = 120.0
 """How long an observation is trusted without a read from the API server."""
 
+WATCH_SILENCE_S = 15.0
+"""How long the watch may go without a sign of life (its streams end every 5 s) before nothing kept
+is answered."""
+
 
 class Ticket(NamedTuple):
     """Taken before a read: the watch's term and the last event seen then."""
@@ -58,10 +66,13 @@ class WatchedPods:
         self,
         limit: int = WATCHED_PODS_LIMIT,
         max_age_s: float = WATCHED_POD_MAX_AGE_S,
+        silence_s: float = WATCH_SILENCE_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._limit = limit
         self._max_age_s = max_age_s
+        self._silence_s = silence_s
+        self._alive_at = 0.0
         self._clock = clock
         self._lock = threading.Lock()
         self._kept: OrderedDict[uuid.UUID, _Kept] = OrderedDict()
@@ -79,6 +90,25 @@ class WatchedPods:
         with self._lock:
             self._reset()
             self._watching = True
+            self._alive_at = self._clock()
+
+    def watch_alive(self) -> None:
+        """A stream of the watch ended as the server ends them: it is alive."""
+        with self._lock:
+            self._heard()
+
+    def _heard(self) -> None:
+        """A sign of life; after a silence, what was kept before it is not vouched for."""
+        now = self._clock()
+        if now - self._alive_at > self._silence_s:
+            self._reset()
+        self._alive_at = now
+
+    def watch_interrupted(self) -> None:
+        """A stream failed; the next resumes where it ended, but until it has caught up with what it
+        missed nothing kept is known to hold: all of it goes (read once more), the watch goes on."""
+        with self._lock:
+            self._reset()
 
     def watch_broken(self) -> None:
         """The watch can no longer resume (a 410) or stopped: nothing kept can be vouched for."""
@@ -104,7 +134,7 @@ class WatchedPods:
         if not version:
             return
         with self._lock:
-            if not self._watching or ticket.term != self._term or ticket.sequence < self._forgotten_up_to:
+            if not self._live() or ticket.term != self._term or ticket.sequence < self._forgotten_up_to:
                 return
             event = self._events.get(environment_id)
             if event is not None and event[0] > ticket.sequence and event[1] != version:
@@ -118,16 +148,20 @@ class WatchedPods:
         """The kept observation, while the watch vouches for it and it is not too old; else None."""
         with self._lock:
             kept = self._kept.get(environment_id)
-            if kept is None or not self._watching:
+            if kept is None or not self._live():
                 return None
             if self._clock() - kept.read_at > self._max_age_s:
                 del self._kept[environment_id]
                 return None
             return kept.observation
 
+    def _live(self) -> bool:
+        return self._watching and self._clock() - self._alive_at <= self._silence_s
+
     def changed(self, environment_id: uuid.UUID, version: str | None, *, deleted: bool = False) -> None:
         """The watch reported the environment's pod at `version` (or deleted)."""
         with self._lock:
+            self._heard()
             self._record(environment_id, None if deleted else version)
             kept = self._kept.get(environment_id)
             if kept is not None and (deleted or kept.version != version):

@@ -44,7 +44,7 @@ def test_small_run_reports_every_figure_and_no_violation() -> None:
     output = io.StringIO()
     figures = run(
         console=Console(file=output, width=120),
-        config=ReconcileBenchConfig(envs=20, idle_samples=2, steady_seconds=1, resync_seconds=1),
+        config=ReconcileBenchConfig(envs=20, idle_samples=2, steady_seconds=3, resync_seconds=1),
     )
     assert set(figures) >= EXPECTED
     assert_same_run_figures(figures, SAME_RUN, output.getvalue())
@@ -53,7 +53,8 @@ def test_small_run_reports_every_figure_and_no_violation() -> None:
     assert figures["failover_s"] > 0
     assert figures["submit_to_running_p99_ms"] >= figures["submit_to_running_p50_ms"] > 0
     assert "envs_per_s" in output.getvalue()
-    # 20 running, resynced every second: the steady phase sees them resynced (and not many times more)
+    # 20 running, resynced every second or a little more (a step, the next lease): over three seconds the
+    # steady phase sees two or three rounds of them, and not many times more
     assert figures["steady_resyncs_asked_per_s"] == 20
     assert 5 < figures["steady_resyncs_per_s"] < 60
     assert figures["steady_cpu_ms_per_resync"] > 0
@@ -69,7 +70,7 @@ def test_small_run_on_the_simulated_cluster_reports_both_ceilings() -> None:
             cluster="sim",
             nodes=3,
             pod_create_samples=20,
-            steady_seconds=1,
+            steady_seconds=3,
             resync_seconds=1,
         ),
     )
