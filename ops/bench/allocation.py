@@ -36,7 +36,7 @@ from remotegpu.core.environments.derived import access_port_request
 from remotegpu.core.environments.states import Phase
 from remotegpu.core.inventory.sync import GpuDevice, register_host
 from remotegpu.core.platform.db import make_engine
-from remotegpu.ops.bench import allocation_batch, claim_ceiling
+from remotegpu.ops.bench import allocation_batch, claim_ceiling, claim_lean
 from remotegpu.ops.bench.calibration import calibrate
 from remotegpu.ops.bench.database import bench_database
 from remotegpu.ops.bench.report import ordered, percentile, print_figures, ratio
@@ -61,7 +61,7 @@ class BenchConfig:
     target_utilisation: float = 0.75
     seed: int = 7
     ceiling_seconds: float = 5.0
-    """How long the bare claim transaction runs for the ceiling."""
+    """How long each same-run reference runs: the bare claim transaction, then the lean claim."""
     batch_size: int = 0
     """0: one by one (`allocate`); else the scheduler's path, this many environments per transaction."""
 
@@ -228,10 +228,13 @@ def run(
             "one_by_one_claims_per_s": one_by_one["claims_per_s"],
             "one_by_one_p99_ms": one_by_one["p99_ms"],
         }
-    figures, violations, calibration, ceiling = _measure(config, with_ceiling=True)
+    figures, violations, calibration, (ceiling, lean, lean_releases) = _measure(config, with_ceiling=True)
     figures = {
         "ceiling_claims_per_s": ceiling,
+        "ceiling_lean_claims_per_s": lean,
         "ratio_claims": ratio(figures["claims_per_s"], ceiling),
+        "ratio_lean": ratio(lean, ceiling),
+        "ratio_claims_to_lean": ratio(figures["claims_per_s"], lean),
         **(
             {"ratio_batch_to_one_by_one": ratio(figures["claims_per_s"], compared["one_by_one_claims_per_s"])}
             if compared
@@ -240,6 +243,7 @@ def run(
         "benchmark": "allocation",
         "quick": quick,
         **figures,
+        "lean_releases": lean_releases,
         **compared,
         **calibration,
     }
@@ -250,8 +254,9 @@ def run(
 
 def _measure(
     config: BenchConfig, with_ceiling: bool
-) -> tuple[dict[str, Any], list[str], dict[str, Any], float]:
-    """One path on a fresh inventory: its figures, audit findings, calibration and (optionally) ceiling."""
+) -> tuple[dict[str, Any], list[str], dict[str, Any], tuple[float, float, int]]:
+    """One path on a fresh inventory: its figures, audit findings, calibration and (optionally) the
+    references: the bare claim's rate, the lean claim's rate and the lean run's releases."""
     with bench_database("remotegpu_bench_alloc") as url:
         calibration = calibrate(url)
         share = int(config.hosts * config.gpus_per_host * config.target_utilisation / config.workers)
@@ -283,9 +288,14 @@ def _measure(
             violations = audit(connection)
             history_rows = connection.execute(text("SELECT count(*) FROM claim_history")).scalar_one()
         engine.dispose()
-        ceiling = (
-            claim_ceiling.claims_per_s(url, config.workers, config.ceiling_seconds) if with_ceiling else 0.0
-        )
+        references: tuple[float, float, int] = (0.0, 0.0, 0)
+        if with_ceiling:
+            ceiling = claim_ceiling.claims_per_s(url, config.workers, config.ceiling_seconds)
+            lean, lean_releases, lean_findings = claim_lean.measure(
+                url, config.workers, share, config.ceiling_seconds
+            )
+            violations = [*violations, *lean_findings]
+            references = (ceiling, lean, lean_releases)
 
     latencies = sorted(latency for result in results for latency in result["latencies"])
     claims = sum(result.get("claims", len(result["latencies"])) for result in results)
@@ -312,7 +322,7 @@ def _measure(
         "history_rows": history_rows,
         "violations": len(violations),
     }
-    return figures, violations, calibration, ceiling
+    return figures, violations, calibration, references
 
 
 def main(quick: bool, workers: int | None = None, batch: bool = False) -> None:

@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 
+import psycopg
 from rich.console import Console
+from sqlalchemy.engine import URL
 
-from remotegpu.ops.bench.allocation import BenchConfig, run
+from remotegpu.ops.bench import claim_lean
+from remotegpu.ops.bench.allocation import BenchConfig, _seed, run
+from remotegpu.ops.bench.database import bench_database
 from remotegpu.tests.ops.bench.same_run import CALIBRATION, assert_same_run_figures
 from remotegpu.tests.ops.test_cli import _run
 
 EXPECTED = {"claims_per_s", "gpus_per_s", "p50_ms", "p99_ms", "retries", "violations"}
-SAME_RUN = ("ceiling_claims_per_s", "ratio_claims", *CALIBRATION)
+SAME_RUN = (
+    "ceiling_claims_per_s",
+    "ceiling_lean_claims_per_s",
+    "ratio_claims",
+    "ratio_lean",
+    "ratio_claims_to_lean",
+    *CALIBRATION,
+)
 
 
 def test_small_run_reports_every_figure_and_no_violation() -> None:
@@ -34,6 +46,7 @@ def test_small_run_reports_every_figure_and_no_violation() -> None:
     assert figures["violations"] == 0
     assert figures["claims"] > 0
     assert figures["releases"] > 0, "the mix must release as well as allocate"
+    assert figures["lean_releases"] > 0, "the lean reference runs the same mix"
     assert figures["p99_ms"] >= figures["p50_ms"] > 0
     assert "claims_per_s" in output.getvalue()
     json.dumps(figures)
@@ -70,3 +83,40 @@ def test_unknown_benchmark_is_a_one_line_error() -> None:
         result.stderr.strip()
         == "error: unknown benchmark 'teleport'; choose one of: allocation, reconcile, shards, api, billing, scheduling"
     )
+
+
+def _lean_claims(url: URL) -> tuple[str, list[tuple[uuid.UUID, uuid.UUID, uuid.UUID, uuid.UUID, int]]]:
+    """A seeded inventory with the lean tables and a few lean claims made; returns the conninfo and
+    the claims (environment, workspace, user, host, GPUs)."""
+    _seed(url, BenchConfig(hosts=4, workers=1, workspaces=2, environments_per_worker=1))
+    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    tenants = claim_lean._prepare(conninfo)
+    claims: list[tuple[uuid.UUID, uuid.UUID, uuid.UUID, uuid.UUID, int]] = []
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        for index in range(6):
+            workspace, user = tenants[index % len(tenants)]
+            env = uuid.uuid4()
+            row = connection.execute(
+                "SELECT lean_claim(%s, %s, %s, 2, 8000, 0, 2)", (env, workspace, user)
+            ).fetchone()
+            assert row is not None
+            assert row[0] is not None
+            claims.append((env, workspace, user, row[0], 2))
+    return conninfo, claims
+
+
+def test_lean_reference_keeps_its_counters_and_its_check_catches_a_drift() -> None:
+    with bench_database("remotegpu_test_lean") as url:
+        conninfo, claims = _lean_claims(url)
+        with psycopg.connect(conninfo, autocommit=True) as connection:
+            env, workspace, user, host, _ = claims[0]
+            freed = connection.execute(
+                "SELECT lean_release(%s, %s, %s, %s, 8000, 0)", (env, workspace, user, host)
+            ).fetchone()
+            assert freed == (2,)
+            held = connection.execute("SELECT count(*) FROM lean_gpus WHERE holder IS NOT NULL").fetchone()
+            assert held == (10,)
+            ports = connection.execute("SELECT sum(ports_claimed) FROM lean_hosts").fetchone()
+            assert ports == (10,)
+            connection.execute("UPDATE lean_hosts SET free_gpus = free_gpus + 1 WHERE id = %s", (host,))
+        assert claim_lean.check(conninfo) == ["lean: a host's free GPUs differ from its unheld GPU rows"]
