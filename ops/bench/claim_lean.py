@@ -17,8 +17,8 @@ seeded inventory, with the benchmark's own request mix and release rule:
 No environment row, no allocation row, no per-model counters, no claim rows per GPU: whatever design
 the product moves to keeps at least this, so `ceiling_lean_claims_per_s ÷ ceiling_claims_per_s` is the
 highest `ratio_claims` a design that keeps counters and an audit trail reaches on the machine it ran
-on. `check` verifies afterwards that the lean writes kept their own counters right (a bound that
-cheated would be no bound).
+on. `check` verifies afterwards that the lean writes kept their own counters and rows right, against
+its audit (a bound that cheated would be no bound), and drops what the reference made.
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ CREATE TABLE lean_quotas (
     used_memory_bytes bigint NOT NULL DEFAULT 0, running int NOT NULL DEFAULT 0 CHECK (running >= 0));
 CREATE TABLE lean_audit (
     seq bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp(), action text NOT NULL,
-    environment_id uuid NOT NULL, host_id uuid NOT NULL, gpu_ids uuid[] NOT NULL, ports int[] NOT NULL);
+    environment_id uuid NOT NULL, workspace_id uuid NOT NULL, user_id uuid NOT NULL, host_id uuid NOT NULL,
+    gpu_ids uuid[] NOT NULL, ports int[] NOT NULL, cpu_millis bigint NOT NULL, memory_bytes bigint NOT NULL);
 
 CREATE FUNCTION lean_claim(env uuid, ws uuid, usr uuid, n int, cpu bigint, mem bigint, port_count int)
 RETURNS uuid LANGUAGE plpgsql AS $$
@@ -95,8 +96,9 @@ BEGIN
         UPDATE lean_quotas SET used_gpus = used_gpus + n, used_cpu_millis = used_cpu_millis + cpu,
                                used_memory_bytes = used_memory_bytes + mem, running = running + 1
          WHERE subject = usr;
-        INSERT INTO lean_audit (action, environment_id, host_id, gpu_ids, ports)
-        VALUES ('claim', env, candidate.id, gpu_ids, port_numbers);
+        INSERT INTO lean_audit (action, environment_id, workspace_id, user_id, host_id, gpu_ids, ports,
+                                cpu_millis, memory_bytes)
+        VALUES ('claim', env, ws, usr, candidate.id, gpu_ids, port_numbers, cpu, mem);
         RETURN candidate.id;
     END LOOP;
     RETURN NULL;
@@ -130,8 +132,9 @@ BEGIN
     UPDATE lean_quotas SET used_gpus = used_gpus - n, used_cpu_millis = used_cpu_millis - cpu,
                            used_memory_bytes = used_memory_bytes - mem, running = running - 1
      WHERE subject = usr;
-    INSERT INTO lean_audit (action, environment_id, host_id, gpu_ids, ports)
-    VALUES ('release', env, host, gpu_ids, port_numbers);
+    INSERT INTO lean_audit (action, environment_id, workspace_id, user_id, host_id, gpu_ids, ports,
+                            cpu_millis, memory_bytes)
+    VALUES ('release', env, ws, usr, host, gpu_ids, port_numbers, cpu, mem);
     RETURN n;
 END
 $$;
@@ -239,28 +242,43 @@ def measure(url: URL, workers: int, share: int, seconds: float) -> tuple[float, 
     return round(sum(claims for claims, _ in counts) / seconds, 1), sum(r for _, r in counts), findings
 
 
+_HELD = """
+    SELECT a.* FROM lean_audit a
+     WHERE a.action = 'claim'
+       AND NOT EXISTS (SELECT 1 FROM lean_audit r WHERE r.action = 'release' AND r.environment_id = a.environment_id)
+"""
+"""The claims not released, by the audit."""
+
 _CHECKS = {
-    "a host's free GPUs differ from its unheld GPU rows": """
+    "a host's counters differ from its held GPU and port rows": """
         SELECT count(*) FROM lean_hosts h
-         WHERE h.free_gpus <> (SELECT count(*) FROM lean_gpus g WHERE g.host_id = h.id AND g.holder IS NULL)""",
-    "a host's claimed ports differ from its held port rows": """
-        SELECT count(*) FROM lean_hosts h
-         WHERE h.ports_claimed <> (SELECT count(*) FROM lean_ports p WHERE p.host_id = h.id
+         WHERE h.free_gpus <> (SELECT count(*) FROM lean_gpus g WHERE g.host_id = h.id AND g.holder IS NULL)
+            OR h.ports_claimed <> (SELECT count(*) FROM lean_ports p WHERE p.host_id = h.id
                                      AND p.holder IS NOT NULL)""",
-    "a quota's GPUs differ from the claims still held": """
-        WITH held AS (
-            SELECT a.environment_id, a.host_id, cardinality(a.gpu_ids) AS gpus FROM lean_audit a
-             WHERE a.action = 'claim' AND NOT EXISTS (
-                   SELECT 1 FROM lean_audit r WHERE r.action = 'release'
-                      AND r.environment_id = a.environment_id)
+    "a host's counters differ from the audit's claims held on it": f"""
+        WITH held AS ({_HELD})
+        SELECT count(*) FROM lean_hosts h
+         WHERE (h.cpu_millis_claimed, h.memory_bytes_claimed)
+               <> (SELECT coalesce(sum(cpu_millis), 0), coalesce(sum(memory_bytes), 0)
+                     FROM held WHERE held.host_id = h.id)""",
+    "a quota's counters differ from the audit's claims held by its subject": f"""
+        WITH held AS ({_HELD})
+        SELECT count(*) FROM lean_quotas q
+         WHERE (q.used_gpus, q.used_cpu_millis, q.used_memory_bytes, q.running)
+               <> (SELECT coalesce(sum(cardinality(gpu_ids)), 0), coalesce(sum(cpu_millis), 0),
+                          coalesce(sum(memory_bytes), 0), count(*)
+                     FROM held WHERE q.subject IN (held.workspace_id, held.user_id))""",
+    "the audit's held GPUs and ports differ from the held rows": f"""
+        WITH held AS ({_HELD})
+        , audited AS (
+            SELECT unnest(gpu_ids)::text AS item FROM held
+            UNION ALL SELECT host_id::text || ':' || unnest(ports) FROM held
+        ), rows AS (
+            SELECT id::text FROM lean_gpus WHERE holder IS NOT NULL
+            UNION ALL SELECT host_id::text || ':' || port FROM lean_ports WHERE holder IS NOT NULL
         )
-        SELECT (SELECT coalesce(sum(used_gpus), 0) FROM lean_quotas)
-             - 2 * (SELECT coalesce(sum(gpus), 0) FROM held)""",
-    "the audit's held GPUs differ from the held GPU rows": """
-        SELECT (SELECT count(*) FROM lean_gpus WHERE holder IS NOT NULL)
-             - (SELECT coalesce(sum(cardinality(gpu_ids)) FILTER (WHERE action = 'claim'), 0)
-                     - coalesce(sum(cardinality(gpu_ids)) FILTER (WHERE action = 'release'), 0)
-                  FROM lean_audit)""",
+        SELECT (SELECT count(*) FROM (TABLE audited EXCEPT ALL TABLE rows) missing)
+             + (SELECT count(*) FROM (TABLE rows EXCEPT ALL TABLE audited) unaudited)""",
 }
 
 
@@ -273,4 +291,5 @@ def check(conninfo: str) -> list[str]:
             if (row := connection.execute(query).fetchone()) is not None and row[0] != 0
         ]
         connection.execute(_DROP)
+        connection.execute("DROP TABLE lean_audit, lean_ports, lean_gpus, lean_quotas, lean_hosts")
     return findings

@@ -118,5 +118,19 @@ def test_lean_reference_keeps_its_counters_and_its_check_catches_a_drift() -> No
             assert held == (10,)
             ports = connection.execute("SELECT sum(ports_claimed) FROM lean_hosts").fetchone()
             assert ports == (10,)
+        assert claim_lean.check(conninfo) == []
+
+    with bench_database("remotegpu_test_lean") as url:
+        conninfo, claims = _lean_claims(url)
+        with psycopg.connect(conninfo, autocommit=True) as connection:
+            _, workspace, _, host, _ = claims[0]
             connection.execute("UPDATE lean_hosts SET free_gpus = free_gpus + 1 WHERE id = %s", (host,))
-        assert claim_lean.check(conninfo) == ["lean: a host's free GPUs differ from its unheld GPU rows"]
+            connection.execute(
+                "UPDATE lean_quotas SET running = running + 1 WHERE subject = %s", (workspace,)
+            )
+            connection.execute("UPDATE lean_gpus SET holder = NULL WHERE holder = %s", (claims[1][0],))
+        assert claim_lean.check(conninfo) == [
+            "lean: a host's counters differ from its held GPU and port rows",
+            "lean: a quota's counters differ from the audit's claims held by its subject",
+            "lean: the audit's held GPUs and ports differ from the held rows",
+        ]
