@@ -9,7 +9,6 @@ quota, no candidate query, no counters). What the benchmark's claims/s is a frac
 
 from __future__ import annotations
 
-import multiprocessing
 import random
 import time
 import uuid
@@ -19,6 +18,7 @@ import psycopg
 from sqlalchemy.engine import URL
 
 from remotegpu.core.platform.locks import LockNamespace, lock_key
+from remotegpu.ops.bench.together import run_together
 
 TABLE = "bench_bare_gpus"
 
@@ -67,16 +67,5 @@ def claims_per_s(url: URL, workers: int, seconds: float) -> float:
     """Bare claim transactions per second over `workers` processes, on the seeded inventory of `url`."""
     conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
     hosts = _prepare(conninfo)
-    context = multiprocessing.get_context("fork")
-    ready = context.Barrier(workers)
-    out = context.Queue()
-    processes = [
-        context.Process(target=_worker, args=(conninfo, hosts, seconds, index, ready, out))
-        for index in range(workers)
-    ]
-    for process in processes:
-        process.start()
-    total: int = sum(out.get(timeout=seconds + 120) for _ in processes)
-    for process in processes:
-        process.join()
+    total: int = sum(run_together(_worker, workers, (conninfo, hosts, seconds), seconds))
     return round(total / seconds, 1)

@@ -23,7 +23,6 @@ its audit (a bound that cheated would be no bound), and drops what the reference
 
 from __future__ import annotations
 
-import multiprocessing
 import random
 import time
 import uuid
@@ -33,6 +32,7 @@ import psycopg
 from sqlalchemy.engine import URL
 
 from remotegpu.core.platform.locks import LockNamespace, lock_key
+from remotegpu.ops.bench.together import run_together
 
 SIZES = (1, 1, 1, 1, 2, 2, 4, 8)
 """The benchmark's request mix (GPUs per request)."""
@@ -226,18 +226,7 @@ def measure(url: URL, workers: int, share: int, seconds: float) -> tuple[float, 
     """Lean claims per second over `workers` processes; the releases among them; `check`'s findings."""
     conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
     tenants = _prepare(conninfo)
-    context = multiprocessing.get_context("fork")
-    ready = context.Barrier(workers)
-    out = context.Queue()
-    processes = [
-        context.Process(target=_worker, args=(conninfo, tenants, share, seconds, index, ready, out))
-        for index in range(workers)
-    ]
-    for process in processes:
-        process.start()
-    counts = [out.get(timeout=seconds + 120) for _ in processes]
-    for process in processes:
-        process.join()
+    counts = run_together(_worker, workers, (conninfo, tenants, share, seconds), seconds)
     findings = check(conninfo)
     return round(sum(claims for claims, _ in counts) / seconds, 1), sum(r for _, r in counts), findings
 
