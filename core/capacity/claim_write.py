@@ -125,32 +125,26 @@ def write_claims(
         for request, result in allocations
         for port in result.ports
     ]
-    run_pipelined(  # one statement: sent without SQLAlchemy's execution machinery, compacted
-        connection,
-        [
-            (
-                _WRITE_CLAIMS_SQL,
-                {
-                    "envs": [r.environment_id for r, _ in allocations],
-                    "workspaces": [r.workspace_id for r, _ in allocations],
-                    "users": [r.user_id for r, _ in allocations],
-                    "hosts": [result.host_id for _, result in allocations],
-                    "generations": [r.generation for r, _ in allocations],
-                    "models": [result.gpu_model for _, result in allocations],
-                    "gpu_counts": [r.gpu_count for r, _ in allocations],
-                    "cpus": [r.cpu_millis for r, _ in allocations],
-                    "mems": [r.memory_bytes for r, _ in allocations],
-                    "storages": [r.storage_charge for r, _ in allocations],
-                    "port_counts": [len(result.ports) for _, result in allocations],
-                    "gpu_envs": [env for env, _ in gpu_pairs],
-                    "gpu_ids": [gpu for _, gpu in gpu_pairs],
-                    "port_envs": [row[0] for row in port_rows],
-                    "container_ports": [row[1] for row in port_rows],
-                    "host_ports": [row[2] for row in port_rows],
-                    "protocols": [row[3] for row in port_rows],
-                    "purposes": [row[4] for row in port_rows],
-                    "names": [row[5] for row in port_rows],
-                },
-            )
-        ],
-    )
+    parameters = {
+        "envs": [r.environment_id for r, _ in allocations],
+        "workspaces": [r.workspace_id for r, _ in allocations],
+        "users": [r.user_id for r, _ in allocations],
+        "hosts": [result.host_id for _, result in allocations],
+        "generations": [r.generation for r, _ in allocations],
+        "models": [result.gpu_model for _, result in allocations],
+        "gpu_counts": [r.gpu_count for r, _ in allocations],
+        "cpus": [r.cpu_millis for r, _ in allocations],
+        "mems": [r.memory_bytes for r, _ in allocations],
+        "storages": [r.storage_charge for r, _ in allocations],
+        "port_counts": [len(result.ports) for _, result in allocations],
+        "gpu_envs": [env for env, _ in gpu_pairs],
+        "gpu_ids": [gpu for _, gpu in gpu_pairs],
+        "port_envs": [row[0] for row in port_rows],
+        "container_ports": [row[1] for row in port_rows],
+        "host_ports": [row[2] for row in port_rows],
+        "protocols": [row[3] for row in port_rows],
+        "purposes": [row[4] for row in port_rows],
+        "names": [row[5] for row in port_rows],
+    }
+    # one statement, sent as the pipeline sends it: compacted, without SQLAlchemy's execution machinery
+    run_pipelined(connection, [(_WRITE_CLAIMS_SQL, parameters)])

@@ -98,7 +98,7 @@ def _row_type(names: tuple[bytes | None, ...]) -> Any:
 
 def _named_rows(cursor: psycopg.Cursor[Any]) -> RowMaker[Any]:
     result = cursor.pgresult
-    if result is None or result.status not in _ROWS:
+    if result is None or not _has_rows(cursor):
         return tuple
     row_type = _row_type(tuple(result.fname(index) for index in range(result.nfields)))
     return row_type._make  # type: ignore[no-any-return]
