@@ -13,20 +13,19 @@ from collections.abc import Sequence
 from sqlalchemy import Connection, text
 
 from remotegpu.core.capacity.requests import AllocationRequest, AllocationResult
-from remotegpu.core.platform.pipeline import run_pipelined
 
 # Adds the allocations to a subject's usage counters, one row per subject (ON CONFLICT may touch
 # a row only once per statement), creating its quota row (unlimited) if it has none.
 _QUOTA_UPSERT = """
-        INSERT INTO resource_quotas AS q ({column}, used_gpus, used_cpu_millis, used_memory_bytes,
-                                          used_storage_bytes, running_environments)
+        INSERT INTO resource_quotas ({column}, used_gpus, used_cpu_millis, used_memory_bytes,
+                                     used_storage_bytes, running_environments)
         SELECT {subject}, sum(gpu_count), sum(cpu), sum(mem), sum(storage), count(*) FROM a GROUP BY {subject}
         ON CONFLICT ({column}) DO UPDATE SET
-            used_gpus = q.used_gpus + EXCLUDED.used_gpus,
-            used_cpu_millis = q.used_cpu_millis + EXCLUDED.used_cpu_millis,
-            used_memory_bytes = q.used_memory_bytes + EXCLUDED.used_memory_bytes,
-            used_storage_bytes = q.used_storage_bytes + EXCLUDED.used_storage_bytes,
-            running_environments = q.running_environments + EXCLUDED.running_environments
+            used_gpus = resource_quotas.used_gpus + EXCLUDED.used_gpus,
+            used_cpu_millis = resource_quotas.used_cpu_millis + EXCLUDED.used_cpu_millis,
+            used_memory_bytes = resource_quotas.used_memory_bytes + EXCLUDED.used_memory_bytes,
+            used_storage_bytes = resource_quotas.used_storage_bytes + EXCLUDED.used_storage_bytes,
+            running_environments = resource_quotas.running_environments + EXCLUDED.running_environments
         RETURNING id, {column} AS subject"""
 
 _WRITE_CLAIMS_SQL = text(
@@ -125,26 +124,27 @@ def write_claims(
         for request, result in allocations
         for port in result.ports
     ]
-    parameters = {
-        "envs": [r.environment_id for r, _ in allocations],
-        "workspaces": [r.workspace_id for r, _ in allocations],
-        "users": [r.user_id for r, _ in allocations],
-        "hosts": [result.host_id for _, result in allocations],
-        "generations": [r.generation for r, _ in allocations],
-        "models": [result.gpu_model for _, result in allocations],
-        "gpu_counts": [r.gpu_count for r, _ in allocations],
-        "cpus": [r.cpu_millis for r, _ in allocations],
-        "mems": [r.memory_bytes for r, _ in allocations],
-        "storages": [r.storage_charge for r, _ in allocations],
-        "port_counts": [len(result.ports) for _, result in allocations],
-        "gpu_envs": [env for env, _ in gpu_pairs],
-        "gpu_ids": [gpu for _, gpu in gpu_pairs],
-        "port_envs": [row[0] for row in port_rows],
-        "container_ports": [row[1] for row in port_rows],
-        "host_ports": [row[2] for row in port_rows],
-        "protocols": [row[3] for row in port_rows],
-        "purposes": [row[4] for row in port_rows],
-        "names": [row[5] for row in port_rows],
-    }
-    # one statement, sent as the pipeline sends it: compacted, without SQLAlchemy's execution machinery
-    run_pipelined(connection, [(_WRITE_CLAIMS_SQL, parameters)])
+    connection.execute(
+        _WRITE_CLAIMS_SQL,
+        {
+            "envs": [r.environment_id for r, _ in allocations],
+            "workspaces": [r.workspace_id for r, _ in allocations],
+            "users": [r.user_id for r, _ in allocations],
+            "hosts": [result.host_id for _, result in allocations],
+            "generations": [r.generation for r, _ in allocations],
+            "models": [result.gpu_model for _, result in allocations],
+            "gpu_counts": [r.gpu_count for r, _ in allocations],
+            "cpus": [r.cpu_millis for r, _ in allocations],
+            "mems": [r.memory_bytes for r, _ in allocations],
+            "storages": [r.storage_charge for r, _ in allocations],
+            "port_counts": [len(result.ports) for _, result in allocations],
+            "gpu_envs": [env for env, _ in gpu_pairs],
+            "gpu_ids": [gpu for _, gpu in gpu_pairs],
+            "port_envs": [row[0] for row in port_rows],
+            "container_ports": [row[1] for row in port_rows],
+            "host_ports": [row[2] for row in port_rows],
+            "protocols": [row[3] for row in port_rows],
+            "purposes": [row[4] for row in port_rows],
+            "names": [row[5] for row in port_rows],
+        },
+    )
