@@ -61,7 +61,8 @@ class BenchConfig:
     target_utilisation: float = 0.75
     seed: int = 7
     ceiling_seconds: float = 5.0
-    """How long each same-run reference runs: the bare claim transaction, then the lean claim."""
+    """How long each same-run reference runs: the bare claim transaction, the same under the release rule,
+    then the lean claim."""
     batch_size: int = 0
     """0: one by one (`allocate`); else the scheduler's path, this many environments per transaction."""
 
@@ -228,11 +229,14 @@ def run(
             "one_by_one_claims_per_s": one_by_one["claims_per_s"],
             "one_by_one_p99_ms": one_by_one["p99_ms"],
         }
-    figures, violations, calibration, (ceiling, lean, lean_releases) = _measure(config, with_ceiling=True)
+    figures, violations, calibration, references = _measure(config, with_ceiling=True)
+    ceiling, lean = references.bare, references.lean
     figures = {
         "ceiling_claims_per_s": ceiling,
+        "ceiling_bare_cycle_claims_per_s": references.bare_cycle,
         "ceiling_lean_claims_per_s": lean,
         "ratio_claims": ratio(figures["claims_per_s"], ceiling),
+        "ratio_bare_cycle": ratio(references.bare_cycle, ceiling),
         "ratio_lean": ratio(lean, ceiling),
         "ratio_claims_to_lean": ratio(figures["claims_per_s"], lean),
         **(
@@ -243,7 +247,8 @@ def run(
         "benchmark": "allocation",
         "quick": quick,
         **figures,
-        "lean_releases": lean_releases,
+        "bare_cycle_releases": references.bare_cycle_releases,
+        "lean_releases": references.lean_releases,
         **compared,
         **calibration,
     }
@@ -252,11 +257,25 @@ def run(
     return ordered(figures)
 
 
+@dataclass(frozen=True)
+class References:
+    """The same-run references' figures (all 0 when not measured)."""
+
+    bare: float = 0.0
+    """Bare claim transactions per second."""
+    bare_cycle: float = 0.0
+    """Bare claims per second under the benchmark's release rule, releases being bare transactions too."""
+    bare_cycle_releases: int = 0
+    lean: float = 0.0
+    """Lean claims per second (with the lean releases the rule asks for)."""
+    lean_releases: int = 0
+
+
 def _measure(
     config: BenchConfig, with_ceiling: bool
-) -> tuple[dict[str, Any], list[str], dict[str, Any], tuple[float, float, int]]:
+) -> tuple[dict[str, Any], list[str], dict[str, Any], References]:
     """One path on a fresh inventory: its figures, audit findings, calibration and (optionally) the
-    references: the bare claim's rate, the lean claim's rate and the lean run's releases."""
+    same-run references."""
     with bench_database("remotegpu_bench_alloc") as url:
         calibration = calibrate(url)
         share = int(config.hosts * config.gpus_per_host * config.target_utilisation / config.workers)
@@ -288,14 +307,17 @@ def _measure(
             violations = audit(connection)
             history_rows = connection.execute(text("SELECT count(*) FROM claim_history")).scalar_one()
         engine.dispose()
-        references: tuple[float, float, int] = (0.0, 0.0, 0)
+        references = References()
         if with_ceiling:
             ceiling = claim_ceiling.claims_per_s(url, config.workers, config.ceiling_seconds)
+            cycle, cycle_releases = claim_ceiling.cycle_claims_per_s(
+                url, config.workers, share, config.ceiling_seconds
+            )
             lean, lean_releases, lean_findings = claim_lean.measure(
                 url, config.workers, share, config.ceiling_seconds
             )
             violations = [*violations, *lean_findings]
-            references = (ceiling, lean, lean_releases)
+            references = References(ceiling, cycle, cycle_releases, lean, lean_releases)
 
     latencies = sorted(latency for result in results for latency in result["latencies"])
     claims = sum(result.get("claims", len(result["latencies"])) for result in results)

@@ -10,7 +10,7 @@ import psycopg
 from rich.console import Console
 from sqlalchemy.engine import URL
 
-from remotegpu.ops.bench import claim_lean
+from remotegpu.ops.bench import claim_ceiling, claim_lean
 from remotegpu.ops.bench.allocation import BenchConfig, _seed, run
 from remotegpu.ops.bench.database import bench_database
 from remotegpu.tests.ops.bench.same_run import CALIBRATION, assert_same_run_figures
@@ -19,8 +19,10 @@ from remotegpu.tests.ops.test_cli import _run
 EXPECTED = {"claims_per_s", "gpus_per_s", "p50_ms", "p99_ms", "retries", "violations"}
 SAME_RUN = (
     "ceiling_claims_per_s",
+    "ceiling_bare_cycle_claims_per_s",
     "ceiling_lean_claims_per_s",
     "ratio_claims",
+    "ratio_bare_cycle",
     "ratio_lean",
     "ratio_claims_to_lean",
     *CALIBRATION,
@@ -47,6 +49,7 @@ def test_small_run_reports_every_figure_and_no_violation() -> None:
     assert figures["claims"] > 0
     assert figures["releases"] > 0, "the mix must release as well as allocate"
     assert figures["lean_releases"] > 0, "the lean reference runs the same mix"
+    assert figures["bare_cycle_releases"] > 0, "so does the bare claim-and-release"
     assert figures["p99_ms"] >= figures["p50_ms"] > 0
     assert "claims_per_s" in output.getvalue()
     json.dumps(figures)
@@ -83,6 +86,22 @@ def test_unknown_benchmark_is_a_one_line_error() -> None:
         result.stderr.strip()
         == "error: unknown benchmark 'teleport'; choose one of: allocation, reconcile, shards, api, billing, scheduling"
     )
+
+
+def test_bare_cycle_releases_as_the_benchmark_does_and_holds_no_more_than_its_share() -> None:
+    with bench_database("remotegpu_test_bare_cycle") as url:
+        _seed(url, BenchConfig(hosts=4, gpus_per_host=8, workers=2, workspaces=2, environments_per_worker=2))
+        claims_per_s, releases = claim_ceiling.cycle_claims_per_s(url, workers=2, share=3, seconds=0.3)
+        conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(conninfo) as connection:
+            row = connection.execute(
+                f"SELECT count(*) FROM {claim_ceiling.TABLE} WHERE holder IS NOT NULL"
+            ).fetchone()
+    assert claims_per_s > 0
+    # each worker releases one of its holdings before claiming past three GPUs
+    assert releases >= claims_per_s * 0.3 - 2 * 3
+    assert row is not None
+    assert 0 < row[0] <= 2 * 3
 
 
 def _lean_claims(url: URL) -> tuple[str, list[tuple[uuid.UUID, uuid.UUID, uuid.UUID, uuid.UUID, int]]]:
