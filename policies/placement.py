@@ -3,12 +3,16 @@
 Bin-pack (the default) puts a request on the host whose matching GPU pool has the fewest free GPUs that
 still fit, so large contiguous blocks stay free for large requests (less fragmentation). Spread does
 the opposite, for resilience. Hosts that are cordoned, draining or not ready, and GPUs that are
-unhealthy, never appear as free capacity. Ties break on the host name, so the ranking is deterministic.
+unhealthy, never appear as free capacity. Ties break on the host name, so the ranking is deterministic;
+`rank_placements` can break them on a hash of the host name with a key of the caller's instead (the
+environment being placed), so that allocators placing different environments at once do not all try
+the same one of many equally good hosts first and queue on its lock.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -98,12 +102,29 @@ def has_room_besides_gpus(host: HostSnapshot, request: PlacementRequest) -> bool
 
 
 def rank_placements(
-    hosts: Iterable[HostSnapshot], request: PlacementRequest, strategy: Strategy = Strategy.BIN_PACK
+    hosts: Iterable[HostSnapshot],
+    request: PlacementRequest,
+    strategy: Strategy = Strategy.BIN_PACK,
+    tie_break: str = "",
 ) -> list[Placement]:
-    """All placements of `request`, best first under `strategy`; deterministic for equal inputs."""
+    """All placements of `request`, best first under `strategy`; deterministic for equal inputs.
+
+    Equally good placements (as many free GPUs) come in host-name order, or, given `tie_break`, in the
+    order of a hash of it with the host name: a different order for each key, the same for the same key.
+    """
     candidates = [placement for host in hosts for placement in fits(host, request)]
-    candidates.sort(key=_bin_pack_key if strategy is Strategy.BIN_PACK else _spread_key)
+    key = _bin_pack_key if strategy is Strategy.BIN_PACK else _spread_key
+    if tie_break:
+        candidates.sort(
+            key=lambda placement: (key(placement)[0], _mixed(tie_break, placement.host_name), key(placement))
+        )
+    else:
+        candidates.sort(key=key)
     return candidates
+
+
+def _mixed(tie_break: str, host_name: str) -> bytes:
+    return hashlib.blake2b(f"{tie_break}:{host_name}".encode(), digest_size=8).digest()
 
 
 def _bin_pack_key(placement: Placement) -> tuple[int, str, str]:

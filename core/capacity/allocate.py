@@ -66,8 +66,9 @@ class AllocationOptions:
     candidate_limit: int = 8
     preferred_host: uuid.UUID | None = None
     pause: Callable[[str], None] = _no_pause
-    """Called at named points (`quota-locked`, `quota-checked`, `host-locked`, `gpus-chosen`), so tests
-    can force interleavings."""
+    """Called at named points (`quota-locked`, `quota-checked`, `host-busy` for each candidate whose lock
+    another holds, `host-locked`, `gpus-chosen`), so tests can force interleavings and the benchmark
+    can time and count them."""
     unsafe_skip_quota_lock: bool = False
     unsafe_skip_host_lock: bool = False
 
@@ -163,6 +164,7 @@ def allocate(
         *lock_rows, room_rows = run_pipelined(connection, statements)
         if lock_rows and not lock_rows[0][0][0]:
             busy += 1
+            options.pause("host-busy")
             continue
         options.pause("host-locked")
         room = rooms_from_rows(room_rows).get(host_id)
@@ -217,7 +219,11 @@ def _ranked_candidates(
             memory_bytes_free=row.memory_free,
             ports_free=row.ports_free,
         )
-    ranked = rank_placements(hosts.values(), request.placement_request(excluded), options.strategy)
+    # ties broken per environment: concurrent allocations spread over equally good hosts instead of all
+    # trying the same host's lock first (a busy one costs a round trip to the next)
+    ranked = rank_placements(
+        hosts.values(), request.placement_request(excluded), options.strategy, str(request.environment_id)
+    )
     if options.preferred_host is not None:
         ranked.sort(key=lambda placement: placement.host_key != options.preferred_host)
     return ranked

@@ -27,7 +27,7 @@ from rich.console import Console
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 
-from remotegpu.core.capacity.allocate import allocate
+from remotegpu.core.capacity.allocate import AllocationOptions, allocate
 from remotegpu.core.capacity.audit import audit
 from remotegpu.core.capacity.quotas import QuotaLimits, set_quota
 from remotegpu.core.capacity.release import release
@@ -42,6 +42,11 @@ from remotegpu.ops.bench.database import bench_database
 from remotegpu.ops.bench.report import ordered, percentile, print_figures, ratio
 
 GIB = 1 << 30
+PARTS = ("quota_reads", "host_read", "write", "commit")
+"""An allocation's parts, by the round trips it makes: the quota locks with the reads made under them
+(the transaction's start included), the host's try-lock with the read under it (every host tried, the
+ranking before), the claim write, the commit. `mean_ms_*` averages each over every allocation and
+`tail_ms_*` over the slowest 1 %, which says whether the p99 waits on one part or on all alike."""
 SIZES = (1, 1, 1, 1, 2, 2, 4, 8)
 """The request mix: mostly small, a few whole hosts."""
 ACCESS_PORTS = (access_port_request("ssh"), access_port_request("jupyter"))
@@ -177,6 +182,17 @@ def _worker(
     releases = 0
     gpus_claimed = 0
     cursor = 0
+    marks: dict[str, float] = {}
+    busy_hosts = 0
+
+    def mark(point: str) -> None:
+        """The allocation's named points, timed (where its time goes, `PARTS`); busy hosts counted."""
+        nonlocal busy_hosts
+        marks[point] = time.perf_counter()
+        busy_hosts += point == "host-busy"
+
+    options = AllocationOptions(pause=mark)
+    parts: list[tuple[float, ...]] = []
     while time.monotonic() < deadline and pending:
         if held and (held_gpus >= share or outcomes.get("no-capacity", 0) > releases):
             victim, host = held.pop(rng.randrange(len(held)))
@@ -189,11 +205,20 @@ def _worker(
         request = pending[cursor % len(pending)]
         started = time.perf_counter()
         with engine.begin() as connection:
-            result = allocate(connection, request)
-        elapsed = time.perf_counter() - started
+            result = allocate(connection, request, options)
+            written = time.perf_counter()
+        ended = time.perf_counter()
         outcomes[result.outcome.value] = outcomes.get(result.outcome.value, 0) + 1
         if result.outcome is AllocationOutcome.ALLOCATED:
-            latencies.append(elapsed)
+            latencies.append(ended - started)
+            parts.append(
+                (
+                    marks["quota-locked"] - started,
+                    marks["host-locked"] - marks["quota-checked"],
+                    written - marks["gpus-chosen"],
+                    ended - written,
+                )
+            )
             gpus_claimed += request.gpu_count
             pending.remove(request)
             held.append((request, result.host_id))
@@ -201,7 +226,16 @@ def _worker(
         else:
             cursor += 1
     engine.dispose()
-    out.put({"latencies": latencies, "outcomes": outcomes, "releases": releases, "gpus": gpus_claimed})
+    out.put(
+        {
+            "latencies": latencies,
+            "parts": parts,
+            "outcomes": outcomes,
+            "releases": releases,
+            "gpus": gpus_claimed,
+            "busy_hosts": busy_hosts,
+        }
+    )
 
 
 def run(
@@ -319,6 +353,11 @@ def _measure(
             violations = [*violations, *lean_findings]
             references = References(ceiling, cycle, cycle_releases, lean, lean_releases)
 
+    timed = sorted(
+        (latency, part)
+        for result in results
+        for latency, part in zip(result["latencies"], result.get("parts", ()), strict=False)
+    )
     latencies = sorted(latency for result in results for latency in result["latencies"])
     claims = sum(result.get("claims", len(result["latencies"])) for result in results)
     outcomes: dict[str, int] = {}
@@ -343,8 +382,31 @@ def _measure(
         "no_capacity": outcomes.get("no-capacity", 0),
         "history_rows": history_rows,
         "violations": len(violations),
+        **(
+            {}
+            if config.batch_size
+            else {
+                # candidates skipped because another allocation or a release held their lock: a round trip each
+                "busy_hosts_per_claim": round(
+                    sum(result["busy_hosts"] for result in results) / max(claims, 1), 3
+                )
+            }
+        ),
+        **_part_figures([part for _, part in timed], [part for _, part in timed[int(len(timed) * 0.99) :]]),
     }
     return figures, violations, calibration, references
+
+
+def _part_figures(every: list[tuple[float, ...]], tail: list[tuple[float, ...]]) -> dict[str, float]:
+    """`mean_ms_*` and `tail_ms_*` of `PARTS` (none for the batch path, which has no such parts)."""
+    figures: dict[str, float] = {}
+    for prefix, sample in (("mean_ms", every), ("tail_ms", tail)):
+        for index, name in enumerate(PARTS):
+            if sample:
+                figures[f"{prefix}_{name}"] = round(
+                    sum(part[index] for part in sample) / len(sample) * 1000, 2
+                )
+    return figures
 
 
 def main(quick: bool, workers: int | None = None, batch: bool = False) -> None:

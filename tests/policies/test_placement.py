@@ -51,6 +51,20 @@ def test_ties_break_on_the_host_name() -> None:
     assert [p.host_name for p in rank_placements(hosts, PlacementRequest(gpu_count=1))] == ["a", "m", "z"]
 
 
+def test_a_tie_break_key_orders_equals_its_own_way_and_keeps_the_strategy_first() -> None:
+    hosts = [host(f"node-{index:02d}", ("H100", 4)) for index in range(16)] + [host("packed", ("H100", 2))]
+    request = PlacementRequest(gpu_count=1)
+    firsts = set()
+    for key in (f"env-{index}" for index in range(40)):
+        ranked = [p.host_name for p in rank_placements(hosts, request, tie_break=key)]
+        assert ranked[0] == "packed", "the fullest fitting host still comes first"
+        assert ranked == [p.host_name for p in rank_placements(list(reversed(hosts)), request, tie_break=key)]
+        assert sorted(ranked[1:]) == [f"node-{index:02d}" for index in range(16)]
+        firsts.add(ranked[1])
+    # forty environments placed at once would not all try the same one of sixteen equal hosts first
+    assert len(firsts) >= 8
+
+
 def test_model_must_match_and_any_takes_one_pool() -> None:
     mixed = host("mixed", ("A100", 2), ("H100", 2))
     assert [p.gpu_model for p in fits(mixed, PlacementRequest(gpu_count=2, gpu_model="H100"))] == ["H100"]
@@ -124,3 +138,15 @@ def test_every_ranked_placement_fits_and_the_ranking_is_deterministic(
             assert request.gpu_model in (None, pool.model)
     expected = sum(len(fits(h, request)) for h in hosts)
     assert len(ranked) == expected
+
+
+@given(snapshots, requests, st.sampled_from(list(Strategy)), st.text(min_size=1, max_size=12))
+def test_a_tie_break_only_reorders_equally_good_placements(
+    hosts: list[HostSnapshot], request: PlacementRequest, strategy: Strategy, key: str
+) -> None:
+    """Invariant: with a tie-break key the ranking holds the same placements, as good at each place."""
+    by_name = rank_placements(hosts, request, strategy)
+    keyed = rank_placements(hosts, request, strategy, tie_break=key)
+    assert sorted(keyed, key=repr) == sorted(by_name, key=repr)
+    assert [p.free_gpus_before for p in keyed] == [p.free_gpus_before for p in by_name]
+    assert keyed == rank_placements(list(reversed(hosts)), request, strategy, tie_break=key)
