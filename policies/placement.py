@@ -138,7 +138,8 @@ def _spread_key(placement: Placement) -> tuple[int, str, str]:
 def best_placement(
     hosts: Iterable[HostSnapshot], request: PlacementRequest, strategy: Strategy = Strategy.BIN_PACK
 ) -> Placement | None:
-    """The first placement `rank_placements` would give (None when none fits), without sorting the rest."""
+    """The first placement `rank_placements` would give without a tie-break key (None when none fits),
+    without sorting the rest."""
     key = _bin_pack_key if strategy is Strategy.BIN_PACK else _spread_key
     return min((placement for host in hosts for placement in fits(host, request)), key=key, default=None)
 

@@ -100,12 +100,17 @@ def run_operation(
     pause: Callable[[str], None],
     unsafe: dict[str, bool],
 ) -> str:
-    """Run one operation in the caller's transaction; returns its outcome in words."""
+    """Run one operation in the caller's transaction; returns its outcome in words.
+
+    `unsafe` holds the allocator's `unsafe_*` switches, and `prefer_first_host`: every allocation tries
+    the world's first host first, so that racers meet on one host (equally good hosts otherwise come
+    in an order of each environment's own)."""
     kind = str(operation[0])
     options = AllocationOptions(
         pause=pause,
         unsafe_skip_quota_lock=unsafe.get("unsafe_skip_quota_lock", False),
         unsafe_skip_host_lock=unsafe.get("unsafe_skip_host_lock", False),
+        preferred_host=world.hosts[0] if unsafe.get("prefer_first_host", False) else None,
     )
     if kind == "allocate":
         request = world.requests[operation[1]]

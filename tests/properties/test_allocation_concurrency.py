@@ -210,7 +210,10 @@ def test_without_host_lock_and_unique_index_the_audit_catches_a_double_allocatio
             [("allocate", 0, "gpus-chosen", "barrier")],
             [("allocate", 5, "gpus-chosen", "barrier")],
         ]
-        outcomes = workers.run(world, racers, unsafe={"unsafe_skip_host_lock": True})
+        # both try the same host first: without its lock, both take the same GPUs
+        outcomes = workers.run(
+            world, racers, unsafe={"unsafe_skip_host_lock": True, "prefer_first_host": True}
+        )
         assert outcomes == [["allocated"], ["allocated"]]
         with engine.connect() as connection:
             findings = audit(connection)
